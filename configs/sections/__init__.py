@@ -1,0 +1,1 @@
+"""One module per settings section, so each stage owns its own configuration."""

@@ -1,0 +1,1 @@
+"""CLI commands, one module per area. Each module exposes `register(cli)`."""

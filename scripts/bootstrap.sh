@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create or refresh .venv from the lock file. Installs uv first if the machine has none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then
+  UV=(python3 -m uv)
+else
+  echo "bootstrap: installing uv with pip" >&2
+  python3 -m pip install --quiet --disable-pip-version-check uv
+  UV=(python3 -m uv)
+fi
+"${UV[@]}" sync --frozen --quiet

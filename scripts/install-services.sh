@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the servers the integration tests start, from Debian's packages, when they are missing.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+  echo "install-services: need ${need[*]} but cannot install (not root, no sudo); those tests will skip" >&2
+  exit 0
+fi
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-services: installing ${need[*]}" >&2
+$SUDO apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged services; tests start their own on loopback, so stop these.
+for s in redis-server postgresql; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
