@@ -1,8 +1,65 @@
-"""Where each raw source is read from and how its columns map onto Persona's names."""
+"""Where each raw source is read from and how its columns map onto Persona's names.
 
-from typing import Literal
+Column names Persona understands, per source (`columns:` maps these names to the source's own):
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+- orders, `layout: orders` (one row per order): required `order_id`, `customer_ref`, `order_ts`,
+  `amount` (gross, >= 0); optional `discount` (currency units, default 0), `quantity` (default 1),
+  `category`, `status` (see the `*_statuses` lists; empty = completed).
+- orders, `layout: order_lines` (one row per product line): required `order_id`, `customer_ref`,
+  `order_ts`, `quantity` (negative = returned units), `unit_price` (>= 0); optional `line_id`,
+  `product_id`, `discount` (of the line, currency units), `category`, `status` (a line whose status is in
+  `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are summed per `order_id`:
+  amount = sum(quantity * unit_price) of the purchase lines (quantity > 0) minus their discounts,
+  quantity = their units, category = the category with the largest value; the order is returned if any
+  line is a return, cancelled if every purchase line is cancelled.
+- `customer_ref` (orders) and `user_ref` (events): with `customer_key: contact` an email, a phone or a
+  CRM contact id to resolve; with `customer_key: customer_id` a ready customer number of the business
+  (joined to CRM contacts by `contact_id` when they share it).
+- contacts: required `contact_id`; optional `phone`, `email`, `region`, `city`, `signup_date`,
+  `acquisition_channel`, `customer_type`, `consent_profiling` (Y/N/yes/no/true/false/1/0; empty = never
+  asked = allowed), `last_updated`. `full_name` is accepted in the mapping but never read.
+- events: required `user_ref`, `event_type`, `event_ts`; optional `event_id`, `channel`.
+- leads: required `lead_id`, `created_at`; optional `email`, `phone` (at least one of them),
+  `source`, `campaign`, `engagement_score` (0-100), `converted` (0/1), `converted_at`.
+
+Map a name to `null` to say the source has no such column.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Persona column names per source (and orders layout): (required, optional).
+ORDER_COLUMNS = (
+    ("order_id", "customer_ref", "order_ts", "amount"),
+    ("discount", "quantity", "category", "status"),
+)
+ORDER_LINE_COLUMNS = (
+    ("order_id", "customer_ref", "order_ts", "quantity", "unit_price"),
+    ("line_id", "product_id", "discount", "category", "status"),
+)
+CONTACT_COLUMNS = (
+    ("contact_id",),
+    (
+        "phone",
+        "email",
+        "region",
+        "city",
+        "signup_date",
+        "acquisition_channel",
+        "customer_type",
+        "consent_profiling",
+        "last_updated",
+    ),
+)
+EVENT_COLUMNS = (("user_ref", "event_type", "event_ts"), ("event_id", "channel"))
+LEAD_COLUMNS = (
+    ("lead_id", "created_at"),
+    ("email", "phone", "source", "campaign", "engagement_score", "converted", "converted_at"),
+)
+# Names accepted in a mapping but deliberately never read (raw PII that nothing downstream needs).
+IGNORED_COLUMNS = {"contacts": ("full_name",)}
 
 
 class SourceConfig(BaseModel):
@@ -14,13 +71,21 @@ class SourceConfig(BaseModel):
     url: str | None = None
     table: str | None = None
     format: Literal["auto", "csv", "parquet", "sql"] = "auto"
-    # Persona's column name -> the column name in this source.
-    columns: dict[str, str] = Field(default_factory=dict)
+    # Persona's column name -> the column name in this source (null: the source has no such column).
+    columns: dict[str, str | None] = Field(default_factory=dict)
     # orders only: one row per order, or one row per product line.
     layout: Literal["orders", "order_lines"] = "orders"
     # orders/events only: what identifies the person (a ready customer id, or an email/phone to resolve).
     customer_key: Literal["customer_id", "contact"] = "contact"
     csv_sep: str = ","
+    # Time zone of timestamps written without an offset (IANA name).
+    timezone: str = "UTC"
+    # orders only: status values (compared trimmed and lower-cased); anything else is quarantined.
+    completed_statuses: list[str] = Field(
+        default_factory=lambda: ["completed", "complete", "paid", "shipped", "delivered"]
+    )
+    returned_statuses: list[str] = Field(default_factory=lambda: ["returned", "return", "refunded"])
+    cancelled_statuses: list[str] = Field(default_factory=lambda: ["cancelled", "canceled", "void"])
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":
@@ -30,9 +95,33 @@ class SourceConfig(BaseModel):
             raise ValueError("'url' needs 'table'")
         return self
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as 'UTC' or 'Asia/Shanghai')"
+            ) from None
+        return v
+
     @property
     def configured(self) -> bool:
         return bool(self.path or self.url)
+
+    def mapped(self) -> dict[str, str]:
+        """Persona name -> source column, without the names mapped to null."""
+        return {k: v for k, v in self.columns.items() if v}
+
+
+def known_columns(source: str, layout: str = "orders") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(required, optional) Persona column names of a source (orders: of its layout)."""
+    if source == "orders":
+        return ORDER_LINE_COLUMNS if layout == "order_lines" else ORDER_COLUMNS
+    return {"contacts": CONTACT_COLUMNS, "events": EVENT_COLUMNS, "leads": LEAD_COLUMNS}[source]
 
 
 class SourcesConfig(BaseModel):
@@ -42,9 +131,34 @@ class SourcesConfig(BaseModel):
     contacts: SourceConfig = Field(default_factory=SourceConfig)
     events: SourceConfig = Field(default_factory=SourceConfig)
     leads: SourceConfig = Field(default_factory=SourceConfig)
+    # Timestamps after this instant are quarantined (a clock error upstream). Default: the run's start.
+    as_of: datetime | None = None
+
+    @field_validator("contacts", "events", "leads", mode="before")
+    @classmethod
+    def _null_is_absent(cls, v: Any) -> Any:
+        # `contacts: null` in an override file switches an optional source off.
+        return {} if v is None else v
 
     @model_validator(mode="after")
     def _orders_required(self) -> "SourcesConfig":
         if not self.orders.configured:
             raise ValueError("orders: a 'path' or 'url' is required (orders are the one required source)")
+        return self
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "SourcesConfig":
+        for name in ("orders", "contacts", "events", "leads"):
+            source: SourceConfig = getattr(self, name)
+            allowed = set(IGNORED_COLUMNS.get(name, ()))
+            # base.yaml's orders mapping is merged into any override, so orders accept both layouts' names.
+            layouts = ("orders", "order_lines") if name == "orders" else ("orders",)
+            for layout in layouts:
+                required, optional = known_columns(name, layout)
+                allowed |= set(required) | set(optional)
+            unknown = sorted(set(source.columns) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"{name}.columns: unknown Persona column name(s) {unknown}; known: {sorted(allowed)}"
+                )
         return self

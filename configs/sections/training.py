@@ -1,13 +1,38 @@
 """Training: labels, splits, models, MLflow and the promotion gate."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelKind = Literal["segments", "churn", "conversion"]
 
 
-class MlflowConfig(BaseModel):
+class GateConfig(BaseModel):
+    """When a new version may take the `champion` alias."""
+
     model_config = ConfigDict(extra="forbid")
 
-    tracking_uri: str = "sqlite:///{data_dir}/mlflow/mlflow.db"
-    artifact_root: str = "{data_dir}/mlflow/artifacts"
+    # Classifiers: the challenger must beat the champion on the same fresh test window by `margin` on
+    # `primary_metric`, clear every floor, and never be worse than the logistic baseline.
+    primary_metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
+    margin: float = Field(0.0, ge=0.0)
+    floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion above a floor.
+    silhouette_floor: float = Field(0.05, ge=-1.0, le=1.0)
+    ari_floor: float = Field(0.3, ge=-1.0, le=1.0)
+
+
+class SegmentsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(None, ge=2)  # fixed k, or None to pick from k_range by silhouette
+    k_range: list[int] = Field(default_factory=lambda: [3, 8])
+
+    @model_validator(mode="after")
+    def _range(self) -> "SegmentsConfig":
+        if len(self.k_range) != 2 or not 2 <= self.k_range[0] <= self.k_range[1]:
+            raise ValueError("k_range must be [low, high] with 2 <= low <= high")
+        return self
 
 
 class TrainingConfig(BaseModel):
@@ -16,3 +41,27 @@ class TrainingConfig(BaseModel):
     seed: int = 7
     churn_horizon_days: int = Field(90, gt=0)
     conversion_horizon_days: int = Field(60, gt=0)
+    # A customer is "active" at snapshot t with a completed order in the `activity_window_days` before t.
+    activity_window_days: int = Field(365, gt=0)
+    # LightGBM overrides passed to models.classifier.fit_classifier (also calibration, tier_shares, ...)
+    params: dict[str, float | int | str | list[float]] = Field(default_factory=dict)
+    # FeatureService each model kind is trained on (and recorded on the model version).
+    services: dict[ModelKind, str] = Field(
+        default_factory=lambda: {
+            "segments": "segmentation_v1",
+            "churn": "churn_v1",
+            "conversion": "conversion_v1",
+        }
+    )
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    lock_path: str = "{data_dir}/state/retrain.lock"
+
+
+class MlflowConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = "sqlite:///{data_dir}/mlflow/mlflow.db"
+    artifact_root: str = "{data_dir}/mlflow/artifacts"
+    registry_uri: str | None = None  # None: the tracking URI
+    experiment_prefix: str = "persona"  # experiments and registered models: persona-segments, ...

@@ -1,9 +1,130 @@
-"""CLI: crm commands (owned by the stage that implements them)."""
+"""CLI: `persona crm sync | replay | status`: the CRM write-back outbox, by hand."""
 
 from __future__ import annotations
 
+import math
+import time
+from typing import TYPE_CHECKING
+
 import click
+
+from persona.commands._common import settings_from
+
+if TYPE_CHECKING:
+    from serving.dispatcher import Dispatcher, DispatchStats
+
+
+def _drain(dispatcher: Dispatcher, *, timeout: float, description: str) -> DispatchStats:
+    from persona.progress import track
+    from serving.dispatcher import DispatchStats
+
+    pending = dispatcher.outbox.counts()["pending"]
+    total = DispatchStats()
+    rounds = dispatcher.rounds(deadline=time.time() + timeout)
+    for stats in track(
+        rounds, total=max(1, math.ceil(pending / dispatcher.batch_size)), description=description
+    ):
+        total.add(stats)
+    return total
+
+
+def _summary(dispatcher: Dispatcher, stats: DispatchStats) -> None:
+    counts = dispatcher.outbox.counts()
+    click.echo(
+        f"crm ({dispatcher.connector.name}): delivered {stats.delivered}, retried {stats.retried}, "
+        f"dead-lettered {stats.dead}, superseded {stats.superseded}, already applied {stats.duplicates}, "
+        f"rate-limited {stats.rate_limited}x"
+    )
+    click.echo(f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, {counts['dead']} dead")
+    if counts["pending"]:
+        due = dispatcher.outbox.next_due()
+        if due is not None:
+            click.echo(f"next retry in {max(0.0, due - time.time()):.0f}s (run `persona crm sync` again)")
+    if counts["dead"]:
+        click.echo("dead letters: `persona crm status` shows why; `persona crm replay` re-sends them")
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
+
+    @cli.group()
+    def crm() -> None:
+        """CRM write-back: deliver queued tag changes, replay dead letters, show the outbox."""
+
+    @crm.command()
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=600.0,
+        show_default=True,
+        help="Stop waiting for retries after this many seconds (entries stay queued).",
+    )
+    @click.pass_context
+    def sync(ctx: click.Context, timeout: float) -> None:
+        """Deliver every queued tag change to the CRM once (retrying with back-off until done)."""
+        from serving.dispatcher import build_dispatcher
+
+        dispatcher = build_dispatcher(settings_from(ctx))
+        try:
+            stats = _drain(dispatcher, timeout=timeout, description="delivering to CRM")
+            _summary(dispatcher, stats)
+        finally:
+            dispatcher.connector.close()
+
+    @crm.command()
+    @click.option("--id", "ids", type=int, multiple=True, help="Replay only these outbox ids (default: all).")
+    @click.option("--no-send", is_flag=True, help="Only re-queue; the next `crm sync` or the service sends.")
+    @click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True)
+    @click.pass_context
+    def replay(ctx: click.Context, ids: tuple[int, ...], no_send: bool, timeout: float) -> None:
+        """Re-queue dead-lettered changes (after fixing their cause) and send them."""
+        from serving.dispatcher import build_dispatcher
+
+        dispatcher = build_dispatcher(settings_from(ctx))
+        try:
+            count = dispatcher.outbox.replay(now=time.time(), ids=list(ids) if ids else None)
+            click.echo(f"re-queued {count} dead letter(s)")
+            if count and not no_send:
+                stats = _drain(dispatcher, timeout=timeout, description="re-sending to CRM")
+                _summary(dispatcher, stats)
+        finally:
+            dispatcher.connector.close()
+
+    @crm.command()
+    @click.option(
+        "--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Dead letters to list."
+    )
+    @click.pass_context
+    def status(ctx: click.Context, limit: int) -> None:
+        """Outbox counts (pending / delivered / dead / superseded) and the oldest dead letters."""
+        from serving.outbox import Outbox, make_state_engine
+
+        settings = settings_from(ctx)
+        outbox = Outbox(make_state_engine(settings.url(settings.state_url)))
+        outbox.create_schema()
+        counts = outbox.counts()
+        click.echo(
+            f"outbox ({settings.crm.connector} -> {_safe_url(settings.url(settings.crm.url))}): "
+            + ", ".join(f"{counts[s]} {s}" for s in ("pending", "delivered", "dead", "superseded"))
+        )
+        due = outbox.next_due()
+        if counts["pending"] and due is not None:
+            click.echo(f"next delivery due in {max(0.0, due - time.time()):.0f}s")
+        for dead in outbox.dead_letters(limit=limit):
+            click.echo(
+                f"  dead #{dead.id} customer {dead.customer_id} tag {dead.tag}={dead.new_value!r} "
+                f"after {dead.attempts} attempt(s): {dead.reason}"
+            )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without any password, for display."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if url.startswith(("http://", "https://")):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(invalid URL)"

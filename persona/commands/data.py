@@ -1,9 +1,79 @@
-"""CLI: data commands (owned by the stage that implements them)."""
+"""CLI: `persona data ...` (the synthetic source systems)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 import click
+
+from persona.commands._common import settings_from
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
+
+    @cli.group("data")
+    def data() -> None:
+        """Synthetic CRM data: the source systems Persona reads."""
+
+    @data.command("generate")
+    @click.option(
+        "--customers", type=int, default=None, help="Number of true persons (default: generator.customers)."
+    )
+    @click.option(
+        "--seed", type=int, default=None, help="Random seed; the same seed writes byte-identical files."
+    )
+    @click.option(
+        "--out",
+        "out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Output directory (default: {data_dir}/raw).",
+    )
+    @click.option(
+        "--start", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="First day of activity."
+    )
+    @click.option(
+        "--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Last day of activity."
+    )
+    @click.option("--force", is_flag=True, help="Replace an output directory that already holds data.")
+    @click.pass_context
+    def generate(
+        ctx: click.Context,
+        customers: int | None,
+        seed: int | None,
+        out: Path | None,
+        start: datetime | None,
+        end: datetime | None,
+        force: bool,
+    ) -> None:
+        """Write crm.sqlite, orders.csv.gz, events.csv.gz, leads.csv and ground_truth/ into OUT."""
+        from features.synthetic import generate as run_generator
+        from persona.progress import track
+
+        given = {
+            "customers": customers,
+            "seed": seed,
+            "start": start and start.date(),
+            "end": end and end.date(),
+        }
+        overrides = {k: v for k, v in given.items() if v is not None}
+        settings = settings_from(ctx, **({"generator": overrides} if overrides else {}))
+        config = settings.generator
+        target = out if out is not None else settings.data_dir / "raw"
+        click.echo(
+            f"generating {config.customers:,} persons, seed {config.seed}, {config.start}..{config.end} -> {target}"
+        )
+        summary = run_generator(
+            config,
+            out=target,
+            force=force,
+            progress=lambda stages: track(stages, total=len(stages), description="generating"),
+        )
+        for source, rows in summary.rows.items():
+            click.echo(f"  {source:<9} {rows:>12,} rows")
+        click.echo(
+            f"  persons {summary.persons:,} (customers {summary.customers:,}, converted leads "
+            f"{summary.leads_converted:,}); done in {summary.seconds:.1f}s"
+        )

@@ -1,9 +1,129 @@
-"""CLI: tags commands (owned by the stage that implements them)."""
+"""CLI: `persona tags list | check | fit | explain`: the tag catalog, its cut points and tag history."""
 
 from __future__ import annotations
 
+import textwrap
+
 import click
+
+from persona.commands._common import settings_from
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
+
+    @cli.group("tags")
+    def tags() -> None:
+        """The tag catalog (configs/tags.yaml), its fitted cut points and each customer's tag history."""
+
+    @tags.command("list")
+    @click.pass_context
+    def list_tags(ctx: click.Context) -> None:
+        """Show the catalog: key, kind, type, cadence, CRM field, version, description."""
+        from serving.tagging import load_catalog
+
+        settings = settings_from(ctx)
+        catalog = load_catalog(settings)
+        click.echo(f"tag catalog {catalog.source} (version {catalog.version}): {len(catalog.tags)} tags")
+        header = (
+            f"{'key':<20} {'kind':<8} {'type':<9} {'cadence':<9} {'crm_field':<28} {'ver':>3}  description"
+        )
+        click.echo(header)
+        click.echo("-" * len(header))
+        for t in catalog.tags:
+            desc = textwrap.shorten(t.description, width=70, placeholder="...")
+            click.echo(
+                f"{t.key:<20} {t.kind:<8} {t.value_type:<9} {t.cadence:<9} {t.crm_field:<28} {t.version:>3}  {desc}"
+            )
+        if catalog.cutpoints:
+            fitted = ", ".join(f"{c.name} ({c.feature}, {c.bins} bins)" for c in catalog.cutpoints.values())
+            click.echo(f"cut points fitted at training time: {fitted}")
+
+    @tags.command("check")
+    @click.option(
+        "--feast/--no-feast",
+        default=True,
+        show_default=True,
+        help="Check names against the Feast FeatureServices (else the contract's feature list).",
+    )
+    @click.pass_context
+    def check_tags(ctx: click.Context, feast: bool) -> None:
+        """Check the catalog (syntax, names, types, duplicates) without changing anything."""
+        from serving.tagging import load_catalog
+
+        settings = settings_from(ctx)
+        catalog = load_catalog(settings, store=settings if feast else None)
+        against = (
+            f"FeatureServices {', '.join(settings.feast.services)}" if feast else "the contract's features"
+        )
+        click.echo(
+            f"{catalog.source}: {len(catalog.tags)} tags OK (names checked against {against} + model outputs)"
+        )
+
+    @tags.command("fit")
+    @click.pass_context
+    def fit_tags(ctx: click.Context) -> None:
+        """Fit the catalog's quantile cut points on the latest feature snapshot and save them."""
+        from models.tag_engine import read_cutpoints
+        from serving.tagging import fit_and_save, load_catalog
+
+        settings = settings_from(ctx)
+        catalog = load_catalog(settings)
+        if not catalog.cutpoints:
+            click.echo("the catalog declares no cut points: nothing to fit")
+            return
+        path = fit_and_save(settings, catalog=catalog)
+        payload = read_cutpoints(path)
+        click.echo(
+            f"cut points saved to {path} (snapshot {payload['snapshot']}, catalog {payload['catalog_version']})"
+        )
+        for name, cut in payload["cutpoints"].items():
+            edges = ", ".join(f"{e:g}" for e in cut["edges"])
+            click.echo(f"  {name:<12} {cut['feature']:<18} edges [{edges}] from {cut['rows']:,} customers")
+
+    @tags.command("explain")
+    @click.argument("customer_id")
+    @click.option("--changes", "limit", type=int, default=None, help="How many recent changes to show.")
+    @click.pass_context
+    def explain(ctx: click.Context, customer_id: str, limit: int | None) -> None:
+        """Show a customer's tags, the inputs and rule/model version behind each, and the last changes."""
+        from persona.errors import PersonaError
+        from serving.tagging import load_catalog, open_tag_store
+
+        settings = settings_from(ctx)
+        catalog = load_catalog(settings)
+        store = open_tag_store(settings, catalog)
+        current = store.current(customer_id)
+        if not current:
+            raise PersonaError(
+                f"no tags recorded for customer {customer_id}",
+                hint="check the id (customer ids look like P0123456789ab); customers who withdrew consent "
+                "are never tagged",
+            )
+        order = {k: i for i, k in enumerate(catalog.keys)}
+        current.sort(key=lambda c: order.get(c.tag, len(order)))
+        click.echo(f"customer {customer_id}: {len(current)} tags")
+        for c in current:
+            value = "(unset)" if c.value is None else c.value
+            click.echo(
+                f"  {c.tag:<20} = {value:<20} since {c.updated_at:%Y-%m-%d %H:%M} UTC  by {c.produced_by}"
+            )
+            if c.inputs:
+                click.echo(f"  {'':<20}   inputs: {_inputs(c.inputs)}")
+        history = store.history(customer_id, limit=limit or settings.tags.explain_history)
+        click.echo(f"last {len(history)} change(s):")
+        for h in history:
+            old = "(unset)" if h.old_value is None else h.old_value
+            new = "(unset)" if h.new_value is None else h.new_value
+            click.echo(f"  {h.changed_at:%Y-%m-%d %H:%M} {h.tag:<20} {old} -> {new}  by {h.produced_by}")
+            if h.inputs:
+                click.echo(f"  {'':<16} {'':<20} inputs: {_inputs(h.inputs)}")
+
+
+def _inputs(values: dict[str, object]) -> str:
+    def show(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return "null" if v is None else str(v)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in values.items())

@@ -1,9 +1,149 @@
-"""CLI: train commands (owned by the stage that implements them)."""
+"""CLI: train, compare, promote, retrain, schedule (training stage). Heavy imports stay inside commands."""
 
 from __future__ import annotations
 
 import click
 
+from persona.commands._common import settings_from
+
+KINDS = ("segments", "churn", "conversion")
+
+
+def _summary(outcome) -> str:
+    d = outcome.decision
+    head = f"{outcome.kind}: v{outcome.version} (run {outcome.run_id[:8]}, {outcome.service})"
+    if outcome.kind == "segments":
+        nums = ", ".join(
+            f"{k} {v:.3f}" for k, v in outcome.metrics.items() if k in ("silhouette", "ari_vs_champion")
+        )
+    else:
+        base = outcome.extra.get("baseline") or {}
+        nums = (
+            f"test ROC-AUC {outcome.metrics['roc_auc']:.3f}, PR-AUC {outcome.metrics['pr_auc']:.3f} "
+            f"(baseline {base.get('roc_auc', float('nan')):.3f} / {base.get('pr_auc', float('nan')):.3f})"
+        )
+    verdict = (
+        "champion" if outcome.promoted else ("passes the gate" if d.promote else "challenger (not promoted)")
+    )
+    return f"{head}: {nums}\n  -> {verdict}: {d.reason}"
+
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
+
+    @cli.command("train")
+    @click.argument("kind", type=click.Choice([*KINDS, "all"]))
+    @click.option("--no-promote", is_flag=True, help="Register as challenger only; never move champion.")
+    @click.pass_context
+    def train_cmd(ctx: click.Context, kind: str, no_promote: bool) -> None:
+        """Train KIND from the Feast FeatureService, log it to MLflow, register it and run the gate."""
+        from persona.errors import StageSkipped
+        from persona.progress import track
+        from training.jobs import train_model
+
+        settings = settings_from(ctx)
+        kinds = KINDS if kind == "all" else (kind,)
+        for one in track(kinds, total=len(kinds), description="training"):
+            try:
+                outcome = train_model(settings, one, promote=not no_promote)
+            except StageSkipped as exc:
+                if kind != "all":
+                    raise
+                click.echo(f"{one}: skipped ({exc.message})")
+                continue
+            click.echo(_summary(outcome))
+
+    @cli.command("compare")
+    @click.argument("kind", required=False, type=click.Choice(KINDS))
+    @click.pass_context
+    def compare_cmd(ctx: click.Context, kind: str | None) -> None:
+        """Table of registered versions: aliases, FeatureService, gate decision, held-out metrics."""
+        import pandas as pd
+
+        from training.registry import compare
+
+        frame = compare(settings_from(ctx), (kind,) if kind else KINDS)
+        if frame.empty:
+            click.echo("no registered models yet (persona train all)")
+            return
+        shown = frame.dropna(axis=1, how="all").fillna("")
+        with pd.option_context(
+            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
+        ):
+            click.echo(shown.to_string(index=False))
+
+    @cli.command("promote")
+    @click.argument("kind", required=False, type=click.Choice(KINDS))
+    @click.option(
+        "--version", "version", type=int, help="Force this version to champion (recorded as manual)."
+    )
+    @click.option("--rollback", is_flag=True, help="Give champion back to the version it replaced.")
+    @click.pass_context
+    def promote_cmd(ctx: click.Context, kind: str | None, version: int | None, rollback: bool) -> None:
+        """Force a promotion (`promote KIND --version N`) or roll back (`promote --rollback [KIND]`)."""
+        from training.registry import champion_version, promote_manual
+        from training.registry import rollback as do_rollback
+
+        settings = settings_from(ctx)
+        if rollback == (version is not None):
+            raise click.UsageError("give either --version N (with KIND) or --rollback [KIND]")
+        if rollback:
+            kinds = (kind,) if kind else KINDS
+            done = 0
+            for one in kinds:
+                if kind is None and champion_version(settings, one) is None:
+                    continue
+                before, after = do_rollback(settings, one)
+                click.echo(f"{one}: champion v{before} -> v{after} (rollback)")
+                done += 1
+            if not done:
+                click.echo("no champion to roll back")
+            return
+        if kind is None:
+            raise click.UsageError("--version needs KIND (segments, churn or conversion)")
+        before = promote_manual(settings, kind, version=str(version))
+        click.echo(f"{kind}: champion v{before or '-'} -> v{version} (manual)")
+
+    @cli.command("retrain")
+    @click.option("--skip-build", is_flag=True, help="Use the feature tables and Feast registry as they are.")
+    @click.pass_context
+    def retrain_cmd(ctx: click.Context, skip_build: bool) -> None:
+        """Build features, apply/materialize Feast, train and gate all models, then move champions."""
+        from training.retrain import retrain
+
+        report = retrain(settings_from(ctx), build=not skip_build, say=click.echo)
+        moved = ", ".join(f"{k} v{a}" for k, (_, a) in report.promoted.items()) or "none"
+        click.echo(f"retrain done: {len(report.outcomes)} trained, champions moved: {moved}")
+        for note in report.notes:
+            click.echo(f"  note: {note}")
+
+    @cli.command("schedule")
+    @click.option("--once-now", is_flag=True, help="Run a retrain at once, then follow the cron.")
+    @click.option(
+        "--runs", type=int, default=None, help="Stop after this many runs (default: run until Ctrl-C)."
+    )
+    @click.option("--skip-build", is_flag=True, help="Retrain without rebuilding features.")
+    @click.pass_context
+    def schedule_cmd(ctx: click.Context, once_now: bool, runs: int | None, skip_build: bool) -> None:
+        """Run `persona retrain` on `schedule.cron` in the foreground (Ctrl-C stops)."""
+        from training.retrain import retrain
+        from training.schedule import next_runs, run_schedule
+
+        settings = settings_from(ctx)
+        cron, tz = settings.schedule.cron, settings.schedule.timezone
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        upcoming = next_runs(cron, start=datetime.now(ZoneInfo(tz)), count=3, timezone=tz)
+        click.echo(f"schedule '{cron}' ({tz}); next: " + ", ".join(t.isoformat() for t in upcoming))
+        try:
+            run_schedule(
+                cron=cron,
+                timezone=tz,
+                once_now=once_now,
+                max_runs=runs,
+                say=click.echo,
+                job=lambda: retrain(settings, build=not skip_build, say=click.echo),
+            )
+        except KeyboardInterrupt:
+            click.echo("schedule stopped")

@@ -1,0 +1,51 @@
+"""Versioned FeatureServices: the one place that says which features each model uses.
+
+Training retrieves by service and records the service name on the model version; serving reads the
+same service. Change a list by adding `<model>_v2`, never by editing a released version.
+"""
+
+from feast import FeatureService
+from views import customer_engagement, customer_leads, customer_profile, customer_transactions
+
+segmentation_v1 = FeatureService(
+    name="segmentation_v1",
+    features=[
+        customer_transactions[
+            [
+                "recency_days",
+                "frequency_90d",
+                "frequency_365d",
+                "monetary_90d",
+                "monetary_365d",
+                "avg_order_value_365d",
+                "category_breadth_365d",
+                "orders_lifetime",
+                "monetary_lifetime",
+                "tenure_days",
+            ]
+        ],
+        customer_engagement[
+            ["visits_90d", "page_views_90d", "email_opens_90d", "email_clicks_90d", "days_since_last_event"]
+        ],
+    ],
+    tags={"model": "segmentation", "version": "1"},
+    description="RFM and basic engagement, for customer segments and persona names.",
+)
+
+churn_v1 = FeatureService(
+    name="churn_v1",
+    features=[customer_transactions, customer_engagement],
+    tags={"model": "churn", "version": "1"},
+    description="All transaction features (incl. returns, discounts, trends) and engagement (incl. complaints).",
+)
+
+conversion_v1 = FeatureService(
+    name="conversion_v1",
+    features=[
+        customer_leads,
+        customer_engagement,
+        customer_profile[["region", "customer_type", "acquisition_channel", "signup_tenure_days"]],
+    ],
+    tags={"model": "conversion", "version": "1"},
+    description="Lead features, engagement and profile categoricals, for lead conversion.",
+)

@@ -1,0 +1,343 @@
+"""Point-in-time customer feature tables: clean tables in, the four Feast source tables out.
+
+`FEATURE_TABLES` is the one list of feature columns per table (docs/CONTRACTS.md "Feature tables");
+the Feast repository and the models test their schemas against it. Each table module defines its
+features precisely: `features/transactions.py`, `engagement.py`, `leads_features.py`, `profile.py`.
+
+`compute_feature_tables` is pure (DataFrames in, DataFrames out); `build_features` reads
+`{data_dir}/clean`, computes, and writes `{data_dir}/features/<table>.parquet` atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import ConfigError
+from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
+from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
+from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
+from features.snapshots import TS_DTYPE, build_spine, snapshot_dates
+from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
+from persona.errors import SourceError, ValidationFailed
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from configs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONTRACT_WINDOWS_DAYS = (30, 90, 365)
+KEY_COLUMNS = ("customer_id", "event_timestamp", "created")
+
+# The contract's feature columns per table, in order (keys excluded). ONE place: import it, don't copy it.
+FEATURE_TABLES: dict[str, tuple[str, ...]] = {
+    "customer_transactions": tuple(transaction_columns(list(CONTRACT_WINDOWS_DAYS))),
+    "customer_engagement": tuple(ENGAGEMENT_COLUMNS),
+    "customer_leads": tuple(LEAD_COLUMNS),
+    "customer_profile": tuple(PROFILE_COLUMNS),
+}
+
+# The clean source each table is computed from (customers alone feeds the profile, from the CRM contacts).
+TABLE_SOURCES: dict[str, str] = {
+    "customer_transactions": "orders",
+    "customer_engagement": "events",
+    "customer_leads": "leads",
+    "customer_profile": "contacts",
+}
+
+_STRING_FEATURES = {*PROFILE_STRING_COLUMNS, "lead_source"}
+_COUNT_PREFIXES = ("frequency_", "visits_", "page_views_", "product_views_", "email_opens_", "email_clicks_")
+_COUNT_FEATURES = {
+    "category_breadth_365d",
+    "orders_lifetime",
+    "support_tickets_90d",
+    "complaints_90d",
+    "complaints_365d",
+    "is_open_lead",
+}
+
+
+def feature_dtype(name: str) -> str:
+    """The contract dtype of a feature column: `int64` (counts, flags), `float64`, or `string`."""
+    if name in _STRING_FEATURES:
+        return "string"
+    if name in _COUNT_FEATURES or (name.startswith(_COUNT_PREFIXES) and "_trend_" not in name):
+        return "int64"
+    return "float64"
+
+
+# feature name -> dtype, for every contract feature (names are unique across tables).
+FEATURE_DTYPES: dict[str, str] = {
+    name: feature_dtype(name) for cols in FEATURE_TABLES.values() for name in cols
+}
+
+_REQUIRED_CUSTOMER_COLUMNS = ("customer_id", "consent_profiling")
+
+
+@dataclass
+class FeatureBuild:
+    """Result of a build: the tables computed, and the tables skipped with the reason why."""
+
+    snapshots: list[pd.Timestamp]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildReport:
+    """What `build_features` wrote: path and row count per table, skipped tables, notes."""
+
+    snapshots: list[pd.Timestamp]
+    written: dict[str, tuple[Path, int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _require_columns(frame: pd.DataFrame, required: Iterable[str], *, table: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise SourceError(
+            f"clean table '{table}' lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})",
+            hint="re-run `persona ingest`; docs/CONTRACTS.md lists the clean tables' columns",
+        )
+
+
+def _check_customers(customers: pd.DataFrame) -> None:
+    _require_columns(customers, _REQUIRED_CUSTOMER_COLUMNS, table="customers")
+    duplicated = customers["customer_id"].duplicated(keep=False)
+    if duplicated.any():
+        first = customers.loc[duplicated, "customer_id"].iloc[0]
+        row = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
+        raise ValidationFailed(
+            f"clean table 'customers' has customer_id {first} more than once (first at row {row}); "
+            "one row per customer is required"
+        )
+
+
+def derive_first_seen(
+    customers: pd.DataFrame,
+    *,
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    leads: pd.DataFrame | None = None,
+) -> pd.Series:
+    """When `customers` has no `first_seen_ts`: the earliest of signup, order, event and lead creation.
+
+    Only a minimum over all time, so rows after a snapshot never make a customer "known" before it.
+    Returned aligned to `customers` (NaT for a customer with no timestamp anywhere).
+    """
+    stamps = []
+    if "signup_ts" in customers:
+        stamps.append(pd.DataFrame({"customer_id": customers["customer_id"], "ts": customers["signup_ts"]}))
+    for frame, column in ((orders, "order_ts"), (events, "event_ts"), (leads, "created_ts")):
+        if frame is not None:
+            stamps.append(pd.DataFrame({"customer_id": frame["customer_id"], "ts": frame[column]}))
+    stacked = pd.concat(stamps, ignore_index=True)
+    stacked["ts"] = pd.to_datetime(stacked["ts"], utc=True)
+    earliest = stacked.groupby("customer_id")["ts"].min()
+    return customers["customer_id"].map(earliest).astype(TS_DTYPE)
+
+
+def _has_contacts(customers: pd.DataFrame) -> bool:
+    """Whether the CRM contacts source fed the customers table (ingest lists it in `sources`)."""
+    if "sources" in customers:
+        listed = customers["sources"].explode()
+        return bool(listed.astype(object).eq("contacts").any())
+    profile_cols = [c for c in (*PROFILE_STRING_COLUMNS, "signup_ts") if c in customers]
+    return bool(profile_cols) and bool(customers[profile_cols].notna().any().any())
+
+
+def _finish(frame: pd.DataFrame, *, table: str, features: list[str], created: pd.Timestamp) -> pd.DataFrame:
+    """Keys first, contract dtypes, rows already in (event_timestamp, customer_id) order."""
+    n = len(frame)
+    snapshots = frame["snapshot_us"].to_numpy(dtype="int64").astype("datetime64[us]")
+    # vectorised timestamp columns (going through Timestamp objects costs seconds per million rows)
+    out = pd.DataFrame(
+        {
+            "customer_id": pd.Series(frame["customer_id"].to_numpy(), dtype=object),
+            "event_timestamp": pd.Series(snapshots).dt.tz_localize("UTC"),
+            "created": pd.Series(np.full(n, created.as_unit("us").to_datetime64())).dt.tz_localize("UTC"),
+        }
+    )
+    for name in features:
+        kind = feature_dtype(name)
+        values = frame[name].reset_index(drop=True)
+        if kind == "string":
+            out[name] = pd.Series(values.to_numpy(dtype=object), dtype=object).where(values.notna(), None)
+        elif kind == "int64":
+            if values.isna().any():  # a count is never undefined: a NaN here is a bug, not data
+                raise ValidationFailed(f"feature table '{table}': count column '{name}' has missing values")
+            out[name] = values.astype("int64")
+        else:
+            out[name] = values.astype("float64")
+    return out
+
+
+def compute_feature_tables(
+    *,
+    customers: pd.DataFrame,
+    orders: pd.DataFrame,
+    events: pd.DataFrame | None,
+    leads: pd.DataFrame | None,
+    snapshots: list[pd.Timestamp],
+    windows_days: Iterable[int] = CONTRACT_WINDOWS_DAYS,
+    created: pd.Timestamp,
+    progress: Callable[[list], Iterable] | None = None,
+) -> FeatureBuild:
+    """Every feature table for every snapshot, from the clean tables (pure: no I/O).
+
+    Rows: one per (customer, snapshot) for customers with `first_seen_ts < snapshot` whose consent to
+    profiling is not withdrawn, identical across tables. A table whose source is absent (`events`,
+    `leads` None, or no CRM contacts in `customers`) is skipped and `skipped[table]` says why.
+    `created` is the build time stamped on every row; `progress` wraps the list of tables to compute
+    (e.g. `persona.progress.track`).
+    """
+    windows = sorted(set(windows_days))
+    missing_windows = sorted(set(CONTRACT_WINDOWS_DAYS) - set(windows))
+    if missing_windows:
+        raise ConfigError(
+            f"features.windows_days must include {list(CONTRACT_WINDOWS_DAYS)} (the contract's columns); "
+            f"missing {missing_windows}"
+        )
+    _check_customers(customers)
+    _require_columns(orders, REQUIRED_ORDER_COLUMNS, table="orders")
+    if events is not None:
+        _require_columns(events, REQUIRED_EVENT_COLUMNS, table="events")
+    if leads is not None:
+        _require_columns(leads, REQUIRED_LEAD_COLUMNS, table="leads")
+
+    result = FeatureBuild(snapshots=sorted(set(snapshots)))  # sorted: row order is by snapshot first
+    if "first_seen_ts" not in customers:
+        customers = customers.assign(
+            first_seen_ts=derive_first_seen(customers, orders=orders, events=events, leads=leads)
+        )
+        result.notes.append(
+            "customers has no first_seen_ts: derived from the earliest signup, order, event or lead"
+        )
+    spine = build_spine(customers, result.snapshots)
+
+    planned: dict[str, Callable[[], pd.DataFrame] | None] = {
+        "customer_transactions": lambda: transaction_features(
+            orders, spine=spine, customers=customers, windows_days=windows
+        ),
+        "customer_engagement": (lambda: engagement_features(events, spine=spine))
+        if events is not None
+        else None,
+        "customer_leads": (lambda: lead_features(leads, spine=spine)) if leads is not None else None,
+        "customer_profile": (lambda: profile_features(customers, spine=spine))
+        if _has_contacts(customers)
+        else None,
+    }
+    for table, compute in planned.items():
+        if compute is None:
+            result.skipped[table] = (
+                f"the optional source '{TABLE_SOURCES[table]}' is absent from the clean data"
+            )
+    todo = [(table, compute) for table, compute in planned.items() if compute is not None]
+    for table, compute in progress(todo) if progress else todo:
+        features = (
+            transaction_columns(windows) if table == "customer_transactions" else list(FEATURE_TABLES[table])
+        )
+        result.tables[table] = _finish(compute(), table=table, features=features, created=created)
+    return result
+
+
+def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
+    """The Parquet schema of a feature table: microsecond UTC timestamps, int64, float64, string."""
+    import pyarrow as pa
+
+    kinds = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+    fields = [
+        pa.field("customer_id", pa.string(), nullable=False),
+        pa.field("event_timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("created", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+    fields += [
+        pa.field(name, kinds[feature_dtype(name)]) for name in frame.columns if name not in KEY_COLUMNS
+    ]
+    return pa.schema(fields)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` to `path` via a temporary file and a rename: readers never see half a file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        table = pa.Table.from_pandas(frame, schema=arrow_schema(frame), preserve_index=False)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
+    """A clean table written by `persona ingest` (via `features.ingest.load_clean`).
+
+    None when an optional source (events, leads) was absent; SourceError when ingest has not run or a
+    required table (customers, orders) is missing.
+    """
+    from features.ingest import load_clean  # ingest pulls in identity resolution: only when building
+
+    try:
+        return load_clean(settings, table)
+    except (OSError, ValueError) as exc:  # pyarrow's errors for damaged files are of these kinds
+        path = Path(settings.data_dir) / "clean" / f"{table}.parquet"
+        raise SourceError(f"cannot read clean table '{table}' at {path}: {exc}") from None
+
+
+def build_features(
+    settings: Settings,
+    *,
+    snapshots: Iterable[date] | None = None,
+    created: datetime | None = None,
+    progress: Callable[[list], Iterable] | None = None,
+) -> BuildReport:
+    """Read the clean tables, compute every feature table, write them under `{data_dir}/features`.
+
+    `snapshots` overrides the configured ones. Nothing is written unless every table computed. A table
+    skipped for an absent source is not written; an older file of it is moved aside to
+    `<table>.parquet.stale` so Feast does not serve features of a source that is gone.
+    """
+    dates = snapshot_dates(settings.features, snapshots)
+    if not dates:
+        raise ConfigError("features: no snapshot dates to build")
+    stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
+    tables = {name: read_clean(settings, name) for name in ("customers", "orders", "events", "leads")}
+    build = compute_feature_tables(
+        customers=tables["customers"],
+        orders=tables["orders"],
+        events=tables["events"],
+        leads=tables["leads"],
+        snapshots=dates,
+        windows_days=settings.features.windows_days,
+        created=stamp,
+        progress=progress,
+    )
+    out_dir = settings.data_dir / "features"
+    report = BuildReport(snapshots=dates, skipped=dict(build.skipped), notes=list(build.notes))
+    for name, frame in build.tables.items():
+        path = out_dir / f"{name}.parquet"
+        write_parquet_atomic(frame, path)
+        report.written[name] = (path, len(frame))
+    for name in build.skipped:
+        old = out_dir / f"{name}.parquet"
+        if old.is_file():
+            os.replace(old, old.with_name(old.name + ".stale"))
+            report.notes.append(f"moved the previous {old.name} aside to {old.name}.stale")
+    for name, reason in report.skipped.items():
+        log.info("features: %s not built: %s", name, reason)
+    return report

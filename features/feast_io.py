@@ -1,0 +1,700 @@
+"""Persona's door to Feast: build the store from settings, apply the repo, materialize, read features.
+
+Training and serving call only this module. Feature lists live in the FeatureServices of
+`feature_repo/services.py`; nothing here names a feature. Feast is imported inside functions so that
+`persona --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import io
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import PROJECT_ROOT, Settings
+from persona.errors import FeatureStoreError
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+    from feast.repo_contents import RepoContents
+
+ENTITY_KEY = "customer_id"
+TIMESTAMP = "event_timestamp"
+APPLY_HINT = "run `persona features apply` (after `persona features build`)"
+BUILD_HINT = "run `persona features build` first"
+# Orders are the only required source (docs/CONTRACTS.md): without this table there is nothing to serve.
+REQUIRED_TABLES = ("customer_transactions",)
+_ROW = "__persona_row"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MaterializeStats:
+    """What one `materialize` call wrote to the online store."""
+
+    rows_written: int  # entity rows written (latest value per customer and view in the interval)
+    seconds: float
+    per_view: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # views whose feature table does not exist
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    """Online features for a list of customers, in request order.
+
+    `values`: index `customer_id`, one column per feature (bare names, service order), null when
+    missing; numeric features are float64 (NaN when missing), strings object. `found`: True where any
+    feature was found. `unknown_ids`: ids with no feature at all. `status` (same shape as `values`):
+    `present | not_found | stale`, where stale means the value's snapshot is older than its view's
+    TTL. `freshness`: index `customer_id`, one column per feature view, the snapshot time
+    (`event_timestamp`, UTC) of the values served, NaT when not found. `status` and `freshness` are
+    built on first access: the hot path pays only for what it reads.
+    """
+
+    values: pd.DataFrame
+    found: pd.Series
+    unknown_ids: list[str]
+    _view_of: dict[str, str] = field(repr=False)
+    _view_status: dict[str, np.ndarray] = field(repr=False)
+    _view_seconds: dict[str, np.ndarray] = field(repr=False)
+
+    @functools.cached_property
+    def status(self) -> pd.DataFrame:
+        """Per customer and feature: `present`, `not_found` or `stale`."""
+        features = list(self.values.columns)
+        grid = np.empty((len(self.values), len(features)), dtype=object)
+        for column, name in enumerate(features):
+            grid[:, column] = self._view_status[self._view_of[name]]
+        return pd.DataFrame(grid, index=self.values.index, columns=features)
+
+    @property
+    def view_status(self) -> dict[str, np.ndarray]:
+        """Per feature view: `present | not_found | stale` per customer (one array per view, cheap)."""
+        return self._view_status
+
+    @property
+    def view_seconds(self) -> dict[str, np.ndarray]:
+        """Per feature view: the served snapshot as epoch seconds per customer (-1: not found)."""
+        return self._view_seconds
+
+    @functools.cached_property
+    def freshness(self) -> pd.DataFrame:
+        """Per customer and feature view: the snapshot time of the values served (NaT: not found)."""
+        return pd.DataFrame(
+            {view: _seconds_to_utc(secs) for view, secs in self._view_seconds.items()},
+            index=self.values.index,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def repo_path(settings: Settings) -> Path:
+    """The feature repo folder: absolute, or relative to the cwd, else to the project root."""
+    configured = Path(settings.feast.repo_path)
+    if configured.is_absolute() or configured.is_dir():
+        return configured.resolve()
+    return (PROJECT_ROOT / configured).resolve()
+
+
+def source_dir(settings: Settings) -> Path:
+    """Where `persona features build` writes the feature tables (the Feast sources)."""
+    return settings.path(settings.feast.source_dir).resolve()
+
+
+def repo_config(settings: Settings) -> Any:
+    """A `feast.RepoConfig` built from `settings.feast` (what feature_store.yaml would say)."""
+    from feast import RepoConfig
+    from feast.repo_config import RegistryConfig
+
+    cfg = settings.feast
+    if "://" in cfg.registry:  # a SQLAlchemy URL: a shared SQL registry
+        registry = RegistryConfig(
+            registry_type="sql",
+            path=settings.url(cfg.registry),
+            cache_ttl_seconds=cfg.registry_cache_ttl_seconds,
+        )
+    else:
+        registry = RegistryConfig(
+            registry_type="file",
+            path=str(settings.path(cfg.registry).resolve()),
+            cache_ttl_seconds=cfg.registry_cache_ttl_seconds,
+        )
+    if cfg.online_store == "redis":
+        online: dict[str, Any] = {"type": "redis", "connection_string": cfg.redis_connection_string}
+    else:
+        online = {"type": "sqlite", "path": str(settings.path(cfg.sqlite_path).resolve())}
+    return RepoConfig(
+        project=cfg.project,
+        provider="local",
+        registry=registry,
+        online_store=online,
+        # DuckDB keeps entity rows without a feature row in the TTL (the file store drops them).
+        offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3,
+        repo_path=repo_path(settings),
+    )
+
+
+def get_store(settings: Settings) -> FeatureStore:
+    """A new `feast.FeatureStore` for these settings (no global state; reuse it for many reads)."""
+    from feast import FeatureStore
+
+    return FeatureStore(config=repo_config(settings), repo_path=str(repo_path(settings)))
+
+
+def _as_store(store: FeatureStore | Settings) -> FeatureStore:
+    # docs/CONTRACTS.md passes settings, the issue passes a store: accept both.
+    return get_store(store) if isinstance(store, Settings) else store
+
+
+def _ensure_local_dirs(settings: Settings) -> None:
+    cfg = settings.feast
+    if "://" not in cfg.registry:
+        settings.path(cfg.registry).resolve().parent.mkdir(parents=True, exist_ok=True)
+    if cfg.online_store == "sqlite":
+        settings.path(cfg.sqlite_path).resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Apply
+
+
+def load_definitions(settings: Settings) -> RepoContents:
+    """Import the definitions in the feature repo afresh, with every source pointed at `source_dir`.
+
+    Like `feast apply`, every top-level .py file not excluded by .feastignore is executed. Modules are
+    removed from `sys.modules` afterwards so a second call (another data dir) gets new objects.
+    """
+    from feast.data_source import DataSource
+    from feast.entity import Entity
+    from feast.feature_service import FeatureService
+    from feast.feature_view import DUMMY_ENTITY, FeatureView
+    from feast.infra.offline_stores.file_source import FileSource
+    from feast.repo_contents import RepoContents
+    from feast.repo_operations import get_repo_files
+
+    root = repo_path(settings)
+    if not root.is_dir():
+        raise FeatureStoreError(f"feature repo folder not found: {root}", hint="check feast.repo_path")
+    files = get_repo_files(root)
+    nested = [f for f in files if f.parent != root]
+    if nested:
+        raise FeatureStoreError(
+            f"feature repo {root}: definitions must be top-level files, found {nested[0]}",
+            hint="move it up or list it in .feastignore",
+        )
+    names = [f.stem for f in files]
+    contents = RepoContents(
+        projects=[],
+        data_sources=[],
+        entities=[],
+        feature_views=[],
+        feature_services=[],
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        permissions=[],
+    )
+    with _LOAD_LOCK:
+        saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+        sys.path.insert(0, str(root))
+        try:
+            modules = []
+            for name, path in zip(names, files, strict=True):
+                try:
+                    modules.append(importlib.import_module(name))
+                except Exception as exc:
+                    raise FeatureStoreError(
+                        f"feature repo file {path} failed to load: {type(exc).__name__}: {exc}"
+                    ) from exc
+        finally:
+            sys.path.remove(str(root))
+            for name in names:
+                sys.modules.pop(name, None)
+            sys.modules.update(saved)
+
+    def add(bucket: list[Any], obj: Any) -> None:
+        if not any(obj is seen for seen in bucket):
+            bucket.append(obj)
+
+    for module in modules:
+        for attr in dir(module):
+            obj = getattr(module, attr)
+            if isinstance(obj, FeatureView):
+                add(contents.feature_views, obj)
+                if obj.batch_source is not None:
+                    add(contents.data_sources, obj.batch_source)
+            elif isinstance(obj, DataSource):
+                add(contents.data_sources, obj)
+            elif isinstance(obj, Entity):
+                add(contents.entities, obj)
+            elif isinstance(obj, FeatureService):
+                add(contents.feature_services, obj)
+    contents.entities.append(DUMMY_ENTITY)
+
+    folder = source_dir(settings)
+    for source in contents.data_sources:
+        if isinstance(source, FileSource):
+            # Same file name, folder from settings: the definitions run unchanged in any data dir.
+            source.file_options.uri = str(folder / Path(source.path).name)
+    return contents
+
+
+def check_feature_tables(settings: Settings, contents: RepoContents) -> list[str]:
+    """Check each view's parquet file has the view's columns; return the views whose file is absent.
+
+    Raises FeatureStoreError naming the file and column when a required table is missing, a column is
+    missing, or timestamps are not `timestamp[us, UTC]`-compatible.
+    """
+    import pyarrow.parquet as pq
+
+    missing = []
+    for view in contents.feature_views:
+        path = Path(view.batch_source.path)
+        if not path.is_file():
+            if view.name in REQUIRED_TABLES:
+                raise FeatureStoreError(f"feature table not found: {path}", hint=BUILD_HINT)
+            missing.append(view.name)
+            continue
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:
+            raise FeatureStoreError(f"feature table {path} is not readable parquet: {exc}") from exc
+        needed = [ENTITY_KEY, TIMESTAMP, *(f.name for f in view.schema if f.name != ENTITY_KEY)]
+        absent = [c for c in needed if c not in schema.names]
+        if absent:
+            raise FeatureStoreError(
+                f"feature table {path}: column {absent[0]!r} missing (view {view.name!r} expects "
+                f"{', '.join(absent)})",
+                hint="rebuild with `persona features build` or fix feature_repo/views.py",
+            )
+        ts_type = schema.field(TIMESTAMP).type
+        if str(ts_type).startswith("timestamp[ns"):
+            raise FeatureStoreError(
+                f"feature table {path}: column {TIMESTAMP!r} is {ts_type}; DuckDB materialization "
+                "needs microseconds",
+                hint="write timestamps as datetime64[us, UTC]",
+            )
+    return missing
+
+
+def apply_repo(settings: Settings) -> None:
+    """Register the entity, views and services of the feature repo (like `feast apply`).
+
+    Objects removed from the repo are removed from the registry. Tables of optional sources may be
+    absent (their views are registered and skipped by `materialize`).
+    """
+    from feast.repo_operations import extract_objects_for_apply_delete
+
+    contents = load_definitions(settings)
+    check_feature_tables(settings, contents)
+    _ensure_local_dirs(settings)
+    store = get_store(settings)
+    try:
+        to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+            settings.feast.project, store.registry, contents
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints coloured progress to stdout
+            store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+    except FeatureStoreError:
+        raise
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"feast apply failed (registry {settings.feast.registry}): {type(exc).__name__}: {exc}",
+            hint="check the registry location in feast.registry is writable",
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Materialize
+
+
+def _utc(moment: datetime) -> datetime:
+    # Naive datetimes are taken as UTC, as Feast does.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _count_latest_rows(path: Path, *, start: datetime, end: datetime) -> int:
+    """Rows Feast writes for one view: distinct customers with a snapshot in [start, end]."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        query = (
+            f"SELECT count(DISTINCT {ENTITY_KEY}) FROM read_parquet(?) "
+            f"WHERE {TIMESTAMP} >= ? AND {TIMESTAMP} <= ?"
+        )
+        return int(con.execute(query, [str(path), start, end]).fetchone()[0])
+
+
+def materialize(
+    settings: Settings,
+    *,
+    end: datetime | None = None,
+    progress: bool = False,
+) -> MaterializeStats:
+    """Copy the latest feature values up to `end` (default: now) into the online store, incrementally.
+
+    Each view continues from where its last materialization ended. A view never materialized starts
+    at the beginning of its table (not at now - TTL as Feast would), so a customer's last snapshot is
+    served, and flagged stale, even when it is older than the TTL.
+    """
+    from persona.progress import track
+
+    end = datetime.now(UTC) if end is None else _utc(end)
+    _ensure_local_dirs(settings)
+    store = get_store(settings)
+    try:
+        views = store.list_feature_views()
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"Feast registry unreadable ({settings.feast.registry}): {type(exc).__name__}: {exc}",
+            hint=APPLY_HINT,
+        ) from exc
+    if not views:
+        raise FeatureStoreError(f"no feature views registered in {settings.feast.registry}", hint=APPLY_HINT)
+
+    started = time.perf_counter()
+    per_view: dict[str, int] = {}
+    skipped: list[str] = []
+    items = track(views, total=len(views), description="materializing") if progress else views
+    for view in items:
+        path = Path(view.batch_source.path)
+        if not path.is_file():
+            if view.name in REQUIRED_TABLES:
+                raise FeatureStoreError(f"feature table not found: {path}", hint=BUILD_HINT)
+            skipped.append(view.name)
+            continue
+        previous_end = view.most_recent_end_time
+        start = _EPOCH if previous_end is None else previous_end.astimezone(UTC)
+        if start >= end:
+            per_view[view.name] = 0
+            continue
+        try:
+            rows = _count_latest_rows(path, start=start, end=end)
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                if previous_end is None:
+                    store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+                else:
+                    store.materialize_incremental(end_date=end, feature_views=[view.name])
+        except Exception as exc:
+            raise FeatureStoreError(
+                f"materializing view {view.name!r} from {path} failed: {type(exc).__name__}: {exc}",
+                hint="rebuild the feature tables, then `persona features apply`",
+            ) from exc
+        per_view[view.name] = rows
+    return MaterializeStats(
+        rows_written=sum(per_view.values()),
+        seconds=time.perf_counter() - started,
+        per_view=per_view,
+        skipped=skipped,
+        end=end,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Services
+
+
+def _feature_service(store: FeatureStore, service: str) -> FeatureService:
+    try:
+        return store.get_feature_service(service, allow_cache=True)
+    except Exception as exc:
+        known = ""
+        with contextlib.suppress(Exception):
+            known = ", ".join(sorted(s.name for s in store.list_feature_services()))
+        raise FeatureStoreError(
+            f"feature service {service!r} not found in the Feast registry"
+            + (f" (registered: {known})" if known else f" ({type(exc).__name__})"),
+            hint=APPLY_HINT,
+        ) from exc
+
+
+def service_features(store: FeatureStore | Settings, service: str) -> list[str]:
+    """Bare feature names of a FeatureService, in service order (views, then features)."""
+    fs = _feature_service(_as_store(store), service)
+    return [feat.name for projection in fs.feature_view_projections for feat in projection.features]
+
+
+def service_views(store: FeatureStore | Settings, service: str) -> dict[str, list[str]]:
+    """View name -> bare feature names, for a FeatureService (service order)."""
+    fs = _feature_service(_as_store(store), service)
+    return {p.name_to_use(): [f.name for f in p.features] for p in fs.feature_view_projections}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Offline: training sets
+
+
+def _check_entity_df(entity_df: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    for column in (ENTITY_KEY, TIMESTAMP):
+        if column not in entity_df.columns:
+            raise FeatureStoreError(
+                f"entity frame: column {column!r} missing (has {', '.join(map(str, entity_df.columns))})"
+            )
+    clash = [c for c in entity_df.columns if c in features]
+    if clash:
+        raise FeatureStoreError(f"entity frame: column {clash[0]!r} has the name of a feature; rename it")
+    for column in (ENTITY_KEY, TIMESTAMP):
+        nulls = np.flatnonzero(entity_df[column].isna().to_numpy())
+        if len(nulls):
+            raise FeatureStoreError(f"entity frame: row {int(nulls[0])} has no {column}")
+    try:
+        stamps = pd.to_datetime(entity_df[TIMESTAMP], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise FeatureStoreError(f"entity frame: column {TIMESTAMP!r} is not a timestamp: {exc}") from exc
+    return pd.DataFrame(
+        {
+            ENTITY_KEY: entity_df[ENTITY_KEY].astype(str).to_numpy(),
+            # Naive timestamps are taken as UTC; microseconds, like the feature tables.
+            TIMESTAMP: stamps.astype("datetime64[us, UTC]").reset_index(drop=True),
+            _ROW: np.arange(len(entity_df), dtype=np.int64),
+        }
+    )
+
+
+def training_frame(
+    store: FeatureStore | Settings,
+    *,
+    entity_df: pd.DataFrame,
+    service: str,
+) -> pd.DataFrame:
+    """`entity_df` (customer_id, event_timestamp, labels...) with the service's features as of each row.
+
+    Point in time: a row at time t gets the latest snapshot with event_timestamp <= t and within the
+    view's TTL; otherwise the features are null. Every row comes back, in the original order and with
+    the original index and columns first, then the features (bare names, service order).
+    """
+    store = _as_store(store)
+    fs = _feature_service(store, service)
+    features = [f.name for p in fs.feature_view_projections for f in p.features]
+    query = _check_entity_df(entity_df, features)
+    for projection in fs.feature_view_projections:
+        view = store.get_feature_view(projection.name, allow_registry_cache=True)
+        path = Path(view.batch_source.path)
+        if not path.is_file():
+            raise FeatureStoreError(
+                f"service {service!r} needs feature table {path} (view {view.name!r}), which does not exist",
+                hint=f"{BUILD_HINT}; if its source is absent, use a service without view {view.name!r}",
+            )
+    if query.empty:
+        out = entity_df.copy()
+        for name in features:
+            out[name] = pd.Series(dtype="float64")
+        return out
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # ibis on duckdb 2.0, not ours to fix
+            retrieved = store.get_historical_features(
+                entity_df=query, features=fs, full_feature_names=False
+            ).to_df()
+    except FeatureStoreError:
+        raise
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"historical retrieval for service {service!r} failed: {type(exc).__name__}: {exc}",
+            hint="check the feature tables exist (`persona features build`) and the repo is applied",
+        ) from exc
+    if len(retrieved) != len(query) or retrieved[_ROW].duplicated().any():
+        raise FeatureStoreError(
+            f"historical retrieval for service {service!r} returned {len(retrieved)} rows for "
+            f"{len(query)} entity rows (duplicate snapshots for one customer in a feature table?)"
+        )
+    retrieved = retrieved.sort_values(_ROW, kind="stable").reset_index(drop=True)
+    out = entity_df.copy()
+    for name in features:
+        out[name] = retrieved[name].to_numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Online: serving
+
+
+def online_features(
+    store: FeatureStore | Settings,
+    *,
+    customer_ids: list[str],
+    service: str | Sequence[str],
+    as_of: datetime | None = None,
+) -> OnlineResult:
+    """Latest materialized features for `customer_ids` (request order). Unknown ids are reported.
+
+    `service` may be several FeatureServices: their features are read in ONE online read (each view
+    once, even when services share it), the way serving needs them for several models.
+    `as_of` (default: now) decides staleness: a value whose snapshot is older than its view's TTL is
+    `stale` (still returned; the caller decides). The registry is read from Feast's cache.
+    """
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    store = _as_store(store)
+    if isinstance(service, str):
+        plan = _service_plan(store, service)
+    else:
+        plan = _merged_plan(store, tuple(service))
+        service = "+".join(service)
+    fs, view_of, ttl_of = plan.service, plan.view_of, plan.ttl_of
+    ids = [str(c) for c in customer_ids]
+    index = pd.Index(ids, name=ENTITY_KEY)
+    features = list(view_of)
+    if not ids:
+        nothing = np.array([], dtype=np.int64)
+        return OnlineResult(
+            values=pd.DataFrame(index=index, columns=features),
+            found=pd.Series([], index=index, dtype=bool, name="found"),
+            unknown_ids=[],
+            _view_of=view_of,
+            _view_status={view: nothing.astype(object) for view in ttl_of},
+            _view_seconds={view: nothing for view in ttl_of},
+        )
+    try:
+        response = store.get_online_features(
+            features=fs, entity_rows={ENTITY_KEY: ids}, full_feature_names=False
+        )
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"online read for service {service!r} failed: {type(exc).__name__}: {exc}",
+            hint="check the online store is reachable and `persona features materialize` has run",
+        ) from exc
+
+    now_s = (datetime.now(UTC) if as_of is None else _utc(as_of)).timestamp()
+    proto = response.proto
+    vectors = dict(zip(proto.metadata.feature_names.val, proto.results, strict=True))
+    n = len(ids)
+    values: dict[str, np.ndarray] = {}
+    view_status: dict[str, np.ndarray] = {}
+    view_seconds: dict[str, np.ndarray] = {}
+    any_found = np.zeros(n, dtype=bool)
+    for name in features:
+        vector = vectors[name]
+        view = view_of[name]
+        if view not in view_status:
+            # Feast reads a view's row per customer once: status and timestamp are the same for all of
+            # its features (NULL_VALUE only says one value is null in a row that exists).
+            codes = np.fromiter(vector.statuses, dtype=np.int64, count=n)
+            seconds = np.fromiter((ts.seconds for ts in vector.event_timestamps), dtype=np.int64, count=n)
+            # Feast's Redis store says PRESENT (with no value, timestamp 0) for unknown keys: a row
+            # exists only where it has an event timestamp.
+            found = ((codes == FieldStatus.PRESENT) | (codes == FieldStatus.NULL_VALUE)) & (seconds > 0)
+            stale = codes == FieldStatus.OUTSIDE_MAX_AGE
+            ttl = ttl_of[view]
+            if ttl is not None and ttl.total_seconds() > 0:
+                stale |= found & (seconds < now_s - ttl.total_seconds())
+            view_status[view] = np.where(stale, "stale", np.where(found, "present", "not_found"))
+            view_seconds[view] = np.where(found | stale, seconds, -1)
+            any_found |= found | stale
+        python_values = [_scalar(v) for v in vector.values]
+        if name in plan.numeric:  # float64 with NaN for missing: what models take
+            values[name] = np.array([np.nan if v is None else v for v in python_values], dtype=np.float64)
+        else:
+            values[name] = np.array(python_values, dtype=object)
+    if len(plan.numeric) == len(features):  # one float block: the cheapest frame to build
+        frame = pd.DataFrame(np.column_stack([values[f] for f in features]), index=index, columns=features)
+    else:
+        frame = pd.DataFrame(values, index=index, copy=False)
+    return OnlineResult(
+        values=frame,
+        found=pd.Series(any_found, index=index, name="found"),
+        unknown_ids=[i for i, hit in zip(ids, any_found, strict=True) if not hit],
+        _view_of=view_of,
+        _view_status=view_status,
+        _view_seconds=view_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class _ServicePlan:
+    service: FeatureService | list[str]  # a service, or "view:feature" refs of several services
+    view_of: dict[str, str]  # feature -> view, in service order
+    ttl_of: dict[str, timedelta | None]  # view -> TTL
+    numeric: frozenset[str]  # features served as float64
+
+
+# Per store: (service, registry snapshot) -> plan. Reading a service or view from Feast's registry
+# cache deserializes protos (about 2 ms each), four times the cost of the online read itself.
+_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], _ServicePlan]] = weakref.WeakKeyDictionary()
+
+
+def _service_plan(store: FeatureStore, service: str) -> _ServicePlan:
+    snapshot = id(getattr(store.registry, "cached_registry_proto", None))
+    plans = _PLANS.setdefault(store, {})
+    plan = plans.get((service, snapshot))
+    if plan is None:
+        fs = _feature_service(store, service)
+        from feast.types import PrimitiveFeastType
+
+        numeric_types = {PrimitiveFeastType.INT32, PrimitiveFeastType.INT64}
+        numeric_types |= {PrimitiveFeastType.FLOAT32, PrimitiveFeastType.FLOAT64, PrimitiveFeastType.BOOL}
+        view_of: dict[str, str] = {}
+        ttl_of: dict[str, timedelta | None] = {}
+        numeric: set[str] = set()
+        for projection in fs.feature_view_projections:
+            name = projection.name_to_use()
+            ttl_of[name] = _view_ttl(store, projection.name)
+            for feat in projection.features:
+                view_of[feat.name] = name
+                if feat.dtype in numeric_types:
+                    numeric.add(feat.name)
+        if {k[1] for k in plans} != {snapshot}:
+            plans.clear()  # a new registry snapshot makes older plans useless
+        plan = plans[(service, snapshot)] = _ServicePlan(fs, view_of, ttl_of, frozenset(numeric))
+    return plan
+
+
+def _merged_plan(store: FeatureStore, services: tuple[str, ...]) -> _ServicePlan:
+    """One plan reading the union of several services' features (each view once)."""
+    plans = [_service_plan(store, s) for s in services]
+    view_of: dict[str, str] = {}
+    ttl_of: dict[str, timedelta | None] = {}
+    numeric: set[str] = set()
+    for plan in plans:
+        for feature, view in plan.view_of.items():
+            if view_of.setdefault(feature, view) != view:
+                raise FeatureStoreError(
+                    f"feature {feature!r} is served by views {view_of[feature]!r} and {view!r}: "
+                    "bare feature names must be unique across the services read together"
+                )
+        ttl_of.update(plan.ttl_of)
+        numeric |= plan.numeric
+    refs = [f"{view}:{feature}" for feature, view in view_of.items()]
+    return _ServicePlan(refs, view_of, ttl_of, frozenset(numeric))
+
+
+def _scalar(value: Any) -> Any:
+    # Our views hold scalars only (int64, double, string): read the set field of the Value proto
+    # directly, several times faster than Feast's generic converter on the hot path.
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
+
+
+def _seconds_to_utc(seconds: np.ndarray) -> pd.DatetimeIndex:
+    stamps = seconds.astype("datetime64[s]")
+    stamps[seconds < 0] = np.datetime64("NaT")
+    return pd.DatetimeIndex(stamps).tz_localize("UTC")
+
+
+def _view_ttl(store: FeatureStore, view_name: str) -> timedelta | None:
+    try:
+        return store.get_feature_view(view_name, allow_registry_cache=True).ttl
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"feature view {view_name!r} not in the Feast registry", hint=APPLY_HINT
+        ) from exc

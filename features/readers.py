@@ -1,0 +1,191 @@
+"""Read one raw source (CSV / Parquet file, plain or gzipped, or a SQL table) into Persona's column names.
+
+Only the columns Persona needs are read, text columns as arrow-backed strings so the raw value of any
+rejected row can still be shown. A missing file, table or required column stops the run with a
+`SourceError` that names the source, where it was looked for and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from configs.sections.sources import SourceConfig, known_columns
+from configs.settings import Settings
+from persona.errors import SourceError
+
+
+@dataclass
+class RawTable:
+    """A source as read: `frame` has Persona column names and a 0-based index (row = index + 1)."""
+
+    source: str
+    location: str
+    frame: pd.DataFrame
+    missing_optional: list[str] = field(default_factory=list)
+
+
+def _format(cfg: SourceConfig, location: str) -> str:
+    if cfg.format != "auto":
+        return cfg.format
+    if cfg.url:
+        return "sql"
+    name = location.lower().removesuffix(".gz")
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    return "csv"
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from None
+    if not first.strip():
+        return []
+    return next(csv.reader(io.StringIO(first), delimiter=sep))
+
+
+def _wanted(source: str, cfg: SourceConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """(required, optional) Persona name -> source column; unmapped names default to themselves."""
+    required, optional = known_columns(source, cfg.layout)
+    names = {**{n: n for n in (*required, *optional)}, **{k: v for k, v in cfg.columns.items()}}
+    req = {n: names[n] for n in required if names[n]}
+    missing_mapping = [n for n in required if not names[n]]
+    if missing_mapping:
+        raise SourceError(f"source '{source}': required column(s) {missing_mapping} are mapped to null")
+    return req, {n: names[n] for n in optional if names[n]}
+
+
+def _pick_columns(
+    source: str, location: str, available: list[str], cfg: SourceConfig
+) -> tuple[dict[str, str], list[str]]:
+    required, optional = _wanted(source, cfg)
+    missing = [(n, c) for n, c in required.items() if c not in available]
+    if missing:
+        named = ", ".join(f"'{c}'" + (f" (for {n})" if n != c else "") for n, c in missing)
+        raise SourceError(
+            f"source '{source}' ({location}): required column {named} is missing; "
+            f"found: {', '.join(available) or 'no columns'}",
+            hint=f"map it in sources.{source}.columns (Persona name: your column name)",
+        )
+    use = dict(required)
+    absent: list[str] = []
+    for name, column in optional.items():
+        if column in available:
+            use[name] = column
+        else:
+            absent.append(name)
+    return use, absent
+
+
+def _strings(table) -> pd.DataFrame:  # pyarrow.Table -> pandas, text as arrow-backed strings
+    import pyarrow as pa
+
+    mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def _read_csv(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    header = _csv_header(path, cfg.csv_sep)
+    use, absent = _pick_columns(source, str(path), header, cfg)
+    columns = list(dict.fromkeys(use.values()))
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=cfg.csv_sep),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=columns,
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"source '{source}' ({path}): cannot parse the CSV file: {exc}") from None
+    raw = _strings(table)
+    return pd.DataFrame({name: raw[column] for name, column in use.items()}), absent
+
+
+def _read_parquet(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        # A gzipped Parquet file is unusual but happens (exports compressed as a whole): unzip in memory.
+        handle = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix == ".gz" else path
+        available = pq.read_schema(handle).names
+        use, absent = _pick_columns(source, str(path), available, cfg)
+        table = pq.read_table(handle, columns=list(dict.fromkeys(use.values())))
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        raise SourceError(f"source '{source}' ({path}): cannot read the Parquet file: {exc}") from None
+    raw = _strings(table)
+    return pd.DataFrame({name: raw[column] for name, column in use.items()}), absent
+
+
+def _read_sql(source: str, url: str, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    where = f"{parsed.render_as_string(hide_password=True)} table {cfg.table}"
+    # SQLite would silently create an empty database file: a missing file is a missing source.
+    local_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if local_file and not Path(str(parsed.database)).is_file():
+        raise SourceError(f"source '{source}': database file not found: {parsed.database}")
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        schema, _, table_name = (cfg.table or "").rpartition(".")
+        if not inspector.has_table(table_name, schema=schema or None):
+            raise SourceError(f"source '{source}' ({where}): table '{cfg.table}' not found")
+        available = [c["name"] for c in inspector.get_columns(table_name, schema=schema or None)]
+        use, absent = _pick_columns(source, where, available, cfg)
+        table = sa.table(
+            table_name, *[sa.column(c) for c in dict.fromkeys(use.values())], schema=schema or None
+        )
+        with engine.connect() as conn:
+            raw = pd.read_sql_query(sa.select(table), conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceError(
+            f"source '{source}' ({where}): cannot read: {exc.__class__.__name__}: {exc}"
+        ) from None
+    finally:
+        engine.dispose()
+    frame = pd.DataFrame({name: raw[column] for name, column in use.items()})
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].astype("string[pyarrow]")
+    return frame, absent
+
+
+def read_source(source: str, cfg: SourceConfig, *, settings: Settings) -> RawTable:
+    """Read a configured source with its column mapping applied. Raises SourceError when it cannot."""
+    if cfg.url:
+        location = settings.url(cfg.url)
+        frame, absent = _read_sql(source, location, cfg)
+        return RawTable(source, f"{location} table {cfg.table}", frame.reset_index(drop=True), absent)
+    if not cfg.path:
+        raise SourceError(f"source '{source}' is not configured (give sources.{source}.path or url)")
+    path = settings.path(cfg.path)
+    if not path.is_file():
+        raise SourceError(
+            f"source '{source}': file not found: {path}",
+            hint=f"fix sources.{source}.path"
+            + ("" if source == "orders" else f", or set sources.{source}: null"),
+        )
+    kind = _format(cfg, str(path))
+    frame, absent = (_read_parquet if kind == "parquet" else _read_csv)(source, path, cfg)
+    return RawTable(source, str(path), frame.reset_index(drop=True), absent)

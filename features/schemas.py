@@ -1,0 +1,287 @@
+"""Declared schemas of the raw sources (pandera) and the typing step in front of them.
+
+Validation runs in two steps, both feeding the quarantine with (row, column, rule, value):
+1. `type_columns` parses text into timestamps, numbers and flags. A value that does not parse is a
+   row-level failure (`timestamp_unparseable`, `number_unparseable`, `unknown_flag_value`); a column in
+   which *no* value parses is the wrong type altogether and stops the run (`SourceError`).
+2. `schema_for(...)` is a pandera `DataFrameSchema` over the typed frame; `validate` runs it lazily and
+   turns each failure case into a quarantine entry named after the check (the rule).
+
+Rules: `required` (id, reference or timestamp missing), `timestamp_in_future` (after the run's `as_of`),
+`amount_negative`, `discount_negative`, `discount_exceeds_amount`, `quantity_not_positive`,
+`quantity_zero` (order lines), `quantity_not_integer`, `unknown_status`, `unknown_event_type`,
+`engagement_out_of_range` (0-100), `converted_without_timestamp`, `duplicate_id` (same id, different
+content; the first row is kept). Identity resolution adds `invalid_customer_ref` and `no_contact_key`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from features.normalize import clean_labels, parse_flags, parse_numbers, parse_timestamps
+from features.quarantine import Quarantine
+from persona.errors import SourceError
+
+EVENT_TYPES = (
+    "visit",
+    "page_view",
+    "product_view",
+    "email_open",
+    "email_click",
+    "support_ticket",
+    "complaint",
+)
+
+# Persona column -> kind, per source (and orders layout). Kinds: id, ref, text, label, ts, num, flag.
+KINDS: dict[str, dict[str, str]] = {
+    "orders": {
+        "order_id": "id",
+        "customer_ref": "ref",
+        "order_ts": "ts",
+        "amount": "num",
+        "discount": "num",
+        "quantity": "num",
+        "category": "text",
+        "status": "label",
+    },
+    "order_lines": {
+        "order_id": "id",
+        "customer_ref": "ref",
+        "order_ts": "ts",
+        "quantity": "num",
+        "unit_price": "num",
+        "line_id": "id",
+        "product_id": "text",
+        "discount": "num",
+        "category": "text",
+        "status": "label",
+    },
+    "contacts": {
+        "contact_id": "id",
+        "phone": "ref",
+        "email": "ref",
+        "region": "text",
+        "city": "text",
+        "signup_date": "ts",
+        "acquisition_channel": "text",
+        "customer_type": "text",
+        "consent_profiling": "flag",
+        "last_updated": "ts",
+    },
+    "events": {
+        "event_id": "id",
+        "user_ref": "ref",
+        "event_type": "label",
+        "event_ts": "ts",
+        "channel": "label",
+    },
+    "leads": {
+        "lead_id": "id",
+        "email": "ref",
+        "phone": "ref",
+        "source": "text",
+        "campaign": "text",
+        "created_at": "ts",
+        "engagement_score": "num",
+        "converted": "flag",
+        "converted_at": "ts",
+    },
+}
+
+_PARSE_RULE = {"ts": "timestamp_unparseable", "num": "number_unparseable", "flag": "unknown_flag_value"}
+
+
+@dataclass(frozen=True)
+class Statuses:
+    """Order status vocabulary (trimmed, lower-case)."""
+
+    completed: tuple[str, ...]
+    returned: tuple[str, ...]
+    cancelled: tuple[str, ...]
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        return self.completed + self.returned + self.cancelled
+
+
+def type_columns(
+    kind_key: str, raw: pd.DataFrame, *, timezone: str, quarantine: Quarantine, source: str, location: str
+) -> pd.DataFrame:
+    """Typed copy of `raw`: ids/refs/text as trimmed strings, labels lower-cased, timestamps UTC,
+    numbers float64, flags nullable boolean. Unparseable values are quarantined and become null."""
+    kinds = KINDS[kind_key]
+    typed: dict[str, pd.Series] = {}
+    for name in raw.columns:
+        kind = kinds[name]
+        column = raw[name]
+        if kind in ("id", "ref", "text"):
+            text = column.astype("string[pyarrow]").str.strip()
+            typed[name] = text.mask(text == "")
+            continue
+        if kind == "label":
+            typed[name] = clean_labels(column)
+            continue
+        parser = {
+            "ts": lambda s: parse_timestamps(s, timezone=timezone),
+            "num": parse_numbers,
+            "flag": parse_flags,
+        }
+        parsed = parser[kind](column)
+        present = _present(column)
+        failed = present & parsed.isna()
+        if failed.any():
+            if failed.sum() == present.sum():
+                first = int(np.flatnonzero(failed.to_numpy())[0])
+                what = {"ts": "timestamps", "num": "numbers", "flag": "yes/no values"}[kind]
+                raise SourceError(
+                    f"source '{source}' ({location}): column '{name}' cannot be read as {what}: "
+                    f"no value parses (row {first + 1}: {str(column.iat[first])!r})",
+                    hint=f"check sources.{source}.columns.{name} points at the right column",
+                )
+            rule = "unknown_consent_value" if name == "consent_profiling" else _PARSE_RULE[kind]
+            rows = failed[failed].index
+            quarantine.add(source, rows, column=name, rule=rule, values=column.loc[rows])
+        typed[name] = parsed
+    return pd.DataFrame(typed, index=raw.index)
+
+
+def _present(column: pd.Series) -> pd.Series:
+    """Non-null and, for text, not blank (arrow string ops, no Python-object round trip)."""
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return column.notna()
+    text = column.astype("string[pyarrow]").str.strip()
+    return (text.notna() & text.ne("")).fillna(False).astype(bool)
+
+
+def _not_after(as_of: pd.Timestamp) -> pa.Check:
+    return pa.Check(lambda s: s <= as_of, name="timestamp_in_future", ignore_na=True)
+
+
+def _integral() -> pa.Check:
+    return pa.Check(lambda s: (s % 1) == 0, name="quantity_not_integer", ignore_na=True)
+
+
+def schema_for(kind_key: str, *, as_of: pd.Timestamp, statuses: Statuses | None = None) -> pa.DataFrameSchema:
+    """The pandera schema of a typed source frame (`kind_key`: a source name or `order_lines`)."""
+
+    def col(
+        *checks: pa.Check, nullable: bool = True, unique: bool = False, required: bool = False
+    ) -> pa.Column:
+        return pa.Column(
+            checks=list(checks) or None,
+            nullable=nullable,
+            unique=unique,
+            report_duplicates="exclude_first",
+            required=required,
+        )
+
+    statuses = statuses or Statuses(("completed",), ("returned",), ("cancelled",))
+    status_check = pa.Check.isin(list(statuses.known), error="unknown_status")
+    future = _not_after(as_of)
+    columns: dict[str, pa.Column]
+    checks: list[pa.Check] = []
+    if kind_key == "orders":
+        columns = {
+            "order_id": col(nullable=False, unique=True, required=True),
+            "customer_ref": col(nullable=False, required=True),
+            "order_ts": col(future, nullable=False, required=True),
+            "amount": col(pa.Check.ge(0, error="amount_negative"), nullable=False, required=True),
+            "discount": col(pa.Check.ge(0, error="discount_negative")),
+            "quantity": col(pa.Check.gt(0, error="quantity_not_positive"), _integral(), nullable=False),
+            "status": col(status_check),
+        }
+        # The net amount must stay >= 0; a frame check since it spans two columns.
+        checks.append(
+            pa.Check(
+                lambda df: (
+                    (df["discount"].fillna(0) <= df["amount"].clip(lower=0)) | df["amount"].isna()
+                    if "discount" in df
+                    else pd.Series(True, index=df.index)
+                ),
+                name="discount_exceeds_amount",
+            )
+        )
+    elif kind_key == "order_lines":
+        columns = {
+            "order_id": col(nullable=False, required=True),
+            "customer_ref": col(nullable=False, required=True),
+            "order_ts": col(future, nullable=False, required=True),
+            "quantity": col(
+                pa.Check.ne(0, error="quantity_zero"), _integral(), nullable=False, required=True
+            ),
+            "unit_price": col(pa.Check.ge(0, error="amount_negative"), nullable=False, required=True),
+            "discount": col(pa.Check.ge(0, error="discount_negative")),
+            "status": col(status_check),
+        }
+    elif kind_key == "contacts":
+        columns = {
+            "contact_id": col(nullable=False, unique=True, required=True),
+            "signup_date": col(future),
+            "last_updated": col(future),
+        }
+    elif kind_key == "events":
+        columns = {
+            "event_id": col(unique=True),
+            "user_ref": col(nullable=False, required=True),
+            "event_type": col(
+                pa.Check.isin(list(EVENT_TYPES), error="unknown_event_type"), nullable=False, required=True
+            ),
+            "event_ts": col(future, nullable=False, required=True),
+        }
+    elif kind_key == "leads":
+        columns = {
+            "lead_id": col(nullable=False, unique=True, required=True),
+            "created_at": col(future, nullable=False, required=True),
+            "converted_at": col(future),
+            "engagement_score": col(pa.Check.in_range(0, 100, error="engagement_out_of_range")),
+        }
+        checks.append(
+            pa.Check(
+                lambda df: (
+                    ~(df["converted"].fillna(False).astype(bool) & df["converted_at"].isna())
+                    if "converted" in df and "converted_at" in df
+                    else pd.Series(True, index=df.index)
+                ),
+                name="converted_without_timestamp",
+            )
+        )
+    else:
+        raise ValueError(f"no schema for {kind_key!r}")
+    return pa.DataFrameSchema(columns, checks=checks, strict=False, name=kind_key)
+
+
+_FRAME_CHECK_COLUMN = {"discount_exceeds_amount": "discount", "converted_without_timestamp": "converted_at"}
+_RULE_NAMES = {"not_nullable": "required", "field_uniqueness": "duplicate_id"}
+
+
+def validate(
+    typed: pd.DataFrame, schema: pa.DataFrameSchema, *, raw: pd.DataFrame, quarantine: Quarantine, source: str
+) -> None:
+    """Run `schema` lazily over `typed`; every failing (row, check) goes to the quarantine with the raw value."""
+    try:
+        schema.validate(typed, lazy=True)
+        return
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    cases = cases[cases["index"].notna()]
+    unexpected = cases[cases["check"].isin(["column_in_dataframe", "dataframe_not_null"])]
+    if len(unexpected):  # required columns are checked by the reader: this is a bug, not data
+        raise SourceError(f"source '{source}': schema failure {unexpected.iloc[0].to_dict()}")
+    # Frame-level checks report every column of a failing row: name the column the rule is about.
+    frame_level = cases["schema_context"].eq("DataFrameSchema")
+    cases = cases.assign(column=cases["column"].where(~frame_level, cases["check"].map(_FRAME_CHECK_COLUMN)))
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
+        check_name = str(check)
+        rule = _RULE_NAMES.get(check_name, check_name)
+        name = column if isinstance(column, str) else ""
+        rows = pd.Index(group["index"].astype("int64").unique())
+        if rule == "required" and name in raw:
+            # A value that was there but did not parse is already quarantined by the typing step.
+            text = raw[name].loc[rows].astype("string").str.strip()
+            rows = rows[(text.isna() | text.eq("")).fillna(True).to_numpy(dtype=bool)]
+        values = raw[name].loc[rows] if name in raw else pd.Series([None] * len(rows), index=rows)
+        quarantine.add(source, rows, column=name, rule=rule, values=values)

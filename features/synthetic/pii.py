@@ -1,0 +1,90 @@
+"""Fake, obviously synthetic identities: one name, email and CN mobile number per person, unique by
+construction (the person number is part of the email; phone suffixes are a bijection of the number)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from features.synthetic import text, vocab
+
+_PHONE_MULTIPLIER = 48_271  # odd and not a multiple of 5: a bijection on [0, 10**8)
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Per person: display name, primary email, secondary email (used by some duplicate contacts), phone."""
+
+    full_name: pa.Array
+    email: pa.Array
+    alt_email: pa.Array
+    phone: np.ndarray  # int64, 11 digits
+
+
+def _lower(piece: text.Piece) -> text.Piece:
+    matrix = piece.matrix.copy()
+    big = (matrix >= ord("A")) & (matrix <= ord("Z"))
+    matrix[big] += 32
+    return text.Piece(matrix, piece.lengths)
+
+
+def make_identities(rng: np.random.Generator, n: int) -> Identities:
+    """Names like "Kalo Tavex", emails like "kalo.tavex.12@example.com", phones like 13800138000."""
+    if n >= 10**8:
+        raise ValueError("at most 99,999,999 persons")
+    s = len(vocab.GIVEN_SYLLABLES)
+    g1, g2 = rng.integers(0, s, n), rng.integers(0, s, n)
+    stem = rng.integers(0, len(vocab.FAMILY_STEMS), n)
+    end = rng.integers(0, len(vocab.FAMILY_ENDS), n)
+    domain = rng.integers(0, len(vocab.EMAIL_DOMAINS), n)
+    alt_domain = (domain + 1 + rng.integers(0, len(vocab.EMAIL_DOMAINS) - 1, n)) % len(vocab.EMAIL_DOMAINS)
+    number = np.arange(n, dtype=np.int64)
+
+    given_first = text.choice([x.capitalize() for x in vocab.GIVEN_SYLLABLES], g1)
+    given_rest = text.choice(list(vocab.GIVEN_SYLLABLES), g2)
+    family_stem = text.choice(list(vocab.FAMILY_STEMS), stem)
+    family_end = text.choice(list(vocab.FAMILY_ENDS), end)
+    space, dot, at = text.constant(" ", n), text.constant(".", n), text.constant("@", n)
+    full_name = text.join([given_first, given_rest, space, family_stem, family_end])
+
+    # The number without padding: digits() pads, so cut each row to its own length.
+    width = len(str(max(n - 1, 0)))
+    padded = text.digits(number, width)
+    own_len = np.maximum(1, np.floor(np.log10(np.maximum(number, 1))).astype(np.int64) + 1)
+    own = text.Piece(
+        np.take_along_axis(
+            padded.matrix, (np.arange(width)[None, :] + (width - own_len)[:, None]) % width, axis=1
+        ),
+        own_len,
+    )
+    email = text.join(
+        [
+            _lower(given_first),
+            given_rest,
+            dot,
+            _lower(family_stem),
+            family_end,
+            dot,
+            own,
+            at,
+            text.choice(list(vocab.EMAIL_DOMAINS), domain),
+        ]
+    )
+    alt_email = text.join(
+        [
+            _lower(family_stem),
+            family_end,
+            text.constant("_", n),
+            _lower(given_first),
+            given_rest,
+            own,
+            at,
+            text.choice(list(vocab.EMAIL_DOMAINS), alt_domain),
+        ]
+    )
+    prefix = np.asarray(vocab.PHONE_PREFIXES, dtype=np.int64)[rng.integers(0, len(vocab.PHONE_PREFIXES), n)]
+    offset = int(rng.integers(0, 10**8))
+    suffix = (number * _PHONE_MULTIPLIER + offset) % 10**8
+    return Identities(full_name=full_name, email=email, alt_email=alt_email, phone=prefix * 10**8 + suffix)

@@ -1,0 +1,293 @@
+"""Customer segmentation: robust scaling + k-means, persona names from centroid profiles, and segment ids
+that stay put across retrains (new clusters are matched to the current champion's).
+
+Scaling, per feature: missing -> training median; log1p when the column is non-negative and right-skewed
+(money, counts); then (x - median) / IQR (std if the IQR is 0), clipped to +-CLIP so a handful of extreme
+customers cannot claim a cluster of their own. Scoring is a nearest-centroid search in numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.classifier import ValidationFailed, _check_columns, _numeric_column
+from models.personas import name_segments
+
+CLIP = 5.0
+SKEW_FOR_LOG = 1.0
+SILHOUETTE_SAMPLE = 5000
+
+
+@dataclass
+class RobustScaler:
+    """Fitted per-feature transform: fill -> optional log1p -> (x - center) / scale -> clip."""
+
+    fill: np.ndarray
+    log: np.ndarray  # bool per feature
+    center: np.ndarray
+    scale: np.ndarray
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isnan(x), self.fill, x)
+        x[:, self.log] = np.log1p(np.clip(x[:, self.log], 0, None))
+        return np.clip((x - self.center) / self.scale, -CLIP, CLIP)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        x = z * self.scale + self.center
+        x[:, self.log] = np.expm1(x[:, self.log])
+        return x
+
+
+def _fit_scaler(x: np.ndarray) -> RobustScaler:
+    with np.errstate(all="ignore"):
+        fill = np.nanmedian(x, axis=0)
+    fill = np.where(np.isnan(fill), 0.0, fill)
+    filled = np.where(np.isnan(x), fill, x)
+    skew = pd.DataFrame(filled).skew().fillna(0).to_numpy()
+    log = (filled.min(axis=0) >= 0) & (skew > SKEW_FOR_LOG)
+    t = np.where(log, np.log1p(np.clip(filled, 0, None)), filled)
+    center = np.median(t, axis=0)
+    iqr = np.quantile(t, 0.75, axis=0) - np.quantile(t, 0.25, axis=0)
+    std = t.std(axis=0)
+    scale = np.where(iqr > 0, iqr, np.where(std > 0, std, 1.0))
+    return RobustScaler(fill=fill, log=log, center=center, scale=scale)
+
+
+def _matrix(X: pd.DataFrame, features: list[str], *, where: str) -> np.ndarray:
+    _check_columns(X, features, where=where)
+    return (
+        np.column_stack([_numeric_column(X[f], f) for f in features])
+        if len(X)
+        else np.empty((0, len(features)))
+    )
+
+
+def _nearest(z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    # |z - c|^2 = |z|^2 - 2 z.c + |c|^2 without an (n, k, f) temporary.
+    d = (z**2).sum(axis=1, keepdims=True) - 2 * z @ centroids.T + (centroids**2).sum(axis=1)
+    return np.argmin(d, axis=1)
+
+
+@dataclass
+class SegmentationModel:
+    """k-means segments with persona names. `segment_ids[i]` is the id of centroid row `i`."""
+
+    features: list[str]
+    k: int
+    persona_names: dict[int, str]
+    metadata: dict
+    scaler: RobustScaler = field(repr=False, default=None)  # type: ignore[assignment]
+    centroids: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
+    segment_ids: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The scaled matrix k-means works in."""
+        return self.scaler.transform(_matrix(X, self.features, where="segmentation input"))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Segment id per row."""
+        return self.segment_ids[_nearest(self.transform(X), self.centroids)]
+
+    def personas(self, segment_ids: np.ndarray) -> np.ndarray:
+        """Persona name per segment id."""
+        ids = np.asarray(segment_ids)
+        unknown = sorted(set(ids.tolist()) - set(self.persona_names))
+        if unknown:
+            raise ValidationFailed(
+                f"segment id(s) {unknown} are not in this model ({sorted(self.persona_names)})"
+            )
+        return np.array([self.persona_names[int(i)] for i in ids], dtype=object)
+
+    def profiles(self) -> pd.DataFrame:
+        """One row per segment id: persona, training size and share, and the centroid in original units
+        (a log1p-scaled feature shows the back-transformed value, i.e. a geometric-mean-like centre)."""
+        original = self.scaler.inverse(self.centroids)
+        frame = pd.DataFrame(original, columns=self.features)
+        frame.insert(0, "segment_id", self.segment_ids.astype(int))
+        frame.insert(1, "persona", [self.persona_names[int(i)] for i in self.segment_ids])
+        sizes = self.metadata.get("sizes", {})
+        frame.insert(2, "n", [int(sizes.get(str(int(i)), 0)) for i in self.segment_ids])
+        total = max(frame["n"].sum(), 1)
+        frame.insert(3, "share", frame["n"] / total)
+        return frame.sort_values("segment_id").set_index("segment_id")
+
+
+def _kmeans(z: np.ndarray, k: int, *, seed: int, n_init: int):
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
+
+
+def _silhouette(z: np.ndarray, labels: np.ndarray, *, seed: int) -> float:
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
+        return float("nan")
+    size = min(len(labels), SILHOUETTE_SAMPLE)
+    return float(silhouette_score(z, labels, sample_size=size, random_state=seed))
+
+
+def _choose_k(z: np.ndarray, k_range: tuple[int, int], *, seed: int) -> tuple[int, dict[str, float]]:
+    lo, hi = k_range
+    if lo < 2 or hi < lo:
+        raise ValidationFailed(f"k_range must be (lo, hi) with 2 <= lo <= hi, not {k_range}")
+    rng = np.random.default_rng(seed)
+    sample = z[rng.choice(len(z), size=min(len(z), SILHOUETTE_SAMPLE), replace=False)]
+    scores = {}
+    for k in range(lo, min(hi, len(sample) - 1) + 1):
+        scores[str(k)] = _silhouette(sample, _kmeans(sample, k, seed=seed, n_init=4).labels_, seed=seed)
+    best = max(scores, key=lambda key: (scores[key], -int(key)))  # ties -> fewer segments
+    return int(best), scores
+
+
+def _match(
+    *,
+    reference: SegmentationModel,
+    reference_X: pd.DataFrame | None,
+    features: list[str],
+    scaler: RobustScaler,
+    centroids: np.ndarray,
+) -> tuple[dict[int, int], str, np.ndarray | None]:
+    """Pair new centroid rows with reference segment ids (Hungarian assignment). Returns
+    ({row: reference id}, method, the new raw labels on reference_X or None)."""
+    from scipy.optimize import linear_sum_assignment
+
+    ref_ids = [int(i) for i in reference.segment_ids]
+    if reference_X is not None:
+        # Co-assignment: which new cluster holds most of each reference segment's customers.
+        ref_labels = reference.predict(reference_X)
+        new_rows = _nearest(scaler.transform(_matrix(reference_X, features, where="reference_X")), centroids)
+        overlap = np.zeros((len(centroids), len(ref_ids)))
+        col = {sid: j for j, sid in enumerate(ref_ids)}
+        np.add.at(overlap, (new_rows, [col[int(s)] for s in ref_labels]), 1)
+        rows, cols = linear_sum_assignment(overlap, maximize=True)
+        pairs = {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True) if overlap[r, c] > 0}
+        return pairs, "co_assignment", new_rows
+    if list(reference.features) != list(features):
+        raise ValidationFailed(
+            "segmentation: the reference model uses other features "
+            f"({reference.features}); pass reference_X to match by co-assignment"
+        )
+    # Centroid distance, both in the new model's scaled space.
+    ref_in_new = scaler.transform(reference.scaler.inverse(reference.centroids))
+    cost = ((centroids[:, None, :] - ref_in_new[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    return {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True)}, "centroid_distance", None
+
+
+def fit_segmentation(
+    *,
+    X: pd.DataFrame,
+    features: list[str],
+    k: int | None,
+    k_range: tuple[int, int],
+    seed: int,
+    reference: SegmentationModel | None = None,
+    reference_X: pd.DataFrame | None = None,
+) -> SegmentationModel:
+    """Fit robust scaling + k-means on `X[features]`; k is `k` or the best silhouette (on a sample) in
+    `k_range` (inclusive). Segments are named by `models.personas` rules. With `reference` (the current
+    champion), new clusters take the ids and names of the reference segments they match (by co-assignment
+    of `reference_X` when given, else by centroid distance); unmatched clusters get fresh ids and names."""
+    if not features or len(set(features)) != len(features):
+        raise ValidationFailed(f"segmentation: features must be non-empty and unique, got {features}")
+    x = _matrix(X, features, where="segmentation training data")
+    scaler = _fit_scaler(x)
+    z = scaler.transform(x)
+    k_scores: dict[str, float] = {}
+    if k is None:
+        k, k_scores = _choose_k(z, k_range, seed=seed)
+    if k < 2 or k >= len(z):
+        raise ValidationFailed(f"segmentation: k={k} needs 2 <= k < number of rows ({len(z)})")
+    km = _kmeans(z, k, seed=seed, n_init=10)
+    centroids = km.cluster_centers_
+    raw = km.labels_
+    counts = np.bincount(raw, minlength=k)
+
+    names_by_row: dict[int, str] = {}
+    ids_by_row: dict[int, int] = {}
+    meta: dict = {}
+    if reference is not None:
+        pairs, method, ref_rows = _match(
+            reference=reference,
+            reference_X=reference_X,
+            features=features,
+            scaler=scaler,
+            centroids=centroids,
+        )
+        for row, ref_id in pairs.items():
+            ids_by_row[row] = ref_id
+            names_by_row[row] = reference.persona_names[ref_id]
+        meta["match_method"] = method
+        meta["matched"] = {str(ref_id): int(row) for row, ref_id in pairs.items()}
+        if ref_rows is not None:
+            # ARI ignores label names, so the raw cluster rows compare directly.
+            meta["ari_vs_reference"] = adjusted_rand(reference.predict(reference_X), ref_rows)
+        next_id = max(int(i) for i in reference.segment_ids) + 1
+    else:
+        next_id = 0
+    rest = [r for r in np.argsort(-counts, kind="stable") if int(r) not in ids_by_row]  # biggest first
+    if rest:
+        fresh = name_segments(centroids[rest], features, taken=set(names_by_row.values()))
+        for r, name in zip(rest, fresh, strict=True):
+            ids_by_row[int(r)] = next_id
+            names_by_row[int(r)] = name
+            next_id += 1
+
+    segment_ids = np.array([ids_by_row[r] for r in range(k)], dtype=np.int64)
+    meta.update(
+        {
+            "seed": seed,
+            "k": int(k),
+            "k_range": list(k_range),
+            "silhouette_by_k": k_scores,
+            "n_train": int(len(z)),
+            "sizes": {str(int(segment_ids[r])): int(counts[r]) for r in range(k)},
+            "inertia": float(km.inertia_),
+            "log_features": [f for f, flag in zip(features, scaler.log, strict=True) if flag],
+        }
+    )
+    return SegmentationModel(
+        features=list(features),
+        k=int(k),
+        persona_names={int(segment_ids[r]): names_by_row[r] for r in range(k)},
+        metadata=meta,
+        scaler=scaler,
+        centroids=centroids,
+        segment_ids=segment_ids,
+    )
+
+
+def segmentation_metrics(model: SegmentationModel, X: pd.DataFrame) -> dict:
+    """Silhouette (on a sample of at most 5,000 rows, in the model's scaled space), segment sizes and
+    shares (keyed by segment id as text), smallest and largest share, k and n."""
+    z = model.transform(X)
+    labels = model.segment_ids[_nearest(z, model.centroids)]
+    ids, counts = np.unique(labels, return_counts=True)
+    sizes = {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)}
+    for sid in model.persona_names:
+        sizes.setdefault(str(sid), 0)
+    n = int(len(labels))
+    shares = {key: (v / n if n else 0.0) for key, v in sizes.items()}
+    return {
+        "silhouette": _silhouette(z, labels, seed=int(model.metadata.get("seed", 0))),
+        "k": int(model.k),
+        "n": n,
+        "sizes": sizes,
+        "shares": shares,
+        "min_share": min(shares.values()),
+        "max_share": max(shares.values()),
+    }
+
+
+def adjusted_rand(a_ids, b_ids) -> float:
+    """Adjusted Rand index between two labelings of the same rows (1 = identical partitions)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    a, b = np.asarray(a_ids).ravel(), np.asarray(b_ids).ravel()
+    if a.shape != b.shape:
+        raise ValidationFailed(f"adjusted_rand: labelings differ in length ({a.size} vs {b.size})")
+    return float(adjusted_rand_score(a, b))

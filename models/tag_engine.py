@@ -1,0 +1,769 @@
+"""The tag catalog (`configs/tags.yaml`) and its engine: one definition, evaluated in batch and online.
+
+- `parse_catalog(raw, known_names=...)` checks the whole catalog up front and raises one `CatalogError`
+  listing every problem (tag key, field, and the column in the expression).
+- `Catalog.evaluate(frame, cutpoints)` tags a whole DataFrame with vectorised numpy (no per-row Python);
+  `Catalog.evaluate_one(values, cutpoints)` tags one customer from a dict. Both give identical values.
+- `fit_cutpoints(catalog, frame)` fits the quantile cut points that `qcut(...)` uses, once, at training
+  time; serving only applies them.
+
+Tags may refer to tags defined **earlier** in the catalog (e.g. `rfm_segment` reads `rfm_r`); the
+catalog order is the evaluation order, so cycles cannot occur. Referring to a later tag is an error.
+
+Value types and what they evaluate to: `flag` -> bool, `number` -> float (null = NaN), `tier` ->
+string from an ordered `values` list, `category` -> string (optionally from `values`); null = None.
+In the CRM, values travel as strings (`format_values`): flags `true`/`false`, numbers without trailing
+zeros (`3`, `0.25`), null as None (unset).
+
+Only `read_catalog_file`, `read_cutpoints` and `write_cutpoints` touch files; everything else is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import tag_expr as tx
+from persona.errors import CatalogError, ValidationFailed
+
+KINDS = ("rule", "model", "segment")
+VALUE_TYPES = ("flag", "tier", "number", "category")
+CADENCES = ("realtime", "daily", "weekly", "monthly")
+_TYPE_OF_VALUE = {"flag": tx.BOOL, "number": tx.NUMBER, "tier": tx.STRING, "category": tx.STRING}
+_REQUIRED = ("key", "description", "kind", "type", "cadence", "owner", "version", "crm_field")
+_OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals")
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Model outputs every catalog may read (name -> type), fixed by docs/CONTRACTS.md.
+MODEL_OUTPUTS: dict[str, str] = {
+    "segment_id": tx.NUMBER,
+    "persona": tx.STRING,
+    "churn_probability": tx.NUMBER,
+    "churn_tier": tx.STRING,
+    "conversion_probability": tx.NUMBER,
+    "conversion_tier": tx.STRING,
+}
+# Feature names of docs/CONTRACTS.md "Feature tables"; used when no Feast store is at hand.
+CONTRACT_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "frequency_30d",
+    "frequency_90d",
+    "frequency_365d",
+    "monetary_30d",
+    "monetary_90d",
+    "monetary_365d",
+    "avg_order_value_365d",
+    "frequency_trend_90d",
+    "monetary_trend_90d",
+    "return_rate_365d",
+    "discount_rate_365d",
+    "category_breadth_365d",
+    "orders_lifetime",
+    "monetary_lifetime",
+    "tenure_days",
+    "visits_30d",
+    "visits_90d",
+    "page_views_90d",
+    "product_views_90d",
+    "email_opens_90d",
+    "email_clicks_90d",
+    "email_click_rate_90d",
+    "support_tickets_90d",
+    "complaints_90d",
+    "complaints_365d",
+    "days_since_last_event",
+    "lead_engagement_score",
+    "lead_age_days",
+    "lead_source",
+    "is_open_lead",
+    "region",
+    "customer_type",
+    "acquisition_channel",
+    "signup_tenure_days",
+)
+# Inputs whose values are strings; every other input is a number.
+STRING_INPUTS = frozenset(
+    {
+        "lead_source",
+        "region",
+        "customer_type",
+        "acquisition_channel",
+        "persona",
+        "churn_tier",
+        "conversion_tier",
+    }
+)
+
+
+def default_known_names() -> set[str]:
+    """The contract's feature names plus the model outputs (when no Feast store is given)."""
+    return set(CONTRACT_FEATURES) | set(MODEL_OUTPUTS)
+
+
+@dataclass(frozen=True)
+class CutpointSpec:
+    """Quantile cut points declared in the catalog: `bins` equal-frequency bins of `feature`."""
+
+    name: str
+    feature: str
+    bins: int
+
+
+@dataclass
+class TagDef:
+    """One tag of the catalog, checked and compiled."""
+
+    key: str
+    description: str
+    kind: str
+    value_type: str
+    cadence: str
+    owner: str
+    version: int
+    crm_field: str
+    expr: str  # the expression text (a `cases:` list is shown as its equivalent `case ... end`)
+    values: tuple[str, ...] | None = None
+    model: str | None = None
+    decimals: int = 6
+    inputs: tuple[str, ...] = ()  # names the expression reads (features, model outputs, earlier tags)
+    cutpoints: tuple[str, ...] = ()  # cut-point names used through qcut
+    ast: tx.Node | None = field(default=None, repr=False)
+
+    @property
+    def rule_version(self) -> str:
+        """`rule:<key>@v<version>`, the produced_by of rule and segment tags."""
+        return f"rule:{self.key}@v{self.version}"
+
+
+@dataclass
+class Catalog:
+    """The checked catalog: tags in evaluation order, cut-point declarations, input types."""
+
+    version: str
+    tags: list[TagDef]
+    cutpoints: dict[str, CutpointSpec]
+    input_types: dict[str, str]  # every external input (feature or model output) the catalog reads
+    source: str = "configs/tags.yaml"
+    _compiled: dict[Any, list[Any]] = field(default_factory=dict, repr=False)
+
+    def _functions(self, mode: str, edges: dict[str, list[float]]) -> list[Any]:
+        """Compiled evaluators of every tag, cached per set of cut points (online calls reuse them)."""
+        cache_key = (mode, tuple(sorted((k, tuple(v)) for k, v in edges.items())))
+        if cache_key not in self._compiled:
+            compile_fn = tx.compile_vector if mode == "vector" else tx.compile_scalar
+            self._compiled[cache_key] = [compile_fn(t.ast, edges) for t in self.tags]
+        return self._compiled[cache_key]
+
+    @property
+    def keys(self) -> list[str]:
+        return [t.key for t in self.tags]
+
+    def tag(self, key: str) -> TagDef:
+        for t in self.tags:
+            if t.key == key:
+                return t
+        raise KeyError(key)
+
+    @property
+    def crm_fields(self) -> dict[str, str]:
+        return {t.key: t.crm_field for t in self.tags}
+
+    @property
+    def tag_inputs(self) -> dict[str, list[str]]:
+        """Per tag, the names its expression reads: the inputs that matter for its value."""
+        return {t.key: list(t.inputs) for t in self.tags}
+
+    @property
+    def required_inputs(self) -> list[str]:
+        return sorted(self.input_types)
+
+    def produced_by(self, model_versions: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Per tag, what produced it: `rule:<key>@v<n>`, or `model:<registered model>@<version>`."""
+        versions = model_versions or {}
+        out = {}
+        for t in self.tags:
+            if t.kind == "model" and t.model:
+                out[t.key] = f"model:{t.model}@{versions.get(t.model, 'unknown')}"
+            else:
+                out[t.key] = t.rule_version
+        return out
+
+    # ------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, frame: pd.DataFrame, cutpoints: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Tag every row of `frame` (one column per input). Returns one column per tag, same index.
+
+        Columns: flag -> bool, number -> float64 (NaN = null), tier/category -> object (None = null).
+        """
+        missing = [name for name in self.required_inputs if name not in frame.columns]
+        if missing:
+            raise ValidationFailed(
+                f"the frame to tag lacks column(s) {', '.join(missing)} needed by tags "
+                + ", ".join(t.key for t in self.tags if set(t.inputs) & set(missing)),
+                hint="pass the features of the FeatureServices and the model outputs",
+            )
+        edges = self._edges(cutpoints)
+        n = len(frame)
+        ids = frame["customer_id"].to_numpy() if "customer_id" in frame.columns else None
+        env: dict[str, np.ndarray] = {
+            name: _column(frame[name], t, name, ids) for name, t in self.input_types.items()
+        }
+        out: dict[str, np.ndarray] = {}
+        for tag, fn in zip(self.tags, self._functions("vector", edges), strict=True):
+            values = tx._as(fn(env, n), _TYPE_OF_VALUE[tag.value_type])
+            if tag.value_type == "number":
+                values = _round(values, tag.decimals)
+            if tag.values is not None:
+                _check_allowed(tag, values, frame)
+            out[tag.key] = values
+            env[tag.key] = values
+        return pd.DataFrame(out, index=frame.index, copy=False)  # copy=False: no block consolidation
+
+    def evaluate_one(
+        self, values: Mapping[str, Any], cutpoints: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Tag one customer from a mapping of input name -> value (None or NaN = null).
+
+        Gives exactly what `evaluate` gives for the same row (a property test holds it to that).
+        """
+        missing = [name for name in self.required_inputs if name not in values]
+        if missing:
+            raise ValidationFailed(
+                f"the customer's values lack {', '.join(missing)} (needed by the tag catalog)"
+            )
+        edges = self._edges(cutpoints)
+        env: dict[str, Any] = {name: _scalar(values[name], t, name) for name, t in self.input_types.items()}
+        out: dict[str, Any] = {}
+        for tag, fn in zip(self.tags, self._functions("scalar", edges), strict=True):
+            value = tx._scalar_as(fn(env), _TYPE_OF_VALUE[tag.value_type])
+            if tag.value_type == "number":
+                value = _round_one(value, tag.decimals)
+            if tag.values is not None and value is not None and value not in tag.values:
+                raise ValidationFailed(
+                    f"tag {tag.key!r} gave {value!r}, not one of its values {list(tag.values)} "
+                    f"(customer {values.get('customer_id', '?')})"
+                )
+            out[tag.key] = value
+            env[tag.key] = value
+        return out
+
+    def _edges(self, cutpoints: Mapping[str, Any] | None) -> dict[str, list[float]]:
+        """Validate the fitted cut points against the catalog's declarations."""
+        needed = sorted({c for t in self.tags for c in t.cutpoints})
+        if not needed:
+            return {}
+        fitted = (cutpoints or {}).get("cutpoints", cutpoints or {})
+        problems, edges = [], {}
+        for name in needed:
+            spec, got = self.cutpoints[name], fitted.get(name)
+            if got is None:
+                problems.append(f"cut points {name!r} are not fitted")
+                continue
+            if got.get("feature") != spec.feature or int(got.get("bins", -1)) != spec.bins:
+                problems.append(
+                    f"cut points {name!r} were fitted for {got.get('feature')!r} in {got.get('bins')} bins, "
+                    f"the catalog declares {spec.feature!r} in {spec.bins} bins"
+                )
+                continue
+            e = [float(x) for x in got.get("edges", [])]
+            if len(e) != spec.bins - 1 or any(b < a for a, b in zip(e, e[1:], strict=False)):
+                problems.append(f"cut points {name!r} need {spec.bins - 1} ascending edges, got {e}")
+                continue
+            edges[name] = e
+        if problems:
+            raise CatalogError("; ".join(problems), hint="run `persona tags fit` (or retrain) to fit them")
+        return edges
+
+
+# --------------------------------------------------------------------------------------- conversions
+def _column(series: pd.Series, t: str, name: str, ids: np.ndarray | None = None) -> np.ndarray:
+    """An input column as the engine's array: float64 with NaN, or object with None."""
+    if t == tx.STRING:
+        mask = series.isna().to_numpy()
+        values = series.to_numpy(dtype=object)
+        if series.dtype == object or isinstance(series.dtype, pd.StringDtype | pd.CategoricalDtype):
+            if mask.any():  # pd.NA/NaN inside object columns become None
+                values = values.copy()
+                values[mask] = None
+            return values
+        out = np.array([None if m else str(v) for v, m in zip(values, mask, strict=True)], dtype=object)
+        return out
+    try:
+        return pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
+    except (ValueError, TypeError):
+        bad = (pd.to_numeric(series, errors="coerce").isna() & series.notna()).to_numpy()
+        row = int(np.flatnonzero(bad)[0])
+        who = f"customer {ids[row]} (row {row + 1})" if ids is not None else f"row {row + 1}"
+        raise ValidationFailed(f"input {name!r} must be numeric; {who} holds {series.iloc[row]!r}") from None
+
+
+def _scalar(value: Any, t: str, name: str) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return math.nan if t == tx.NUMBER else None
+    if t == tx.STRING:
+        return value if isinstance(value, str) else str(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed(f"input {name!r} must be numeric, got {value!r}") from None
+
+
+def _round(values: np.ndarray, decimals: int) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values round to inf, as they should
+        return np.round(values, decimals)
+
+
+def _round_one(value: float, decimals: int) -> float:
+    # the batch rounding on a 1-element array: Python's round() differs on ties
+    return float(_round(np.array([value]), decimals)[0])
+
+
+def _check_allowed(tag: TagDef, values: np.ndarray, frame: pd.DataFrame) -> None:
+    # one hashing pass; only the (few) distinct values are checked against the list
+    codes, uniques = pd.factorize(values)
+    allowed = set(tag.values or ())
+    bad_codes = [i for i, u in enumerate(uniques) if u not in allowed]
+    if bad_codes:
+        bad = np.isin(codes, bad_codes)
+        i = int(np.flatnonzero(bad)[0])
+        who = frame["customer_id"].iloc[i] if "customer_id" in frame.columns else frame.index[i]
+        raise ValidationFailed(
+            f"tag {tag.key!r} gave {values[i]!r} for customer {who} ({int(bad.sum())} rows in all), "
+            f"not one of its values {list(tag.values or ())}"
+        )
+
+
+def format_value(value: Any, value_type: str) -> str | None:
+    """One tag value as the string the CRM and the tag store see (None = unset)."""
+    if value_type == "flag":
+        return "true" if bool(value) else "false"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if value_type == "number":
+        return _format_number(float(value))
+    return str(value)
+
+
+def _format_number(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return np.format_float_positional(x, precision=10, trim="-")
+
+
+def format_one(tags: Mapping[str, Any], catalog: Catalog) -> dict[str, str | None]:
+    """One customer's tags (from `Catalog.evaluate_one`) as the CRM sees them; same as `format_values`."""
+    return {key: format_value(value, catalog.tag(key).value_type) for key, value in tags.items()}
+
+
+def format_values(tags: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """The evaluated tags as strings (None = unset), vectorised except for non-integral numbers."""
+    out = {}
+    for key in tags.columns:
+        if key not in catalog.keys:
+            out[key] = tags[key]
+            continue
+        vt = catalog.tag(key).value_type
+        col = tags[key].to_numpy()
+        if vt == "flag":
+            out[key] = _FLAG_STRINGS[col.astype(bool).view(np.int8)]
+        elif vt == "number":
+            out[key] = format_number_array(col.astype(float))
+        else:
+            out[key] = col
+    return pd.DataFrame(out, index=tags.index, copy=False)
+
+
+_FLAG_STRINGS = np.array(["false", "true"], dtype=object)
+
+
+def format_number_array(col: np.ndarray) -> np.ndarray:
+    """`_format_number` over an array: each distinct value is formatted once (hashing, no per-row
+    Python), so scores and segment ids cost a take; NaN becomes None."""
+    codes, uniques = pd.factorize(col)  # NaN -> code -1
+    labels = np.array([_format_number(float(u)) for u in uniques] + [None], dtype=object)
+    return labels[codes]  # code -1 picks the trailing None
+
+
+# ------------------------------------------------------------------------------------------ checking
+def parse_catalog(
+    raw: Mapping[str, Any],
+    *,
+    known_names: Iterable[str] | None = None,
+    string_names: Iterable[str] | None = None,
+    source: str = "configs/tags.yaml",
+) -> Catalog:
+    """Check a catalog mapping (parsed YAML) and compile it; raise CatalogError listing every problem.
+
+    `known_names`: the features of the FeatureServices plus the model outputs (default: the contract's
+    feature names plus model outputs). `string_names`: which of them hold strings (default: the
+    contract's string features and model outputs).
+    """
+    known = set(known_names) if known_names is not None else default_known_names()
+    strings = set(string_names) if string_names is not None else set(STRING_INPUTS)
+    problems: list[str] = []
+    if not isinstance(raw, Mapping):
+        raise CatalogError(f"{source}: the catalog must be a mapping with 'version', 'cutpoints', 'tags'")
+    for extra in sorted(set(raw) - {"version", "cutpoints", "tags"}):
+        problems.append(f"{source}: unknown top-level key {extra!r}")
+    version = raw.get("version")
+    if version is None or str(version).strip() == "":
+        problems.append(f"{source}: missing 'version' (the catalog version)")
+
+    cutpoints: dict[str, CutpointSpec] = {}
+    for name, spec in (raw.get("cutpoints") or {}).items():
+        where = f"{source}: cutpoints.{name}"
+        if not isinstance(spec, Mapping) or "feature" not in spec or "bins" not in spec:
+            problems.append(f"{where}: give 'feature' and 'bins'")
+            continue
+        bins = spec["bins"]
+        if not isinstance(bins, int) or isinstance(bins, bool) or not 2 <= bins <= 100:
+            problems.append(f"{where}.bins: must be an integer from 2 to 100, got {bins!r}")
+            continue
+        if spec["feature"] not in known:
+            problems.append(f"{where}.feature: unknown feature {spec['feature']!r}")
+        cutpoints[str(name)] = CutpointSpec(str(name), str(spec["feature"]), bins)
+
+    entries = raw.get("tags")
+    if not isinstance(entries, list) or not entries:
+        problems.append(f"{source}: 'tags' must be a non-empty list")
+        entries = []
+
+    names: dict[str, str] = {n: (tx.STRING if n in strings else tx.NUMBER) for n in known}
+    tags: list[TagDef] = []
+    seen_keys: dict[str, int] = {}
+    seen_fields: dict[str, str] = {}
+    later_keys = {e.get("key") for e in entries if isinstance(e, Mapping)}
+    for i, entry in enumerate(entries, start=1):
+        tag = _check_tag(
+            entry,
+            index=i,
+            source=source,
+            names=names,
+            cutpoints=cutpoints,
+            later_keys=later_keys,
+            problems=problems,
+        )
+        if tag is None:
+            continue
+        where = f"{source}: tag {tag.key!r} (entry {i})"
+        if tag.key in seen_keys:
+            problems.append(f"{where}: duplicate key (first defined in entry {seen_keys[tag.key]})")
+            continue
+        if tag.key in known:
+            problems.append(f"{where}: key clashes with the input name {tag.key!r}; pick another key")
+            continue
+        if tag.crm_field in seen_fields:
+            problems.append(
+                f"{where}: crm_field {tag.crm_field!r} is already used by tag {seen_fields[tag.crm_field]!r}"
+            )
+        seen_keys[tag.key] = i
+        seen_fields[tag.crm_field] = tag.key
+        names[tag.key] = _TYPE_OF_VALUE[tag.value_type]  # later tags may read this one
+        tags.append(tag)
+    if problems:
+        raise CatalogError(
+            f"the tag catalog has {len(problems)} problem(s):\n  " + "\n  ".join(problems),
+            hint=f"fix {source}; a bad catalog never reaches serving",
+        )
+    tag_keys = {t.key for t in tags}
+    input_types = {n: names[n] for t in tags for n in t.inputs if n not in tag_keys}
+    for spec in cutpoints.values():
+        input_types.setdefault(spec.feature, names.get(spec.feature, tx.NUMBER))
+    return Catalog(
+        version=str(version), tags=tags, cutpoints=cutpoints, input_types=input_types, source=source
+    )
+
+
+def _check_tag(
+    entry: Any,
+    *,
+    index: int,
+    source: str,
+    names: dict[str, str],
+    cutpoints: dict[str, CutpointSpec],
+    later_keys: set[Any],
+    problems: list[str],
+) -> TagDef | None:
+    if not isinstance(entry, Mapping):
+        problems.append(f"{source}: tags entry {index} must be a mapping, got {type(entry).__name__}")
+        return None
+    key = entry.get("key")
+    where = f"{source}: tag {key!r} (entry {index})" if key else f"{source}: tags entry {index}"
+    before = len(problems)
+    for name in _REQUIRED:
+        if entry.get(name) in (None, ""):
+            problems.append(f"{where}: missing field {name!r}")
+    for name in sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL)):
+        problems.append(f"{where}: unknown field {name!r}")
+    if key and (not isinstance(key, str) or not _KEY_RE.match(key)):
+        problems.append(f"{where}: key must be snake_case (a-z, 0-9, _), got {key!r}")
+    kind, vt = entry.get("kind"), entry.get("type")
+    if kind and kind not in KINDS:
+        problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if vt and vt not in VALUE_TYPES:
+        problems.append(f"{where}: type must be one of {', '.join(VALUE_TYPES)}, got {vt!r}")
+    if entry.get("cadence") and entry["cadence"] not in CADENCES:
+        problems.append(f"{where}: cadence must be one of {', '.join(CADENCES)}, got {entry['cadence']!r}")
+    version = entry.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        problems.append(f"{where}: version must be a positive integer, got {version!r}")
+    if kind == "model" and not entry.get("model"):
+        problems.append(f"{where}: a model tag names its registered model in 'model' (e.g. persona-churn)")
+    values = entry.get("values")
+    if vt == "tier" and not values:
+        problems.append(f"{where}: a tier lists its ordered 'values' (e.g. [high, medium, low])")
+    if values is not None and (
+        not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values)
+    ):
+        problems.append(f"{where}: 'values' must be a list of strings, got {values!r}")
+        values = None
+    decimals = entry.get("decimals", 6)
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 12:
+        problems.append(f"{where}: decimals must be an integer from 0 to 12, got {decimals!r}")
+        decimals = 6
+    has_expr, has_cases = "expr" in entry, "cases" in entry
+    if has_expr == has_cases:
+        problems.append(f"{where}: give exactly one of 'expr' or 'cases'")
+    if "else" in entry and not has_cases:
+        problems.append(f"{where}: 'else' belongs to a 'cases' list")
+    if len(problems) > before:
+        return None
+
+    text, parts, ast = _expression(entry, where=where, problems=problems)
+    if ast is None:
+        return None
+    # names of later tags are reported as ordering problems, not as unknown names
+    later = [n for n in tx.names_in(ast) if n not in names and n in later_keys]
+    for n in later:
+        problems.append(
+            f"{where}: refers to tag {n!r} defined later; tags may only read tags defined before them"
+        )
+    if later:
+        return None
+    cuts = {c.name: c.feature for c in cutpoints.values()}
+    for label, part_text, node in parts:
+        for e in tx.check_types(node, names=names, cutpoints=cuts):
+            problems.append(
+                f"{where}: {label} column {e.pos + 1}: {e.message}  [{_excerpt(part_text, e.pos)}]"
+            )
+    if len(problems) > before:
+        return None
+    if isinstance(ast, tx.Case) and parts[0][0] != "expr":
+        for e in tx.check_types(ast, names=names, cutpoints=cuts):  # branch types of a `cases:` list
+            problems.append(f"{where}: cases: {e.message}")
+        if len(problems) > before:
+            return None
+    expected = _TYPE_OF_VALUE[vt]
+    if ast.type not in (expected,):
+        what = "a condition (true/false)" if vt == "flag" else tx._article(expected)
+        problems.append(f"{where}: a {vt} tag needs {what}, the expression gives {tx._article(ast.type)}")
+        return None
+    if values is not None:
+        for lit in _result_literals(ast):
+            if lit.value is not None and lit.value not in values:
+                at = f"expr column {lit.pos + 1}" if parts[0][0] == "expr" else "cases"
+                problems.append(f"{where}: {at}: value {lit.value!r} is not one of {values}")
+    if kind == "segment" and not (isinstance(ast, tx.Case) and ast.default is not None):
+        problems.append(f"{where}: a segment assigns every customer: give a 'cases' list with an 'else'")
+    if len(problems) > before:
+        return None
+    return TagDef(
+        key=key,
+        description=str(entry["description"]).strip(),
+        kind=kind,
+        value_type=vt,
+        cadence=entry["cadence"],
+        owner=str(entry["owner"]),
+        version=version,
+        crm_field=str(entry["crm_field"]),
+        expr=text,
+        values=tuple(values) if values else None,
+        model=entry.get("model"),
+        decimals=decimals,
+        inputs=tuple(tx.names_in(ast)),
+        cutpoints=tuple(c.args[1].value for c in tx.qcut_calls(ast)),
+        ast=ast,
+    )
+
+
+_Parts = list[tuple[str, str, tx.Node]]
+
+
+def _expression(
+    entry: Mapping[str, Any], *, where: str, problems: list[str]
+) -> tuple[str, _Parts, tx.Node | None]:
+    """Parse `expr`, or build the `case` equivalent of a `cases:` list.
+
+    Returns the text shown for the tag, the parsed parts (label, text, node) whose positions error
+    messages refer to, and the whole expression.
+    """
+    if "expr" in entry:
+        text = str(entry["expr"])
+        try:
+            node = tx.parse(text)
+        except tx.ExprError as e:
+            problems.append(f"{where}: expr column {e.pos + 1}: {e.message}  [{_excerpt(text, e.pos)}]")
+            return text, [], None
+        return text, [("expr", text, node)], node
+    cases = entry["cases"]
+    if not isinstance(cases, list) or not cases:
+        problems.append(f"{where}: 'cases' must be a non-empty list of {{when: ..., then: ...}}")
+        return "", [], None
+    whens: list[tuple[tx.Node, tx.Node]] = []
+    parts: _Parts = []
+    shown = []
+    ok = True
+    for j, case in enumerate(cases, start=1):
+        if not isinstance(case, Mapping) or set(case) != {"when", "then"}:
+            problems.append(f"{where}: cases[{j}] must have exactly 'when' and 'then'")
+            ok = False
+            continue
+        cond_text = str(case["when"])
+        try:
+            cond = tx.parse(cond_text)
+        except tx.ExprError as e:
+            problems.append(
+                f"{where}: cases[{j}].when column {e.pos + 1}: {e.message}  [{_excerpt(cond_text, e.pos)}]"
+            )
+            ok = False
+            continue
+        # `then` is a literal value (string, number or null), not an expression
+        then = case["then"]
+        if isinstance(then, bool) or not (then is None or isinstance(then, str | int | float)):
+            problems.append(f"{where}: cases[{j}].then must be a string, a number or null, got {then!r}")
+            ok = False
+            continue
+        whens.append((cond, tx.Literal(0, float(then) if isinstance(then, int | float) else then)))
+        parts.append((f"cases[{j}].when", cond_text, cond))
+        shown.append(f"when {cond_text} then {_show_literal(then)}")
+    if not ok:
+        return "", [], None
+    default = None
+    if "else" in entry:
+        d = entry["else"]
+        if isinstance(d, bool) or not (d is None or isinstance(d, str | int | float)):
+            problems.append(f"{where}: 'else' must be a string, a number or null, got {d!r}")
+            return "", [], None
+        default = tx.Literal(0, float(d) if isinstance(d, int | float) else d)
+        shown.append(f"else {_show_literal(d)}")
+    return "case " + " ".join(shown) + " end", parts, tx.Case(0, whens, default)
+
+
+def _show_literal(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return repr(v)
+
+
+def _result_literals(ast: tx.Node) -> list[tx.Literal]:
+    """Literal values the expression can return (branches of a top-level case, or the literal itself)."""
+    if isinstance(ast, tx.Literal):
+        return [ast]
+    if isinstance(ast, tx.Case):
+        branches = [v for _, v in ast.whens] + ([ast.default] if ast.default is not None else [])
+        return [lit for b in branches for lit in _result_literals(b)]
+    return []
+
+
+def _excerpt(text: str, pos: int) -> str:
+    return (
+        text[:pos] + " >>>" + text[pos:]
+        if len(text) <= 80
+        else text[max(0, pos - 30) : pos] + " >>>" + text[pos : pos + 30]
+    )
+
+
+# -------------------------------------------------------------------------------------- cut points
+def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
+    """Fit every declared cut point from the latest snapshot in `frame` (all rows if no event_timestamp).
+
+    Edges are the `i/bins` quantiles (i = 1..bins-1, linear interpolation) of the feature's non-null
+    values. Returns the JSON-ready payload saved as `{data_dir}/tags/cutpoints.json`.
+    """
+    snapshot = None
+    if "event_timestamp" in frame.columns and len(frame):
+        snapshot = frame["event_timestamp"].max()
+        frame = frame[frame["event_timestamp"] == snapshot]
+    fitted = {}
+    problems = []
+    for spec in catalog.cutpoints.values():
+        if spec.feature not in frame.columns:
+            problems.append(f"cut points {spec.name!r}: the frame has no column {spec.feature!r}")
+            continue
+        values = pd.to_numeric(frame[spec.feature], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            problems.append(f"cut points {spec.name!r}: no values of {spec.feature!r} to fit on")
+            continue
+        qs = np.arange(1, spec.bins) / spec.bins
+        fitted[spec.name] = {
+            "feature": spec.feature,
+            "bins": spec.bins,
+            "edges": [float(x) for x in np.quantile(values, qs)],
+            "rows": int(values.size),
+        }
+    if problems:
+        raise CatalogError("; ".join(problems))
+    return {
+        "catalog_version": catalog.version,
+        "snapshot": None if snapshot is None else pd.Timestamp(snapshot).isoformat(),
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cutpoints": fitted,
+    }
+
+
+# ---------------------------------------------------------------------------------- file edges (I/O)
+def read_catalog_file(
+    path: str | Path, *, known_names: Iterable[str] | None = None, string_names: Iterable[str] | None = None
+) -> Catalog:
+    """Read and check the catalog YAML at `path` (CatalogError names the file and every problem)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise CatalogError(f"tag catalog not found: {p}", hint="set tags.catalog in the config")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CatalogError(f"{p}:{at} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_catalog(raw or {}, known_names=known_names, string_names=string_names, source=str(p))
+
+
+def write_cutpoints(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Save fitted cut points atomically (write a temp file, then rename: never a half-written file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def read_cutpoints(path: str | Path) -> dict[str, Any]:
+    """Load fitted cut points; CatalogError with a hint when they were never fitted."""
+    p = Path(path)
+    if not p.is_file():
+        raise CatalogError(f"no fitted cut points at {p}", hint="run `persona tags fit` (or retrain)")
+    try:
+        payload = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CatalogError(
+            f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("cutpoints"), dict):
+        raise CatalogError(f"{p}: expected an object with 'cutpoints'")
+    return payload

@@ -1,0 +1,283 @@
+"""Outbox dispatcher: claims due entries, sends them to the CRM connector, settles each one.
+
+Delivery is at least once (a lease that expires returns a killed dispatcher's batch to the queue) and
+connectors are idempotent by key, so every change is applied exactly once. Failures:
+- transient (CRM down, 5xx, time-out): the batch goes back with exponential back-off and jitter, the
+  CRM's Retry-After honoured; after `max_attempts` an entry is dead-lettered with the last reason;
+- 429: every send pauses until Retry-After (or the rate-limit interval); spends no attempt;
+- the CRM refuses a batch as a whole (400): the batch is split in halves until the bad record is alone,
+  which is dead-lettered with the CRM's reason; the good ones are delivered;
+- per-record rejections (207): those entries are dead-lettered, the rest delivered.
+Time comes from an injected `clock` and `sleep` so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from persona.errors import CrmError
+from serving.connectors.base import BatchRejected, Connector, RateLimited, TransientCrmError
+from serving.outbox import Outbox, OutboxEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from configs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchStats:
+    """What one or more dispatch rounds did (entries, not requests, unless said)."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0  # went back to the queue after a transient failure
+    dead: int = 0  # dead-lettered (rejected for good, or out of attempts)
+    superseded: int = 0  # a newer value of the same tag was queued: not sent
+    duplicates: int = 0  # the CRM had already applied the key (a re-delivery)
+    requests: int = 0  # connector.send calls
+    rate_limited: int = 0  # 429 answers
+
+    def add(self, other: DispatchStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, rng: random.Random) -> float:
+    """Delay before retry number `attempt` (1-based): exponential, capped, with "equal jitter"
+    (half fixed, half random) so a fleet of retries does not hit a recovering CRM in lockstep."""
+    cap = min(max_delay, base_delay * 2 ** max(0, attempt - 1))
+    return cap / 2 + rng.uniform(0, cap / 2)
+
+
+class _Paused(Exception):
+    """Internal: a 429 stopped this round."""
+
+
+class Dispatcher:
+    """Delivers `outbox` entries through `connector` in batches of `batch_size`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        connector: Connector,
+        *,
+        batch_size: int = 100,
+        max_attempts: int = 8,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.connector = connector
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.paused_until = 0.0
+
+    # -- one round -----------------------------------------------------------------------------
+    def run_once(self) -> DispatchStats:
+        """Claim one batch of due entries and settle every one of them."""
+        stats = DispatchStats()
+        now = self.clock()
+        if now < self.paused_until:
+            return stats
+        entries, superseded = self.outbox.claim(
+            limit=self.batch_size, now=now, lease_seconds=self.lease_seconds
+        )
+        stats.claimed = len(entries) + superseded
+        stats.superseded = superseded
+        step = max(1, self.connector.max_batch)
+        chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
+        for index, chunk in enumerate(chunks):
+            try:
+                self._deliver(chunk, stats)
+            except _Paused:
+                rest = [e for later in chunks[index + 1 :] for e in later]
+                self.outbox.retry_later(
+                    {e.id: self.paused_until for e in rest},
+                    error="paused: CRM rate limit",
+                    max_attempts=self.max_attempts,
+                    count_attempt=False,
+                )
+                break
+            except CrmError:
+                # Not the records' fault (e.g. bad credentials): hand everything back untouched.
+                rest = [e for later in chunks[index:] for e in later]
+                self.outbox.retry_later(
+                    {e.id: now for e in rest},
+                    error="not sent",
+                    max_attempts=self.max_attempts,
+                    count_attempt=False,
+                )
+                raise
+        return stats
+
+    def _deliver(self, chunk: list[OutboxEntry], stats: DispatchStats) -> None:
+        stats.requests += 1
+        try:
+            result = self.connector.send(chunk)
+        except RateLimited as exc:
+            stats.rate_limited += 1
+            wait = exc.retry_after if exc.retry_after is not None else self._delay(1)
+            self.paused_until = self.clock() + wait
+            log.warning("CRM rate limit: pausing %.1fs (%s)", wait, exc.message)
+            self.outbox.retry_later(
+                {e.id: self.paused_until for e in chunk},
+                error=exc.message,
+                max_attempts=self.max_attempts,
+                count_attempt=False,
+            )
+            raise _Paused from None
+        except BatchRejected as exc:
+            if len(chunk) == 1:
+                self.outbox.dead_letter({chunk[0].id: exc.message})
+                stats.dead += 1
+                log.warning(
+                    "dead-lettered outbox entry %d (customer %s): %s",
+                    chunk[0].id,
+                    chunk[0].change.customer_id,
+                    exc.message,
+                )
+                return
+            middle = len(chunk) // 2
+            try:
+                self._deliver(chunk[:middle], stats)
+            except _Paused:
+                self.outbox.retry_later(
+                    {e.id: self.paused_until for e in chunk[middle:]},
+                    error="paused: CRM rate limit",
+                    max_attempts=self.max_attempts,
+                    count_attempt=False,
+                )
+                raise
+            self._deliver(chunk[middle:], stats)
+            return
+        except TransientCrmError as exc:
+            self._retry(chunk, exc.message, exc.retry_after, stats)
+            return
+        except CrmError:
+            raise
+        except Exception as exc:  # a connector bug or an unexpected driver error: keep the entries
+            log.exception("connector %s failed", self.connector.name)
+            self._retry(chunk, f"{type(exc).__name__}: {exc}", None, stats)
+            return
+        delivered = [e.id for e in chunk if e.id not in result.rejected]
+        self.outbox.mark_delivered(delivered, now=self.clock())
+        stats.delivered += len(delivered)
+        stats.duplicates += result.duplicates
+        if result.rejected:
+            self.outbox.dead_letter(result.rejected)
+            stats.dead += len(result.rejected)
+        if result.pause_for:
+            self.paused_until = max(self.paused_until, self.clock() + result.pause_for)
+
+    def _delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay, rng=self.rng)
+
+    def _retry(
+        self, chunk: list[OutboxEntry], error: str, retry_after: float | None, stats: DispatchStats
+    ) -> None:
+        now = self.clock()
+        # One jittered delay per attempt count, not per entry: the batch stays together on its retry.
+        delays: dict[int, float] = {}
+        retry_at = {}
+        for entry in chunk:
+            attempt = entry.attempts + 1
+            if attempt not in delays:
+                delays[attempt] = self._delay(attempt)
+                if retry_after is not None:
+                    delays[attempt] = max(delays[attempt], retry_after)
+            retry_at[entry.id] = now + delays[attempt]
+        died = self.outbox.retry_later(retry_at, error=error, max_attempts=self.max_attempts)
+        stats.retried += len(chunk) - died
+        stats.dead += died
+        log.warning("CRM delivery of %d entries failed, will retry: %s", len(chunk), error)
+
+    # -- loops ---------------------------------------------------------------------------------
+    def rounds(self, deadline: float | None = None) -> Iterator[DispatchStats]:
+        """Yield the stats of each round until nothing is pending (or `deadline` on `clock` passes),
+        sleeping between rounds until the next entry is due."""
+        while True:
+            stats = self.run_once()
+            yield stats
+            if deadline is not None and self.clock() >= deadline:
+                return
+            if stats.claimed:
+                continue
+            due = self.outbox.next_due()
+            if due is None:
+                return
+            wake = max(due, self.paused_until)
+            if deadline is not None and wake > deadline:
+                return
+            self.sleep(max(wake - self.clock(), 0.001))
+
+    def run_until_empty(self, deadline: float | None = None) -> DispatchStats:
+        """Drain the outbox: returns the totals. Entries that are dead stay for `persona crm replay`."""
+        total = DispatchStats()
+        for stats in self.rounds(deadline):
+            total.add(stats)
+        return total
+
+    def run_forever(self, stop_event: threading.Event, *, poll_seconds: float | None = None) -> None:
+        """Background loop for the service: deliver while there is work, idle-wait on `stop_event`
+        (at most `poll_seconds`, default the dispatcher's own) so new entries go out promptly."""
+        poll_seconds = self.poll_seconds if poll_seconds is None else poll_seconds
+        while not stop_event.is_set():
+            try:
+                stats = self.run_once()
+            except Exception as exc:  # keep the thread alive; entries stay in the outbox
+                log.error("CRM dispatcher round failed: %s", exc)
+                stop_event.wait(poll_seconds)
+                continue
+            if stats.claimed:
+                continue
+            wait = poll_seconds
+            due = self.outbox.next_due()
+            if due is not None:
+                wait = min(poll_seconds, max(max(due, self.paused_until) - self.clock(), 0.01))
+            stop_event.wait(wait)
+
+
+def build_dispatcher(
+    settings: Settings, *, connector: Connector | None = None, engine: Engine | None = None
+) -> Dispatcher:
+    """A dispatcher wired from `settings.crm` over the state database's outbox."""
+    from serving.connectors import make_connector
+    from serving.outbox import make_state_engine
+
+    outbox = Outbox(engine if engine is not None else make_state_engine(settings.url(settings.state_url)))
+    outbox.create_schema()
+    crm = settings.crm
+    return Dispatcher(
+        outbox,
+        connector if connector is not None else make_connector(settings),
+        batch_size=crm.batch_size,
+        max_attempts=crm.max_attempts,
+        base_delay=crm.base_delay_seconds,
+        max_delay=crm.max_delay_seconds,
+        lease_seconds=crm.lease_seconds,
+        poll_seconds=crm.poll_seconds,
+    )
+
+
+make_dispatcher = build_dispatcher  # the name next to `make_connector`

@@ -1,0 +1,376 @@
+"""Transactional outbox: tag changes wait here, in Persona's state database, until the CRM has them.
+
+The outbox table lives in the same database as current tags and tag history (`settings.state_url`), so
+`enqueue` runs inside the caller's transaction: a tag change and its outbox entry commit together or not
+at all. The dispatcher then claims entries under a lease (a killed dispatcher's claims expire and are
+delivered again), and settles them as delivered, retried later, dead-lettered or superseded.
+
+Statuses: `pending` (waiting or leased), `delivered`, `dead` (needs `persona crm replay`), `superseded`
+(a newer change of the same customer's tag was enqueued before this one went out; sending it would
+overwrite the newer value).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from serving.changes import TagChange
+
+PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
+STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
+_CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
+
+metadata = sa.MetaData()
+outbox_table = sa.Table(
+    "crm_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(512), nullable=False),
+    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("tag", sa.String(128), nullable=False),
+    sa.Column("crm_field", sa.String(128), nullable=False),
+    sa.Column("old_value", sa.Text, nullable=True),
+    sa.Column("new_value", sa.Text, nullable=True),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("produced_by", sa.String(256), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, default=PENDING),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Times of the dispatcher's clock as epoch seconds: portable across SQLite and PostgreSQL and
+    # directly comparable with an injected test clock.
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(32), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    # claims read due entries in this order, so the index serves WHERE and ORDER BY (no sort)
+    sa.Index("ix_crm_outbox_due", "status", "next_attempt_at", "id"),
+    sa.Index("ix_crm_outbox_customer_tag", "customer_id", "tag", "id"),
+    sa.Index("ix_crm_outbox_lease", "lease_owner"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One claimed outbox row: the change to deliver plus its delivery bookkeeping."""
+
+    id: int
+    change: TagChange
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered entry as `persona crm status` shows it (customer id only, no PII)."""
+
+    id: int
+    customer_id: str
+    tag: str
+    new_value: str | None
+    attempts: int
+    reason: str
+
+
+def make_state_engine(url: str) -> Engine:
+    """An engine for Persona's state database; SQLite gets WAL + a busy time-out for the
+    service-writer / dispatcher-thread concurrency, and its folder is created."""
+    sa_url = sa.make_url(url)
+    if sa_url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if sa_url.database and sa_url.database != ":memory:":
+        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Outbox:
+    """The outbox table of one state database. Methods that take `conn` run in the caller's
+    transaction; the others open their own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.table = outbox_table
+
+    def create_schema(self) -> None:
+        """Create the outbox table and its indexes if missing (idempotent)."""
+        metadata.create_all(self.engine, checkfirst=True)
+
+    # -- producer side -------------------------------------------------------------------------
+    def enqueue(self, conn: Connection, changes: list[TagChange], *, now: float | None = None) -> int:
+        """Add `changes` in the caller's transaction; returns how many rows were stored.
+
+        Idempotent by `TagChange.idempotency_key`: a change whose key equals the latest entry already
+        queued for the same (customer, tag) is not stored again (a retried scoring request enqueues
+        nothing). A value that flips back (A -> B -> A under one model version) repeats an older key but
+        is a real change, so only the *latest* entry per (customer, tag) is compared.
+        """
+        if not changes:
+            return 0
+        t = self.table
+        stamp = datetime.now(UTC).timestamp() if now is None else now
+        customers = sorted({c.customer_id for c in changes})
+        latest: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(customers):
+            newest = (
+                sa.select(sa.func.max(t.c.id))
+                .where(t.c.customer_id.in_(chunk))
+                .group_by(t.c.customer_id, t.c.tag)
+                .scalar_subquery()
+            )
+            for customer_id, tag, key in conn.execute(
+                sa.select(t.c.customer_id, t.c.tag, t.c.idempotency_key).where(t.c.id.in_(newest))
+            ):
+                latest[(customer_id, tag)] = key
+        rows = []
+        for change in changes:
+            key = change.idempotency_key
+            if latest.get((change.customer_id, change.tag)) == key:
+                continue
+            latest[(change.customer_id, change.tag)] = key
+            rows.append(
+                {
+                    "idempotency_key": key,
+                    "customer_id": change.customer_id,
+                    "tag": change.tag,
+                    "crm_field": change.crm_field,
+                    "old_value": change.old_value,
+                    "new_value": change.new_value,
+                    "changed_at": _as_utc(change.changed_at),
+                    "produced_by": change.produced_by,
+                    "inputs": change.inputs,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "created_at": stamp,
+                    "next_attempt_at": stamp,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(t), rows)
+        return len(rows)
+
+    # -- dispatcher side -----------------------------------------------------------------------
+    def claim(self, *, limit: int, now: float, lease_seconds: float) -> tuple[list[OutboxEntry], int]:
+        """Lease up to `limit` due entries (longest due first, then oldest) for `lease_seconds`.
+
+        Returns (entries to send, number superseded): a claimed entry with a newer entry for the same
+        (customer, tag) is marked superseded instead of being sent.
+        """
+        t = self.table
+        owner = uuid.uuid4().hex
+        due = sa.and_(
+            t.c.status == PENDING,
+            t.c.next_attempt_at <= now,
+            sa.or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at <= now),
+        )
+        with self.engine.begin() as conn:
+            pick = sa.select(t.c.id).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+            lease = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+            if conn.dialect.name == "postgresql":
+                # A CTE runs once (a LIMIT ... FOR UPDATE sub-select inside IN may be re-run and lease
+                # more than `limit` rows); SKIP LOCKED lets concurrent dispatchers pass each other's rows.
+                picked = pick.with_for_update(skip_locked=True).cte("picked")
+                conn.execute(sa.update(t).where(t.c.id == picked.c.id).values(**lease))
+            elif conn.dialect.name == "sqlite":
+                # one writer at a time, the statement is atomic: look rows up by primary key only
+                # (repeating `due` here makes SQLite scan every pending row)
+                conn.execute(sa.update(t).where(t.c.id.in_(pick.scalar_subquery())).values(**lease))
+            else:
+                # `due` is repeated outside the sub-select so a row leased meanwhile is re-checked.
+                conn.execute(sa.update(t).where(t.c.id.in_(pick.scalar_subquery()), due).values(**lease))
+            rows = conn.execute(sa.select(t).where(t.c.lease_owner == owner).order_by(t.c.id)).all()
+            if not rows:
+                return [], 0
+            newest: dict[tuple[str, str], int] = {}
+            for chunk in _chunks(sorted({r.customer_id for r in rows})):
+                for customer_id, tag, max_id in conn.execute(
+                    sa.select(t.c.customer_id, t.c.tag, sa.func.max(t.c.id))
+                    .where(t.c.customer_id.in_(chunk))
+                    .group_by(t.c.customer_id, t.c.tag)
+                ):
+                    newest[(customer_id, tag)] = max_id
+            stale = [r.id for r in rows if newest[(r.customer_id, r.tag)] != r.id]
+            for chunk in _chunks(stale):
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(chunk))
+                    .values(status=SUPERSEDED, lease_owner=None, lease_expires_at=None)
+                )
+        stale_ids = set(stale)
+        entries = [
+            OutboxEntry(
+                id=r.id,
+                attempts=r.attempts,
+                change=TagChange(
+                    customer_id=r.customer_id,
+                    tag=r.tag,
+                    crm_field=r.crm_field,
+                    old_value=r.old_value,
+                    new_value=r.new_value,
+                    changed_at=_as_utc(r.changed_at),
+                    produced_by=r.produced_by,
+                    inputs=r.inputs or {},
+                ),
+            )
+            for r in rows
+            if r.id not in stale_ids
+        ]
+        return entries, len(stale)
+
+    def mark_delivered(self, ids: Sequence[int], *, now: float) -> None:
+        """Settle entries the CRM accepted."""
+        t = self.table
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(ids)):
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id.in_(chunk))
+                    .values(
+                        status=DELIVERED,
+                        delivered_at=now,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        last_error=None,
+                    )
+                )
+
+    def retry_later(
+        self, retry_at: dict[int, float], *, error: str, max_attempts: int, count_attempt: bool = True
+    ) -> int:
+        """Return entries to the queue, due at `retry_at[id]`; with `count_attempt` each one spends an
+        attempt and those reaching `max_attempts` are dead-lettered with `error`. Returns how many died."""
+        t = self.table
+        died = 0
+        with self.engine.begin() as conn:
+            by_time: dict[float, list[int]] = {}
+            for entry_id, at in retry_at.items():
+                by_time.setdefault(at, []).append(entry_id)
+            for at, ids in by_time.items():
+                for chunk in _chunks(ids):
+                    values: dict[str, Any] = {
+                        "next_attempt_at": at,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "last_error": error[:2000],
+                    }
+                    if count_attempt:
+                        values["attempts"] = t.c.attempts + 1
+                    conn.execute(
+                        sa.update(t).where(t.c.id.in_(chunk), t.c.status == PENDING).values(**values)
+                    )
+            if count_attempt:
+                for chunk in _chunks(list(retry_at)):
+                    died += conn.execute(
+                        sa.update(t)
+                        .where(t.c.id.in_(chunk), t.c.attempts >= max_attempts, t.c.status == PENDING)
+                        .values(
+                            status=DEAD, last_error=f"gave up after {max_attempts} attempts: {error}"[:2000]
+                        )
+                    ).rowcount
+        return died
+
+    def dead_letter(self, reasons: dict[int, str]) -> None:
+        """Dead-letter entries the CRM rejected for good, each with its reason."""
+        t = self.table
+        with self.engine.begin() as conn:
+            for entry_id, reason in reasons.items():
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == entry_id, t.c.status == PENDING)
+                    .values(
+                        status=DEAD,
+                        attempts=t.c.attempts + 1,
+                        last_error=reason[:2000],
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                )
+
+    def next_due(self) -> float | None:
+        """Earliest time a pending entry becomes claimable (its retry time or its lease expiry)."""
+        t = self.table
+        when = sa.case(
+            (
+                sa.and_(t.c.lease_expires_at.is_not(None), t.c.lease_expires_at > t.c.next_attempt_at),
+                t.c.lease_expires_at,
+            ),
+            else_=t.c.next_attempt_at,
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.min(when)).where(t.c.status == PENDING)).scalar()
+
+    # -- operations ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Entries per status (every status present, zero when none)."""
+        t = self.table
+        with self.engine.connect() as conn:
+            found = dict(conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
+        return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    def dead_letters(self, *, limit: int = 20) -> list[DeadLetter]:
+        """The oldest dead letters with their reasons."""
+        t = self.table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.id, t.c.customer_id, t.c.tag, t.c.new_value, t.c.attempts, t.c.last_error)
+                .where(t.c.status == DEAD)
+                .order_by(t.c.id)
+                .limit(limit)
+            ).all()
+        return [
+            DeadLetter(
+                id=r.id,
+                customer_id=r.customer_id,
+                tag=r.tag,
+                new_value=r.new_value,
+                attempts=r.attempts,
+                reason=r.last_error or "",
+            )
+            for r in rows
+        ]
+
+    def replay(self, *, now: float, ids: Sequence[int] | None = None) -> int:
+        """Put dead letters (all, or those in `ids`) back in the queue with fresh attempts."""
+        t = self.table
+        values = {
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        with self.engine.begin() as conn:
+            if ids is None:
+                return conn.execute(sa.update(t).where(t.c.status == DEAD).values(**values)).rowcount
+            done = 0
+            for chunk in _chunks(list(ids)):
+                done += conn.execute(
+                    sa.update(t).where(t.c.id.in_(chunk), t.c.status == DEAD).values(**values)
+                ).rowcount
+            return done

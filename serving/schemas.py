@@ -1,0 +1,72 @@
+"""Request and response models of the scoring API (the contract the CRM codes against)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_IDS = 1000
+
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_IDS)]
+
+ItemStatus = Literal["ok", "not_found", "consent_withdrawn"]
+
+
+class Reason(BaseModel):
+    """One driver of a score: a feature, its value, and its contribution to the raw (log-odds) score."""
+
+    feature: str
+    value: float | str | None
+    contribution: float
+
+
+class ModelScore(BaseModel):
+    """A churn or conversion score. `probability` is null when the model declined to score."""
+
+    probability: float | None = None
+    tier: str | None = None
+    reasons: list[Reason] = Field(default_factory=list)
+    model_version: str | None = None
+    not_scored_reason: str | None = None
+
+
+class Segment(BaseModel):
+    segment_id: int | None = None
+    persona: str | None = None
+    model_version: str | None = None
+    not_scored_reason: str | None = None
+
+
+class Freshness(BaseModel):
+    """When the features of one feature view were computed (the snapshot they describe)."""
+
+    as_of: str | None = None  # ISO-8601 UTC
+    age_days: float | None = None
+    status: Literal["present", "stale", "not_found"]
+
+
+class ScoreItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str
+    status: ItemStatus
+    reason: str | None = None  # why there is no score (status != ok)
+    degraded: bool = False  # some features were stale or missing and documented defaults were used
+    warnings: list[str] = Field(default_factory=list)
+    segment: Segment | None = None
+    churn: ModelScore | None = None
+    conversion: ModelScore | None = None
+    tags: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
+    feature_freshness: dict[str, Freshness] = Field(default_factory=dict)
+    written_back: int = 0  # tag changes queued for the CRM for this customer
+
+
+class ScoreResponse(BaseModel):
+    items: list[ScoreItem]
+    model_versions: dict[str, str]
+    scored: int
+    not_found: int
+    consent_withdrawn: int
+    queued_changes: int

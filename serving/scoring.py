@@ -1,0 +1,478 @@
+"""The scoring core shared by the service (`/v1/score`) and batch scoring (`persona score --all`).
+
+features (Feast online store, or a batch frame) -> champion models -> tag catalog -> optional write-back
+(tag store + outbox, one transaction). The models, the FeatureService each was trained on and the catalog
+are loaded once (`load_state`); scoring itself only reads features and computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import Settings
+from persona.errors import FeatureStoreError, RegistryError, ValidationFailed
+
+log = logging.getLogger("persona.serving")
+
+KINDS = ("segments", "churn", "conversion")
+CLASSIFIERS = ("churn", "conversion")
+
+
+# ------------------------------------------------------------------------------------ populations
+@dataclass(frozen=True)
+class Population:
+    """Who a model may score: a boolean expression of the tag language over features."""
+
+    kind: str
+    expr: str
+    vector: Any  # compiled: (env, n) -> bool array
+    scalar: Any  # compiled: env -> bool | None
+    inputs: tuple[str, ...]
+
+    def mask(self, frame: pd.DataFrame) -> np.ndarray:
+        env = {name: _as_input(frame[name]) for name in self.inputs}
+        out = np.asarray(self.vector(env, len(frame)))
+        return np.where(pd.isna(out), False, out).astype(bool)
+
+
+def _as_input(col: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    return col.astype(object).where(col.notna(), None).to_numpy()
+
+
+def compile_populations(
+    populations: dict[str, str], *, feature_types: dict[str, str]
+) -> dict[str, Population]:
+    """Parse and type-check `serving.populations`; unknown features or non-boolean rules are errors."""
+    from models import tag_expr as tx
+
+    out: dict[str, Population] = {}
+    problems: list[str] = []
+    for kind, text in populations.items():
+        if kind not in CLASSIFIERS:
+            problems.append(f"serving.populations.{kind}: unknown model (known: {', '.join(CLASSIFIERS)})")
+            continue
+        try:
+            node = tx.parse(text)
+        except tx.ExprError as exc:
+            problems.append(f"serving.populations.{kind}: {exc}")
+            continue
+        errors = tx.check_types(node, names=feature_types)
+        if errors:
+            problems.extend(f"serving.populations.{kind}: {e}" for e in errors)
+            continue
+        if node.type != tx.BOOL:
+            problems.append(f"serving.populations.{kind}: {text!r} is not a true/false rule")
+            continue
+        out[kind] = Population(
+            kind=kind,
+            expr=text,
+            vector=tx.compile_vector(node, {}),
+            scalar=tx.compile_scalar(node, {}),
+            inputs=tuple(dict.fromkeys(tx.names_in(node))),
+        )
+    if problems:
+        raise ValidationFailed("invalid scoring populations:\n  " + "\n  ".join(problems))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ state
+@dataclass
+class ServingState:
+    """Everything scoring needs, loaded once."""
+
+    settings: Settings
+    store: Any  # feast.FeatureStore
+    models: dict[str, Any]  # kind -> training.registry.LoadedModel
+    model_names: dict[str, str]  # kind -> registered model name
+    catalog: Any  # models.tag_engine.Catalog
+    cutpoints: dict[str, Any]
+    withdrawn: frozenset[str]
+    populations: dict[str, Population]
+    tag_store: Any  # serving.tag_store.TagStore
+    services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {kind: loaded.version for kind, loaded in self.models.items()}
+
+    def produced_by(self) -> dict[str, str]:
+        return self.catalog.produced_by({self.model_names[k]: v for k, v in self.versions.items()})
+
+
+def load_state(settings: Settings) -> ServingState:
+    """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
+    from features.feast_io import get_store, service_features
+    from features.ingest import withdrawn_customer_ids
+    from serving.tagging import load_catalog, load_cutpoints, open_tag_store
+    from training.registry import load_champion, model_name
+
+    store = get_store(settings)
+    models = {kind: load_champion(settings, kind) for kind in KINDS}
+    services = {kind: loaded.feature_service for kind, loaded in models.items()}
+    feature_types: dict[str, str] = {}
+    for kind, loaded in models.items():
+        served = service_features(store, loaded.feature_service)
+        missing = [f for f in loaded.bundle.features if f not in served]
+        if missing:
+            raise RegistryError(
+                f"{model_name(settings, kind)} v{loaded.version} was trained on {loaded.feature_service} "
+                f"but Feast's {loaded.feature_service} lacks {', '.join(missing)}",
+                hint="apply the feature repo the model was trained with (persona features apply)",
+            )
+    catalog = load_catalog(settings, store=store)
+    from models import tag_expr as tx
+    from models.tag_engine import STRING_INPUTS
+
+    for loaded in models.values():
+        for name in service_features(store, loaded.feature_service):
+            feature_types[name] = tx.STRING if name in STRING_INPUTS else tx.NUMBER
+    feature_types.update(catalog.input_types)
+    populations = compile_populations(dict(settings.serving.populations), feature_types=feature_types)
+    from serving.outbox import Outbox
+
+    tag_store = open_tag_store(settings, catalog)
+    # The write-back commits tag changes and their outbox entries together: both tables must exist.
+    Outbox(tag_store.engine).create_schema()
+    return ServingState(
+        settings=settings,
+        store=store,
+        models=models,
+        model_names={kind: model_name(settings, kind) for kind in KINDS},
+        catalog=catalog,
+        cutpoints=load_cutpoints(settings, catalog),
+        withdrawn=frozenset(withdrawn_customer_ids(settings)),
+        populations=populations,
+        tag_store=tag_store,
+        services=services,
+    )
+
+
+# ------------------------------------------------------------------------------------------ scoring
+@dataclass
+class ModelOutputs:
+    """Vectorised outputs of the three models over one frame of customers."""
+
+    segment_id: np.ndarray  # float (NaN = not scored)
+    persona: np.ndarray  # object (None = not scored)
+    churn_probability: np.ndarray
+    churn_tier: np.ndarray
+    conversion_probability: np.ndarray
+    conversion_tier: np.ndarray
+    not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
+    # kind -> (rows scored, encoded matrix of those rows): reasons reuse the encoding
+    encoded: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "segment_id": self.segment_id,
+                "persona": self.persona,
+                "churn_probability": self.churn_probability,
+                "churn_tier": self.churn_tier,
+                "conversion_probability": self.conversion_probability,
+                "conversion_tier": self.conversion_tier,
+            }
+        )
+
+
+def run_models(
+    state: ServingState, features: pd.DataFrame, *, has_features: dict[str, np.ndarray]
+) -> ModelOutputs:
+    """Score every row of `features` (bare feature names) with the three champions.
+
+    `has_features[kind]` is False where none of that model's features were found: such rows are not
+    scored (reason `no_features`). Rows outside a model's population are not scored either.
+    """
+    n = len(features)
+    not_scored: dict[str, np.ndarray] = {}
+    segment_id = np.full(n, np.nan)
+    persona = np.full(n, None, dtype=object)
+    seg = state.models["segments"].bundle
+    seg_ok = has_features["segments"]
+    not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
+    if seg_ok.any():
+        part = features[seg.features] if seg_ok.all() else features.loc[seg_ok, seg.features]
+        ids = np.asarray(seg.predict(part))
+        segment_id[seg_ok] = ids
+        persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for kind in CLASSIFIERS:
+        bundle = state.models[kind].bundle
+        reason = np.where(has_features[kind], None, "no_features").astype(object)
+        population = state.populations.get(kind)
+        if population is not None:
+            inside = population.mask(features)
+            reason = np.where((reason == None) & ~inside, "outside_population", reason)  # noqa: E711
+        ok = reason == None  # noqa: E711
+        proba = np.full(n, np.nan)
+        tiers = np.full(n, None, dtype=object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            part = features[bundle.features] if len(rows) == n else features.iloc[rows][bundle.features]
+            x = bundle.encode(part)
+            encoded[kind] = (rows, x)
+            proba[ok] = bundle.predict_proba_array(x)
+            tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
+        outputs[kind] = (proba, tiers)
+        not_scored[kind] = reason
+    return ModelOutputs(
+        segment_id=segment_id,
+        persona=persona,
+        churn_probability=outputs["churn"][0],
+        churn_tier=outputs["churn"][1],
+        conversion_probability=outputs["conversion"][0],
+        conversion_tier=outputs["conversion"][1],
+        not_scored=not_scored,
+        encoded=encoded,
+    )
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts; several times cheaper than `DataFrame.to_dict("records")` on small frames."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, row, strict=True)) for row in frame.to_numpy(dtype=object)]
+
+
+SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than the vectorised one
+
+
+def evaluate_tags(state: ServingState, tag_input: pd.DataFrame) -> pd.DataFrame:
+    """Every catalog tag, as the CRM sees it (strings), one row per input row.
+
+    Small requests go through the catalog's single-customer engine, large ones through the vectorised
+    engine; a property test (tests/model/test_tag_equivalence.py) holds the two to the same results.
+    """
+    from models.tag_engine import format_one, format_values
+
+    catalog = state.catalog
+    if len(tag_input) > SCALAR_TAGS_UP_TO:
+        return format_values(catalog.evaluate(tag_input, state.cutpoints), catalog)
+    rows = [
+        format_one(catalog.evaluate_one(record, state.cutpoints), catalog)
+        for record in records(tag_input)
+    ]
+    return pd.DataFrame(rows, columns=catalog.keys, index=tag_input.index)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+class Scorer:
+    """Online scoring of a list of customer ids against the Feast online store."""
+
+    def __init__(self, state: ServingState) -> None:
+        from features.feast_io import service_views
+
+        self.state = state
+        # All the models' services are read together: one online read, each feature view once.
+        self.services = tuple(dict.fromkeys(state.services.values()))
+        self.views_of_kind = {
+            kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
+        }
+
+    def _read(self, ids: list[str], now: datetime) -> Any:
+        from features.feast_io import online_features
+
+        try:
+            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=now)
+        except FeatureStoreError:
+            self._reconnect()
+            raise
+
+    def _reconnect(self) -> None:
+        """Drop Feast's client after a failed read: it caches its online-store connection, which would
+        keep pointing at a broken or replaced store after the store itself has recovered."""
+        from features.feast_io import get_store
+
+        try:
+            self.state.store = get_store(self.state.settings)
+        except Exception as exc:  # still down: the next failed read tries again
+            log.warning("feature store still unavailable: %s", exc)
+
+    def score(
+        self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
+    ) -> dict[str, Any]:
+        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload."""
+        state = self.state
+        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        withdrawn = {i for i in ids if i in state.withdrawn}
+        eligible = [i for i in ids if i not in withdrawn]
+        items: dict[str, dict[str, Any]] = {}
+        for cid in withdrawn:
+            items[cid] = {
+                "customer_id": cid,
+                "status": "consent_withdrawn",
+                "reason": "the customer withdrew consent to profiling: not scored, not tagged",
+            }
+        queued = 0
+        if eligible:
+            result = self._read(eligible, now)
+            found = result.found.to_numpy()
+            for cid in np.asarray(eligible, dtype=object)[~found]:
+                items[cid] = {
+                    "customer_id": cid,
+                    "status": "not_found",
+                    "reason": "no features for this customer id in the online store",
+                }
+            known = [c for c, f in zip(eligible, found, strict=True) if f]
+            if known:
+                queued = self._score_known(known, result, found, items, write_back, now, only)
+        ordered = [items[c] for c in ids]
+        return {
+            "items": ordered,
+            "model_versions": state.versions,
+            "scored": sum(1 for i in ordered if i["status"] == "ok"),
+            "not_found": sum(1 for i in ordered if i["status"] == "not_found"),
+            "consent_withdrawn": sum(1 for i in ordered if i["status"] == "consent_withdrawn"),
+            "queued_changes": queued,
+        }
+
+    def _score_known(
+        self,
+        ids: list[str],
+        result: Any,
+        found: np.ndarray,
+        items: dict[str, dict[str, Any]],
+        write_back: bool,
+        now: datetime,
+        only: str | None,
+    ) -> int:
+        state = self.state
+        top_k = state.settings.serving.top_reasons
+        view_status = {view: status[found] for view, status in result.view_status.items()}
+        stale_any = np.zeros(len(ids), dtype=bool)
+        missing_any = np.zeros(len(ids), dtype=bool)
+        for status in view_status.values():
+            stale_any |= status == "stale"
+            missing_any |= status == "not_found"
+        has_features = {
+            kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
+            for kind, views in self.views_of_kind.items()
+        }
+        values = result.values.iloc[np.flatnonzero(found)]
+        frame = values.reset_index(drop=True)
+        outputs = run_models(state, frame, has_features=has_features)
+        reasons = {}
+        for kind in CLASSIFIERS:
+            bundle = state.models[kind].bundle
+            per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
+            if kind in outputs.encoded and top_k and only in (None, kind):
+                rows, x = outputs.encoded[kind]
+                raw = frame[bundle.features].to_numpy(dtype=object)[rows]
+                got = bundle.reasons_encoded(x, raw, top_k=top_k)
+                for row, r in zip(rows, got, strict=True):
+                    per_row[row] = [
+                        {
+                            "feature": d["feature"],
+                            "value": _jsonable(d.get("value")),
+                            "contribution": float(d["contribution"]),
+                        }
+                        for d in r
+                    ]
+            reasons[kind] = per_row
+        tags_frame = None
+        if only is None:
+            tag_input = pd.concat([frame, outputs.frame()], axis=1)
+            tag_input.insert(0, "customer_id", ids)
+            tags_frame = evaluate_tags(state, tag_input)
+            tags_frame.insert(0, "customer_id", ids)
+        freshness = self._freshness(view_status, {v: sec[found] for v, sec in result.view_seconds.items()}, now)
+        versions = state.versions
+        changes_by_customer: dict[str, int] = {}
+        queued = 0
+        if write_back and tags_frame is not None:
+            changes = self._write_back(tags_frame, tag_input, now)
+            queued = len(changes)
+            for ch in changes:
+                changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
+        tag_records = (
+            records(tags_frame.drop(columns=["customer_id"])) if tags_frame is not None else None
+        )
+        for row, cid in enumerate(ids):
+            warnings = []
+            if stale_any[row]:
+                warnings.append("some features are older than their view's TTL (stale)")
+            if missing_any[row]:
+                warnings.append("some feature views have no row for this customer: model defaults used")
+            item: dict[str, Any] = {
+                "customer_id": cid,
+                "status": "ok",
+                "degraded": bool(stale_any[row] or missing_any[row]),
+                "warnings": warnings,
+                "feature_freshness": freshness[row],
+                "written_back": changes_by_customer.get(cid, 0),
+            }
+            if only in (None, "segments"):
+                seg_reason = outputs.not_scored["segments"][row]
+                item["segment"] = {
+                    "segment_id": None if seg_reason else int(outputs.segment_id[row]),
+                    "persona": outputs.persona[row],
+                    "model_version": versions["segments"],
+                    "not_scored_reason": seg_reason,
+                }
+            for kind in CLASSIFIERS:
+                if only not in (None, kind):
+                    continue
+                proba = getattr(outputs, f"{kind}_probability")[row]
+                item[kind] = {
+                    "probability": None if np.isnan(proba) else float(proba),
+                    "tier": getattr(outputs, f"{kind}_tier")[row],
+                    "reasons": reasons[kind][row],
+                    "model_version": versions[kind],
+                    "not_scored_reason": outputs.not_scored[kind][row],
+                }
+            if tag_records is not None:
+                item["tags"] = tag_records[row]
+            items[cid] = item
+        return queued
+
+    def _freshness(
+        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Per customer and feature view: the snapshot served, its age, and present/stale/not_found."""
+        now_s = now.timestamp()
+        n = len(next(iter(view_status.values()))) if view_status else 0
+        out: list[dict[str, Any]] = [{} for _ in range(n)]
+        for view, status in view_status.items():
+            seconds = view_seconds[view]
+            for row in range(n):
+                if seconds[row] < 0:
+                    out[row][view] = {"as_of": None, "age_days": None, "status": "not_found"}
+                else:
+                    out[row][view] = {
+                        "as_of": datetime.fromtimestamp(int(seconds[row]), tz=UTC).isoformat(),
+                        "age_days": round((now_s - float(seconds[row])) / 86400.0, 2),
+                        "status": str(status[row]),
+                    }
+        return out
+
+    def _write_back(self, tags_frame: pd.DataFrame, tag_input: pd.DataFrame, now: datetime) -> list[Any]:
+        from serving.writeback import record_and_enqueue
+
+        state = self.state
+        return record_and_enqueue(
+            state.tag_store.engine,
+            tag_store=state.tag_store,
+            tags=tags_frame,
+            produced_by=state.produced_by(),
+            inputs=tag_input,
+            at=now,
+        )

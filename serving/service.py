@@ -1,0 +1,151 @@
+"""The scoring service the CRM calls: `bentoml serve serving.service:PersonaService` (or `persona serve`).
+
+At start-up it loads the champion of each model from the MLflow registry, the FeatureService each was
+trained on (recorded on the model version), the tag catalog and its cut points. If a dependency is not
+there yet (no champion, no feature store), the service still starts: health answers, `/readyz` and
+scoring answer 503 with a JSON body saying what is missing, and loading is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+from configs.settings import Settings, load_settings
+from serving.auth import ApiKeyMiddleware
+from serving.schemas import CustomerIds, ScoreResponse
+
+log = logging.getLogger("persona.serving")
+
+RELOAD_EVERY_SECONDS = 10.0  # how often an unready service retries loading its dependencies
+
+
+def _unavailable(error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=503, headers={"Retry-After": "10"})
+
+
+class _PersonaService:
+    """Scores customers: segment and persona, churn and conversion with reasons, every catalog tag."""
+
+    def __init__(self) -> None:
+        from persona.logs import configure
+
+        configure()
+        self.settings: Settings = load_settings()
+        self.scorer: Any = None
+        self.load_error: str | None = None
+        self._last_load_attempt = 0.0
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._dispatcher_thread: threading.Thread | None = None
+        self._try_load()
+        if self.settings.serving.dispatch_in_service:
+            self._start_dispatcher()
+
+    # -- dependencies -------------------------------------------------------------------------------
+    def _try_load(self) -> bool:
+        """Load models, features and catalog; remember why not, without raising."""
+        with self._load_lock:
+            if self.scorer is not None:
+                return True
+            self._last_load_attempt = time.monotonic()
+            from persona.errors import USER_ERRORS
+            from serving.scoring import Scorer, load_state
+
+            try:
+                self.scorer = Scorer(load_state(self.settings))
+                self.load_error = None
+                log.info("scoring ready: models %s", self.scorer.state.versions)
+                return True
+            except USER_ERRORS as exc:
+                self.load_error = str(exc)
+            except Exception as exc:  # a broken dependency must not kill the service: report it
+                self.load_error = f"{type(exc).__name__}: {exc}"
+            log.warning("scoring not ready: %s", self.load_error)
+            return False
+
+    def _ensure_loaded(self) -> bool:
+        if self.scorer is not None:
+            return True
+        if time.monotonic() - self._last_load_attempt < RELOAD_EVERY_SECONDS:
+            return False
+        return self._try_load()
+
+    def _start_dispatcher(self) -> None:
+        def run() -> None:
+            try:
+                from serving.dispatcher import make_dispatcher
+
+                make_dispatcher(self.settings).run_forever(
+                    self._stop, poll_seconds=self.settings.crm.poll_seconds
+                )
+            except Exception:  # the dispatcher retries inside; this only guards the thread itself
+                log.exception("outbox dispatcher stopped")
+
+        self._dispatcher_thread = threading.Thread(target=run, name="outbox-dispatcher", daemon=True)
+        self._dispatcher_thread.start()
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
+
+    def __is_ready__(self) -> bool:
+        return self._ensure_loaded()
+
+    # -- endpoints ----------------------------------------------------------------------------------
+    def _run(self, customer_ids: list[str], *, write_back: bool, only: str | None) -> Any:
+        if not self._ensure_loaded():
+            return _unavailable("not_ready", self.load_error or "loading")
+        from sqlalchemy.exc import OperationalError
+
+        from persona.errors import FeatureStoreError
+
+        try:
+            payload = self.scorer.score(customer_ids, write_back=write_back, now=datetime.now(UTC), only=only)
+        except FeatureStoreError as exc:
+            return _unavailable("feature_store_unavailable", str(exc))
+        except OperationalError as exc:  # the state DB (tag store + outbox) is locked or unreachable
+            log.warning("state database unavailable: %s", exc.orig)
+            return _unavailable("state_store_unavailable", "the tag store / outbox database is unavailable")
+        return ScoreResponse.model_validate(payload)
+
+    @bentoml.api(route="/v1/score")
+    def score(self, customer_ids: CustomerIds, write_back: bool = False) -> ScoreResponse:
+        """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes."""
+        return self._run(customer_ids, write_back=write_back, only=None)
+
+    @bentoml.api(route="/v1/churn")
+    def churn(self, customer_ids: CustomerIds) -> ScoreResponse:
+        """Churn probability, tier and reasons only (no tags, no write-back)."""
+        return self._run(customer_ids, write_back=False, only="churn")
+
+    @bentoml.api(route="/v1/noop")
+    def noop(
+        self, customer_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]
+    ) -> dict[str, int]:
+        """Does nothing: the latency floor BentoML itself sets, for benchmarks."""
+        return {"n": len(customer_ids)}
+
+
+def _service_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "persona",
+        "workers": settings.serving.workers,
+        "traffic": {
+            "timeout": settings.serving.timeout_seconds,
+            "max_concurrency": settings.serving.max_concurrency,
+        },
+    }
+
+
+# BentoML reads the service options when this module is imported (that is how `bentoml serve` works),
+# so the entry point loads the settings here, once.
+PersonaService = bentoml.service(**_service_options(load_settings()))(_PersonaService)
+PersonaService.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,50 @@
+"""Glue for scoring with write-back: apply tags to the tag store and queue the changes for the CRM in
+ONE transaction of the state database, then return without waiting for the CRM."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection, Engine
+
+from serving.changes import TagChange
+from serving.outbox import Outbox
+
+
+class TagStoreLike(Protocol):
+    """What `serving/tag_store.py: TagStore` offers the write-back (applied in the caller's transaction)."""
+
+    def apply(
+        self,
+        conn: Connection,
+        *,
+        tags: Any,
+        produced_by: Any,
+        inputs: Any,
+        at: datetime,
+    ) -> list[TagChange]: ...
+
+
+def record_and_enqueue(
+    engine: Engine,
+    *,
+    tag_store: TagStoreLike,
+    tags: Any,
+    produced_by: Any,
+    inputs: Mapping[str, Any] | Any,
+    at: datetime,
+    outbox: Outbox | None = None,
+) -> list[TagChange]:
+    """Apply `tags` through `tag_store` and enqueue the resulting changes, atomically.
+
+    If anything fails (the tag store or the outbox), neither the tag change nor its outbox entry is
+    kept, so the CRM never misses a change Persona recorded and never gets one Persona did not.
+    `engine` must be the state database holding both the tag tables and the outbox.
+    """
+    queue = outbox if outbox is not None else Outbox(engine)
+    with engine.begin() as conn:
+        changes = tag_store.apply(conn, tags=tags, produced_by=produced_by, inputs=inputs, at=at)
+        queue.enqueue(conn, changes)
+    return changes

@@ -1,0 +1,232 @@
+"""Dispatcher: back-off with jitter, Retry-After, batch splitting, dead letters, leases. The clock and
+sleep are injected, so nothing here waits for real time."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from serving.changes import TagChange
+from serving.connectors.base import BatchRejected, Connector, RateLimited, SendResult, TransientCrmError
+from serving.dispatcher import Dispatcher, backoff_delay
+from serving.outbox import Outbox, OutboxEntry, make_state_engine
+
+
+class FakeClock:
+    """`clock()` returns the time; `sleep(s)` records the wait and moves the time on."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedCrm(Connector):
+    """Applies keys into a Counter; `script` holds exceptions to raise on the next calls; customers in
+    `bad` make a whole batch fail with 400 (BatchRejected), as HubSpot does without multi-status."""
+
+    name = "scripted"
+
+    def __init__(self, *, max_batch: int = 100, clock: FakeClock | None = None) -> None:
+        self.max_batch = max_batch
+        self.applied: Counter[str] = Counter()
+        self.script: list[Exception] = []
+        self.bad: set[str] = set()
+        self.calls: list[tuple[float, int]] = []  # (time, batch size)
+        self.clock = clock
+
+    def send(self, entries: list[OutboxEntry]) -> SendResult:
+        self.calls.append((self.clock() if self.clock else 0.0, len(entries)))
+        if self.script:
+            raise self.script.pop(0)
+        bad = [e.change.customer_id for e in entries if e.change.customer_id in self.bad]
+        if bad:
+            raise BatchRejected(f"400 VALIDATION_ERROR: Property values were not valid for {bad[0]}")
+        for entry in entries:
+            self.applied[entry.change.idempotency_key] += 1
+        return SendResult()
+
+
+def change(customer: str, value: str = "high") -> TagChange:
+    return TagChange(
+        customer_id=customer,
+        tag="churn_risk",
+        crm_field="persona_churn_risk",
+        old_value=None,
+        new_value=value,
+        changed_at=datetime(2026, 1, 5, tzinfo=UTC),
+        produced_by="model:persona-churn@3",
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Outbox:
+    box = Outbox(make_state_engine(f"sqlite:///{tmp_path}/persona.sqlite"))
+    box.create_schema()
+    return box
+
+
+def fill(box: Outbox, n: int, now: float = 1_000.0) -> list[TagChange]:
+    changes = [change(f"P{i:05d}") for i in range(n)]
+    with box.engine.begin() as conn:
+        box.enqueue(conn, changes, now=now)
+    return changes
+
+
+def make(box: Outbox, crm: ScriptedCrm, clock: FakeClock, **kw: object) -> Dispatcher:
+    options: dict[str, object] = {
+        "batch_size": 100,
+        "max_attempts": 5,
+        "base_delay": 1.0,
+        "max_delay": 60.0,
+        "lease_seconds": 30.0,
+    }
+    options.update(kw)
+    return Dispatcher(box, crm, clock=clock, sleep=clock.sleep, rng=random.Random(7), **options)  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    rng = random.Random(1)
+    for attempt, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (7, 60.0), (30, 60.0)]:
+        for _ in range(50):
+            delay = backoff_delay(attempt, base_delay=1.0, max_delay=60.0, rng=rng)
+            assert cap / 2 <= delay <= cap
+    # jitter: retries of many entries do not line up
+    draws = {round(backoff_delay(3, base_delay=1.0, max_delay=60.0, rng=rng), 6) for _ in range(20)}
+    assert len(draws) == 20
+
+
+def test_delivers_everything_in_batches(outbox: Outbox) -> None:
+    clock = FakeClock()
+    changes = fill(outbox, 250)
+    crm = ScriptedCrm(max_batch=100)
+    stats = make(outbox, crm, clock).run_until_empty()
+    assert stats.delivered == 250 and stats.dead == 0
+    assert [size for _, size in crm.calls] == [100, 100, 50]
+    assert crm.applied == Counter({c.idempotency_key: 1 for c in changes})
+    assert outbox.counts()["delivered"] == 250
+
+
+def test_transient_failures_back_off_then_deliver(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 10)
+    crm = ScriptedCrm(clock=clock)
+    crm.script = [TransientCrmError("503"), TransientCrmError("503"), TransientCrmError("timed out")]
+    stats = make(outbox, crm, clock).run_until_empty()
+    assert stats.delivered == 10 and stats.retried == 30 and stats.dead == 0
+    times = [t for t, _ in crm.calls]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # attempt n waits within [2^(n-1)/2, 2^(n-1)] seconds of base 1.0
+    for n, gap in enumerate(gaps, start=1):
+        assert 2 ** (n - 1) / 2 <= gap <= 2 ** (n - 1), (n, gap)
+    assert sum(crm.applied.values()) == 10
+
+
+def test_retry_after_is_honoured_on_429_and_spends_no_attempt(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 150)
+    crm = ScriptedCrm(clock=clock, max_batch=50)
+    crm.script = [RateLimited("429 RATE_LIMIT", retry_after=7.0), RateLimited("429", retry_after=3.0)]
+    dispatcher = make(outbox, crm, clock, batch_size=150, max_attempts=1)
+    stats = dispatcher.run_until_empty()
+    assert stats.rate_limited == 2 and stats.delivered == 150 and stats.dead == 0
+    times = [t for t, _ in crm.calls]
+    # the 429 at t=1000 pauses every send for 7 s; the next 429 for 3 s more
+    assert times[:3] == [1000.0, 1007.0, 1010.0]
+    assert clock.sleeps == [7.0, 3.0]
+
+
+def test_retry_after_on_5xx_is_a_lower_bound(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 1)
+    crm = ScriptedCrm(clock=clock)
+    crm.script = [TransientCrmError("503 maintenance", retry_after=120.0)]
+    make(outbox, crm, clock).run_until_empty()
+    assert [t for t, _ in crm.calls] == [1000.0, 1120.0]
+
+
+def test_batch_split_isolates_the_bad_record(outbox: Outbox) -> None:
+    clock = FakeClock()
+    changes = fill(outbox, 100)
+    crm = ScriptedCrm(clock=clock)
+    crm.bad = {"P00042"}
+    stats = make(outbox, crm, clock).run_until_empty()
+    assert stats.delivered == 99 and stats.dead == 1
+    # bisection: 1 + 2 + 2 + ... requests, far fewer than one per record
+    assert stats.requests <= 1 + 2 * 7
+    assert sum(crm.applied.values()) == 99
+    assert crm.applied[changes[42].idempotency_key] == 0
+    (dead,) = outbox.dead_letters()
+    assert dead.customer_id == "P00042"
+    assert "400 VALIDATION_ERROR" in dead.reason and "P00042" in dead.reason
+    # the fault is cleared, the dead letter replayed: delivered once
+    crm.bad.clear()
+    assert outbox.replay(now=clock()) == 1
+    again = make(outbox, crm, clock).run_until_empty()
+    assert again.delivered == 1
+    assert crm.applied[changes[42].idempotency_key] == 1
+    assert outbox.counts() == {"pending": 0, "delivered": 100, "dead": 0, "superseded": 0}
+
+
+def test_dead_letter_after_max_attempts_with_reason(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 3)
+    crm = ScriptedCrm(clock=clock)
+    crm.script = [TransientCrmError(f"503 try {i}") for i in range(1, 4)]
+    stats = make(outbox, crm, clock, max_attempts=3).run_until_empty()
+    assert stats.dead == 3 and stats.delivered == 0 and len(crm.calls) == 3
+    reasons = {d.reason for d in outbox.dead_letters()}
+    assert reasons == {"gave up after 3 attempts: 503 try 3"}
+
+
+def test_killed_dispatcher_claims_are_redelivered_after_the_lease(outbox: Outbox) -> None:
+    clock = FakeClock()
+    changes = fill(outbox, 10)
+    # a dispatcher claims a batch and dies before settling it
+    claimed, _ = outbox.claim(limit=10, now=clock(), lease_seconds=30.0)
+    assert len(claimed) == 10
+    crm = ScriptedCrm(clock=clock)
+    stats = make(outbox, crm, clock, lease_seconds=30.0).run_until_empty()
+    assert stats.delivered == 10
+    assert crm.calls[0][0] == 1030.0  # not before the lease ran out
+    assert crm.applied == Counter({c.idempotency_key: 1 for c in changes})
+
+
+def test_deadline_stops_waiting_and_keeps_entries(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 5)
+    crm = ScriptedCrm(clock=clock)
+    crm.script = [TransientCrmError("503", retry_after=500.0)]
+    stats = make(outbox, crm, clock).run_until_empty(deadline=clock() + 60)
+    assert stats.delivered == 0 and stats.retried == 5
+    assert outbox.counts()["pending"] == 5 and clock.now < 1060.0
+
+
+def test_run_forever_delivers_and_stops_on_event(outbox: Outbox) -> None:
+    fill(outbox, 30)
+    crm = ScriptedCrm()
+    dispatcher = Dispatcher(outbox, crm, batch_size=10, rng=random.Random(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), kwargs={"poll_seconds": 0.05})
+    thread.start()
+    try:
+        for _ in range(200):
+            if outbox.counts()["delivered"] == 30:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert outbox.counts()["delivered"] == 30 and sum(crm.applied.values()) == 30

@@ -1,0 +1,60 @@
+"""Readers: CSV (plain, gzipped, other separators), Parquet (plain, gzipped), SQL, with the column mapping."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from configs.sections.sources import SourceConfig
+from features.readers import read_source
+from persona.errors import SourceError
+
+
+def test_csv_with_semicolons_maps_columns_and_keeps_text(settings) -> None:
+    path = settings.data_dir / "events.csv"
+    path.write_text("id;who;what;when\n1;a@b.cn;visit;2024-01-01\n2; 0086 138 ;page_view;\n")
+    cfg = SourceConfig(
+        path=str(path),
+        csv_sep=";",
+        columns={"event_id": "id", "user_ref": "who", "event_type": "what", "event_ts": "when"},
+    )
+    table = read_source("events", cfg, settings=settings)
+    assert list(table.frame.columns) == ["user_ref", "event_type", "event_ts", "event_id"]
+    assert table.frame["user_ref"].tolist() == ["a@b.cn", " 0086 138 "]  # raw text, untouched
+    assert pd.isna(table.frame["event_ts"].iloc[1])
+    assert table.missing_optional == ["channel"]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_parquet_plain_and_gzipped(settings, gz: bool) -> None:
+    frame = pd.DataFrame({"lead_id": ["L1"], "created_at": ["2024-01-01"], "engagement_score": [12.5]})
+    path = settings.data_dir / ("leads.parquet.gz" if gz else "leads.parquet")
+    frame.to_parquet(settings.data_dir / "tmp.parquet")
+    data = (settings.data_dir / "tmp.parquet").read_bytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    table = read_source("leads", SourceConfig(path=str(path)), settings=settings)
+    assert table.frame["engagement_score"].tolist() == [12.5]
+    assert "email" in table.missing_optional and "phone" in table.missing_optional
+
+
+def test_sql_table_through_data_dir_template(settings) -> None:
+    with sqlite3.connect(settings.data_dir / "crm.sqlite") as conn:
+        conn.execute("CREATE TABLE people (cid TEXT, mail TEXT, full_name TEXT)")
+        conn.execute("INSERT INTO people VALUES ('C1', 'x@y.cn', 'Secret Name')")
+    cfg = SourceConfig(
+        url="sqlite:///{data_dir}/crm.sqlite", table="people", columns={"contact_id": "cid", "email": "mail"}
+    )
+    table = read_source("contacts", cfg, settings=settings)
+    # full_name is never read, even though the table has it.
+    assert list(table.frame.columns) == ["contact_id", "email"]
+    assert table.frame.iloc[0].tolist() == ["C1", "x@y.cn"]
+
+
+def test_gz_that_is_not_gzip_is_a_source_error(settings) -> None:
+    path = settings.data_dir / "orders.csv.gz"
+    path.write_text("order_id\n1\n")
+    with pytest.raises(SourceError, match=r"cannot read .*orders\.csv\.gz"):
+        read_source("orders", SourceConfig(path=str(path)), settings=settings)

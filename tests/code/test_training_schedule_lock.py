@@ -1,0 +1,196 @@
+"""Schedule times from cron, the foreground loop, the retrain lock, secret masking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from persona.errors import PersonaError
+from training.mlflow_io import flat_config, mask_secrets, service_version
+from training.retrain import RetrainBusy, RetrainLock
+from training.schedule import next_runs, run_schedule
+
+
+def test_next_runs_from_cron() -> None:
+    start = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
+    runs = next_runs("0 3 * * 1", start=start, count=3)
+    assert [r.isoformat() for r in runs] == [
+        "2026-11-23T03:00:00+00:00",
+        "2026-11-30T03:00:00+00:00",
+        "2026-12-07T03:00:00+00:00",
+    ]
+    # strictly after: a start exactly on a firing time gives the next one
+    assert next_runs("*/15 * * * *", start=datetime(2026, 1, 1, 0, 15, tzinfo=UTC))[0].minute == 30
+
+
+def test_next_runs_in_another_timezone() -> None:
+    start = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+    run = next_runs("0 3 * * *", start=start, timezone="Europe/Paris")[0]
+    assert run.utcoffset() == timedelta(hours=2) and run.astimezone(UTC).hour == 1
+
+
+def test_bad_cron_is_refused() -> None:
+    with pytest.raises(PersonaError, match="not a valid cron"):
+        next_runs("61 * * * *", start=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_run_schedule_sleeps_until_due_and_runs() -> None:
+    clock = [datetime(2026, 1, 1, 2, 59, 0, tzinfo=UTC)]
+    slept: list[float] = []
+    calls: list[datetime] = []
+    said: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += timedelta(seconds=seconds)
+
+    runs = run_schedule(
+        cron="0 3 * * *",
+        job=lambda: calls.append(clock[0]),
+        max_runs=2,
+        now=lambda: clock[0],
+        sleep=sleep,
+        say=said.append,
+    )
+    assert runs == 2
+    assert calls == [datetime(2026, 1, 1, 3, tzinfo=UTC), datetime(2026, 1, 2, 3, tzinfo=UTC)]
+    assert max(slept) <= 30.0  # short steps so Ctrl-C is prompt
+    assert said[0] == "next run at 2026-01-01T03:00:00+00:00"
+
+
+def test_run_schedule_once_now_and_failure_goes_on() -> None:
+    clock = [datetime(2026, 1, 1, 0, 0, tzinfo=UTC)]
+
+    def failing() -> None:
+        raise PersonaError("features missing")
+
+    said: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    runs = run_schedule(
+        cron="0 * * * *",
+        job=failing,
+        once_now=True,
+        max_runs=2,
+        now=lambda: clock[0],
+        sleep=sleep,
+        say=said.append,
+    )
+    assert (
+        runs == 2
+        and said.count("run 1 failed: features missing") == 1
+        and "run 2 failed: features missing" in said
+    )
+
+
+def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "retrain.lock"
+    with RetrainLock(path):
+        assert f"pid={os.getpid()}" in path.read_text()
+        with (
+            pytest.raises(RetrainBusy, match=r"another retrain is running \(lock .* held by pid="),
+            RetrainLock(path),
+        ):
+            pass
+    with RetrainLock(path):  # released: can be taken again
+        pass
+
+
+def test_lock_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "retrain.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import sys, time
+            from training.retrain import RetrainLock
+            with RetrainLock({str(path)!r}):
+                print("held", flush=True)
+                sys.stdin.readline()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RetrainBusy, match=f"pid={holder.pid}"), RetrainLock(path):
+            pass
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    with RetrainLock(path):  # the other process exited: the kernel released its lock
+        pass
+
+
+def test_mask_secrets() -> None:
+    masked = mask_secrets(
+        {"crm": {"api_key": "abc", "url": "postgresql://bob:pw@db:5432/x"}, "n": 3, "token": ""}
+    )
+    assert masked == {"crm": {"api_key": "***", "url": "postgresql://***@db:5432/x"}, "n": 3, "token": ""}
+
+
+def test_flat_config_and_service_version(settings) -> None:
+    flat = flat_config(settings)
+    assert flat["training.seed"] == "7" and flat["training.gate.primary_metric"] == "pr_auc"
+    assert service_version("churn_v12") == ("churn", 12) and service_version("custom") == ("custom", None)
+
+
+def test_deploy_files_follow_the_configured_cron(settings) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "deploy"
+    lines = [
+        ln for ln in (root / "crontab.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith(settings.schedule.cron + " ")
+        and "persona retrain" in lines[0]
+    )
+    job = yaml.safe_load((root / "k8s" / "cronjob.yaml").read_text())
+    assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job["spec"]["schedule"] == settings.schedule.cron
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["persona", "retrain"]
+
+
+def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "PERSONA_DATA_DIR": str(tmp_path), "PERSONA_SCHEDULE__CRON": "0 3 1 1 *"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "persona", "schedule"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("next run at"):
+                break
+        assert any(ln.startswith("schedule '0 3 1 1 *' (UTC); next: ") for ln in lines), lines
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "schedule stopped" in out

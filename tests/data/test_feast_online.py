@@ -1,0 +1,151 @@
+"""Materialization and online reads on the embedded SQLite online store (real Feast).
+
+One scenario, step by step: each materialization continues where the last one stopped and online
+reads return the latest materialized snapshot, never one after the materialization's end.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from tests.feast_support import feature_table, utc, write_tables
+
+TX_ROWS = [
+    ("P1", "2025-01-01", 1),
+    ("P1", "2025-01-31", 2),
+    ("P1", "2025-03-02", 3),
+    ("P2", "2025-01-31", 20),
+]
+ENG_ROWS = [("P1", "2025-01-31", 5)]
+PROFILE_ROWS = [("P1", "2025-01-01", 7)]
+
+
+def at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def applied(settings):
+    from features import feast_io
+
+    write_tables(
+        settings.path(settings.feast.source_dir),
+        {
+            "customer_transactions": feature_table("customer_transactions", TX_ROWS),
+            "customer_engagement": feature_table("customer_engagement", ENG_ROWS),
+            "customer_profile": feature_table("customer_profile", PROFILE_ROWS),
+            # no customer_leads: the optional leads source is absent
+        },
+    )
+    feast_io.apply_repo(settings)
+    return settings
+
+
+def test_materialize_incrementally_and_read_latest_values(applied):
+    from features import feast_io
+
+    settings = applied
+    first = feast_io.materialize(settings, end=at("2025-02-10"))
+    # Latest row per customer in [start, 2025-02-10]: transactions P1, P2; engagement P1; profile P1.
+    assert first.per_view == {"customer_transactions": 2, "customer_engagement": 1, "customer_profile": 1}
+    assert first.rows_written == 4
+    assert first.skipped == ["customer_leads"]
+    assert first.seconds > 0
+
+    store = feast_io.get_store(settings)
+    result = feast_io.online_features(
+        store, customer_ids=["P2", "P404", "P1"], service="churn_v1", as_of=at("2025-02-10")
+    )
+    assert list(result.values.index) == ["P2", "P404", "P1"]
+    assert list(result.values.columns) == feast_io.service_features(store, "churn_v1")
+    # P1's 03-02 snapshot exists offline but lies after the materialization's end: not served.
+    assert result.values.loc["P1", "recency_days"] == 2
+    assert result.values.loc["P2", "monetary_90d"] == 20
+    assert pd.isna(result.values.loc["P2", "visits_30d"])
+    assert result.values.loc["P1", "visits_30d"] == 5
+    assert result.status.loc["P1"].eq("present").all()
+    assert result.status.loc["P2", "recency_days"] == "present"
+    assert result.status.loc["P2", "visits_30d"] == "not_found"
+    assert result.status.loc["P404"].eq("not_found").all()
+    assert result.found.to_dict() == {"P2": True, "P404": False, "P1": True}
+    assert result.unknown_ids == ["P404"]
+    assert result.freshness.loc["P1", "customer_transactions"] == utc("2025-01-31")
+    assert pd.isna(result.freshness.loc["P404", "customer_transactions"])
+    assert pd.isna(result.freshness.loc["P2", "customer_engagement"])
+
+    second = feast_io.materialize(settings, end=at("2025-03-10"))
+    # Only rows in [2025-02-10, 2025-03-10]: P1's 03-02 transactions snapshot.
+    assert second.per_view == {"customer_transactions": 1, "customer_engagement": 0, "customer_profile": 0}
+    again = feast_io.online_features(store, customer_ids=["P1"], service="churn_v1", as_of=at("2025-03-10"))
+    assert again.values.loc["P1", "frequency_90d"] == 3
+    assert again.freshness.loc["P1", "customer_transactions"] == utc("2025-03-02")
+    # Engagement 01-31 is 38 days old on 03-10: within the 45-day TTL.
+    assert again.status.loc["P1", "visits_30d"] == "present"
+
+    assert feast_io.materialize(settings, end=at("2025-03-10")).rows_written == 0
+
+
+def test_values_older_than_the_ttl_are_served_but_marked_stale(applied):
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    store = feast_io.get_store(settings)
+    # 2025-04-20: transactions 03-02 + 45 days = 04-16 (stale); engagement 01-31 (stale).
+    result = feast_io.online_features(
+        store, customer_ids=["P1", "P2"], service="churn_v1", as_of=at("2025-04-20")
+    )
+    assert result.values.loc["P1", "orders_lifetime"] == 3
+    assert result.status.loc["P1", "orders_lifetime"] == "stale"
+    assert result.status.loc["P1", "complaints_90d"] == "stale"
+    assert result.found.all() and result.unknown_ids == []
+    fresh = feast_io.online_features(store, customer_ids=["P1"], service="churn_v1", as_of=at("2025-04-15"))
+    assert fresh.status.loc["P1", "orders_lifetime"] == "present"
+
+
+def test_a_new_snapshot_reaches_the_online_store_on_the_next_materialize(applied):
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    rows = [*TX_ROWS, ("P2", "2025-04-01", 21)]
+    write_tables(
+        settings.path(settings.feast.source_dir),
+        {"customer_transactions": feature_table("customer_transactions", rows)},
+    )
+    stats = feast_io.materialize(settings, end=at("2025-04-05"))
+    assert stats.per_view["customer_transactions"] == 1
+    result = feast_io.online_features(
+        settings, customer_ids=["P2"], service="segmentation_v1", as_of=at("2025-04-05")
+    )
+    assert result.values.loc["P2", "tenure_days"] == 21
+    assert result.freshness.loc["P2", "customer_transactions"] == utc("2025-04-01")
+
+
+def test_conversion_service_reports_the_absent_leads_view_as_not_found(applied):
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-02-10"))
+    store = feast_io.get_store(settings)
+    result = feast_io.online_features(
+        store, customer_ids=["P1"], service="conversion_v1", as_of=at("2025-02-10")
+    )
+    assert result.status.loc["P1", "lead_engagement_score"] == "not_found"
+    assert result.status.loc["P1", "region"] == "present"
+    assert result.values.loc["P1", "region"] == "south"  # STRING_VALUES["region"][7 % 3]
+    assert result.values["region"].dtype == object
+    assert result.values["signup_tenure_days"].dtype == "float64"
+    assert result.unknown_ids == []
+
+
+def test_empty_request_returns_empty_frames(applied):
+    from features import feast_io
+
+    settings = applied
+    result = feast_io.online_features(settings, customer_ids=[], service="churn_v1")
+    assert result.values.empty and result.status.empty and result.unknown_ids == []
+    assert list(result.values.columns) == feast_io.service_features(settings, "churn_v1")

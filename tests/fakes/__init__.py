@@ -1,0 +1,1 @@
+"""Test doubles for SaaS systems Persona talks to (only these are faked; everything else is real)."""

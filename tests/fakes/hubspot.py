@@ -1,0 +1,345 @@
+"""A local HTTP test double of HubSpot's CRM v3 contacts batch upsert, with fault injection.
+
+Follows the documented contract: `POST /crm/v3/objects/contacts/batch/upsert` with
+`{"inputs": [{"idProperty", "id", "properties", "objectWriteTraceId"?}]}`, at most 100 inputs,
+`Authorization: Bearer <token>`; 200 `{"status": "COMPLETE", "results": [...]}`; a 400 error body
+(`status`, `message`, `correlationId`, `category`) when any input is invalid; 207 multi-status with
+per-input `errors[].context.objectWriteTraceId` when `multi_status` is on and every input has a trace id;
+429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers. `GET /crm/v3/objects/contacts/{id}?idProperty=`
+reads a contact back.
+
+It records what happened: `applied` gets one (id, property, value) entry each time a stored property
+value actually changes (re-sending the same value changes nothing, as in HubSpot), `received` counts
+inputs received, `statuses` the status of every answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+UPSERT = "/crm/v3/objects/contacts/batch/upsert"
+CONTACT = "/crm/v3/objects/contacts/"
+
+
+@dataclass
+class Faults:
+    """What goes wrong, set by tests at any time (guarded by the server's lock)."""
+
+    fail_next: int = 0  # answer the next N requests with `fail_status`
+    fail_status: int = 503
+    down_until: float = 0.0  # time.monotonic() before which every request gets 503
+    rate_limit_next: int = 0  # answer the next N requests with 429
+    retry_after: str | None = "1"  # Retry-After header of those 429s (None: only rate-limit headers)
+    rate_limit_interval_ms: int = 1000
+    delay: float = 0.0  # seconds before handling each request (a slow CRM)
+    lost_ack_next: int = 0  # the next N requests that apply changes answer only after `lost_ack_delay`
+    lost_ack_delay: float = 0.0  # (longer than the client's time-out: applied, acknowledgement lost)
+    reject: Callable[[dict[str, Any]], str | None] | None = None  # input -> reason to refuse it, or None
+    multi_status: bool = False  # 207 with per-input errors instead of 400 for the whole batch
+
+
+@dataclass
+class Contact:
+    id: str
+    properties: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class _State:
+    contacts: dict[str, Contact] = field(default_factory=dict)  # by id-property value
+    applied: list[tuple[str, str, str]] = field(default_factory=list)
+    received: Counter[str] = field(default_factory=Counter)  # id -> inputs received
+    statuses: Counter[int] = field(default_factory=Counter)
+    requests: int = 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class FakeHubSpot:
+    """`with FakeHubSpot(token="t") as crm: ... crm.url ...` serves on 127.0.0.1, a free port."""
+
+    def __init__(self, *, token: str | None = "test-token") -> None:
+        self.token = token
+        self.faults = Faults()
+        self.state = _State()
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> FakeHubSpot:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+                return
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake._handle(self, "POST")
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle(self, "GET")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeHubSpot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- what tests read -------------------------------------------------------------------------
+    @property
+    def applied(self) -> list[tuple[str, str, str]]:
+        with self.lock:
+            return list(self.state.applied)
+
+    def property_of(self, record_id: str, name: str) -> str | None:
+        with self.lock:
+            contact = self.state.contacts.get(record_id)
+            return None if contact is None else contact.properties.get(name)
+
+    def set_faults(self, **changes: Any) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                if not hasattr(self.faults, key):
+                    raise AttributeError(f"no fault named {key}")
+                setattr(self.faults, key, value)
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def _reply(
+        self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers=None
+    ) -> None:  # noqa: ANN001
+        payload = json.dumps(body).encode()
+        with self.lock:
+            self.state.statuses[status] += 1
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json;charset=utf-8")
+            handler.send_header("Content-Length", str(len(payload)))
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (time-out or killed): what it missed is what we test
+
+    def _error(self, status: int, message: str, category: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": message,
+            "correlationId": str(uuid.uuid4()),
+            "category": category,
+            **extra,
+        }
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.state.requests += 1
+            faults = Faults(**vars(self.faults))
+            # one fault per request, in this order: 429, then 5xx
+            if self.faults.rate_limit_next > 0:
+                self.faults.rate_limit_next -= 1
+                faults.fail_next = 0
+            elif self.faults.fail_next > 0:
+                self.faults.fail_next -= 1
+        if faults.delay:
+            time.sleep(faults.delay)
+        if self.token is not None and handler.headers.get("Authorization") != f"Bearer {self.token}":
+            self._reply(
+                handler,
+                401,
+                self._error(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION"),
+            )
+            return
+        if faults.rate_limit_next > 0:
+            headers = {
+                "X-HubSpot-RateLimit-Max": "100",
+                "X-HubSpot-RateLimit-Remaining": "0",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(faults.rate_limit_interval_ms),
+            }
+            if faults.retry_after is not None:
+                headers["Retry-After"] = faults.retry_after
+            body = {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "SECONDLY",
+            }
+            self._reply(handler, 429, body, headers)
+            return
+        if faults.fail_next > 0 or time.monotonic() < faults.down_until:
+            status = faults.fail_status if faults.fail_next > 0 else 503
+            self._reply(handler, status, self._error(status, "internal error", "INTERNAL_ERROR"))
+            return
+        path = urlparse(handler.path)
+        if method == "GET" and path.path.startswith(CONTACT):
+            self._get(handler, path.path[len(CONTACT) :], parse_qs(path.query))
+            return
+        if method != "POST" or path.path != UPSERT:
+            self._reply(handler, 404, self._error(404, f"no route {method} {path.path}", "OBJECT_NOT_FOUND"))
+            return
+        self._upsert(handler, raw, faults)
+
+    def _get(self, handler: BaseHTTPRequestHandler, record_id: str, query: dict[str, list[str]]) -> None:
+        with self.lock:
+            contact = self.state.contacts.get(record_id)
+        if contact is None:
+            self._reply(handler, 404, self._error(404, "resource not found", "OBJECT_NOT_FOUND"))
+            return
+        self._reply(
+            handler,
+            200,
+            {
+                "id": contact.id,
+                "properties": dict(contact.properties),
+                "createdAt": contact.created_at,
+                "updatedAt": contact.updated_at,
+                "archived": False,
+            },
+        )
+
+    def _upsert(self, handler: BaseHTTPRequestHandler, raw: bytes, faults: Faults) -> None:
+        try:
+            inputs = json.loads(raw)["inputs"]
+            assert isinstance(inputs, list)
+        except (ValueError, KeyError, AssertionError, TypeError):
+            self._reply(handler, 400, self._error(400, "Invalid input JSON on line 1", "VALIDATION_ERROR"))
+            return
+        if len(inputs) > 100:
+            self._reply(
+                handler, 400, self._error(400, "Batch size of 100 inputs exceeded", "VALIDATION_ERROR")
+            )
+            return
+        problems: dict[int, str] = {}
+        seen: set[str] = set()
+        for index, item in enumerate(inputs):
+            if not isinstance(item, dict) or not item.get("id") or not item.get("idProperty"):
+                problems[index] = "input needs id and idProperty"
+            elif not isinstance(item.get("properties"), dict) or not all(
+                isinstance(v, str) for v in item["properties"].values()
+            ):
+                problems[index] = "properties must map names to string values"
+            elif item["id"] in seen:
+                problems[index] = f"Duplicate IDs found in batch input: [{item['id']}]"
+            elif faults.reject is not None and (reason := faults.reject(item)):
+                problems[index] = reason
+            else:
+                seen.add(item["id"])
+        with self.lock:
+            for item in inputs:
+                if isinstance(item, dict) and item.get("id"):
+                    self.state.received[str(item["id"])] += 1
+        traced = all(isinstance(i, dict) and i.get("objectWriteTraceId") for i in inputs)
+        if problems and not (faults.multi_status and traced):
+            first = min(problems)
+            self._reply(
+                handler,
+                400,
+                self._error(
+                    400,
+                    f"Property values were not valid: input {first}: {problems[first]}",
+                    "VALIDATION_ERROR",
+                    errors=[{"message": m, "in": f"inputs[{i}]"} for i, m in sorted(problems.items())],
+                ),
+            )
+            return
+        started = _now()
+        results = []
+        with self.lock:
+            lose_ack = self.faults.lost_ack_next > 0
+            if lose_ack:
+                self.faults.lost_ack_next -= 1
+            for index, item in enumerate(inputs):
+                if index in problems:
+                    continue
+                results.append(self._apply(item))
+        if lose_ack:
+            time.sleep(faults.lost_ack_delay)
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": _now(),
+        }
+        if problems:
+            body["numErrors"] = len(problems)
+            body["errors"] = [
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": problems[i],
+                    "context": {"objectWriteTraceId": [inputs[i]["objectWriteTraceId"]]},
+                }
+                for i in sorted(problems)
+            ]
+            self._reply(handler, 207, body)
+            return
+        self._reply(handler, 200, body)
+
+    def _apply(self, item: dict[str, Any]) -> dict[str, Any]:
+        # caller holds the lock
+        record_id = str(item["id"])
+        stamp = _now()
+        contact = self.state.contacts.get(record_id)
+        is_new = contact is None
+        if contact is None:
+            contact = Contact(
+                id=str(len(self.state.contacts) + 1),
+                properties={item["idProperty"]: record_id},
+                created_at=stamp,
+                updated_at=stamp,
+            )
+            self.state.contacts[record_id] = contact
+        for name, value in item["properties"].items():
+            if contact.properties.get(name) != value:
+                contact.properties[name] = value
+                contact.updated_at = stamp
+                self.state.applied.append((record_id, name, value))
+        result = {
+            "id": contact.id,
+            "properties": dict(contact.properties),
+            "createdAt": contact.created_at,
+            "updatedAt": contact.updated_at,
+            "archived": False,
+            "new": is_new,
+        }
+        if item.get("objectWriteTraceId"):
+            result["objectWriteTraceId"] = item["objectWriteTraceId"]
+        return result

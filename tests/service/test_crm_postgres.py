@@ -1,0 +1,228 @@
+"""The outbox and the sql connector on a real PostgreSQL server, started here (initdb + pg_ctl on a free
+loopback port, as the `postgres` user when run as root) and stopped at the end."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from serving.changes import TagChange
+from serving.connectors.base import Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.sql import SqlConnector
+from serving.dispatcher import Dispatcher
+from serving.outbox import Outbox, OutboxEntry, make_state_engine
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL server; yields a base URL (without database name)."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "install-services.sh")], check=False)
+        bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed and scripts/install-services.sh could not install it")
+    prefix: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="persona-pg-"))
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server as")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)  # noqa: E731
+    try:
+        run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "persona",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        run(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
+            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        )  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}\n{log}") from None
+    try:
+        yield f"postgresql+psycopg://persona@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def new_database(base: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{base}/{name}"
+
+
+def change(customer: str, value: str) -> TagChange:
+    return TagChange(
+        customer_id=customer,
+        tag="churn_risk",
+        crm_field="persona_churn_risk",
+        old_value=None,
+        new_value=value,
+        changed_at=datetime(2026, 1, 5, 9, 30, tzinfo=UTC),
+        produced_by="model:persona-churn@3",
+        inputs={"churn_probability": 0.42},
+    )
+
+
+def test_outbox_on_postgres_is_idempotent_and_round_trips(postgres: str) -> None:
+    box = Outbox(make_state_engine(new_database(postgres)))
+    box.create_schema()
+    with box.engine.begin() as conn:
+        assert box.enqueue(conn, [change("P1", "high"), change("P2", "low")], now=10.0) == 2
+    with box.engine.begin() as conn:
+        assert box.enqueue(conn, [change("P1", "high")], now=11.0) == 0
+    one, _ = box.claim(limit=1, now=20.0, lease_seconds=5)
+    assert [e.change for e in one] == [change("P1", "high")]
+    entries, _ = box.claim(limit=5, now=20.0, lease_seconds=5)
+    assert [e.change for e in entries] == [change("P2", "low")]
+    assert box.claim(limit=5, now=21.0, lease_seconds=5) == ([], 0)
+    assert box.next_due() == 25.0
+
+
+def test_concurrent_claims_never_hand_out_an_entry_twice(postgres: str) -> None:
+    box = Outbox(make_state_engine(new_database(postgres)))
+    box.create_schema()
+    with box.engine.begin() as conn:
+        box.enqueue(conn, [change(f"P{i:04d}", "high") for i in range(2_000)], now=0.0)
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            entries, _ = box.claim(limit=37, now=1.0, lease_seconds=600)
+            if not entries:
+                return
+            assert len(entries) <= 37
+            with lock:
+                seen.extend(e.id for e in entries)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(seen) == 2_000 and len(set(seen)) == 2_000
+
+
+class LostAcks(Connector):
+    """Commits every third batch and then reports a failure (the acknowledgement is lost)."""
+
+    name = "lost-acks"
+
+    def __init__(self, inner: SqlConnector) -> None:
+        self.inner, self.max_batch, self.calls = inner, inner.max_batch, 0
+
+    def send(self, entries: list[OutboxEntry]) -> SendResult:
+        self.calls += 1
+        result = self.inner.send(entries)
+        if self.calls % 3 == 0:
+            raise TransientCrmError("connection reset after commit")
+        return result
+
+
+def test_sql_connector_on_postgres_applies_each_change_once(postgres: str, tmp_path: Path) -> None:
+    import pandas as pd
+
+    identity = tmp_path / "identity_map.parquet"
+    pd.DataFrame(
+        {
+            "source": ["contacts"] * 3,
+            "source_record_id": ["C1", "C2", "C3"],
+            "customer_id": ["P0000", "P0000", "P0001"],
+            "match_rule": ["contact_id"] * 3,
+        }
+    ).to_parquet(identity)
+    state = Outbox(make_state_engine(new_database(postgres)))
+    state.create_schema()
+    crm_url = new_database(postgres)
+    connector = LostAcks(SqlConnector(make_state_engine(crm_url), resolver=ContactResolver(identity)))
+    changes = [change(f"P{i:04d}", ["high", "low"][i % 2]) for i in range(1_000)]
+    with state.engine.begin() as conn:
+        state.enqueue(conn, changes, now=0.0)
+    now = [0.0]
+    dispatcher = Dispatcher(
+        state,
+        connector,
+        batch_size=100,
+        max_attempts=10,
+        base_delay=1.0,
+        max_delay=5.0,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        rng=random.Random(2),
+    )
+    stats = dispatcher.run_until_empty()
+    assert state.counts()["delivered"] == 1_000 and stats.duplicates > 0
+    engine = sa.create_engine(crm_url)
+    with engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT idempotency_key FROM persona_tag_history")).scalars().all()
+        tags = conn.execute(
+            sa.text(
+                "SELECT customer_id, contact_id, value FROM persona_tags WHERE customer_id IN ('P0000', 'P0001')"
+            )
+        ).all()
+        total = conn.execute(sa.text("SELECT count(*) FROM persona_tags")).scalar()
+    # P0000 has two CRM contacts: one history row per contact record, each change once per record
+    assert Counter(keys) == Counter(
+        {c.idempotency_key: (2 if c.customer_id == "P0000" else 1) for c in changes}
+    )
+    assert sorted(tuple(t) for t in tags) == [
+        ("P0000", "C1", "high"),
+        ("P0000", "C2", "high"),
+        ("P0001", "C3", "low"),
+    ]
+    # customers absent from the identity map's contacts keep the tag under their customer id
+    assert total == 1_000 + 1
+    engine.dispose()

@@ -1,0 +1,178 @@
+"""The scoring API through BentoML's ASGI app (in process): contract, auth, defined outcomes for bad input,
+write-back through the outbox, and 503s when a dependency is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.service.conftest import API_KEY, env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def _client(data_dir: Path):  # type: ignore[no-untyped-def]
+    # One app per process: BentoML registers its Prometheus metrics globally. Scenarios that need a
+    # differently configured service run a real server (tests/service/test_service_server.py).
+    from starlette.testclient import TestClient
+
+    from serving.service import PersonaService
+
+    return TestClient(PersonaService.to_asgi(), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def client(world: Path) -> Iterator[object]:
+    with (
+        env(PERSONA_DATA_DIR=str(world), PERSONA_API_KEYS=API_KEY, PERSONA_SERVING__DISPATCH_IN_SERVICE="false"),
+        _client(world) as c,
+    ):
+        yield c
+
+
+def test_health_metrics_and_docs_are_open(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    spec = client.get("/docs.json").json()
+    assert spec["paths"]["/v1/score"]["post"]["security"] == [{"bearerAuth": []}]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-key-0123456789"}, {"Authorization": f"Basic {API_KEY}"}],
+)
+def test_scoring_needs_a_valid_key(client, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/v1/score", json={"customer_ids": ["x"]}, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_score_known_customer_has_every_part(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    from configs.settings import load_settings
+    from serving.tagging import load_catalog
+
+    cid = world_ids["active"][0]
+    response = client.post("/v1/score", json={"customer_ids": [cid]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scored"] == 1 and body["not_found"] == 0
+    assert set(body["model_versions"]) == {"segments", "churn", "conversion"}
+    (item,) = body["items"]
+    assert item["customer_id"] == cid and item["status"] == "ok"
+    assert item["segment"]["persona"] and item["segment"]["segment_id"] is not None
+    churn = item["churn"]
+    assert 0.0 <= churn["probability"] <= 1.0
+    assert churn["tier"] in ("high", "medium", "low")
+    assert 1 <= len(churn["reasons"]) <= 3
+    assert {"feature", "value", "contribution"} <= set(churn["reasons"][0])
+    catalog = load_catalog(load_settings())
+    assert set(item["tags"]) == set(catalog.keys)
+    assert item["tags"]["churn_risk"] == churn["tier"]  # the model tag carries the model's tier
+    assert item["tags"]["persona_name"] == item["segment"]["persona"]
+    assert set(item["feature_freshness"]) >= {"customer_transactions", "customer_engagement"}
+
+
+def test_unknown_customer_is_a_per_item_not_found(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    known = world_ids["active"][1]
+    response = client.post("/v1/score", json={"customer_ids": ["P-does-not-exist", known]}, headers=AUTH)
+    assert response.status_code == 200
+    items = {i["customer_id"]: i for i in response.json()["items"]}
+    assert items["P-does-not-exist"]["status"] == "not_found"
+    assert items["P-does-not-exist"].get("churn") is None
+    assert items[known]["status"] == "ok"
+
+
+def test_withdrawn_consent_is_neither_scored_nor_written_back(client, world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    cid = world_ids["withdrawn"][0]
+    response = client.post("/v1/score", json={"customer_ids": [cid], "write_back": True}, headers=AUTH)
+    assert response.status_code == 200
+    (item,) = response.json()["items"]
+    assert item["status"] == "consent_withdrawn"
+    assert item["churn"] is None and item["tags"] == {}
+    assert response.json()["queued_changes"] == 0
+    engine = sa.create_engine(f"sqlite:///{world / 'state' / 'persona.sqlite'}")
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        for table in tables:
+            cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            if "customer_id" in cols:
+                n = conn.execute(sa.text(f"select count(*) from {table} where customer_id = :c"), {"c": cid}).scalar()
+                assert n == 0, f"{table} holds a withdrawn customer"
+
+
+def test_duplicates_are_answered_once_in_request_order(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    a, b = world_ids["active"][2], world_ids["active"][3]
+    response = client.post("/v1/score", json={"customer_ids": [b, a, b]}, headers=AUTH)
+    assert [i["customer_id"] for i in response.json()["items"]] == [b, a]
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"customer_ids": []}, "empty list"),
+        ({"customer_ids": [f"P{i}" for i in range(1001)]}, "more than 1,000 ids"),
+        ({"customer_ids": "P1"}, "not a list"),
+        ({"customer_ids": [1, 2]}, "numbers, not strings"),
+        ({"customer_ids": ["P1"], "write_back": "maybe"}, "write_back not a boolean"),
+        ({}, "no customer_ids"),
+    ],
+)
+def test_bad_requests_get_400_with_a_message(client, payload, why) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/v1/score", json=payload, headers=AUTH)
+    assert response.status_code == 400, why
+    assert response.json()["error"], why
+
+
+def test_malformed_json_gets_4xx(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(
+        "/v1/score", content=b'{"customer_ids": [', headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500
+
+
+def test_write_back_queues_changes_once(client, world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    ids = world_ids["active"][10:15]
+    first = client.post("/v1/score", json={"customer_ids": ids, "write_back": True}, headers=AUTH).json()
+    assert first["queued_changes"] > 0
+    assert sum(i["written_back"] for i in first["items"]) == first["queued_changes"]
+    # Nothing changed since: the same call records and queues nothing new.
+    second = client.post("/v1/score", json={"customer_ids": ids, "write_back": True}, headers=AUTH).json()
+    assert second["queued_changes"] == 0
+    engine = sa.create_engine(f"sqlite:///{world / 'state' / 'persona.sqlite'}")
+    with engine.connect() as conn:
+        queued = conn.execute(
+            sa.text("select count(*) from crm_outbox where customer_id in ({})".format(",".join(f"'{i}'" for i in ids)))
+        ).scalar()
+    assert queued == first["queued_changes"]
+
+
+def test_churn_endpoint_is_the_narrow_view(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    cid = world_ids["active"][4]
+    item = client.post("/v1/churn", json={"customer_ids": [cid]}, headers=AUTH).json()["items"][0]
+    assert item["churn"]["probability"] is not None
+    assert item["conversion"] is None and item["tags"] == {}
+
+
+def test_stale_features_are_scored_but_degraded(world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from configs.settings import load_settings
+    from serving.scoring import Scorer, load_state
+
+    with env(PERSONA_DATA_DIR=str(world)):
+        scorer = Scorer(load_state(load_settings()))
+    cid = world_ids["active"][5]
+    fresh = scorer.score([cid], write_back=False, now=datetime(2026, 1, 2, tzinfo=UTC))["items"][0]
+    late = scorer.score([cid], write_back=False, now=datetime(2027, 6, 1, tzinfo=UTC))["items"][0]
+    assert late["status"] == "ok" and late["churn"]["probability"] is not None
+    assert late["degraded"] is True
+    assert any("stale" in w for w in late["warnings"])
+    assert late["feature_freshness"]["customer_transactions"]["status"] == "stale"
+    assert fresh["feature_freshness"]["customer_transactions"]["status"] == "present"

@@ -1,0 +1,406 @@
+"""The MLflow model registry: versions, aliases (`champion`, `challenger`), the promotion gate, manual
+promotion, rollback, comparison, and `load_champion` (what serving calls).
+
+Aliases only, no stages. Every move of `champion` is recorded as tags on the version that receives it
+(`champion.previous`, `champion.promoted_by`, `champion.promoted_at`), and every gate decision as tags
+(`gate.decision`, `gate.reason`, `gate.compared`, `gate.champion_at_decision`), so the alias history can
+be read back from the registry alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from persona.errors import RegistryError
+from training.mlflow_io import KINDS, configure_tracking, model_name
+
+if TYPE_CHECKING:
+    from configs.sections.training import GateConfig
+    from configs.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SERVICE_TAG = "feast.feature_service"
+NONE = "none"
+
+
+# ------------------------------------------------------------------------------------ the gate
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a version may become champion, why, and the numbers compared."""
+
+    promote: bool
+    reason: str
+    compared: dict[str, Any] = field(default_factory=dict)
+    previous_champion: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The decision as model-version tags."""
+        return {
+            "gate.decision": "promote" if self.promote else "reject",
+            "gate.reason": self.reason[:4000],
+            "gate.compared": json.dumps(self.compared, sort_keys=True, default=str)[:4000],
+            "gate.champion_at_decision": self.previous_champion or NONE,
+            "gate.decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def _bad(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def gate_classifier(
+    *,
+    challenger: Mapping[str, float],
+    baseline: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Decide on a classifier from held-out metrics on one test window (pure).
+
+    Promote only if every configured floor is cleared, the primary metric is not below the logistic
+    baseline's, and (when a champion exists) it beats the champion's primary metric on the same window by
+    more than `config.margin` (the first model only needs the floors and the baseline).
+    """
+    metric = config.primary_metric
+    compared: dict[str, Any] = {
+        "metric": metric,
+        "challenger": challenger.get(metric),
+        "baseline": baseline.get(metric),
+        "champion": None if champion is None else champion.get(metric),
+        "margin": config.margin,
+        "floors": dict(config.floors),
+    }
+    ours = challenger.get(metric)
+    if _bad(ours):
+        return GateDecision(
+            False, f"challenger has no {metric} on the test window", compared, champion_version
+        )
+    failed = [
+        f"{name} {challenger.get(name, float('nan')):.4f} < floor {floor:.4f}"
+        for name, floor in sorted(config.floors.items())
+        if _bad(challenger.get(name)) or challenger[name] < floor
+    ]
+    if failed:
+        return GateDecision(False, "below floor: " + "; ".join(failed), compared, champion_version)
+    base = baseline.get(metric)
+    if not _bad(base) and ours < base:
+        return GateDecision(
+            False,
+            f"{metric} {ours:.4f} is worse than the logistic baseline's {base:.4f}",
+            compared,
+            champion_version,
+        )
+    if champion is None:
+        return GateDecision(
+            True, f"first model: {metric} {ours:.4f} clears the floors and the baseline", compared
+        )
+    theirs = champion.get(metric)
+    if _bad(theirs):
+        return GateDecision(
+            True,
+            f"champion v{champion_version} could not be scored on this window; challenger clears floors",
+            compared,
+            champion_version,
+        )
+    if ours > theirs + config.margin:
+        return GateDecision(
+            True,
+            f"{metric} {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
+            compared,
+            champion_version,
+        )
+    return GateDecision(
+        False,
+        f"{metric} {ours:.4f} does not beat champion v{champion_version} ({theirs:.4f}) by more than "
+        f"{config.margin}",
+        compared,
+        champion_version,
+    )
+
+
+def gate_segments(
+    *,
+    silhouette: float,
+    ari_vs_champion: float | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+    champion_silhouette: float | None = None,
+) -> GateDecision:
+    """Decide on a segmentation (pure): silhouette not below its floor; when a champion exists, agreement
+    with the champion's segments on the same customers (ARI) above its floor, so personas do not
+    reshuffle, and a silhouette better than the champion's on the same customers (same scaled space) by
+    more than `config.margin`, so an equal refit does not move the alias."""
+    compared = {
+        "silhouette": silhouette,
+        "silhouette_floor": config.silhouette_floor,
+        "champion_silhouette": champion_silhouette,
+        "ari_vs_champion": ari_vs_champion,
+        "ari_floor": config.ari_floor,
+        "margin": config.margin,
+    }
+    if _bad(silhouette) or silhouette < config.silhouette_floor:
+        return GateDecision(
+            False,
+            f"silhouette {silhouette:.4f} < floor {config.silhouette_floor:.4f}",
+            compared,
+            champion_version,
+        )
+    if champion_version is None:
+        return GateDecision(True, f"first model: silhouette {silhouette:.4f} clears the floor", compared)
+    if _bad(ari_vs_champion) or ari_vs_champion < config.ari_floor:  # type: ignore[operator]
+        return GateDecision(
+            False,
+            f"ARI vs champion v{champion_version} {ari_vs_champion:.4f} < floor {config.ari_floor:.4f}",
+            compared,
+            champion_version,
+        )
+    if not _bad(champion_silhouette) and not silhouette > champion_silhouette + config.margin:  # type: ignore[operator]
+        return GateDecision(
+            False,
+            f"silhouette {silhouette:.4f} does not beat champion v{champion_version} ({champion_silhouette:.4f}) "
+            f"by more than {config.margin}",
+            compared,
+            champion_version,
+        )
+    return GateDecision(
+        True,
+        f"silhouette {silhouette:.4f} beats champion v{champion_version} ({champion_silhouette:.4f}), ARI vs "
+        f"champion {ari_vs_champion:.4f} >= {config.ari_floor}",
+        compared,
+        champion_version,
+    )
+
+
+# ------------------------------------------------------------------------------- registry access
+def client(settings: Settings):
+    """An MlflowClient on the configured tracking/registry URIs."""
+    from mlflow import MlflowClient
+
+    configure_tracking(settings)
+    return MlflowClient()
+
+
+def _alias_version(mlflow_client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None  # no such model or alias
+
+
+def champion_version(settings: Settings, kind: str, *, mlflow_client=None) -> str | None:
+    """The version number (text) holding `champion`, or None."""
+    c = mlflow_client or client(settings)
+    mv = _alias_version(c, model_name(settings, kind), CHAMPION)
+    return None if mv is None else str(mv.version)
+
+
+def mark_challenger(
+    settings: Settings, kind: str, *, version: str, service: str, decision: GateDecision, mlflow_client=None
+) -> None:
+    """Tag a freshly registered version with its FeatureService and gate decision; alias `challenger`."""
+    c = mlflow_client or client(settings)
+    name = model_name(settings, kind)
+    c.set_model_version_tag(name, version, SERVICE_TAG, service)
+    for key, value in decision.tags().items():
+        c.set_model_version_tag(name, version, key, value)
+    c.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def move_champion(
+    settings: Settings, kind: str, *, version: str, promoted_by: str, note: str = "", mlflow_client=None
+) -> str | None:
+    """Point `champion` at `version` and record on it who moved it, when, and the previous champion
+    (returned). `promoted_by`: gate | manual | rollback."""
+    c = mlflow_client or client(settings)
+    name = model_name(settings, kind)
+    try:
+        c.get_model_version(name, version)
+    except Exception as exc:
+        raise RegistryError(f"{name} has no version {version}", hint="see `persona compare`") from exc
+    previous = champion_version(settings, kind, mlflow_client=c)
+    if previous == str(version):
+        return previous
+    c.set_registered_model_alias(name, CHAMPION, str(version))
+    if promoted_by != "rollback":  # a rollback keeps the target's own history, so rollbacks chain back
+        c.set_model_version_tag(name, version, "champion.previous", previous or NONE)
+    c.set_model_version_tag(name, version, "champion.promoted_by", promoted_by)
+    c.set_model_version_tag(
+        name, version, "champion.promoted_at", datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    if note:
+        c.set_model_version_tag(name, version, "champion.note", note[:4000])
+    return previous
+
+
+def restore_champion(
+    settings: Settings,
+    kind: str,
+    *,
+    version: str | None,
+    reverted: str | None = None,
+    reason: str = "",
+    mlflow_client=None,
+) -> None:
+    """Put `champion` back on `version` (None: no champion) after a multi-model promotion failed half-way;
+    the version that briefly held it (`reverted`) is tagged `champion.reverted` so the history says so."""
+    c = mlflow_client or client(settings)
+    name = model_name(settings, kind)
+    if reverted is not None:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        c.set_model_version_tag(name, reverted, "champion.reverted", f"{stamp} {reason}"[:4000])
+    if version is None:
+        if _alias_version(c, name, CHAMPION) is not None:
+            c.delete_registered_model_alias(name, CHAMPION)
+    else:
+        c.set_registered_model_alias(name, CHAMPION, version)
+
+
+def promote_manual(settings: Settings, kind: str, *, version: str) -> str | None:
+    """Force `champion` to `version` (recorded as manual); returns the previous champion."""
+    return move_champion(
+        settings, kind, version=str(version), promoted_by="manual", note="forced by persona promote"
+    )
+
+
+def rollback(settings: Settings, kind: str) -> tuple[str, str]:
+    """Give `champion` back to the version it replaced (the current champion's `champion.previous`).
+    Returns (from_version, to_version). Raises RegistryError when there is nothing to roll back to."""
+    c = client(settings)
+    name = model_name(settings, kind)
+    current = _alias_version(c, name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back", hint=f"train one: persona train {kind}")
+    previous = (current.tags or {}).get("champion.previous", NONE)
+    if previous in ("", NONE):
+        raise RegistryError(
+            f"{name} champion v{current.version} has no previous champion recorded",
+            hint=f"force another version with: persona promote {kind} --version N",
+        )
+    move_champion(settings, kind, version=previous, promoted_by="rollback", mlflow_client=c)
+    c.set_model_version_tag(name, previous, "champion.restored_from", str(current.version))
+    c.set_model_version_tag(
+        name, str(current.version), "champion.rolled_back_at", datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    return str(current.version), previous
+
+
+# --------------------------------------------------------------------------------------- compare
+def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
+    """One row per registered version: model, version, aliases, created, FeatureService, gate decision
+    and held-out metrics from its run (classifiers: test ROC-AUC/PR-AUC and the baseline's; segments:
+    silhouette, ARI vs champion)."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(settings)
+    rows = []
+    for kind in kinds:
+        name = model_name(settings, kind)
+        try:
+            model = c.get_registered_model(name)
+        except MlflowException:
+            continue
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases_of.setdefault(str(version), []).append(alias)
+        for mv in c.search_model_versions(f"name='{name}'"):
+            metrics: dict[str, float] = {}
+            if mv.run_id:
+                try:
+                    metrics = c.get_run(mv.run_id).data.metrics
+                except MlflowException:
+                    metrics = {}
+            tags = mv.tags or {}
+            rows.append(
+                {
+                    "model": name,
+                    "version": int(mv.version),
+                    "aliases": ",".join(sorted(aliases_of.get(str(mv.version), []))),
+                    "created": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").strftime(
+                        "%Y-%m-%d %H:%M"
+                    ),
+                    "service": tags.get(SERVICE_TAG, ""),
+                    "gate": tags.get("gate.decision", ""),
+                    "promoted_by": tags.get("champion.promoted_by", ""),
+                    "roc_auc": metrics.get("test_roc_auc"),
+                    "pr_auc": metrics.get("test_pr_auc"),
+                    "baseline_pr_auc": metrics.get("baseline_test_pr_auc"),
+                    "silhouette": metrics.get("silhouette"),
+                    "ari_vs_champion": metrics.get("ari_vs_champion"),
+                }
+            )
+    columns = [
+        "model",
+        "version",
+        "aliases",
+        "created",
+        "service",
+        "gate",
+        "promoted_by",
+        "roc_auc",
+        "pr_auc",
+        "baseline_pr_auc",
+        "silhouette",
+        "ari_vs_champion",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["model", "version"], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass(frozen=True)
+class LoadedModel:
+    """What serving needs: the `models` bundle, its registry version, the FeatureService it was trained
+    on, and the MLflow run that produced it."""
+
+    bundle: Any
+    version: str
+    feature_service: str
+    run_id: str
+
+
+def load_version(settings: Settings, kind: str, version: str) -> LoadedModel:
+    """Load one registered version's bundle (through pyfunc, so only `models` code is needed)."""
+    import mlflow
+
+    c = client(settings)
+    name = model_name(settings, kind)
+    try:
+        mv = c.get_model_version(name, str(version))
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"cannot load {name} version {version}: {exc.message}") from None
+    service = (mv.tags or {}).get(SERVICE_TAG)
+    if not service:
+        raise RegistryError(
+            f"{name} version {version} has no '{SERVICE_TAG}' tag: which features it needs is unknown"
+        )
+    return LoadedModel(
+        bundle=pyfunc.unwrap_python_model().bundle,
+        version=str(mv.version),
+        feature_service=service,
+        run_id=mv.run_id or "",
+    )
+
+
+def load_champion(settings: Settings, kind: str) -> LoadedModel:
+    """Load the `champion` of `kind` ("segments" | "churn" | "conversion"). Raises RegistryError if none."""
+    c = client(settings)
+    name = model_name(settings, kind)
+    mv = _alias_version(c, name, CHAMPION)
+    if mv is None:
+        raise RegistryError(
+            f"no champion for {name} in {settings.url(settings.mlflow.tracking_uri)}",
+            hint=f"train and promote one: persona train {kind}",
+        )
+    return load_version(settings, kind, str(mv.version))

@@ -1,0 +1,175 @@
+"""`persona retrain`: build features -> apply/materialize Feast -> train and gate every model -> fit tag
+cut points -> move `champion` aliases, all under one lock.
+
+Nothing is half-promoted: every model is trained, logged and gated first (each new version only gets the
+`challenger` alias); `champion` aliases move together at the end, and if one move fails the ones already
+moved are put back. Running it again on the same data is harmless: an equal model does not beat the
+champion, so no alias moves.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona.errors import PersonaError, RegistryError, StageSkipped
+from training.mlflow_io import KINDS
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+    from training.jobs import TrainOutcome
+
+
+class RetrainBusy(PersonaError):
+    """Another retrain holds the lock."""
+
+
+class RetrainLock:
+    """An exclusive, non-blocking `fcntl.flock` on a lock file holding the owner's pid, host and start
+    time. The kernel drops the lock when the process dies, so a crash never leaves a stale lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> RetrainLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RetrainBusy(
+                f"another retrain is running (lock {self.path} held by {holder})",
+                hint="wait for it to finish; the lock is released when that process exits",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd,
+            f"pid={os.getpid()} host={socket.gethostname()} since={datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n".encode(),
+            0,
+        )
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class RetrainReport:
+    """What a retrain did: per kind, the outcome or why it was skipped; and the aliases moved."""
+
+    outcomes: dict[str, TrainOutcome] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    promoted: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # kind -> (before, after)
+    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    notes: list[str] = field(default_factory=list)
+
+
+def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[str, tuple[str | None, str]]:
+    """Move `champion` to every outcome the gate accepted; if a move fails, restore the ones moved and
+    raise RegistryError (so the registry is as before)."""
+    from training.registry import move_champion, restore_champion
+
+    moved: dict[str, tuple[str | None, str]] = {}
+    try:
+        for kind, outcome in outcomes.items():
+            if not outcome.decision.promote:
+                continue
+            before = move_champion(
+                settings, kind, version=outcome.version, promoted_by="gate", note=outcome.decision.reason
+            )
+            moved[kind] = (before, outcome.version)
+            outcome.promoted = True
+    except Exception as exc:
+        for kind, (before, after) in moved.items():
+            restore_champion(
+                settings, kind, version=before, reverted=after, reason=f"{type(exc).__name__}: {exc}"
+            )
+            outcomes[kind].promoted = False
+        raise RegistryError(
+            f"moving the champion aliases failed ({type(exc).__name__}: {exc}); restored "
+            f"{', '.join(moved) or 'nothing'} to the previous champion",
+        ) from exc
+    return moved
+
+
+def _fit_tag_cutpoints(settings: Settings, report: RetrainReport) -> None:
+    """Fit the tag engine's cut points if that stage exists (another package owns it)."""
+    try:
+        from models import tag_engine  # noqa: F401
+    except ImportError:
+        report.notes.append("tag cut points: models.tag_engine not available, skipped")
+        return
+    try:
+        from serving import tag_fit  # type: ignore[attr-defined]
+    except ImportError:
+        tag_fit = None
+    fit = getattr(tag_fit, "fit_and_save", None) if tag_fit else None
+    if fit is None:
+        report.notes.append("tag cut points: no fit entry point (serving.tag_fit.fit_and_save), skipped")
+        return
+    fit(settings)
+    report.notes.append("tag cut points fitted")
+
+
+def retrain(
+    settings: Settings,
+    *,
+    build: bool = True,
+    kinds: tuple[str, ...] = KINDS,
+    say: Callable[[str], None] = print,
+    train: Callable[..., Any] | None = None,
+) -> RetrainReport:
+    """Run the whole retrain under the lock (see module doc). `build=False` trains on the feature tables
+    and Feast registry as they are. Raises RetrainBusy if another run holds the lock."""
+    from training.jobs import train_model
+
+    train = train or train_model
+    report = RetrainReport()
+    with RetrainLock(settings.path(settings.training.lock_path)):
+        store = None
+        if build:
+            from features.build import build_features
+            from features.feast_io import apply_repo, get_store, materialize
+
+            started = time.perf_counter()
+            built = build_features(settings)
+            report.steps["features"] = time.perf_counter() - started
+            say(f"features: {sum(n for _, n in built.written.values())} rows in {len(built.written)} tables")
+            started = time.perf_counter()
+            apply_repo(settings)
+            stats = materialize(settings)
+            report.steps["feast"] = time.perf_counter() - started
+            say(f"feast: applied, materialized {stats.rows_written} rows")
+            store = get_store(settings)
+        for kind in kinds:
+            started = time.perf_counter()
+            try:
+                outcome = train(settings, kind, promote=False, store=store)
+            except StageSkipped as exc:
+                report.skipped[kind] = exc.message
+                say(f"{kind}: skipped ({exc.message})")
+                continue
+            report.steps[f"train_{kind}"] = time.perf_counter() - started
+            report.outcomes[kind] = outcome
+            verdict = "passes the gate" if outcome.decision.promote else "stays challenger"
+            say(f"{kind}: v{outcome.version} {verdict}: {outcome.decision.reason}")
+        _fit_tag_cutpoints(settings, report)
+        report.promoted = promote_all(settings, report.outcomes)
+        for kind, (before, after) in report.promoted.items():
+            say(f"{kind}: champion v{before or '-'} -> v{after}")
+    return report
