@@ -1,5 +1,6 @@
 """`make bench`: run every bench/bench_*.py in its own process (clean memory figures), then gather
-bench/results/*.md into BENCHMARKS.md. `BENCH=name make bench` runs only bench_<name>.py."""
+bench/results/*.md into BENCHMARKS.md. `BENCH=name make bench` runs only bench_<name>.py;
+`python -m bench.run --gather` only rebuilds BENCHMARKS.md from the results already measured."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def main() -> int:
     only = os.environ.get("BENCH")
-    scripts = sorted((ROOT / "bench").glob("bench_*.py"))
+    scripts = [] if "--gather" in sys.argv[1:] else sorted((ROOT / "bench").glob("bench_*.py"))
     if only:
         scripts = [s for s in scripts if s.stem == f"bench_{only}"]
         if not scripts:
@@ -30,7 +31,8 @@ def main() -> int:
     sections = [p.read_text(encoding="utf-8").strip() for p in sorted(RESULTS.glob("*.md"))]
     header = (
         "# Benchmarks\n\nProduced by `make bench` (each section names its own command). Machine: "
-        f"{os.cpu_count()} cores. Last gathered {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n"
+        f"{os.cpu_count()} cores, shared with other work while these ran: each section records its load. "
+        f"Last gathered {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n"
     )
     (ROOT / "BENCHMARKS.md").write_text(header + "\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
     if failed:

@@ -128,12 +128,12 @@ def load_state(settings: Settings) -> ServingState:
                 hint="apply the feature repo the model was trained with (persona features apply)",
             )
     catalog = load_catalog(settings, store=store)
+    from features.build import feature_dtype
     from models import tag_expr as tx
-    from models.tag_engine import STRING_INPUTS
 
     for loaded in models.values():
         for name in service_features(store, loaded.feature_service):
-            feature_types[name] = tx.STRING if name in STRING_INPUTS else tx.NUMBER
+            feature_types[name] = tx.STRING if feature_dtype(name) == "string" else tx.NUMBER
     feature_types.update(catalog.input_types)
     populations = compile_populations(dict(settings.serving.populations), feature_types=feature_types)
     from serving.outbox import Outbox

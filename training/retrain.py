@@ -108,22 +108,11 @@ def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[s
 
 
 def _fit_tag_cutpoints(settings: Settings, report: RetrainReport) -> None:
-    """Fit the tag engine's cut points if that stage exists (another package owns it)."""
-    try:
-        from models import tag_engine  # noqa: F401
-    except ImportError:
-        report.notes.append("tag cut points: models.tag_engine not available, skipped")
-        return
-    try:
-        from serving import tag_fit  # type: ignore[attr-defined]
-    except ImportError:
-        tag_fit = None
-    fit = getattr(tag_fit, "fit_and_save", None) if tag_fit else None
-    if fit is None:
-        report.notes.append("tag cut points: no fit entry point (serving.tag_fit.fit_and_save), skipped")
-        return
-    fit(settings)
-    report.notes.append("tag cut points fitted")
+    """Fit the tag catalog's quantile cut points on the new feature snapshot (fixed until the next retrain)."""
+    from training.tag_cutpoints import fit_and_save
+
+    path = fit_and_save(settings)
+    report.notes.append(f"tag cut points fitted -> {path}")
 
 
 def retrain(

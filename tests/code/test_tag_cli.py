@@ -211,7 +211,10 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
     names = tagging.known_names(settings, store=object())
     assert calls == list(settings.feast.services)
     assert names == {"recency_days", "visits_90d", "lead_age_days", *MODEL_OUTPUTS}
-    assert tagging.known_names(settings) is None
+    # without a store: the built feature tables' columns (the list the Feast schemas are tested against)
+    from features.build import FEATURE_DTYPES
+
+    assert tagging.known_names(settings) == set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
     # the repository catalog reads features the fake services lack: loading against them fails
     with pytest.raises(CatalogError, match="unknown name 'frequency_365d'"):
         tagging.load_catalog(settings, known=names)
