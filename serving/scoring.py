@@ -376,8 +376,11 @@ class Scorer:
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
             if kind in outputs.encoded and top_k and only in (None, kind):
                 rows, x = outputs.encoded[kind]
-                raw = frame[bundle.features].to_numpy(dtype=object)[rows]
-                got = bundle.reasons_encoded(x, raw, top_k=top_k)
+                if hasattr(bundle, "reasons_encoded"):
+                    raw = frame[bundle.features].to_numpy(dtype=object)[rows]
+                    got = bundle.reasons_encoded(x, raw, top_k=top_k)
+                else:  # a champion whose captured `models` code predates the encoded path
+                    got = bundle.reasons(frame.iloc[rows][bundle.features], top_k=top_k)
                 for row, r in zip(rows, got, strict=True):
                     per_row[row] = [
                         {

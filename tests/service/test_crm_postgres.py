@@ -1,20 +1,11 @@
-"""The outbox and the sql connector on a real PostgreSQL server, started here (initdb + pg_ctl on a free
-loopback port, as the `postgres` user when run as root) and stopped at the end."""
+"""The outbox and the sql connector on a real PostgreSQL server (the `postgres` fixture of
+tests/service/conftest.py: initdb + pg_ctl on a free loopback port, stopped at the end)."""
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
 import random
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,81 +17,10 @@ from serving.connectors.base import Connector, ContactResolver, SendResult, Tran
 from serving.connectors.sql import SqlConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, OutboxEntry, make_state_engine
+from tests.service.conftest import new_database
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("pg_ctl")
-    return Path(which).parent if which else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL server; yields a base URL (without database name)."""
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-services.sh")], check=False)
-        bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed and scripts/install-services.sh could not install it")
-    prefix: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="persona-pg-"))
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no `postgres` user to run the server as")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)  # noqa: E731
-    try:
-        run(
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "persona",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
-        run(
-            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
-        )  # fmt: skip
-    except subprocess.CalledProcessError as exc:
-        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}\n{log}") from None
-    try:
-        yield f"postgresql+psycopg://persona@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def new_database(base: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{base}/{name}"
 
 
 def change(customer: str, value: str) -> TagChange:

@@ -1,19 +1,9 @@
-"""The tag store on a real PostgreSQL server (initdb + pg_ctl on a free loopback port, as the `postgres`
-user when run as root), started here and stopped at the end: same change detection as on SQLite."""
+"""The tag store on a real PostgreSQL server (the `postgres` fixture of tests/service/conftest.py):
+same change detection as on SQLite."""
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,83 +12,15 @@ import sqlalchemy as sa
 from serving import tag_store as ts
 from serving.outbox import make_state_engine
 from serving.tag_store import TagStore
+from tests.service.conftest import new_database
 
 pytestmark = pytest.mark.integration
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("pg_ctl")
-    return Path(which).parent if which else None
-
-
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (make services)")
-    prefix: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="persona-tags-pg-"))
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a `postgres` user to run the server as")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "persona",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        base = f"postgresql+psycopg://persona@127.0.0.1:{port}"
-        name = f"t_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        yield f"{base}/{name}"
-    finally:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False
-        )
-        shutil.rmtree(root, ignore_errors=True)
+def pg_url(postgres: str) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    return new_database(postgres)
 
 
 @pytest.mark.parametrize("small_batch", [5_000, 1])  # by-id reads, and whole-tag reads
