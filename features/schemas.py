@@ -24,17 +24,8 @@ import pandera.pandas as pa
 
 from features.normalize import clean_labels, parse_flags, parse_numbers, parse_timestamps
 from features.quarantine import Quarantine
+from features.vocabulary import EVENT_TYPES
 from persona.errors import SourceError
-
-EVENT_TYPES = (
-    "visit",
-    "page_view",
-    "product_view",
-    "email_open",
-    "email_click",
-    "support_ticket",
-    "complaint",
-)
 
 # Persona column -> kind, per source (and orders layout). Kinds: id, ref, text, label, ts, num, flag.
 KINDS: dict[str, dict[str, str]] = {

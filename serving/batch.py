@@ -51,8 +51,9 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
     """Score all customers of the latest snapshot in chunks of `serving.batch_chunk_size`."""
     from persona.progress import track
     from serving.scoring import load_state
-    from serving.tagging import latest_feature_frame, tag_distribution
+    from serving.tagging import tag_distribution
     from serving.writeback import record_and_enqueue
+    from training.tag_cutpoints import latest_feature_frame
 
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)

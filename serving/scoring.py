@@ -32,7 +32,6 @@ class Population:
     kind: str
     expr: str
     vector: Any  # compiled: (env, n) -> bool array
-    scalar: Any  # compiled: env -> bool | None
     inputs: tuple[str, ...]
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
@@ -75,7 +74,6 @@ def compile_populations(
             kind=kind,
             expr=text,
             vector=tx.compile_vector(node, {}),
-            scalar=tx.compile_scalar(node, {}),
             inputs=tuple(dict.fromkeys(tx.names_in(node))),
         )
     if problems:
@@ -111,8 +109,9 @@ def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
     from features.feast_io import get_store, service_features
     from features.ingest import withdrawn_customer_ids
-    from serving.tagging import load_catalog, load_cutpoints, open_tag_store
+    from serving.tagging import open_tag_store
     from training.registry import load_champion, model_name
+    from training.tag_cutpoints import load_catalog, load_cutpoints
 
     store = get_store(settings)
     models = {kind: load_champion(settings, kind) for kind in KINDS}

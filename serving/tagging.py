@@ -16,14 +16,7 @@ from models.tag_engine import (
     format_values,
 )
 from persona.errors import ValidationFailed
-from training.tag_cutpoints import (  # noqa: F401  (re-exported: serving's callers load them from here)
-    cutpoints_path,
-    fit_and_save,
-    known_names,
-    latest_feature_frame,
-    load_catalog,
-    load_cutpoints,
-)
+from training.tag_cutpoints import load_cutpoints
 
 
 def tag_customers(

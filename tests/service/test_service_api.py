@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-def _client(data_dir: Path):  # type: ignore[no-untyped-def]
+def _client():  # type: ignore[no-untyped-def]
     # One app per process: BentoML registers its Prometheus metrics globally. Scenarios that need a
     # differently configured service run a real server (tests/service/test_service_server.py).
     from starlette.testclient import TestClient
@@ -30,7 +30,7 @@ def _client(data_dir: Path):  # type: ignore[no-untyped-def]
 def client(world: Path) -> Iterator[object]:
     with (
         env(PERSONA_DATA_DIR=str(world), PERSONA_API_KEYS=API_KEY, PERSONA_SERVING__DISPATCH_IN_SERVICE="false"),
-        _client(world) as c,
+        _client() as c,
     ):
         yield c
 
@@ -56,7 +56,7 @@ def test_scoring_needs_a_valid_key(client, headers: dict[str, str]) -> None:  # 
 
 def test_score_known_customer_has_every_part(client, world_ids) -> None:  # type: ignore[no-untyped-def]
     from configs.settings import load_settings
-    from serving.tagging import load_catalog
+    from training.tag_cutpoints import load_catalog
 
     cid = world_ids["active"][0]
     response = client.post("/v1/score", json={"customer_ids": [cid]}, headers=AUTH)
