@@ -125,5 +125,3 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin=origin + " + PERSONA_* environment")) from None
-
-

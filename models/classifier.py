@@ -15,6 +15,7 @@ overfits and creates ties. `params={"calibration": "isotonic"}` switches to isot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,31 @@ def _category_codes(col: pd.Series, categories: list[str]) -> np.ndarray:
     codes = pd.Categorical(as_text, categories=categories).codes.astype(np.float64)
     codes[codes < 0] = np.nan  # a category unseen in training (or missing, if training had no gaps)
     return codes
+
+
+def _numeric_array(values: np.ndarray, name: str) -> np.ndarray:
+    """`_numeric_column` for a numpy array: numeric arrays pass as they are, the rest is checked."""
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    return _numeric_column(pd.Series(values), name)
+
+
+# Below this many rows a dict lookup per value beats building a pandas Categorical.
+_LOOKUP_ROWS = 64
+
+
+def _category_codes_array(values: np.ndarray, categories: list[str]) -> np.ndarray:
+    """`_category_codes` for a numpy array (the same codes, NaN for unseen or missing)."""
+    if len(values) > _LOOKUP_ROWS:
+        return _category_codes(pd.Series(values, dtype=object), categories)
+    missing = MISSING_CATEGORY if categories and categories[-1] == MISSING_CATEGORY else None
+    lookup = {c: float(i) for i, c in enumerate(categories)}
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        gap = v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float | np.floating) and v != v)
+        key = missing if gap else str(v)
+        out[i] = lookup.get(key, np.nan) if key is not None else np.nan
+    return out
 
 
 def _learn_categories(frame: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
@@ -169,18 +195,32 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator
 
 
 # -------------------------------------------------------------------------------------- estimators
+# Rows from which LightGBM may use every core: below it, starting threads costs more than it saves (the
+# serving hot path scores one customer at a time, and its workers already share the cores).
+_THREADED_ROWS = 256
+
+
+def _threads(x: np.ndarray) -> int:
+    return 0 if len(x) >= _THREADED_ROWS else 1  # 0: LightGBM's default, all cores
+
+
 @dataclass
 class LightGBMEstimator:
-    """A LightGBM booster scored with one thread (the serving hot path runs one row at a time)."""
+    """A LightGBM booster; one thread for small inputs, all cores for large ones."""
 
     booster: Any
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        return self.booster.predict(x, raw_score=True, num_threads=1)
+        return self.booster.predict(x, raw_score=True, num_threads=_threads(x))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (log-odds), without the bias column."""
-        return self.booster.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
+        return self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))[:, :-1]
+
+    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one pass: TreeSHAP contributions plus the bias add up to the raw score."""
+        full = self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))
+        return full.sum(axis=1), full[:, :-1]
 
 
 @dataclass
@@ -230,6 +270,10 @@ class LinearEstimator:
         coefficient of the row's category (0 when unknown or missing)."""
         return self._terms(x)
 
+    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        terms = self._terms(x)
+        return terms.sum(axis=1) + self.intercept, terms
+
 
 # ------------------------------------------------------------------------------------------ bundle
 @dataclass
@@ -258,6 +302,22 @@ class ClassifierBundle:
             categories=self.metadata["categories"],
             where=f"{self.kind} model input",
         )
+
+    def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """`encode` from feature name -> numpy array (the serving path; no DataFrame to build)."""
+        missing = [f for f in self.features if f not in columns]
+        if missing:
+            raise ValidationFailed(f"{self.kind} model input: missing column(s) {missing}")
+        n = len(columns[self.features[0]]) if self.features else 0
+        categories = self.metadata["categories"]
+        out = np.empty((n, len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            values = np.asarray(columns[name])
+            if name in categories:
+                out[:, j] = _category_codes_array(values, categories[name])
+            else:
+                out[:, j] = _numeric_array(values, name)
+        return out
 
     def _matrix(self, X: np.ndarray) -> np.ndarray:
         x = np.asarray(X, dtype=np.float64)
@@ -297,7 +357,16 @@ class ClassifierBundle:
     def reasons_encoded(self, x: np.ndarray, values: np.ndarray, *, top_k: int = 3) -> list[list[dict]]:
         """`reasons` from an already encoded matrix `x` and the raw input `values` (same rows, columns in
         `features` order): the serving path encodes once for both the probability and the reasons."""
-        contrib = self.estimator.contributions(self._matrix(x))
+        return self.reasons_from(self.estimator.contributions(self._matrix(x)), values, top_k=top_k)
+
+    def predict_with_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated P(positive) and the per-feature contributions (for `reasons_from`) from ONE pass of
+        the model, for callers that need both: the serving path explains every score it returns."""
+        raw, contrib = self.estimator.raw_and_contributions(self._matrix(X))
+        return self.calibrator.apply(raw), contrib
+
+    def reasons_from(self, contrib: np.ndarray, values: np.ndarray, *, top_k: int = 3) -> list[list[dict]]:
+        """`reasons` from contributions already computed (`predict_with_contributions`)."""
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out: list[list[dict]] = []
         for i in range(len(contrib)):
@@ -308,7 +377,9 @@ class ClassifierBundle:
                     value = None
                 elif isinstance(value, np.generic):
                     value = value.item()
-                row.append({"feature": self.features[j], "value": value, "contribution": float(contrib[i, j])})
+                row.append(
+                    {"feature": self.features[j], "value": value, "contribution": float(contrib[i, j])}
+                )
             out.append(row)
         return out
 

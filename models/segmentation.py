@@ -8,12 +8,13 @@ customers cannot claim a cluster of their own. Scoring is a nearest-centroid sea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from models.classifier import ValidationFailed, _check_columns, _numeric_column
+from models.classifier import ValidationFailed, _check_columns, _numeric_array, _numeric_column
 from models.personas import name_segments
 
 CLIP = 5.0
@@ -90,6 +91,14 @@ class SegmentationModel:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Segment id per row."""
         return self.segment_ids[_nearest(self.transform(X), self.centroids)]
+
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """`predict` from feature name -> numpy array (the serving path; no DataFrame to build)."""
+        missing = [f for f in self.features if f not in columns]
+        if missing:
+            raise ValidationFailed(f"segmentation input: missing column(s) {missing}")
+        x = np.column_stack([_numeric_array(np.asarray(columns[f]), f) for f in self.features])
+        return self.segment_ids[_nearest(self.scaler.transform(x), self.centroids)]
 
     def personas(self, segment_ids: np.ndarray) -> np.ndarray:
         """Persona name per segment id."""

@@ -8,6 +8,7 @@ are loaded once (`load_state`); scoring itself only reads features and computes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,15 @@ log = logging.getLogger("persona.serving")
 
 KINDS = ("segments", "churn", "conversion")
 CLASSIFIERS = ("churn", "conversion")
+# feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
+# Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
+# building and slicing frames cost several times more than the models themselves.
+Columns = Mapping[str, np.ndarray]
+
+
+def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A DataFrame's columns as numpy arrays (batch scoring, tests)."""
+    return {str(c): frame[c].to_numpy() for c in frame.columns}
 
 
 # ------------------------------------------------------------------------------------ populations
@@ -34,16 +44,18 @@ class Population:
     vector: Any  # compiled: (env, n) -> bool array
     inputs: tuple[str, ...]
 
-    def mask(self, frame: pd.DataFrame) -> np.ndarray:
-        env = {name: _as_input(frame[name]) for name in self.inputs}
-        out = np.asarray(self.vector(env, len(frame)))
+    def mask(self, columns: Columns, n: int) -> np.ndarray:
+        env = {name: _as_input(columns[name]) for name in self.inputs}
+        out = np.asarray(self.vector(env, n))
         return np.where(pd.isna(out), False, out).astype(bool)
 
 
-def _as_input(col: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-    return col.astype(object).where(col.notna(), None).to_numpy()
+def _as_input(col: np.ndarray) -> np.ndarray:
+    if col.dtype.kind in "fiub":
+        return col.astype(np.float64, copy=False)
+    if col.dtype == object and len(col) and all(isinstance(v, int | float) for v in col):
+        return pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=np.float64)
+    return np.where(pd.isna(col), None, col).astype(object)
 
 
 def compile_populations(
@@ -168,29 +180,61 @@ class ModelOutputs:
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> (rows scored, encoded matrix of those rows): reasons reuse the encoding
     encoded: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # kind -> per-feature contributions of the rows scored, when `run_models(explain=...)` asked for them
+    contributions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The outputs as tag-catalog inputs (name -> array)."""
+        return {
+            "segment_id": self.segment_id,
+            "persona": self.persona,
+            "churn_probability": self.churn_probability,
+            "churn_tier": self.churn_tier,
+            "conversion_probability": self.conversion_probability,
+            "conversion_tier": self.conversion_tier,
+        }
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "segment_id": self.segment_id,
-                "persona": self.persona,
-                "churn_probability": self.churn_probability,
-                "churn_tier": self.churn_tier,
-                "conversion_probability": self.conversion_probability,
-                "conversion_tier": self.conversion_tier,
-            }
-        )
+        return pd.DataFrame(self.columns())
+
+
+def _take(col: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return col if rows is None else col[rows]
+
+
+def _encode(bundle: Any, features: Columns, rows: np.ndarray | None) -> np.ndarray:
+    """The bundle's encoded matrix of `rows` (None = all). Bundles trained before `encode_columns`
+    existed (their `models` code is the one captured at training time) get a DataFrame."""
+    part = {f: _take(features[f], rows) for f in bundle.features}
+    if hasattr(bundle, "encode_columns"):
+        return bundle.encode_columns(part)
+    return bundle.encode(pd.DataFrame(part))
+
+
+def _segments(bundle: Any, features: Columns, rows: np.ndarray | None) -> np.ndarray:
+    part = {f: _take(features[f], rows) for f in bundle.features}
+    if hasattr(bundle, "predict_columns"):
+        return np.asarray(bundle.predict_columns(part))
+    return np.asarray(bundle.predict(pd.DataFrame(part)))
 
 
 def run_models(
-    state: ServingState, features: pd.DataFrame, *, has_features: dict[str, np.ndarray]
+    state: ServingState,
+    features: Columns | pd.DataFrame,
+    *,
+    has_features: dict[str, np.ndarray],
+    explain: tuple[str, ...] = (),
 ) -> ModelOutputs:
-    """Score every row of `features` (bare feature names) with the three champions.
+    """Score every row of `features` (bare feature names -> arrays, or a DataFrame) with the three
+    champions. For the classifiers in `explain`, the per-feature contributions come from the same pass
+    of the model as the probabilities (`ModelOutputs.contributions`).
 
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
     """
-    n = len(features)
+    if isinstance(features, pd.DataFrame):
+        features = columns_of(features)
+    n = len(next(iter(has_features.values())))
     not_scored: dict[str, np.ndarray] = {}
     segment_id = np.full(n, np.nan)
     persona = np.full(n, None, dtype=object)
@@ -198,28 +242,30 @@ def run_models(
     seg_ok = has_features["segments"]
     not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
     if seg_ok.any():
-        part = features[seg.features] if seg_ok.all() else features.loc[seg_ok, seg.features]
-        ids = np.asarray(seg.predict(part))
+        ids = _segments(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok))
         segment_id[seg_ok] = ids
         persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    contributions: dict[str, np.ndarray] = {}
     for kind in CLASSIFIERS:
         bundle = state.models[kind].bundle
         reason = np.where(has_features[kind], None, "no_features").astype(object)
         population = state.populations.get(kind)
         if population is not None:
-            inside = population.mask(features)
+            inside = population.mask(features, n)
             reason = np.where((reason == None) & ~inside, "outside_population", reason)  # noqa: E711
         ok = reason == None  # noqa: E711
         proba = np.full(n, np.nan)
         tiers = np.full(n, None, dtype=object)
         if ok.any():
             rows = np.flatnonzero(ok)
-            part = features[bundle.features] if len(rows) == n else features.iloc[rows][bundle.features]
-            x = bundle.encode(part)
+            x = _encode(bundle, features, None if len(rows) == n else rows)
             encoded[kind] = (rows, x)
-            proba[ok] = bundle.predict_proba_array(x)
+            if kind in explain and hasattr(bundle, "predict_with_contributions"):
+                proba[ok], contributions[kind] = bundle.predict_with_contributions(x)
+            else:
+                proba[ok] = bundle.predict_proba_array(x)
             tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
@@ -232,6 +278,7 @@ def run_models(
         conversion_tier=outputs["conversion"][1],
         not_scored=not_scored,
         encoded=encoded,
+        contributions=contributions,
     )
 
 
@@ -244,8 +291,9 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than the vectorised one
 
 
-def evaluate_tags(state: ServingState, tag_input: pd.DataFrame) -> pd.DataFrame:
-    """Every catalog tag, as the CRM sees it (strings), one row per input row.
+def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str, str | None]]:
+    """Every catalog tag, as the CRM sees it (strings), one dict per row of `inputs` (features, model
+    outputs and `customer_id`).
 
     Small requests go through the catalog's single-customer engine, large ones through the vectorised
     engine; a property test (tests/model/test_tag_equivalence.py) holds the two to the same results.
@@ -253,13 +301,32 @@ def evaluate_tags(state: ServingState, tag_input: pd.DataFrame) -> pd.DataFrame:
     from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
-    if len(tag_input) > SCALAR_TAGS_UP_TO:
-        return format_values(catalog.evaluate(tag_input, state.cutpoints), catalog)
-    rows = [
-        format_one(catalog.evaluate_one(record, state.cutpoints), catalog)
-        for record in records(tag_input)
+    names = [*catalog.input_types, *(["customer_id"] if "customer_id" in inputs else [])]
+    if n > SCALAR_TAGS_UP_TO:
+        frame = pd.DataFrame({name: inputs[name] for name in names}, copy=False)
+        return records(format_values(catalog.evaluate(frame, state.cutpoints), catalog))
+    return [
+        format_one(catalog.evaluate_one({name: inputs[name][i] for name in names}, state.cutpoints), catalog)
+        for i in range(n)
     ]
-    return pd.DataFrame(rows, columns=catalog.keys, index=tag_input.index)
+
+
+def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
+    """An item with no score. Every item carries every field of `ScoreItem` (defaults included), so the
+    payload serializes to exactly what the pydantic model would (tests/service hold it to that)."""
+    return {
+        "customer_id": customer_id,
+        "status": status,
+        "reason": reason,
+        "degraded": False,
+        "warnings": [],
+        "segment": None,
+        "churn": None,
+        "conversion": None,
+        "tags": {},
+        "feature_freshness": {},
+        "written_back": 0,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -316,21 +383,17 @@ class Scorer:
         eligible = [i for i in ids if i not in withdrawn]
         items: dict[str, dict[str, Any]] = {}
         for cid in withdrawn:
-            items[cid] = {
-                "customer_id": cid,
-                "status": "consent_withdrawn",
-                "reason": "the customer withdrew consent to profiling: not scored, not tagged",
-            }
+            items[cid] = _unscored(
+                cid, "consent_withdrawn", "the customer withdrew consent to profiling: not scored, not tagged"
+            )
         queued = 0
         if eligible:
             result = self._read(eligible, now)
-            found = result.found.to_numpy()
+            found = result.found_mask
             for cid in np.asarray(eligible, dtype=object)[~found]:
-                items[cid] = {
-                    "customer_id": cid,
-                    "status": "not_found",
-                    "reason": "no features for this customer id in the online store",
-                }
+                items[cid] = _unscored(
+                    cid, "not_found", "no features for this customer id in the online store"
+                )
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
                 queued = self._score_known(known, result, found, items, write_back, now, only)
@@ -356,7 +419,10 @@ class Scorer:
     ) -> int:
         state = self.state
         top_k = state.settings.serving.top_reasons
-        view_status = {view: status[found] for view, status in result.view_status.items()}
+        every = bool(found.all())  # the usual case: no unknown id, no row selection needed
+        view_status = {
+            view: status if every else status[found] for view, status in result.view_status.items()
+        }
         stale_any = np.zeros(len(ids), dtype=bool)
         missing_any = np.zeros(len(ids), dtype=bool)
         for status in view_status.values():
@@ -366,20 +432,28 @@ class Scorer:
             kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
             for kind, views in self.views_of_kind.items()
         }
-        values = result.values.iloc[np.flatnonzero(found)]
-        frame = values.reset_index(drop=True)
-        outputs = run_models(state, frame, has_features=has_features)
+        features: dict[str, np.ndarray] = (
+            dict(result.columns) if every else {f: col[found] for f, col in result.columns.items()}
+        )
+        explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
+        outputs = run_models(state, features, has_features=has_features, explain=explain)
         reasons = {}
         for kind in CLASSIFIERS:
             bundle = state.models[kind].bundle
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
-            if kind in outputs.encoded and top_k and only in (None, kind):
+            if kind in outputs.encoded and kind in explain:
                 rows, x = outputs.encoded[kind]
-                if hasattr(bundle, "reasons_encoded"):
-                    raw = frame[bundle.features].to_numpy(dtype=object)[rows]
-                    got = bundle.reasons_encoded(x, raw, top_k=top_k)
+                if kind in outputs.contributions or hasattr(bundle, "reasons_encoded"):
+                    raw = np.empty((len(rows), len(bundle.features)), dtype=object)
+                    for j, f in enumerate(bundle.features):
+                        raw[:, j] = features[f][rows]
+                    if kind in outputs.contributions:
+                        got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
+                    else:
+                        got = bundle.reasons_encoded(x, raw, top_k=top_k)
                 else:  # a champion whose captured `models` code predates the encoded path
-                    got = bundle.reasons(frame.iloc[rows][bundle.features], top_k=top_k)
+                    part = pd.DataFrame({f: features[f][rows] for f in bundle.features})
+                    got = bundle.reasons(part, top_k=top_k)
                 for row, r in zip(rows, got, strict=True):
                     per_row[row] = [
                         {
@@ -390,24 +464,20 @@ class Scorer:
                         for d in r
                     ]
             reasons[kind] = per_row
-        tags_frame = None
-        if only is None:
-            tag_input = pd.concat([frame, outputs.frame()], axis=1)
-            tag_input.insert(0, "customer_id", ids)
-            tags_frame = evaluate_tags(state, tag_input)
-            tags_frame.insert(0, "customer_id", ids)
-        freshness = self._freshness(view_status, {v: sec[found] for v, sec in result.view_seconds.items()}, now)
-        versions = state.versions
-        changes_by_customer: dict[str, int] = {}
+        tag_records: list[dict[str, str | None]] | None = None
         queued = 0
-        if write_back and tags_frame is not None:
-            changes = self._write_back(tags_frame, tag_input, now)
-            queued = len(changes)
-            for ch in changes:
-                changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
-        tag_records = (
-            records(tags_frame.drop(columns=["customer_id"])) if tags_frame is not None else None
-        )
+        changes_by_customer: dict[str, int] = {}
+        if only is None:
+            tag_inputs = {**features, **outputs.columns(), "customer_id": np.asarray(ids, dtype=object)}
+            tag_records = evaluate_tags(state, tag_inputs, len(ids))
+            if write_back:
+                changes = self._write_back(ids, tag_records, tag_inputs, now)
+                queued = len(changes)
+                for ch in changes:
+                    changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
+        seconds = result.view_seconds if every else {v: sec[found] for v, sec in result.view_seconds.items()}
+        freshness = self._freshness(view_status, seconds, now)
+        versions = state.versions
         for row, cid in enumerate(ids):
             warnings = []
             if stale_any[row]:
@@ -417,8 +487,13 @@ class Scorer:
             item: dict[str, Any] = {
                 "customer_id": cid,
                 "status": "ok",
+                "reason": None,
                 "degraded": bool(stale_any[row] or missing_any[row]),
                 "warnings": warnings,
+                "segment": None,
+                "churn": None,
+                "conversion": None,
+                "tags": {},
                 "feature_freshness": freshness[row],
                 "written_back": changes_by_customer.get(cid, 0),
             }
@@ -453,28 +528,36 @@ class Scorer:
         now_s = now.timestamp()
         n = len(next(iter(view_status.values()))) if view_status else 0
         out: list[dict[str, Any]] = [{} for _ in range(n)]
+        stamp: dict[int, tuple[str, float]] = {}  # customers share few snapshots: format each once
         for view, status in view_status.items():
             seconds = view_seconds[view]
             for row in range(n):
-                if seconds[row] < 0:
+                sec = int(seconds[row])
+                if sec < 0:
                     out[row][view] = {"as_of": None, "age_days": None, "status": "not_found"}
-                else:
-                    out[row][view] = {
-                        "as_of": datetime.fromtimestamp(int(seconds[row]), tz=UTC).isoformat(),
-                        "age_days": round((now_s - float(seconds[row])) / 86400.0, 2),
-                        "status": str(status[row]),
-                    }
+                    continue
+                if sec not in stamp:
+                    stamp[sec] = (
+                        datetime.fromtimestamp(sec, tz=UTC).isoformat(),
+                        round((now_s - float(sec)) / 86400.0, 2),
+                    )
+                as_of, age = stamp[sec]
+                out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}
         return out
 
-    def _write_back(self, tags_frame: pd.DataFrame, tag_input: pd.DataFrame, now: datetime) -> list[Any]:
+    def _write_back(
+        self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime
+    ) -> list[Any]:
         from serving.writeback import record_and_enqueue
 
         state = self.state
+        tags = pd.DataFrame(tag_records, columns=state.catalog.keys)
+        tags.insert(0, "customer_id", ids)
         return record_and_enqueue(
             state.tag_store.engine,
             tag_store=state.tag_store,
-            tags=tags_frame,
+            tags=tags,
             produced_by=state.produced_by(),
-            inputs=tag_input,
+            inputs=pd.DataFrame(dict(inputs), copy=False),
             at=now,
         )

@@ -152,7 +152,10 @@ def evaluate_and_register(
     def artifacts(out: Path) -> dict[str, Path]:
         return mlflow_io.classifier_plots(
             y_true=y_test,
-            curves={f"candidate ({model.metadata.get('model', 'lightgbm')})": proba, "logistic baseline": base_proba},
+            curves={
+                f"candidate ({model.metadata.get('model', 'lightgbm')})": proba,
+                "logistic baseline": base_proba,
+            },
             importance=importance,
             out_dir=out,
         )

@@ -28,9 +28,7 @@ from persona.errors import SourceError
 FEATURE_TABLES = tuple(_BUILT_TABLES)
 
 
-def known_names(
-    settings: Settings, *, store: Any = None, services: Iterable[str] | None = None
-) -> set[str]:
+def known_names(settings: Settings, *, store: Any = None, services: Iterable[str] | None = None) -> set[str]:
     """Names a catalog may read: the features of the FeatureServices (from Feast) plus the model outputs.
 
     `store` is a `feast.FeatureStore` (or the Settings) as `features.feast_io.service_features` takes

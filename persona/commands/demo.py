@@ -65,7 +65,9 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
             click.echo("the CRM holds no Persona tags yet")
             return
         contacts, customers, rows = conn.execute(
-            sa.text("select count(distinct contact_id), count(distinct customer_id), count(*) from persona_tags")
+            sa.text(
+                "select count(distinct contact_id), count(distinct customer_id), count(*) from persona_tags"
+            )
         ).one()
         click.secho(
             f"\nthe CRM ({settings.crm.url.split('/')[-1]}) now holds {rows:,} Persona tag values on "
@@ -85,9 +87,13 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 @click.command("demo")
-@click.option("--customers", type=int, default=None, help="Persons to generate (default: generator.customers).")
+@click.option(
+    "--customers", type=int, default=None, help="Persons to generate (default: generator.customers)."
+)
 @click.option("--seed", type=int, default=None, help="Generator seed (default: generator.seed).")
-@click.option("--keep", is_flag=True, help="Keep the previous run's data (default: start from a clean data dir).")
+@click.option(
+    "--keep", is_flag=True, help="Keep the previous run's data (default: start from a clean data dir)."
+)
 @click.pass_context
 def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, keep: bool) -> None:
     """Run the whole pipeline on embedded defaults: sources -> features -> Feast -> models -> tags -> CRM."""

@@ -74,8 +74,14 @@ def apply(ctx: click.Context) -> None:
     default=None,
     help="Materialize snapshots up to this UTC time (default: now).",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Start from the beginning instead of where the last run stopped: for a new or emptied online "
+    "store (e.g. after switching to Redis) or after rebuilding historical snapshots.",
+)
 @click.pass_context
-def materialize(ctx: click.Context, end: datetime | None) -> None:
+def materialize(ctx: click.Context, end: datetime | None, full: bool) -> None:
     """Copy the latest feature values into the online store (incremental: continues where it stopped)."""
     import os
     from datetime import UTC
@@ -84,7 +90,7 @@ def materialize(ctx: click.Context, end: datetime | None) -> None:
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # Feast's own bars; ours is shown instead
     settings = settings_from(ctx)
-    stats = run_materialize(settings, end=end.replace(tzinfo=UTC) if end else None, progress=True)
+    stats = run_materialize(settings, end=end.replace(tzinfo=UTC) if end else None, progress=True, full=full)
     click.echo(
         f"materialized {stats.rows_written:,} rows up to {stats.end:%Y-%m-%d %H:%M} UTC "
         f"into {settings.feast.online_store} in {stats.seconds:.1f}s"

@@ -34,17 +34,31 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
     if ctx.obj.get("config_path"):
         env["PERSONA_CONFIG"] = str(Path(ctx.obj["config_path"]).resolve())
     click.echo(f"persona: serving on http://{host}:{port} (docs at /docs, readiness at /readyz)", err=True)
-    args = [str(bentoml_bin), "serve", "serving.service:PersonaService", "--host", host, "--port", str(port),
-            "--working-dir", str(PROJECT_ROOT)]
+    args = [
+        str(bentoml_bin),
+        "serve",
+        "serving.service:PersonaService",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        str(PROJECT_ROOT),
+    ]
     os.execve(args[0], args, env)  # replace this process: signals go straight to the server
 
 
 @click.command("score")
 @click.option("--all", "score_all", is_flag=True, required=True, help="Score every customer.")
-@click.option("--write-back/--no-write-back", default=True, show_default=True,
-              help="Queue changed tags in the outbox for the CRM.")
-@click.option("--sync/--no-sync", default=False, show_default=True,
-              help="Deliver the outbox to the CRM after scoring.")
+@click.option(
+    "--write-back/--no-write-back",
+    default=True,
+    show_default=True,
+    help="Queue changed tags in the outbox for the CRM.",
+)
+@click.option(
+    "--sync/--no-sync", default=False, show_default=True, help="Deliver the outbox to the CRM after scoring."
+)
 @click.pass_context
 def score_cmd(ctx: click.Context, score_all: bool, write_back: bool, sync: bool) -> None:
     """Batch-score every customer from the feature store, in vectorised chunks, with progress."""

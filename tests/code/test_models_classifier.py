@@ -252,3 +252,50 @@ def test_missing_category_gets_its_own_code_when_training_had_gaps():
         seed=1,
     )
     assert np.isnan(clean.encode(pd.DataFrame({"plan": [None]}))[0, 0])
+
+
+@pytest.mark.parametrize("rows", [1, 5, 300])  # below and above the dict-lookup threshold
+def test_encode_columns_matches_encode(fitted, rows):
+    """The serving path (numpy columns) encodes exactly as the DataFrame path, gaps, unseen categories,
+    ints, booleans and numbers-as-objects included."""
+    model, baseline, valid = fitted
+    frame = valid.iloc[:rows][["signal", "noise", "plan"]].reset_index(drop=True).copy()
+    frame.loc[0, "plan"] = "enterprise"  # unseen
+    if rows > 1:
+        frame.loc[1, "plan"] = None
+        frame.loc[rows - 1, "signal"] = np.nan
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    for bundle in (model, baseline):
+        expected = bundle.encode(frame)
+        np.testing.assert_array_equal(bundle.encode_columns(columns), expected)
+    nullable = {**columns, "plan": pd.Series(frame["plan"], dtype="string").to_numpy()}  # pd.NA gaps
+    np.testing.assert_array_equal(model.encode_columns(nullable), model.encode(frame))
+    as_objects = {**columns, "signal": columns["signal"].astype(object)}
+    np.testing.assert_array_equal(model.encode_columns(as_objects), model.encode(frame))
+    ints = {**columns, "noise": np.arange(rows, dtype=np.int64)}
+    np.testing.assert_array_equal(
+        model.encode_columns(ints), model.encode(frame.assign(noise=np.arange(rows, dtype=np.int64)))
+    )
+
+
+def test_encode_columns_names_what_is_wrong(fitted):
+    model, _, valid = fitted
+    with pytest.raises(ValidationFailed, match=r"missing column\(s\) \['plan'\]"):
+        model.encode_columns({"signal": np.zeros(1), "noise": np.zeros(1)})
+    bad = {
+        "signal": np.array(["x"], dtype=object),
+        "noise": np.zeros(1),
+        "plan": np.array(["pro"], dtype=object),
+    }
+    with pytest.raises(ValidationFailed, match="'signal' must be numeric"):
+        model.encode_columns(bad)
+
+
+def test_one_pass_gives_the_same_probabilities_and_reasons(fitted):
+    model, baseline, valid = fitted
+    for bundle in (model, baseline):
+        x = bundle.encode(valid)
+        proba, contrib = bundle.predict_with_contributions(x)
+        np.testing.assert_allclose(proba, bundle.predict_proba_array(x), rtol=0, atol=1e-12)
+        values = valid[bundle.features].to_numpy(dtype=object)
+        assert bundle.reasons_from(contrib, values, top_k=2) == bundle.reasons_encoded(x, values, top_k=2)

@@ -134,3 +134,15 @@ def test_adjusted_rand_by_hand():
     assert adjusted_rand([0, 0, 1, 1], [5, 5, 9, 9]) == 1.0  # same partition, other names
     # Contingency [[1,1],[1,1]]: index 0, expected 2*1*... -> ARI = (0 - 0.666..) / (2 - 0.666..) = -0.5
     assert adjusted_rand([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+
+
+def test_predict_columns_matches_predict():
+    X = blobs(40, 6)
+    model = fit_segmentation(X=X, features=RFMT, k=3, k_range=(2, 5), seed=1)
+    X.iloc[3, 1] = np.nan
+    columns = {name: X[name].to_numpy() for name in RFMT}
+    assert model.predict_columns(columns).tolist() == model.predict(X).tolist()
+    one = {name: X[name].to_numpy()[:1] for name in RFMT}
+    assert model.predict_columns(one).tolist() == model.predict(X.iloc[:1]).tolist()
+    with pytest.raises(ValidationFailed, match=r"missing column\(s\) \['tenure_days'\]"):
+        model.predict_columns({name: columns[name] for name in RFMT[:3]})

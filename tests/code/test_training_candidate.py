@@ -23,7 +23,9 @@ def _fit(kind_fit, train: pd.DataFrame, valid: pd.DataFrame):  # type: ignore[no
 def test_lightgbm_kept_when_it_ranks_at_least_as_well() -> None:
     train, valid = _frame(2000, 1), _frame(800, 2)
     good = _fit(fit_classifier, train, valid)
-    garbage = _fit(fit_baseline, train.assign(label=np.random.default_rng(3).permutation(train["label"])), valid)
+    garbage = _fit(
+        fit_baseline, train.assign(label=np.random.default_rng(3).permutation(train["label"])), valid
+    )
     chosen, why = select_candidate(good, garbage, valid=valid, metric="roc_auc")
     assert chosen is good
     assert why.startswith("lightgbm")

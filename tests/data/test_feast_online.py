@@ -149,3 +149,59 @@ def test_empty_request_returns_empty_frames(applied):
     result = feast_io.online_features(settings, customer_ids=[], service="churn_v1")
     assert result.values.empty and result.status.empty and result.unknown_ids == []
     assert list(result.values.columns) == feast_io.service_features(settings, "churn_v1")
+
+
+def test_full_materialize_rewrites_what_an_incremental_run_skips(applied):
+    """A rebuilt historical snapshot (or a new, empty online store) needs `full`: the incremental run
+    starts at the last end and never looks back."""
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    rebuilt = [
+        ("P1", "2025-01-01", 1),
+        ("P1", "2025-01-31", 2),
+        ("P1", "2025-03-02", 3),
+        ("P2", "2025-01-31", 99),
+    ]
+    write_tables(
+        settings.path(settings.feast.source_dir),
+        {"customer_transactions": feature_table("customer_transactions", rebuilt)},
+    )
+    assert feast_io.materialize(settings, end=at("2025-03-10")).rows_written == 0
+    stale = feast_io.online_features(
+        settings, customer_ids=["P2"], service="churn_v1", as_of=at("2025-03-10")
+    )
+    assert stale.values.loc["P2", "monetary_90d"] == 20  # the rebuilt value did not reach the store
+
+    full = feast_io.materialize(settings, end=at("2025-03-10"), full=True)
+    assert full.per_view["customer_transactions"] == 2  # latest row of P1 and of P2
+    result = feast_io.online_features(
+        settings, customer_ids=["P2"], service="churn_v1", as_of=at("2025-03-10")
+    )
+    assert result.values.loc["P2", "monetary_90d"] == 99
+
+
+def test_columns_are_the_values_as_arrays_in_request_order(applied):
+    import numpy as np
+
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    result = feast_io.online_features(
+        settings, customer_ids=["P404", "P1", "P2"], service="conversion_v1", as_of=at("2025-03-10")
+    )
+    assert list(result.columns) == list(result.values.columns)
+    assert result.ids == ["P404", "P1", "P2"]
+    # P2 has transactions only, which conversion_v1 does not read
+    assert result.found_mask.tolist() == [False, True, False]
+    assert result.unknown_ids == ["P404", "P2"]
+    for name, column in result.columns.items():
+        assert len(column) == 3
+        frame_column = result.values[name].to_numpy()
+        if column.dtype == np.float64:
+            np.testing.assert_array_equal(column, frame_column.astype(np.float64))
+        else:
+            assert column.tolist() == frame_column.tolist()
+    assert result.columns["region"].tolist()[0] is None

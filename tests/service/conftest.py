@@ -73,7 +73,9 @@ def world_ids(world: Path) -> dict[str, list[str]]:
     features = pd.read_parquet(world / "features" / "customer_transactions.parquet")
     latest = features[features["event_timestamp"] == features["event_timestamp"].max()]
     active = latest.loc[latest["frequency_365d"] > 0, "customer_id"].astype(str).tolist()
-    withdrawn = customers.loc[~customers["consent_profiling"].astype(bool), "customer_id"].astype(str).tolist()
+    withdrawn = (
+        customers.loc[~customers["consent_profiling"].astype(bool), "customer_id"].astype(str).tolist()
+    )
     assert active and withdrawn, "the world needs active and withdrawn customers"
     return {"active": active, "withdrawn": withdrawn, "all": latest["customer_id"].astype(str).tolist()}
 

@@ -29,7 +29,11 @@ def _client():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def client(world: Path) -> Iterator[object]:
     with (
-        env(PERSONA_DATA_DIR=str(world), PERSONA_API_KEYS=API_KEY, PERSONA_SERVING__DISPATCH_IN_SERVICE="false"),
+        env(
+            PERSONA_DATA_DIR=str(world),
+            PERSONA_API_KEYS=API_KEY,
+            PERSONA_SERVING__DISPATCH_IN_SERVICE="false",
+        ),
         _client() as c,
     ):
         yield c
@@ -103,7 +107,9 @@ def test_withdrawn_consent_is_neither_scored_nor_written_back(client, world, wor
         for table in tables:
             cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
             if "customer_id" in cols:
-                n = conn.execute(sa.text(f"select count(*) from {table} where customer_id = :c"), {"c": cid}).scalar()
+                n = conn.execute(
+                    sa.text(f"select count(*) from {table} where customer_id = :c"), {"c": cid}
+                ).scalar()
                 assert n == 0, f"{table} holds a withdrawn customer"
 
 
@@ -148,7 +154,11 @@ def test_write_back_queues_changes_once(client, world, world_ids) -> None:  # ty
     engine = sa.create_engine(f"sqlite:///{world / 'state' / 'persona.sqlite'}")
     with engine.connect() as conn:
         queued = conn.execute(
-            sa.text("select count(*) from crm_outbox where customer_id in ({})".format(",".join(f"'{i}'" for i in ids)))
+            sa.text(
+                "select count(*) from crm_outbox where customer_id in ({})".format(
+                    ",".join(f"'{i}'" for i in ids)
+                )
+            )
         ).scalar()
     assert queued == first["queued_changes"]
 
@@ -176,3 +186,45 @@ def test_stale_features_are_scored_but_degraded(world, world_ids) -> None:  # ty
     assert any("stale" in w for w in late["warnings"])
     assert late["feature_freshness"]["customer_transactions"]["status"] == "stale"
     assert fresh["feature_freshness"]["customer_transactions"]["status"] == "present"
+
+
+def test_responses_are_exactly_the_declared_model(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """The service encodes the scorer's payload directly: it must be what `ScoreResponse` would give,
+    field for field, for every kind of item, small (scalar tags) and large (vectorised tags) requests."""
+    from serving.schemas import ScoreResponse
+
+    active = world_ids["active"]
+    mixed = [active[20], "P-does-not-exist", world_ids["withdrawn"][0], active[21]]
+    for path, ids in [("/v1/score", mixed), ("/v1/churn", mixed), ("/v1/score", [*active[30:60], "P-nope"])]:
+        response = client.post(path, json={"customer_ids": ids}, headers=AUTH)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert ScoreResponse.model_validate(body).model_dump(mode="json") == body, path
+
+
+def test_one_by_one_and_together_give_the_same_answers(world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """Small requests take the per-customer paths (dict lookups, scalar tag engine), large ones the
+    vectorised paths: a customer's answer must not depend on which."""
+    from datetime import UTC, datetime
+
+    from configs.settings import load_settings
+    from serving.scoring import Scorer, load_state
+
+    with env(PERSONA_DATA_DIR=str(world)):
+        scorer = Scorer(load_state(load_settings()))
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    ids = world_ids["all"][:100]  # > the scalar-tag and dict-lookup thresholds, leads and non-leads alike
+    together = scorer.score(ids, write_back=False, now=now)["items"]
+    alone = [scorer.score([cid], write_back=False, now=now)["items"][0] for cid in ids]
+    for one, many in zip(alone, together, strict=True):
+        for kind in ("churn", "conversion"):
+            if one[kind]["probability"] is not None:
+                assert one[kind]["probability"] == pytest.approx(many[kind]["probability"], abs=1e-12)
+                for r1, r2 in zip(one[kind]["reasons"], many[kind]["reasons"], strict=True):
+                    assert r1["contribution"] == pytest.approx(r2["contribution"], abs=1e-9)
+                one[kind]["probability"] = many[kind]["probability"]
+                one[kind]["reasons"] = many[kind]["reasons"]
+        assert one == many
+    assert sum(i["conversion"]["probability"] is not None for i in together) > 0
+    assert sum(i["churn"]["probability"] is not None for i in together) > 0

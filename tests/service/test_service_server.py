@@ -27,7 +27,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PERSONA = str(Path(sys.executable).with_name("persona"))
 
 
-def _start(world: Path, tmp: Path, *, ready: str = "/readyz", **extra: str) -> tuple[subprocess.Popen, str, Path]:
+def _start(
+    world: Path, tmp: Path, *, ready: str = "/readyz", **extra: str
+) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = tmp / f"serve-{port}.log"
     env = {
@@ -40,7 +42,10 @@ def _start(world: Path, tmp: Path, *, ready: str = "/readyz", **extra: str) -> t
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [PERSONA, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+            [PERSONA, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
@@ -83,7 +88,10 @@ def test_real_server_scores_and_guards(server: str, world_ids) -> None:  # type:
     assert ok.status_code == 200
     assert ok.json()["items"][0]["churn"]["probability"] is not None
     assert httpx.post(f"{server}/v1/score", json={"customer_ids": [cid]}, timeout=30).status_code == 401
-    assert httpx.post(f"{server}/v1/score", json={"customer_ids": []}, headers=AUTH, timeout=30).status_code == 400
+    assert (
+        httpx.post(f"{server}/v1/score", json={"customer_ids": []}, headers=AUTH, timeout=30).status_code
+        == 400
+    )
     metrics = httpx.get(f"{server}/metrics", timeout=10)
     assert metrics.status_code == 200 and "bentoml" in metrics.text
 
@@ -99,7 +107,9 @@ def test_openapi_contract(server: str) -> None:
     assert {op.path for op in operations} == {"/v1/score", "/v1/churn"}
     from schemathesis.generation.modes import GenerationMode
 
-    for operation, mode in [(op, m) for op in operations for m in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]:
+    for operation, mode in [
+        (op, m) for op in operations for m in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ]:
 
         @given(case=operation.as_strategy(mode))
         @hsettings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -119,7 +129,9 @@ def test_overload_gets_429_while_health_answers(world: Path, world_ids, tmp_path
         ids = (world_ids["all"] * 10)[:1000]
 
         def call(_: int) -> int:
-            return httpx.post(f"{base}/v1/score", json={"customer_ids": ids}, headers=AUTH, timeout=60).status_code
+            return httpx.post(
+                f"{base}/v1/score", json={"customer_ids": ids}, headers=AUTH, timeout=60
+            ).status_code
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             futures = [pool.submit(call, i) for i in range(16)]
