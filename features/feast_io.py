@@ -657,11 +657,18 @@ def online_features(
 
 @dataclass(frozen=True)
 class _ServicePlan:
-    service: FeatureService | list[str]  # a service, or "view:feature" refs of several services
     view_of: dict[str, str]  # feature -> view, in service order
-    ttl_of: dict[str, timedelta | None]  # view -> TTL
     numeric: frozenset[str]  # features served as float64
-    tables: dict[str, Any] = field(default_factory=dict)  # view (name used) -> Feast FeatureView
+    tables: dict[str, Any]  # view (name used) -> Feast FeatureView
+
+    @property
+    def ttl_of(self) -> dict[str, timedelta | None]:
+        return {view: table.ttl for view, table in self.tables.items()}
+
+
+def _snapshot(store: FeatureStore) -> int:
+    """Identifies the registry snapshot Feast has cached: plans are valid for one snapshot."""
+    return id(getattr(store.registry, "cached_registry_proto", None))
 
 
 # Per store: (service, registry snapshot) -> plan. Reading a service or view from Feast's registry
@@ -670,7 +677,7 @@ _PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], _ServicePlan]] = we
 
 
 def _service_plan(store: FeatureStore, service: str) -> _ServicePlan:
-    snapshot = id(getattr(store.registry, "cached_registry_proto", None))
+    snapshot = _snapshot(store)
     plans = _PLANS.setdefault(store, {})
     plan = plans.get((service, snapshot))
     if plan is None:
@@ -680,33 +687,29 @@ def _service_plan(store: FeatureStore, service: str) -> _ServicePlan:
         numeric_types = {PrimitiveFeastType.INT32, PrimitiveFeastType.INT64}
         numeric_types |= {PrimitiveFeastType.FLOAT32, PrimitiveFeastType.FLOAT64, PrimitiveFeastType.BOOL}
         view_of: dict[str, str] = {}
-        ttl_of: dict[str, timedelta | None] = {}
         numeric: set[str] = set()
         tables: dict[str, Any] = {}
         for projection in fs.feature_view_projections:
             name = projection.name_to_use()
             tables[name] = _view(store, projection.name)
-            ttl_of[name] = tables[name].ttl
             for feat in projection.features:
                 view_of[feat.name] = name
                 if feat.dtype in numeric_types:
                     numeric.add(feat.name)
         if {k[1] for k in plans} != {snapshot}:
             plans.clear()  # a new registry snapshot makes older plans useless
-        plan = plans[(service, snapshot)] = _ServicePlan(fs, view_of, ttl_of, frozenset(numeric), tables)
+        plan = plans[(service, snapshot)] = _ServicePlan(view_of, frozenset(numeric), tables)
     return plan
 
 
 def _merged_plan(store: FeatureStore, services: tuple[str, ...]) -> _ServicePlan:
     """One plan reading the union of several services' features (each view once)."""
     plans = [_service_plan(store, s) for s in services]
-    snapshot = id(getattr(store.registry, "cached_registry_proto", None))
-    key = ("+".join(services), snapshot)
+    key = ("+".join(services), _snapshot(store))
     cached = _PLANS.setdefault(store, {}).get(key)
     if cached is not None:
         return cached
     view_of: dict[str, str] = {}
-    ttl_of: dict[str, timedelta | None] = {}
     numeric: set[str] = set()
     tables: dict[str, Any] = {}
     for plan in plans:
@@ -716,11 +719,9 @@ def _merged_plan(store: FeatureStore, services: tuple[str, ...]) -> _ServicePlan
                     f"feature {feature!r} is served by views {view_of[feature]!r} and {view!r}: "
                     "bare feature names must be unique across the services read together"
                 )
-        ttl_of.update(plan.ttl_of)
         numeric |= plan.numeric
         tables.update(plan.tables)
-    refs = [f"{view}:{feature}" for feature, view in view_of.items()]
-    merged = _PLANS[store][key] = _ServicePlan(refs, view_of, ttl_of, frozenset(numeric), tables)
+    merged = _PLANS[store][key] = _ServicePlan(view_of, frozenset(numeric), tables)
     return merged
 
 

@@ -52,61 +52,25 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
 }
-# Feature names of docs/CONTRACTS.md "Feature tables"; used when no Feast store is at hand.
-CONTRACT_FEATURES: tuple[str, ...] = (
-    "recency_days",
-    "frequency_30d",
-    "frequency_90d",
-    "frequency_365d",
-    "monetary_30d",
-    "monetary_90d",
-    "monetary_365d",
-    "avg_order_value_365d",
-    "frequency_trend_90d",
-    "monetary_trend_90d",
-    "return_rate_365d",
-    "discount_rate_365d",
-    "category_breadth_365d",
-    "orders_lifetime",
-    "monetary_lifetime",
-    "tenure_days",
-    "visits_30d",
-    "visits_90d",
-    "page_views_90d",
-    "product_views_90d",
-    "email_opens_90d",
-    "email_clicks_90d",
-    "email_click_rate_90d",
-    "support_tickets_90d",
-    "complaints_90d",
-    "complaints_365d",
-    "days_since_last_event",
-    "lead_engagement_score",
-    "lead_age_days",
-    "lead_source",
-    "is_open_lead",
-    "region",
-    "customer_type",
-    "acquisition_channel",
-    "signup_tenure_days",
-)
-# Inputs whose values are strings; every other input is a number.
-STRING_INPUTS = frozenset(
-    {
-        "lead_source",
-        "region",
-        "customer_type",
-        "acquisition_channel",
-        "persona",
-        "churn_tier",
-        "conversion_tier",
-    }
-)
 
 
 def default_known_names() -> set[str]:
-    """The contract's feature names plus the model outputs (when no Feast store is given)."""
-    return set(CONTRACT_FEATURES) | set(MODEL_OUTPUTS)
+    """Every feature of the built tables plus the model outputs (when no Feast store is given).
+
+    Read from `features.build`, the one list of features; imported here, not at module level, so that
+    the model bundles (which ship `models/` alone) never need it."""
+    from features.build import FEATURE_DTYPES
+
+    return set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
+
+
+def default_string_names() -> set[str]:
+    """Which of `default_known_names` hold strings: string features and string model outputs."""
+    from features.build import FEATURE_DTYPES
+
+    return {n for n, t in FEATURE_DTYPES.items() if t == "string"} | {
+        n for n, t in MODEL_OUTPUTS.items() if t == tx.STRING
+    }
 
 
 @dataclass(frozen=True)
@@ -404,12 +368,11 @@ def parse_catalog(
 ) -> Catalog:
     """Check a catalog mapping (parsed YAML) and compile it; raise CatalogError listing every problem.
 
-    `known_names`: the features of the FeatureServices plus the model outputs (default: the contract's
-    feature names plus model outputs). `string_names`: which of them hold strings (default: the
-    contract's string features and model outputs).
+    `known_names`: the features of the FeatureServices plus the model outputs (default:
+    `default_known_names`). `string_names`: which of them hold strings (default: `default_string_names`).
     """
     known = set(known_names) if known_names is not None else default_known_names()
-    strings = set(string_names) if string_names is not None else set(STRING_INPUTS)
+    strings = set(string_names) if string_names is not None else default_string_names()
     problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{source}: the catalog must be a mapping with 'version', 'cutpoints', 'tags'")

@@ -30,8 +30,16 @@ Columns = Mapping[str, np.ndarray]
 
 
 def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """A DataFrame's columns as numpy arrays (batch scoring, tests)."""
-    return {str(c): frame[c].to_numpy() for c in frame.columns}
+    """A DataFrame's columns as the online read gives them (batch scoring, tests): numbers and flags as
+    float64 with NaN (nullable Int64 too), everything else as objects with None for missing."""
+    out: dict[str, np.ndarray] = {}
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[str(c)] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[str(c)] = col.astype(object).where(col.notna(), None).to_numpy()
+    return out
 
 
 # ------------------------------------------------------------------------------------ populations
@@ -53,8 +61,6 @@ class Population:
 def _as_input(col: np.ndarray) -> np.ndarray:
     if col.dtype.kind in "fiub":
         return col.astype(np.float64, copy=False)
-    if col.dtype == object and len(col) and all(isinstance(v, int | float) for v in col):
-        return pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=np.float64)
     return np.where(pd.isna(col), None, col).astype(object)
 
 

@@ -17,6 +17,8 @@ from features.build import FEATURE_TABLES as _BUILT_TABLES
 from models.tag_engine import (
     MODEL_OUTPUTS,
     Catalog,
+    default_known_names,
+    default_string_names,
     fit_cutpoints,
     read_catalog_file,
     read_cutpoints,
@@ -36,9 +38,7 @@ def known_names(settings: Settings, *, store: Any = None, services: Iterable[str
     tables' columns (`features.build.FEATURE_TABLES`, which the Feast schemas are tested against).
     """
     if store is None:
-        from features.build import FEATURE_DTYPES
-
-        return set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
+        return default_known_names()
     from features.feast_io import service_features
 
     names = set(MODEL_OUTPUTS)
@@ -49,14 +49,10 @@ def known_names(settings: Settings, *, store: Any = None, services: Iterable[str
 
 def load_catalog(settings: Settings, *, store: Any = None, known: Iterable[str] | None = None) -> Catalog:
     """Read and check `settings.tags.catalog`; names are checked against Feast when `store` is given."""
-    from features.build import FEATURE_DTYPES
-    from models.tag_expr import STRING
-
     names = set(known) if known is not None else known_names(settings, store=store)
-    strings = {n for n, t in FEATURE_DTYPES.items() if t == "string"} | {
-        n for n, t in MODEL_OUTPUTS.items() if t == STRING
-    }
-    return read_catalog_file(settings.tags.catalog_path(), known_names=names, string_names=strings)
+    return read_catalog_file(
+        settings.tags.catalog_path(), known_names=names, string_names=default_string_names()
+    )
 
 
 def cutpoints_path(settings: Settings) -> Path:

@@ -14,20 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import compute_feature_tables
+from features.vocabulary import EVENT_TYPES
 
 T0 = pd.Timestamp("2023-06-01", tz="UTC")
 SPAN_MINUTES = 600 * 24 * 60  # rows fall in about 20 months from T0
 IDS = ["A", "B", "C", "D"]
 STATUSES = ["completed", "completed", "returned", "cancelled"]
-EVENT_TYPES = [
-    "visit",
-    "page_view",
-    "product_view",
-    "email_open",
-    "email_click",
-    "support_ticket",
-    "complaint",
-]
 TS = "datetime64[us, UTC]"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from models.classifier import fit_baseline, fit_classifier
 from models.segmentation import fit_segmentation
-from serving.scoring import columns_of, run_models
+from serving.scoring import Population, columns_of, compile_populations, run_models
 
 FEATURES = ["recency_days", "frequency_365d", "plan"]
 
@@ -89,3 +89,24 @@ def test_columns_frames_and_old_bundles_agree(state, rows: int) -> None:  # type
     churn = state.models["churn"].bundle
     values = frame[churn.features].to_numpy(dtype=object)[rows_scored]
     assert churn.reasons_from(new.contributions["churn"], values) == churn.reasons_encoded(x, values)
+
+
+def test_columns_of_gives_what_the_online_read_gives() -> None:
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+            "s": pd.array(["a", None, "c"], dtype="string"),
+        }
+    )
+    cols = columns_of(frame)
+    assert cols["n"].dtype == np.float64 and np.isnan(cols["n"][1]) and cols["n"][2] == 3.0
+    assert cols["flag"].tolist() == [1.0, 0.0, 1.0]
+    assert cols["s"].dtype == object and cols["s"].tolist() == ["a", None, "c"]
+
+
+def test_population_masks_nullable_numbers_as_numbers() -> None:
+    pops = compile_populations({"churn": "frequency_365d > 0"}, feature_types={"frequency_365d": "number"})
+    churn: Population = pops["churn"]
+    frame = pd.DataFrame({"frequency_365d": pd.array([2, 0, None], dtype="Int64")})
+    assert churn.mask(columns_of(frame), 3).tolist() == [True, False, False]
