@@ -520,7 +520,8 @@ def ingest_frames(
         ld = keyed["leads"]
 
         def opt(name: str, dtype: str = "string") -> pd.Series:
-            return ld[name] if name in ld else pd.Series(pd.NA, index=ld.index, dtype=dtype)
+            missing = np.nan if dtype == "float64" else pd.NA  # a float64 Series cannot hold pd.NA
+            return ld[name] if name in ld else pd.Series(missing, index=ld.index, dtype=dtype)
 
         converted_at = opt("converted_at", TS_DTYPE)
         # Without a `converted` flag a conversion timestamp speaks for itself.
