@@ -50,7 +50,11 @@ def _parse_phone(raw: str, region: str, country_code: str) -> str | None:
 
     number = parse(raw)
     doubled = f"+{country_code}{country_code}"
-    if country_code and raw.startswith(doubled) and (number is None or not phonenumbers.is_valid_number(number)):
+    if (
+        country_code
+        and raw.startswith(doubled)
+        and (number is None or not phonenumbers.is_valid_number(number))
+    ):
         # The country code written without "+" or "00" (`8613800138000`) was read as a national number
         # and got the code again: without the repeat it is a valid number of the region.
         alternative = parse("+" + raw[len(doubled) - len(country_code) :])
