@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from persona.errors import CrmError
+from core.errors import CrmError
 
 # Sources whose keys a user may name a customer by, in the order an ambiguous key is resolved.
 LOOKUP_SOURCES = ("contacts", "orders", "leads")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from persona.errors import CrmError
+from core.errors import CrmError
 from serving.outbox import OutboxEntry
 
 
