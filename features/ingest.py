@@ -25,6 +25,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
+from features.clock import as_utc, check_as_of, derive_as_of
 from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.quarantine import Quarantine
@@ -94,14 +95,19 @@ class IngestResult:
     sources: dict[str, SourceReport]
     as_of: pd.Timestamp
     match_rules: dict[str, int]
+    as_of_given: bool = True  # False: derived from the sources' latest activity
+    future_tolerance_hours: float = 0.0
 
     def report(self) -> dict:
         """The JSON-able report written to `clean/ingest_report.json`."""
         customers = self.tables["customers"]
         assert customers is not None
         return {
+            # the data's clock: later stages read it instead of the wall clock
             "as_of": self.as_of.isoformat(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "as_of_from": "given" if self.as_of_given else "latest activity in the sources",
+            "future_tolerance_hours": self.future_tolerance_hours,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),  # when ingest ran (bookkeeping)
             "sources": {name: asdict(rep) for name, rep in self.sources.items()},
             "absent": [name for name, rep in self.sources.items() if rep.status == "absent"],
             "customers": len(customers),
@@ -119,11 +125,15 @@ def _statuses(cfg: SourceConfig) -> Statuses:
     return Statuses(norm(cfg.completed_statuses), norm(cfg.returned_statuses), norm(cfg.cancelled_statuses))
 
 
-def _prepare(
-    raw_table: RawTable, *, cfg: SourceConfig, as_of: pd.Timestamp, quarantine: Quarantine
+def _kind_key(source: str, cfg: SourceConfig) -> str:
+    return "order_lines" if source == "orders" and cfg.layout == "order_lines" else source
+
+
+def _type_source(
+    raw_table: RawTable, *, cfg: SourceConfig, quarantine: Quarantine
 ) -> tuple[pd.DataFrame, pd.DataFrame, SourceReport]:
-    """Deduplicate, type and validate one source. Returns (typed rows that passed, raw rows, report);
-    both frames are indexed by the 0-based position of the row in the source."""
+    """Deduplicate and type one source. Returns (typed rows, raw rows, report); both frames are indexed
+    by the 0-based position of the row in the source."""
     source, raw = raw_table.source, raw_table.frame
     report = SourceReport(
         status="ok",
@@ -134,18 +144,42 @@ def _prepare(
     duplicated = raw.duplicated(keep="first")
     report.duplicates_removed = int(duplicated.sum())
     raw = raw[~duplicated.to_numpy()]
-    kind_key = "order_lines" if source == "orders" and cfg.layout == "order_lines" else source
     typed = type_columns(
-        kind_key,
+        _kind_key(source, cfg),
         raw,
         timezone=cfg.timezone,
         quarantine=quarantine,
         source=source,
         location=raw_table.location,
     )
-    schema = schema_for(kind_key, as_of=as_of, statuses=_statuses(cfg) if source == "orders" else None)
+    return typed, raw, report
+
+
+def _validate_source(
+    source: str,
+    typed: pd.DataFrame,
+    raw: pd.DataFrame,
+    *,
+    cfg: SourceConfig,
+    latest: pd.Timestamp,
+    quarantine: Quarantine,
+) -> pd.DataFrame:
+    """Validate typed rows (timestamps after `latest` are future-dated); returns the rows that passed."""
+    kind_key = _kind_key(source, cfg)
+    schema = schema_for(kind_key, as_of=latest, statuses=_statuses(cfg) if source == "orders" else None)
     validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
-    return typed.drop(index=quarantine.rows(source), errors="ignore"), raw, report
+    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+# The timestamps that say when the business was active: they set the data's end (`as_of`). Contacts'
+# signup and update dates are CRM bookkeeping (an export may be newer than the orders) and do not.
+ACTIVITY_TIMESTAMPS = {
+    "orders": ("order_ts",),
+    "events": ("event_ts",),
+    "leads": ("created_at", "converted_at"),
+}
+# A source whose every row is after `as_of` means a wrong `as_of`, not bad rows.
+REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "created_at"}
 
 
 def _route_refs(
@@ -341,12 +375,15 @@ def ingest_frames(
     *,
     sources: SourcesConfig,
     identity: IdentityConfig,
-    as_of: pd.Timestamp,
+    as_of: pd.Timestamp | None = None,
 ) -> IngestResult:
     """Validate, resolve and shape the sources into the clean tables (pure: no I/O).
 
     `raw_tables` maps each source name to what the reader returned, or None when it is not configured
-    (orders must be present). Raises ValidationFailed when nothing usable remains of the orders.
+    (orders must be present). `as_of` is the data's clock; None derives it from the sources
+    (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
+    quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
+    `as_of` is before every row of a source.
     """
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
@@ -361,8 +398,36 @@ def ingest_frames(
                 raise SourceError("source 'orders' is required but was not read")
             reports[name] = SourceReport(status="absent")
             continue
-        typed[name], raws[name], reports[name] = _prepare(
-            table, cfg=getattr(sources, name), as_of=as_of, quarantine=quarantine
+        typed[name], raws[name], reports[name] = _type_source(
+            table, cfg=getattr(sources, name), quarantine=quarantine
+        )
+    activity = {
+        f"{name}.{column}": typed[name][column]
+        for name, columns in ACTIVITY_TIMESTAMPS.items()
+        if name in typed
+        for column in columns
+        if column in typed[name]
+    }
+    given = as_of is not None
+    as_of = as_of if as_of is not None else derive_as_of(activity)
+    if as_of is None:
+        raise ValidationFailed(
+            f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
+        )
+    tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
+    check_as_of(
+        as_of,
+        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]},
+        tolerance=tolerance,
+    )
+    for name in list(typed):
+        typed[name] = _validate_source(
+            name,
+            typed[name],
+            raws[name],
+            cfg=getattr(sources, name),
+            latest=as_of + tolerance,
+            quarantine=quarantine,
         )
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
@@ -591,7 +656,12 @@ def ingest_frames(
     rules = identity_map["match_rule"].value_counts()
     rules = rules[rules > 0]
     return IngestResult(
-        tables=tables, sources=reports, as_of=as_of, match_rules={str(k): int(v) for k, v in rules.items()}
+        tables=tables,
+        sources=reports,
+        as_of=as_of,
+        match_rules={str(k): int(v) for k, v in rules.items()},
+        as_of_given=given,
+        future_tolerance_hours=sources.future_tolerance_hours,
     )
 
 
@@ -716,11 +786,11 @@ def write_clean(result: IngestResult, settings: Settings) -> Path:
     return out
 
 
-def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd.Timestamp:
-    """The run's `as_of` (UTC): the argument, else `sources.as_of`, else now."""
+def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd.Timestamp | None:
+    """The run's given `as_of` (UTC): the argument, else `sources.as_of`; None = derive it from the
+    sources' latest activity (never the wall clock)."""
     value = as_of if as_of is not None else settings.sources.as_of
-    stamp = pd.Timestamp(value) if value is not None else pd.Timestamp.now(tz="UTC")
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).as_unit("us")
+    return None if value is None else as_utc(value)
 
 
 def read_sources(

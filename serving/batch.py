@@ -23,6 +23,9 @@ class BatchSummary:
     score_seconds: float = 0.0  # models + tags only
     write_seconds: float = 0.0  # tag store + outbox
     snapshot: str | None = None
+    as_of: str | None = None  # the data's clock (the online store's materialized end)
+    snapshot_age_days: float | None = None  # age of the scored snapshot at `as_of`
+    stale: bool = False  # the snapshot is older than a feature view's TTL at `as_of`
     model_versions: dict[str, str] = field(default_factory=dict)
     scores_path: Path | None = None
     distribution: str = ""
@@ -60,10 +63,23 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
     frame = frame[~frame["customer_id"].astype(str).isin(state.withdrawn)].reset_index(drop=True)
     summary = BatchSummary(customers=len(frame), model_versions=state.versions)
     if "event_timestamp" in frame.columns and len(frame):
-        summary.snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0]).date().isoformat()
+        snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0])
+        summary.snapshot = snapshot.date().isoformat()
+        if state.as_of is not None:
+            # staleness against the data's clock, as the online answers judge it
+            from features.feast_io import view_ttls
+
+            as_of = pd.Timestamp(state.as_of)
+            summary.as_of = as_of.isoformat()
+            age = as_of - snapshot
+            summary.snapshot_age_days = round(age / pd.Timedelta(days=1), 2)
+            ttls = [
+                t for t in view_ttls(state.store, list(dict.fromkeys(state.services.values()))).values() if t
+            ]
+            summary.stale = bool(ttls) and age > min(ttls)
     chunk = settings.serving.batch_chunk_size
     starts = range(0, len(frame), chunk)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # when the tag changes are recorded (bookkeeping, not the data's clock)
     produced_by = state.produced_by()
     all_tags, all_scores = [], []
     for start in track(starts, total=len(starts), description="scoring customers"):
@@ -110,6 +126,13 @@ def print_summary(summary: BatchSummary) -> None:
         f"({summary.customers_per_second:,.0f} customers/s for models + tags); "
         f"churn scored for {summary.scored_churn:,}, conversion for {summary.scored_conversion:,}"
     )
+    if summary.as_of:
+        click.echo(f"data as of {summary.as_of}: the snapshot is {summary.snapshot_age_days:g} days old")
+    if summary.stale:
+        click.secho(
+            "warning: the snapshot is older than a feature view's TTL: build features for a later snapshot",
+            fg="yellow",
+        )
     click.echo(f"models: {summary.model_versions}")
     click.echo(f"tag changes queued for the CRM: {summary.queued_changes:,} ({summary.write_seconds:.1f}s)")
     if summary.scores_path:

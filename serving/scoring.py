@@ -115,6 +115,8 @@ class ServingState:
     tag_store: Any  # serving.tag_store.TagStore
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
     record_keys: Any = None  # serving.record_keys.RecordKeys: business keys -> Persona ids
+    # The data's clock of the online store (its materialized end): staleness is judged against it.
+    as_of: datetime | None = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -128,7 +130,7 @@ def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
     from artifacts.catalog import load_catalog, load_cutpoints
     from artifacts.registry import load_champion, model_name
-    from features.feast_io import get_store, service_features
+    from features.feast_io import get_store, materialized_as_of, service_features
     from features.ingest import withdrawn_customer_ids
     from serving.tagging import open_tag_store
 
@@ -174,6 +176,7 @@ def load_state(settings: Settings) -> ServingState:
         record_keys=RecordKeys(
             settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
         ),
+        as_of=materialized_as_of(store, list(dict.fromkeys(services.values()))),
     )
 
 
@@ -344,6 +347,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _utc_iso(value: datetime) -> str:
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
 class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
@@ -357,11 +364,11 @@ class Scorer:
             kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
         }
 
-    def _read(self, ids: list[str], now: datetime) -> Any:
+    def _read(self, ids: list[str], as_of: datetime | None) -> Any:
         from features.feast_io import online_features
 
         try:
-            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=now)
+            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=as_of)
         except FeatureStoreError:
             self._reconnect()
             raise
@@ -377,14 +384,23 @@ class Scorer:
             log.warning("feature store still unavailable: %s", exc)
 
     def score(
-        self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
+        self,
+        customer_ids: list[str],
+        *,
+        write_back: bool,
+        now: datetime,
+        only: str | None = None,
+        as_of: datetime | None = None,
     ) -> dict[str, Any]:
         """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
 
         An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
         customer number, a lead id); each item names the Persona id and the id as it was asked for.
+        Staleness and feature ages are judged against `as_of` (default: the data's clock of the online
+        store, `state.as_of`), which the answer states; `now` (the real time) only stamps tag changes.
         """
         state = self.state
+        as_of = as_of or state.as_of
         requested = list(dict.fromkeys(str(c) for c in customer_ids))
         persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
         ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
@@ -397,7 +413,7 @@ class Scorer:
             )
         queued = 0
         if eligible:
-            result = self._read(eligible, now)
+            result = self._read(eligible, as_of)
             found = result.found_mask
             for cid in np.asarray(eligible, dtype=object)[~found]:
                 items[cid] = _unscored(
@@ -405,7 +421,7 @@ class Scorer:
                 )
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
-                queued = self._score_known(known, result, found, items, write_back, now, only)
+                queued = self._score_known(known, result, found, items, write_back, now, only, as_of)
         ordered = []
         for r in requested:
             item = items[persona_of.get(r, r)]
@@ -420,6 +436,7 @@ class Scorer:
             "not_found": sum(1 for i in ordered if i["status"] == "not_found"),
             "consent_withdrawn": sum(1 for i in ordered if i["status"] == "consent_withdrawn"),
             "queued_changes": queued,
+            "as_of": None if as_of is None else _utc_iso(as_of),
         }
 
     def _score_known(
@@ -431,6 +448,7 @@ class Scorer:
         write_back: bool,
         now: datetime,
         only: str | None,
+        as_of: datetime | None,
     ) -> int:
         state = self.state
         top_k = state.settings.serving.top_reasons
@@ -484,7 +502,7 @@ class Scorer:
                 for ch in changes:
                     changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
         seconds = result.view_seconds if every else {v: sec[found] for v, sec in result.view_seconds.items()}
-        freshness = self._freshness(view_status, seconds, now)
+        freshness = self._freshness(view_status, seconds, as_of)
         versions = state.versions
         for row, cid in enumerate(ids):
             warnings = []
@@ -531,10 +549,11 @@ class Scorer:
         return queued
 
     def _freshness(
-        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], now: datetime
+        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], as_of: datetime | None
     ) -> list[dict[str, Any]]:
-        """Per customer and feature view: the snapshot served, its age, and present/stale/not_found."""
-        now_s = now.timestamp()
+        """Per customer and feature view: the snapshot served, its age at the data's `as_of`, and
+        present/stale/not_found."""
+        now_s = as_of.timestamp() if as_of is not None else None
         n = len(next(iter(view_status.values()))) if view_status else 0
         out: list[dict[str, Any]] = [{} for _ in range(n)]
         stamp: dict[int, tuple[str, float]] = {}  # customers share few snapshots: format each once
@@ -548,7 +567,7 @@ class Scorer:
                 if sec not in stamp:
                     stamp[sec] = (
                         datetime.fromtimestamp(sec, tz=UTC).isoformat(),
-                        round((now_s - float(sec)) / 86400.0, 2),
+                        None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
                     )
                 as_of, age = stamp[sec]
                 out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}

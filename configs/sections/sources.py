@@ -131,8 +131,11 @@ class SourcesConfig(BaseModel):
     contacts: SourceConfig = Field(default_factory=SourceConfig)
     events: SourceConfig = Field(default_factory=SourceConfig)
     leads: SourceConfig = Field(default_factory=SourceConfig)
-    # Timestamps after this instant are quarantined (a clock error upstream). Default: the run's start.
+    # The data's clock ("now" for labels, snapshots and staleness). Default: the latest activity in the
+    # sources (orders, events, leads; a thin tail of stray future-dated rows aside). `--as-of` wins.
     as_of: datetime | None = None
+    # Rows dated more than this after `as_of` are quarantined as `timestamp_in_future`.
+    future_tolerance_hours: float = Field(24.0, ge=0)
 
     @field_validator("contacts", "events", "leads", mode="before")
     @classmethod
