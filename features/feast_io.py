@@ -385,11 +385,6 @@ def materialize(
     """
     from core.progress import track
 
-    if end is None:
-        from features.clock import features_as_of
-
-        end = features_as_of(settings).to_pydatetime()
-    end = _utc(end)
     _ensure_local_dirs(settings)
     store = get_store(settings)
     try:
@@ -401,6 +396,11 @@ def materialize(
         ) from exc
     if not views:
         raise FeatureStoreError(f"no feature views registered in {settings.feast.registry}", hint=APPLY_HINT)
+    if end is None:
+        from features.clock import features_as_of
+
+        end = features_as_of(settings).to_pydatetime()
+    end = _utc(end)
 
     started = time.perf_counter()
     per_view: dict[str, int] = {}
