@@ -34,7 +34,7 @@ from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
 OPTIONAL_SOURCES = ("contacts", "events", "leads")
-CLEAN_TABLES = ("customers", "identity_map", "orders", "events", "leads", "quarantine")
+CLEAN_TABLES = ("customers", "identity_map", "orders", "order_lines", "events", "leads", "quarantine")
 REPORT_FILE = "ingest_report.json"
 
 CUSTOMER_COLUMNS = [
@@ -238,21 +238,34 @@ def _reject(
     return frame[~mask.to_numpy()]
 
 
-def aggregate_order_lines(lines: pd.DataFrame, *, statuses: Statuses) -> pd.DataFrame:
+def return_lines(lines: pd.DataFrame, *, return_prefixes: tuple[str, ...] = ()) -> np.ndarray:
+    """Lines that document goods coming back rather than a sale: a negative quantity, or an order id
+    starting with one of `return_prefixes` (e.g. a credit note "C536379")."""
+    back = (lines["quantity"] < 0).to_numpy()
+    if return_prefixes:
+        ids = lines["order_id"].astype("string")
+        back |= ids.str.startswith(tuple(return_prefixes)).fillna(False).to_numpy(bool)
+    return back
+
+
+def aggregate_order_lines(
+    lines: pd.DataFrame, *, statuses: Statuses, return_prefixes: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Order lines -> one row per `order_id` (pure).
 
     `lines` has `order_id`, `order_ts`, `quantity`, `unit_price` and optionally `discount`, `category`,
-    `status`. Purchase lines (quantity > 0) give the order's gross value sum(quantity * unit_price),
-    `discount` and `quantity`; `category` is the one with the largest value (ties: first seen);
-    `is_returned` = any line with quantity < 0 or a returned status; `is_cancelled` = every purchase line
-    has a cancelled status. Returns `order_id`, `order_ts` (earliest line), `gross`, `discount`,
-    `quantity`, `category`, `is_returned`, `is_cancelled`, `purchase_lines`, in first-seen order.
+    `status`. Purchase lines (quantity > 0, not a return document: see `return_lines`) give the order's
+    gross value sum(quantity * unit_price), `discount` and `quantity`; `category` is the one with the
+    largest value (ties: first seen); `is_returned` = any return line or a line with a returned status;
+    `is_cancelled` = every purchase line has a cancelled status. Returns `order_id`, `order_ts`
+    (earliest line), `gross`, `discount`, `quantity`, `category`, `is_returned`, `is_cancelled`,
+    `purchase_lines`, in first-seen order. An order without purchase lines is a return document, to be
+    linked to the purchase it returns (`link_returns`).
     """
     status = lines["status"] if "status" in lines else pd.Series(pd.NA, index=lines.index, dtype="string")
-    purchase = (lines["quantity"] > 0).to_numpy()
-    returned = (lines["quantity"] < 0).to_numpy() | status.isin(statuses.returned).fillna(False).to_numpy(
-        bool
-    )
+    back = return_lines(lines, return_prefixes=return_prefixes)
+    purchase = (lines["quantity"] > 0).to_numpy() & ~back
+    returned = back | status.isin(statuses.returned).fillna(False).to_numpy(bool)
     cancelled = status.isin(statuses.cancelled).fillna(False).to_numpy(bool)
     discount = lines["discount"].fillna(0.0) if "discount" in lines else pd.Series(0.0, index=lines.index)
     work = pd.DataFrame(
@@ -301,11 +314,72 @@ def aggregate_order_lines(lines: pd.DataFrame, *, statuses: Statuses) -> pd.Data
     return orders.drop(columns="cancelled_lines").reset_index()
 
 
+def _customer_key(frame: pd.DataFrame) -> pd.Series:
+    """One text per customer reference (its normalised contact id, email or phone) to link a return to
+    the purchases of the same reference before identities are resolved."""
+    parts = [frame[k].astype("string").fillna("") for k in ("contact_id", "email", "phone")]
+    return parts[0] + "\x1f" + parts[1] + "\x1f" + parts[2]
+
+
+def link_returns(lines: pd.DataFrame, orders: pd.DataFrame) -> pd.Series:
+    """For each return document (an order without purchase lines) the purchase order it returns, or <NA>
+    when the same customer reference bought nothing before it (pure).
+
+    `lines`: the typed order lines with `order_id`, `order_ts`, identity keys, optional `product_id`;
+    `orders`: `aggregate_order_lines`' output. The purchase is the latest earlier (or same-time) order
+    (not cancelled) of the same customer holding the same product, else the customer's latest earlier
+    such order.
+    Returns a Series indexed by the return documents' order ids.
+    """
+    returns = orders.loc[orders["purchase_lines"] == 0, ["order_id", "order_ts"]]
+    if returns.empty:
+        return pd.Series(pd.NA, index=pd.Index([], name="order_id"), dtype="string")
+    keyed = lines[["order_id"]].assign(
+        key=_customer_key(lines).to_numpy(),
+        product=(
+            lines["product_id"].astype("string")
+            if "product_id" in lines
+            else pd.Series("", index=lines.index)
+        )
+        .fillna("")
+        .to_numpy(),
+    )
+    is_return = keyed["order_id"].isin(returns["order_id"]).to_numpy()
+    # a cancelled order was never a purchase: nothing of it can come back
+    bought = orders.loc[(orders["purchase_lines"] > 0) & ~orders["is_cancelled"], ["order_id", "order_ts"]]
+    order_ts = pd.concat([bought, returns]).set_index("order_id")["order_ts"]
+    keyed["ts"] = order_ts.reindex(keyed["order_id"]).to_numpy()
+    purchase_lines = keyed[~is_return & keyed["order_id"].isin(bought["order_id"]).to_numpy()]
+    purchase_lines = purchase_lines.rename(columns={"order_id": "purchase"}).sort_values("ts", kind="stable")
+    return_rows = keyed[is_return].sort_values("ts", kind="stable")
+    by_product = pd.merge_asof(
+        return_rows, purchase_lines, on="ts", by=["key", "product"], direction="backward"
+    )
+    first_by_product = by_product.dropna(subset=["purchase"]).drop_duplicates("order_id")
+    per_order = return_rows.drop_duplicates("order_id")[["order_id", "key", "ts"]].sort_values(
+        "ts", kind="stable"
+    )
+    purchases = purchase_lines.drop_duplicates("purchase")[["purchase", "key", "ts"]]
+    by_customer = pd.merge_asof(per_order, purchases, on="ts", by="key", direction="backward")
+    linked = by_customer.set_index("order_id")["purchase"].astype("string")
+    linked.update(first_by_product.set_index("order_id")["purchase"].astype("string"))
+    return linked.reindex(returns["order_id"]).rename_axis("order_id")
+
+
 def _orders_from_lines(
-    typed: pd.DataFrame, raw: pd.DataFrame, *, statuses: Statuses, quarantine: Quarantine
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(orders with the keys of their first line, kept lines). Rejects whole orders whose lines
-    cannot make an order; an order with any quarantined line is rejected whole (its total would lie)."""
+    typed: pd.DataFrame,
+    raw: pd.DataFrame,
+    *,
+    statuses: Statuses,
+    return_prefixes: tuple[str, ...],
+    quarantine: Quarantine,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """(purchase orders with the keys of their first line, kept lines, return document -> purchase).
+
+    Rejects whole orders whose lines cannot make an order (an order with any quarantined line is
+    rejected whole: its total would lie). A return document (credit note, negative lines) is linked to
+    the purchase it returns, which is then `is_returned`; only one the customer bought nothing before
+    is quarantined (`return_without_purchase`)."""
     bad_orders = (
         pd.Index(raw.loc[quarantine.rows("orders"), "order_id"].dropna().unique())
         if len(quarantine.rows("orders"))
@@ -320,17 +394,19 @@ def _orders_from_lines(
         rule="order_has_rejected_line",
         raw=raw,
     )
-    orders = aggregate_order_lines(typed, statuses=statuses)
-    no_purchase = orders.loc[orders["purchase_lines"] == 0, "order_id"]
+    orders = aggregate_order_lines(typed, statuses=statuses, return_prefixes=return_prefixes)
+    linked = link_returns(typed, orders)
+    unmatched = linked.index[linked.isna().to_numpy()]
     typed = _reject(
         quarantine,
         "orders",
         typed,
-        typed["order_id"].isin(no_purchase),
+        typed["order_id"].isin(unmatched),
         column="quantity",
         rule="return_without_purchase",
         raw=raw,
     )
+    linked = linked.dropna()
     negative_net = orders.loc[orders["gross"] - orders["discount"] < 0, "order_id"]
     typed = _reject(
         quarantine,
@@ -341,9 +417,13 @@ def _orders_from_lines(
         rule="discount_exceeds_amount",
         raw=raw,
     )
-    orders = orders[orders["order_id"].isin(typed["order_id"])]
+    orders = orders[orders["order_id"].isin(typed["order_id"]) & (orders["purchase_lines"] > 0)].copy()
+    linked = linked[linked.isin(orders["order_id"])]
+    orders.loc[orders["order_id"].isin(linked), "is_returned"] = True
     keys = typed.drop_duplicates("order_id")[["order_id", "contact_id", "email", "phone"]]
-    return orders.merge(keys, on="order_id", how="left", validate="one_to_one"), typed
+    typed = typed[typed["order_id"].isin(orders["order_id"]) | typed["order_id"].isin(linked.index)]
+    orders = orders.merge(keys, on="order_id", how="left", validate="one_to_one")
+    return orders, typed, linked
 
 
 def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
@@ -497,10 +577,19 @@ def ingest_frames(
 
     lines_layout = sources.orders.layout == "order_lines"
     if lines_layout:
-        orders_frame, kept_lines = _orders_from_lines(
-            keyed["orders"], raws["orders"], statuses=_statuses(sources.orders), quarantine=quarantine
+        orders_frame, kept_lines, linked_returns = _orders_from_lines(
+            keyed["orders"],
+            raws["orders"],
+            statuses=_statuses(sources.orders),
+            return_prefixes=tuple(sources.orders.return_prefixes),
+            quarantine=quarantine,
         )
         reports["orders"].notes.append(f"{len(kept_lines)} order lines -> {len(orders_frame)} orders")
+        if len(linked_returns):
+            reports["orders"].notes.append(
+                f"{len(linked_returns)} returns/cancellations linked to "
+                f"{linked_returns.nunique()} purchases (counted as returned)"
+            )
     else:
         orders_frame = keyed["orders"]
     if orders_frame.empty:
@@ -580,6 +669,16 @@ def ingest_frames(
             }
         )
     orders = orders.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
+    order_lines = (
+        _clean_order_lines(
+            kept_lines,
+            linked=linked_returns,
+            owner=pd.Series(np.asarray(cid["orders"], dtype=object), index=o["order_id"].to_numpy()),
+            return_prefixes=tuple(sources.orders.return_prefixes),
+        )
+        if lines_layout
+        else None
+    )
 
     events = None
     if "events" in keyed:
@@ -649,6 +748,7 @@ def ingest_frames(
         "customers": customers,
         "identity_map": identity_map,
         "orders": orders,
+        "order_lines": order_lines,
         "events": events,
         "leads": leads,
         "quarantine": quarantine.frame(),
@@ -663,6 +763,36 @@ def ingest_frames(
         as_of_given=given,
         future_tolerance_hours=sources.future_tolerance_hours,
     )
+
+
+def _clean_order_lines(
+    lines: pd.DataFrame, *, linked: pd.Series, owner: pd.Series, return_prefixes: tuple[str, ...]
+) -> pd.DataFrame:
+    """The kept order lines, products included (what recommendations will learn from): one row per
+    line, with its customer, `is_return` and, for a return document, the purchase order it returns."""
+
+    def opt(name: str, dtype: str = "string[pyarrow]") -> pd.Series:
+        return lines[name] if name in lines else pd.Series(pd.NA, index=lines.index, dtype=dtype)
+
+    order_id = lines["order_id"].astype("string")
+    returns = order_id.map(linked).astype("string")
+    owner_order = returns.fillna(order_id)
+    out = pd.DataFrame(
+        {
+            "order_id": _text(order_id),
+            "customer_id": owner.reindex(owner_order.to_numpy()).to_numpy(dtype=object),
+            "order_ts": _ts(lines["order_ts"]),
+            "product_id": _text(opt("product_id")),
+            "description": _text(opt("description")),
+            "category": _text(opt("category")),
+            "quantity": lines["quantity"].to_numpy(dtype="float64"),
+            "unit_price": lines["unit_price"].to_numpy(dtype="float64"),
+            "is_return": return_lines(lines, return_prefixes=return_prefixes),
+            "returns_order_id": _text(returns),
+        }
+    )
+    out["customer_id"] = _text(out["customer_id"])
+    return out.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
 
 
 def _customers(
@@ -835,6 +965,8 @@ def load_clean(settings: Settings, table: str) -> pd.DataFrame | None:
         raise SourceError(f"no clean data in {folder}", hint="run `persona ingest` first")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     if table in OPTIONAL_SOURCES and table in report.get("absent", []):
+        return None
+    if table == "order_lines":  # written only for orders given as order lines
         return None
     raise SourceError(f"clean table missing: {path}", hint="run `persona ingest` again")
 

@@ -47,6 +47,7 @@ KINDS: dict[str, dict[str, str]] = {
         "unit_price": "num",
         "line_id": "id",
         "product_id": "text",
+        "description": "text",
         "discount": "num",
         "category": "text",
         "status": "label",

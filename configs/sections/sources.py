@@ -7,11 +7,15 @@ Column names Persona understands, per source (`columns:` maps these names to the
   `category`, `status` (see the `*_statuses` lists; empty = completed).
 - orders, `layout: order_lines` (one row per product line): required `order_id`, `customer_ref`,
   `order_ts`, `quantity` (negative = returned units), `unit_price` (>= 0); optional `line_id`,
-  `product_id`, `discount` (of the line, currency units), `category`, `status` (a line whose status is in
-  `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are summed per `order_id`:
-  amount = sum(quantity * unit_price) of the purchase lines (quantity > 0) minus their discounts,
-  quantity = their units, category = the category with the largest value; the order is returned if any
-  line is a return, cancelled if every purchase line is cancelled.
+  `product_id`, `description`, `discount` (of the line, currency units), `category`, `status` (a line
+  whose status is in `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are
+  summed per `order_id`: amount = sum(quantity * unit_price) of the purchase lines (quantity > 0)
+  minus their discounts, quantity = their units, category = the category with the largest value; the
+  order is returned if any line is a return, cancelled if every purchase line is cancelled. An order
+  made only of return lines (negative quantities, or an id starting with one of `return_prefixes`) is
+  a return document: it is linked to the same customer's latest earlier purchase of the same product
+  (else of anything), which then counts as returned; with no such purchase it is quarantined. Every
+  kept line, products included, is in the clean `order_lines` table.
 - `customer_ref` (orders) and `user_ref` (events): with `customer_key: contact` an email, a phone or a
   CRM contact id to resolve; with `customer_key: customer_id` a ready customer number of the business
   (joined to CRM contacts by `contact_id` when they share it).
@@ -37,7 +41,7 @@ ORDER_COLUMNS = (
 )
 ORDER_LINE_COLUMNS = (
     ("order_id", "customer_ref", "order_ts", "quantity", "unit_price"),
-    ("line_id", "product_id", "discount", "category", "status"),
+    ("line_id", "product_id", "description", "discount", "category", "status"),
 )
 CONTACT_COLUMNS = (
     ("contact_id",),
@@ -86,6 +90,9 @@ class SourceConfig(BaseModel):
     )
     returned_statuses: list[str] = Field(default_factory=lambda: ["returned", "return", "refunded"])
     cancelled_statuses: list[str] = Field(default_factory=lambda: ["cancelled", "canceled", "void"])
+    # order_lines only: order ids that start with one of these are return documents (credit notes,
+    # e.g. ["C"] for invoices such as C536379), like lines with a negative quantity.
+    return_prefixes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":
