@@ -726,6 +726,9 @@ def run_ingest(
     progress: Callable[[list[str]], Iterable[str]] | None = None,
 ) -> IngestResult:
     """Read, validate, resolve and write the clean tables; returns the result (tables and report)."""
+    from features.salt_guard import require_private_salt
+
+    require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
     raw_tables = read_sources(settings, progress=progress)
     result = ingest_frames(raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp)

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from core.errors import CrmError
+from core.redact import mask_urls
 from serving.connectors.base import (
     BatchRejected,
     Connector,
@@ -105,6 +106,7 @@ class HttpConnector(Connector):
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        self.where = mask_urls(self.base_url)  # what messages show: never a password in the URL
         self.id_property = id_property
         self.resolver = resolver
         self.client = httpx.Client(
@@ -177,11 +179,11 @@ class HttpConnector(Connector):
             response = self.client.post(UPSERT_PATH, json={"inputs": inputs})
         except httpx.TimeoutException as exc:
             raise TransientCrmError(
-                f"CRM {self.base_url} timed out ({type(exc).__name__})", outage=True
+                f"CRM {self.where} timed out ({type(exc).__name__})", outage=True
             ) from None
         except httpx.TransportError as exc:
             raise TransientCrmError(
-                f"CRM {self.base_url} unreachable ({type(exc).__name__}: {exc})", outage=True
+                f"CRM {self.where} unreachable ({type(exc).__name__}: {exc})", outage=True
             ) from None
         status = response.status_code
         headers = response.headers
@@ -190,27 +192,25 @@ class HttpConnector(Connector):
         if status == 429:
             retry_after = retry_after_seconds(headers.get("Retry-After"))
             raise RateLimited(
-                f"CRM {self.base_url} rate limit (429): {_error_message(response)}",
+                f"CRM {self.where} rate limit (429): {_error_message(response)}",
                 retry_after=retry_after if retry_after is not None else interval_s,
             )
         if status >= 500:
             raise TransientCrmError(
-                f"CRM {self.base_url} error {status}: {_error_message(response)}",
+                f"CRM {self.where} error {status}: {_error_message(response)}",
                 retry_after=retry_after_seconds(headers.get("Retry-After")),
                 outage=status in OUTAGE,
             )
         if status in (401, 403):
             raise CrmError(
-                f"CRM {self.base_url} refused the credentials ({status}): {_error_message(response)}",
+                f"CRM {self.where} refused the credentials ({status}): {_error_message(response)}",
                 hint="check PERSONA_CRM__TOKEN and the app's crm.objects.contacts.write scope",
             )
         if status in REJECTS_BATCH:
-            raise BatchRejected(
-                f"CRM {self.base_url} rejected the batch ({status}): {_error_message(response)}"
-            )
+            raise BatchRejected(f"CRM {self.where} rejected the batch ({status}): {_error_message(response)}")
         if 400 <= status < 500:  # 404, 405, ...: not the records' fault, nothing to split or dead-letter
             raise CrmError(
-                f"CRM {self.base_url} answered {status} to {UPSERT_PATH}: {_error_message(response)}",
+                f"CRM {self.where} answered {status} to {UPSERT_PATH}: {_error_message(response)}",
                 hint="check crm.url (the CRM's base URL, e.g. https://api.hubapi.com)",
             )
         result = SendResult()
@@ -234,7 +234,7 @@ class HttpConnector(Connector):
                     for entry_id in by_trace.get(trace, []):
                         result.rejected[entry_id] = "CRM answered 207 without confirming this record"
         elif status not in (200, 201):
-            raise TransientCrmError(f"CRM {self.base_url} answered an unexpected {status}")
+            raise TransientCrmError(f"CRM {self.where} answered an unexpected {status}")
         return result
 
     def close(self) -> None:
