@@ -143,7 +143,13 @@ def _prepare(
         source=source,
         location=raw_table.location,
     )
-    schema = schema_for(kind_key, as_of=as_of, statuses=_statuses(cfg) if source == "orders" else None)
+    schema = schema_for(
+        kind_key,
+        as_of=as_of,
+        statuses=_statuses(cfg) if source == "orders" else None,
+        max_amount=cfg.max_amount,
+        max_quantity=cfg.max_quantity,
+    )
     validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
     return typed.drop(index=quarantine.rows(source), errors="ignore"), raw, report
 
