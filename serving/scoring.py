@@ -186,7 +186,7 @@ def load_state(settings: Settings) -> ServingState:
         services=services,
         record_keys=RecordKeys(
             settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
-        ),
+        ).preload(),
         as_of=materialized_as_of(store, list(dict.fromkeys(services.values()))),
     )
 
