@@ -20,6 +20,7 @@ class BatchSummary:
     scored_churn: int = 0
     scored_conversion: int = 0
     queued_changes: int = 0
+    no_crm_record: int = 0  # customers with changes queued but no key the CRM knows (reported, not sent)
     score_seconds: float = 0.0  # models + tags only
     write_seconds: float = 0.0  # tag store + outbox
     snapshot: str | None = None
@@ -105,6 +106,9 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
                 at=now,
             )
             summary.queued_changes += len(changes)
+            if state.record_keys is not None and changes:
+                records = state.record_keys.records_for({c.customer_id for c in changes})
+                summary.no_crm_record += sum(1 for keys in records.values() if not keys)
             summary.write_seconds += time.perf_counter() - t1
     if all_scores:
         scores_dir = settings.path("{data_dir}/scores")
@@ -135,6 +139,11 @@ def print_summary(summary: BatchSummary) -> None:
         )
     click.echo(f"models: {summary.model_versions}")
     click.echo(f"tag changes queued for the CRM: {summary.queued_changes:,} ({summary.write_seconds:.1f}s)")
+    if summary.no_crm_record:
+        click.echo(
+            f"  {summary.no_crm_record:,} of these customers have no record the CRM knows (no CRM contact id, "
+            "no crm.record_key key): their changes are reported as dead letters, not sent"
+        )
     if summary.scores_path:
         click.echo(f"scores written to {summary.scores_path}")
     if summary.distribution:
