@@ -383,7 +383,7 @@ def evaluate_outcome(
         raise ValidationFailed(f"experiment: arm(s) {unknown} in the data are not declared")
 
     def summarise(part: pd.DataFrame) -> tuple[list[ArmStats], list[Effect]]:
-        groups = {str(k): g[outcome].to_numpy() for k, g in part.groupby(arm_column, sort=False)}
+        groups = {str(k): g[outcome].to_numpy() for k, g in part.groupby(arm_column, sort=False, observed=True)}
         stats = [arm_stats(a, groups.get(a, np.empty(0)), binary=binary) for a in shares]
         by_arm = {s.arm: s for s in stats}
         effects = []
@@ -424,7 +424,7 @@ def evaluate_outcome(
     breakdowns: dict[str, list[dict]] = {}
     for col in breakdown_by:
         rows, left_out = [], 0
-        for value, part in frame.groupby(col, dropna=False, sort=True):
+        for value, part in frame.groupby(col, dropna=False, sort=True, observed=True):
             label = None if pd.isna(value) else str(value)
             if len(part) < min_group:
                 left_out += len(part)
