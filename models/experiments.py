@@ -383,7 +383,9 @@ def evaluate_outcome(
         raise ValidationFailed(f"experiment: arm(s) {unknown} in the data are not declared")
 
     def summarise(part: pd.DataFrame) -> tuple[list[ArmStats], list[Effect]]:
-        groups = {str(k): g[outcome].to_numpy() for k, g in part.groupby(arm_column, sort=False, observed=True)}
+        groups = {
+            str(k): g[outcome].to_numpy() for k, g in part.groupby(arm_column, sort=False, observed=True)
+        }
         stats = [arm_stats(a, groups.get(a, np.empty(0)), binary=binary) for a in shares]
         by_arm = {s.arm: s for s in stats}
         effects = []

@@ -8,7 +8,6 @@ Files are read in place from the shared data folder (`<repo>/../shared/data`, or
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import time
 from dataclasses import dataclass

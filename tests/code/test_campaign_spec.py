@@ -31,7 +31,9 @@ def test_a_valid_campaign() -> None:
 
 
 def test_fraction_shares_sum_exactly() -> None:
-    arms = [{"name": n, "share": "1/3"} for n in ("a", "b")] + [{"name": "c", "share": "1/3", "control": True}]
+    arms = [{"name": n, "share": "1/3"} for n in ("a", "b")] + [
+        {"name": "c", "share": "1/3", "control": True}
+    ]
     assert sum(parse_campaign(_spec(arms=arms), origin="x").shares.values()) == pytest.approx(1)
 
 
