@@ -21,6 +21,7 @@ TRUE_EFFECTS: dict[str, tuple[float, float]] = {
     "complainer": (0.12, -0.06),  # do-not-disturb: contact puts them off
 }
 DEFAULT = (0.10, 0.02)
+_OUTCOME_STREAM, _ORDER_STREAM = 0xC0, 0xC1
 
 
 def true_effect(
@@ -42,7 +43,8 @@ def simulate_outcomes(
     """0/1 outcome per customer: an order in the window, with probability base + effect if treated."""
     base, effect = true_effect(personas, effects)
     treated = np.asarray(arms) != control
-    rng = np.random.default_rng(seed)
+    # A stream of its own: a bare `default_rng(seed)` would repeat the draws that chose the personas.
+    rng = np.random.default_rng([seed, _OUTCOME_STREAM])
     return (rng.random(base.size) < np.clip(base + effect * treated, 0, 1)).astype(int)
 
 
@@ -57,7 +59,7 @@ def simulate_orders(
 ) -> pd.DataFrame:
     """Clean-shaped orders (docs/CONTRACTS.md) for the customers whose outcome is 1, at random times
     inside the window."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, _ORDER_STREAM])
     ids = np.asarray(customer_ids, dtype=object)[np.asarray(outcome) == 1]
     offsets = pd.to_timedelta(rng.random(ids.size) * window_days * 86400, unit="s")
     return pd.DataFrame(
