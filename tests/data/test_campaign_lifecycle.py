@@ -128,7 +128,13 @@ def test_create_assign_report(world) -> None:
     assert by_persona["complainer"]["ci_low"] <= -0.06 <= by_persona["complainer"]["ci_high"]  # put off
     assert by_persona["complainer"]["difference"] < by_persona["at_risk"]["ci_low"]
     assert not result["sample_ratio"]["mismatch"]
-    json.dumps(report)  # plain data, as the API returns it
+    # GET /v1/campaigns/winback returns the same data.
+    from starlette.testclient import TestClient
+
+    from serving.campaign_api import make_app
+
+    body = TestClient(make_app(lambda: settings)).get("/winback").json()
+    assert body["outcomes"][0]["effects"][0]["difference"] == pytest.approx(effect["difference"])
 
 
 def test_bad_campaigns_are_refused_naming_the_field(world) -> None:
