@@ -424,6 +424,9 @@ def ingest_frames(
         reports["orders"].notes.append(f"{len(kept_lines)} order lines -> {len(orders_frame)} orders")
     else:
         orders_frame = keyed["orders"]
+        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
+            rows = (orders_frame.index + 1).astype(str)
+            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
     if orders_frame.empty:
         first = quarantine.frame().query("source == 'orders'").head(1)
         why = (
