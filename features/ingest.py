@@ -69,7 +69,7 @@ LEAD_COLUMNS = [
     "engagement_score",
     "converted_ts",
 ]
-IDENTITY_COLUMNS = ["source", "source_record_id", "customer_id", "match_rule"]
+IDENTITY_COLUMNS = ["source", "source_record_id", "source_key", "customer_id", "match_rule"]
 
 
 @dataclass
@@ -312,6 +312,20 @@ def _orders_from_lines(
     return orders.merge(keys, on="order_id", how="left", validate="one_to_one"), typed
 
 
+def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
+    """The business's own key of each resolved record, the one its CRM or ERP knows the customer by:
+    a contact's id, a lead's id, the customer number (or CRM contact id) an order or event names.
+
+    Emails and phones are never kept: they are personal data, and only the salted `customer_id` may
+    carry a person downstream. A key that looks like an email (a business that numbers customers by
+    email) is dropped for the same reason; such records simply have no business key.
+    """
+    source = records["source"].astype(str).to_numpy()
+    named = np.where(source == "leads", records["source_record_id"], records["contact_id"])
+    keys = pd.Series(named, index=records.index, dtype="string[pyarrow]")
+    return keys.mask(looks_like_email(keys)).array
+
+
 def _text(values: pd.Series) -> pd.api.extensions.ExtensionArray:
     """Nullable strings, arrow-backed (cheap for millions of rows; parquet stores them as text)."""
     return values.astype("string[pyarrow]").array
@@ -464,6 +478,7 @@ def ingest_frames(
     resolved = resolve(records, salt=identity.salt.get_secret_value())
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
+    records["source_key"] = source_keys(records)
     bounds = np.cumsum([0, *sizes])
     cid = {n: records["customer_id"].array[bounds[i] : bounds[i + 1]] for i, n in enumerate(present)}
 
@@ -523,7 +538,8 @@ def ingest_frames(
         ld = keyed["leads"]
 
         def opt(name: str, dtype: str = "string") -> pd.Series:
-            return ld[name] if name in ld else pd.Series(pd.NA, index=ld.index, dtype=dtype)
+            missing = np.nan if dtype == "float64" else pd.NA  # a float64 Series cannot hold pd.NA
+            return ld[name] if name in ld else pd.Series(missing, index=ld.index, dtype=dtype)
 
         converted_at = opt("converted_at", TS_DTYPE)
         # Without a `converted` flag a conversion timestamp speaks for itself.

@@ -125,6 +125,7 @@ class ServingState:
     missing: dict[str, str] = field(default_factory=dict)
     # tags that read a feature of an absent source or an output of a model not loaded: always unset
     unset_tags: tuple[str, ...] = ()
+    record_keys: Any = None  # serving.record_keys.RecordKeys: business keys -> Persona ids
 
     @property
     def versions(self) -> dict[str, str]:
@@ -200,6 +201,7 @@ def load_state(settings: Settings) -> ServingState:
         {k: v for k, v in settings.serving.populations.items() if k in models}, feature_types=feature_types
     )
     from serving.outbox import Outbox
+    from serving.record_keys import RecordKeys
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -217,6 +219,9 @@ def load_state(settings: Settings) -> ServingState:
         services=services,
         missing=not_loaded,
         unset_tags=unset_tags,
+        record_keys=RecordKeys(
+            settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
+        ),
     )
 
 
@@ -396,6 +401,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     payload serializes to exactly what the pydantic model would (tests/service hold it to that)."""
     return {
         "customer_id": customer_id,
+        "requested_id": None,
         "status": status,
         "reason": reason,
         "degraded": False,
@@ -456,9 +462,15 @@ class Scorer:
     def score(
         self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
     ) -> dict[str, Any]:
-        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload."""
+        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
+
+        An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
+        customer number, a lead id); each item names the Persona id and the id as it was asked for.
+        """
         state = self.state
-        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        requested = list(dict.fromkeys(str(c) for c in customer_ids))
+        persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
+        ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
         withdrawn = {i for i in ids if i in state.withdrawn}
         eligible = [i for i in ids if i not in withdrawn]
         items: dict[str, dict[str, Any]] = {}
@@ -477,7 +489,13 @@ class Scorer:
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
                 queued = self._score_known(known, result, found, items, write_back, now, only)
-        ordered = [items[c] for c in ids]
+        ordered = []
+        for r in requested:
+            item = items[persona_of.get(r, r)]
+            if item.get("requested_id") is not None:  # two keys of one customer: each gets its item
+                item = dict(item)
+            item["requested_id"] = r
+            ordered.append(item)
         return {
             "items": ordered,
             "model_versions": state.versions,
@@ -566,6 +584,7 @@ class Scorer:
                 warnings.append("some feature views have no row for this customer: model defaults used")
             item: dict[str, Any] = {
                 "customer_id": cid,
+                "requested_id": None,
                 "status": "ok",
                 "reason": None,
                 "degraded": bool(stale_any[row] or missing_any[row]),

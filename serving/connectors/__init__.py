@@ -9,7 +9,6 @@ from core.errors import ConfigError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
-    ContactResolver,
     RateLimited,
     SendResult,
     TransientCrmError,
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchRejected",
     "Connector",
-    "ContactResolver",
     "RateLimited",
     "SendResult",
     "TransientCrmError",
@@ -33,7 +31,9 @@ def make_connector(settings: Settings) -> Connector:
     """The connector `settings.crm` asks for: `sql` (a SQLAlchemy URL) or `http` (HubSpot CRM v3)."""
     crm = settings.crm
     url = settings.url(crm.url)
-    resolver = ContactResolver(settings.path("{data_dir}/clean/identity_map.parquet"))
+    from serving.record_keys import RecordKeys
+
+    resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
     if crm.connector == "sql":
         import sqlalchemy as sa
 
