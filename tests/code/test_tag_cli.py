@@ -222,6 +222,9 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "segmentation_v1": ["recency_days"],
             "churn_v1": ["visits_90d"],
             "conversion_v1": ["lead_age_days"],
+            "segmentation_orders_v1": ["recency_days"],
+            "churn_orders_v1": ["visits_90d"],
+            "conversion_leads_v1": ["lead_age_days"],
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)
