@@ -83,8 +83,9 @@ def _pick_columns(
     for name, column in optional.items():
         if column in available:
             use[name] = column
-        elif cfg.columns.get(name):
-            # Named in the config, so meant to be there: a typo must not silently drop the column.
+        elif cfg.columns.get(name) not in (None, name):
+            # Renamed in the config, so meant to be there: a typo must not silently drop the column.
+            # (A name mapped to itself is the default: base.yaml's demo mapping says so of every column.)
             raise SourceError(
                 f"source '{source}' ({location}): column '{column}' (sources.{source}.columns.{name}) "
                 f"not found; found: {', '.join(available) or 'no columns'}",
