@@ -67,6 +67,13 @@ class RecordKeys:
         self._keys, self._customer_of, self._loaded_mtime = keys, None, mtime
         return keys
 
+    def preload(self) -> RecordKeys:
+        """Read the map and build the lookup now (the service does it at start-up, not on a request)."""
+        if self.has_map:
+            self._load()
+            self.customer_for(["-"])  # builds the key -> customer index
+        return self
+
     def records_for(self, customer_ids: Iterable[str]) -> dict[str, list[str]]:
         """customer_id -> the ids of its CRM records: contact ids, else `record_key` keys, else [].
         Without an identity map: [customer_id]."""

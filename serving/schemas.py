@@ -71,3 +71,6 @@ class ScoreResponse(BaseModel):
     not_found: int
     consent_withdrawn: int
     queued_changes: int
+    # The data's clock the answer was judged against (ISO-8601 UTC): feature ages and staleness are
+    # measured from it, not from the wall clock. It is the end the online store was materialized to.
+    as_of: str | None = None

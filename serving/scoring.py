@@ -49,6 +49,17 @@ def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
+    """Numeric columns with +-inf as NaN (missing): a value that overflowed upstream must neither reach
+    a model nor a response (JSON has no inf), so it is scored like any missing value."""
+    out: dict[str, np.ndarray] = {}
+    for name, col in columns.items():
+        if col.dtype.kind == "f" and not np.isfinite(col[~np.isnan(col)]).all():
+            col = np.where(np.isinf(col), np.nan, col)
+        out[name] = col
+    return out
+
+
 # ------------------------------------------------------------------------------------ populations
 @dataclass(frozen=True)
 class Population:
@@ -126,6 +137,8 @@ class ServingState:
     # tags that read a feature of an absent source or an output of a model not loaded: always unset
     unset_tags: tuple[str, ...] = ()
     record_keys: Any = None  # serving.record_keys.RecordKeys: business keys -> Persona ids
+    # The data's clock of the online store (its materialized end): staleness is judged against it.
+    as_of: datetime | None = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -149,7 +162,7 @@ def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
     from artifacts.catalog import load_catalog, load_cutpoints
     from artifacts.registry import champion_version, load_champion, model_name
-    from features.feast_io import get_store, service_features
+    from features.feast_io import get_store, materialized_as_of, service_features
     from features.ingest import withdrawn_customer_ids
     from serving.tagging import open_tag_store
 
@@ -221,7 +234,8 @@ def load_state(settings: Settings) -> ServingState:
         unset_tags=unset_tags,
         record_keys=RecordKeys(
             settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
-        ),
+        ).preload(),
+        as_of=materialized_as_of(store, list(dict.fromkeys(services.values()))),
     )
 
 
@@ -280,8 +294,7 @@ def run_models(
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
     """
-    if isinstance(features, pd.DataFrame):
-        features = columns_of(features)
+    features = finite_columns(columns_of(features) if isinstance(features, pd.DataFrame) else features)
     n = len(next(iter(has_features.values())))
     not_scored: dict[str, np.ndarray] = {}
     segment_id = np.full(n, np.nan)
@@ -427,6 +440,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _utc_iso(value: datetime) -> str:
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
 class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
@@ -440,11 +457,11 @@ class Scorer:
             kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
         }
 
-    def _read(self, ids: list[str], now: datetime) -> Any:
+    def _read(self, ids: list[str], as_of: datetime | None) -> Any:
         from features.feast_io import online_features
 
         try:
-            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=now)
+            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=as_of)
         except FeatureStoreError:
             self._reconnect()
             raise
@@ -460,14 +477,23 @@ class Scorer:
             log.warning("feature store still unavailable: %s", exc)
 
     def score(
-        self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
+        self,
+        customer_ids: list[str],
+        *,
+        write_back: bool,
+        now: datetime,
+        only: str | None = None,
+        as_of: datetime | None = None,
     ) -> dict[str, Any]:
         """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
 
         An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
         customer number, a lead id); each item names the Persona id and the id as it was asked for.
+        Staleness and feature ages are judged against `as_of` (default: the data's clock of the online
+        store, `state.as_of`), which the answer states; `now` (the real time) only stamps tag changes.
         """
         state = self.state
+        as_of = as_of or state.as_of
         requested = list(dict.fromkeys(str(c) for c in customer_ids))
         persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
         ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
@@ -480,7 +506,7 @@ class Scorer:
             )
         queued = 0
         if eligible:
-            result = self._read(eligible, now)
+            result = self._read(eligible, as_of)
             found = result.found_mask
             for cid in np.asarray(eligible, dtype=object)[~found]:
                 items[cid] = _unscored(
@@ -488,7 +514,7 @@ class Scorer:
                 )
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
-                queued = self._score_known(known, result, found, items, write_back, now, only)
+                queued = self._score_known(known, result, found, items, write_back, now, only, as_of)
         ordered = []
         for r in requested:
             item = items[persona_of.get(r, r)]
@@ -503,6 +529,7 @@ class Scorer:
             "not_found": sum(1 for i in ordered if i["status"] == "not_found"),
             "consent_withdrawn": sum(1 for i in ordered if i["status"] == "consent_withdrawn"),
             "queued_changes": queued,
+            "as_of": None if as_of is None else _utc_iso(as_of),
         }
 
     def _score_known(
@@ -514,6 +541,7 @@ class Scorer:
         write_back: bool,
         now: datetime,
         only: str | None,
+        as_of: datetime | None,
     ) -> int:
         state = self.state
         top_k = state.settings.serving.top_reasons
@@ -530,8 +558,8 @@ class Scorer:
             kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
             for kind, views in self.views_of_kind.items()
         }
-        features: dict[str, np.ndarray] = (
-            dict(result.columns) if every else {f: col[found] for f, col in result.columns.items()}
+        features: dict[str, np.ndarray] = finite_columns(
+            result.columns if every else {f: col[found] for f, col in result.columns.items()}
         )
         explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
         outputs = run_models(state, features, has_features=has_features, explain=explain)
@@ -574,7 +602,7 @@ class Scorer:
                 for ch in changes:
                     changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
         seconds = result.view_seconds if every else {v: sec[found] for v, sec in result.view_seconds.items()}
-        freshness = self._freshness(view_status, seconds, now)
+        freshness = self._freshness(view_status, seconds, as_of)
         versions = state.versions
         for row, cid in enumerate(ids):
             warnings = []
@@ -621,10 +649,11 @@ class Scorer:
         return queued
 
     def _freshness(
-        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], now: datetime
+        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], as_of: datetime | None
     ) -> list[dict[str, Any]]:
-        """Per customer and feature view: the snapshot served, its age, and present/stale/not_found."""
-        now_s = now.timestamp()
+        """Per customer and feature view: the snapshot served, its age at the data's `as_of`, and
+        present/stale/not_found."""
+        now_s = as_of.timestamp() if as_of is not None else None
         n = len(next(iter(view_status.values()))) if view_status else 0
         out: list[dict[str, Any]] = [{} for _ in range(n)]
         stamp: dict[int, tuple[str, float]] = {}  # customers share few snapshots: format each once
@@ -638,7 +667,7 @@ class Scorer:
                 if sec not in stamp:
                     stamp[sec] = (
                         datetime.fromtimestamp(sec, tz=UTC).isoformat(),
-                        round((now_s - float(sec)) / 86400.0, 2),
+                        None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
                     )
                 as_of, age = stamp[sec]
                 out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}

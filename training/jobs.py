@@ -210,7 +210,7 @@ def evaluate_and_register(
         metrics=metrics,
         decision=decision,
         champion_before=before,
-        extra={"baseline": base_metrics, "champion": champ_metrics},
+        extra={"baseline": base_metrics, "champion": champ_metrics, "window": window},
     )
     if promote and decision.promote:
         move_champion(

@@ -56,8 +56,12 @@ def _snapshots(settings: Settings) -> list[pd.Timestamp]:
 
 def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
     """The labelled entity frame of a classifier kind from `{data_dir}/clean` (see training.labels)."""
+    from features.clock import clean_as_of
+
     customers = _read_clean(settings, "customers")
     snaps = _snapshots(settings)
+    # Labels only where the whole horizon is observed: up to the data's clock, never the wall clock.
+    as_of = clean_as_of(settings)
     if kind == "churn":
         return churn_labels(
             orders=_read_clean(settings, "orders"),
@@ -65,6 +69,7 @@ def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
             snapshots=snaps,
             horizon_days=settings.training.churn_horizon_days,
             activity_days=settings.training.activity_window_days,
+            data_end=as_of,
         )
     if kind == "conversion":
         leads = _read_clean(settings, "leads")
@@ -75,6 +80,7 @@ def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
             customers=customers,
             snapshots=snaps,
             horizon_days=settings.training.conversion_horizon_days,
+            data_end=as_of,
         )
     raise ValidationFailed(f"no labels for model kind {kind!r}")
 
@@ -160,10 +166,13 @@ def segment_data(settings: Settings, *, store: Any = None) -> SegmentData:
 
     store = store or get_store(settings)
     service = choose_service(settings, "segments", store=store)
+    from features.clock import clean_as_of
+
     entities = segmentation_entities(
         orders=_read_clean(settings, "orders"),
         customers=_read_clean(settings, "customers"),
         snapshots=_snapshots(settings),
+        data_end=clean_as_of(settings),
     )
     if entities.empty:
         raise ValidationFailed("segments: no customer with a completed order before the latest snapshot")

@@ -8,11 +8,15 @@ Column names Persona understands, per source (`columns:` maps these names to the
   `*_statuses` lists; empty = completed).
 - orders, `layout: order_lines` (one row per product line): required `order_id`, `customer_ref`,
   `order_ts`, `quantity` (negative = returned units), `unit_price` (>= 0); optional `line_id`,
-  `product_id`, `discount` (of the line, currency units), `category`, `status` (a line whose status is in
-  `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are summed per `order_id`:
-  amount = sum(quantity * unit_price) of the purchase lines (quantity > 0) minus their discounts,
-  quantity = their units, category = the category with the largest value; the order is returned if any
-  line is a return, cancelled if every purchase line is cancelled.
+  `product_id`, `description`, `discount` (of the line, currency units), `category`, `status` (a line
+  whose status is in `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are
+  summed per `order_id`: amount = sum(quantity * unit_price) of the purchase lines (quantity > 0)
+  minus their discounts, quantity = their units, category = the category with the largest value; the
+  order is returned if any line is a return, cancelled if every purchase line is cancelled. An order
+  made only of return lines (negative quantities, or an id starting with one of `return_prefixes`) is
+  a return document: it is linked to the same customer's latest earlier purchase of the same product
+  (else of anything), which then counts as returned; with no such purchase it is quarantined. Every
+  kept line, products included, is in the clean `order_lines` table.
 - `customer_ref` (orders) and `user_ref` (events): with `customer_key: contact` an email, a phone or a
   CRM contact id to resolve; with `customer_key: customer_id` a ready customer number of the business
   (joined to CRM contacts by `contact_id` when they share it).
@@ -38,7 +42,7 @@ ORDER_COLUMNS = (
 )
 ORDER_LINE_COLUMNS = (
     ("order_id", "customer_ref", "order_ts", "quantity", "unit_price"),
-    ("line_id", "product_id", "discount", "category", "status"),
+    ("line_id", "product_id", "description", "discount", "category", "status"),
 )
 CONTACT_COLUMNS = (
     ("contact_id",),
@@ -90,6 +94,15 @@ class SourceConfig(BaseModel):
     )
     returned_statuses: list[str] = Field(default_factory=lambda: ["returned", "return", "refunded"])
     cancelled_statuses: list[str] = Field(default_factory=lambda: ["cancelled", "canceled", "void"])
+    # order_lines only: order ids that start with one of these are return documents (credit notes,
+    # e.g. ["C"] for invoices such as C536379), like lines with a negative quantity.
+    return_prefixes: list[str] = Field(default_factory=list)
+    # orders only: an amount, unit price or discount above this (currency units), or a quantity above
+    # `max_quantity`, is not a real order but a typo or a sentinel (1e308, 9999999999): quarantined as
+    # `amount_too_large` / `quantity_too_large`, never summed into a feature. Infinite values are
+    # quarantined as `number_not_finite` whatever the bounds.
+    max_amount: float = Field(1e8, gt=0)
+    max_quantity: float = Field(1e6, gt=0)
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":
@@ -142,8 +155,11 @@ class SourcesConfig(BaseModel):
     contacts: SourceConfig = Field(default_factory=SourceConfig)
     events: SourceConfig = Field(default_factory=SourceConfig)
     leads: SourceConfig = Field(default_factory=SourceConfig)
-    # Timestamps after this instant are quarantined (a clock error upstream). Default: the run's start.
+    # The data's clock ("now" for labels, snapshots and staleness). Default: the latest activity in the
+    # sources (orders, events, leads; a thin tail of stray future-dated rows aside). `--as-of` wins.
     as_of: datetime | None = None
+    # Rows dated more than this after `as_of` are quarantined as `timestamp_in_future`.
+    future_tolerance_hours: float = Field(24.0, ge=0)
 
     @field_validator("contacts", "events", "leads", mode="before")
     @classmethod

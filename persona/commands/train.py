@@ -22,6 +22,13 @@ def _summary(outcome) -> str:
             f"test ROC-AUC {outcome.metrics['roc_auc']:.3f}, PR-AUC {outcome.metrics['pr_auc']:.3f} "
             f"(baseline {base.get('roc_auc', float('nan')):.3f} / {base.get('pr_auc', float('nan')):.3f})"
         )
+        window = outcome.extra.get("window") or {}
+        if "test_positive_rate" in window:
+            # labels only where the whole horizon is observed: the three rates should be alike
+            nums += "\n  positive rate " + " / ".join(
+                f"{name} {window[f'{name}_positive_rate']:.3f} ({window[f'{name}_last_snapshot'][:10]})"
+                for name in ("train", "valid", "test")
+            )
     verdict = (
         "champion" if outcome.promoted else ("passes the gate" if d.promote else "challenger (not promoted)")
     )

@@ -120,14 +120,31 @@ def test_every_order_rejected_stops_with_the_first_reason(data_dir) -> None:
         data_dir,
         [
             "O1,ann@example.com,2024-01-01,-1,0,1,x,completed",
-            "O2,ann@example.com,2024-01-01,2,0,1,x,completed",
+            "O2,ann@example.com,2024-01-01,2,0,0,x,completed",  # quantity_not_positive
         ],
     )
     settings = orders_only(data_dir)
     with pytest.raises(
         ValidationFailed, match=r"no usable order \(e\.g\. row 1, column amount: amount_negative\)"
     ):
-        run_ingest(settings, as_of="2023-01-01")  # everything is in the future of as_of
+        run_ingest(settings)
+
+
+def test_as_of_before_every_row_names_source_and_column(data_dir, tmp_path, capsys) -> None:
+    write_orders(data_dir, GOOD)
+    (data_dir / "clean").mkdir()
+    (data_dir / "clean" / "ingest_report.json").write_text("{}")  # a previous run's output stays
+    with pytest.raises(SourceError, match=r"^source 'orders', column 'order_ts': as_of 2023-01-01T00:00:00\+00:00 "
+                       r"is before every row \(the earliest is 2024-02-01T12:00:00\+00:00\)\n"):
+        run_ingest(orders_only(data_dir), as_of="2023-01-01")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data_dir: {data_dir}\nsources:\n  as_of: 2023-06-01\n  contacts: null\n  events: null\n  leads: null\n"
+    )
+    assert main(["--config", str(config), "ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "\nerror: source 'orders', column 'order_ts': as_of 2023-06-01T00:00:00+00:00 is before every row" in err
+    assert (data_dir / "clean" / "ingest_report.json").read_text() == "{}"
 
 
 def test_cli_prints_error_and_exits_2(data_dir, tmp_path, capsys) -> None:

@@ -204,8 +204,17 @@ def test_stale_features_are_scored_but_degraded(world, world_ids) -> None:  # ty
     with env(PERSONA_DATA_DIR=str(world)):
         scorer = Scorer(load_state(load_settings()))
     cid = world_ids["active"][5]
-    fresh = scorer.score([cid], write_back=False, now=datetime(2026, 1, 2, tzinfo=UTC))["items"][0]
-    late = scorer.score([cid], write_back=False, now=datetime(2027, 6, 1, tzinfo=UTC))["items"][0]
+    # judged against the data's clock (the online store's materialized end), not the wall clock: the
+    # world's data ends 2025-12-31, years before this test runs, and its answers are fresh
+    answer = scorer.score([cid], write_back=False, now=datetime.now(UTC))
+    fresh = answer["items"][0]
+    assert answer["as_of"] is not None and answer["as_of"].startswith("2025-12-31")
+    assert not any("stale" in w for w in fresh["warnings"])
+    assert all(v["status"] != "stale" for v in fresh["feature_freshness"].values())
+    late = scorer.score(
+        [cid], write_back=False, now=datetime.now(UTC), as_of=datetime(2027, 6, 1, tzinfo=UTC)
+    )
+    late = late["items"][0]
     assert late["status"] == "ok" and late["churn"]["probability"] is not None
     assert late["degraded"] is True
     assert any("stale" in w for w in late["warnings"])
