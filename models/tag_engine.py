@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import CatalogError, ValidationFailed
 from models import tag_expr as tx
-from persona.errors import CatalogError, ValidationFailed
 
 KINDS = ("rule", "model", "segment")
 VALUE_TYPES = ("flag", "tier", "number", "category")
@@ -52,25 +52,6 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
 }
-
-
-def default_known_names() -> set[str]:
-    """Every feature of the built tables plus the model outputs (when no Feast store is given).
-
-    Read from `features.build`, the one list of features; imported here, not at module level, so that
-    the model bundles (which ship `models/` alone) never need it."""
-    from features.build import FEATURE_DTYPES
-
-    return set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
-
-
-def default_string_names() -> set[str]:
-    """Which of `default_known_names` hold strings: string features and string model outputs."""
-    from features.build import FEATURE_DTYPES
-
-    return {n for n, t in FEATURE_DTYPES.items() if t == "string"} | {
-        n for n, t in MODEL_OUTPUTS.items() if t == tx.STRING
-    }
 
 
 @dataclass(frozen=True)
@@ -362,17 +343,17 @@ def format_number_array(col: np.ndarray) -> np.ndarray:
 def parse_catalog(
     raw: Mapping[str, Any],
     *,
-    known_names: Iterable[str] | None = None,
-    string_names: Iterable[str] | None = None,
+    known_names: Iterable[str],
+    string_names: Iterable[str],
     source: str = "configs/tags.yaml",
 ) -> Catalog:
     """Check a catalog mapping (parsed YAML) and compile it; raise CatalogError listing every problem.
 
-    `known_names`: the features of the FeatureServices plus the model outputs (default:
-    `default_known_names`). `string_names`: which of them hold strings (default: `default_string_names`).
+    `known_names`: the features of the FeatureServices plus the model outputs (`artifacts.catalog` gives
+    them); `string_names`: which of them hold strings.
     """
-    known = set(known_names) if known_names is not None else default_known_names()
-    strings = set(string_names) if string_names is not None else default_string_names()
+    known = set(known_names)
+    strings = set(string_names)
     problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{source}: the catalog must be a mapping with 'version', 'cutpoints', 'tags'")
@@ -689,7 +670,7 @@ def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- file edges (I/O)
 def read_catalog_file(
-    path: str | Path, *, known_names: Iterable[str] | None = None, string_names: Iterable[str] | None = None
+    path: str | Path, *, known_names: Iterable[str], string_names: Iterable[str]
 ) -> Catalog:
     """Read and check the catalog YAML at `path` (CatalogError names the file and every problem)."""
     import yaml

@@ -37,8 +37,8 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def train_cmd(ctx: click.Context, kind: str, no_promote: bool) -> None:
         """Train KIND from the Feast FeatureService, log it to MLflow, register it and run the gate."""
-        from persona.errors import StageSkipped
-        from persona.progress import track
+        from core.errors import StageSkipped
+        from core.progress import track
         from training.jobs import train_model
 
         settings = settings_from(ctx)
@@ -81,7 +81,8 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def promote_cmd(ctx: click.Context, kind: str | None, version: int | None, rollback: bool) -> None:
         """Force a promotion (`promote KIND --version N`) or roll back (`promote --rollback [KIND]`)."""
-        from training.registry import champion_version, promote_manual
+        from artifacts.registry import champion_version
+        from training.registry import promote_manual
         from training.registry import rollback as do_rollback
 
         settings = settings_from(ctx)

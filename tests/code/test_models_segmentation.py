@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import ValidationFailed
 from models.personas import name_segments
 from models.segmentation import _fit_scaler, adjusted_rand, fit_segmentation, segmentation_metrics
-from persona.errors import ValidationFailed
 
 RFMT = ["recency_days", "frequency_365d", "monetary_365d", "tenure_days"]
 
