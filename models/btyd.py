@@ -22,11 +22,11 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 try:
-    from persona.errors import ValidationFailed
+    from core.errors import ValidationFailed
 except ImportError:  # a bundle loaded with only `models/` + libraries (how MLflow ships it)
 
     class ValidationFailed(ValueError):  # type: ignore[no-redef]
-        """Bad model input; inside Persona this is `persona.errors.ValidationFailed`."""
+        """Bad model input; inside Persona this is `core.errors.ValidationFailed`."""
 
 
 def _arrays(*, nan_ok: tuple[str, ...] = (), **named: object) -> dict[str, np.ndarray]:

@@ -35,11 +35,11 @@ from models.classifier import (
 )
 
 try:
-    from persona.errors import ValidationFailed
+    from core.errors import ValidationFailed
 except ImportError:  # a bundle loaded with only `models/` + libraries (how MLflow ships it)
 
     class ValidationFailed(ValueError):  # type: ignore[no-redef]
-        """Bad model input; inside Persona this is `persona.errors.ValidationFailed`."""
+        """Bad model input; inside Persona this is `core.errors.ValidationFailed`."""
 
 
 VALUE_TIERS: tuple[str, str, str] = ("top", "high", "standard")

@@ -16,7 +16,7 @@ from models.btyd import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 # Fader, Hardie & Lee (2005), CDNOW sample, weeks.
 R, ALPHA, A, B = 0.243, 4.414, 0.793, 2.426

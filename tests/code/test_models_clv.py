@@ -14,7 +14,7 @@ from models.clv import (
     rate_value,
     value_metrics,
 )
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 
 def test_value_metrics_by_hand():
