@@ -49,3 +49,11 @@ conversion_v1 = FeatureService(
     tags={"model": "conversion", "version": "1"},
     description="Lead features, engagement and profile categoricals, for lead conversion.",
 )
+
+clv_v1 = FeatureService(
+    name="clv_v1",
+    features=[customer_transactions],
+    tags={"model": "clv", "version": "1"},
+    description="All transaction features, for each customer's spend over the value horizon (orders only, so "
+    "it serves every world that has orders).",
+)
