@@ -69,7 +69,7 @@ LEAD_COLUMNS = [
     "engagement_score",
     "converted_ts",
 ]
-IDENTITY_COLUMNS = ["source", "source_record_id", "customer_id", "match_rule"]
+IDENTITY_COLUMNS = ["source", "source_record_id", "source_key", "customer_id", "match_rule"]
 
 
 @dataclass
@@ -312,6 +312,42 @@ def _orders_from_lines(
     return orders.merge(keys, on="order_id", how="left", validate="one_to_one"), typed
 
 
+def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
+    """The business's own key of each resolved record, the one its CRM or ERP knows the customer by:
+    a contact's id, a lead's id, the customer number (or CRM contact id) an order or event names.
+
+    Emails and phones are never kept: they are personal data, and only the salted `customer_id` may
+    carry a person downstream. A key that looks like an email (a business that numbers customers by
+    email) is dropped for the same reason; such records simply have no business key.
+    """
+    source = records["source"].astype(str).to_numpy()
+    named = np.where(source == "leads", records["source_record_id"], records["contact_id"])
+    keys = pd.Series(named, index=records.index, dtype="string[pyarrow]")
+    return keys.mask(looks_like_email(keys)).array
+
+
+def _no_valid_rows(name: str, report: SourceReport, quarantine: Quarantine, sources: SourcesConfig) -> None:
+    """Raise the one-line error of a source none of whose rows is usable, with the first reason."""
+    first = quarantine.frame().query("source == @name").head(1)
+    what = "order" if name == "orders" else "row"
+    if not len(first):
+        raise ValidationFailed(f"source '{name}' ({report.location}): no data rows")
+    row, column, rule = first["row"].iat[0], first["column"].iat[0], first["rule"].iat[0]
+    hint = None
+    if rule == "invalid_customer_ref":
+        key = getattr(sources, name).customer_key
+        hint = f"sources.{name}.customer_key is '{key}': " + (
+            "each value must be an email, a phone or a CRM contact id; use customer_key: customer_id "
+            "for a column of customer numbers"
+            if key == "contact"
+            else "the mapped column must hold a customer number on every row"
+        )
+    raise ValidationFailed(
+        f"source '{name}' ({report.location}): no usable {what} (e.g. row {row}, column {column}: {rule})",
+        hint=hint,
+    )
+
+
 def _text(values: pd.Series) -> pd.api.extensions.ExtensionArray:
     """Nullable strings, arrow-backed (cheap for millions of rows; parquet stores them as text)."""
     return values.astype("string[pyarrow]").array
@@ -424,15 +460,14 @@ def ingest_frames(
         reports["orders"].notes.append(f"{len(kept_lines)} order lines -> {len(orders_frame)} orders")
     else:
         orders_frame = keyed["orders"]
-    if orders_frame.empty:
-        first = quarantine.frame().query("source == 'orders'").head(1)
-        why = (
-            f" (e.g. row {first['row'].iat[0]}, column {first['column'].iat[0]}: {first['rule'].iat[0]})"
-            if len(first)
-            else ""
-        )
-        # Nothing is written, so the previous good output stays in place.
-        raise ValidationFailed(f"source 'orders' ({reports['orders'].location}): no usable order{why}")
+        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
+            rows = (orders_frame.index + 1).astype(str)
+            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+    # A source with no valid row stops the run (nothing is written, so the previous good output stays
+    # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
+    for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
+        if frame.empty:
+            _no_valid_rows(name, reports[name], quarantine, sources)
 
     # Resolve: one record per contact, lead, order and event, in priority order.
     record_ids = {
@@ -461,6 +496,7 @@ def ingest_frames(
     resolved = resolve(records, salt=identity.salt.get_secret_value())
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
+    records["source_key"] = source_keys(records)
     bounds = np.cumsum([0, *sizes])
     cid = {n: records["customer_id"].array[bounds[i] : bounds[i + 1]] for i, n in enumerate(present)}
 
@@ -520,7 +556,8 @@ def ingest_frames(
         ld = keyed["leads"]
 
         def opt(name: str, dtype: str = "string") -> pd.Series:
-            return ld[name] if name in ld else pd.Series(pd.NA, index=ld.index, dtype=dtype)
+            missing = np.nan if dtype == "float64" else pd.NA  # a float64 Series cannot hold pd.NA
+            return ld[name] if name in ld else pd.Series(missing, index=ld.index, dtype=dtype)
 
         converted_at = opt("converted_at", TS_DTYPE)
         # Without a `converted` flag a conversion timestamp speaks for itself.

@@ -177,7 +177,7 @@ def schema_for(kind_key: str, *, as_of: pd.Timestamp, statuses: Statuses | None 
     checks: list[pa.Check] = []
     if kind_key == "orders":
         columns = {
-            "order_id": col(nullable=False, unique=True, required=True),
+            "order_id": col(nullable=False, unique=True),
             "customer_ref": col(nullable=False, required=True),
             "order_ts": col(future, nullable=False, required=True),
             "amount": col(pa.Check.ge(0, error="amount_negative"), nullable=False, required=True),

@@ -50,7 +50,8 @@ class Freshness(BaseModel):
 class ScoreItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str
+    customer_id: str  # Persona's id of the customer
+    requested_id: str | None = None  # the id as asked: the Persona id or a business key (contact id, ...)
     status: ItemStatus
     reason: str | None = None  # why there is no score (status != ok)
     degraded: bool = False  # some features were stale or missing and documented defaults were used

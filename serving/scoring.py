@@ -23,6 +23,13 @@ log = logging.getLogger("persona.serving")
 
 KINDS = ("segments", "churn", "conversion")
 CLASSIFIERS = ("churn", "conversion")
+NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
+# The tag-catalog inputs each model produces (`ModelOutputs.columns`).
+OUTPUTS_OF = {
+    "segments": ("segment_id", "persona"),
+    "churn": ("churn_probability", "churn_tier"),
+    "conversion": ("conversion_probability", "conversion_tier"),
+}
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
 # building and slicing frames cost several times more than the models themselves.
@@ -114,6 +121,11 @@ class ServingState:
     populations: dict[str, Population]
     tag_store: Any  # serving.tag_store.TagStore
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
+    # kind -> why it is not loaded (no champion): its scores say `no_model`, its tags stay unset
+    missing: dict[str, str] = field(default_factory=dict)
+    # tags that read a feature of an absent source or an output of a model not loaded: always unset
+    unset_tags: tuple[str, ...] = ()
+    record_keys: Any = None  # serving.record_keys.RecordKeys: business keys -> Persona ids
 
     @property
     def versions(self) -> dict[str, str]:
@@ -122,17 +134,42 @@ class ServingState:
     def produced_by(self) -> dict[str, str]:
         return self.catalog.produced_by({self.model_names[k]: v for k, v in self.versions.items()})
 
+    def readiness(self) -> dict[str, Any]:
+        """Which models are loaded (version, FeatureService) and which are not, and why."""
+        return {
+            "models": {
+                kind: {"version": m.version, "feature_service": m.feature_service}
+                for kind, m in self.models.items()
+            },
+            "not_loaded": dict(self.missing),
+        }
+
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
     from artifacts.catalog import load_catalog, load_cutpoints
-    from artifacts.registry import load_champion, model_name
+    from artifacts.registry import champion_version, load_champion, model_name
     from features.feast_io import get_store, service_features
     from features.ingest import withdrawn_customer_ids
     from serving.tagging import open_tag_store
 
     store = get_store(settings)
-    models = {kind: load_champion(settings, kind) for kind in KINDS}
+    models: dict[str, Any] = {}
+    not_loaded: dict[str, str] = {}
+    for kind in KINDS:
+        # A model without a champion (conversion without leads, a first run that trained nothing) is
+        # skipped: the others still score. A champion that fails to load is an error, not a skip.
+        if champion_version(settings, kind) is None:
+            not_loaded[kind] = f"no champion for {model_name(settings, kind)}"
+            continue
+        models[kind] = load_champion(settings, kind)
+    if not models:
+        raise RegistryError(
+            "no champion for any model in " + settings.url(settings.mlflow.tracking_uri),
+            hint="train and promote them: persona retrain (or persona train all)",
+        )
+    for kind, why in not_loaded.items():
+        log.info("%s not loaded: %s", kind, why)
     services = {kind: loaded.feature_service for kind, loaded in models.items()}
     feature_types: dict[str, str] = {}
     for kind, loaded in models.items():
@@ -152,8 +189,19 @@ def load_state(settings: Settings) -> ServingState:
         for name in service_features(store, loaded.feature_service):
             feature_types[name] = tx.STRING if feature_dtype(name) == "string" else tx.NUMBER
     feature_types.update(catalog.input_types)
-    populations = compile_populations(dict(settings.serving.populations), feature_types=feature_types)
+    available = set(feature_types) & {
+        f for m in models.values() for f in service_features(store, m.feature_service)
+    }
+    available |= {name for kind in models for name in OUTPUTS_OF[kind]}
+    unset_tags = tuple(catalog.depending_on(set(catalog.input_types) - available))
+    if unset_tags:
+        log.info("tags left unset (their source or model is absent): %s", ", ".join(unset_tags))
+    # Populations of the models loaded (a rule over the features of an absent model cannot be checked).
+    populations = compile_populations(
+        {k: v for k, v in settings.serving.populations.items() if k in models}, feature_types=feature_types
+    )
     from serving.outbox import Outbox
+    from serving.record_keys import RecordKeys
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -169,6 +217,11 @@ def load_state(settings: Settings) -> ServingState:
         populations=populations,
         tag_store=tag_store,
         services=services,
+        missing=not_loaded,
+        unset_tags=unset_tags,
+        record_keys=RecordKeys(
+            settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
+        ),
     )
 
 
@@ -233,10 +286,13 @@ def run_models(
     not_scored: dict[str, np.ndarray] = {}
     segment_id = np.full(n, np.nan)
     persona = np.full(n, None, dtype=object)
-    seg = state.models["segments"].bundle
-    seg_ok = has_features["segments"]
-    not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
-    if seg_ok.any():
+    no_model = np.full(n, NO_MODEL, dtype=object)
+    seg = state.models["segments"].bundle if "segments" in state.models else None
+    seg_ok = has_features["segments"] if seg is not None else np.zeros(n, dtype=bool)
+    not_scored["segments"] = (
+        np.where(seg_ok, None, "no_features").astype(object) if seg is not None else no_model.copy()
+    )
+    if seg is not None and seg_ok.any():
         ids = np.asarray(
             seg.predict_columns(_part(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok)))
         )
@@ -246,6 +302,10 @@ def run_models(
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
     for kind in CLASSIFIERS:
+        if kind not in state.models:
+            outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
+            not_scored[kind] = no_model.copy()
+            continue
         bundle = state.models[kind].bundle
         reason = np.where(has_features[kind], None, "no_features").astype(object)
         population = state.populations.get(kind)
@@ -288,6 +348,18 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than the vectorised one
 
 
+def complete_inputs(catalog: Any, inputs: Columns, n: int) -> dict[str, np.ndarray]:
+    """`inputs` plus every catalog input it lacks, as missing values: a feature of a source that is
+    absent (orders only: no engagement), so the tags that read it stay unset rather than failing."""
+    from models import tag_expr as tx
+
+    out = dict(inputs)
+    for name, kind in catalog.input_types.items():
+        if name not in out:
+            out[name] = np.full(n, None, dtype=object) if kind == tx.STRING else np.full(n, np.nan)
+    return out
+
+
 def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str, str | None]]:
     """Every catalog tag, as the CRM sees it (strings), one dict per row of `inputs` (features, model
     outputs and `customer_id`).
@@ -298,14 +370,30 @@ def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str
     from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
+    inputs = complete_inputs(catalog, inputs, n)
     names = [*catalog.input_types, *(["customer_id"] if "customer_id" in inputs else [])]
+    unset = dict.fromkeys(state.unset_tags)
     if n > SCALAR_TAGS_UP_TO:
         frame = pd.DataFrame({name: inputs[name] for name in names}, copy=False)
-        return records(format_values(catalog.evaluate(frame, state.cutpoints), catalog))
+        return records(unset_absent(format_values(catalog.evaluate(frame, state.cutpoints), catalog), state))
     return [
-        format_one(catalog.evaluate_one({name: inputs[name][i] for name in names}, state.cutpoints), catalog)
+        {
+            **format_one(
+                catalog.evaluate_one({name: inputs[name][i] for name in names}, state.cutpoints), catalog
+            ),
+            **unset,
+        }
         for i in range(n)
     ]
+
+
+def unset_absent(tags: pd.DataFrame, state: ServingState) -> pd.DataFrame:
+    """Formatted tags with `state.unset_tags` set to None: what an absent source cannot tell stays unset
+    (an orders-only business has no engagement, so no `channel_inactive`)."""
+    for key in state.unset_tags:
+        if key in tags.columns:
+            tags[key] = None
+    return tags
 
 
 def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
@@ -313,6 +401,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     payload serializes to exactly what the pydantic model would (tests/service hold it to that)."""
     return {
         "customer_id": customer_id,
+        "requested_id": None,
         "status": status,
         "reason": reason,
         "degraded": False,
@@ -373,9 +462,15 @@ class Scorer:
     def score(
         self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
     ) -> dict[str, Any]:
-        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload."""
+        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
+
+        An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
+        customer number, a lead id); each item names the Persona id and the id as it was asked for.
+        """
         state = self.state
-        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        requested = list(dict.fromkeys(str(c) for c in customer_ids))
+        persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
+        ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
         withdrawn = {i for i in ids if i in state.withdrawn}
         eligible = [i for i in ids if i not in withdrawn]
         items: dict[str, dict[str, Any]] = {}
@@ -394,7 +489,13 @@ class Scorer:
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
                 queued = self._score_known(known, result, found, items, write_back, now, only)
-        ordered = [items[c] for c in ids]
+        ordered = []
+        for r in requested:
+            item = items[persona_of.get(r, r)]
+            if item.get("requested_id") is not None:  # two keys of one customer: each gets its item
+                item = dict(item)
+            item["requested_id"] = r
+            ordered.append(item)
         return {
             "items": ordered,
             "model_versions": state.versions,
@@ -436,8 +537,11 @@ class Scorer:
         outputs = run_models(state, features, has_features=has_features, explain=explain)
         reasons = {}
         for kind in CLASSIFIERS:
-            bundle = state.models[kind].bundle
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
+            reasons[kind] = per_row
+            if kind not in state.models:
+                continue
+            bundle = state.models[kind].bundle
             if kind in outputs.contributions:
                 rows = outputs.scored_rows[kind]
                 raw = np.empty((len(rows), len(bundle.features)), dtype=object)
@@ -458,7 +562,11 @@ class Scorer:
         queued = 0
         changes_by_customer: dict[str, int] = {}
         if only is None:
-            tag_inputs = {**features, **outputs.columns(), "customer_id": np.asarray(ids, dtype=object)}
+            tag_inputs = complete_inputs(
+                state.catalog,
+                {**features, **outputs.columns(), "customer_id": np.asarray(ids, dtype=object)},
+                len(ids),
+            )
             tag_records = evaluate_tags(state, tag_inputs, len(ids))
             if write_back:
                 changes = self._write_back(ids, tag_records, tag_inputs, now)
@@ -476,6 +584,7 @@ class Scorer:
                 warnings.append("some feature views have no row for this customer: model defaults used")
             item: dict[str, Any] = {
                 "customer_id": cid,
+                "requested_id": None,
                 "status": "ok",
                 "reason": None,
                 "degraded": bool(stale_any[row] or missing_any[row]),
@@ -492,7 +601,7 @@ class Scorer:
                 item["segment"] = {
                     "segment_id": None if seg_reason else int(outputs.segment_id[row]),
                     "persona": outputs.persona[row],
-                    "model_version": versions["segments"],
+                    "model_version": versions.get("segments"),
                     "not_scored_reason": seg_reason,
                 }
             for kind in CLASSIFIERS:
@@ -503,7 +612,7 @@ class Scorer:
                     "probability": None if np.isnan(proba) else float(proba),
                     "tier": getattr(outputs, f"{kind}_tier")[row],
                     "reasons": reasons[kind][row],
-                    "model_version": versions[kind],
+                    "model_version": versions.get(kind),
                     "not_scored_reason": outputs.not_scored[kind][row],
                 }
             if tag_records is not None:

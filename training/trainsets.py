@@ -84,9 +84,7 @@ def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
     if kind == "conversion":
         leads = _read_clean(settings, "leads")
         if leads is None:
-            raise StageSkipped(
-                "conversion model skipped: no clean 'leads' table (the leads source is absent)"
-            )
+            raise StageSkipped("conversion model not configured: no leads source (sources.leads)")
         return conversion_labels(
             leads=leads,
             customers=customers,
@@ -94,6 +92,38 @@ def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
             horizon_days=settings.training.conversion_horizon_days,
         )
     raise ValidationFailed(f"no labels for model kind {kind!r}")
+
+
+# The source each optional feature view is built from: what to tell a user when a model cannot run.
+_VIEW_SOURCES = {
+    "customer_engagement": "events",
+    "customer_leads": "leads",
+    "customer_profile": "contacts",
+    "customer_transactions": "orders",
+}
+
+
+def choose_service(settings: Settings, kind: str, *, store: Any) -> str:
+    """The first of `training.services[kind]` whose feature tables were all built.
+
+    None usable: conversion without leads is not configured (StageSkipped: the run goes on without it);
+    for segments and churn it is an error naming the missing tables (orders alone always suffice for
+    the shipped `*_orders_v1` services)."""
+    from features.feast_io import first_usable_service
+
+    candidates = settings.training.services[kind]  # type: ignore[index]
+    service, lacking = first_usable_service(store, candidates)
+    if service is not None:
+        return service
+    absent = sorted({_VIEW_SOURCES.get(v, v) for views in lacking.values() for v in views})
+    detail = "; ".join(f"{s} needs {', '.join(v)}" for s, v in lacking.items())
+    if kind == "conversion":
+        raise StageSkipped(f"conversion model not configured: no {' / '.join(absent)} source ({detail})")
+    raise ValidationFailed(
+        f"{kind}: no usable FeatureService among training.services.{kind} ({detail})",
+        hint="run `persona features build` and `persona features apply`, or list a service whose "
+        "sources you have",
+    )
 
 
 def categorical_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
@@ -110,11 +140,11 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
     from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
-    service = settings.training.services[kind]  # type: ignore[index]
     horizon = (
         settings.training.churn_horizon_days if kind == "churn" else settings.training.conversion_horizon_days
     )
     labels = labels_for(settings, kind)
+    service = choose_service(settings, kind, store=store)
     split = time_split(labels, horizon_days=horizon)
     features = service_features(store, service)
     frames = {
@@ -145,7 +175,7 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
     from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
-    service = settings.training.services["clv"]
+    service = choose_service(settings, "clv", store=store)
     horizon = settings.training.clv_horizon_days
     labels = value_labels(
         orders=_read_clean(settings, "orders"),
@@ -187,7 +217,7 @@ def segment_data(settings: Settings, *, store: Any = None) -> SegmentData:
     from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
-    service = settings.training.services["segments"]
+    service = choose_service(settings, "segments", store=store)
     entities = segmentation_entities(
         orders=_read_clean(settings, "orders"),
         customers=_read_clean(settings, "customers"),

@@ -26,12 +26,13 @@ from core.errors import CrmError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
-    ContactResolver,
     RateLimited,
     SendResult,
     TransientCrmError,
+    no_record_reason,
 )
 from serving.outbox import OutboxEntry
+from serving.record_keys import RecordKeys
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class HttpConnector(Connector):
         *,
         token: str | None,
         id_property: str,
-        resolver: ContactResolver,
+        resolver: RecordKeys,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -86,10 +87,17 @@ class HttpConnector(Connector):
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout), transport=transport
         )
 
-    def _inputs(self, entries: list[OutboxEntry]) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    def _inputs(
+        self, entries: list[OutboxEntry]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[int]], dict[int, str]]:
         """One input per contact record (HubSpot refuses duplicate ids in a batch), properties merged;
-        returns the inputs and trace id -> outbox ids."""
-        contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
+        returns the inputs, trace id -> outbox ids, and the entries whose customer has no CRM record."""
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
+        unaddressable = {
+            e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
+            for e in entries
+            if not contacts.get(e.change.customer_id)
+        }
         records: dict[str, dict[str, Any]] = {}
         owners: dict[str, list[int]] = {}
         keys: dict[str, list[str]] = {}
@@ -113,12 +121,12 @@ class HttpConnector(Connector):
                 }
             )
             by_trace[trace] = owners[record_id]
-        return inputs, by_trace
+        return inputs, by_trace, unaddressable
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
-        """Upsert `entries` (customers without a CRM contact are settled with nothing to write)."""
-        inputs, by_trace = self._inputs(entries)
-        result = SendResult()
+        """Upsert `entries`; those of customers without a CRM record come back rejected (not sent)."""
+        inputs, by_trace, unaddressable = self._inputs(entries)
+        result = SendResult(rejected=dict(unaddressable))
         for start in range(0, len(inputs), MAX_INPUTS):
             part = self._post(inputs[start : start + MAX_INPUTS], by_trace)
             result.rejected.update(part.rejected)

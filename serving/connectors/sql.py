@@ -1,8 +1,10 @@
 """The embedded connector: write tags straight into the CRM's own SQL database (any SQLAlchemy URL).
 
 Tables (created if missing):
-- `persona_tags`: the current value of each tag per contact (`contact_id` is '' for a customer with no
-  CRM contact record); a newer `updated_at` is never overwritten by an older change.
+- `persona_tags`: the current value of each tag per CRM record (`contact_id`: the CRM's own id of the
+  record, see `serving.record_keys`: a contact id, else e.g. the orders' customer number); a newer
+  `updated_at` is never overwritten by an older change. A customer with no record id is not written:
+  its entries come back rejected (dead letters that say why).
 - `persona_tag_history`: every applied change.
 - `persona_applied_keys`: idempotency keys already applied, so a re-delivered batch applies nothing twice.
 One transaction per batch: a batch is applied completely or not at all.
@@ -16,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from serving.connectors.base import BatchRejected, Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.base import BatchRejected, Connector, SendResult, TransientCrmError, no_record_reason
 from serving.outbox import OutboxEntry
+from serving.record_keys import RecordKeys
 
 metadata = sa.MetaData()
 tags_table = sa.Table(
@@ -82,7 +85,7 @@ class SqlConnector(Connector):
     name = "sql"
     max_batch = 5000
 
-    def __init__(self, engine: Engine, *, resolver: ContactResolver) -> None:
+    def __init__(self, engine: Engine, *, resolver: RecordKeys) -> None:
         self.engine = engine
         self.resolver = resolver
         self._schema_ready = False
@@ -109,7 +112,13 @@ class SqlConnector(Connector):
         return self.engine.url.render_as_string(hide_password=True)
 
     def _apply(self, entries: list[OutboxEntry]) -> SendResult:
-        contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
+        rejected = {
+            e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
+            for e in entries
+            if not contacts.get(e.change.customer_id)
+        }
+        entries = [e for e in entries if e.id not in rejected]
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             keys = list({e.change.idempotency_key for e in entries})
@@ -135,7 +144,7 @@ class SqlConnector(Connector):
                     continue
                 done.add(key)
                 applied.append({"idempotency_key": key, "applied_at": now})
-                for contact_id in contacts.get(change.customer_id) or [""]:
+                for contact_id in contacts[change.customer_id]:
                     base = {
                         "customer_id": change.customer_id,
                         "contact_id": contact_id,
@@ -157,7 +166,7 @@ class SqlConnector(Connector):
                 conn.execute(sa.insert(applied_table), applied)
                 conn.execute(sa.insert(history_table), history)
                 self._write_current(conn, current)
-        return SendResult(duplicates=duplicates)
+        return SendResult(rejected=rejected, duplicates=duplicates)
 
     def _write_current(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         upsert = _upsert_statement(conn.dialect.name)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from core.errors import ValidationFailed
 from models.btyd import (
     BgNbd,
     GammaGamma,
@@ -16,7 +17,6 @@ from models.btyd import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from core.errors import ValidationFailed
 
 # Fader, Hardie & Lee (2005), CDNOW sample, weeks.
 R, ALPHA, A, B = 0.243, 4.414, 0.793, 2.426

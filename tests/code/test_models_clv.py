@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import ValidationFailed
 from models.clv import (
     fit_btyd_value,
     fit_clv_regressor,
@@ -14,7 +15,6 @@ from models.clv import (
     rate_value,
     value_metrics,
 )
-from core.errors import ValidationFailed
 
 
 def test_value_metrics_by_hand():

@@ -119,6 +119,31 @@ def test_duplicates_are_answered_once_in_request_order(client, world_ids) -> Non
     assert [i["customer_id"] for i in response.json()["items"]] == [b, a]
 
 
+def test_the_business_keys_name_the_same_customer(client, world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """A CRM asks by its own contact id (or a lead id): the answer is the customer's, and says both ids."""
+    import pandas as pd
+
+    idmap = pd.read_parquet(world / "clean" / "identity_map.parquet")
+    active = set(world_ids["active"])
+    contacts = idmap[(idmap["source"] == "contacts") & idmap["customer_id"].isin(active)]
+    contact_id, cid = contacts["source_key"].iloc[0], contacts["customer_id"].iloc[0]
+    assert contact_id == contacts["source_record_id"].iloc[0] and not contact_id.startswith("P")
+    leads = idmap[(idmap["source"] == "leads") & (idmap["customer_id"] != cid)]
+    lead_id, lead_cid = leads["source_key"].iloc[0], leads["customer_id"].iloc[0]
+    body = client.post(
+        "/v1/score", json={"customer_ids": [contact_id, cid, lead_id, "C-unknown"]}, headers=AUTH
+    ).json()
+    by_contact, by_persona, by_lead, unknown = body["items"]
+    assert by_contact["customer_id"] == by_persona["customer_id"] == cid
+    assert (by_contact["requested_id"], by_persona["requested_id"]) == (contact_id, cid)
+    assert by_contact["status"] == "ok" and by_contact["churn"] == by_persona["churn"]
+    assert by_lead["customer_id"] == lead_cid and by_lead["requested_id"] == lead_id
+    assert unknown["status"] == "not_found" and unknown["customer_id"] == "C-unknown"
+    # no email or phone is kept as a key: only contact ids, lead ids and customer numbers
+    keys = idmap["source_key"].dropna().astype(str)
+    assert not keys.str.contains("@").any() and not keys.str.startswith("+").any()
+
+
 @pytest.mark.parametrize(
     ("payload", "why"),
     [
