@@ -42,11 +42,12 @@ UNINFORMATIVE = {"category_breadth_365d", "return_rate_365d", "discount_rate_365
 def merge_same_day(orders: pd.DataFrame) -> pd.DataFrame:
     """One purchase per customer and calendar day (UTC): amounts, discounts and quantities summed; the
     protocol of the BG/NBD literature, where a day's several rows are one shopping trip."""
+    orders = orders.assign(customer_id=orders["customer_id"].astype(str))
     day = orders["order_ts"].dt.floor("D")
     keys = [orders["customer_id"], day]
     merged = (
         orders.assign(order_ts=day)
-        .groupby(keys, sort=True, as_index=False)
+        .groupby(keys, sort=True, as_index=False, observed=True)
         .agg(
             order_id=("order_id", "first"),
             customer_id=("customer_id", "first"),
@@ -82,7 +83,7 @@ def spend_labels(
     end = start + pd.Timedelta(days=days)
     kept = ~(orders["is_returned"].astype(bool) | orders["is_cancelled"].astype(bool))
     window = orders[kept & (orders["order_ts"] >= start) & (orders["order_ts"] < end)]
-    spend = window.groupby("customer_id")["amount"].sum()
+    spend = window.groupby(window["customer_id"].astype(str), observed=True)["amount"].sum()
     return frame["customer_id"].astype(str).map(spend).fillna(0.0).to_numpy(dtype=np.float64)
 
 
