@@ -467,6 +467,30 @@ def service_features(store: FeatureStore | Settings, service: str) -> list[str]:
     return [feat.name for projection in fs.feature_view_projections for feat in projection.features]
 
 
+def missing_tables(store: FeatureStore | Settings, service: str) -> list[str]:
+    """The views of a FeatureService whose feature table was not built (its source is absent)."""
+    store = _as_store(store)
+    fs = _feature_service(store, service)
+    return [
+        p.name
+        for p in fs.feature_view_projections
+        if not Path(_view(store, p.name).batch_source.path).is_file()
+    ]
+
+
+def first_usable_service(store: FeatureStore | Settings, services: Sequence[str]) -> tuple[str | None, dict]:
+    """The first of `services` whose feature tables all exist, and for each one passed over, the views
+    it lacks: the sources present decide which features a model is trained on."""
+    store = _as_store(store)
+    lacking: dict[str, list[str]] = {}
+    for service in services:
+        missing = missing_tables(store, service)
+        if not missing:
+            return service, lacking
+        lacking[service] = missing
+    return None, lacking
+
+
 def service_views(store: FeatureStore | Settings, service: str) -> dict[str, list[str]]:
     """View name -> bare feature names, for a FeatureService (service order)."""
     fs = _feature_service(_as_store(store), service)

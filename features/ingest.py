@@ -446,6 +446,28 @@ def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     return keys.mask(looks_like_email(keys)).array
 
 
+def _no_valid_rows(name: str, report: SourceReport, quarantine: Quarantine, sources: SourcesConfig) -> None:
+    """Raise the one-line error of a source none of whose rows is usable, with the first reason."""
+    first = quarantine.frame().query("source == @name").head(1)
+    what = "order" if name == "orders" else "row"
+    if not len(first):
+        raise ValidationFailed(f"source '{name}' ({report.location}): no data rows")
+    row, column, rule = first["row"].iat[0], first["column"].iat[0], first["rule"].iat[0]
+    hint = None
+    if rule == "invalid_customer_ref":
+        key = getattr(sources, name).customer_key
+        hint = f"sources.{name}.customer_key is '{key}': " + (
+            "each value must be an email, a phone or a CRM contact id; use customer_key: customer_id "
+            "for a column of customer numbers"
+            if key == "contact"
+            else "the mapped column must hold a customer number on every row"
+        )
+    raise ValidationFailed(
+        f"source '{name}' ({report.location}): no usable {what} (e.g. row {row}, column {column}: {rule})",
+        hint=hint,
+    )
+
+
 def _text(values: pd.Series) -> pd.api.extensions.ExtensionArray:
     """Nullable strings, arrow-backed (cheap for millions of rows; parquet stores them as text)."""
     return values.astype("string[pyarrow]").array
@@ -598,15 +620,14 @@ def ingest_frames(
             )
     else:
         orders_frame = keyed["orders"]
-    if orders_frame.empty:
-        first = quarantine.frame().query("source == 'orders'").head(1)
-        why = (
-            f" (e.g. row {first['row'].iat[0]}, column {first['column'].iat[0]}: {first['rule'].iat[0]})"
-            if len(first)
-            else ""
-        )
-        # Nothing is written, so the previous good output stays in place.
-        raise ValidationFailed(f"source 'orders' ({reports['orders'].location}): no usable order{why}")
+        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
+            rows = (orders_frame.index + 1).astype(str)
+            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+    # A source with no valid row stops the run (nothing is written, so the previous good output stays
+    # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
+    for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
+        if frame.empty:
+            _no_valid_rows(name, reports[name], quarantine, sources)
 
     # Resolve: one record per contact, lead, order and event, in priority order.
     record_ids = {

@@ -28,6 +28,7 @@ class BatchSummary:
     snapshot_age_days: float | None = None  # age of the scored snapshot at `as_of`
     stale: bool = False  # the snapshot is older than a feature view's TTL at `as_of`
     model_versions: dict[str, str] = field(default_factory=dict)
+    not_loaded: dict[str, str] = field(default_factory=dict)  # kind -> why (no champion): not scored
     scores_path: Path | None = None
     distribution: str = ""
 
@@ -39,14 +40,20 @@ class BatchSummary:
 def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, object]:  # type: ignore[no-untyped-def]
     """Score one chunk: returns (tags as CRM strings, tag inputs, model outputs). Pure given `state`."""
     from models.tag_engine import format_values
-    from serving.scoring import KINDS, run_models
+    from serving.scoring import KINDS, complete_inputs, run_models, unset_absent
 
     features = frame.reset_index(drop=True)
     # every customer of an offline snapshot has a row in each table that was built: features were found
     has = {kind: np.ones(len(features), dtype=bool) for kind in KINDS}
     outputs = run_models(state, features, has_features=has)
     tag_input = pd.concat([features, outputs.frame()], axis=1)
-    tags = format_values(state.catalog.evaluate(tag_input, state.cutpoints), state.catalog)
+    absent = complete_inputs(state.catalog, {}, len(features))  # inputs of sources that are absent
+    absent = {k: v for k, v in absent.items() if k not in tag_input.columns}
+    if absent:
+        tag_input = pd.concat([tag_input, pd.DataFrame(absent)], axis=1)
+    tags = unset_absent(
+        format_values(state.catalog.evaluate(tag_input, state.cutpoints), state.catalog), state
+    )
     tags.insert(0, "customer_id", features["customer_id"].astype(str).to_numpy())
     return tags, tag_input, outputs
 
@@ -62,7 +69,9 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)
     frame = frame[~frame["customer_id"].astype(str).isin(state.withdrawn)].reset_index(drop=True)
-    summary = BatchSummary(customers=len(frame), model_versions=state.versions)
+    summary = BatchSummary(
+        customers=len(frame), model_versions=state.versions, not_loaded=dict(state.missing)
+    )
     if "event_timestamp" in frame.columns and len(frame):
         snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0])
         summary.snapshot = snapshot.date().isoformat()
@@ -138,6 +147,8 @@ def print_summary(summary: BatchSummary) -> None:
             fg="yellow",
         )
     click.echo(f"models: {summary.model_versions}")
+    for kind, why in summary.not_loaded.items():  # once per model, not once per customer
+        click.echo(f"{kind}: not scored ({why}); its tags stay unset")
     click.echo(f"tag changes queued for the CRM: {summary.queued_changes:,} ({summary.write_seconds:.1f}s)")
     if summary.no_crm_record:
         click.echo(

@@ -49,6 +49,9 @@ class CrmConfig(BaseModel):
 
     connector: Literal["sql", "http"] = "sql"
     url: str = "sqlite:///{data_dir}/raw/crm.sqlite"  # sql: SQLAlchemy URL; http: the CRM's base URL
+    # sql + SQLite only: create the file when it does not exist (an embedded CRM of its own, for
+    # sources without one). Off by default: a mistyped path must not become an empty CRM.
+    create: bool = False
     # http only: bearer token (env PERSONA_CRM__TOKEN; a SecretStr so it is never printed or logged)
     token: SecretStr | None = None
     # http only: the unique contact property HubSpot's batch upsert matches records by

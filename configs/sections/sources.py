@@ -2,9 +2,10 @@
 
 Column names Persona understands, per source (`columns:` maps these names to the source's own):
 
-- orders, `layout: orders` (one row per order): required `order_id`, `customer_ref`, `order_ts`,
-  `amount` (gross, >= 0); optional `discount` (currency units, default 0), `quantity` (default 1),
-  `category`, `status` (see the `*_statuses` lists; empty = completed).
+- orders, `layout: orders` (one row per order): required `customer_ref`, `order_ts`, `amount` (gross,
+  >= 0); optional `order_id` (without it, an order is named by its data row in the source, `row-<n>`),
+  `discount` (currency units, default 0), `quantity` (default 1), `category`, `status` (see the
+  `*_statuses` lists; empty = completed).
 - orders, `layout: order_lines` (one row per product line): required `order_id`, `customer_ref`,
   `order_ts`, `quantity` (negative = returned units), `unit_price` (>= 0); optional `line_id`,
   `product_id`, `description`, `discount` (of the line, currency units), `category`, `status` (a line
@@ -36,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Persona column names per source (and orders layout): (required, optional).
 ORDER_COLUMNS = (
-    ("order_id", "customer_ref", "order_ts", "amount"),
-    ("discount", "quantity", "category", "status"),
+    ("customer_ref", "order_ts", "amount"),
+    ("order_id", "discount", "quantity", "category", "status"),
 )
 ORDER_LINE_COLUMNS = (
     ("order_id", "customer_ref", "order_ts", "quantity", "unit_price"),
@@ -62,6 +63,7 @@ LEAD_COLUMNS = (
     ("lead_id", "created_at"),
     ("email", "phone", "source", "campaign", "engagement_score", "converted", "converted_at"),
 )
+WHITESPACE = "whitespace"  # `csv_sep` value: columns separated by runs of blanks
 # Names accepted in a mapping but deliberately never read (raw PII that nothing downstream needs).
 IGNORED_COLUMNS = {"contacts": ("full_name",)}
 
@@ -81,6 +83,8 @@ class SourceConfig(BaseModel):
     layout: Literal["orders", "order_lines"] = "orders"
     # orders/events only: what identifies the person (a ready customer id, or an email/phone to resolve).
     customer_key: Literal["customer_id", "contact"] = "contact"
+    # CSV delimiter: one character, or `whitespace` for text exports whose columns are separated by runs
+    # of spaces or tabs (leading blanks ignored), e.g. `  00001 19970101  1   11.77`.
     csv_sep: str = ","
     # Time zone of timestamps written without an offset (IANA name).
     timezone: str = "UTC"
@@ -107,6 +111,13 @@ class SourceConfig(BaseModel):
         if self.url and not self.table:
             raise ValueError("'url' needs 'table'")
         return self
+
+    @field_validator("csv_sep")
+    @classmethod
+    def _one_char_or_whitespace(cls, v: str) -> str:
+        if v != WHITESPACE and len(v) != 1:
+            raise ValueError(f"give one character or '{WHITESPACE}' (got {v!r})")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -167,7 +178,8 @@ class SourcesConfig(BaseModel):
         for name in ("orders", "contacts", "events", "leads"):
             source: SourceConfig = getattr(self, name)
             allowed = set(IGNORED_COLUMNS.get(name, ()))
-            # base.yaml's orders mapping is merged into any override, so orders accept both layouts' names.
+            # Keyword overrides of `load_settings` patch base.yaml's orders mapping, so orders accept both
+            # layouts' names (the reader takes those of its layout).
             layouts = ("orders", "order_lines") if name == "orders" else ("orders",)
             for layout in layouts:
                 required, optional = known_columns(name, layout)

@@ -46,10 +46,13 @@ def make_connector(settings: Settings) -> Connector:
             raise ConfigError(f"crm.url: {url!r} is not a SQLAlchemy URL (crm.connector is sql)") from None
         if sa_url.get_backend_name() == "sqlite":
             # the CRM's own file: never create an empty one by accident (and leave its journal mode alone)
-            if not sa_url.database or not Path(sa_url.database).is_file():
+            if crm.create and sa_url.database:
+                Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+            elif not sa_url.database or not Path(sa_url.database).is_file():
                 raise CrmError(
                     f"CRM database {sa_url.database} not found (crm.url)",
-                    hint="run `persona data generate` for the demo CRM, or point crm.url at your CRM",
+                    hint="run `persona data generate` for the demo CRM, point crm.url at your CRM, "
+                    "or set crm.create: true for an embedded CRM of its own",
                 )
             return SqlConnector(sa.create_engine(url, connect_args={"timeout": 30}), resolver=resolver)
         return SqlConnector(sa.create_engine(url, pool_pre_ping=True), resolver=resolver)

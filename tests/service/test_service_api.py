@@ -41,7 +41,13 @@ def client(world: Path) -> Iterator[object]:
 
 def test_health_metrics_and_docs_are_open(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    # Which models are loaded, with the FeatureService each was trained on (the demo world has all three).
+    body = ready.json()
+    assert body["ready"] is True and body["not_loaded"] == {}
+    assert body["models"]["churn"]["feature_service"] == "churn_v1"
+    assert set(body["models"]) == {"segments", "churn", "conversion"}
     assert client.get("/metrics").status_code == 200
     spec = client.get("/docs.json").json()
     assert spec["paths"]["/v1/score"]["post"]["security"] == [{"bearerAuth": []}]
