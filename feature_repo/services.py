@@ -76,3 +76,11 @@ conversion_leads_v1 = FeatureService(
     tags={"model": "conversion", "version": "1", "sources": "leads"},
     description="Lead features alone, for lead conversion without events or CRM contacts.",
 )
+
+clv_v1 = FeatureService(
+    name="clv_v1",
+    features=[customer_transactions],
+    tags={"model": "clv", "version": "1"},
+    description="All transaction features, for each customer's spend over the value horizon (orders only, so "
+    "it serves every world that has orders).",
+)

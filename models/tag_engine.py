@@ -51,6 +51,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "churn_tier": tx.STRING,
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
+    "clv_value": tx.NUMBER,
+    "clv_tier": tx.STRING,
 }
 
 

@@ -32,6 +32,26 @@ class ModelScore(BaseModel):
     not_scored_reason: str | None = None
 
 
+class ValueReason(BaseModel):
+    """A driver of the predicted value: a feature, its value, and its contribution to the log of the
+    value (+0.69 doubles it); null contribution for the probabilistic model, which reads the history."""
+
+    feature: str
+    value: float | str | None
+    contribution: float | None = None
+
+
+class ValueScore(BaseModel):
+    """Predicted spend over the next `horizon_days` (customer lifetime value) and its tier."""
+
+    predicted_value: float | None = None
+    horizon_days: int | None = None
+    tier: str | None = None  # top | high | standard (top 10% / next 20% / rest, cut on validation)
+    reasons: list[ValueReason] = Field(default_factory=list)
+    model_version: str | None = None
+    not_scored_reason: str | None = None
+
+
 class Segment(BaseModel):
     segment_id: int | None = None
     persona: str | None = None
@@ -59,6 +79,7 @@ class ScoreItem(BaseModel):
     segment: Segment | None = None
     churn: ModelScore | None = None
     conversion: ModelScore | None = None
+    value: ValueScore | None = None
     tags: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
     feature_freshness: dict[str, Freshness] = Field(default_factory=dict)
     written_back: int = 0  # tag changes queued for the CRM for this customer

@@ -21,7 +21,7 @@ from core.errors import FeatureStoreError, RegistryError, ValidationFailed
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion")
+KINDS = ("segments", "churn", "conversion", "clv")
 CLASSIFIERS = ("churn", "conversion")
 NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
@@ -29,6 +29,7 @@ OUTPUTS_OF = {
     "segments": ("segment_id", "persona"),
     "churn": ("churn_probability", "churn_tier"),
     "conversion": ("conversion_probability", "conversion_tier"),
+    "clv": ("clv_value", "clv_tier"),
 }
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
@@ -250,6 +251,8 @@ class ModelOutputs:
     churn_tier: np.ndarray
     conversion_probability: np.ndarray
     conversion_tier: np.ndarray
+    clv_value: np.ndarray  # predicted spend over the value horizon (NaN = not scored)
+    clv_tier: np.ndarray
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -265,6 +268,8 @@ class ModelOutputs:
             "churn_tier": self.churn_tier,
             "conversion_probability": self.conversion_probability,
             "conversion_tier": self.conversion_tier,
+            "clv_value": self.clv_value,
+            "clv_tier": self.clv_tier,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -278,6 +283,11 @@ def _take(col: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
 def _part(bundle: Any, features: Columns, rows: np.ndarray | None) -> dict[str, np.ndarray]:
     """The bundle's input columns, restricted to `rows` (None = all)."""
     return {f: _take(features[f], rows) for f in bundle.features}
+
+
+def value_frame(bundle: Any, features: Columns, rows: np.ndarray | None) -> pd.DataFrame:
+    """The value model's input as a DataFrame (its models read named columns), restricted to `rows`."""
+    return pd.DataFrame(_part(bundle, features, rows), copy=False)
 
 
 def run_models(
@@ -339,6 +349,18 @@ def run_models(
             tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
+    value, value_tier = np.full(n, np.nan), np.full(n, None, dtype=object)
+    if "clv" not in state.models:
+        not_scored["clv"] = no_model.copy()
+    else:
+        bundle = state.models["clv"].bundle
+        ok = has_features["clv"]
+        not_scored["clv"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
+            value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
+            scored_rows["clv"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -346,6 +368,8 @@ def run_models(
         churn_tier=outputs["churn"][1],
         conversion_probability=outputs["conversion"][0],
         conversion_tier=outputs["conversion"][1],
+        clv_value=value,
+        clv_tier=value_tier,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
@@ -422,6 +446,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
         "segment": None,
         "churn": None,
         "conversion": None,
+        "value": None,
         "tags": {},
         "feature_freshness": {},
         "written_back": 0,
@@ -586,6 +611,20 @@ class Scorer:
                         for d in r
                     ]
             reasons[kind] = per_row
+        value_reasons: list[list[dict[str, Any]]] = [[] for _ in ids]
+        if top_k and only is None and "clv" in outputs.scored_rows:
+            bundle = state.models["clv"].bundle
+            rows = outputs.scored_rows["clv"]
+            got = bundle.reasons(value_frame(bundle, features, rows), top_k=top_k)
+            for row, r in zip(rows, got, strict=True):
+                value_reasons[row] = [
+                    {
+                        "feature": d["feature"],
+                        "value": _jsonable(d.get("value")),
+                        "contribution": None if d.get("contribution") is None else float(d["contribution"]),
+                    }
+                    for d in r
+                ]
         tag_records: list[dict[str, str | None]] | None = None
         queued = 0
         changes_by_customer: dict[str, int] = {}
@@ -620,6 +659,7 @@ class Scorer:
                 "segment": None,
                 "churn": None,
                 "conversion": None,
+                "value": None,
                 "tags": {},
                 "feature_freshness": freshness[row],
                 "written_back": changes_by_customer.get(cid, 0),
@@ -642,6 +682,16 @@ class Scorer:
                     "reasons": reasons[kind][row],
                     "model_version": versions.get(kind),
                     "not_scored_reason": outputs.not_scored[kind][row],
+                }
+            if only is None:
+                amount = outputs.clv_value[row]
+                item["value"] = {
+                    "predicted_value": None if np.isnan(amount) else round(float(amount), 2),
+                    "horizon_days": state.settings.training.clv_horizon_days,
+                    "tier": outputs.clv_tier[row],
+                    "reasons": value_reasons[row],
+                    "model_version": versions.get("clv"),
+                    "not_scored_reason": outputs.not_scored["clv"][row],
                 }
             if tag_records is not None:
                 item["tags"] = tag_records[row]

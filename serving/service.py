@@ -158,8 +158,16 @@ def _service_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _campaign_app(settings_factory):
+    from serving.campaign_api import make_app
+
+    return make_app(settings_factory)
+
+
 # BentoML reads the service options when this module is imported (that is how `bentoml serve` works),
 # so the entry point loads the settings here, once.
-PersonaService = bentoml.service(**_service_options(load_settings()))(_PersonaService)
+_SETTINGS = load_settings()
+PersonaService = bentoml.service(**_service_options(_SETTINGS))(_PersonaService)
+PersonaService = bentoml.asgi_app(_campaign_app(lambda: _SETTINGS), path="/v1/campaigns")(PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
 PersonaService.add_asgi_middleware(ReadinessMiddleware)

@@ -8,7 +8,6 @@ Files are read in place from the shared data folder (`<repo>/../shared/data`, or
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError, SourceError
+from features.shared_data import shared_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"
@@ -60,12 +60,6 @@ class DatasetMapping(BaseModel):
     numeric: list[str] = Field(default_factory=list)  # coerced with blanks/garbage -> missing
     missing_values: list[str] = Field(default_factory=list)  # extra markers read as missing
     split: SplitConfig = Field(default_factory=SplitConfig)
-
-
-def shared_data_dir() -> Path:
-    """`$PERSONA_SHARED_DATA`, else `<repo>/../shared/data` (where CI puts the public datasets)."""
-    env = os.environ.get("PERSONA_SHARED_DATA")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data").resolve()
 
 
 def mapping_paths() -> list[Path]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.errors import StageSkipped, ValidationFailed
-from training.labels import churn_labels, conversion_labels, segmentation_entities
+from training.labels import churn_labels, conversion_labels, segmentation_entities, value_labels
 from training.splits import TimeSplit, time_split
 
 if TYPE_CHECKING:
@@ -30,6 +30,21 @@ class ClassifierData:
     test: pd.DataFrame
     features: list[str]
     categorical: list[str]
+
+
+@dataclass
+class ValueData:
+    """Train/valid/test frames for the value model: entity columns, `label` (spend over the horizon),
+    then the service's features."""
+
+    service: str
+    split: TimeSplit
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    categorical: list[str]
+    horizon_days: int
 
 
 @dataclass
@@ -156,6 +171,49 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
         split=split,
         features=features,
         categorical=categorical_features(frames["train"], features),
+        **frames,
+    )
+
+
+def value_data(settings: Settings, *, store: Any = None) -> ValueData:
+    """Spend labels (training.labels.value_labels) -> purged time split -> point-in-time features of the
+    value model's FeatureService."""
+    from features.feast_io import get_store, service_features, training_frame
+
+    store = store or get_store(settings)
+    service = choose_service(settings, "clv", store=store)
+    horizon = settings.training.clv_horizon_days
+    labels = value_labels(
+        orders=_read_clean(settings, "orders"),
+        customers=_read_clean(settings, "customers"),
+        snapshots=_snapshots(settings),
+        horizon_days=horizon,
+    )
+    try:
+        split = time_split(labels, horizon_days=horizon)
+    except ValidationFailed as exc:  # data too short for this horizon: the other models still train
+        raise StageSkipped(
+            f"clv model skipped: {exc.message}",
+            hint=f"training.clv_horizon_days={horizon} needs about 3 x {horizon} days of orders "
+            "(train, validation and test label windows that do not overlap)",
+        ) from None
+    features = service_features(store, service)
+    frames = {
+        name: training_frame(store, entity_df=getattr(split, name), service=service)
+        for name in ("train", "valid", "test")
+    }
+    for name, frame in frames.items():
+        if not frame[LABEL].gt(0).any():
+            raise ValidationFailed(
+                f"clv: nobody in the {name} split ({len(frame)} customers) spent anything in the "
+                f"{horizon}-day horizon; a value model needs buyers"
+            )
+    return ValueData(
+        service=service,
+        split=split,
+        features=features,
+        categorical=categorical_features(frames["train"], features),
+        horizon_days=horizon,
         **frames,
     )
 

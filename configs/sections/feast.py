@@ -27,5 +27,6 @@ class FeastConfig(BaseModel):
             "segmentation_orders_v1",
             "churn_orders_v1",
             "conversion_leads_v1",
+            "clv_v1",
         ]
     )

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion"]
+ModelKind = Literal["segments", "churn", "conversion", "clv"]
 
 
 class GateConfig(BaseModel):
@@ -41,6 +41,8 @@ class TrainingConfig(BaseModel):
     seed: int = 7
     churn_horizon_days: int = Field(90, gt=0)
     conversion_horizon_days: int = Field(60, gt=0)
+    # Customer lifetime value: each customer's spend over the next `clv_horizon_days`.
+    clv_horizon_days: int = Field(365, gt=0)
     # A customer is "active" at snapshot t with a completed order in the `activity_window_days` before t.
     activity_window_days: int = Field(365, gt=0)
     # LightGBM overrides passed to models.classifier.fit_classifier (also calibration, tier_shares, ...)
@@ -53,6 +55,7 @@ class TrainingConfig(BaseModel):
             "segments": ["segmentation_v1", "segmentation_orders_v1"],
             "churn": ["churn_v1", "churn_orders_v1"],
             "conversion": ["conversion_v1", "conversion_leads_v1"],
+            "clv": ["clv_v1"],
         }
     )
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)

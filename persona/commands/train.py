@@ -6,13 +6,22 @@ import click
 
 from persona.commands._common import settings_from
 
-KINDS = ("segments", "churn", "conversion")
+KINDS = ("segments", "churn", "conversion", "clv")
 
 
 def _summary(outcome) -> str:
     d = outcome.decision
     head = f"{outcome.kind}: v{outcome.version} (run {outcome.run_id[:8]}, {outcome.service})"
-    if outcome.kind == "segments":
+    if outcome.kind == "clv":
+        base = outcome.extra.get("baselines") or {}
+        m = outcome.metrics
+        nums = (
+            f"test MAE {m['mae']:.2f}, total {m['total_ratio']:.2f}, top-10% capture "
+            f"{m['capture_top_decile']:.3f} (BG/NBD x GG MAE "
+            f"{base.get('bgnbd_gamma_gamma', {}).get('mae', float('nan')):.2f}, naive rate "
+            f"{base.get('naive_rate', {}).get('mae', float('nan')):.2f})"
+        )
+    elif outcome.kind == "segments":
         nums = ", ".join(
             f"{k} {v:.3f}" for k, v in outcome.metrics.items() if k in ("silhouette", "ari_vs_champion")
         )

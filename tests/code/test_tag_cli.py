@@ -70,6 +70,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         churn_tier=["low"] * n,
         conversion_probability=[0.5] * n,
         conversion_tier=["warm"] * n,
+        clv_value=[120.5] * n,
+        clv_tier=["high"] * n,
     )
 
 
@@ -225,6 +227,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "segmentation_orders_v1": ["recency_days"],
             "churn_orders_v1": ["visits_90d"],
             "conversion_leads_v1": ["lead_age_days"],
+            "clv_v1": ["recency_days"],
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)

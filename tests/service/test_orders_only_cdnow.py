@@ -109,13 +109,15 @@ def test_online_scoring_skips_the_missing_model_and_takes_the_business_id(cdnow_
     _, settings, _ = cdnow_run
     state = load_state(settings)
     assert set(state.readiness()["models"]) == {"segments", "churn"}
-    assert set(state.readiness()["not_loaded"]) == {"conversion"}
+    # no leads: no conversion model; 18 months of orders cannot label a 365-day value horizon three times
+    assert set(state.readiness()["not_loaded"]) == {"conversion", "clv"}
     payload = Scorer(state).score(["00001", "00002"], write_back=False, now=datetime.now(UTC))
     assert payload["scored"] == 2, payload
     for item in payload["items"]:
         assert item["status"] == "ok"
         assert item["conversion"]["not_scored_reason"] == "no_model"
         assert item["conversion"]["probability"] is None and item["conversion"]["model_version"] is None
+        assert item["value"]["not_scored_reason"] == "no_model" and item["value"]["predicted_value"] is None
         assert item["segment"]["segment_id"] is not None
         assert item["tags"]["channel_inactive"] is None  # no events: unset, not "true"
     assert "conversion" not in payload["model_versions"]
