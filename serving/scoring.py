@@ -784,8 +784,8 @@ class Scorer:
                         datetime.fromtimestamp(sec, tz=UTC).isoformat(),
                         None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
                     )
-                as_of, age = stamp[sec]
-                out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}
+                snapshot_at, age = stamp[sec]
+                out[row][view] = {"as_of": snapshot_at, "age_days": age, "status": str(status[row])}
         return out
 
     def _write_back(
