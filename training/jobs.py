@@ -188,11 +188,9 @@ def evaluate_and_register(
         input_example=_example(data.test, data.features),
         make_artifacts=artifacts,
         report_sections=report_sections,
-        extra_params={
-            "model": model.metadata.get("model", "lightgbm"),
-            "best_iteration": model.metadata.get("best_iteration", ""),
-            "candidate_selection": selection,
-        },
+        datasets={"training": data.train, "validation": data.valid, "test": data.test},
+        target=LABEL,
+        extra_params={"candidate_selection": selection},
     )
     mark_challenger(
         settings,
@@ -346,7 +344,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
                 },
             ),
         ],
-        extra_params={"k": getattr(model, "k", "")},
+        datasets={"training": data.frame},
         extra_artifacts={
             "segment_profiles.json": profiles.reset_index().to_dict(orient="records"),
             "segment_sizes.json": sizes,
@@ -416,11 +414,14 @@ def _log_run(
     input_example: pd.DataFrame,
     make_artifacts: Callable[[Path], dict[str, Path]],
     report_sections: list[tuple[str, Any]],
+    datasets: dict[str, pd.DataFrame],
+    target: str | None = None,
     extra_params: dict[str, Any] | None = None,
     extra_artifacts: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """One MLflow run: config, seed, commit, window, service, metrics, plots, report, model. Returns
-    (run_id, registered version)."""
+    """One MLflow run: a description of what was trained on what, hyperparameters, seed, commit, window,
+    service, the splits as dataset inputs, metrics, the configuration (config.json), plots, report,
+    model. Returns (run_id, registered version)."""
     import mlflow
 
     configure_tracking(settings)
@@ -429,11 +430,16 @@ def _log_run(
     commit = mlflow_io.git_commit()
     service_name, service_version = mlflow_io.service_version(service)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{kind}-{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}"
+        experiment_id=experiment_id,
+        run_name=f"{kind}-{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}",
+        description=mlflow_io.describe_run(
+            kind=kind, model=model, service=service, window=window, commit=commit
+        ),
     ) as run:
         mlflow.set_tags({"persona.kind": kind, "git_commit": commit, "feast.feature_service": service})
+        # The whole configuration goes in config.json (one artifact, secrets masked), not in params.
         params = {
-            **{f"config.{k}": v for k, v in mlflow_io.flat_config(settings).items()},
+            **mlflow_io.hyperparameters(model),
             "seed": settings.training.seed,
             "git_commit": commit,
             "feature_service": service,
@@ -444,6 +450,13 @@ def _log_run(
             **(extra_params or {}),
         }
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        mlflow_io.log_datasets(
+            datasets,
+            features=list(model.features),
+            service=service,
+            source=settings.path(settings.feast.source_dir).resolve().as_uri(),
+            target=target,
+        )
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         mlflow_io.log_json(mlflow_io.mask_secrets(settings.model_dump(mode="json")), "config.json")
         mlflow_io.log_json({"window": window, "metrics": metrics, "gate": decision.tags()}, "summary.json")
