@@ -1,15 +1,90 @@
-"""Logging set-up for the CLI and services. Never log raw PII or API keys: log customer_id only."""
+"""Logging set-up for the CLI and services. Never log raw PII or API keys: log customer_id only.
+
+The CLI keeps stderr for Persona's own lines: third-party warnings (Python `warnings` and log records of
+other libraries) go to `{data_dir}/logs/persona.log`, and to stderr as well with `persona --verbose`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
+
+# The loggers whose records are Persona's own lines: "persona.*" and the modules of its packages.
+OWN_LOGGERS = ("persona", "core", "configs", "features", "models", "artifacts", "training", "serving")
+LOG_FILE = "logs/persona.log"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure(level: str | None = None) -> None:
-    logging.basicConfig(
-        level=(level or os.environ.get("PERSONA_LOG_LEVEL", "INFO")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Services: every record to stderr at `level` (PERSONA_LOG_LEVEL, default INFO), chatty libraries
+    at WARNING."""
+    logging.basicConfig(level=(level or os.environ.get("PERSONA_LOG_LEVEL", "INFO")).upper(), format=_FORMAT)
     for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that creates its folder and opens the file only when the first record arrives,
+    so a command that logs nothing writes nothing (e.g. one that reports a missing data dir)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            try:
+                Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return  # nowhere to write (read-only data dir): the record is dropped, not shown
+        super().emit(record)
+
+
+class _OwnOrVerbose(logging.Filter):
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.verbose or record.name.split(".")[0] in OWN_LOGGERS
+
+
+def configure_cli(*, data_dir: Path | None, verbose: bool) -> Path | None:
+    """Route third-party warnings and log records to the log file under `data_dir` (None: nowhere),
+    keep Persona's own WARNING+ records on stderr, show everything there with `verbose`.
+    Returns the log file's path."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_persona_cli", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    console.addFilter(_OwnOrVerbose(verbose))
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [console]
+    path = None
+    if data_dir is not None:
+        path = data_dir / LOG_FILE
+        file = _LazyFileHandler(path)
+        file.setLevel(logging.INFO)
+        file.setFormatter(logging.Formatter(_FORMAT))
+        handlers.append(file)
+    for handler in handlers:
+        handler._persona_cli = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    # Libraries that log below WARNING at INFO by default stay in the file only.
+    for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    # Python warnings become records of the `py.warnings` logger: file always, stderr with --verbose.
+    logging.captureWarnings(True)
+    return path
+
+
+def reopen_log_file() -> None:
+    """Close the CLI's log file so the next record opens it afresh (after its folder was deleted)."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_persona_cli", False) and isinstance(handler, logging.FileHandler):
+            handler.close()

@@ -59,7 +59,9 @@ def test_run_logs_params_metrics_artifacts(registry) -> None:
         {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset for i in run.inputs.dataset_inputs
     }
     assert set(inputs) >= {"training", "validation", "test"}
-    assert inputs["training"].name.startswith("churn_v1@") and '"num_rows": 1400' in inputs["training"].profile
+    assert (
+        inputs["training"].name.startswith("churn_v1@") and '"num_rows": 1400' in inputs["training"].profile
+    )
     assert params["window.train_rows"] == "1400" and params["window.test_rows"] == "700"
     assert params["window.test_first_snapshot"] == "2025-09-28T00:00:00+00:00"
     for name in (
