@@ -62,7 +62,9 @@ def print_table(
     numeric_columns: Sequence[str] = (),
 ) -> None:
     """Print rows as a rich table. `long_columns` are cut to one line unless `wide` (then in full)."""
-    table = Table(title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False)
+    if title:
+        click.echo(title)
+    table = Table(header_style="bold", show_edge=False, pad_edge=False)
     for name in columns:
         if name in long_columns and not wide:
             table.add_column(name, max_width=60, no_wrap=True, overflow="ellipsis")

@@ -138,8 +138,22 @@ def test_explain_unknown_customer_is_a_clear_error(env, capsys):
 def test_list_shows_the_catalog(env, capsys):
     assert main(["tags", "list"]) == 0
     out = capsys.readouterr().out
-    assert "rfm_segment          segment  category  daily     persona_rfm_segment" in out
-    assert "buying_intent        model    tier      daily     persona_conversion_tier" in out
+    assert out.startswith("tag catalog configs/tags.yaml")
+    rows = {line.split()[0]: line.split("│") for line in out.splitlines() if "│" in line}
+    assert [c.strip() for c in rows["rfm_segment"][:5]] == [
+        "rfm_segment",
+        "segment",
+        "category",
+        "daily",
+        "persona_rfm_segment",
+    ]
+    assert [c.strip() for c in rows["buying_intent"][:5]] == [
+        "buying_intent",
+        "model",
+        "tier",
+        "daily",
+        "persona_conversion_tier",
+    ]
 
 
 def test_bad_catalog_stops_the_cli_with_every_problem(env, tmp_path, capsys, monkeypatch):

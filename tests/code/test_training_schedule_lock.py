@@ -161,7 +161,7 @@ def test_deploy_files_follow_the_configured_cron(settings) -> None:
     assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
     assert job["spec"]["schedule"] == settings.schedule.cron
     container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["persona", "retrain"]
+    assert container["args"] == ["retrain"]  # the image's entrypoint is `persona` (Dockerfile)
 
 
 def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
