@@ -32,6 +32,10 @@ def model_name(settings: Settings, kind: str) -> str:
     return f"{settings.mlflow.experiment_prefix}-{kind}"
 
 
+# mlflow (about 2 s to import) is imported where used: this module is imported with serving.service,
+# which BentoML's supervisor process and `bentoml build` import without ever loading a model.
+
+
 def configure_tracking(settings: Settings) -> str:
     """Point MLflow at the configured tracking (and registry) URI, telemetry off; returns the URI.
 

@@ -6,9 +6,12 @@ other libraries) go to `{data_dir}/logs/persona.log`, and to stderr as well with
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # The loggers whose records are Persona's own lines: "persona.*" and the modules of its packages.
@@ -88,3 +91,36 @@ def reopen_log_file() -> None:
     for handler in logging.getLogger().handlers:
         if getattr(handler, "_persona_cli", False) and isinstance(handler, logging.FileHandler):
             handler.close()
+
+
+class _LineLogger(io.TextIOBase):
+    """A text stream whose lines become INFO records of one logger."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending.strip():
+            self.logger.info(self.pending)
+        self.pending = ""
+
+
+@contextlib.contextmanager
+def stderr_to_log(logger_name: str) -> Iterator[None]:
+    """Turn what a library prints on stderr inside the block into log records of `logger_name` (MLflow
+    prints its registry messages with print(), past logging). Process-wide: for single-threaded jobs."""
+    stream = _LineLogger(logging.getLogger(logger_name))
+    with contextlib.redirect_stderr(stream):
+        try:
+            yield
+        finally:
+            stream.flush()

@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from configs.settings import ConfigError
 from core.errors import SourceError, ValidationFailed
 from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
+from features.ingest import load_clean
 from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
 from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
 from features.snapshots import TS_DTYPE, build_spine, snapshot_dates
 from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from configs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,6 @@ def compute_feature_tables(
 
 def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
     """The Parquet schema of a feature table: microsecond UTC timestamps, int64, float64, string."""
-    import pyarrow as pa
 
     kinds = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
     fields = [
@@ -271,8 +271,6 @@ def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` to `path` via a temporary file and a rename: readers never see half a file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -290,7 +288,6 @@ def read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
     None when an optional source (events, leads) was absent; SourceError when ingest has not run or a
     required table (customers, orders) is missing.
     """
-    from features.ingest import load_clean  # ingest pulls in identity resolution: only when building
 
     try:
         return load_clean(settings, table)

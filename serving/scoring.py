@@ -16,8 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artifacts.catalog import load_catalog, load_cutpoints
+from artifacts.registry import load_champion, model_name
 from configs.settings import Settings
 from core.errors import FeatureStoreError, RegistryError, ValidationFailed
+from features.build import feature_dtype
+from features.feast_io import get_store, online_features, service_features, service_views
+from features.ingest import withdrawn_customer_ids
+from models import tag_expr as tx
+from models.tag_engine import format_one, format_values
+from serving.outbox import Outbox
+from serving.tagging import open_tag_store
+from serving.writeback import record_and_enqueue
 
 log = logging.getLogger("persona.serving")
 
@@ -68,7 +78,6 @@ def compile_populations(
     populations: dict[str, str], *, feature_types: dict[str, str]
 ) -> dict[str, Population]:
     """Parse and type-check `serving.populations`; unknown features or non-boolean rules are errors."""
-    from models import tag_expr as tx
 
     out: dict[str, Population] = {}
     problems: list[str] = []
@@ -125,11 +134,6 @@ class ServingState:
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
-    from artifacts.catalog import load_catalog, load_cutpoints
-    from artifacts.registry import load_champion, model_name
-    from features.feast_io import get_store, service_features
-    from features.ingest import withdrawn_customer_ids
-    from serving.tagging import open_tag_store
 
     store = get_store(settings)
     models = {kind: load_champion(settings, kind) for kind in KINDS}
@@ -145,15 +149,12 @@ def load_state(settings: Settings) -> ServingState:
                 hint="apply the feature repo the model was trained with (persona features apply)",
             )
     catalog = load_catalog(settings, store=store)
-    from features.build import feature_dtype
-    from models import tag_expr as tx
 
     for loaded in models.values():
         for name in service_features(store, loaded.feature_service):
             feature_types[name] = tx.STRING if feature_dtype(name) == "string" else tx.NUMBER
     feature_types.update(catalog.input_types)
     populations = compile_populations(dict(settings.serving.populations), feature_types=feature_types)
-    from serving.outbox import Outbox
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -295,7 +296,6 @@ def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str
     Small requests go through the catalog's single-customer engine, large ones through the vectorised
     engine; a property test (tests/model/test_tag_equivalence.py) holds the two to the same results.
     """
-    from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
     names = [*catalog.input_types, *(["customer_id"] if "customer_id" in inputs else [])]
@@ -342,8 +342,6 @@ class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
     def __init__(self, state: ServingState) -> None:
-        from features.feast_io import service_views
-
         self.state = state
         # All the models' services are read together: one online read, each feature view once.
         self.services = tuple(dict.fromkeys(state.services.values()))
@@ -352,8 +350,6 @@ class Scorer:
         }
 
     def _read(self, ids: list[str], now: datetime) -> Any:
-        from features.feast_io import online_features
-
         try:
             return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=now)
         except FeatureStoreError:
@@ -363,7 +359,6 @@ class Scorer:
     def _reconnect(self) -> None:
         """Drop Feast's client after a failed read: it caches its online-store connection, which would
         keep pointing at a broken or replaced store after the store itself has recovered."""
-        from features.feast_io import get_store
 
         try:
             self.state.store = get_store(self.state.settings)
@@ -538,8 +533,6 @@ class Scorer:
     def _write_back(
         self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime
     ) -> list[Any]:
-        from serving.writeback import record_and_enqueue
-
         state = self.state
         tags = pd.DataFrame(tag_records, columns=state.catalog.keys)
         tags.insert(0, "customer_id", ids)

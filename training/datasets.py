@@ -18,8 +18,11 @@ from typing import Literal
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sklearn.model_selection import train_test_split
 
 from core.errors import ConfigError, SourceError
+from models.classifier import fit_baseline, fit_classifier
+from models.metrics import binary_metrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"
@@ -188,7 +191,6 @@ def split_dataset(
     if split.method == "ordered":
         a, b = int(n * split.train), int(n * (split.train + split.valid))
         return frame.iloc[:a], frame.iloc[a:b], frame.iloc[b:]
-    from sklearn.model_selection import train_test_split
 
     train, rest = train_test_split(frame, train_size=split.train, stratify=frame[LABEL], random_state=seed)
     valid_share = split.valid / (1 - split.train)
@@ -199,8 +201,6 @@ def split_dataset(
 def evaluate_dataset(mapping: DatasetMapping, *, seed: int, root: Path | None = None) -> dict:
     """Fit LightGBM and the logistic baseline on the mapped dataset's train split (calibrated and tiered
     on valid) and return their held-out test metrics, split sizes and fit times."""
-    from models.classifier import fit_baseline, fit_classifier
-    from models.metrics import binary_metrics
 
     data = load_dataset(mapping, root=root)
     train, valid, test = split_dataset(data.frame, split=mapping.split, seed=seed)

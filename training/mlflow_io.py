@@ -1,7 +1,7 @@
 """MLflow at the edge: tracking set-up, what each run logs (config, commit, window, plots, report) and the
 pyfunc wrapper that carries a `models` bundle to serving.
 
-Nothing here runs at import time; mlflow and matplotlib are imported inside functions.
+Nothing here runs at import time; matplotlib is imported when a plot is drawn (its Agg backend first).
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from artifacts.registry import BUNDLE_ARTIFACT, PYFUNC_MODEL_CODE, model_name
+from core.logs import stderr_to_log
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -34,7 +39,6 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 # ------------------------------------------------------------------------------------------ naming
 def ensure_experiment(settings: Settings, kind: str) -> str:
     """The experiment id of `kind`, created with an explicit artifact location under `artifact_root`."""
-    import mlflow
 
     name = model_name(settings, kind)
     found = mlflow.get_experiment_by_name(name)
@@ -104,7 +108,6 @@ def log_datasets(
 ) -> None:
     """Record each split (context -> frame) as an MLflow dataset input named after the FeatureService
     and its snapshot window: schema, row count and digest of the features (and label), not the rows."""
-    import mlflow
 
     for context, frame in frames.items():
         columns = [*features, *([target] if target and target in frame else [])]
@@ -177,8 +180,6 @@ def classifier_plots(
 ) -> dict[str, Path]:
     """ROC, precision-recall, calibration and feature-importance PNGs for held-out predictions.
     `curves` maps a model name (e.g. "lightgbm", "baseline") to its probabilities on the same rows."""
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import precision_recall_curve, roc_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y_true, dtype=int)
@@ -288,8 +289,6 @@ def html_report(*, title: str, sections: list[tuple[str, Any]], images: Mapping[
 def log_bundle(*, bundle: Any, kind: str, input_example: pd.DataFrame, registered_model_name: str) -> Any:
     """Log `bundle` as the run's pyfunc model `model` (models-from-code: artifacts/pyfunc_model.py, the
     bundle as a pickle artifact, `models/` as code) and register it; returns mlflow's ModelInfo."""
-    import mlflow
-    from mlflow.models import infer_signature
 
     if kind == "segments":
         output = pd.DataFrame({"segment": bundle.predict(input_example)})
@@ -299,17 +298,18 @@ def log_bundle(*, bundle: Any, kind: str, input_example: pd.DataFrame, registere
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.pkl"
         path.write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_MODEL_CODE),
-            artifacts={BUNDLE_ARTIFACT: str(path)},
-            model_config={"kind": kind},
-            signature=infer_signature(input_example, output),
-            input_example=input_example,
-            pip_requirements=_requirements(),
-            code_paths=[str(PROJECT_ROOT / "models")],
-            registered_model_name=registered_model_name,
-        )
+        with stderr_to_log("mlflow.registry"):  # "Successfully registered model ..." is a print
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_MODEL_CODE),
+                artifacts={BUNDLE_ARTIFACT: str(path)},
+                model_config={"kind": kind},
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                pip_requirements=_requirements(),
+                code_paths=[str(PROJECT_ROOT / "models")],
+                registered_model_name=registered_model_name,
+            )
 
 
 def _requirements() -> list[str]:
@@ -326,7 +326,6 @@ def _requirements() -> list[str]:
 
 def log_json(data: Any, artifact_file: str) -> None:
     """Log a JSON artifact (numbers made plain)."""
-    import mlflow
 
     mlflow.log_dict(json.loads(json.dumps(data, default=_plain)), artifact_file)
 

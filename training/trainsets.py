@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.errors import StageSkipped, ValidationFailed
+from features.build import read_clean
+from features.feast_io import get_store, service_features, training_frame
+from features.snapshots import snapshot_dates
 from training.labels import churn_labels, conversion_labels, segmentation_entities
 from training.splits import TimeSplit, time_split
 
@@ -43,14 +46,10 @@ class SegmentData:
 
 
 def _read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
-    from features.build import read_clean
-
     return read_clean(settings, table)
 
 
 def _snapshots(settings: Settings) -> list[pd.Timestamp]:
-    from features.snapshots import snapshot_dates
-
     return snapshot_dates(settings.features)
 
 
@@ -92,7 +91,6 @@ def categorical_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
 
 def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> ClassifierData:
     """Labels -> purged time split -> point-in-time features from the kind's FeatureService."""
-    from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
     service = settings.training.services[kind]  # type: ignore[index]
@@ -126,7 +124,6 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
 
 def segment_data(settings: Settings, *, store: Any = None) -> SegmentData:
     """The latest snapshot's customers (completed order before it, consent kept) with their features."""
-    from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
     service = settings.training.services["segments"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError
+import sqlalchemy as sa
+
+from core.errors import ConfigError, CrmError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
@@ -14,6 +16,8 @@ from serving.connectors.base import (
     SendResult,
     TransientCrmError,
 )
+from serving.connectors.http import HttpConnector
+from serving.connectors.sql import SqlConnector
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -35,11 +39,6 @@ def make_connector(settings: Settings) -> Connector:
     url = settings.url(crm.url)
     resolver = ContactResolver(settings.path("{data_dir}/clean/identity_map.parquet"))
     if crm.connector == "sql":
-        import sqlalchemy as sa
-
-        from core.errors import CrmError
-        from serving.connectors.sql import SqlConnector
-
         try:
             sa_url = sa.make_url(url)
         except sa.exc.ArgumentError:
@@ -55,7 +54,6 @@ def make_connector(settings: Settings) -> Connector:
         return SqlConnector(sa.create_engine(url, pool_pre_ping=True), resolver=resolver)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"crm.url: {url!r} is not an http(s) URL (crm.connector is http)")
-    from serving.connectors.http import HttpConnector
 
     return HttpConnector(
         url,

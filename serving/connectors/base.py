@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from core.errors import CrmError
 from serving.outbox import OutboxEntry
 
@@ -77,7 +79,6 @@ class ContactResolver:
         mtime = self.path.stat().st_mtime if self.path is not None and self.path.is_file() else None
         if self._contacts is None or mtime != self._loaded_mtime:  # re-read after a new `persona ingest`
             self._loaded_mtime = mtime
-            import pandas as pd
 
             contacts: dict[str, list[str]] = {}
             if self.has_map:

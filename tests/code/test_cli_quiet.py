@@ -39,14 +39,14 @@ def test_third_party_warnings_go_to_the_log_file_and_to_stderr_only_when_verbose
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("a library is unhappy", FutureWarning, stacklevel=1)
-    logging.getLogger("mlflow.store").warning("mlflow says something")
+    logging.getLogger("feast.repo_operations").warning("feast says something")
     logging.getLogger("serving.dispatcher").warning("CRM unreachable, retrying")
     err = capsys.readouterr().err
     assert "CRM unreachable, retrying" in err  # Persona's own line
     assert ("a library is unhappy" in err) is verbose
-    assert ("mlflow says something" in err) is verbose
+    assert ("feast says something" in err) is verbose
     logged = path.read_text()
-    assert "a library is unhappy" in logged and "mlflow says something" in logged
+    assert "a library is unhappy" in logged and "feast says something" in logged
 
 
 def test_compare_and_crm_status_on_a_missing_data_dir_say_so_and_create_nothing(

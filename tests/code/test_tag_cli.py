@@ -210,8 +210,6 @@ def test_tag_distribution_counts_values():
 
 
 def test_known_names_come_from_the_feature_services(settings, monkeypatch):
-    import features.feast_io as feast_io
-
     calls = []
 
     def fake_service_features(store, service):
@@ -222,7 +220,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "conversion_v1": ["lead_age_days"],
         }[service]
 
-    monkeypatch.setattr(feast_io, "service_features", fake_service_features)
+    monkeypatch.setattr(catalogs, "service_features", fake_service_features)
     names = catalogs.known_names(settings, store=object())
     assert calls == list(settings.feast.services)
     assert names == {"recency_days", "visits_90d", "lead_age_days", *MODEL_OUTPUTS}
