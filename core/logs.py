@@ -82,6 +82,8 @@ def configure_cli(*, data_dir: Path | None, verbose: bool) -> Path | None:
     for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.INFO)
     # Python warnings become records of the `py.warnings` logger: file always, stderr with --verbose.
+    # (re-armed: something may have replaced warnings.showwarning since an earlier call)
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     return path
 
