@@ -16,7 +16,8 @@ BUNDLE_ARTIFACT = "bundle"
 
 
 class PersonaBundleModel(PythonModel):
-    """Holds a `models` bundle: a ClassifierBundle or a SegmentationModel (`model_config["kind"]`)."""
+    """Holds a `models` bundle: a ClassifierBundle, a SegmentationModel or a value model
+    (`model_config["kind"]`)."""
 
     def load_context(self, context) -> None:  # type: ignore[no-untyped-def]
         # Written by training (training.mlflow_io.log_bundle) from objects of `models/` only.
@@ -30,6 +31,9 @@ class PersonaBundleModel(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if self.kind == "segments":
             return pd.DataFrame({"segment": self.bundle.predict(frame)})
+        if self.kind == "clv":
+            value = self.bundle.predict(frame)
+            return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})
         proba = self.bundle.predict_proba(frame)
         return pd.DataFrame({"probability": proba, "tier": self.bundle.tiers(proba)})
 

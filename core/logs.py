@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.redact import install as install_redaction
+
 # The loggers whose records are Persona's own lines: "persona.*" and the modules of its packages.
 OWN_LOGGERS = ("persona", "core", "configs", "features", "models", "artifacts", "training", "serving")
 LOG_FILE = "logs/persona.log"
@@ -24,6 +26,7 @@ def configure(level: str | None = None) -> None:
     """Services: every record to stderr at `level` (PERSONA_LOG_LEVEL, default INFO), chatty libraries
     at WARNING."""
     logging.basicConfig(level=(level or os.environ.get("PERSONA_LOG_LEVEL", "INFO")).upper(), format=_FORMAT)
+    install_redaction()  # URL passwords masked in every line, whoever logs them
     for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -78,6 +81,7 @@ def configure_cli(*, data_dir: Path | None, verbose: bool) -> Path | None:
     for handler in handlers:
         handler._persona_cli = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+    install_redaction()  # URL passwords masked in the file and on stderr alike
     # Libraries that log below WARNING at INFO by default stay in the file only.
     for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.INFO)

@@ -28,6 +28,7 @@ from serving.auth import ApiKeyMiddleware
 from serving.dispatcher import make_dispatcher
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
+from serving.readiness import REPORT, ReadinessMiddleware
 from serving.schemas import CustomerIds, ScoreResponse
 from serving.scoring import Scorer, load_state
 
@@ -67,6 +68,7 @@ class _PersonaService:
             try:
                 self.scorer = Scorer(load_state(self.settings))
                 self.load_error = None
+                REPORT.set({"ready": True, **self.scorer.state.readiness()})
                 self.metrics.models_served(self.scorer.state.models)
                 # Models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's
                 # sight, they no longer lengthen every full collection (the tail of request latency).
@@ -79,6 +81,7 @@ class _PersonaService:
             except Exception as exc:  # a broken dependency must not kill the service: report it
                 self.load_error = f"{type(exc).__name__}: {exc}"
             log.warning("scoring not ready: %s", self.load_error)
+            REPORT.set({"ready": False, "detail": self.load_error})
             return False
 
     def _ensure_loaded(self) -> bool:
@@ -170,3 +173,4 @@ _SETTINGS = load_settings()
 PersonaService = bentoml.service(**_service_options(_SETTINGS))(_service_class(_SETTINGS))
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
 PersonaService.add_asgi_middleware(OpenApiMiddleware)
+PersonaService.add_asgi_middleware(ReadinessMiddleware)

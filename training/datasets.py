@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from core.errors import ConfigError, SourceError
 from models.classifier import fit_baseline, fit_classifier
 from models.metrics import binary_metrics
+from training.jobs import select_candidate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"
@@ -72,8 +73,15 @@ def shared_data_dir() -> Path:
 
 
 def mapping_paths() -> list[Path]:
-    """Every dataset mapping shipped in `configs/datasets/`."""
-    return sorted(DATASETS_DIR.glob("*.yaml"))
+    """Every dataset mapping shipped in `configs/datasets/` (not the pipeline configs beside them, such
+    as `cdnow.yaml`, which map a dataset onto `sources:` and run through `persona --config`)."""
+    return [p for p in sorted(DATASETS_DIR.glob("*.yaml")) if not is_pipeline_config(p)]
+
+
+def is_pipeline_config(path: Path) -> bool:
+    """A Persona settings file (it has `sources:`), as opposed to a dataset mapping."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return isinstance(loaded, dict) and "sources" in loaded
 
 
 def load_mapping(path: str | Path) -> DatasetMapping:
@@ -198,9 +206,13 @@ def split_dataset(
     return train, valid, test
 
 
-def evaluate_dataset(mapping: DatasetMapping, *, seed: int, root: Path | None = None) -> dict:
+def evaluate_dataset(
+    mapping: DatasetMapping, *, seed: int, root: Path | None = None, metric: str = "pr_auc"
+) -> dict:
     """Fit LightGBM and the logistic baseline on the mapped dataset's train split (calibrated and tiered
-    on valid) and return their held-out test metrics, split sizes and fit times."""
+    on valid) and return their held-out test metrics, split sizes and fit times; `valid_<model>` their
+    validation metrics, and `shipped` which one training would register (the better on validation
+    `metric`, as `training.jobs.select_candidate` chooses)."""
 
     data = load_dataset(mapping, root=root)
     train, valid, test = split_dataset(data.frame, split=mapping.split, seed=seed)
@@ -225,11 +237,17 @@ def evaluate_dataset(mapping: DatasetMapping, *, seed: int, root: Path | None = 
         "train_positive_rate": float(train[LABEL].mean()),
         "test_positive_rate": float(test[LABEL].mean()),
     }
+    bundles = {}
     for key, fit in (("lightgbm", fit_classifier), ("baseline", fit_baseline)):
         started = time.perf_counter()
-        bundle = fit(**common)
+        bundle = bundles[key] = fit(**common)
         result[f"{key}_fit_seconds"] = time.perf_counter() - started
         result[key] = binary_metrics(test[LABEL].to_numpy(), bundle.predict_proba(test))
+        result[f"valid_{key}"] = binary_metrics(valid[LABEL].to_numpy(), bundle.predict_proba(valid))
         if key == "lightgbm":
             result["lightgbm_best_iteration"] = bundle.metadata["best_iteration"]
+    chosen, why = select_candidate(bundles["lightgbm"], bundles["baseline"], valid=valid, metric=metric)
+    result["shipped"] = "lightgbm" if chosen is bundles["lightgbm"] else "baseline"
+    result["shipped_why"] = why
+    result["shipped_metric"] = metric
     return result

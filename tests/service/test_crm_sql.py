@@ -15,10 +15,11 @@ import sqlalchemy as sa
 
 from serving.changes import TagChange
 from serving.connectors import make_connector
-from serving.connectors.base import Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.base import Connector, SendResult, TransientCrmError
 from serving.connectors.sql import SqlConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, OutboxEntry, make_state_engine
+from serving.record_keys import RecordKeys
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -34,8 +35,12 @@ class FakeClock:
         self.now += seconds
 
 
-def change(customer: str, value: str | None, *, at: datetime = T0, old: str | None = None) -> TagChange:
+def change(
+    customer: str, value: str | None, *, at: datetime = T0, old: str | None = None, seq: int | None = None
+) -> TagChange:
     return TagChange(
+        seq=seq,
+        change_id=None if seq is None else f"{customer}-{seq}",
         customer_id=customer,
         tag="churn_risk",
         crm_field="persona_churn_risk",
@@ -49,7 +54,8 @@ def change(customer: str, value: str | None, *, at: datetime = T0, old: str | No
 
 def make_crm(data_dir: Path) -> str:
     """The generator's CRM shape (a `contacts` table) plus an identity map: P1 has two contact records,
-    P2 one, P3 none (known from orders only)."""
+    P2 one, P3 none (known from orders by email only: no key the CRM knows), P4 none but an orders
+    customer number."""
     (data_dir / "raw").mkdir(parents=True, exist_ok=True)
     (data_dir / "clean").mkdir(parents=True, exist_ok=True)
     db = data_dir / "raw" / "crm.sqlite"
@@ -60,10 +66,11 @@ def make_crm(data_dir: Path) -> str:
         )
     pd.DataFrame(
         {
-            "source": ["contacts", "contacts", "contacts", "orders"],
-            "source_record_id": ["C1", "C2", "C3", "O-17"],
-            "customer_id": ["P1", "P1", "P2", "P3"],
-            "match_rule": ["contact_id", "phone_e164", "contact_id", "new"],
+            "source": ["contacts", "contacts", "contacts", "orders", "orders", "orders"],
+            "source_record_id": ["C1", "C2", "C3", "O-17", "O-18", "O-19"],
+            "source_key": ["C1", "C2", "C3", None, "K-4", "K-4"],
+            "customer_id": ["P1", "P1", "P2", "P3", "P4", "P4"],
+            "match_rule": ["contact_id", "phone_e164", "contact_id", "new", "new", "contact_id"],
         }
     ).to_parquet(data_dir / "clean" / "identity_map.parquet")
     return f"sqlite:///{db}"
@@ -82,13 +89,18 @@ def test_tags_land_on_every_contact_record_of_the_customer(settings, data_dir: P
     url = make_crm(data_dir)
     connector = make_connector(settings)
     assert isinstance(connector, SqlConnector)
-    result = connector.send(entries([change("P1", "high"), change("P2", "low"), change("P3", "medium")]))
-    assert result.rejected == {} and result.duplicates == 0
+    batch = [change("P1", "high"), change("P2", "low"), change("P3", "medium"), change("P4", "low")]
+    result = connector.send(entries(batch))
+    # P3 has no key the CRM knows: reported, never written under an empty id
+    assert result.rejected == {
+        3: "no CRM record for customer P3: no CRM contact id and no orders key (crm.record_key)"
+    }
+    assert result.duplicates == 0
     assert rows(url, "SELECT customer_id, contact_id, crm_field, value FROM persona_tags ORDER BY 1, 2") == [
         ("P1", "C1", "persona_churn_risk", "high"),
         ("P1", "C2", "persona_churn_risk", "high"),
         ("P2", "C3", "persona_churn_risk", "low"),
-        ("P3", "", "persona_churn_risk", "medium"),  # no CRM contact: kept under the customer id
+        ("P4", "K-4", "persona_churn_risk", "low"),  # no CRM contact: the orders' customer number
     ]
     assert rows(url, "SELECT count(*) FROM persona_tag_history") == [(4,)]
     assert rows(url, "SELECT count(*) FROM contacts") == [(3,)]  # the CRM's own rows are untouched
@@ -102,25 +114,48 @@ def test_a_resent_batch_is_not_applied_twice(settings, data_dir: Path) -> None:
     again = connector.send(batch)
     assert again.duplicates == 2
     assert rows(url, "SELECT count(*) FROM persona_tag_history") == [(3,)]
-    assert rows(url, "SELECT count(*) FROM persona_applied_keys") == [(2,)]
 
 
 def test_an_older_change_never_overwrites_a_newer_value(settings, data_dir: Path) -> None:
     url = make_crm(data_dir)
     connector = make_connector(settings)
-    connector.send(entries([change("P2", "low", at=T0 + timedelta(days=1))]))
-    connector.send(entries([change("P2", "high", at=T0)], start=5))
-    assert rows(url, "SELECT value FROM persona_tags WHERE customer_id = 'P2'") == [("low",)]
-    assert rows(url, "SELECT new_value FROM persona_tag_history ORDER BY id") == [("low",), ("high",)]
+    connector.send(entries([change("P2", "low", at=T0 + timedelta(days=1), seq=2)]))
+    connector.send(entries([change("P2", "high", at=T0, seq=1)], start=5))  # late, older
+    assert rows(url, "SELECT value, seq FROM persona_tags WHERE customer_id = 'P2'") == [("low", 2)]
+    assert rows(url, "SELECT new_value FROM persona_tag_history ORDER BY id") == [("low",)]
     # an unset tag (None) is written as NULL
-    connector.send(entries([change("P2", None, at=T0 + timedelta(days=2), old="low")], start=9))
+    connector.send(entries([change("P2", None, at=T0 + timedelta(days=2), old="low", seq=3)], start=9))
     assert rows(url, "SELECT value FROM persona_tags WHERE customer_id = 'P2'") == [(None,)]
+
+
+def test_a_flip_back_lands_and_a_replay_does_not(settings, data_dir: Path) -> None:
+    """low -> high -> low under one model version: the same (value, producer) twice, two changes."""
+    url = make_crm(data_dir)
+    connector = make_connector(settings)
+    low, high, low_again = (
+        change("P2", "low", seq=1),
+        change("P2", "high", old="low", seq=2),
+        change("P2", "low", old="high", seq=3),
+    )
+    assert low.idempotency_key == low_again.idempotency_key
+    connector.send(entries([low]))
+    connector.send(entries([high], start=2))
+    connector.send(entries([low_again], start=3))
+    assert rows(url, "SELECT value, seq FROM persona_tags WHERE customer_id = 'P2'") == [("low", 3)]
+    # replays of any of them (a lost acknowledgement, `crm replay`) apply nothing
+    for seq, item in enumerate([low, high, low_again], start=1):
+        assert connector.send(entries([item], start=seq)).duplicates == 1
+    assert rows(url, "SELECT new_value, seq FROM persona_tag_history ORDER BY id") == [
+        ("low", 1),
+        ("high", 2),
+        ("low", 3),
+    ]
 
 
 def test_a_locked_crm_database_is_a_transient_failure(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/crm.sqlite"
     engine = sa.create_engine(url, connect_args={"timeout": 0.1})
-    connector = SqlConnector(engine, resolver=ContactResolver(None))
+    connector = SqlConnector(engine, resolver=RecordKeys(None))
     connector.create_schema()
     blocker = sqlite3.connect(tmp_path / "crm.sqlite")
     blocker.execute("BEGIN EXCLUSIVE")
@@ -170,7 +205,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
     state = Outbox(make_state_engine(f"sqlite:///{tmp_path}/state.sqlite"))
     state.create_schema()
     crm_url = f"sqlite:///{tmp_path}/crm.sqlite"
-    inner = SqlConnector(make_state_engine(crm_url), resolver=ContactResolver(None))
+    inner = SqlConnector(make_state_engine(crm_url), resolver=RecordKeys(None))
     flaky = FlakyCrm(inner, seed=11)
     changes = [change(f"P{i:05d}", ["high", "medium", "low"][i % 3]) for i in range(n)]
     with state.engine.begin() as conn:
@@ -180,7 +215,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
         state,
         flaky,
         batch_size=250,
-        max_attempts=30,
+        give_up_after=86400.0,
         base_delay=0.5,
         max_delay=20.0,
         clock=clock,
@@ -193,9 +228,9 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
     assert flaky.calls["down"] == 12 and flaky.calls["before"] > 0 and flaky.calls["after"] > 0
     # ...and their re-delivery found the keys already applied
     assert 0 < stats.duplicates <= flaky.calls["after"] * 250
-    history = rows(crm_url, "SELECT idempotency_key FROM persona_tag_history")
-    assert len(history) == n
-    assert Counter(k for (k,) in history) == Counter(c.idempotency_key for c in changes)
+    history = rows(crm_url, "SELECT idempotency_key, change_id FROM persona_tag_history")
+    assert len(history) == n and len({c for _, c in history}) == n
+    assert Counter(k for k, _ in history) == Counter(c.idempotency_key for c in changes)
     current = dict(rows(crm_url, "SELECT customer_id, value FROM persona_tags"))
     assert current == {c.customer_id: c.new_value for c in changes}
 
