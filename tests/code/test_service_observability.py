@@ -201,3 +201,30 @@ def test_the_benchmark_endpoint_is_off_by_default_and_never_public(bentoml_docum
     spec = bench.openapi_spec.asdict()
     assert "/v1/noop" in spec["paths"]
     assert "/v1/noop" not in public_document(spec)["paths"]
+
+
+def test_the_grafana_dashboard_charts_every_persona_metric_and_only_real_ones():
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b(persona_[a-z_]+)", e)}
+    registry = CollectorRegistry()
+    ServiceMetrics(registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exposed = {f.name + sfx for f in registry.collect() for sfx in suffixes[f.type]}
+    assert used <= exposed, used - exposed
+    families = {family.name for family in registry.collect()}
+    charted = {
+        f for f in families if any(re.search(rf"\b{f}(_total|_bucket|_sum|_count)?\b", e) for e in exprs)
+    }
+    assert charted == families, families - charted
+    bentoml_metrics = {m for e in exprs for m in re.findall(r"\b(bentoml_[a-z_]+)", e)}
+    assert bentoml_metrics <= {
+        "bentoml_service_request_total",
+        "bentoml_service_request_duration_seconds_bucket",
+    }
