@@ -102,29 +102,39 @@ def reopen_log_file() -> None:
 class _LineLogger(io.TextIOBase):
     """A text stream whose lines become INFO records of one logger."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, fallback: object) -> None:
         self.logger = logger
+        self.fallback = fallback  # the stream replaced: where a handler that writes to stderr ends up
         self.pending = ""
+        self.emitting = False
 
     def write(self, text: str) -> int:
+        if self.emitting:  # a handler of ours writing to (the redirected) stderr: no loop
+            return self.fallback.write(text)  # type: ignore[attr-defined]
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if line.strip():
-                self.logger.info(line)
+        self.emitting = True
+        try:
+            for line in lines:
+                if line.strip():
+                    self.logger.info(line)
+        finally:
+            self.emitting = False
         return len(text)
 
     def flush(self) -> None:
-        if self.pending.strip():
-            self.logger.info(self.pending)
-        self.pending = ""
+        pending, self.pending = self.pending, ""
+        if pending.strip():
+            self.write(pending + "\n")
 
 
 @contextlib.contextmanager
 def stderr_to_log(logger_name: str) -> Iterator[None]:
     """Turn what a library prints on stderr inside the block into log records of `logger_name` (MLflow
-    prints its registry messages with print(), past logging). Process-wide: for single-threaded jobs."""
-    stream = _LineLogger(logging.getLogger(logger_name))
+    prints its registry messages with print(), past logging). Name a logger outside the library's own
+    tree: MLflow's own handler writes to stderr, which would come back here. Process-wide: for
+    single-threaded jobs."""
+    stream = _LineLogger(logging.getLogger(logger_name), sys.stderr)
     with contextlib.redirect_stderr(stream):
         try:
             yield

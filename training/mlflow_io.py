@@ -359,7 +359,7 @@ def log_bundle(*, bundle: Any, kind: str, input_example: pd.DataFrame, registere
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bundle.pkl"
         path.write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
-        with stderr_to_log("mlflow.registry"):  # "Successfully registered model ..." is a print
+        with stderr_to_log("mlflow_registry"):  # "Successfully registered model ..." is a print
             return mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_MODEL_CODE),

@@ -131,3 +131,25 @@ def test_table_cells_have_thousands_separators():
     assert cell(67058) == "67,058"
     assert cell(1234567.891) == "1,234,567.8910"
     assert cell(None) == "" and cell(float("nan")) == ""
+
+
+def test_library_prints_become_log_records_even_when_a_handler_writes_to_stderr(tmp_path, restore_logging):
+    import sys
+
+    from core.logs import stderr_to_log
+
+    configure_cli(data_dir=tmp_path, verbose=False)
+
+    class ToCurrentStderr(logging.Handler):  # what MLflow's own handler does: write to sys.stderr
+        def emit(self, record):
+            sys.stderr.write(self.format(record) + "\n")
+
+    looping = logging.getLogger("lib_prints")
+    looping.addHandler(ToCurrentStderr())
+    try:
+        with stderr_to_log("lib_prints"):
+            print("Successfully registered model 'persona-churn'.", file=sys.stderr)
+    finally:
+        looping.handlers.clear()
+    logged = (tmp_path / "logs" / "persona.log").read_text()
+    assert "Successfully registered model 'persona-churn'." in logged
