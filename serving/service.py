@@ -25,6 +25,7 @@ from configs.settings import Settings, load_settings
 from core.errors import USER_ERRORS, FeatureStoreError
 from core.logs import configure
 from serving.auth import ApiKeyMiddleware
+from serving.campaign_api import make_app
 from serving.dispatcher import make_dispatcher
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
@@ -171,6 +172,7 @@ def _service_class(settings: Settings) -> type:
 # so the entry point loads the settings here, once.
 _SETTINGS = load_settings()
 PersonaService = bentoml.service(**_service_options(_SETTINGS))(_service_class(_SETTINGS))
+PersonaService = bentoml.asgi_app(make_app(lambda: _SETTINGS), path="/v1/campaigns")(PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
 PersonaService.add_asgi_middleware(OpenApiMiddleware)
 PersonaService.add_asgi_middleware(ReadinessMiddleware)

@@ -8,7 +8,6 @@ Files are read in place from the shared data folder (`<repo>/../shared/data`, or
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sklearn.model_selection import train_test_split
 
 from core.errors import ConfigError, SourceError
+from features.shared_data import shared_data_dir
 from models.classifier import fit_baseline, fit_classifier
 from models.metrics import binary_metrics
 from training.jobs import select_candidate
@@ -64,12 +64,6 @@ class DatasetMapping(BaseModel):
     numeric: list[str] = Field(default_factory=list)  # coerced with blanks/garbage -> missing
     missing_values: list[str] = Field(default_factory=list)  # extra markers read as missing
     split: SplitConfig = Field(default_factory=SplitConfig)
-
-
-def shared_data_dir() -> Path:
-    """`$PERSONA_SHARED_DATA`, else `<repo>/../shared/data` (where CI puts the public datasets)."""
-    env = os.environ.get("PERSONA_SHARED_DATA")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data").resolve()
 
 
 def mapping_paths() -> list[Path]:
