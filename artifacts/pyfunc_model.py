@@ -31,6 +31,8 @@ class PersonaBundleModel(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if self.kind == "segments":
             return pd.DataFrame({"segment": self.bundle.predict(frame)})
+        if self.kind == "recommend":
+            return self.bundle.predict(frame)
         if self.kind == "clv":
             value = self.bundle.predict(frame)
             return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})
