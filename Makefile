@@ -18,8 +18,8 @@ env: ## Create or refresh .venv from uv.lock (installs uv if missing)
 services: ## Install the servers the integration tests start (redis-server, PostgreSQL) if missing
 	@bash scripts/install-services.sh
 
-demo: env ## Run the whole pipeline on synthetic data: sources -> features -> Feast -> models -> tags -> CRM
-	@$(PERSONA) demo
+demo: env ## Run the whole pipeline on synthetic data (FRESH=1 replaces a previous run's data dir)
+	@$(PERSONA) demo $(if $(FRESH),--fresh)
 
 test: env services ## Run every test tier (code, data, model, service)
 	@$(PY) -m pytest

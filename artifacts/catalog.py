@@ -15,6 +15,7 @@ from configs.settings import Settings
 from core.errors import SourceError
 from features.build import FEATURE_DTYPES
 from features.build import FEATURE_TABLES as _BUILT_TABLES
+from features.feast_io import service_features
 from models.tag_engine import MODEL_OUTPUTS, Catalog, read_catalog_file, read_cutpoints
 from models.tag_expr import STRING
 
@@ -47,7 +48,6 @@ def known_names(settings: Settings, *, store: Any = None, services: Iterable[str
     """
     if store is None:
         return contract_names()["known_names"]
-    from features.feast_io import service_features
 
     names = set(MODEL_OUTPUTS)
     for service in services if services is not None else settings.feast.services:

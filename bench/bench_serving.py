@@ -170,6 +170,7 @@ def start_server(world: Path, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
         **_env(world),
         "PERSONA_API_KEYS": API_KEY,
         "PERSONA_SERVING__DISPATCH_IN_SERVICE": "false",
+        "PERSONA_SERVING__BENCHMARK_ENDPOINT": "true",  # /v1/noop, the floor score is compared with
         "BENTOML_HOME": str(tmp / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }

@@ -1,8 +1,9 @@
 """Persona's door to Feast: build the store from settings, apply the repo, materialize, read features.
 
 Training and serving call only this module. Feature lists live in the FeatureServices of
-`feature_repo/services.py`; nothing here names a feature. Feast is imported inside functions so that
-`persona --help` stays fast.
+`feature_repo/services.py`; nothing here names a feature. Feast (about 5 s to import) is imported inside
+functions: this module is also imported by work that never opens a store (`persona features build`,
+`persona tags list` through artifacts.catalog, the service's supervisor process).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from configs.settings import PROJECT_ROOT, Settings
 from core.errors import FeatureStoreError
+from core.progress import track
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -286,7 +290,6 @@ def check_feature_tables(settings: Settings, contents: RepoContents) -> list[str
     Raises FeatureStoreError naming the file and column when a required table is missing, a column is
     missing, or timestamps are not `timestamp[us, UTC]`-compatible.
     """
-    import pyarrow.parquet as pq
 
     missing = []
     for view in contents.feature_views:
@@ -356,7 +359,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _count_latest_rows(path: Path, *, start: datetime, end: datetime) -> int:
     """Rows Feast writes for one view: distinct customers with a snapshot in [start, end]."""
-    import duckdb
 
     with duckdb.connect() as con:
         query = (
@@ -383,7 +385,6 @@ def materialize(
     beginning again: for a new or emptied online store (switching SQLite -> Redis keeps the registry,
     which would otherwise say everything is done) and after historical snapshots were rebuilt.
     """
-    from core.progress import track
 
     _ensure_local_dirs(settings)
     store = get_store(settings)

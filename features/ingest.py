@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
@@ -30,6 +32,7 @@ from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.quarantine import Quarantine
 from features.readers import RawTable, read_source
+from features.salt_guard import require_private_salt
 from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
@@ -897,9 +900,6 @@ def clean_dir(settings: Settings) -> Path:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(frame, preserve_index=False)
     fields = []
     for f in table.schema:
@@ -969,7 +969,6 @@ def run_ingest(
     progress: Callable[[list[str]], Iterable[str]] | None = None,
 ) -> IngestResult:
     """Read, validate, resolve and write the clean tables; returns the result (tables and report)."""
-    from features.salt_guard import require_private_salt
 
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)

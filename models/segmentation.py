@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from models.classifier import ValidationFailed, _check_columns, _numeric_array, _numeric_column
 from models.personas import name_segments
@@ -125,14 +127,10 @@ class SegmentationModel:
 
 
 def _kmeans(z: np.ndarray, k: int, *, seed: int, n_init: int):
-    from sklearn.cluster import KMeans
-
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
 
 
 def _silhouette(z: np.ndarray, labels: np.ndarray, *, seed: int) -> float:
-    from sklearn.metrics import silhouette_score
-
     if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
         return float("nan")
     size = min(len(labels), SILHOUETTE_SAMPLE)
@@ -294,7 +292,6 @@ def segmentation_metrics(model: SegmentationModel, X: pd.DataFrame) -> dict:
 
 def adjusted_rand(a_ids, b_ids) -> float:
     """Adjusted Rand index between two labelings of the same rows (1 = identical partitions)."""
-    from sklearn.metrics import adjusted_rand_score
 
     a, b = np.asarray(a_ids).ravel(), np.asarray(b_ids).ravel()
     if a.shape != b.shape:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from core.errors import CatalogError, ValidationFailed
 from models import tag_expr as tx
@@ -687,7 +688,6 @@ def read_catalog_file(
     path: str | Path, *, known_names: Iterable[str], string_names: Iterable[str]
 ) -> Catalog:
     """Read and check the catalog YAML at `path` (CatalogError names the file and every problem)."""
-    import yaml
 
     p = Path(path)
     if not p.is_file():

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -164,8 +165,6 @@ class Design:
 
 def _classifier(base: str, seed: int):
     if base == "lightgbm":
-        import lightgbm as lgb
-
         # Few, large leaves and slow learning: uplift lives in a small difference of probabilities.
         return lgb.LGBMClassifier(
             n_estimators=200,
@@ -189,8 +188,6 @@ def _classifier(base: str, seed: int):
 
 def _regressor(base: str, seed: int):
     if base == "lightgbm":
-        import lightgbm as lgb
-
         return lgb.LGBMRegressor(
             n_estimators=200,
             learning_rate=0.03,

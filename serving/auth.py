@@ -56,9 +56,6 @@ class ApiKeyMiddleware:
         self.digests = digests if digests is not None else load_api_keys()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] == "http" and scope.get("path") == "/docs.json":
-            await self._openapi_with_security(scope, receive, send)
-            return
         if scope["type"] != "http" or scope.get("path", "") in OPEN_PATHS or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
@@ -87,27 +84,6 @@ class ApiKeyMiddleware:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
-
-    async def _openapi_with_security(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        """Serve BentoML's OpenAPI document with the bearer scheme declared on the protected routes,
-        so clients (and schemathesis' ignored_auth check) know which calls need a key."""
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def capture(message) -> None:  # type: ignore[no-untyped-def]
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
-        if start.get("status") == 200:
-            body = json.dumps(add_security(json.loads(body))).encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -21,10 +21,14 @@ from sqlalchemy.engine import Engine
 from configs.campaign import CampaignSpec, CampaignSpecError, parse_campaign
 from configs.settings import Settings
 from core.errors import ValidationFailed
+from features.ingest import load_clean, withdrawn_customer_ids
+from features.vocabulary import EVENT_TYPES
 from models.assignment import assign_arms
 from models.audience import compile_audience
 from models.campaign_report import build_report
 from models.experiments import minimum_detectable_effect, power_of
+from serving.outbox import Outbox, make_state_engine
+from serving.tag_store import TagStore, tag_current
 
 # Tags a campaign may read besides the catalog's: the uplift model's tier (written by `campaign uplift`).
 EXTRA_TAGS = {"uplift_tier": "category"}
@@ -51,8 +55,6 @@ assignments_table = sa.Table(
 
 
 def state_engine(settings: Settings) -> Engine:
-    from serving.outbox import Outbox, make_state_engine
-
     engine = make_state_engine(settings.url(settings.state_url))
     metadata.create_all(engine, checkfirst=True)
     Outbox(engine).create_schema()
@@ -66,7 +68,6 @@ def tag_types(catalog: Any) -> dict[str, str]:
 
 def check_spec(spec: CampaignSpec, catalog: Any) -> None:
     """What the YAML alone cannot know: audience tags exist, the event type is one the data has."""
-    from features.vocabulary import EVENT_TYPES
 
     if spec.audience is not None:
         compile_audience(spec.audience, tag_types=tag_types(catalog))
@@ -83,7 +84,6 @@ def check_spec(spec: CampaignSpec, catalog: Any) -> None:
 def current_tags(engine: Engine, tags: list[str], *, ids: list[str] | None = None) -> pd.DataFrame:
     """`customer_id` + one column per tag (stored strings, None = unset) for every customer with any
     current tag (or for `ids`)."""
-    from serving.tag_store import tag_current
 
     t = tag_current
     with engine.connect() as conn:
@@ -105,7 +105,6 @@ def current_tags(engine: Engine, tags: list[str], *, ids: list[str] | None = Non
 
 def data_as_of(settings: Settings) -> pd.Timestamp:
     """The data's clock: the latest order or event in the clean tables."""
-    from features.ingest import load_clean
 
     stamps = [load_clean(settings, "orders")["order_ts"].max()]
     events = load_clean(settings, "events")
@@ -132,8 +131,6 @@ def _load_spec(row: Any) -> CampaignSpec:
 
 
 def _audience(settings: Settings, spec: CampaignSpec, engine: Engine, catalog: Any) -> tuple[list[str], int]:
-    from features.ingest import withdrawn_customer_ids
-
     audience = compile_audience(spec.audience or "true", tag_types=tag_types(catalog))
     values = current_tags(engine, list(audience.tags))
     ids = values.loc[audience.select(values), "customer_id"].astype(str)
@@ -196,9 +193,6 @@ def assign_campaign(settings: Settings, name: str, *, catalog: Any) -> dict[str,
     """Assign the current audience (consent-withdrawn customers never); customers already assigned keep
     their arm. New assignments and their CRM tag `persona_campaign_<name>` commit in one transaction with
     the outbox entries. Returns counts."""
-    from features.ingest import withdrawn_customer_ids
-    from serving.outbox import Outbox
-    from serving.tag_store import TagStore
 
     engine = state_engine(settings)
     spec = stored_spec(engine, name)
@@ -280,7 +274,6 @@ def outcome_values(
 ) -> pd.Series:
     """The outcome of each customer in [start, end), indexed by customer id. Repurchase keeps only
     customers who had ordered before `start`."""
-    from features.ingest import load_clean
 
     outcome = spec.outcome
     index = pd.Index(ids, name="customer_id")

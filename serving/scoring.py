@@ -16,8 +16,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artifacts.catalog import load_catalog, load_cutpoints
+from artifacts.registry import champion_version, load_champion, model_name
 from configs.settings import Settings
 from core.errors import FeatureStoreError, RegistryError, ValidationFailed
+from features.build import feature_dtype
+from features.feast_io import (
+    get_store,
+    materialized_as_of,
+    online_features,
+    service_features,
+    service_views,
+)
+from features.ingest import withdrawn_customer_ids
+from models import tag_expr as tx
+from models.tag_engine import format_one, format_values
+from serving.outbox import Outbox
+from serving.record_keys import RecordKeys
+from serving.tagging import open_tag_store
+from serving.writeback import record_and_enqueue
 
 log = logging.getLogger("persona.serving")
 
@@ -88,7 +105,6 @@ def compile_populations(
     populations: dict[str, str], *, feature_types: dict[str, str]
 ) -> dict[str, Population]:
     """Parse and type-check `serving.populations`; unknown features or non-boolean rules are errors."""
-    from models import tag_expr as tx
 
     out: dict[str, Population] = {}
     problems: list[str] = []
@@ -162,11 +178,6 @@ class ServingState:
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
-    from artifacts.catalog import load_catalog, load_cutpoints
-    from artifacts.registry import champion_version, load_champion, model_name
-    from features.feast_io import get_store, materialized_as_of, service_features
-    from features.ingest import withdrawn_customer_ids
-    from serving.tagging import open_tag_store
 
     store = get_store(settings)
     models: dict[str, Any] = {}
@@ -197,8 +208,6 @@ def load_state(settings: Settings) -> ServingState:
                 hint="apply the feature repo the model was trained with (persona features apply)",
             )
     catalog = load_catalog(settings, store=store)
-    from features.build import feature_dtype
-    from models import tag_expr as tx
 
     for loaded in models.values():
         for name in service_features(store, loaded.feature_service):
@@ -215,8 +224,6 @@ def load_state(settings: Settings) -> ServingState:
     populations = compile_populations(
         {k: v for k, v in settings.serving.populations.items() if k in models}, feature_types=feature_types
     )
-    from serving.outbox import Outbox
-    from serving.record_keys import RecordKeys
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -413,7 +420,6 @@ SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than
 def complete_inputs(catalog: Any, inputs: Columns, n: int) -> dict[str, np.ndarray]:
     """`inputs` plus every catalog input it lacks, as missing values: a feature of a source that is
     absent (orders only: no engagement), so the tags that read it stay unset rather than failing."""
-    from models import tag_expr as tx
 
     out = dict(inputs)
     for name, kind in catalog.input_types.items():
@@ -429,7 +435,6 @@ def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str
     Small requests go through the catalog's single-customer engine, large ones through the vectorised
     engine; a property test (tests/model/test_tag_equivalence.py) holds the two to the same results.
     """
-    from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
     inputs = complete_inputs(catalog, inputs, n)
@@ -499,8 +504,6 @@ class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
     def __init__(self, state: ServingState) -> None:
-        from features.feast_io import service_views
-
         self.state = state
         # All the models' services are read together: one online read, each feature view once.
         self.services = tuple(dict.fromkeys(state.services.values()))
@@ -509,8 +512,6 @@ class Scorer:
         }
 
     def _read(self, ids: list[str], as_of: datetime | None) -> Any:
-        from features.feast_io import online_features
-
         try:
             return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=as_of)
         except FeatureStoreError:
@@ -520,7 +521,6 @@ class Scorer:
     def _reconnect(self) -> None:
         """Drop Feast's client after a failed read: it caches its online-store connection, which would
         keep pointing at a broken or replaced store after the store itself has recovered."""
-        from features.feast_io import get_store
 
         try:
             self.state.store = get_store(self.state.settings)
@@ -791,8 +791,6 @@ class Scorer:
     def _write_back(
         self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime
     ) -> list[Any]:
-        from serving.writeback import record_and_enqueue
-
         state = self.state
         tags = pd.DataFrame(tag_records, columns=state.catalog.keys)
         tags.insert(0, "customer_id", ids)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from artifacts.registry import (
     CHALLENGER,
@@ -338,7 +339,6 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
     """One row per registered version: model, version, aliases, created, FeatureService, gate decision
     and held-out metrics from its run (classifiers: test ROC-AUC/PR-AUC and the baseline's; segments:
     silhouette, ARI vs champion)."""
-    from mlflow.exceptions import MlflowException
 
     c = client(settings)
     rows = []

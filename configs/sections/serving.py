@@ -34,6 +34,9 @@ class ServingConfig(BaseModel):
     top_reasons: int = Field(3, ge=0, le=20)
     dispatch_in_service: bool = True  # run the outbox dispatcher in a background thread of the service
     batch_chunk_size: int = Field(100_000, gt=0)  # customers per chunk in `persona score --all`
+    # POST /v1/noop (validates the request, does nothing): the latency floor bench/bench_serving.py
+    # measures against. Off in production; never in the public OpenAPI document.
+    benchmark_endpoint: bool = False
     # Who each model may score, in the tag expression language over features. Outside it the score is
     # withheld with a reason, because a default would mislead (e.g. churn risk of someone who never
     # bought). Same populations as the training labels (training/labels.py).

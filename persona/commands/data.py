@@ -19,10 +19,16 @@ def register(cli: click.Group) -> None:
 
     @data.command("generate")
     @click.option(
-        "--customers", type=int, default=None, help="Number of true persons (default: generator.customers)."
+        "--customers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Number of true persons (default: generator.customers).",
     )
     @click.option(
-        "--seed", type=int, default=None, help="Random seed; the same seed writes byte-identical files."
+        "--seed",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Random seed; the same seed writes byte-identical files.",
     )
     @click.option(
         "--out",

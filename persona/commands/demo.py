@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from core.errors import PersonaError
+from core.logs import reopen_log_file
 from persona.commands._common import settings_from
 
 GENERATE = ("generate synthetic source systems", ("data", "generate"))
@@ -33,21 +35,29 @@ GENERATED_ORDERS = "{data_dir}/raw/orders.csv.gz"
 
 
 # What Persona writes under its data directory; a folder holding anything else is not ours to delete.
-OWNED = {"crm", "raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench"}
+OWNED = {"crm", "raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench", "logs"}
 
 
-def _start_fresh(data_dir: Path) -> None:
-    """Remove a previous demo's data so every run tells the same story (the CRM, the tag store and the
-    outbox must start together: a new CRM with an old tag store would receive nothing)."""
-    if not data_dir.exists():
+def _prepare(data_dir: Path, *, fresh: bool) -> None:
+    """The demo starts from an empty data dir (the CRM, the tag store and the outbox must start together:
+    a new CRM with an old tag store would receive nothing). An existing one is removed only with
+    --fresh, and only if Persona wrote everything in it."""
+    if not data_dir.exists() or not any(data_dir.iterdir()):
         return
+    if not fresh:
+        raise PersonaError(
+            f"data directory {data_dir.resolve()} already holds a previous run",
+            hint="`persona demo --fresh` replaces it (`make demo FRESH=1`), or point PERSONA_DATA_DIR "
+            "at a new folder",
+        )
     foreign = sorted(p.name for p in data_dir.iterdir() if p.name not in OWNED)
     if foreign:
-        raise click.UsageError(
-            f"{data_dir} holds {', '.join(foreign)}, which Persona did not write; "
-            "point PERSONA_DATA_DIR elsewhere or use --keep"
+        raise PersonaError(
+            f"{data_dir.resolve()} holds {', '.join(foreign)}, which Persona did not write: not deleting it",
+            hint="point PERSONA_DATA_DIR at another folder",
         )
     shutil.rmtree(data_dir)
+    reopen_log_file()  # its logs/ folder went with it
 
 
 def _command(ctx: click.Context, path: tuple[str, ...]) -> click.Command:
@@ -120,20 +130,24 @@ _PIPELINE_ARGS = {("train",): {"kind": "all"}, ("score",): {"score_all": True, "
 
 @click.command("demo")
 @click.option(
-    "--customers", type=int, default=None, help="Persons to generate (default: generator.customers)."
+    "--customers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Persons to generate (default: generator.customers).",
 )
-@click.option("--seed", type=int, default=None, help="Generator seed (default: generator.seed).")
 @click.option(
-    "--keep", is_flag=True, help="Keep the previous run's data (default: start from a clean data dir)."
+    "--seed", type=click.IntRange(min=0), default=None, help="Generator seed (default: generator.seed)."
+)
+@click.option(
+    "--fresh", is_flag=True, help="Delete the data dir of a previous run first (default: refuse to)."
 )
 @click.pass_context
-def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, keep: bool) -> None:
+def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, fresh: bool) -> None:
     """The whole pipeline on synthetic data: generate -> sources -> features -> Feast -> models -> tags
     -> CRM. With a config naming your own orders source, runs on your sources instead (like `run`)."""
     settings = settings_from(ctx)
     own = settings.sources.orders.path != GENERATED_ORDERS or bool(settings.sources.orders.url)
-    if not keep:
-        _start_fresh(settings.data_dir)
+    _prepare(settings.data_dir, fresh=fresh)
     if own:
         click.echo("sources.orders is your own data: running the pipeline on it (nothing is generated)")
         _run_steps(ctx, settings, PIPELINE, _PIPELINE_ARGS)
@@ -148,7 +162,6 @@ def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, keep: 
         ("data", "generate"): {
             "customers": customers or settings.generator.customers,
             "seed": seed if seed is not None else settings.generator.seed,
-            "force": keep,
         },
         **_PIPELINE_ARGS,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from persona.commands._common import settings_from
+from persona.commands._common import print_table, require_data_dir, settings_from, sqlite_file
 
 KINDS = ("segments", "churn", "conversion", "clv", "recommend")
 
@@ -77,22 +77,30 @@ def register(cli: click.Group) -> None:
 
     @cli.command("compare")
     @click.argument("kind", required=False, type=click.Choice(KINDS))
+    @click.option("--wide", is_flag=True, help="Every column in full (default: fit the terminal).")
     @click.pass_context
-    def compare_cmd(ctx: click.Context, kind: str | None) -> None:
+    def compare_cmd(ctx: click.Context, kind: str | None, wide: bool) -> None:
         """Table of registered versions: aliases, FeatureService, gate decision, held-out metrics."""
-        import pandas as pd
-
         from training.registry import compare
 
-        frame = compare(settings_from(ctx), (kind,) if kind else KINDS)
+        settings = settings_from(ctx)
+        require_data_dir(settings)
+        tracking = sqlite_file(settings.url(settings.mlflow.tracking_uri))
+        if tracking is not None and not tracking.is_file():
+            click.echo(f"no registered models yet: {tracking} does not exist (persona train all)")
+            return
+        frame = compare(settings, (kind,) if kind else KINDS)
         if frame.empty:
             click.echo("no registered models yet (persona train all)")
             return
-        shown = frame.dropna(axis=1, how="all").fillna("")
-        with pd.option_context(
-            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
-        ):
-            click.echo(shown.to_string(index=False))
+        shown = frame.dropna(axis=1, how="all")
+        numeric = [c for c in shown.columns if shown[c].dtype.kind in "fiu"]
+        print_table(
+            shown.astype(object).where(shown.notna(), None).to_dict("records"),
+            list(shown.columns),
+            wide=wide,
+            numeric_columns=numeric,
+        )
 
     @cli.command("promote")
     @click.argument("kind", required=False, type=click.Choice(KINDS))

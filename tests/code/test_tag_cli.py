@@ -158,8 +158,22 @@ def test_explain_unknown_customer_is_a_clear_error(env, capsys):
 def test_list_shows_the_catalog(env, capsys):
     assert main(["tags", "list"]) == 0
     out = capsys.readouterr().out
-    assert "rfm_segment          segment  category  daily     persona_rfm_segment" in out
-    assert "buying_intent        model    tier      daily     persona_conversion_tier" in out
+    assert out.startswith("tag catalog configs/tags.yaml")
+    rows = {line.split()[0]: line.split("│") for line in out.splitlines() if "│" in line}
+    assert [c.strip() for c in rows["rfm_segment"][:5]] == [
+        "rfm_segment",
+        "segment",
+        "category",
+        "daily",
+        "persona_rfm_segment",
+    ]
+    assert [c.strip() for c in rows["buying_intent"][:5]] == [
+        "buying_intent",
+        "model",
+        "tier",
+        "daily",
+        "persona_conversion_tier",
+    ]
 
 
 def test_bad_catalog_stops_the_cli_with_every_problem(env, tmp_path, capsys, monkeypatch):
@@ -216,8 +230,6 @@ def test_tag_distribution_counts_values():
 
 
 def test_known_names_come_from_the_feature_services(settings, monkeypatch):
-    import features.feast_io as feast_io
-
     calls = []
 
     def fake_service_features(store, service):
@@ -233,7 +245,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "recommend_v1": ["recency_days"],
         }[service]
 
-    monkeypatch.setattr(feast_io, "service_features", fake_service_features)
+    monkeypatch.setattr(catalogs, "service_features", fake_service_features)
     names = catalogs.known_names(settings, store=object())
     assert calls == list(settings.feast.services)
     assert names == {"recency_days", "visits_90d", "lead_age_days", *MODEL_OUTPUTS}
