@@ -21,7 +21,8 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from configs.settings import Settings, load_settings
-from serving.auth import ApiKeyMiddleware
+from serving.auth import ApiKeyMiddleware, load_api_keys
+from serving.dashboard.app import Dashboard
 from serving.schemas import CustomerIds, ScoreResponse
 
 log = logging.getLogger("persona.serving")
@@ -48,6 +49,8 @@ class _PersonaService:
         self._stop = threading.Event()
         self._dispatcher_thread: threading.Thread | None = None
         self._try_load()
+        DASHBOARD.attach_scorer(lambda: self.scorer if self._ensure_loaded() else None)
+        threading.Thread(target=DASHBOARD.warm, name="dashboard-warm", daemon=True).start()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
@@ -158,3 +161,6 @@ def _service_options(settings: Settings) -> dict[str, Any]:
 # so the entry point loads the settings here, once.
 PersonaService = bentoml.service(**_service_options(load_settings()))(_PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
+# The business dashboard (overview, model health, customer 360) at /dashboard; it checks access itself.
+DASHBOARD = Dashboard(load_settings, digests=load_api_keys)
+PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")

@@ -25,7 +25,7 @@ STEPS = (
 
 
 # What Persona writes under its data directory; a folder holding anything else is not ours to delete.
-OWNED = {"raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench"}
+OWNED = {"raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench", "dashboard"}
 
 
 def _start_fresh(data_dir: Path) -> None:
