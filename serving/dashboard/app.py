@@ -39,20 +39,38 @@ CSP = (
 
 
 class _Cache:
-    """One value per name, recomputed when its key changes."""
+    """One value per name, recomputed when its key changes. With `stale=True` a changed key returns the
+    previous value at once and recomputes in the background (a page never waits for a recount of
+    100,000 customers after a scoring run; it shows the new numbers a few seconds later)."""
 
     def __init__(self) -> None:
         self._values: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[str] = set()
 
-    def get(self, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+    def get(self, name: str, key: Any, compute: Callable[[], Any], *, stale: bool = False) -> Any:
         with self._lock:
             hit = self._values.get(name)
             if hit is not None and hit[0] == key:
                 return hit[1]
-            value = compute()
+            if hit is not None and stale:
+                if name not in self._refreshing:
+                    self._refreshing.add(name)
+                    threading.Thread(target=self._refresh, args=(name, key, compute), daemon=True).start()
+                return hit[1]
+        value = compute()
+        with self._lock:
             self._values[name] = (key, value)
-            return value
+        return value
+
+    def _refresh(self, name: str, key: Any, compute: Callable[[], Any]) -> None:
+        try:
+            value = compute()
+            with self._lock:
+                self._values[name] = (key, value)
+        finally:
+            with self._lock:
+                self._refreshing.discard(name)
 
 
 class Dashboard:
@@ -211,7 +229,9 @@ class Dashboard:
         engine = self._cache.get("engine", settings.state_url, lambda: sources.state_engine(settings))
         tags = self._catalog_tags()
         key = (sources.files_fingerprint(settings), sources.state_fingerprint(engine), id(tags))
-        return self._cache.get("overview", key, lambda: build_overview(settings, tags=tags, engine=engine))
+        return self._cache.get(
+            "overview", key, lambda: build_overview(settings, tags=tags, engine=engine), stale=True
+        )
 
     def models_data(self) -> tuple[Any, Any, Any]:
         from artifacts.registry import configure_tracking

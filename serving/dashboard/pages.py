@@ -290,7 +290,7 @@ def _inputs_words(inputs: dict[str, Any], texts: Texts, lang: str) -> str:
     parts = []
     for name, value in inputs.items():
         if isinstance(value, float):
-            value = _number(value, 2 if abs(value) < 10 else 0)
+            value = _number(value, 0 if value.is_integer() or abs(value) >= 10 else 2)
         label = texts.feature(name, lang) if name in texts.features else texts.tag(name, lang)
         if name == "persona" and isinstance(value, str):
             value = texts.persona(value, lang)

@@ -247,7 +247,15 @@ def _has(conn: sa.Connection, table: str) -> bool:
 
 
 def state_fingerprint(engine: sa.Engine) -> tuple[Any, ...]:
-    """Changes whenever a tag changes or the outbox moves (the cache key of state reads)."""
+    """Changes whenever a tag changes or the outbox moves (the cache key of state reads). SQLite: the
+    database and WAL files' size and time (no query: counting millions of rows per page view costs more
+    than the page); other databases: high-water marks and the outbox's counts per status."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:":
+        return tuple(
+            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None
+            for p in (Path(database), Path(f"{database}-wal"))
+        )
     with engine.connect() as conn:
         parts: list[Any] = []
         for table, column in (("tag_history", "id"), ("crm_outbox", "id")):
