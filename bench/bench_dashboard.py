@@ -140,6 +140,7 @@ def measure(data_dir: Path, customer_query: str) -> list[tuple[str, float, float
         ("model health", "/dashboard/models?lang=en"),
         ("customer 360 (business key)", f"/dashboard/customer?id={customer_query}&lang=en"),
     ]
+
     # imports (mlflow, feast, plotly) happen once per process in the service too: not part of a page
     def mounted(dashboard: Dashboard) -> Starlette:  # as the service mounts it
         return Starlette(routes=[Mount("/dashboard", app=dashboard)])
