@@ -80,10 +80,17 @@ def column_max(path: Path, column: str) -> pd.Timestamp | None:
 
 # ------------------------------------------------------------------------------------- the data's clock
 def data_as_of(settings: Settings) -> pd.Timestamp | None:
-    """The data's clock (never the wall clock): the latest order or event on the last day the sources
-    were still recording normally. A few stray records dated far past the rest (typed dates, clocks
-    set wrong) would otherwise move "now" by months, so days holding fewer than `STRAY_SHARE` of a
-    median day's records are not counted as the data's present."""
+    """The data's clock (never the wall clock): the `as_of` `persona ingest` recorded
+    (`features.clock.clean_as_of`, the one source of truth). Clean tables written before ingest recorded
+    it: the latest order or event on the last day the sources were still recording normally (days with
+    fewer than `STRAY_SHARE` of a median day's records, e.g. stray typed dates, do not count)."""
+    from core.errors import PersonaError
+    from features.clock import clean_as_of
+
+    try:
+        return clean_as_of(settings)
+    except (PersonaError, OSError, KeyError, ValueError):
+        pass
     stamps = []
     for table, column in ((ORDERS_TABLE, "order_ts"), (EVENTS_TABLE, "event_ts")):
         path = clean_path(settings, table)
