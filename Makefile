@@ -15,7 +15,7 @@ help: ## Show this help
 env: ## Create or refresh .venv from uv.lock (installs uv if missing)
 	@bash scripts/bootstrap.sh
 
-services: ## Install the servers the integration tests start (redis-server, PostgreSQL) if missing
+services: ## Install what the integration tests start (redis-server, PostgreSQL, chromium) if missing
 	@bash scripts/install-services.sh
 
 demo: env ## Run the whole pipeline on synthetic data (FRESH=1 replaces a previous run's data dir)

@@ -24,8 +24,9 @@ from starlette.responses import JSONResponse, Response
 from configs.settings import Settings, load_settings
 from core.errors import USER_ERRORS, FeatureStoreError
 from core.logs import configure
-from serving.auth import ApiKeyMiddleware
+from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.campaign_api import make_app
+from serving.dashboard.app import Dashboard
 from serving.dispatcher import make_dispatcher
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
@@ -56,6 +57,8 @@ class _PersonaService:
         self._stop = threading.Event()
         self._dispatcher_thread: threading.Thread | None = None
         self._try_load()
+        DASHBOARD.attach_scorer(lambda: self.scorer if self._ensure_loaded() else None)
+        threading.Thread(target=DASHBOARD.warm, name="dashboard-warm", daemon=True).start()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
@@ -176,3 +179,6 @@ PersonaService = bentoml.asgi_app(make_app(lambda: _SETTINGS), path="/v1/campaig
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
 PersonaService.add_asgi_middleware(OpenApiMiddleware)
 PersonaService.add_asgi_middleware(ReadinessMiddleware)
+# The business dashboard (overview, model health, customer 360) at /dashboard; it checks access itself.
+DASHBOARD = Dashboard(lambda: _SETTINGS, digests=load_api_keys)
+PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")

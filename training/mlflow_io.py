@@ -294,27 +294,42 @@ def recall_at_k_plot(
     return paths
 
 
+# Columns of a profile table that describe the segment, not its centre: never plotted as features.
+PROFILE_META = ("persona", "n", "share")
+
+
+def segment_label(segment_id: Any, persona: Any) -> str:
+    """`3 high_value_loyal`: what a segment is called on a plot (the id alone says nothing)."""
+    return f"{segment_id} {persona}" if persona is not None and str(persona) else str(segment_id)
+
+
 def segment_plots(*, profiles: pd.DataFrame, sizes: Mapping[str, int], out_dir: Path) -> dict[str, Path]:
-    """Segment sizes and a heat map of standardized feature means per segment (segment profiles)."""
+    """Segment sizes labelled by persona, and a heat map of each feature's segment means standardised
+    across segments (rows named by segment and persona; size and share are not features)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    personas = profiles["persona"].to_dict() if "persona" in profiles.columns else {}
+    by_text = {str(k): v for k, v in personas.items()}
     plt, fig, ax = _figure()
-    names = [str(k) for k in sizes]
-    ax.bar(names, list(sizes.values()))
-    ax.set(ylabel="customers", title="Segment sizes")
-    ax.tick_params(axis="x", rotation=30)
+    names = [segment_label(k, by_text.get(str(k))) for k in sizes]
+    ax.barh(names[::-1], list(sizes.values())[::-1])
+    ax.set(xlabel="customers", title="Segment sizes (segment, persona)")
     paths["sizes"] = _save(plt, fig, out_dir / "segment_sizes.png")
 
-    numeric = profiles.select_dtypes("number")
+    numeric = profiles.drop(columns=[c for c in PROFILE_META if c in profiles.columns]).select_dtypes(
+        "number"
+    )
     if not numeric.empty:
         std = numeric.std(ddof=0).replace(0, 1.0)
         z = (numeric - numeric.mean()) / std
+        rows = [segment_label(i, by_text.get(str(i))) for i in z.index]
         plt, fig, ax = _figure()
-        fig.set_size_inches(max(5.5, 0.35 * z.shape[1] + 2), 0.45 * z.shape[0] + 2)
+        fig.set_size_inches(max(5.5, 0.35 * z.shape[1] + 3), 0.45 * z.shape[0] + 2.5)
         image = ax.imshow(z.to_numpy(dtype=float), aspect="auto", cmap="coolwarm", vmin=-2, vmax=2)
         ax.set_xticks(range(z.shape[1]), list(z.columns), rotation=90, fontsize=7)
-        ax.set_yticks(range(z.shape[0]), [str(i) for i in z.index], fontsize=8)
-        ax.set_title("Segment profiles (z-score of segment means)")
+        ax.set_yticks(range(z.shape[0]), rows, fontsize=8)
+        ax.set_ylabel("segment, persona")
+        ax.set_title("Segment profiles (z-score of segment means across segments)")
         fig.colorbar(image, ax=ax)
         paths["profiles"] = _save(plt, fig, out_dir / "segment_profiles.png")
     return paths

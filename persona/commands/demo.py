@@ -35,7 +35,20 @@ GENERATED_ORDERS = "{data_dir}/raw/orders.csv.gz"
 
 
 # What Persona writes under its data directory; a folder holding anything else is not ours to delete.
-OWNED = {"crm", "raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench", "logs"}
+OWNED = {
+    "crm",
+    "raw",
+    "clean",
+    "features",
+    "feast",
+    "mlflow",
+    "tags",
+    "state",
+    "scores",
+    "bench",
+    "dashboard",
+    "logs",
+}
 
 
 def _prepare(data_dir: Path, *, fresh: bool) -> None:
