@@ -48,6 +48,7 @@ class _PersonaService:
         self._stop = threading.Event()
         self._dispatcher_thread: threading.Thread | None = None
         self._try_load()
+        self._start_consent_watcher()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
@@ -83,6 +84,19 @@ class _PersonaService:
         if time.monotonic() - self._last_load_attempt < RELOAD_EVERY_SECONDS:
             return False
         return self._try_load()
+
+    def _start_consent_watcher(self) -> None:
+        """A withdrawal (consent list in the state DB) answers `consent_withdrawn` within seconds."""
+        from serving.consent import ConsentWatcher
+
+        def swap(ids: frozenset[str]) -> None:
+            if self.scorer is not None:
+                self.scorer.state.withdrawn = ids
+
+        watcher = ConsentWatcher(
+            self.settings, on_change=swap, poll_seconds=self.settings.serving.consent_poll_seconds
+        )
+        threading.Thread(target=watcher.run, args=(self._stop,), name="consent-watcher", daemon=True).start()
 
     def _start_dispatcher(self) -> None:
         def run() -> None:
