@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from configs.settings import Settings, load_settings
 from serving.auth import ApiKeyMiddleware
+from serving.http_guard import RequestGuard
 from serving.schemas import CustomerIds, ScoreResponse
 
 log = logging.getLogger("persona.serving")
@@ -170,5 +171,8 @@ def _service_options(settings: Settings) -> dict[str, Any]:
 
 # BentoML reads the service options when this module is imported (that is how `bentoml serve` works),
 # so the entry point loads the settings here, once.
-PersonaService = bentoml.service(**_service_options(load_settings()))(_PersonaService)
+_SETTINGS = load_settings()
+PersonaService = bentoml.service(**_service_options(_SETTINGS))(_PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
+# after the key check: content type, body size (413 before parsing), 4xx bodies and their log lines
+PersonaService.add_asgi_middleware(RequestGuard, max_body_bytes=_SETTINGS.serving.max_body_bytes)
