@@ -264,7 +264,8 @@ def _replay(body: bytes, original: Any) -> Any:
 
 
 def declare_guard_responses(spec: dict[str, Any], max_body_bytes: int) -> dict[str, Any]:
-    """Declare on every API operation what this guard answers: 400 (schema made explicit), 413, 415."""
+    """Declare on every API operation what this guard answers: 400 (schema made explicit), 413, 415,
+    and that the JSON body is required (BentoML leaves `requestBody.required` out)."""
     content = {"application/json": {"schema": _ERROR_SCHEMA}}
     for path, operations in spec.get("paths", {}).items():
         if not path.startswith(API_PREFIX):
@@ -272,6 +273,8 @@ def declare_guard_responses(spec: dict[str, Any], max_body_bytes: int) -> dict[s
         for operation in operations.values():
             if not isinstance(operation, dict):
                 continue
+            if isinstance(operation.get("requestBody"), dict):
+                operation["requestBody"]["required"] = True  # every API route needs its JSON body
             responses = operation.setdefault("responses", {})
             responses["400"] = {
                 "description": "invalid request: malformed JSON or a value outside the schema; `detail` says "
