@@ -205,3 +205,18 @@ def test_columns_are_the_values_as_arrays_in_request_order(applied):
         else:
             assert column.tolist() == frame_column.tolist()
     assert result.columns["region"].tolist()[0] is None
+
+
+def test_delete_online_removes_one_customer_from_every_view(applied):
+    """Consent withdrawal / forget: the customer's rows leave each view's table, the others stay."""
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    store = feast_io.get_store(settings)
+    deleted = feast_io.delete_online(store, ["P1", "P404"])
+    assert deleted > 0  # one row per (customer, feature) in Feast's SQLite layout
+    after = feast_io.online_features(store, customer_ids=["P1", "P2"], service="churn_v1", as_of=at("2025-03-10"))
+    assert after.unknown_ids == ["P1"]
+    assert after.values.loc["P2", "monetary_lifetime"] == 20
+    assert feast_io.delete_online(store, ["P1"]) == 0  # nothing left to delete
