@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from configs.settings import Settings, load_settings
 from serving.auth import ApiKeyMiddleware
 from serving.http_guard import RequestGuard
-from serving.schemas import CustomerIds, ScoreResponse
+from serving.schemas import CustomerIds, ScoreResponse, WriteBack
 
 log = logging.getLogger("persona.serving")
 
@@ -141,7 +141,7 @@ class _PersonaService:
         return Response(json.dumps(payload, allow_nan=False).encode("utf-8"), media_type="application/json")
 
     @bentoml.api(route="/v1/score")
-    def score(self, customer_ids: CustomerIds, write_back: bool = False) -> ScoreResponse:
+    def score(self, customer_ids: CustomerIds, write_back: WriteBack = False) -> ScoreResponse:
         """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes."""
         return self._run(customer_ids, write_back=write_back, only=None)
 
