@@ -51,6 +51,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "churn_tier": tx.STRING,
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
+    "clv_value": tx.NUMBER,
+    "clv_tier": tx.STRING,
 }
 
 
@@ -126,6 +128,16 @@ class Catalog:
     def tag_inputs(self) -> dict[str, list[str]]:
         """Per tag, the names its expression reads: the inputs that matter for its value."""
         return {t.key: list(t.inputs) for t in self.tags}
+
+    def depending_on(self, names: Iterable[str]) -> list[str]:
+        """The tags that read any of `names`, directly or through an earlier tag (catalog order)."""
+        reached = set(names)
+        out = []
+        for t in self.tags:  # a tag reads only inputs and earlier tags: one pass in order suffices
+            if reached & set(t.inputs):
+                reached.add(t.key)
+                out.append(t.key)
+        return out
 
     @property
     def required_inputs(self) -> list[str]:

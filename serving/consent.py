@@ -67,31 +67,26 @@ def _engine(settings: Settings) -> sa.Engine:
 
 
 def resolve_customer(settings: Settings, key: str) -> str:
-    """The Persona customer id of `key`: a customer id itself, or a source record id (the CRM's
-    contact id, a lead id, ...) found in the identity map. One-line error when neither."""
+    """The Persona customer id of `key`: a customer id itself, or a business key the identity map
+    knows (the CRM contact id first, then the orders' customer number, then a lead id: the same lookup
+    as `/v1/score`). One-line error when neither."""
     from features.ingest import load_clean
+    from serving.record_keys import RecordKeys
 
     key = key.strip()
     customers = load_clean(settings, "customers")
     assert customers is not None
     if key in set(customers["customer_id"].astype(str)):
         return key
-    identity = load_clean(settings, "identity_map")
-    if identity is not None:
-        hits = identity.loc[identity["source_record_id"].astype(str) == key]
-        if len(hits):
-            # the CRM's contact ids first: that is what "business key" means to the CRM
-            hits = hits.assign(_crm=hits["source"].ne("contacts")).sort_values("_crm", kind="stable")
-            owners = hits["customer_id"].astype(str).unique()
-            if len(owners) > 1 and not (hits["source"] == "contacts").any():
-                raise ValidationFailed(
-                    f"id {key!r} names records of {len(owners)} customers in sources "
-                    f"{', '.join(sorted(hits['source'].unique()))}; give the Persona customer id"
-                )
-            return str(owners[0])
+    keys = RecordKeys(
+        settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
+    )
+    found = keys.customer_for([key]) if keys.has_map else {}
+    if key in found:
+        return found[key]
     raise ValidationFailed(
-        f"no customer with id {key!r}: neither a Persona customer id (P + 12 hex) nor a source record "
-        "id (e.g. the CRM contact id) in clean/identity_map.parquet",
+        f"no customer with id {key!r}: neither a Persona customer id (P + 12 hex) nor a business key "
+        "(CRM contact id, customer number, lead id) in clean/identity_map.parquet",
         hint="run `persona ingest` if the record is new",
     )
 

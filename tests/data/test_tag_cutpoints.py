@@ -33,6 +33,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "persona": "new",
             "churn_tier": "low",
             "conversion_tier": "cold",
+            "clv_value": 80.0,
+            "clv_tier": "standard",
         }
     )
 

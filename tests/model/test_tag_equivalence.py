@@ -131,12 +131,17 @@ def test_every_construct_batch_equals_single(rows, cut):
     _check(EVERY_CONSTRUCT, rows, cutpoints)
 
 
-REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in ("persona", "churn_tier", "conversion_tier")]
+REPO_NUM = [
+    n
+    for n in REPO_CATALOG.required_inputs
+    if n not in ("persona", "churn_tier", "conversion_tier", "clv_tier")
+]
 tiers = st.fixed_dictionaries(
     {
         "persona": strings,
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
+        "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
     }
 )
 
