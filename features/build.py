@@ -297,10 +297,22 @@ def read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
     """
 
     try:
-        return load_clean(settings, table)
+        frame = load_clean(settings, table)
     except (OSError, ValueError) as exc:  # pyarrow's errors for damaged files are of these kinds
         path = Path(settings.data_dir) / "clean" / f"{table}.parquet"
         raise SourceError(f"cannot read clean table '{table}' at {path}: {exc}") from None
+    if table == "customers" and frame is not None:
+        # a withdrawal or erasure since the last ingest counts now (the consent list, state database)
+        from core.statedb import make_state_engine
+        from features import consent
+
+        engine = make_state_engine(settings.url(settings.state_url))
+        consent.create_schema(engine)
+        listed = consent.withdrawn_ids(engine)
+        if listed:
+            frame = frame.copy()
+            frame.loc[frame["customer_id"].astype(str).isin(listed), "consent_profiling"] = False
+    return frame
 
 
 def build_features(

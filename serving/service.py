@@ -28,10 +28,11 @@ from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.campaign_api import make_app
 from serving.dashboard.app import Dashboard
 from serving.dispatcher import make_dispatcher
+from serving.http_guard import RequestGuard
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
 from serving.readiness import REPORT, ReadinessMiddleware
-from serving.schemas import CustomerIds, ScoreResponse
+from serving.schemas import CustomerIds, ScoreResponse, WriteBack
 from serving.scoring import Scorer, load_state
 
 log = logging.getLogger("persona.serving")
@@ -59,6 +60,7 @@ class _PersonaService:
         self._try_load()
         DASHBOARD.attach_scorer(lambda: self.scorer if self._ensure_loaded() else None)
         threading.Thread(target=DASHBOARD.warm, name="dashboard-warm", daemon=True).start()
+        self._start_consent_watcher()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
@@ -94,6 +96,19 @@ class _PersonaService:
         if time.monotonic() - self._last_load_attempt < RELOAD_EVERY_SECONDS:
             return False
         return self._try_load()
+
+    def _start_consent_watcher(self) -> None:
+        """A withdrawal (consent list in the state DB) answers `consent_withdrawn` within seconds."""
+        from serving.consent import ConsentWatcher
+
+        def swap(ids: frozenset[str]) -> None:
+            if self.scorer is not None:
+                self.scorer.state.withdrawn = ids
+
+        watcher = ConsentWatcher(
+            self.settings, on_change=swap, poll_seconds=self.settings.serving.consent_poll_seconds
+        )
+        threading.Thread(target=watcher.run, args=(self._stop,), name="consent-watcher", daemon=True).start()
 
     def _start_dispatcher(self) -> None:
         def run() -> None:
@@ -132,7 +147,7 @@ class _PersonaService:
         return Response(json.dumps(payload, allow_nan=False).encode("utf-8"), media_type="application/json")
 
     @bentoml.api(route="/v1/score")
-    def score(self, customer_ids: CustomerIds, write_back: bool = False) -> ScoreResponse:
+    def score(self, customer_ids: CustomerIds, write_back: WriteBack = False) -> ScoreResponse:
         """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes."""
         return self._run(customer_ids, write_back=write_back, only=None)
 
@@ -182,3 +197,5 @@ PersonaService.add_asgi_middleware(ReadinessMiddleware)
 # The business dashboard (overview, model health, customer 360) at /dashboard; it checks access itself.
 DASHBOARD = Dashboard(lambda: _SETTINGS, digests=load_api_keys)
 PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")
+# after the key check: content type, body size (413 before parsing), 4xx bodies and their log lines
+PersonaService.add_asgi_middleware(RequestGuard, max_body_bytes=_SETTINGS.serving.max_body_bytes)

@@ -86,9 +86,11 @@ def _check_port_free(host: str, port: int) -> None:
 @click.pass_context
 def score_cmd(ctx: click.Context, score_all: bool, write_back: bool, sync: bool) -> None:
     """Batch-score every customer from the feature store, in vectorised chunks, with progress."""
+    from persona.commands.consent import enforce_pending
     from serving.batch import print_summary, score_everyone
 
     settings = settings_from(ctx)
+    enforce_pending(settings)  # a withdrawal found by the last ingest is cleared before anyone is scored
     summary = score_everyone(settings, write_back=write_back)
     print_summary(summary)
     if sync:
