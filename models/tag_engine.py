@@ -5,7 +5,8 @@
 - `Catalog.evaluate(frame, cutpoints)` tags a whole DataFrame with vectorised numpy (no per-row Python);
   `Catalog.evaluate_one(values, cutpoints)` tags one customer from a dict. Both give identical values.
 - `fit_cutpoints(catalog, frame)` fits the quantile cut points that `qcut(...)` uses, once, at training
-  time; serving only applies them.
+  time, on each cut point's declared population, with tie-aware equal-frequency edges (`rank_edges`);
+  serving only applies them.
 
 Tags may refer to tags defined **earlier** in the catalog (e.g. `rfm_segment` reads `rfm_r`); the
 catalog order is the evaluation order, so cycles cannot occur. Referring to a later tag is an error.
@@ -75,11 +76,14 @@ def default_string_names() -> set[str]:
 
 @dataclass(frozen=True)
 class CutpointSpec:
-    """Quantile cut points declared in the catalog: `bins` equal-frequency bins of `feature`."""
+    """Quantile cut points declared in the catalog: `bins` equal-frequency bins of `feature`, fitted on
+    the customers for whom `population` (a condition of the tag language; None = everyone) holds."""
 
     name: str
     feature: str
     bins: int
+    population: str | None = None
+    population_ast: tx.Node | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -235,6 +239,12 @@ class Catalog:
                 problems.append(
                     f"cut points {name!r} were fitted for {got.get('feature')!r} in {got.get('bins')} bins, "
                     f"the catalog declares {spec.feature!r} in {spec.bins} bins"
+                )
+                continue
+            if got.get("population") != spec.population:
+                problems.append(
+                    f"cut points {name!r} were fitted on population {got.get('population')!r}, "
+                    f"the catalog declares {spec.population!r}"
                 )
                 continue
             e = [float(x) for x in got.get("edges", [])]
@@ -394,7 +404,16 @@ def parse_catalog(
             continue
         if spec["feature"] not in known:
             problems.append(f"{where}.feature: unknown feature {spec['feature']!r}")
-        cutpoints[str(name)] = CutpointSpec(str(name), str(spec["feature"]), bins)
+        for extra in sorted(set(spec) - {"feature", "bins", "population"}):
+            problems.append(f"{where}: unknown field {extra!r}")
+        population, population_ast = spec.get("population"), None
+        if population is not None:
+            population_ast = _population(str(population), where=f"{where}.population", known=known,
+                                         strings=strings, problems=problems)
+        cutpoints[str(name)] = CutpointSpec(
+            str(name), str(spec["feature"]), bins, None if population is None else str(population),
+            population_ast,
+        )
 
     entries = raw.get("tags")
     if not isinstance(entries, list) or not entries:
@@ -559,6 +578,25 @@ def _check_tag(
     )
 
 
+def _population(
+    text: str, *, where: str, known: set[str], strings: set[str], problems: list[str]
+) -> tx.Node | None:
+    """Parse and type-check a cut point's population condition (features only)."""
+    try:
+        node = tx.parse(text)
+    except tx.ExprError as e:
+        problems.append(f"{where} column {e.pos + 1}: {e.message}  [{_excerpt(text, e.pos)}]")
+        return None
+    names = {n: (tx.STRING if n in strings else tx.NUMBER) for n in known}
+    errors = tx.check_types(node, names=names)
+    for e in errors:
+        problems.append(f"{where} column {e.pos + 1}: {e.message}  [{_excerpt(text, e.pos)}]")
+    if not errors and node.type != tx.BOOL:
+        problems.append(f"{where}: {text!r} is not a condition (true/false)")
+        return None
+    return None if errors else node
+
+
 _Parts = list[tuple[str, str, tx.Node]]
 
 
@@ -649,11 +687,69 @@ def _excerpt(text: str, pos: int) -> str:
 
 
 # -------------------------------------------------------------------------------------- cut points
-def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
-    """Fit every declared cut point from the latest snapshot in `frame` (all rows if no event_timestamp).
+def rank_edges(values: np.ndarray, bins: int) -> list[float]:
+    """`bins - 1` ascending edges for `qcut` (score = 1 + number of edges <= x) that split `values` into
+    bins as close to equal-frequency as ties allow, cutting only BETWEEN distinct values (equal values
+    always share a score) and leaving no score empty when there are at least `bins` distinct values.
 
-    Edges are the `i/bins` quantiles (i = 1..bins-1, linear interpolation) of the feature's non-null
-    values. Returns the JSON-ready payload saved as `{data_dir}/tags/cutpoints.json`.
+    Plain quantiles fail on heavy ties: when 60 % of customers bought once, the 0.2 and 0.4 quantiles
+    are both 1 and scores 1-2 never occur. Here each edge b is placed at the gap between distinct
+    values whose cumulative count is nearest to b/bins of the rows, subject to leaving at least one
+    distinct value for every bin still to come. With fewer distinct values than bins, each value takes
+    the score of its mid-rank (ceil(bins * mid-rank / n)), so e.g. a 0/1 feature gets two far-apart
+    scores rather than 1 and 2. An edge sits half-way between the two distinct values it separates.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    uniq, counts = np.unique(v, return_counts=True)
+    n, m = int(v.size), int(uniq.size)
+    cum = np.cumsum(counts)
+    if m >= bins:
+        score = np.ones(m, dtype=int)
+        last = -1  # index of the last distinct value in the bins placed so far
+        for b in range(1, bins):
+            lo, hi = last + 1, m - 1 - (bins - b)  # gap after index j: lower part is uniq[: j + 1]
+            candidates = np.arange(lo, hi + 1)
+            target = b * n / bins
+            j = int(candidates[np.argmin(np.abs(cum[candidates] - target))])
+            score[j + 1 :] += 1
+            last = j
+    else:
+        mid_rank = cum - counts / 2.0
+        score = np.clip(np.ceil(bins * mid_rank / n).astype(int), 1, bins)
+    edges = []
+    for b in range(1, bins):
+        below, above = uniq[score <= b], uniq[score > b]
+        if below.size and above.size:
+            edges.append(float((below[-1] + above[0]) / 2.0))
+        elif above.size:  # nothing scores <= b: the edge sits at the smallest value
+            edges.append(float(uniq[0]))
+        else:  # nothing scores above b: just past the largest value
+            edges.append(float(np.nextafter(uniq[-1], np.inf)))
+    return edges
+
+
+def population_mask(spec: CutpointSpec, frame: pd.DataFrame) -> np.ndarray:
+    """Rows of `frame` a cut point is fitted on (all rows without a population)."""
+    if spec.population_ast is None:
+        return np.ones(len(frame), dtype=bool)
+    names = tx.names_in(spec.population_ast)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise CatalogError(
+            f"cut points {spec.name!r}: the frame has no column(s) {', '.join(missing)} "
+            f"(population {spec.population!r})"
+        )
+    strings = default_string_names()
+    env = {n: _column(frame[n], tx.STRING if n in strings else tx.NUMBER, n) for n in names}
+    return np.asarray(tx.compile_vector(spec.population_ast, {})(env, len(frame)), dtype=bool)
+
+
+def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
+    """Fit every declared cut point from the latest snapshot in `frame` (all rows if no event_timestamp),
+    on the rows of its population, with `rank_edges` (equal-frequency bins that never split a tie).
+
+    Returns the JSON-ready payload saved as `{data_dir}/tags/cutpoints.json`.
     """
     snapshot = None
     if "event_timestamp" in frame.columns and len(frame):
@@ -666,15 +762,18 @@ def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
             problems.append(f"cut points {spec.name!r}: the frame has no column {spec.feature!r}")
             continue
         values = pd.to_numeric(frame[spec.feature], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = values[population_mask(spec, frame)]
         values = values[np.isfinite(values)]
         if values.size == 0:
-            problems.append(f"cut points {spec.name!r}: no values of {spec.feature!r} to fit on")
+            who = f" among customers with {spec.population}" if spec.population else ""
+            problems.append(f"cut points {spec.name!r}: no values of {spec.feature!r} to fit on{who}")
             continue
-        qs = np.arange(1, spec.bins) / spec.bins
         fitted[spec.name] = {
             "feature": spec.feature,
             "bins": spec.bins,
-            "edges": [float(x) for x in np.quantile(values, qs)],
+            "population": spec.population,
+            "method": "rank",
+            "edges": rank_edges(values, spec.bins),
             "rows": int(values.size),
         }
     if problems:

@@ -92,8 +92,9 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     out = capsys.readouterr().out
     assert "snapshot 2025-12-01" in out
     payload = json.loads(env.path(env.tags.cutpoints).read_text())
-    # recency at the latest snapshot: 5, 20, 60, 200, 400 -> quintile edges (linear) 17, 44, 116, 240
-    assert payload["cutpoints"]["recency"]["edges"] == pytest.approx([17.0, 44.0, 116.0, 240.0])
+    # fitted on the 4 buyers of the window (P5 bought nothing in 365 days): recency 5, 20, 60, 200 are
+    # fewer distinct values than bins, so each takes the score of its mid-rank (1, 2, 4, 5)
+    assert payload["cutpoints"]["recency"]["edges"] == pytest.approx([12.5, 40.0, 40.0, 130.0])
     assert payload["catalog_version"] == tag_cutpoints.load_catalog(env).version
 
     catalog = tag_cutpoints.load_catalog(env)
@@ -169,7 +170,8 @@ def test_tag_customers_skips_withdrawn_consent_and_refuses_duplicates(env):
     frame = _model_outputs(tag_cutpoints.latest_feature_frame(env))
     cut = {
         "cutpoints": {
-            n: {"feature": c.feature, "bins": 5, "edges": [1, 2, 3, 4]} for n, c in catalog.cutpoints.items()
+            n: {"feature": c.feature, "bins": 5, "population": c.population, "edges": [1, 2, 3, 4]}
+            for n, c in catalog.cutpoints.items()
         }
     }
     frame["consent_profiling"] = [True, False, None, True, True]

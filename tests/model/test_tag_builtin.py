@@ -18,11 +18,12 @@ from models.tag_engine import format_values, read_catalog_file
 from persona.errors import ValidationFailed
 
 CATALOG = read_catalog_file(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
+BUYERS = "frequency_365d > 0"  # the population the catalog fits RFM on
 CUTS = {
     "cutpoints": {
-        "recency": {"feature": "recency_days", "bins": 5, "edges": [30, 60, 120, 240]},
-        "frequency": {"feature": "frequency_365d", "bins": 5, "edges": [1, 2, 4, 8]},
-        "monetary": {"feature": "monetary_365d", "bins": 5, "edges": [100, 200, 400, 800]},
+        "recency": {"feature": "recency_days", "bins": 5, "population": BUYERS, "edges": [30, 60, 120, 240]},
+        "frequency": {"feature": "frequency_365d", "bins": 5, "population": BUYERS, "edges": [1, 2, 4, 8]},
+        "monetary": {"feature": "monetary_365d", "bins": 5, "population": BUYERS, "edges": [100, 200, 400, 800]},
     }
 }
 BASE = {
@@ -225,6 +226,6 @@ def test_values_as_the_crm_sees_them():
 
 def test_produced_by_names_rule_and_model_versions():
     produced = CATALOG.produced_by({"persona-churn": "7"})
-    assert produced["rfm_segment"] == "rule:rfm_segment@v1"
+    assert produced["rfm_segment"] == "rule:rfm_segment@v2"
     assert produced["churn_risk"] == "model:persona-churn@7"
     assert produced["persona_name"] == "model:persona-segments@unknown"

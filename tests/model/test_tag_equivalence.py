@@ -147,7 +147,8 @@ tiers = st.fixed_dictionaries(
 def test_repository_catalog_batch_equals_single(rows, r, f, m):
     def spec(feature, e):
         # the catalog declares 5 bins: 4 edges
-        return {"feature": feature, "bins": 5, "edges": sorted([*e, e[-1] + 1.0])}
+        population = REPO_CATALOG.cutpoints["recency"].population  # all three share the buyers' population
+        return {"feature": feature, "bins": 5, "population": population, "edges": sorted([*e, e[-1] + 1.0])}
 
     cutpoints = {
         "cutpoints": {
