@@ -249,8 +249,9 @@ def run_models(
     not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
     if seg_ok.any():
         ids = _segments(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok))
-        segment_id[seg_ok] = ids
         persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
+        # customers without an order carry the persona `prospect` and no segment number
+        segment_id[seg_ok] = np.where(ids < 0, np.nan, ids)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     contributions: dict[str, np.ndarray] = {}
@@ -505,8 +506,9 @@ class Scorer:
             }
             if only in (None, "segments"):
                 seg_reason = outputs.not_scored["segments"][row]
+                seg_id = outputs.segment_id[row]
                 item["segment"] = {
-                    "segment_id": None if seg_reason else int(outputs.segment_id[row]),
+                    "segment_id": None if seg_reason or np.isnan(seg_id) else int(seg_id),
                     "persona": outputs.persona[row],
                     "model_version": versions["segments"],
                     "not_scored_reason": seg_reason,
