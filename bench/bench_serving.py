@@ -128,7 +128,9 @@ def ensure_champions(world: Path) -> list[str]:
             raise SystemExit(
                 f"bench_serving: {name} has no registered version to promote (train {kind} failed)"
             )
-        _persona(["promote", kind, "--force", str(max(versions)), "--reason", "benchmark: newest version"], world)
+        _persona(
+            ["promote", kind, "--force", str(max(versions)), "--reason", "benchmark: newest version"], world
+        )
         forced.append(f"{kind} v{max(versions)}")
         print(
             f"  NOTE: the gate gave {kind} no champion; forced v{max(versions)} with persona promote",

@@ -58,7 +58,9 @@ PERSONA_RULES: tuple[Rule, ...] = (
     Rule(
         "high_value_loyal",
         "recent >= 0.4, frequency >= 0.6, monetary >= 0.6, tenure >= 0.5",
-        lambda r: r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6 and r["tenure"] >= 0.5,
+        lambda r: (
+            r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6 and r["tenure"] >= 0.5
+        ),
     ),
     Rule(
         "high_value_new",
@@ -151,7 +153,8 @@ def _qualify(names: list[str], ranks: list[Ranks], fixed: set[int]) -> list[str]
             options = [
                 c
                 for c in QUALIFIERS
-                if not any(c in used[i] for i in movable) and not any(w in names[group[0]] for w in QUALIFIERS[c])
+                if not any(c in used[i] for i in movable)
+                and not any(w in names[group[0]] for w in QUALIFIERS[c])
             ]
             if not options:
                 break
@@ -187,7 +190,5 @@ def name_segments(
     fixed = dict(fixed or {})
     ranks = concept_ranks(centroids_z, population_z, features)
     top_recent = max(r["recent"] for r in ranks) if ranks else 0.0
-    names = [
-        fixed.get(row, base_name(r, may_lapse=r["recent"] < top_recent)) for row, r in enumerate(ranks)
-    ]
+    names = [fixed.get(row, base_name(r, may_lapse=r["recent"] < top_recent)) for row, r in enumerate(ranks)]
     return _qualify(names, ranks, set(fixed))

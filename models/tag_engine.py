@@ -408,10 +408,14 @@ def parse_catalog(
             problems.append(f"{where}: unknown field {extra!r}")
         population, population_ast = spec.get("population"), None
         if population is not None:
-            population_ast = _population(str(population), where=f"{where}.population", known=known,
-                                         strings=strings, problems=problems)
+            population_ast = _population(
+                str(population), where=f"{where}.population", known=known, strings=strings, problems=problems
+            )
         cutpoints[str(name)] = CutpointSpec(
-            str(name), str(spec["feature"]), bins, None if population is None else str(population),
+            str(name),
+            str(spec["feature"]),
+            bins,
+            None if population is None else str(population),
             population_ast,
         )
 

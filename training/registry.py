@@ -354,8 +354,11 @@ def promote_forced(settings: Settings, kind: str, *, version: str, reason: str) 
         compared = json.loads(tags.get("gate.compared", "{}"))
     except json.JSONDecodeError:
         compared = {}
-    metrics = {"gate_decision": tags.get("gate.decision", ""), "gate_reason": tags.get("gate.reason", ""),
-               **compared}
+    metrics = {
+        "gate_decision": tags.get("gate.decision", ""),
+        "gate_reason": tags.get("gate.reason", ""),
+        **compared,
+    }
     return move_champion(
         settings,
         kind,

@@ -38,7 +38,9 @@ def _print_history(settings, kind: str | None) -> None:  # type: ignore[no-untyp
     if not events:
         click.echo("no promotion history yet" + (f" for {kind}" if kind else ""))
         return
-    click.echo(f"{'time (UTC)':<19}  {'event':<8} {'model':<20} {'from':>5} -> {'to':<5} {'decision':<8} actor")
+    click.echo(
+        f"{'time (UTC)':<19}  {'event':<8} {'model':<20} {'from':>5} -> {'to':<5} {'decision':<8} actor"
+    )
     for e in events:
         click.echo(
             f"{e.at:%Y-%m-%d %H:%M:%S}  {e.event:<8} {e.model:<20} {('v' + e.from_version) if e.from_version else '-':>5}"

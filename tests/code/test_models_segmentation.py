@@ -176,8 +176,13 @@ def test_predict_columns_matches_predict():
 def test_customers_without_an_order_are_prospects_not_clustered():
     X = blobs(60, 7).assign(orders_lifetime=3.0)
     prospects = pd.DataFrame(
-        {"recency_days": [np.nan, np.nan], "frequency_365d": [0.0, 0.0], "monetary_365d": [0.0, 0.0],
-         "tenure_days": [np.nan, 30.0], "orders_lifetime": [0.0, np.nan]}
+        {
+            "recency_days": [np.nan, np.nan],
+            "frequency_365d": [0.0, 0.0],
+            "monetary_365d": [0.0, 0.0],
+            "tenure_days": [np.nan, 30.0],
+            "orders_lifetime": [0.0, np.nan],
+        }
     )
     features = [*RFMT, "orders_lifetime"]
     model = fit_segmentation(X=pd.concat([X, prospects]), features=features, k=3, k_range=(2, 5), seed=1)

@@ -77,7 +77,7 @@ def _hand_made() -> pd.DataFrame:
     }
     for name in CATALOG.required_inputs:
         if name not in frame.columns:
-            frame[name] = filler.get(name, None)
+            frame[name] = filler.get(name)
     return frame
 
 

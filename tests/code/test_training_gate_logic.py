@@ -34,7 +34,9 @@ def test_worse_than_baseline_on_validation_refuses() -> None:
         challenger_valid={"pr_auc": 0.30},
         baseline_valid={"pr_auc": 0.31},
     )
-    assert not d.promote and "validation pr_auc 0.3000 is worse than the logistic baseline's 0.3100" in d.reason
+    assert (
+        not d.promote and "validation pr_auc 0.3000 is worse than the logistic baseline's 0.3100" in d.reason
+    )
 
 
 def test_a_first_model_that_loses_to_the_baseline_on_test_only_is_still_served() -> None:
@@ -59,8 +61,13 @@ def test_a_tie_never_promotes() -> None:
     assert gate_classifier(challenger={"pr_auc": 0.2845}, champion={"pr_auc": 0.2844}, **args).promote
     # a gain of exactly the margin is not "more than" it
     cfg = GateConfig(primary_metric="pr_auc", margin=0.01, floors={})
-    d = gate_classifier(challenger={"pr_auc": 0.2944}, champion={"pr_auc": 0.2844}, baseline={}, config=cfg,
-                        champion_version="3")
+    d = gate_classifier(
+        challenger={"pr_auc": 0.2944},
+        champion={"pr_auc": 0.2844},
+        baseline={},
+        config=cfg,
+        champion_version="3",
+    )
     assert not d.promote
 
 

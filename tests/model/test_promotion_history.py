@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 def test_promote_tie_force_rollback_and_history(settings, monkeypatch, capsys) -> None:
     data = make_data(seed=3)
     model, baseline = fit_classifiers(data, settings)
-    first = evaluate_and_register(settings, data=data, model=model, baseline=baseline, store=None, promote=True)
+    first = evaluate_and_register(
+        settings, data=data, model=model, baseline=baseline, store=None, promote=True
+    )
     assert first.promoted
 
     # the same data and seed again: equal metrics on the same window are a tie, and a tie never promotes

@@ -23,7 +23,12 @@ CUTS = {
     "cutpoints": {
         "recency": {"feature": "recency_days", "bins": 5, "population": BUYERS, "edges": [30, 60, 120, 240]},
         "frequency": {"feature": "frequency_365d", "bins": 5, "population": BUYERS, "edges": [1, 2, 4, 8]},
-        "monetary": {"feature": "monetary_365d", "bins": 5, "population": BUYERS, "edges": [100, 200, 400, 800]},
+        "monetary": {
+            "feature": "monetary_365d",
+            "bins": 5,
+            "population": BUYERS,
+            "edges": [100, 200, 400, 800],
+        },
     }
 }
 BASE = {
