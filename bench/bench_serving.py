@@ -107,8 +107,8 @@ def ensure_champions(world: Path) -> list[str]:
     """Every model needs a champion; where the gate refused one, force the newest version with
     `persona promote KIND --force N --reason ...`. Returns the champions that hold their alias by a manual promotion,
     now or in the run that built the cached world (said in the output)."""
+    from artifacts.registry import champion_version, client, model_name
     from configs.settings import load_settings
-    from training.registry import champion_version, client, model_name
 
     settings = load_settings(data_dir=str(world))
     c = client(settings)

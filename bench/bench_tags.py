@@ -31,9 +31,9 @@ N = int(os.environ.get("BENCH_TAGS_N", "1000000"))
 
 
 def _catalog():
-    from models.tag_engine import read_catalog_file
+    from artifacts.catalog import read_catalog
 
-    return read_catalog_file(ROOT / "configs" / "tags.yaml")
+    return read_catalog(ROOT / "configs" / "tags.yaml")
 
 
 def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import ConfigError
+from core.errors import SourceError, ValidationFailed
 from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
 from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
 from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
 from features.snapshots import TS_DTYPE, build_spine, snapshot_dates
 from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
-from persona.errors import SourceError, ValidationFailed
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -201,7 +201,7 @@ def compute_feature_tables(
     profiling is not withdrawn, identical across tables. A table whose source is absent (`events`,
     `leads` None, or no CRM contacts in `customers`) is skipped and `skipped[table]` says why.
     `created` is the build time stamped on every row; `progress` wraps the list of tables to compute
-    (e.g. `persona.progress.track`).
+    (e.g. `core.progress.track`).
     """
     windows = sorted(set(windows_days))
     missing_windows = sorted(set(CONTRACT_WINDOWS_DAYS) - set(windows))

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import PROJECT_ROOT, Settings
-from persona.errors import FeatureStoreError
+from core.errors import FeatureStoreError
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -381,7 +381,7 @@ def materialize(
     beginning again: for a new or emptied online store (switching SQLite -> Redis keeps the registry,
     which would otherwise say everything is done) and after historical snapshots were rebuilt.
     """
-    from persona.progress import track
+    from core.progress import track
 
     end = datetime.now(UTC) if end is None else _utc(end)
     _ensure_local_dirs(settings)

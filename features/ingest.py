@@ -24,12 +24,12 @@ import pandas as pd
 from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
+from core.errors import SourceError, ValidationFailed
 from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.quarantine import Quarantine
 from features.readers import RawTable, read_source
 from features.schemas import Statuses, schema_for, type_columns, validate
-from persona.errors import SourceError, ValidationFailed
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
 OPTIONAL_SOURCES = ("contacts", "events", "leads")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from configs.sections.sources import SourceConfig, known_columns
 from configs.settings import Settings
-from persona.errors import SourceError
+from core.errors import SourceError
 
 
 @dataclass

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from core.errors import SourceError
 from features.normalize import clean_labels, parse_flags, parse_numbers, parse_timestamps
 from features.quarantine import Quarantine
 from features.vocabulary import EVENT_TYPES
-from persona.errors import SourceError
 
 # Persona column -> kind, per source (and orders layout). Kinds: id, ref, text, label, ts, num, flag.
 KINDS: dict[str, dict[str, str]] = {

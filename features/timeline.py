@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 US_PER_SECOND = 1_000_000
 _INT64_MAX = np.iinfo(np.int64).max

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 try:
-    from persona.errors import ValidationFailed
+    from core.errors import ValidationFailed
 except ImportError:  # a bundle loaded with only `models/` + libraries (how MLflow ships it)
 
     class ValidationFailed(ValueError):  # type: ignore[no-redef]
-        """Bad model input; inside Persona this is `persona.errors.ValidationFailed`."""
+        """Bad model input; inside Persona this is `core.errors.ValidationFailed`."""
 
 
 TIER_NAMES: dict[str, tuple[str, ...]] = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from persona.errors import ValidationFailed
+    from core.errors import ValidationFailed
 except ImportError:  # a bundle loaded with only `models/` + libraries (how MLflow ships it)
 
     class ValidationFailed(ValueError):  # type: ignore[no-redef]
-        """Bad model input; inside Persona this is `persona.errors.ValidationFailed`."""
+        """Bad model input; inside Persona this is `core.errors.ValidationFailed`."""
 
 
 # Probabilities are clipped before the log loss so a single 0/1 prediction cannot make it infinite.

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import CatalogError, ValidationFailed
 from models import tag_expr as tx
-from persona.errors import CatalogError, ValidationFailed
 
 KINDS = ("rule", "model", "segment")
 VALUE_TYPES = ("flag", "tier", "number", "category")
@@ -53,25 +53,6 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
 }
-
-
-def default_known_names() -> set[str]:
-    """Every feature of the built tables plus the model outputs (when no Feast store is given).
-
-    Read from `features.build`, the one list of features; imported here, not at module level, so that
-    the model bundles (which ship `models/` alone) never need it."""
-    from features.build import FEATURE_DTYPES
-
-    return set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
-
-
-def default_string_names() -> set[str]:
-    """Which of `default_known_names` hold strings: string features and string model outputs."""
-    from features.build import FEATURE_DTYPES
-
-    return {n for n, t in FEATURE_DTYPES.items() if t == "string"} | {
-        n for n, t in MODEL_OUTPUTS.items() if t == tx.STRING
-    }
 
 
 @dataclass(frozen=True)
@@ -372,17 +353,17 @@ def format_number_array(col: np.ndarray) -> np.ndarray:
 def parse_catalog(
     raw: Mapping[str, Any],
     *,
-    known_names: Iterable[str] | None = None,
-    string_names: Iterable[str] | None = None,
+    known_names: Iterable[str],
+    string_names: Iterable[str],
     source: str = "configs/tags.yaml",
 ) -> Catalog:
     """Check a catalog mapping (parsed YAML) and compile it; raise CatalogError listing every problem.
 
-    `known_names`: the features of the FeatureServices plus the model outputs (default:
-    `default_known_names`). `string_names`: which of them hold strings (default: `default_string_names`).
+    `known_names`: the features of the FeatureServices plus the model outputs (`artifacts.catalog` gives
+    them); `string_names`: which of them hold strings.
     """
-    known = set(known_names) if known_names is not None else default_known_names()
-    strings = set(string_names) if string_names is not None else default_string_names()
+    known = set(known_names)
+    strings = set(string_names)
     problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{source}: the catalog must be a mapping with 'version', 'cutpoints', 'tags'")
@@ -733,6 +714,18 @@ def rank_edges(values: np.ndarray, bins: int) -> list[float]:
     return edges
 
 
+def _name_types(node: tx.Node) -> dict[str, str]:
+    """Name -> type as the type checker annotated it."""
+    out: dict[str, str] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, tx.Name):
+            out[n.name] = n.type
+        stack.extend(tx._children(n))
+    return out
+
+
 def population_mask(spec: CutpointSpec, frame: pd.DataFrame) -> np.ndarray:
     """Rows of `frame` a cut point is fitted on (all rows without a population)."""
     if spec.population_ast is None:
@@ -744,8 +737,9 @@ def population_mask(spec: CutpointSpec, frame: pd.DataFrame) -> np.ndarray:
             f"cut points {spec.name!r}: the frame has no column(s) {', '.join(missing)} "
             f"(population {spec.population!r})"
         )
-    strings = default_string_names()
-    env = {n: _column(frame[n], tx.STRING if n in strings else tx.NUMBER, n) for n in names}
+    # the type of each name was fixed when the catalog was checked (the ast's Name nodes carry it)
+    types = _name_types(spec.population_ast)
+    env = {n: _column(frame[n], types.get(n, tx.NUMBER), n) for n in names}
     return np.asarray(tx.compile_vector(spec.population_ast, {})(env, len(frame)), dtype=bool)
 
 
@@ -792,7 +786,7 @@ def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- file edges (I/O)
 def read_catalog_file(
-    path: str | Path, *, known_names: Iterable[str] | None = None, string_names: Iterable[str] | None = None
+    path: str | Path, *, known_names: Iterable[str], string_names: Iterable[str]
 ) -> Catalog:
     """Read and check the catalog YAML at `path` (CatalogError names the file and every problem)."""
     import yaml

@@ -8,8 +8,8 @@ import traceback
 
 import click
 
+from core.errors import USER_ERRORS
 from persona.commands import crm, data, demo, features, ingest, serve, tags, train
-from persona.errors import USER_ERRORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -49,11 +49,11 @@ def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame,
 
 def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -> BatchSummary:  # type: ignore[no-untyped-def]
     """Score all customers of the latest snapshot in chunks of `serving.batch_chunk_size`."""
-    from persona.progress import track
+    from artifacts.catalog import latest_feature_frame
+    from core.progress import track
     from serving.scoring import load_state
     from serving.tagging import tag_distribution
     from serving.writeback import record_and_enqueue
-    from training.tag_cutpoints import latest_feature_frame
 
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)

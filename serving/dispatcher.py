@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from persona.errors import CrmError
+from core.errors import CrmError
 from serving.connectors.base import BatchRejected, Connector, RateLimited, TransientCrmError
 from serving.outbox import Outbox, OutboxEntry
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from configs.settings import Settings
-from persona.errors import FeatureStoreError, RegistryError, ValidationFailed
+from core.errors import FeatureStoreError, RegistryError, ValidationFailed
 
 log = logging.getLogger("persona.serving")
 
@@ -125,11 +125,11 @@ class ServingState:
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
+    from artifacts.catalog import load_catalog, load_cutpoints
+    from artifacts.registry import load_champion, model_name
     from features.feast_io import get_store, service_features
     from features.ingest import withdrawn_customer_ids
     from serving.tagging import open_tag_store
-    from training.registry import load_champion, model_name
-    from training.tag_cutpoints import load_catalog, load_cutpoints
 
     store = get_store(settings)
     models = {kind: load_champion(settings, kind) for kind in KINDS}
@@ -184,8 +184,8 @@ class ModelOutputs:
     conversion_probability: np.ndarray
     conversion_tier: np.ndarray
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
-    # kind -> (rows scored, encoded matrix of those rows): reasons reuse the encoding
-    encoded: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # kind -> the rows that model scored (reasons are attached to these)
+    scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
     # kind -> per-feature contributions of the rows scored, when `run_models(explain=...)` asked for them
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -208,20 +208,9 @@ def _take(col: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return col if rows is None else col[rows]
 
 
-def _encode(bundle: Any, features: Columns, rows: np.ndarray | None) -> np.ndarray:
-    """The bundle's encoded matrix of `rows` (None = all). Bundles trained before `encode_columns`
-    existed (their `models` code is the one captured at training time) get a DataFrame."""
-    part = {f: _take(features[f], rows) for f in bundle.features}
-    if hasattr(bundle, "encode_columns"):
-        return bundle.encode_columns(part)
-    return bundle.encode(pd.DataFrame(part))
-
-
-def _segments(bundle: Any, features: Columns, rows: np.ndarray | None) -> np.ndarray:
-    part = {f: _take(features[f], rows) for f in bundle.features}
-    if hasattr(bundle, "predict_columns"):
-        return np.asarray(bundle.predict_columns(part))
-    return np.asarray(bundle.predict(pd.DataFrame(part)))
+def _part(bundle: Any, features: Columns, rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The bundle's input columns, restricted to `rows` (None = all)."""
+    return {f: _take(features[f], rows) for f in bundle.features}
 
 
 def run_models(
@@ -248,12 +237,14 @@ def run_models(
     seg_ok = has_features["segments"]
     not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
     if seg_ok.any():
-        ids = _segments(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok))
+        ids = np.asarray(
+            seg.predict_columns(_part(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok)))
+        )
         persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
         # customers without an order carry the persona `prospect` and no segment number
         segment_id[seg_ok] = np.where(ids < 0, np.nan, ids)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
     for kind in CLASSIFIERS:
         bundle = state.models[kind].bundle
@@ -267,9 +258,9 @@ def run_models(
         tiers = np.full(n, None, dtype=object)
         if ok.any():
             rows = np.flatnonzero(ok)
-            x = _encode(bundle, features, None if len(rows) == n else rows)
-            encoded[kind] = (rows, x)
-            if kind in explain and hasattr(bundle, "predict_with_contributions"):
+            x = bundle.encode_columns(_part(bundle, features, None if len(rows) == n else rows))
+            scored_rows[kind] = rows
+            if kind in explain:
                 proba[ok], contributions[kind] = bundle.predict_with_contributions(x)
             else:
                 proba[ok] = bundle.predict_proba_array(x)
@@ -284,7 +275,7 @@ def run_models(
         conversion_probability=outputs["conversion"][0],
         conversion_tier=outputs["conversion"][1],
         not_scored=not_scored,
-        encoded=encoded,
+        scored_rows=scored_rows,
         contributions=contributions,
     )
 
@@ -448,19 +439,12 @@ class Scorer:
         for kind in CLASSIFIERS:
             bundle = state.models[kind].bundle
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
-            if kind in outputs.encoded and kind in explain:
-                rows, x = outputs.encoded[kind]
-                if kind in outputs.contributions or hasattr(bundle, "reasons_encoded"):
-                    raw = np.empty((len(rows), len(bundle.features)), dtype=object)
-                    for j, f in enumerate(bundle.features):
-                        raw[:, j] = features[f][rows]
-                    if kind in outputs.contributions:
-                        got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
-                    else:
-                        got = bundle.reasons_encoded(x, raw, top_k=top_k)
-                else:  # a champion whose captured `models` code predates the encoded path
-                    part = pd.DataFrame({f: features[f][rows] for f in bundle.features})
-                    got = bundle.reasons(part, top_k=top_k)
+            if kind in outputs.contributions:
+                rows = outputs.scored_rows[kind]
+                raw = np.empty((len(rows), len(bundle.features)), dtype=object)
+                for j, f in enumerate(bundle.features):
+                    raw[:, j] = features[f][rows]
+                got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
                 for row, r in zip(rows, got, strict=True):
                     per_row[row] = [
                         {

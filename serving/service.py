@@ -37,7 +37,7 @@ class _PersonaService:
     """Scores customers: segment and persona, churn and conversion with reasons, every catalog tag."""
 
     def __init__(self) -> None:
-        from persona.logs import configure
+        from core.logs import configure
 
         configure()
         self.settings: Settings = load_settings()
@@ -58,7 +58,7 @@ class _PersonaService:
             if self.scorer is not None:
                 return True
             self._last_load_attempt = time.monotonic()
-            from persona.errors import USER_ERRORS
+            from core.errors import USER_ERRORS
             from serving.scoring import Scorer, load_state
 
             try:
@@ -112,7 +112,7 @@ class _PersonaService:
             return _unavailable("not_ready", self.load_error or "loading")
         from sqlalchemy.exc import OperationalError
 
-        from persona.errors import FeatureStoreError
+        from core.errors import FeatureStoreError
 
         try:
             payload = self.scorer.score(customer_ids, write_back=write_back, now=datetime.now(UTC), only=only)

@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 from serving.changes import TagChange
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit

@@ -10,13 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from artifacts.catalog import load_cutpoints
 from configs.settings import Settings
+from core.errors import ValidationFailed
 from models.tag_engine import (
     Catalog,
     format_values,
 )
-from persona.errors import ValidationFailed
-from training.tag_cutpoints import load_cutpoints
 
 
 def tag_customers(

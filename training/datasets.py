@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from persona.errors import ConfigError, SourceError
+from core.errors import ConfigError, SourceError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"

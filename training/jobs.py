@@ -17,18 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from persona.errors import RegistryError
+from artifacts.registry import champion_version, client, configure_tracking, load_version, model_name
+from core.errors import RegistryError
 from training import mlflow_io
-from training.registry import (
-    GateDecision,
-    champion_version,
-    client,
-    gate_classifier,
-    gate_segments,
-    load_version,
-    mark_challenger,
-    move_champion,
-)
+from training.registry import GateDecision, gate_classifier, gate_segments, mark_challenger, move_champion
 from training.trainsets import LABEL, ClassifierData, SegmentData, classifier_data, segment_data
 
 if TYPE_CHECKING:
@@ -438,9 +430,9 @@ def _log_run(
     (run_id, registered version)."""
     import mlflow
 
-    mlflow_io.configure_tracking(settings)
+    configure_tracking(settings)
     experiment_id = mlflow_io.ensure_experiment(settings, kind)
-    name = mlflow_io.model_name(settings, kind)
+    name = model_name(settings, kind)
     commit = mlflow_io.git_commit()
     service_name, service_version = mlflow_io.service_version(service)
     with mlflow.start_run(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 ENTITY_COLUMNS = ["customer_id", "event_timestamp", "label"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,42 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from persona.errors import RegistryError
+from artifacts.registry import model_name
 
 if TYPE_CHECKING:
     from configs.settings import Settings
 
-KINDS = ("segments", "churn", "conversion")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|apikey|private_key|credential)", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
 
 # ------------------------------------------------------------------------------------------ naming
-def model_name(settings: Settings, kind: str) -> str:
-    """Registered model (and experiment) name of a kind: `persona-churn`, ..."""
-    if kind not in KINDS:
-        raise RegistryError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return f"{settings.mlflow.experiment_prefix}-{kind}"
-
-
-def configure_tracking(settings: Settings) -> str:
-    """Point MLflow at the configured tracking (and registry) URI, telemetry off; returns the URI.
-
-    A SQLite URI gets its folder created, so a fresh data dir works without set-up."""
-    import mlflow
-
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = settings.url(settings.mlflow.tracking_uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(
-        settings.url(settings.mlflow.registry_uri) if settings.mlflow.registry_uri else uri
-    )
-    return uri
-
-
 def ensure_experiment(settings: Settings, kind: str) -> str:
     """The experiment id of `kind`, created with an explicit artifact location under `artifact_root`."""
     import mlflow

@@ -21,17 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from persona.errors import RegistryError
-from training.mlflow_io import KINDS, configure_tracking, model_name
+from artifacts.registry import (
+    CHALLENGER,
+    CHAMPION,
+    KINDS,
+    NONE,
+    SERVICE_TAG,
+    alias_version,
+    champion_version,
+    client,
+    model_name,
+)
+from core.errors import RegistryError
 
 if TYPE_CHECKING:
     from configs.sections.training import GateConfig
     from configs.settings import Settings
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-SERVICE_TAG = "feast.feature_service"
-NONE = "none"
 
 
 # ------------------------------------------------------------------------------------ the gate
@@ -202,30 +207,6 @@ def gate_segments(
 
 
 # ------------------------------------------------------------------------------- registry access
-def client(settings: Settings):
-    """An MlflowClient on the configured tracking/registry URIs."""
-    from mlflow import MlflowClient
-
-    configure_tracking(settings)
-    return MlflowClient()
-
-
-def _alias_version(mlflow_client, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None  # no such model or alias
-
-
-def champion_version(settings: Settings, kind: str, *, mlflow_client=None) -> str | None:
-    """The version number (text) holding `champion`, or None."""
-    c = mlflow_client or client(settings)
-    mv = _alias_version(c, model_name(settings, kind), CHAMPION)
-    return None if mv is None else str(mv.version)
-
-
 def _log(settings: Settings):
     from training.promotions import PromotionLog
 
@@ -323,7 +304,7 @@ def restore_champion(
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         c.set_model_version_tag(name, reverted, "champion.reverted", f"{stamp} {reason}"[:4000])
     if version is None:
-        if _alias_version(c, name, CHAMPION) is not None:
+        if alias_version(c, name, CHAMPION) is not None:
             c.delete_registered_model_alias(name, CHAMPION)
     else:
         c.set_registered_model_alias(name, CHAMPION, version)
@@ -375,7 +356,7 @@ def rollback(settings: Settings, kind: str, *, reason: str = "") -> tuple[str, s
     Returns (from_version, to_version). Raises RegistryError when there is nothing to roll back to."""
     c = client(settings)
     name = model_name(settings, kind)
-    current = _alias_version(c, name, CHAMPION)
+    current = alias_version(c, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back", hint=f"train one: persona train {kind}")
     previous = (current.tags or {}).get("champion.previous", NONE)
@@ -464,52 +445,3 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["model", "version"], ignore_index=True)
-
-
-# ------------------------------------------------------------------------------------------ loading
-@dataclass(frozen=True)
-class LoadedModel:
-    """What serving needs: the `models` bundle, its registry version, the FeatureService it was trained
-    on, and the MLflow run that produced it."""
-
-    bundle: Any
-    version: str
-    feature_service: str
-    run_id: str
-
-
-def load_version(settings: Settings, kind: str, version: str) -> LoadedModel:
-    """Load one registered version's bundle (through pyfunc, so only `models` code is needed)."""
-    import mlflow
-
-    c = client(settings)
-    name = model_name(settings, kind)
-    try:
-        mv = c.get_model_version(name, str(version))
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(f"cannot load {name} version {version}: {exc.message}") from None
-    service = (mv.tags or {}).get(SERVICE_TAG)
-    if not service:
-        raise RegistryError(
-            f"{name} version {version} has no '{SERVICE_TAG}' tag: which features it needs is unknown"
-        )
-    return LoadedModel(
-        bundle=pyfunc.unwrap_python_model().bundle,
-        version=str(mv.version),
-        feature_service=service,
-        run_id=mv.run_id or "",
-    )
-
-
-def load_champion(settings: Settings, kind: str) -> LoadedModel:
-    """Load the `champion` of `kind` ("segments" | "churn" | "conversion"). Raises RegistryError if none."""
-    c = client(settings)
-    name = model_name(settings, kind)
-    mv = _alias_version(c, name, CHAMPION)
-    if mv is None:
-        raise RegistryError(
-            f"no champion for {name} in {settings.url(settings.mlflow.tracking_uri)}",
-            hint=f"train and promote one: persona train {kind}",
-        )
-    return load_version(settings, kind, str(mv.version))

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from persona.errors import PersonaError, RegistryError, StageSkipped
-from training.mlflow_io import KINDS
+from artifacts.registry import KINDS
+from core.errors import PersonaError, RegistryError, StageSkipped
 
 if TYPE_CHECKING:
     from configs.settings import Settings

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from persona.errors import PersonaError
+from core.errors import PersonaError
 
 
 def next_runs(cron: str, *, start: datetime, count: int = 1, timezone: str = "UTC") -> list[datetime]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 
 @dataclass(frozen=True)

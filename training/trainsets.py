@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from persona.errors import StageSkipped, ValidationFailed
+from core.errors import StageSkipped, ValidationFailed
 from training.labels import churn_labels, conversion_labels, segmentation_entities
 from training.splits import TimeSplit, time_split
 

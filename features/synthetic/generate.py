@@ -135,7 +135,7 @@ def generate(
 ) -> GenerationSummary:
     """Generate every source for `config` into `out` (atomically: all files or none).
 
-    `progress` wraps the list of stages (e.g. `persona.progress.track`). Raises PersonaError if `out`
+    `progress` wraps the list of stages (e.g. `core.progress.track`). Raises PersonaError if `out`
     already holds data and `force` is False.
     """
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from persona.errors import PersonaError
+from core.errors import PersonaError
 
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=True, batch_size=65_536, quoting_style="needed")
 

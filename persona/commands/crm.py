@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _drain(dispatcher: Dispatcher, *, timeout: float, description: str) -> DispatchStats:
-    from persona.progress import track
+    from core.progress import track
     from serving.dispatcher import DispatchStats
 
     pending = dispatcher.outbox.counts()["pending"]

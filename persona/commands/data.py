@@ -49,8 +49,8 @@ def register(cli: click.Group) -> None:
         force: bool,
     ) -> None:
         """Write crm.sqlite, orders.csv.gz, events.csv.gz, leads.csv and ground_truth/ into OUT."""
+        from core.progress import track
         from features.synthetic import generate as run_generator
-        from persona.progress import track
 
         given = {
             "customers": customers,

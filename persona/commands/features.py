@@ -26,8 +26,8 @@ def features() -> None:
 @click.pass_context
 def build(ctx: click.Context, snapshots: tuple[datetime, ...]) -> None:
     """Compute the feature tables from the clean data into {data_dir}/features (Feast sources)."""
+    from core.progress import track
     from features.build import build_features
-    from persona.progress import track
 
     settings = settings_from(ctx)
     report = build_features(

@@ -23,8 +23,8 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def ingest(ctx: click.Context, as_of: datetime | None) -> None:
         """Read, validate and identity-resolve the sources into data/clean (no raw PII)."""
+        from core.progress import track
         from features.ingest import clean_dir, run_ingest
-        from persona.progress import track
 
         settings = settings_from(ctx)
         result = run_ingest(

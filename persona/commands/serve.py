@@ -18,7 +18,7 @@ from persona.commands._common import settings_from
 def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the scoring service (BentoML) that the CRM calls. Needs PERSONA_API_KEYS."""
     from configs.settings import PROJECT_ROOT
-    from persona.errors import PersonaError
+    from core.errors import PersonaError
     from serving.auth import ApiKeyError, load_api_keys
 
     settings = settings_from(ctx)

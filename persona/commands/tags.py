@@ -20,7 +20,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def list_tags(ctx: click.Context) -> None:
         """Show the catalog: key, kind, type, cadence, CRM field, version, description."""
-        from training.tag_cutpoints import load_catalog
+        from artifacts.catalog import load_catalog
 
         settings = settings_from(ctx)
         catalog = load_catalog(settings)
@@ -49,7 +49,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def check_tags(ctx: click.Context, feast: bool) -> None:
         """Check the catalog (syntax, names, types, duplicates) without changing anything."""
-        from training.tag_cutpoints import load_catalog
+        from artifacts.catalog import load_catalog
 
         settings = settings_from(ctx)
         catalog = load_catalog(settings, store=settings if feast else None)
@@ -64,8 +64,9 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def fit_tags(ctx: click.Context) -> None:
         """Fit the catalog's quantile cut points on the latest feature snapshot and save them."""
+        from artifacts.catalog import load_catalog
         from models.tag_engine import read_cutpoints
-        from training.tag_cutpoints import fit_and_save, load_catalog
+        from training.tag_cutpoints import fit_and_save
 
         settings = settings_from(ctx)
         catalog = load_catalog(settings)
@@ -87,9 +88,9 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def explain(ctx: click.Context, customer_id: str, limit: int | None) -> None:
         """Show a customer's tags, the inputs and rule/model version behind each, and the last changes."""
-        from persona.errors import PersonaError
+        from artifacts.catalog import load_catalog
+        from core.errors import PersonaError
         from serving.tagging import open_tag_store
-        from training.tag_cutpoints import load_catalog
 
         settings = settings_from(ctx)
         catalog = load_catalog(settings)

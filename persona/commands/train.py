@@ -61,8 +61,8 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def train_cmd(ctx: click.Context, kind: str, no_promote: bool) -> None:
         """Train KIND from the Feast FeatureService, log it to MLflow, register it and run the gate."""
-        from persona.errors import StageSkipped
-        from persona.progress import track
+        from core.errors import StageSkipped
+        from core.progress import track
         from training.jobs import train_model
 
         settings = settings_from(ctx)
@@ -114,7 +114,8 @@ def register(cli: click.Group) -> None:
     ) -> None:
         """Force a promotion (`promote KIND --force N --reason "..."`), roll back (`promote --rollback
         [KIND]`) or show the promotion history (`promote --history [KIND]`)."""
-        from training.registry import champion_version, promote_forced
+        from artifacts.registry import champion_version
+        from training.registry import promote_forced
         from training.registry import rollback as do_rollback
 
         settings = settings_from(ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from persona.errors import ConfigError
+from core.errors import ConfigError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
@@ -37,7 +37,7 @@ def make_connector(settings: Settings) -> Connector:
     if crm.connector == "sql":
         import sqlalchemy as sa
 
-        from persona.errors import CrmError
+        from core.errors import CrmError
         from serving.connectors.sql import SqlConnector
 
         try:

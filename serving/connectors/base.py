@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona.errors import CrmError
+from core.errors import CrmError
 from serving.outbox import OutboxEntry
 
 

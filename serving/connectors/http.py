@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from persona.errors import CrmError
+from core.errors import CrmError
 from serving.connectors.base import (
     BatchRejected,
     Connector,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from persona.errors import FeatureStoreError
+from core.errors import FeatureStoreError
 from tests.feast_support import feature_table, utc, write_tables
 
 ROWS = [("P1", "2025-01-31", 1)]

@@ -190,7 +190,7 @@ def test_windows_must_include_the_contract_windows():
 
 
 def test_missing_clean_column_names_table_and_column():
-    from persona.errors import SourceError
+    from core.errors import SourceError
 
     orders = orders_frame(ONE_ORDER).drop(columns="is_returned")
     with pytest.raises(SourceError, match="'orders' lacks column\\(s\\) is_returned"):
@@ -198,7 +198,7 @@ def test_missing_clean_column_names_table_and_column():
 
 
 def test_duplicate_customer_is_refused_with_its_id():
-    from persona.errors import ValidationFailed
+    from core.errors import ValidationFailed
 
     customers = customers_frame([{"customer_id": "A"}, {"customer_id": "B"}, {"customer_id": "A"}])
     with pytest.raises(ValidationFailed, match="customer_id A more than once \\(first at row 1\\)"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import ValidationFailed
 from features.timeline import Probe, Timeline, pick
-from persona.errors import ValidationFailed
 
 S = 1_700_006_400  # a midnight in epoch seconds (2023-11-15)
 US = 1_000_000

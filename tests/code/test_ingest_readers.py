@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from configs.sections.sources import SourceConfig
+from core.errors import SourceError
 from features.readers import read_source
-from persona.errors import SourceError
 
 
 def test_csv_with_semicolons_maps_columns_and_keeps_text(settings) -> None:

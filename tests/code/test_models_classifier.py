@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import ValidationFailed
 from models.classifier import (
     Calibrator,
     ClassifierBundle,
@@ -16,7 +17,6 @@ from models.classifier import (
     fit_calibrator,
     fit_classifier,
 )
-from persona.errors import ValidationFailed
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from persona.errors import ConfigError, SourceError
+from core.errors import ConfigError, SourceError
 from training.datasets import (
     DatasetMapping,
     SplitConfig,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from core.errors import ValidationFailed
 from models.metrics import binary_metrics, top_decile_lift
-from persona.errors import ValidationFailed
 
 
 def test_binary_metrics_match_hand_computed_values():

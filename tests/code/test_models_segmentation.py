@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import ValidationFailed
 from models.personas import LAPSED, base_name, name_segments
 from models.segmentation import (
     PROSPECT_ID,
@@ -16,7 +17,6 @@ from models.segmentation import (
     fit_segmentation,
     segmentation_metrics,
 )
-from persona.errors import ValidationFailed
 
 RFMT = ["recency_days", "frequency_365d", "monetary_365d", "tenure_days"]
 

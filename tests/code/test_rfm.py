@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.tag_engine import fit_cutpoints, rank_edges, read_catalog_file
+from artifacts.catalog import contract_names, read_catalog
+from models.tag_engine import fit_cutpoints, rank_edges
 
-CATALOG = read_catalog_file(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
+CATALOG = read_catalog(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
 SEGMENTS = CATALOG.tag("rfm_segment").values
 
 
@@ -107,8 +108,8 @@ def test_non_buyers_get_defined_values_not_a_middle_score():
 
 
 def test_a_cut_point_population_must_be_a_condition_on_known_features():
+    from core.errors import CatalogError
     from models.tag_engine import parse_catalog
-    from persona.errors import CatalogError
 
     raw = {
         "version": "t",
@@ -128,4 +129,4 @@ def test_a_cut_point_population_must_be_a_condition_on_known_features():
         ],
     }
     with pytest.raises(CatalogError, match=r"cutpoints\.m\.population column 1: .*nope"):
-        parse_catalog(raw)
+        parse_catalog(raw, **contract_names())

@@ -1,6 +1,5 @@
-"""serving.scoring.run_models on numpy columns: the same outputs for a DataFrame or columns, and for
-bundles whose captured `models` code predates the column and one-pass methods (champions trained by an
-older Persona are loaded with the code they were trained with)."""
+"""serving.scoring.run_models on numpy columns: the same outputs for a DataFrame or columns, and the
+one-pass reasons equal to the reasons computed from the encoded matrix."""
 
 from __future__ import annotations
 
@@ -28,20 +27,6 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"recency_days": recency, "frequency_365d": frequency, "plan": plan, "label": y})
 
 
-class _OldBundle:
-    """Only what bundles offered before `encode_columns`, `predict_columns` and the one-pass reasons."""
-
-    _OLD = {"features", "encode", "predict", "personas", "predict_proba_array", "tiers", "reasons"}
-
-    def __init__(self, bundle) -> None:  # type: ignore[no-untyped-def]
-        self._bundle = bundle
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        if name not in self._OLD:
-            raise AttributeError(name)
-        return getattr(self._bundle, name)
-
-
 @pytest.fixture(scope="module")
 def state():  # type: ignore[no-untyped-def]
     train, valid = _frame(1200, 1), _frame(500, 2)
@@ -60,34 +45,27 @@ def state():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("rows", [1, 7, 400])
-def test_columns_frames_and_old_bundles_agree(state, rows: int) -> None:  # type: ignore[no-untyped-def]
+def test_columns_and_frames_agree(state, rows: int) -> None:  # type: ignore[no-untyped-def]
     frame = _frame(rows, 9)[FEATURES]
     has = {kind: np.ones(rows, dtype=bool) for kind in ("segments", "churn", "conversion")}
     has["conversion"][::3] = False  # some rows without that model's features
     new = run_models(state, columns_of(frame), has_features=has, explain=("churn", "conversion"))
     via_frame = run_models(state, frame, has_features=has)
-    old_state = SimpleNamespace(
-        models={
-            k: SimpleNamespace(bundle=_OldBundle(m.bundle), version="1") for k, m in state.models.items()
-        },
-        populations={},
+    np.testing.assert_allclose(new.churn_probability, via_frame.churn_probability, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        new.conversion_probability, via_frame.conversion_probability, rtol=0, atol=1e-12
     )
-    old = run_models(old_state, frame, has_features=has, explain=("churn", "conversion"))
-    for other in (via_frame, old):
-        np.testing.assert_allclose(new.churn_probability, other.churn_probability, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(
-            new.conversion_probability, other.conversion_probability, rtol=0, atol=1e-12
-        )
-        np.testing.assert_array_equal(new.segment_id, other.segment_id)
-        assert new.churn_tier.tolist() == other.churn_tier.tolist()
-        assert new.not_scored["conversion"].tolist() == other.not_scored["conversion"].tolist()
+    np.testing.assert_array_equal(new.segment_id, via_frame.segment_id)
+    assert new.churn_tier.tolist() == via_frame.churn_tier.tolist()
+    assert new.not_scored["conversion"].tolist() == via_frame.not_scored["conversion"].tolist()
     explained = {"churn", "conversion"} if rows > 1 else {"churn"}  # row 0 has no conversion features
-    assert set(new.contributions) == explained and not old.contributions
+    assert set(new.contributions) == explained and not via_frame.contributions
     assert np.isnan(new.conversion_probability[::3]).all()
     assert (new.not_scored["conversion"][::3] == "no_features").all()
-    rows_scored, x = new.encoded["churn"]
+    rows_scored = new.scored_rows["churn"]
     churn = state.models["churn"].bundle
     values = frame[churn.features].to_numpy(dtype=object)[rows_scored]
+    x = churn.encode_columns({f: frame[f].to_numpy(dtype=object)[rows_scored] for f in churn.features})
     assert churn.reasons_from(new.contributions["churn"], values) == churn.reasons_encoded(x, values)
 
 

@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from models.tag_engine import (
-    default_known_names,
-    fit_cutpoints,
-    parse_catalog,
-    read_catalog_file,
-    read_cutpoints,
-    write_cutpoints,
-)
-from persona.errors import CatalogError, ValidationFailed
+from artifacts.catalog import contract_names, read_catalog
+from core.errors import CatalogError, ValidationFailed
+from models.tag_engine import fit_cutpoints, read_cutpoints, write_cutpoints
+from models.tag_engine import parse_catalog as _parse_catalog
+
+
+def parse_catalog(raw, **names):
+    """`models.tag_engine.parse_catalog` checked against the contract's names unless a test gives its own."""
+    return _parse_catalog(raw, **{**contract_names(), **names})
+
 
 REPO_CATALOG = Path(__file__).resolve().parents[2] / "configs" / "tags.yaml"
 
@@ -53,7 +54,7 @@ def _problems(raw, **kwargs) -> str:
 
 
 def test_the_repository_catalog_loads_and_has_the_built_in_floor():
-    catalog = read_catalog_file(REPO_CATALOG)
+    catalog = read_catalog(REPO_CATALOG)
     keys = set(catalog.keys)
     assert {
         "rfm_r",
@@ -75,7 +76,7 @@ def test_the_repository_catalog_loads_and_has_the_built_in_floor():
     assert len(set(catalog.crm_fields.values())) == len(catalog.tags)
     assert set(catalog.cutpoints) == {"recency", "frequency", "monetary"}
     # every input it reads is a contract feature or a model output
-    assert set(catalog.required_inputs) <= default_known_names()
+    assert set(catalog.required_inputs) <= contract_names()["known_names"]
     assert catalog.tag("rfm_segment").inputs == ("rfm_r", "rfm_f", "rfm_m")
 
 
@@ -191,13 +192,13 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "tags.yaml"
     path.write_text("version: 1\ntags:\n  - key: [unclosed\n", encoding="utf-8")
     with pytest.raises(CatalogError) as err:
-        read_catalog_file(path)
+        read_catalog(path)
     assert str(path) in err.value.message and "line" in err.value.message
 
 
 def test_missing_catalog_file(tmp_path):
     with pytest.raises(CatalogError, match="tag catalog not found"):
-        read_catalog_file(tmp_path / "nope.yaml")
+        read_catalog(tmp_path / "nope.yaml")
 
 
 # ------------------------------------------------------------------------------------------ cutpoints

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
+from artifacts import catalog as catalogs
+from core.errors import CatalogError, ValidationFailed
 from models.tag_engine import MODEL_OUTPUTS
 from persona.cli import main
-from persona.errors import CatalogError, ValidationFailed
 from serving import tagging
-from training import tag_cutpoints
 
 SNAP_OLD = pd.Timestamp("2025-11-01", tz="UTC").as_unit("us")
 SNAP = pd.Timestamp("2025-12-01", tz="UTC").as_unit("us")
@@ -81,7 +81,7 @@ def env(settings, monkeypatch):
 
 
 def test_latest_feature_frame_joins_tables_at_the_latest_snapshot(env):
-    frame = tag_cutpoints.latest_feature_frame(env)
+    frame = catalogs.latest_feature_frame(env)
     assert len(frame) == 5 and (frame["event_timestamp"] == SNAP).all()
     assert frame.set_index("customer_id").loc["P1", "visits_90d"] == 10
     assert pd.isna(frame.set_index("customer_id").loc["P5", "visits_90d"])
@@ -95,10 +95,10 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     # fitted on the 4 buyers of the window (P5 bought nothing in 365 days): recency 5, 20, 60, 200 are
     # fewer distinct values than bins, so each takes the score of its mid-rank (1, 2, 4, 5)
     assert payload["cutpoints"]["recency"]["edges"] == pytest.approx([12.5, 40.0, 40.0, 130.0])
-    assert payload["catalog_version"] == tag_cutpoints.load_catalog(env).version
+    assert payload["catalog_version"] == catalogs.load_catalog(env).version
 
-    catalog = tag_cutpoints.load_catalog(env)
-    frame = _model_outputs(tag_cutpoints.latest_feature_frame(env))
+    catalog = catalogs.load_catalog(env)
+    frame = _model_outputs(catalogs.latest_feature_frame(env))
     tags = tagging.tag_customers(env, frame=frame, catalog=catalog)
     by_id = tags.set_index("customer_id")
     assert list(tags.columns) == ["customer_id", *catalog.keys]
@@ -166,8 +166,8 @@ def test_fit_without_features_says_what_to_run(settings, monkeypatch, capsys):
 
 
 def test_tag_customers_skips_withdrawn_consent_and_refuses_duplicates(env):
-    catalog = tag_cutpoints.load_catalog(env)
-    frame = _model_outputs(tag_cutpoints.latest_feature_frame(env))
+    catalog = catalogs.load_catalog(env)
+    frame = _model_outputs(catalogs.latest_feature_frame(env))
     cut = {
         "cutpoints": {
             n: {"feature": c.feature, "bins": 5, "population": c.population, "edges": [1, 2, 3, 4]}
@@ -182,8 +182,8 @@ def test_tag_customers_skips_withdrawn_consent_and_refuses_duplicates(env):
 
 
 def test_missing_cutpoints_file_is_a_catalog_error(env):
-    catalog = tag_cutpoints.load_catalog(env)
-    frame = _model_outputs(tag_cutpoints.latest_feature_frame(env))
+    catalog = catalogs.load_catalog(env)
+    frame = _model_outputs(catalogs.latest_feature_frame(env))
     with pytest.raises(CatalogError, match="no fitted cut points"):
         tagging.tag_customers(env, frame=frame, catalog=catalog)
 
@@ -211,13 +211,13 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)
-    names = tag_cutpoints.known_names(settings, store=object())
+    names = catalogs.known_names(settings, store=object())
     assert calls == list(settings.feast.services)
     assert names == {"recency_days", "visits_90d", "lead_age_days", *MODEL_OUTPUTS}
     # without a store: the built feature tables' columns (the list the Feast schemas are tested against)
     from features.build import FEATURE_DTYPES
 
-    assert tag_cutpoints.known_names(settings) == set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
+    assert catalogs.known_names(settings) == set(FEATURE_DTYPES) | set(MODEL_OUTPUTS)
     # the repository catalog reads features the fake services lack: loading against them fails
     with pytest.raises(CatalogError, match="unknown name 'frequency_365d'"):
-        tag_cutpoints.load_catalog(settings, known=names)
+        catalogs.load_catalog(settings, known=names)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 from serving import tag_store as ts
 from serving.tag_store import TagStore, tag_current, tag_history, value_strings
 

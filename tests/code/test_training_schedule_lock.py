@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from persona.errors import PersonaError
+from core.errors import PersonaError
 from training.mlflow_io import flat_config, mask_secrets, service_version
 from training.retrain import RetrainBusy, RetrainLock
 from training.schedule import next_runs, run_schedule

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 from training.splits import TimeSplit, assert_no_leak, time_split
 
 START = pd.Timestamp("2025-01-01", tz="UTC")

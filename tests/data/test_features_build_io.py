@@ -10,7 +10,7 @@ import pytest
 
 from features.build import build_features
 from persona.cli import main
-from persona.errors import SourceError
+from core.errors import SourceError
 from tests.code.test_features_transactions import customers_frame, events_frame, orders_frame, ts
 from tests.data.test_features_contract import write_clean
 

@@ -18,7 +18,7 @@ import pytest
 from configs.sections.generator import GeneratorConfig
 from features.synthetic import generate, writers
 from features.vocabulary import EVENT_TYPES
-from persona.errors import PersonaError
+from core.errors import PersonaError
 
 N = 1500
 END = pd.Timestamp("2026-01-01", tz="UTC")  # end 2025-12-31 is inclusive

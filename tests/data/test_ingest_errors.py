@@ -12,7 +12,7 @@ import pytest
 from configs.settings import ConfigError, load_settings
 from features.ingest import load_clean, run_ingest
 from persona.cli import main
-from persona.errors import SourceError, ValidationFailed
+from core.errors import SourceError, ValidationFailed
 
 HEADER = "order_id,customer_ref,order_ts,amount,discount,quantity,category,status"
 GOOD = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from persona.errors import ValidationFailed
+from core.errors import ValidationFailed
 from training.labels import churn_labels, conversion_labels, segmentation_entities
 
 

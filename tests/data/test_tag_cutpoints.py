@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.tag_engine import fit_cutpoints, read_catalog_file
+from artifacts.catalog import read_catalog
+from models.tag_engine import fit_cutpoints
 
-CATALOG = read_catalog_file(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
+CATALOG = read_catalog(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
 
 
 def _population(n: int = 1000) -> pd.DataFrame:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artifacts.registry import champion_version, client
 from training.jobs import evaluate_and_register, fit_classifiers
-from training.registry import champion_version, client
 from training.splits import TimeSplit
 from training.trainsets import ClassifierData
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from artifacts.registry import champion_version
+from core.errors import RegistryError
 from persona.cli import main
-from persona.errors import RegistryError
 from tests.model.test_gate_shuffled_labels import make_data
 from training.jobs import evaluate_and_register, fit_classifiers
-from training.registry import champion_version, history, promote_forced, rollback
+from training.registry import history, promote_forced, rollback
 
 pytestmark = pytest.mark.slow
 

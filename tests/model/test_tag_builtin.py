@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.tag_engine import format_values, read_catalog_file
-from persona.errors import ValidationFailed
+from artifacts.catalog import read_catalog
+from core.errors import ValidationFailed
+from models.tag_engine import format_values
 
-CATALOG = read_catalog_file(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
+CATALOG = read_catalog(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
 BUYERS = "frequency_365d > 0"  # the population the catalog fits RFM on
 CUTS = {
     "cutpoints": {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from persona.errors import CrmError
+from core.errors import CrmError
 from serving.changes import TagChange
 from serving.connectors import make_connector
 from serving.connectors.base import ContactResolver

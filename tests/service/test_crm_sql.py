@@ -201,7 +201,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
 
 
 def test_a_missing_crm_database_is_not_created_silently(settings, data_dir: Path) -> None:
-    from persona.errors import CrmError
+    from core.errors import CrmError
 
     with pytest.raises(CrmError, match=r"CRM database .*raw/crm.sqlite not found \(crm.url\)"):
         make_connector(settings)

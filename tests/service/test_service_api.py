@@ -59,8 +59,8 @@ def test_scoring_needs_a_valid_key(client, headers: dict[str, str]) -> None:  # 
 
 
 def test_score_known_customer_has_every_part(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    from artifacts.catalog import load_catalog
     from configs.settings import load_settings
-    from training.tag_cutpoints import load_catalog
 
     cid = world_ids["active"][0]
     response = client.post("/v1/score", json={"customer_ids": [cid]}, headers=AUTH)

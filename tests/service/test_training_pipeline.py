@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artifacts.registry import champion_version, client, load_champion
 from configs.settings import load_settings
 from persona.cli import main
-from training.registry import champion_version, client, compare, load_champion
+from training.registry import compare
 from training.retrain import RetrainLock, retrain
 
 pytestmark = pytest.mark.slow
@@ -212,7 +213,7 @@ def test_cli_train_registers_a_challenger(pipeline, monkeypatch, capsys) -> None
 
 
 def test_failed_alias_move_restores_the_ones_already_moved(pipeline) -> None:
-    from persona.errors import RegistryError
+    from core.errors import RegistryError
     from training.jobs import TrainOutcome
     from training.registry import GateDecision
     from training.retrain import promote_all

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from artifacts.registry import champion_version, client, load_champion
 from configs.settings import load_settings
-from persona.errors import RegistryError
+from core.errors import RegistryError
 from tests.model.test_gate_shuffled_labels import make_data
 from training.jobs import evaluate_and_register, fit_classifiers
-from training.registry import champion_version, client, compare, load_champion, promote_forced, rollback
+from training.registry import compare, promote_forced, rollback
 
 pytestmark = pytest.mark.slow
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.]+")

@@ -1,0 +1,103 @@
+"""The tag catalog as both sides see it: which names a catalog may read (the FeatureServices in Feast plus
+the model outputs), where the catalog and its fitted cut points live, and the latest feature snapshot.
+Training fits the cut points (`training.tag_cutpoints`); serving loads them from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from configs.settings import Settings
+from core.errors import SourceError
+from features.build import FEATURE_DTYPES
+from features.build import FEATURE_TABLES as _BUILT_TABLES
+from models.tag_engine import MODEL_OUTPUTS, Catalog, read_catalog_file, read_cutpoints
+from models.tag_expr import STRING
+
+
+def contract_names() -> dict[str, set[str]]:
+    """`known_names` and `string_names` for a catalog checked without a Feast store: every feature of the
+    built tables (`features.build`, the one list) plus the model outputs."""
+    return {
+        "known_names": set(FEATURE_DTYPES) | set(MODEL_OUTPUTS),
+        "string_names": {n for n, t in FEATURE_DTYPES.items() if t == "string"}
+        | {n for n, t in MODEL_OUTPUTS.items() if t == STRING},
+    }
+
+
+def read_catalog(path: str | Path) -> Catalog:
+    """Read and check a catalog file against the contract's feature names."""
+    return read_catalog_file(path, **contract_names())
+
+
+# The feature tables, transactions first (the one every customer has); the list lives in features.build.
+FEATURE_TABLES = tuple(_BUILT_TABLES)
+
+
+def known_names(settings: Settings, *, store: Any = None, services: Iterable[str] | None = None) -> set[str]:
+    """Names a catalog may read: the features of the FeatureServices (from Feast) plus the model outputs.
+
+    `store` is a `feast.FeatureStore` (or the Settings) as `features.feast_io.service_features` takes
+    it; without a store (e.g. `persona tags list` before `features apply`) the names are the built feature
+    tables' columns (`features.build.FEATURE_TABLES`, which the Feast schemas are tested against).
+    """
+    if store is None:
+        return contract_names()["known_names"]
+    from features.feast_io import service_features
+
+    names = set(MODEL_OUTPUTS)
+    for service in services if services is not None else settings.feast.services:
+        names.update(service_features(store, service))
+    return names
+
+
+def load_catalog(settings: Settings, *, store: Any = None, known: Iterable[str] | None = None) -> Catalog:
+    """Read and check `settings.tags.catalog`; names are checked against Feast when `store` is given."""
+    names = set(known) if known is not None else known_names(settings, store=store)
+    return read_catalog_file(
+        settings.tags.catalog_path(), known_names=names, string_names=contract_names()["string_names"]
+    )
+
+
+def cutpoints_path(settings: Settings) -> Path:
+    return settings.path(settings.tags.cutpoints)
+
+
+def load_cutpoints(settings: Settings, catalog: Catalog | None = None) -> dict[str, Any]:
+    """The fitted cut points; an empty payload when the catalog uses none (nothing to fit)."""
+    if catalog is not None and not catalog.cutpoints:
+        return {"cutpoints": {}}
+    return read_cutpoints(cutpoints_path(settings))
+
+
+def latest_feature_frame(settings: Settings) -> pd.DataFrame:
+    """The latest snapshot of every feature table, joined on customer_id (one row per customer).
+
+    The transactions table is required; the optional tables join in when present (left join).
+    """
+    folder = settings.path(settings.feast.source_dir)
+    first = folder / f"{FEATURE_TABLES[0]}.parquet"
+    if not first.is_file():
+        raise SourceError(f"no feature table at {first}", hint="run `persona features build` first")
+    frames = []
+    snapshot = None
+    for name in FEATURE_TABLES:
+        path = folder / f"{name}.parquet"
+        if not path.is_file():
+            continue
+        table = pd.read_parquet(path)
+        if "customer_id" not in table.columns or "event_timestamp" not in table.columns:
+            raise SourceError(f"{path}: needs columns customer_id and event_timestamp")
+        if snapshot is None:
+            snapshot = table["event_timestamp"].max()
+        # the other tables join at the transactions table's snapshot (a table may lag behind)
+        table = table[table["event_timestamp"] == snapshot].drop(columns=["created"], errors="ignore")
+        frames.append(table if not frames else table.drop(columns=["event_timestamp"]))
+    frame = frames[0]
+    for other in frames[1:]:
+        frame = frame.merge(other, on="customer_id", how="left")
+    return frame.reset_index(drop=True)
