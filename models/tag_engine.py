@@ -41,7 +41,9 @@ VALUE_TYPES = ("flag", "tier", "number", "category")
 CADENCES = ("realtime", "daily", "weekly", "monthly")
 _TYPE_OF_VALUE = {"flag": tx.BOOL, "number": tx.NUMBER, "tier": tx.STRING, "category": tx.STRING}
 _REQUIRED = ("key", "description", "kind", "type", "cadence", "owner", "version", "crm_field")
-_OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals")
+_OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals", "records", "sources", "priority")
+SOURCES = ("orders", "contacts", "events", "leads")  # the raw sources a tag may depend on
+PRIORITIES = ("core", "standard", "experimental")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Model outputs every catalog may read (name -> type), fixed by docs/CONTRACTS.md.
@@ -52,6 +54,9 @@ MODEL_OUTPUTS: dict[str, str] = {
     "churn_tier": tx.STRING,
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
+    # the top reasons raising each probability, in words (models/reasons.py), e.g. "no order for 120 days"
+    "churn_reasons": tx.STRING,
+    "conversion_reasons": tx.STRING,
 }
 
 
@@ -85,6 +90,9 @@ class TagDef:
     decimals: int = 6
     inputs: tuple[str, ...] = ()  # names the expression reads (features, model outputs, earlier tags)
     cutpoints: tuple[str, ...] = ()  # cut-point names used through qcut
+    records: tuple[str, ...] = ()  # extra names recorded with each change (e.g. probability, reasons)
+    sources: tuple[str, ...] = ()  # the raw sources the tag depends on (absent source: tag skipped)
+    priority: str = "standard"  # core | standard | experimental
     ast: tx.Node | None = field(default=None, repr=False)
 
     @property
@@ -102,6 +110,7 @@ class Catalog:
     cutpoints: dict[str, CutpointSpec]
     input_types: dict[str, str]  # every external input (feature or model output) the catalog reads
     source: str = "configs/tags.yaml"
+    notes: list[str] = field(default_factory=list)  # e.g. tags skipped because their source is absent
     _compiled: dict[Any, list[Any]] = field(default_factory=dict, repr=False)
 
     def _functions(self, mode: str, edges: dict[str, list[float]]) -> list[Any]:
@@ -128,8 +137,8 @@ class Catalog:
 
     @property
     def tag_inputs(self) -> dict[str, list[str]]:
-        """Per tag, the names its expression reads: the inputs that matter for its value."""
-        return {t.key: list(t.inputs) for t in self.tags}
+        """Per tag, the names recorded with its changes: what its expression reads, then its `records`."""
+        return {t.key: list(dict.fromkeys([*t.inputs, *t.records])) for t in self.tags}
 
     @property
     def required_inputs(self) -> list[str]:
@@ -145,6 +154,40 @@ class Catalog:
             else:
                 out[t.key] = t.rule_version
         return out
+
+    def without_sources(self, absent: set[str]) -> tuple[Catalog, list[str]]:
+        """The catalog minus the tags that depend on an absent source (and the tags reading those),
+        with one note per skipped tag. The same catalog object when nothing is skipped."""
+        skipped: dict[str, str] = {}
+        for t in self.tags:
+            missing = sorted(set(t.sources) & absent)
+            if missing:
+                skipped[t.key] = f"source {', '.join(missing)} absent"
+                continue
+            upstream = [n for n in (*t.inputs, *t.records) if n in skipped]
+            if upstream:
+                skipped[t.key] = f"reads skipped tag {upstream[0]}"
+        if not skipped:
+            return self, []
+        kept = [t for t in self.tags if t.key not in skipped]
+        used_cuts = {c for t in kept for c in t.cutpoints}
+        keys = {t.key for t in kept}
+        input_types = {n: self.input_types[n] for t in kept for n in t.inputs if n not in keys}
+        cutpoints = {k: v for k, v in self.cutpoints.items() if k in used_cuts}
+        for spec in cutpoints.values():
+            input_types.setdefault(spec.feature, self.input_types.get(spec.feature, tx.NUMBER))
+        notes = [f"tag {key} skipped: {why}" for key, why in skipped.items()]
+        return (
+            Catalog(
+                version=self.version,
+                tags=kept,
+                cutpoints=cutpoints,
+                input_types=input_types,
+                source=self.source,
+                notes=[*self.notes, *notes],
+            ),
+            notes,
+        )
 
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate(self, frame: pd.DataFrame, cutpoints: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -443,6 +486,7 @@ def parse_catalog(
             hint=f"fix {source}; a bad catalog never reaches serving",
         )
     tag_keys = {t.key for t in tags}
+    # what evaluation reads; `records` are only kept with changes (the tag store takes them from inputs)
     input_types = {n: names[n] for t in tags for n in t.inputs if n not in tag_keys}
     for spec in cutpoints.values():
         input_types.setdefault(spec.feature, names.get(spec.feature, tx.NUMBER))
@@ -498,6 +542,20 @@ def _check_tag(
     if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 12:
         problems.append(f"{where}: decimals must be an integer from 0 to 12, got {decimals!r}")
         decimals = 6
+    records = entry.get("records", [])
+    if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+        problems.append(f"{where}: 'records' must be a list of names, got {records!r}")
+        records = []
+    for r in records:
+        if r not in names:
+            problems.append(f"{where}: records: unknown name {r!r} (features, model outputs, earlier tags)")
+    sources = entry.get("sources", [])
+    if not isinstance(sources, list) or any(x not in SOURCES for x in sources):
+        problems.append(f"{where}: 'sources' must be a list of {', '.join(SOURCES)}, got {sources!r}")
+        sources = []
+    priority = entry.get("priority", "standard")
+    if priority not in PRIORITIES:
+        problems.append(f"{where}: priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
     has_expr, has_cases = "expr" in entry, "cases" in entry
     if has_expr == has_cases:
         problems.append(f"{where}: give exactly one of 'expr' or 'cases'")
@@ -558,6 +616,9 @@ def _check_tag(
         model=entry.get("model"),
         decimals=decimals,
         inputs=tuple(tx.names_in(ast)),
+        records=tuple(records),
+        sources=tuple(sources),
+        priority=str(priority),
         cutpoints=tuple(c.args[1].value for c in tx.qcut_calls(ast)),
         ast=ast,
     )

@@ -114,6 +114,8 @@ class ServingState:
     populations: dict[str, Population]
     tag_store: Any  # serving.tag_store.TagStore
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
+    reasons: Any = None  # models.reasons.ReasonCatalog: the CRM's reasons fields in words
+    language: str = "en"  # tags.language
 
     @property
     def versions(self) -> dict[str, str]:
@@ -125,7 +127,7 @@ class ServingState:
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
-    from artifacts.catalog import load_catalog, load_cutpoints
+    from artifacts.catalog import load_catalog, load_cutpoints, load_reason_catalog
     from artifacts.registry import load_champion, model_name
     from features.feast_io import get_store, service_features
     from features.ingest import withdrawn_customer_ids
@@ -165,6 +167,8 @@ def load_state(settings: Settings) -> ServingState:
         model_names={kind: model_name(settings, kind) for kind in KINDS},
         catalog=catalog,
         cutpoints=load_cutpoints(settings, catalog),
+        reasons=load_reason_catalog(settings),
+        language=settings.tags.language,
         withdrawn=frozenset(withdrawn_customer_ids(settings)),
         populations=populations,
         tag_store=tag_store,
@@ -188,10 +192,18 @@ class ModelOutputs:
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
     # kind -> per-feature contributions of the rows scored, when `run_models(explain=...)` asked for them
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
+    # kind -> per row, the reasons raising the probability in words (None = none / not scored)
+    reasons_text: dict[str, np.ndarray] = field(default_factory=dict)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The outputs as tag-catalog inputs (name -> array)."""
+        n = len(self.segment_id)
+        words = {
+            f"{kind}_reasons": self.reasons_text.get(kind, np.full(n, None, dtype=object))
+            for kind in CLASSIFIERS
+        }
         return {
+            **words,
             "segment_id": self.segment_id,
             "persona": self.persona,
             "churn_probability": self.churn_probability,
@@ -246,6 +258,8 @@ def run_models(
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
+    reasons_text: dict[str, np.ndarray] = {}
+    words = words_for(state)
     for kind in CLASSIFIERS:
         bundle = state.models[kind].bundle
         reason = np.where(has_features[kind], None, "no_features").astype(object)
@@ -260,11 +274,15 @@ def run_models(
             rows = np.flatnonzero(ok)
             x = bundle.encode_columns(_part(bundle, features, None if len(rows) == n else rows))
             scored_rows[kind] = rows
-            if kind in explain:
+            if kind in explain or kind in words:
                 proba[ok], contributions[kind] = bundle.predict_with_contributions(x)
             else:
                 proba[ok] = bundle.predict_proba_array(x)
             tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
+            if kind in words:
+                text = np.full(n, None, dtype=object)
+                text[ok] = _reasons_in_words(state, bundle, features, rows, contributions[kind])
+                reasons_text[kind] = text
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
     return ModelOutputs(
@@ -277,6 +295,35 @@ def run_models(
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
+        reasons_text=reasons_text,
+    )
+
+
+def words_for(state: ServingState) -> tuple[str, ...]:
+    """The classifiers whose reasons in words the tag catalog reads (`churn_reasons`, ...): only those
+    pay for the per-feature contributions in batch scoring."""
+    reasons = getattr(state, "reasons", None)
+    if reasons is None:
+        return ()
+    return tuple(k for k in CLASSIFIERS if f"{k}_reasons" in state.catalog.input_types)
+
+
+def _reasons_in_words(
+    state: ServingState, bundle: Any, features: Columns, rows: np.ndarray, contrib: np.ndarray
+) -> np.ndarray:
+    """The top reasons raising each scored row's probability, as phrases (the CRM's reasons field)."""
+    from models.reasons import render_reasons
+
+    values = np.empty((len(rows), len(bundle.features)), dtype=object)
+    for j, f in enumerate(bundle.features):
+        values[:, j] = features[f][rows]
+    return render_reasons(
+        state.reasons,
+        features=bundle.features,
+        contributions=contrib,
+        values=values,
+        top_k=max(state.settings.serving.top_reasons, 1),
+        language=state.language,
     )
 
 

@@ -26,15 +26,20 @@ def register(cli: click.Group) -> None:
         catalog = load_catalog(settings)
         click.echo(f"tag catalog {catalog.source} (version {catalog.version}): {len(catalog.tags)} tags")
         header = (
-            f"{'key':<20} {'kind':<8} {'type':<9} {'cadence':<9} {'crm_field':<28} {'ver':>3}  description"
+            f"{'key':<24} {'kind':<8} {'type':<9} {'priority':<12} {'sources':<14} {'cadence':<9} "
+            f"{'crm_field':<28} {'ver':>3}  description"
         )
         click.echo(header)
         click.echo("-" * len(header))
         for t in catalog.tags:
-            desc = textwrap.shorten(t.description, width=70, placeholder="...")
+            desc = textwrap.shorten(t.description, width=60, placeholder="...")
+            sources = ",".join(t.sources) or "-"
             click.echo(
-                f"{t.key:<20} {t.kind:<8} {t.value_type:<9} {t.cadence:<9} {t.crm_field:<28} {t.version:>3}  {desc}"
+                f"{t.key:<24} {t.kind:<8} {t.value_type:<9} {t.priority:<12} {sources:<14} {t.cadence:<9} "
+                f"{t.crm_field:<28} {t.version:>3}  {desc}"
             )
+        for note in catalog.notes:
+            click.echo(f"note: {note}")
         if catalog.cutpoints:
             fitted = ", ".join(f"{c.name} ({c.feature}, {c.bins} bins)" for c in catalog.cutpoints.values())
             click.echo(f"cut points fitted at training time: {fitted}")

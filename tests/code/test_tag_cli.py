@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from artifacts import catalog as catalogs
+from configs.settings import load_settings
 from core.errors import CatalogError, ValidationFailed
 from models.tag_engine import MODEL_OUTPUTS
 from persona.cli import main
@@ -70,6 +71,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         churn_tier=["low"] * n,
         conversion_probability=[0.5] * n,
         conversion_tier=["warm"] * n,
+        churn_reasons=["no order for 400 days"] * n,
+        conversion_reasons=[None] * n,
     )
 
 
@@ -128,7 +131,11 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     assert "(unset) -> churned  by rule:lifecycle_stage@v1" in out
     assert "churn_risk           = low" in out and "by model:persona-churn@3" in out
     assert "inputs: rfm_r=1, rfm_f=1, rfm_m=1" in out  # a segment shows the scores it was read from
-    assert out.count(" -> ") == len(catalog.tags)  # P5 has a value for every tag: one first change each
+    # the tag history keeps the probability and the reasons behind a tier (the model version is in `by`)
+    assert "inputs: churn_tier=low, churn_probability=0.1, churn_reasons=no order for 400 days" in out
+    assert "churn_reasons_text   = no order for 400 days" in out
+    # P5 has a value for every tag but the conversion reasons (none): one first change each
+    assert out.count(" -> ") == len(catalog.tags) - 1
 
 
 def test_explain_unknown_customer_is_a_clear_error(env, capsys):
@@ -139,8 +146,27 @@ def test_explain_unknown_customer_is_a_clear_error(env, capsys):
 def test_list_shows_the_catalog(env, capsys):
     assert main(["tags", "list"]) == 0
     out = capsys.readouterr().out
-    assert "rfm_segment          segment  category  daily     persona_rfm_segment" in out
-    assert "buying_intent        model    tier      daily     persona_conversion_tier" in out
+    assert (
+        "rfm_segment              segment  category  core         orders         daily     persona_rfm_segment"
+        in out
+    )
+    assert (
+        "buying_intent            model    tier      core         leads          daily     persona_conversion_tier"
+        in out
+    )
+
+
+def test_a_tag_whose_source_is_absent_is_skipped_with_a_note(env, capsys, monkeypatch):
+    monkeypatch.setenv("PERSONA_SOURCES__LEADS__PATH", "")
+    settings = load_settings()
+    if settings.sources.leads.configured:  # the env var could not switch it off: use the API
+        settings = settings.model_copy(
+            update={"sources": settings.sources.model_copy(update={"leads": type(settings.sources.leads)()})}
+        )
+    catalog = catalogs.load_catalog(settings)
+    assert "buying_intent" not in catalog.keys and "conversion_reasons_text" not in catalog.keys
+    assert "tag buying_intent skipped: source leads absent" in catalog.notes
+    assert "conversion_tier" not in catalog.input_types and "churn_tier" in catalog.input_types
 
 
 def test_bad_catalog_stops_the_cli_with_every_problem(env, tmp_path, capsys, monkeypatch):

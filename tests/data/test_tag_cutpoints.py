@@ -33,6 +33,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "persona": "new",
             "churn_tier": "low",
             "conversion_tier": "cold",
+            "churn_reasons": None,
+            "conversion_reasons": None,
         }
     )
 

@@ -49,6 +49,8 @@ BASE = {
     "persona": "high_value_loyal",
     "churn_tier": "low",
     "conversion_tier": "cold",
+    "churn_reasons": None,
+    "conversion_reasons": None,
 }
 
 

@@ -131,10 +131,13 @@ def test_every_construct_batch_equals_single(rows, cut):
     _check(EVERY_CONSTRUCT, rows, cutpoints)
 
 
-REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in ("persona", "churn_tier", "conversion_tier")]
+REPO_STR = ("persona", "churn_tier", "conversion_tier", "churn_reasons", "conversion_reasons")
+REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in REPO_STR]
 tiers = st.fixed_dictionaries(
     {
         "persona": strings,
+        "churn_reasons": strings,
+        "conversion_reasons": strings,
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
     }
