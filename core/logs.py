@@ -11,5 +11,8 @@ def configure(level: str | None = None) -> None:
         level=(level or os.environ.get("PERSONA_LOG_LEVEL", "INFO")).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from core.redact import install
+
+    install()  # URL passwords masked in every line, whoever logs them
     for noisy in ("alembic", "urllib3", "httpx", "feast", "mlflow", "bentoml", "matplotlib", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -275,6 +275,10 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    # features never hold inf: a ratio or sum that overflowed is missing (NaN), which models handle
+    floats = frame.select_dtypes(include="float").columns
+    if len(floats) and np.isinf(frame[floats].to_numpy(dtype="float64")).any():
+        frame = frame.assign(**{c: frame[c].replace([np.inf, -np.inf], np.nan) for c in floats})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         table = pa.Table.from_pandas(frame, schema=arrow_schema(frame), preserve_index=False)

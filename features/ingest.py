@@ -143,7 +143,13 @@ def _prepare(
         source=source,
         location=raw_table.location,
     )
-    schema = schema_for(kind_key, as_of=as_of, statuses=_statuses(cfg) if source == "orders" else None)
+    schema = schema_for(
+        kind_key,
+        as_of=as_of,
+        statuses=_statuses(cfg) if source == "orders" else None,
+        max_amount=cfg.max_amount,
+        max_quantity=cfg.max_quantity,
+    )
     validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
     return typed.drop(index=quarantine.rows(source), errors="ignore"), raw, report
 
@@ -726,6 +732,9 @@ def run_ingest(
     progress: Callable[[list[str]], Iterable[str]] | None = None,
 ) -> IngestResult:
     """Read, validate, resolve and write the clean tables; returns the result (tables and report)."""
+    from features.salt_guard import require_private_salt
+
+    require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
     raw_tables = read_sources(settings, progress=progress)
     result = ingest_frames(raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp)

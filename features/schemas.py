@@ -10,7 +10,8 @@ Validation runs in two steps, both feeding the quarantine with (row, column, rul
 Rules: `required` (id, reference or timestamp missing), `timestamp_in_future` (after the run's `as_of`),
 `amount_negative`, `discount_negative`, `discount_exceeds_amount`, `quantity_not_positive`,
 `quantity_zero` (order lines), `quantity_not_integer`, `unknown_status`, `unknown_event_type`,
-`engagement_out_of_range` (0-100), `converted_without_timestamp`, `duplicate_id` (same id, different
+`number_not_finite` (inf), `amount_too_large` / `quantity_too_large` (above `sources.orders.max_amount`
+/ `max_quantity`), `engagement_out_of_range` (0-100), `converted_without_timestamp`, `duplicate_id` (same id, different
 content; the first row is kept). Identity resolution adds `invalid_customer_ref` and `no_contact_key`.
 """
 
@@ -156,7 +157,26 @@ def _integral() -> pa.Check:
     return pa.Check(lambda s: (s % 1) == 0, name="quantity_not_integer", ignore_na=True)
 
 
-def schema_for(kind_key: str, *, as_of: pd.Timestamp, statuses: Statuses | None = None) -> pa.DataFrameSchema:
+def _bounded(limit: float, rule: str) -> list[pa.Check]:
+    """Finite (inf is `number_not_finite`) and at most `limit` in absolute value (`rule`)."""
+    return [
+        pa.Check(lambda s: ~np.isinf(s.astype("float64")), element_wise=False, name="number_not_finite"),
+        pa.Check(
+            lambda s: (s.astype("float64").abs() <= limit) | np.isinf(s.astype("float64")),
+            element_wise=False,
+            name=rule,
+        ),
+    ]
+
+
+def schema_for(
+    kind_key: str,
+    *,
+    as_of: pd.Timestamp,
+    statuses: Statuses | None = None,
+    max_amount: float = 1e8,
+    max_quantity: float = 1e6,
+) -> pa.DataFrameSchema:
     """The pandera schema of a typed source frame (`kind_key`: a source name or `order_lines`)."""
 
     def col(
@@ -180,9 +200,21 @@ def schema_for(kind_key: str, *, as_of: pd.Timestamp, statuses: Statuses | None 
             "order_id": col(nullable=False, unique=True, required=True),
             "customer_ref": col(nullable=False, required=True),
             "order_ts": col(future, nullable=False, required=True),
-            "amount": col(pa.Check.ge(0, error="amount_negative"), nullable=False, required=True),
-            "discount": col(pa.Check.ge(0, error="discount_negative")),
-            "quantity": col(pa.Check.gt(0, error="quantity_not_positive"), _integral(), nullable=False),
+            "amount": col(
+                pa.Check.ge(0, error="amount_negative"),
+                *_bounded(max_amount, "amount_too_large"),
+                nullable=False,
+                required=True,
+            ),
+            "discount": col(
+                pa.Check.ge(0, error="discount_negative"), *_bounded(max_amount, "amount_too_large")
+            ),
+            "quantity": col(
+                pa.Check.gt(0, error="quantity_not_positive"),
+                _integral(),
+                *_bounded(max_quantity, "quantity_too_large"),
+                nullable=False,
+            ),
             "status": col(status_check),
         }
         # The net amount must stay >= 0; a frame check since it spans two columns.
@@ -202,10 +234,21 @@ def schema_for(kind_key: str, *, as_of: pd.Timestamp, statuses: Statuses | None 
             "customer_ref": col(nullable=False, required=True),
             "order_ts": col(future, nullable=False, required=True),
             "quantity": col(
-                pa.Check.ne(0, error="quantity_zero"), _integral(), nullable=False, required=True
+                pa.Check.ne(0, error="quantity_zero"),
+                _integral(),
+                *_bounded(max_quantity, "quantity_too_large"),
+                nullable=False,
+                required=True,
             ),
-            "unit_price": col(pa.Check.ge(0, error="amount_negative"), nullable=False, required=True),
-            "discount": col(pa.Check.ge(0, error="discount_negative")),
+            "unit_price": col(
+                pa.Check.ge(0, error="amount_negative"),
+                *_bounded(max_amount, "amount_too_large"),
+                nullable=False,
+                required=True,
+            ),
+            "discount": col(
+                pa.Check.ge(0, error="discount_negative"), *_bounded(max_amount, "amount_too_large")
+            ),
             "status": col(status_check),
         }
     elif kind_key == "contacts":

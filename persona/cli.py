@@ -32,6 +32,8 @@ for module in (data, ingest, features, train, tags, serve, crm, demo):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.redact import mask_urls
+
     """Entry point: expected errors print one clear message, never a bare traceback."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except USER_ERRORS as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(mask_urls(f"error: {exc}"), fg="red", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: one line, the traceback only on request
         if os.environ.get("PERSONA_DEBUG"):
             traceback.print_exc()
-        click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+        click.secho(mask_urls(f"internal error: {type(exc).__name__}: {exc}"), fg="red", err=True)
         click.echo("run again with PERSONA_DEBUG=1 for the traceback, and please report it", err=True)
         return 1
     return 0

@@ -19,6 +19,11 @@ class TagChange:
     changed_at: datetime  # UTC
     produced_by: str  # rule version (e.g. "rule:rfm_segment@v1") or model version ("model:persona-churn@3")
     inputs: dict[str, Any] = field(default_factory=dict)  # the features/outputs that mattered
+    # Set by the outbox when the change is queued: a stable id of this change, and its place in the
+    # sequence of changes of the same (customer, tag). A CRM that stores `seq` applies a change only if
+    # it is newer than what it holds, so a flip back lands and a replay does not.
+    change_id: str | None = field(default=None, compare=False)
+    seq: int | None = field(default=None, compare=False)
 
     @property
     def idempotency_key(self) -> str:

@@ -1,10 +1,18 @@
 """Outbox dispatcher: claims due entries, sends them to the CRM connector, settles each one.
 
-Delivery is at least once (a lease that expires returns a killed dispatcher's batch to the queue) and
-connectors are idempotent by key, so every change is applied exactly once. Failures:
-- transient (CRM down, 5xx, time-out): the batch goes back with exponential back-off and jitter, the
-  CRM's Retry-After honoured; after `max_attempts` an entry is dead-lettered with the last reason;
-- 429: every send pauses until Retry-After (or the rate-limit interval); spends no attempt;
+Delivery is at least once (a lease that expires returns a killed dispatcher's batch to the queue);
+each claimed batch goes out as the connector's requests, one at a time, and each request's
+acknowledgement is recorded before the next is sent, so after a failure or a kill only the request in
+flight is sent again. Connectors apply a change only if its sequence is newer than the CRM's (sql), or
+send only the latest value per (record, field) (http). Failures:
+- the CRM is unreachable (connection refused, time-out, 502/503/504): a circuit breaker opens: nothing
+  more is sent until a probe after a jittered exponential back-off (capped at `max_delay`), and the
+  dispatcher sleeps meanwhile (no busy loop); the request that failed spends an attempt, the rest none;
+- other transient failures (500): only that request goes back with exponential back-off and jitter;
+- retries are bounded by time: an entry still failing `give_up_after` seconds after it was queued is
+  dead-lettered with the last reason (`persona crm replay` re-sends);
+- 429: every send pauses until Retry-After (seconds or an HTTP date) or the rate-limit interval;
+  spends no attempt;
 - the CRM refuses a batch as a whole (400): the batch is split in halves until the bad record is alone,
   which is dead-lettered with the CRM's reason; the good ones are delivered;
 - per-record rejections (207): those entries are dead-lettered, the rest delivered.
@@ -59,7 +67,11 @@ def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, rng: ran
 
 
 class _Paused(Exception):
-    """Internal: a 429 stopped this round."""
+    """Internal: a 429 or an open circuit stopped this round; `reason` is recorded on the entries."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Dispatcher:
@@ -71,7 +83,7 @@ class Dispatcher:
         connector: Connector,
         *,
         batch_size: int = 100,
-        max_attempts: int = 8,
+        give_up_after: float = 86400.0,
         base_delay: float = 1.0,
         max_delay: float = 300.0,
         lease_seconds: float = 60.0,
@@ -83,7 +95,7 @@ class Dispatcher:
         self.outbox = outbox
         self.connector = connector
         self.batch_size = batch_size
-        self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.lease_seconds = lease_seconds
@@ -91,7 +103,8 @@ class Dispatcher:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.paused_until = 0.0
+        self.paused_until = 0.0  # rate limit or open circuit: nothing is sent before this time
+        self.outage_failures = 0  # consecutive failed requests while the CRM is unreachable
 
     # -- one round -----------------------------------------------------------------------------
     def run_once(self) -> DispatchStats:
@@ -105,29 +118,21 @@ class Dispatcher:
         )
         stats.claimed = len(entries) + superseded
         stats.superseded = superseded
-        step = max(1, self.connector.max_batch)
-        chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
-        for index, chunk in enumerate(chunks):
+        requests = self.connector.split(entries) if entries else []
+        for index, request in enumerate(requests):
             try:
-                self._deliver(chunk, stats)
-            except _Paused:
-                rest = [e for later in chunks[index + 1 :] for e in later]
+                self._deliver(request, stats)
+            except _Paused as paused:
+                # not sent: back to the queue untouched, due when the pause or the open circuit ends
+                rest = [e for later in requests[index + 1 :] for e in later]
                 self.outbox.retry_later(
-                    {e.id: self.paused_until for e in rest},
-                    error="paused: CRM rate limit",
-                    max_attempts=self.max_attempts,
-                    count_attempt=False,
+                    {e.id: self.paused_until for e in rest}, error=paused.reason, count_attempt=False
                 )
                 break
             except CrmError:
                 # Not the records' fault (e.g. bad credentials): hand everything back untouched.
-                rest = [e for later in chunks[index:] for e in later]
-                self.outbox.retry_later(
-                    {e.id: now for e in rest},
-                    error="not sent",
-                    max_attempts=self.max_attempts,
-                    count_attempt=False,
-                )
+                rest = [e for later in requests[index:] for e in later]
+                self.outbox.retry_later({e.id: now for e in rest}, error="not sent", count_attempt=False)
                 raise
         return stats
 
@@ -141,13 +146,11 @@ class Dispatcher:
             self.paused_until = self.clock() + wait
             log.warning("CRM rate limit: pausing %.1fs (%s)", wait, exc.message)
             self.outbox.retry_later(
-                {e.id: self.paused_until for e in chunk},
-                error=exc.message,
-                max_attempts=self.max_attempts,
-                count_attempt=False,
+                {e.id: self.paused_until for e in chunk}, error=exc.message, count_attempt=False
             )
-            raise _Paused from None
+            raise _Paused("paused: CRM rate limit") from None
         except BatchRejected as exc:
+            self.outage_failures = 0
             if len(chunk) == 1:
                 self.outbox.dead_letter({chunk[0].id: exc.message})
                 stats.dead += 1
@@ -161,17 +164,19 @@ class Dispatcher:
             middle = len(chunk) // 2
             try:
                 self._deliver(chunk[:middle], stats)
-            except _Paused:
+            except _Paused as paused:
                 self.outbox.retry_later(
                     {e.id: self.paused_until for e in chunk[middle:]},
-                    error="paused: CRM rate limit",
-                    max_attempts=self.max_attempts,
+                    error=paused.reason,
                     count_attempt=False,
                 )
                 raise
             self._deliver(chunk[middle:], stats)
             return
         except TransientCrmError as exc:
+            if exc.outage:
+                self._open_circuit(chunk, exc, stats)
+                raise _Paused("not sent: circuit open (CRM unreachable)") from None
             self._retry(chunk, exc.message, exc.retry_after, stats)
             return
         except CrmError:
@@ -180,6 +185,9 @@ class Dispatcher:
             log.exception("connector %s failed", self.connector.name)
             self._retry(chunk, f"{type(exc).__name__}: {exc}", None, stats)
             return
+        if self.outage_failures:
+            log.info("CRM reachable again after %d failed probe(s): circuit closed", self.outage_failures)
+        self.outage_failures = 0
         delivered = [e.id for e in chunk if e.id not in result.rejected]
         self.outbox.mark_delivered(delivered, now=self.clock())
         stats.delivered += len(delivered)
@@ -189,6 +197,30 @@ class Dispatcher:
             stats.dead += len(result.rejected)
         if result.pause_for:
             self.paused_until = max(self.paused_until, self.clock() + result.pause_for)
+
+    def _open_circuit(self, chunk: list[OutboxEntry], exc: TransientCrmError, stats: DispatchStats) -> None:
+        """The CRM is unreachable: stop sending until one probe request after a growing, capped,
+        jittered wait (or the CRM's Retry-After)."""
+        self.outage_failures += 1
+        wait = self._delay(self.outage_failures)
+        if exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        now = self.clock()
+        self.paused_until = now + wait
+        died = self.outbox.retry_later(
+            {e.id: self.paused_until for e in chunk},
+            error=exc.message,
+            give_up_before=now - self.give_up_after,
+        )
+        stats.retried += len(chunk) - died
+        stats.dead += died
+        # one line per probe, growing apart: an outage of hours logs a few dozen lines, not a flood
+        log.warning(
+            "CRM unreachable (failure %d in a row): circuit open, next try in %.0fs: %s",
+            self.outage_failures,
+            wait,
+            exc.message,
+        )
 
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay, rng=self.rng)
@@ -207,7 +239,7 @@ class Dispatcher:
                 if retry_after is not None:
                     delays[attempt] = max(delays[attempt], retry_after)
             retry_at[entry.id] = now + delays[attempt]
-        died = self.outbox.retry_later(retry_at, error=error, max_attempts=self.max_attempts)
+        died = self.outbox.retry_later(retry_at, error=error, give_up_before=now - self.give_up_after)
         stats.retried += len(chunk) - died
         stats.dead += died
         log.warning("CRM delivery of %d entries failed, will retry: %s", len(chunk), error)
@@ -272,7 +304,7 @@ def build_dispatcher(
         outbox,
         connector if connector is not None else make_connector(settings),
         batch_size=crm.batch_size,
-        max_attempts=crm.max_attempts,
+        give_up_after=crm.give_up_after,
         base_delay=crm.base_delay_seconds,
         max_delay=crm.max_delay_seconds,
         lease_seconds=crm.lease_seconds,

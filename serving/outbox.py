@@ -34,6 +34,10 @@ outbox_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("idempotency_key", sa.String(512), nullable=False),
+    # a stable id per change (sent to the CRM, kept through retries) and its sequence number among
+    # the changes of the same (customer, tag): the CRM side applies a change only if it is newer
+    sa.Column("change_id", sa.String(32), nullable=True),
+    sa.Column("seq", sa.Integer, nullable=True),
     sa.Column("customer_id", sa.String(64), nullable=False),
     sa.Column("tag", sa.String(128), nullable=False),
     sa.Column("crm_field", sa.String(128), nullable=False),
@@ -66,6 +70,7 @@ class OutboxEntry:
     id: int
     change: TagChange
     attempts: int
+    created_at: float = 0.0  # when it was queued (dispatcher clock): retries stop `give_up_after` later
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,19 @@ def make_state_engine(url: str) -> Engine:
     return engine
 
 
+def add_missing_columns(engine: Engine, table: sa.Table) -> None:
+    """ALTER TABLE ... ADD COLUMN for nullable columns of `table` an existing database lacks (schema
+    changes are additive, so a state database of an older release keeps working)."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
 def _as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; they were stored as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -119,8 +137,10 @@ class Outbox:
         self.table = outbox_table
 
     def create_schema(self) -> None:
-        """Create the outbox table and its indexes if missing (idempotent)."""
+        """Create the outbox table and its indexes if missing (idempotent); columns added since an
+        older release are added to an existing table."""
         metadata.create_all(self.engine, checkfirst=True)
+        add_missing_columns(self.engine, self.table)
 
     # -- producer side -------------------------------------------------------------------------
     def enqueue(self, conn: Connection, changes: list[TagChange], *, now: float | None = None) -> int:
@@ -137,6 +157,7 @@ class Outbox:
         stamp = datetime.now(UTC).timestamp() if now is None else now
         customers = sorted({c.customer_id for c in changes})
         latest: dict[tuple[str, str], str] = {}
+        seqs: dict[tuple[str, str], int] = {}
         for chunk in _chunks(customers):
             newest = (
                 sa.select(sa.func.max(t.c.id))
@@ -144,19 +165,27 @@ class Outbox:
                 .group_by(t.c.customer_id, t.c.tag)
                 .scalar_subquery()
             )
-            for customer_id, tag, key in conn.execute(
-                sa.select(t.c.customer_id, t.c.tag, t.c.idempotency_key).where(t.c.id.in_(newest))
+            for customer_id, tag, key, seq, entry_id in conn.execute(
+                sa.select(t.c.customer_id, t.c.tag, t.c.idempotency_key, t.c.seq, t.c.id).where(
+                    t.c.id.in_(newest)
+                )
             ):
                 latest[(customer_id, tag)] = key
+                # rows of an older release have no seq: their id orders them just as well
+                seqs[(customer_id, tag)] = seq if seq is not None else entry_id
         rows = []
         for change in changes:
             key = change.idempotency_key
-            if latest.get((change.customer_id, change.tag)) == key:
+            pair = (change.customer_id, change.tag)
+            if latest.get(pair) == key:
                 continue
-            latest[(change.customer_id, change.tag)] = key
+            latest[pair] = key
+            seqs[pair] = seqs.get(pair, 0) + 1
             rows.append(
                 {
                     "idempotency_key": key,
+                    "change_id": uuid.uuid4().hex,
+                    "seq": seqs[pair],
                     "customer_id": change.customer_id,
                     "tag": change.tag,
                     "crm_field": change.crm_field,
@@ -236,7 +265,10 @@ class Outbox:
                     changed_at=_as_utc(r.changed_at),
                     produced_by=r.produced_by,
                     inputs=r.inputs or {},
+                    change_id=r.change_id or f"outbox-{r.id}",
+                    seq=r.seq if r.seq is not None else r.id,
                 ),
+                created_at=r.created_at,
             )
             for r in rows
             if r.id not in stale_ids
@@ -261,10 +293,16 @@ class Outbox:
                 )
 
     def retry_later(
-        self, retry_at: dict[int, float], *, error: str, max_attempts: int, count_attempt: bool = True
+        self,
+        retry_at: dict[int, float],
+        *,
+        error: str,
+        give_up_before: float | None = None,
+        count_attempt: bool = True,
     ) -> int:
-        """Return entries to the queue, due at `retry_at[id]`; with `count_attempt` each one spends an
-        attempt and those reaching `max_attempts` are dead-lettered with `error`. Returns how many died."""
+        """Return entries to the queue, due at `retry_at[id]`. With `count_attempt` each one spends an
+        attempt, and those queued before `give_up_before` (the time bound of retries) are dead-lettered
+        with `error`. Returns how many died."""
         t = self.table
         died = 0
         with self.engine.begin() as conn:
@@ -284,13 +322,13 @@ class Outbox:
                     conn.execute(
                         sa.update(t).where(t.c.id.in_(chunk), t.c.status == PENDING).values(**values)
                     )
-            if count_attempt:
+            if count_attempt and give_up_before is not None:
                 for chunk in _chunks(list(retry_at)):
                     died += conn.execute(
                         sa.update(t)
-                        .where(t.c.id.in_(chunk), t.c.attempts >= max_attempts, t.c.status == PENDING)
+                        .where(t.c.id.in_(chunk), t.c.created_at <= give_up_before, t.c.status == PENDING)
                         .values(
-                            status=DEAD, last_error=f"gave up after {max_attempts} attempts: {error}"[:2000]
+                            status=DEAD, last_error=f"gave up retrying (crm.give_up_after): {error}"[:2000]
                         )
                     ).rowcount
         return died
@@ -356,11 +394,13 @@ class Outbox:
         ]
 
     def replay(self, *, now: float, ids: Sequence[int] | None = None) -> int:
-        """Put dead letters (all, or those in `ids`) back in the queue with fresh attempts."""
+        """Put dead letters (all, or those in `ids`) back in the queue with fresh attempts (and a fresh
+        `give_up_after` window: `created_at` restarts now)."""
         t = self.table
         values = {
             "status": PENDING,
             "attempts": 0,
+            "created_at": now,
             "next_attempt_at": now,
             "lease_owner": None,
             "lease_expires_at": None,

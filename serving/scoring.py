@@ -42,6 +42,17 @@ def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
+    """Numeric columns with +-inf as NaN (missing): a value that overflowed upstream must neither reach
+    a model nor a response (JSON has no inf), so it is scored like any missing value."""
+    out: dict[str, np.ndarray] = {}
+    for name, col in columns.items():
+        if col.dtype.kind == "f" and not np.isfinite(col[~np.isnan(col)]).all():
+            col = np.where(np.isinf(col), np.nan, col)
+        out[name] = col
+    return out
+
+
 # ------------------------------------------------------------------------------------ populations
 @dataclass(frozen=True)
 class Population:
@@ -239,8 +250,7 @@ def run_models(
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
     """
-    if isinstance(features, pd.DataFrame):
-        features = columns_of(features)
+    features = finite_columns(columns_of(features) if isinstance(features, pd.DataFrame) else features)
     n = len(next(iter(has_features.values())))
     not_scored: dict[str, np.ndarray] = {}
     segment_id = np.full(n, np.nan)
@@ -477,8 +487,8 @@ class Scorer:
             kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
             for kind, views in self.views_of_kind.items()
         }
-        features: dict[str, np.ndarray] = (
-            dict(result.columns) if every else {f: col[found] for f, col in result.columns.items()}
+        features: dict[str, np.ndarray] = finite_columns(
+            result.columns if every else {f: col[found] for f, col in result.columns.items()}
         )
         explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
         outputs = run_models(state, features, has_features=has_features, explain=explain)

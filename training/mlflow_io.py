@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from artifacts.registry import model_name
+from core.redact import mask_urls
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -53,7 +54,7 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     if _SECRET_KEY.search(key) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
-        return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", value)
+        return mask_urls(_URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", value))
     return value
 
 

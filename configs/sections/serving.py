@@ -1,8 +1,25 @@
 """Scoring service and CRM write-back."""
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: object) -> object:
+    """`90`, `90s`, `30m`, `24h`, `7d` -> seconds (other inputs are left to pydantic to refuse)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration (e.g. 90s, 30m, 24h, 7d)")
+        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    return value
+
+
+# seconds, written as a number or with a unit: 90s, 30m, 24h, 7d
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 
 
 class ServingConfig(BaseModel):
@@ -37,8 +54,12 @@ class CrmConfig(BaseModel):
     # http only: the unique contact property HubSpot's batch upsert matches records by
     id_property: str = "persona_contact_id"
     batch_size: int = Field(100, gt=0, le=10000)  # http requests carry at most 100 records regardless
-    max_attempts: int = Field(8, gt=0)  # transient failures before an entry is dead-lettered
+    # Retries are bounded by time, not by a count: an entry that still fails this long after it was
+    # queued is dead-lettered (`persona crm replay` re-sends). Records the CRM rejects as invalid die
+    # at once. An outage shorter than this loses nothing.
+    give_up_after: Duration = 86400.0
     base_delay_seconds: float = Field(1.0, gt=0)  # first retry delay; doubles per attempt, with jitter
+    # the cap of the back-off, and of the circuit breaker's sleep while the CRM refuses connections
     max_delay_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)  # a claimed batch returns to the queue if not settled by then
     timeout_seconds: float = Field(10.0, gt=0)  # http connect/read time-out

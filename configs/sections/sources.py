@@ -86,6 +86,12 @@ class SourceConfig(BaseModel):
     )
     returned_statuses: list[str] = Field(default_factory=lambda: ["returned", "return", "refunded"])
     cancelled_statuses: list[str] = Field(default_factory=lambda: ["cancelled", "canceled", "void"])
+    # orders only: an amount, unit price or discount above this (currency units), or a quantity above
+    # `max_quantity`, is not a real order but a typo or a sentinel (1e308, 9999999999): quarantined as
+    # `amount_too_large` / `quantity_too_large`, never summed into a feature. Infinite values are
+    # quarantined as `number_not_finite` whatever the bounds.
+    max_amount: float = Field(1e8, gt=0)
+    max_quantity: float = Field(1e6, gt=0)
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":

@@ -119,12 +119,6 @@ def register(cli: click.Group) -> None:
 
 def _safe_url(url: str) -> str:
     """The URL without any password, for display."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from core.redact import mask_urls
 
-    if url.startswith(("http://", "https://")):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(invalid URL)"
+    return mask_urls(url)

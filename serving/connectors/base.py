@@ -14,11 +14,14 @@ from serving.outbox import OutboxEntry
 
 class TransientCrmError(CrmError):
     """The CRM could not take the batch now (down, 5xx, time-out): retry the whole batch later.
-    `retry_after` (seconds) is the CRM's own hint, when it gave one."""
+    `retry_after` (seconds) is the CRM's own hint, when it gave one. `outage` says the CRM as a whole
+    is unreachable (connection refused, time-out, 502/503/504), not just this request: the dispatcher's
+    circuit breaker then stops sending anything until a probe gets through."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, outage: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.outage = outage
 
 
 class RateLimited(TransientCrmError):
@@ -47,10 +50,17 @@ class Connector(ABC):
     name: str = "connector"
     max_batch: int = 1000  # most entries one `send` may carry
 
+    def split(self, entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
+        """`entries` cut into the groups one request each carries. The dispatcher sends them one by
+        one and records each acknowledgement before the next request, so a failed request is the only
+        one retried."""
+        step = max(1, self.max_batch)
+        return [entries[i : i + step] for i in range(0, len(entries), step)]
+
     @abstractmethod
     def send(self, entries: list[OutboxEntry]) -> SendResult:
-        """Apply `entries`; raise TransientCrmError / RateLimited / BatchRejected when nothing was
-        settled, or return per-entry rejections."""
+        """Apply `entries` (one group of `split`) in one request; raise TransientCrmError / RateLimited /
+        BatchRejected when nothing was settled, or return per-entry rejections."""
 
     def close(self) -> None:
         """Release connections (default: nothing to release)."""

@@ -2,10 +2,12 @@
 
 Tables (created if missing):
 - `persona_tags`: the current value of each tag per contact (`contact_id` is '' for a customer with no
-  CRM contact record); a newer `updated_at` is never overwritten by an older change.
+  CRM contact record), with the `seq` and `change_id` of the change that set it.
 - `persona_tag_history`: every applied change.
-- `persona_applied_keys`: idempotency keys already applied, so a re-delivered batch applies nothing twice.
-One transaction per batch: a batch is applied completely or not at all.
+A change is applied only if its sequence number (per customer and tag, from the outbox) is newer than
+the stored one: a value that flips back (low -> high -> low) lands, a re-delivered or replayed change
+does not apply again, and a late older change never overwrites a newer one. One transaction per batch:
+a batch is applied completely or not at all, so a kill never leaves half of one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ tags_table = sa.Table(
     sa.Column("produced_by", sa.String(256), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("idempotency_key", sa.String(512), nullable=False),
+    sa.Column("change_id", sa.String(32), nullable=True),
+    sa.Column("seq", sa.Integer, nullable=True),
     sa.Index("ix_persona_tags_contact", "contact_id"),
 )
 history_table = sa.Table(
@@ -45,18 +49,14 @@ history_table = sa.Table(
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("idempotency_key", sa.String(512), nullable=False),
+    sa.Column("change_id", sa.String(32), nullable=True),
+    sa.Column("seq", sa.Integer, nullable=True),
     sa.Index("ix_persona_tag_history_contact", "contact_id", "crm_field"),
-)
-applied_table = sa.Table(
-    "persona_applied_keys",
-    metadata,
-    sa.Column("idempotency_key", sa.String(512), primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
 def _upsert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE that keeps a newer value (SQLite and PostgreSQL)."""
+    """INSERT ... ON CONFLICT DO UPDATE only by a newer sequence number (SQLite and PostgreSQL)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
@@ -71,8 +71,10 @@ def _upsert_statement(dialect: str) -> Any:
             "produced_by": stmt.excluded.produced_by,
             "updated_at": stmt.excluded.updated_at,
             "idempotency_key": stmt.excluded.idempotency_key,
+            "change_id": stmt.excluded.change_id,
+            "seq": stmt.excluded.seq,
         },
-        where=tags_table.c.updated_at <= stmt.excluded.updated_at,
+        where=sa.func.coalesce(tags_table.c.seq, -1) < stmt.excluded.seq,
     )
 
 
@@ -89,7 +91,11 @@ class SqlConnector(Connector):
 
     def create_schema(self) -> None:
         """Create the tag tables in the CRM database if missing."""
+        from serving.outbox import add_missing_columns
+
         metadata.create_all(self.engine, checkfirst=True)
+        for table in (tags_table, history_table):
+            add_missing_columns(self.engine, table)
         self._schema_ready = True
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
@@ -103,7 +109,9 @@ class SqlConnector(Connector):
         except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
             raise BatchRejected(f"CRM database {self._where()} refused the batch: {exc.orig}") from None
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-            raise TransientCrmError(f"CRM database {self._where()} unavailable: {exc.orig or exc}") from None
+            raise TransientCrmError(
+                f"CRM database {self._where()} unavailable: {exc.orig or exc}", outage=True
+            ) from None
 
     def _where(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
@@ -111,60 +119,65 @@ class SqlConnector(Connector):
     def _apply(self, entries: list[OutboxEntry]) -> SendResult:
         contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
         now = datetime.now(UTC)
+        # the newest change per (customer, contact, field) in this batch; older ones are duplicates
+        wanted: dict[tuple[str, str, str], OutboxEntry] = {}
+        for entry in entries:
+            change = entry.change
+            for contact_id in contacts.get(change.customer_id) or [""]:
+                key = (change.customer_id, contact_id, change.crm_field)
+                held = wanted.get(key)
+                if held is None or _seq(held) < _seq(entry):
+                    wanted[key] = entry
+        t = tags_table
         with self.engine.begin() as conn:
-            keys = list({e.change.idempotency_key for e in entries})
-            done: set[str] = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                done.update(
-                    conn.execute(
-                        sa.select(applied_table.c.idempotency_key).where(
-                            applied_table.c.idempotency_key.in_(chunk)
-                        )
-                    ).scalars()
+            stored: dict[tuple[str, str, str], int] = {}
+            customers = sorted({k[0] for k in wanted})
+            for start in range(0, len(customers), 500):
+                query = sa.select(t.c.customer_id, t.c.contact_id, t.c.crm_field, t.c.seq).where(
+                    t.c.customer_id.in_(customers[start : start + 500])
                 )
-            duplicates = 0
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update()  # two dispatchers: one applies, the other waits
+                for customer_id, contact_id, field, seq in conn.execute(query):
+                    stored[(customer_id, contact_id, field)] = -1 if seq is None else seq
             current: list[dict[str, Any]] = []
             history: list[dict[str, Any]] = []
-            applied: list[dict[str, Any]] = []
-            for entry in entries:
+            applied_entries: set[int] = set()
+            for (customer_id, contact_id, field), entry in wanted.items():
                 change = entry.change
-                key = change.idempotency_key
-                if key in done:
-                    duplicates += 1
-                    continue
-                done.add(key)
-                applied.append({"idempotency_key": key, "applied_at": now})
-                for contact_id in contacts.get(change.customer_id) or [""]:
-                    base = {
-                        "customer_id": change.customer_id,
-                        "contact_id": contact_id,
-                        "crm_field": change.crm_field,
-                        "produced_by": change.produced_by,
-                        "idempotency_key": key,
+                if _seq(entry) <= stored.get((customer_id, contact_id, field), -1):
+                    continue  # already applied (a re-delivery) or older than what the CRM holds
+                applied_entries.add(entry.id)
+                base = {
+                    "customer_id": customer_id,
+                    "contact_id": contact_id,
+                    "crm_field": field,
+                    "produced_by": change.produced_by,
+                    "idempotency_key": change.idempotency_key,
+                    "change_id": change.change_id,
+                    "seq": _seq(entry),
+                }
+                current.append({**base, "value": change.new_value, "updated_at": change.changed_at})
+                history.append(
+                    {
+                        **base,
+                        "old_value": change.old_value,
+                        "new_value": change.new_value,
+                        "changed_at": change.changed_at,
+                        "applied_at": now,
                     }
-                    current.append({**base, "value": change.new_value, "updated_at": change.changed_at})
-                    history.append(
-                        {
-                            **base,
-                            "old_value": change.old_value,
-                            "new_value": change.new_value,
-                            "changed_at": change.changed_at,
-                            "applied_at": now,
-                        }
-                    )
-            if applied:
-                conn.execute(sa.insert(applied_table), applied)
+                )
+            if current:
                 conn.execute(sa.insert(history_table), history)
                 self._write_current(conn, current)
-        return SendResult(duplicates=duplicates)
+        return SendResult(duplicates=sum(1 for e in entries if e.id not in applied_entries))
 
     def _write_current(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         upsert = _upsert_statement(conn.dialect.name)
         if upsert is not None:
             conn.execute(upsert, rows)
             return
-        # Other databases: update when not older, insert when absent.
+        # Other databases: update when newer, insert when absent.
         t = tags_table
         for row in rows:
             match = sa.and_(
@@ -172,11 +185,16 @@ class SqlConnector(Connector):
                 t.c.contact_id == row["contact_id"],
                 t.c.crm_field == row["crm_field"],
             )
-            existing = conn.execute(sa.select(t.c.updated_at).where(match)).first()
+            existing = conn.execute(sa.select(t.c.seq).where(match)).first()
             if existing is None:
                 conn.execute(sa.insert(t).values(**row))
-            elif existing.updated_at.replace(tzinfo=None) <= row["updated_at"].replace(tzinfo=None):
+            elif (existing.seq if existing.seq is not None else -1) < row["seq"]:
                 conn.execute(sa.update(t).where(match).values(**row))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _seq(entry: OutboxEntry) -> int:
+    """The change's sequence number; an entry without one (built by hand) orders by its outbox id."""
+    return entry.change.seq if entry.change.seq is not None else entry.id

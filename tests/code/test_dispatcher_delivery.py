@@ -41,15 +41,15 @@ class ScriptedCrm(Connector):
     def __init__(self, *, max_batch: int = 100, clock: FakeClock | None = None) -> None:
         self.max_batch = max_batch
         self.applied: Counter[str] = Counter()
-        self.script: list[Exception] = []
+        self.script: list[Exception | None] = []  # None: this call succeeds
         self.bad: set[str] = set()
         self.calls: list[tuple[float, int]] = []  # (time, batch size)
         self.clock = clock
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
         self.calls.append((self.clock() if self.clock else 0.0, len(entries)))
-        if self.script:
-            raise self.script.pop(0)
+        if self.script and (fault := self.script.pop(0)) is not None:
+            raise fault
         bad = [e.change.customer_id for e in entries if e.change.customer_id in self.bad]
         if bad:
             raise BatchRejected(f"400 VALIDATION_ERROR: Property values were not valid for {bad[0]}")
@@ -87,7 +87,7 @@ def fill(box: Outbox, n: int, now: float = 1_000.0) -> list[TagChange]:
 def make(box: Outbox, crm: ScriptedCrm, clock: FakeClock, **kw: object) -> Dispatcher:
     options: dict[str, object] = {
         "batch_size": 100,
-        "max_attempts": 5,
+        "give_up_after": 86400.0,
         "base_delay": 1.0,
         "max_delay": 60.0,
         "lease_seconds": 30.0,
@@ -138,7 +138,7 @@ def test_retry_after_is_honoured_on_429_and_spends_no_attempt(outbox: Outbox) ->
     fill(outbox, 150)
     crm = ScriptedCrm(clock=clock, max_batch=50)
     crm.script = [RateLimited("429 RATE_LIMIT", retry_after=7.0), RateLimited("429", retry_after=3.0)]
-    dispatcher = make(outbox, crm, clock, batch_size=150, max_attempts=1)
+    dispatcher = make(outbox, crm, clock, batch_size=150, give_up_after=1.0)
     stats = dispatcher.run_until_empty()
     assert stats.rate_limited == 2 and stats.delivered == 150 and stats.dead == 0
     times = [t for t, _ in crm.calls]
@@ -179,15 +179,72 @@ def test_batch_split_isolates_the_bad_record(outbox: Outbox) -> None:
     assert outbox.counts() == {"pending": 0, "delivered": 100, "dead": 0, "superseded": 0}
 
 
-def test_dead_letter_after_max_attempts_with_reason(outbox: Outbox) -> None:
+def test_retries_are_bounded_by_time_not_by_attempts(outbox: Outbox) -> None:
     clock = FakeClock()
     fill(outbox, 3)
     crm = ScriptedCrm(clock=clock)
-    crm.script = [TransientCrmError(f"503 try {i}") for i in range(1, 4)]
-    stats = make(outbox, crm, clock, max_attempts=3).run_until_empty()
-    assert stats.dead == 3 and stats.delivered == 0 and len(crm.calls) == 3
+    crm.script = [TransientCrmError(f"500 try {i}") for i in range(1, 20)]
+    stats = make(outbox, crm, clock, give_up_after=5.0).run_until_empty()
+    assert stats.dead == 3 and stats.delivered == 0
+    times = [t for t, _ in crm.calls]
+    # every failure before the bound was retried; the first one at or past it dead-lettered the entries
+    assert times[-1] - 1000.0 >= 5.0 and all(t - 1000.0 < 5.0 for t in times[:-1]) and len(times) >= 3
     reasons = {d.reason for d in outbox.dead_letters()}
-    assert reasons == {"gave up after 3 attempts: 503 try 3"}
+    assert reasons == {f"gave up retrying (crm.give_up_after): 500 try {len(times)}"}
+
+
+def test_an_outage_of_hours_opens_the_circuit_sleeps_and_loses_nothing(outbox: Outbox) -> None:
+    """The CRM refuses connections for 7 minutes (simulated clock) while 1,000 changes wait: the
+    breaker sends one probe at a time, further and further apart (capped), sleeps in between, spends
+    no attempt on what it did not send, and everything lands once the CRM is back: 0 dead letters."""
+    clock = FakeClock()
+    changes = fill(outbox, 1000)
+    outage_ends = clock() + 7 * 60
+
+    class Down(ScriptedCrm):
+        def send(self, entries: list[OutboxEntry]) -> SendResult:
+            if self.clock() < outage_ends:
+                self.calls.append((self.clock(), len(entries)))
+                raise TransientCrmError("CRM unreachable (ConnectError: refused)", outage=True)
+            return super().send(entries)
+
+    crm = Down(clock=clock)
+    stats = make(outbox, crm, clock, batch_size=300, max_delay=300.0).run_until_empty()
+    assert stats.delivered == 1000 and stats.dead == 0
+    assert crm.applied == Counter({c.idempotency_key: 1 for c in changes})
+    failed = [t for t, _ in crm.calls if t < outage_ends]
+    # a probe per back-off step (1, 2, 4, ... s, jittered, capped at 300 s): about a dozen, not thousands
+    assert 5 <= len(failed) <= 15
+    gaps = [b - a for a, b in zip(failed, failed[1:], strict=False)]
+    assert all(later >= earlier / 2 for earlier, later in zip(gaps, gaps[1:], strict=False))
+    assert max(gaps) <= 300.0
+    # the dispatcher slept through the outage: sleeps cover it, with about one sleep per probe
+    assert sum(clock.sleeps) >= 7 * 60 - 1 and len(clock.sleeps) <= len(failed) + 12
+    # only the probes spent attempts
+    with outbox.engine.connect() as conn:
+        attempts = sorted(r[0] for r in conn.exec_driver_sql("SELECT attempts FROM crm_outbox"))
+    assert sum(attempts) <= 100 * len(failed)
+
+
+def test_an_outage_past_give_up_after_dead_letters(outbox: Outbox) -> None:
+    clock = FakeClock()
+    fill(outbox, 10)
+    crm = ScriptedCrm(clock=clock)
+    crm.script = [TransientCrmError("refused", outage=True) for _ in range(40)]
+    stats = make(outbox, crm, clock, give_up_after=600.0, max_delay=60.0).run_until_empty()
+    assert stats.dead == 10 and stats.delivered == 0
+    assert 600.0 <= clock.now - 1000.0 <= 600.0 + 60.0
+
+
+def test_500_on_one_request_of_a_split_batch_retries_only_that_request(outbox: Outbox) -> None:
+    clock = FakeClock()
+    changes = fill(outbox, 300)
+    crm = ScriptedCrm(clock=clock, max_batch=100)
+    crm.script = [None, TransientCrmError("500 internal error")]
+    stats = make(outbox, crm, clock, batch_size=300).run_until_empty()
+    assert stats.delivered == 300 and stats.retried == 100 and stats.dead == 0
+    assert [size for _, size in crm.calls] == [100, 100, 100, 100]
+    assert crm.applied == Counter({c.idempotency_key: 1 for c in changes})
 
 
 def test_killed_dispatcher_claims_are_redelivered_after_the_lease(outbox: Outbox) -> None:

@@ -105,16 +105,19 @@ def test_retry_dead_letter_and_replay(outbox: Outbox) -> None:
     enqueue(outbox, [change("P1", "high"), change("P2", "low")])
     entries, _ = outbox.claim(limit=10, now=1000.0, lease_seconds=30)
     ids = [e.id for e in entries]
-    assert outbox.retry_later({ids[0]: 1005.0, ids[1]: 1009.0}, error="503", max_attempts=2) == 0
+    # queued at 1000: a time bound before that kills nothing
+    assert outbox.retry_later({ids[0]: 1005.0, ids[1]: 1009.0}, error="503", give_up_before=999.0) == 0
     assert outbox.next_due() == 1005.0
     entries, _ = outbox.claim(limit=10, now=1009.0, lease_seconds=30)
     assert [e.attempts for e in entries] == [1, 1]
-    # the second failure reaches max_attempts=2: both die with the reason
-    assert outbox.retry_later({i: 1100.0 for i in ids}, error="503 internal error", max_attempts=2) == 2
+    # the second failure comes after the time bound (queued at or before 1000): both die with the reason
+    assert (
+        outbox.retry_later({i: 1100.0 for i in ids}, error="503 internal error", give_up_before=1000.0) == 2
+    )
     assert outbox.counts() == {"pending": 0, "delivered": 0, "dead": 2, "superseded": 0}
     (dead, _) = outbox.dead_letters(limit=10)
     assert dead.customer_id == "P1" and dead.attempts == 2
-    assert dead.reason == "gave up after 2 attempts: 503 internal error"
+    assert dead.reason == "gave up retrying (crm.give_up_after): 503 internal error"
     assert outbox.replay(now=2000.0, ids=[ids[0]]) == 1
     entries, _ = outbox.claim(limit=10, now=2000.0, lease_seconds=30)
     assert [(e.id, e.attempts) for e in entries] == [(ids[0], 0)]
@@ -125,6 +128,6 @@ def test_retry_dead_letter_and_replay(outbox: Outbox) -> None:
 def test_rate_limit_release_spends_no_attempt(outbox: Outbox) -> None:
     enqueue(outbox, [change("P1", "high")])
     (entry,), _ = outbox.claim(limit=10, now=1000.0, lease_seconds=30)
-    outbox.retry_later({entry.id: 1002.0}, error="429", max_attempts=1, count_attempt=False)
+    outbox.retry_later({entry.id: 1002.0}, error="429", give_up_before=5000.0, count_attempt=False)
     (again,), _ = outbox.claim(limit=10, now=1002.0, lease_seconds=30)
     assert again.attempts == 0 and outbox.counts()["dead"] == 0

@@ -10,7 +10,10 @@ reads a contact back.
 
 It records what happened: `applied` gets one (id, property, value) entry each time a stored property
 value actually changes (re-sending the same value changes nothing, as in HubSpot), `received` counts
-inputs received, `statuses` the status of every answer.
+inputs received, `statuses` the status of every answer, `batches` the `objectWriteTraceId`s each
+applied request carried (whether or not its answer reached the client), so a test can see which
+inputs were applied twice. `refuse_connections()` closes the listening socket (clients get
+ECONNREFUSED, as from a CRM that is down) until `accept_connections()` reopens the same port.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Faults:
 
     fail_next: int = 0  # answer the next N requests with `fail_status`
     fail_status: int = 503
+    fail_requests: frozenset[int] = frozenset()  # these request numbers (1-based) get `fail_status`
     down_until: float = 0.0  # time.monotonic() before which every request gets 503
     rate_limit_next: int = 0  # answer the next N requests with 429
     retry_after: str | None = "1"  # Retry-After header of those 429s (None: only rate-limit headers)
@@ -63,6 +67,7 @@ class _State:
     received: Counter[str] = field(default_factory=Counter)  # id -> inputs received
     statuses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
+    batches: list[list[str]] = field(default_factory=list)  # trace ids of each applied request
 
 
 def _now() -> str:
@@ -79,9 +84,10 @@ class FakeHubSpot:
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> FakeHubSpot:
+    def start(self, port: int = 0) -> FakeHubSpot:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,7 +103,9 @@ class FakeHubSpot:
             def do_GET(self) -> None:  # noqa: N802
                 fake._handle(self, "GET")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", port or self._port), Handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -109,6 +117,15 @@ class FakeHubSpot:
             self._server.server_close()
             self._server = None
 
+    def refuse_connections(self) -> None:
+        """The CRM goes down: its port is closed, connections are refused."""
+        self.stop()
+
+    def accept_connections(self) -> None:
+        """The CRM is back, on the same port."""
+        if self._server is None:
+            self.start(self._port)
+
     def __enter__(self) -> FakeHubSpot:
         return self.start()
 
@@ -117,9 +134,8 @@ class FakeHubSpot:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._port, "start() the fake first"
+        return f"http://127.0.0.1:{self._port}"
 
     # -- what tests read -------------------------------------------------------------------------
     @property
@@ -178,6 +194,8 @@ class FakeHubSpot:
                 faults.fail_next = 0
             elif self.faults.fail_next > 0:
                 self.faults.fail_next -= 1
+            if self.state.requests in self.faults.fail_requests:
+                faults.fail_next = max(faults.fail_next, 1)
         if faults.delay:
             time.sleep(faults.delay)
         if self.token is not None and handler.headers.get("Authorization") != f"Bearer {self.token}":
@@ -290,6 +308,9 @@ class FakeHubSpot:
                 if index in problems:
                     continue
                 results.append(self._apply(item))
+            self.state.batches.append(
+                [str(item.get("objectWriteTraceId")) for i, item in enumerate(inputs) if i not in problems]
+            )
         if lose_ack:
             time.sleep(faults.lost_ack_delay)
         body: dict[str, Any] = {

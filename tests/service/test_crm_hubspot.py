@@ -75,7 +75,7 @@ def dispatcher(box: Outbox, conn: HttpConnector, clock: FakeClock, **kw: float) 
         box,
         conn,
         batch_size=int(kw.get("batch_size", 100)),
-        max_attempts=int(kw.get("max_attempts", 50)),
+        give_up_after=float(kw.get("give_up_after", 86400.0)),
         base_delay=0.5,
         max_delay=30.0,
         lease_seconds=60.0,

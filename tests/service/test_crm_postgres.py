@@ -116,7 +116,7 @@ def test_sql_connector_on_postgres_applies_each_change_once(postgres: str, tmp_p
         state,
         connector,
         batch_size=100,
-        max_attempts=10,
+        give_up_after=86400.0,
         base_delay=1.0,
         max_delay=5.0,
         clock=lambda: now[0],

@@ -34,8 +34,12 @@ class FakeClock:
         self.now += seconds
 
 
-def change(customer: str, value: str | None, *, at: datetime = T0, old: str | None = None) -> TagChange:
+def change(
+    customer: str, value: str | None, *, at: datetime = T0, old: str | None = None, seq: int | None = None
+) -> TagChange:
     return TagChange(
+        seq=seq,
+        change_id=None if seq is None else f"{customer}-{seq}",
         customer_id=customer,
         tag="churn_risk",
         crm_field="persona_churn_risk",
@@ -102,19 +106,42 @@ def test_a_resent_batch_is_not_applied_twice(settings, data_dir: Path) -> None:
     again = connector.send(batch)
     assert again.duplicates == 2
     assert rows(url, "SELECT count(*) FROM persona_tag_history") == [(3,)]
-    assert rows(url, "SELECT count(*) FROM persona_applied_keys") == [(2,)]
 
 
 def test_an_older_change_never_overwrites_a_newer_value(settings, data_dir: Path) -> None:
     url = make_crm(data_dir)
     connector = make_connector(settings)
-    connector.send(entries([change("P2", "low", at=T0 + timedelta(days=1))]))
-    connector.send(entries([change("P2", "high", at=T0)], start=5))
-    assert rows(url, "SELECT value FROM persona_tags WHERE customer_id = 'P2'") == [("low",)]
-    assert rows(url, "SELECT new_value FROM persona_tag_history ORDER BY id") == [("low",), ("high",)]
+    connector.send(entries([change("P2", "low", at=T0 + timedelta(days=1), seq=2)]))
+    connector.send(entries([change("P2", "high", at=T0, seq=1)], start=5))  # late, older
+    assert rows(url, "SELECT value, seq FROM persona_tags WHERE customer_id = 'P2'") == [("low", 2)]
+    assert rows(url, "SELECT new_value FROM persona_tag_history ORDER BY id") == [("low",)]
     # an unset tag (None) is written as NULL
-    connector.send(entries([change("P2", None, at=T0 + timedelta(days=2), old="low")], start=9))
+    connector.send(entries([change("P2", None, at=T0 + timedelta(days=2), old="low", seq=3)], start=9))
     assert rows(url, "SELECT value FROM persona_tags WHERE customer_id = 'P2'") == [(None,)]
+
+
+def test_a_flip_back_lands_and_a_replay_does_not(settings, data_dir: Path) -> None:
+    """low -> high -> low under one model version: the same (value, producer) twice, two changes."""
+    url = make_crm(data_dir)
+    connector = make_connector(settings)
+    low, high, low_again = (
+        change("P2", "low", seq=1),
+        change("P2", "high", old="low", seq=2),
+        change("P2", "low", old="high", seq=3),
+    )
+    assert low.idempotency_key == low_again.idempotency_key
+    connector.send(entries([low]))
+    connector.send(entries([high], start=2))
+    connector.send(entries([low_again], start=3))
+    assert rows(url, "SELECT value, seq FROM persona_tags WHERE customer_id = 'P2'") == [("low", 3)]
+    # replays of any of them (a lost acknowledgement, `crm replay`) apply nothing
+    for seq, item in enumerate([low, high, low_again], start=1):
+        assert connector.send(entries([item], start=seq)).duplicates == 1
+    assert rows(url, "SELECT new_value, seq FROM persona_tag_history ORDER BY id") == [
+        ("low", 1),
+        ("high", 2),
+        ("low", 3),
+    ]
 
 
 def test_a_locked_crm_database_is_a_transient_failure(tmp_path: Path) -> None:
@@ -180,7 +207,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
         state,
         flaky,
         batch_size=250,
-        max_attempts=30,
+        give_up_after=86400.0,
         base_delay=0.5,
         max_delay=20.0,
         clock=clock,
@@ -193,9 +220,9 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
     assert flaky.calls["down"] == 12 and flaky.calls["before"] > 0 and flaky.calls["after"] > 0
     # ...and their re-delivery found the keys already applied
     assert 0 < stats.duplicates <= flaky.calls["after"] * 250
-    history = rows(crm_url, "SELECT idempotency_key FROM persona_tag_history")
-    assert len(history) == n
-    assert Counter(k for (k,) in history) == Counter(c.idempotency_key for c in changes)
+    history = rows(crm_url, "SELECT idempotency_key, change_id FROM persona_tag_history")
+    assert len(history) == n and len({c for _, c in history}) == n
+    assert Counter(k for k, _ in history) == Counter(c.idempotency_key for c in changes)
     current = dict(rows(crm_url, "SELECT customer_id, value FROM persona_tags"))
     assert current == {c.customer_id: c.new_value for c in changes}
 
