@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +65,9 @@ def measure(customers: int) -> dict:
         retrained = fit_segmentation(
             X=buyers, features=features, k=cfg.k, k_range=tuple(cfg.k_range), seed=seed, reference=champion
         )
-        cold = fit_segmentation(X=buyers, features=features, k=cfg.k, k_range=tuple(cfg.k_range), seed=seed + 1)
+        cold = fit_segmentation(
+            X=buyers, features=features, k=cfg.k, k_range=tuple(cfg.k_range), seed=seed + 1
+        )
         before = champion.predict(buyers)
         after = retrained.predict(buyers)
         lost = sorted(set(champion.persona_names.values()) - set(retrained.persona_names.values()))
