@@ -108,7 +108,6 @@ def write(result: dict) -> None:
             f"| {r['months']} month(s) earlier | {r['champion_snapshot']} | {r['retrain_snapshot']} | "
             f"{r['customers']:,} | {r['k']} | {r['ari']:.3f} | {r['same_id']:.3f} | {r['ari_cold']:.3f} | {r['lost']} |"
         )
-    lines += ["", f"Personas of the champion (1 month): {result['rows'][0]['personas']}."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")

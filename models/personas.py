@@ -64,7 +64,7 @@ PERSONA_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "high_value_new",
-        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6 (tenure < 0.5)",
+        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6 (tenure < 0.25)",
         lambda r: r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6,
     ),
     Rule(
@@ -72,7 +72,7 @@ PERSONA_RULES: tuple[Rule, ...] = (
         "recent < 0.4 and (frequency >= 0.5 or monetary >= 0.5): valuable, no longer buying",
         lambda r: r["recent"] < 0.4 and (r["frequency"] >= 0.5 or r["monetary"] >= 0.5),
     ),
-    Rule("new", "tenure < 0.35 and recent >= 0.4", lambda r: r["tenure"] < 0.35 and r["recent"] >= 0.4),
+    Rule("new", "tenure < 0.2 and recent >= 0.4", lambda r: r["tenure"] < 0.2 and r["recent"] >= 0.4),
     Rule("potential", "recent >= 0.5 (recent, not yet valuable)", lambda r: r["recent"] >= 0.5),
     Rule("lost", "recent < 0.2 (and low value)", lambda r: r["recent"] < 0.2),
     Rule("hibernating", "recent < 0.4 (and low value)", lambda r: r["recent"] < 0.4),
