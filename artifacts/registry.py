@@ -14,7 +14,7 @@ from core.errors import RegistryError
 if TYPE_CHECKING:
     from configs.settings import Settings
 
-KINDS = ("segments", "churn", "conversion")
+KINDS = ("segments", "churn", "conversion", "clv")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SERVICE_TAG = "feast.feature_service"

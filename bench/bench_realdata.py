@@ -1,6 +1,8 @@
 """Public datasets through the model code: held-out test metrics of LightGBM and the logistic baseline.
 
 Run: `BENCH=realdata make bench` (or `python -m bench.bench_realdata`). Writes bench/results/realdata.md.
+`python -m bench.bench_realdata cdnow` runs only the CDNOW section (the whole pipeline on a real
+orders-only file, through `configs/datasets/cdnow.yaml`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,81 @@ from configs.settings import load_settings
 from training.datasets import evaluate_dataset, load_mapping, mapping_paths, shared_data_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "realdata.md"
-FLOORS = {"telco_churn": 0.84, "bank_marketing_random": 0.79, "x_education_leads": 0.87}
+# Floors on test ROC-AUC (tests/model/test_realdata.py). Bank Marketing's floor is the logistic baseline
+# on validation (the model shipped is never worse); its random split's 0.79 is a labelled reference only.
+FLOORS = {"telco_churn": 0.84, "x_education_leads": 0.87, "bank_marketing": "shipped >= LR (valid)"}
+CDNOW_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "datasets" / "cdnow.yaml"
+
+
+def cdnow_churn() -> list[str]:
+    """CDNOW through the real pipeline (ingest -> features -> Feast -> churn training set from the
+    orders-only FeatureService), then LightGBM and the logistic baseline on the same time split."""
+    import os
+    import tempfile
+    import time
+
+    from configs.settings import load_settings
+    from features.build import build_features
+    from features.feast_io import apply_repo, get_store
+    from features.ingest import run_ingest
+    from models.metrics import binary_metrics
+    from training.jobs import fit_classifiers, select_candidate
+    from training.trainsets import LABEL, classifier_data
+
+    path = shared_data_dir() / "cdnow" / "CDNOW_master.txt"
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PERSONA_DATA_DIR"] = tmp
+        os.environ["PERSONA_SOURCES__ORDERS__PATH"] = str(path)
+        settings = load_settings(CDNOW_CONFIG)
+        started = time.perf_counter()
+        run_ingest(settings)
+        build_features(settings)
+        apply_repo(settings)
+        data = classifier_data(settings, "churn", store=get_store(settings))
+        model, baseline = fit_classifiers(data, settings)
+        shipped, why = select_candidate(
+            model, baseline, valid=data.valid, metric=settings.training.gate.primary_metric
+        )
+        seconds = time.perf_counter() - started
+    y = data.test[LABEL].to_numpy()
+    lgb, lr = (
+        binary_metrics(y, model.predict_proba(data.test)),
+        binary_metrics(y, baseline.predict_proba(data.test)),
+    )
+    w = data.split.window()
+    window = "; ".join(
+        f"{n} snapshots {w[f'{n}_first_snapshot'][:10]} .. {w[f'{n}_last_snapshot'][:10]}"
+        for n in ("train", "valid", "test")
+    )
+    sizes = "/".join(str(len(f)) for f in (data.train, data.valid, data.test))
+    return [
+        "## CDNOW: a real orders-only business, 90-day churn (the whole pipeline)",
+        "",
+        "Command: `python -m bench.bench_realdata cdnow` (also part of `BENCH=realdata make bench`). The "
+        "CDNOW purchase file (23,570 customers, 1997-01 to 1998-06; `../shared/data/cdnow/SOURCE.md`) read "
+        "through `configs/datasets/cdnow.yaml` only: ingest, point-in-time features every 30 days, Feast, "
+        f"the `{data.service}` FeatureService, churn labels (no completed order in the {data.split.horizon_days} "
+        "days after a snapshot, for customers who bought in the 365 days before it; only snapshots whose "
+        "horizon ends inside the data), a purged time split "
+        f"(train/valid/test rows {sizes}; {window}). Seed {settings.training.seed}; {seconds:.0f} s from raw "
+        "file to both fits on a shared 2-core machine.",
+        "",
+        "| model | test ROC-AUC | test PR-AUC | Brier | top-decile lift |",
+        "|---|---|---|---|---|",
+        f"| LightGBM | {lgb['roc_auc']:.4f} | {lgb['pr_auc']:.4f} | {lgb['brier']:.4f} | {lgb['lift_top_decile']:.2f} |",
+        f"| logistic baseline | {lr['roc_auc']:.4f} | {lr['pr_auc']:.4f} | {lr['brier']:.4f} | {lr['lift_top_decile']:.2f} |",
+        "",
+        f"Test positive rate {y.mean():.3f} (train {data.train[LABEL].mean():.3f}). Shipped by training: "
+        f"{why} (chosen on validation, never on test).",
+    ]
 
 
 def main() -> int:
+    if sys.argv[1:] == ["cdnow"]:
+        text = "\n".join(cdnow_churn())
+        (RESULTS.parent / "realdata_cdnow.md").write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 0
     if not shared_data_dir().is_dir():
         print(
             f"bench_realdata: no public datasets at {shared_data_dir()} (set PERSONA_SHARED_DATA)",
@@ -37,7 +110,8 @@ def main() -> int:
             f"| {r['test_positive_rate']:.3f} | **{lgb['roc_auc']:.4f}** | {base['roc_auc']:.4f} "
             f"| {lgb['pr_auc']:.4f} | {base['pr_auc']:.4f} | {lgb['brier']:.4f} | {base['brier']:.4f} "
             f"| {lgb['lift_top_decile']:.2f} | {base['lift_top_decile']:.2f} "
-            f"| {floor if floor is not None else '-'} | {r['lightgbm_fit_seconds']:.1f} / {r['baseline_fit_seconds']:.1f} |"
+            f"| {floor if floor is not None else '-'} | {r['shipped']} "
+            f"| {r['lightgbm_fit_seconds']:.1f} / {r['baseline_fit_seconds']:.1f} |"
         )
     text = "\n".join(
         [
@@ -50,8 +124,8 @@ def main() -> int:
             "",
             "| dataset | kind | split | train/valid/test | test positive rate | ROC-AUC LGBM | ROC-AUC LR | "
             "PR-AUC LGBM | PR-AUC LR | Brier LGBM | Brier LR | top-decile lift LGBM | lift LR | floor (ROC-AUC) "
-            "| fit s LGBM / LR |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| shipped (better on validation PR-AUC) | fit s LGBM / LR |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             *_bank_notes(results),
@@ -60,6 +134,9 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text + "\n", encoding="utf-8")
     print(text)
+    cdnow = "\n".join(cdnow_churn())
+    (RESULTS.parent / "realdata_cdnow.md").write_text(cdnow + "\n", encoding="utf-8")
+    print(cdnow)
     return 0
 
 
@@ -75,8 +152,9 @@ def _bank_notes(results: dict[str, dict]) -> list[str]:
         f"(time) order, first {ordered['n_train']} train, next {ordered['n_valid']} valid (early stopping, "
         f"calibration), last {ordered['n_test']} test; `duration` (known only after the call), the five monthly "
         f"macro indicators and `month` dropped. It reaches ROC-AUC {ordered['lightgbm']['roc_auc']:.3f} "
-        f"(LightGBM) / {ordered['baseline']['roc_auc']:.3f} (logistic), below the 0.79 floor. "
-        "`bank_marketing_random` is a comparison only: a random split mixes every month into train and test, "
+        f"(LightGBM) / {ordered['baseline']['roc_auc']:.3f} (logistic), below the random split's 0.79; its "
+        "floor is the logistic baseline (the model training ships is the better of the two on validation: "
+        f"here {ordered['shipped']}). `bank_marketing_random` is a labelled comparison only, no floor: a random split mixes every month into train and test, "
         "and the model then recognises the month and interpolates its success rate. "
         "`bank_marketing_random_macro_only` measures that: with the five macro indicators alone (one value "
         f"per month, nothing about the client) the random split gives {macro['lightgbm']['roc_auc']:.3f}, "

@@ -61,6 +61,8 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
             "churn_tier": rng.choice(["high", "medium", "low"], n),
             "conversion_probability": rng.random(n),
             "conversion_tier": rng.choice(["hot", "warm", "cold"], n),
+            "clv_value": rng.gamma(0.5, 200, n),
+            "clv_tier": rng.choice(["top", "high", "standard"], n),
         }
     )
     return frame

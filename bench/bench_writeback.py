@@ -64,15 +64,15 @@ def child(kind: str, n: int, workdir: Path) -> dict:
     enqueue_s = time.perf_counter() - started
     out = {"seconds": enqueue_s, "items": n}
     if kind != "enqueue":
-        from serving.connectors.base import ContactResolver
         from serving.dispatcher import Dispatcher
+        from serving.record_keys import RecordKeys
 
         fake = None
         if kind == "sql":
             from serving.connectors.sql import SqlConnector
 
             connector = SqlConnector(
-                make_state_engine(f"sqlite:///{workdir}/crm.sqlite"), resolver=ContactResolver(None)
+                make_state_engine(f"sqlite:///{workdir}/crm.sqlite"), resolver=RecordKeys(None)
             )
             batch = 1000
         else:
@@ -82,7 +82,7 @@ def child(kind: str, n: int, workdir: Path) -> dict:
 
             fake = FakeHubSpot(token="bench").start()
             connector = HttpConnector(
-                fake.url, token="bench", id_property="persona_customer_id", resolver=ContactResolver(None)
+                fake.url, token="bench", id_property="persona_customer_id", resolver=RecordKeys(None)
             )
             batch = 100
         dispatcher = Dispatcher(box, connector, batch_size=batch, rng=random.Random(0))

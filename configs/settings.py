@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         return template.format(data_dir=self.data_dir.resolve())
 
 
+SOURCE_NAMES = ("orders", "contacts", "events", "leads")
+
+
+def _merge_sources(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """The `sources` of a config file over base.yaml's (keyword overrides of `load_settings` patch).
+
+    A source the override names is taken as written, not merged with the base's entry: the demo's
+    column mapping describes the demo's files, not yours. Orders bring their own set: an override that
+    names `orders` gets no optional source it does not name (the demo's CRM, events and leads belong to
+    the demo's orders). An override naming only `contacts: null` or `as_of` keeps the other defaults.
+    """
+    merged = {k: v for k, v in base.items() if not (k in SOURCE_NAMES and "orders" in override)}
+    merged.update(override)
+    return merged
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
@@ -118,7 +134,12 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
     origin = str(BASE_YAML)
     extra = config_path or os.environ.get("PERSONA_CONFIG")
     if extra:
-        data = _deep_merge(data, _read_yaml(Path(extra)))
+        own = _read_yaml(Path(extra))
+        if isinstance(own.get("sources"), dict) and isinstance(data.get("sources"), dict):
+            # A config file describes your systems: its sources are not patched onto the demo's.
+            own = {**own, "sources": _merge_sources(data["sources"], own["sources"])}
+            data = {**data, "sources": {}}
+        data = _deep_merge(data, own)
         origin = f"{BASE_YAML} + {extra}"
     data = _deep_merge(data, overrides)
     try:

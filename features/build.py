@@ -10,6 +10,7 @@ features precisely: `features/transactions.py`, `engagement.py`, `leads_features
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -100,6 +101,7 @@ class BuildReport:
 
     snapshots: list[pd.Timestamp]
     written: dict[str, tuple[Path, int]] = field(default_factory=dict)
+    as_of: pd.Timestamp | None = None  # the data's clock the tables were built at
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -316,9 +318,19 @@ def build_features(
     skipped for an absent source is not written; an older file of it is moved aside to
     `<table>.parquet.stale` so Feast does not serve features of a source that is gone.
     """
-    dates = snapshot_dates(settings.features, snapshots)
+    from features.clock import BUILD_REPORT, clean_as_of
+
+    as_of = clean_as_of(settings)
+    planned = snapshot_dates(settings.features, snapshots)
+    # A snapshot after the data's clock would describe a moment nobody has observed yet.
+    dates = [t for t in planned if t <= as_of]
     if not dates:
-        raise ConfigError("features: no snapshot dates to build")
+        raise ConfigError(
+            f"features: no snapshot on or before the data's as_of {as_of.isoformat()} "
+            f"(planned {planned[0].date() if planned else 'none'} .. {planned[-1].date() if planned else ''})",
+            hint="set features.first_snapshot / snapshots within the data's period",
+        )
+    # `created` is Feast's row-version stamp (newest wins on equal event times): a real build time.
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
     tables = {name: read_clean(settings, name) for name in ("customers", "orders", "events", "leads")}
     build = compute_feature_tables(
@@ -332,11 +344,33 @@ def build_features(
         progress=progress,
     )
     out_dir = settings.data_dir / "features"
-    report = BuildReport(snapshots=dates, skipped=dict(build.skipped), notes=list(build.notes))
+    report = BuildReport(snapshots=dates, skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of)
+    if len(dates) < len(planned):
+        later = [t for t in planned if t > as_of]
+        report.notes.append(
+            f"{len(later)} snapshot(s) after the data's as_of {as_of:%Y-%m-%d %H:%M} UTC not built "
+            f"({', '.join(str(t.date()) for t in later[:3])}{', ...' if len(later) > 3 else ''})"
+        )
     for name, frame in build.tables.items():
         path = out_dir / f"{name}.parquet"
         write_parquet_atomic(frame, path)
         report.written[name] = (path, len(frame))
+    # The data's clock travels with the tables: materialization ends at it, serving judges staleness by it.
+    stamp_path = out_dir / BUILD_REPORT
+    tmp = stamp_path.with_name(f".{BUILD_REPORT}.tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "as_of": as_of.isoformat(),
+                "snapshots": [t.isoformat() for t in dates],
+                "created": stamp.isoformat(),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    os.replace(tmp, stamp_path)
     for name in build.skipped:
         old = out_dir / f"{name}.parquet"
         if old.is_file():

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -373,7 +373,9 @@ def materialize(
     progress: bool = False,
     full: bool = False,
 ) -> MaterializeStats:
-    """Copy the latest feature values up to `end` (default: now) into the online store, incrementally.
+    """Copy the latest feature values up to `end` (default: the data's `as_of` recorded with the feature
+    tables) into the online store, incrementally. The registry then records `end` as each view's
+    materialized end: the `as_of` serving judges staleness against (`materialized_as_of`).
 
     Each view continues from where its last materialization ended. A view never materialized starts
     at the beginning of its table (not at now - TTL as Feast would), so a customer's last snapshot is
@@ -383,7 +385,6 @@ def materialize(
     """
     from core.progress import track
 
-    end = datetime.now(UTC) if end is None else _utc(end)
     _ensure_local_dirs(settings)
     store = get_store(settings)
     try:
@@ -395,6 +396,11 @@ def materialize(
         ) from exc
     if not views:
         raise FeatureStoreError(f"no feature views registered in {settings.feast.registry}", hint=APPLY_HINT)
+    if end is None:
+        from features.clock import features_as_of
+
+        end = features_as_of(settings).to_pydatetime()
+    end = _utc(end)
 
     started = time.perf_counter()
     per_view: dict[str, int] = {}
@@ -408,6 +414,8 @@ def materialize(
             skipped.append(view.name)
             continue
         previous_end = None if full else view.most_recent_end_time
+        if previous_end is not None and previous_end.astimezone(UTC) > end:
+            previous_end = None  # the data's clock went back (a rebuilt history): reload from the start
         start = _EPOCH if previous_end is None else previous_end.astimezone(UTC)
         if start >= end:
             per_view[view.name] = 0
@@ -457,6 +465,30 @@ def service_features(store: FeatureStore | Settings, service: str) -> list[str]:
     """Bare feature names of a FeatureService, in service order (views, then features)."""
     fs = _feature_service(_as_store(store), service)
     return [feat.name for projection in fs.feature_view_projections for feat in projection.features]
+
+
+def missing_tables(store: FeatureStore | Settings, service: str) -> list[str]:
+    """The views of a FeatureService whose feature table was not built (its source is absent)."""
+    store = _as_store(store)
+    fs = _feature_service(store, service)
+    return [
+        p.name
+        for p in fs.feature_view_projections
+        if not Path(_view(store, p.name).batch_source.path).is_file()
+    ]
+
+
+def first_usable_service(store: FeatureStore | Settings, services: Sequence[str]) -> tuple[str | None, dict]:
+    """The first of `services` whose feature tables all exist, and for each one passed over, the views
+    it lacks: the sources present decide which features a model is trained on."""
+    store = _as_store(store)
+    lacking: dict[str, list[str]] = {}
+    for service in services:
+        missing = missing_tables(store, service)
+        if not missing:
+            return service, lacking
+        lacking[service] = missing
+    return None, lacking
 
 
 def service_views(store: FeatureStore | Settings, service: str) -> dict[str, list[str]]:
@@ -565,8 +597,9 @@ def online_features(
 
     `service` may be several FeatureServices: their features are read in ONE online read (each view
     once, even when services share it), the way serving needs them for several models.
-    `as_of` (default: now) decides staleness: a value whose snapshot is older than its view's TTL is
-    `stale` (still returned; the caller decides). The registry is read from Feast's cache.
+    `as_of` decides staleness: a value whose snapshot is older than its view's TTL before `as_of` is
+    `stale` (still returned; the caller decides). Default: the data's clock the views were materialized
+    at (`materialized_as_of`), never the wall clock. The registry is read from Feast's cache.
     """
 
     store = _as_store(store)
@@ -614,7 +647,9 @@ def online_features(
             hint="check the online store is reachable and `persona features materialize` has run",
         ) from exc
 
-    now_s = (datetime.now(UTC) if as_of is None else _utc(as_of)).timestamp()
+    if as_of is None:
+        as_of = _materialized_end(plan.tables.values())
+    now_s = float("inf") if as_of is None else _utc(as_of).timestamp()  # never materialized: nothing read
     n = len(ids)
     values: dict[str, np.ndarray] = {}
     view_status: dict[str, np.ndarray] = {}
@@ -653,6 +688,23 @@ def online_features(
         _view_status=view_status,
         _view_seconds=view_seconds,
     )
+
+
+def _materialized_end(views: Iterable[Any]) -> datetime | None:
+    ends = [v.most_recent_end_time for v in views if getattr(v, "most_recent_end_time", None) is not None]
+    return max(_utc(e) for e in ends) if ends else None
+
+
+def materialized_as_of(store: FeatureStore | Settings, services: Sequence[str]) -> datetime | None:
+    """The data's clock of what the online store holds for `services`: the latest end the views were
+    materialized up to (`materialize` ends at the feature tables' `as_of`). None if never materialized."""
+    store = _as_store(store)
+    return _materialized_end(_merged_plan(store, tuple(services)).tables.values())
+
+
+def view_ttls(store: FeatureStore | Settings, services: Sequence[str]) -> dict[str, timedelta | None]:
+    """Each feature view read by `services` and its TTL (the age after which its values are stale)."""
+    return dict(_merged_plan(_as_store(store), tuple(services)).ttl_of)
 
 
 @dataclass(frozen=True)

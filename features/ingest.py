@@ -25,6 +25,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
+from features.clock import as_utc, check_as_of, derive_as_of
 from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.quarantine import Quarantine
@@ -33,7 +34,7 @@ from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
 OPTIONAL_SOURCES = ("contacts", "events", "leads")
-CLEAN_TABLES = ("customers", "identity_map", "orders", "events", "leads", "quarantine")
+CLEAN_TABLES = ("customers", "identity_map", "orders", "order_lines", "events", "leads", "quarantine")
 REPORT_FILE = "ingest_report.json"
 
 CUSTOMER_COLUMNS = [
@@ -69,7 +70,7 @@ LEAD_COLUMNS = [
     "engagement_score",
     "converted_ts",
 ]
-IDENTITY_COLUMNS = ["source", "source_record_id", "customer_id", "match_rule"]
+IDENTITY_COLUMNS = ["source", "source_record_id", "source_key", "customer_id", "match_rule"]
 
 
 @dataclass
@@ -94,14 +95,19 @@ class IngestResult:
     sources: dict[str, SourceReport]
     as_of: pd.Timestamp
     match_rules: dict[str, int]
+    as_of_given: bool = True  # False: derived from the sources' latest activity
+    future_tolerance_hours: float = 0.0
 
     def report(self) -> dict:
         """The JSON-able report written to `clean/ingest_report.json`."""
         customers = self.tables["customers"]
         assert customers is not None
         return {
+            # the data's clock: later stages read it instead of the wall clock
             "as_of": self.as_of.isoformat(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "as_of_from": "given" if self.as_of_given else "latest activity in the sources",
+            "future_tolerance_hours": self.future_tolerance_hours,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),  # when ingest ran (bookkeeping)
             "sources": {name: asdict(rep) for name, rep in self.sources.items()},
             "absent": [name for name, rep in self.sources.items() if rep.status == "absent"],
             "customers": len(customers),
@@ -119,11 +125,15 @@ def _statuses(cfg: SourceConfig) -> Statuses:
     return Statuses(norm(cfg.completed_statuses), norm(cfg.returned_statuses), norm(cfg.cancelled_statuses))
 
 
-def _prepare(
-    raw_table: RawTable, *, cfg: SourceConfig, as_of: pd.Timestamp, quarantine: Quarantine
+def _kind_key(source: str, cfg: SourceConfig) -> str:
+    return "order_lines" if source == "orders" and cfg.layout == "order_lines" else source
+
+
+def _type_source(
+    raw_table: RawTable, *, cfg: SourceConfig, quarantine: Quarantine
 ) -> tuple[pd.DataFrame, pd.DataFrame, SourceReport]:
-    """Deduplicate, type and validate one source. Returns (typed rows that passed, raw rows, report);
-    both frames are indexed by the 0-based position of the row in the source."""
+    """Deduplicate and type one source. Returns (typed rows, raw rows, report); both frames are indexed
+    by the 0-based position of the row in the source."""
     source, raw = raw_table.source, raw_table.frame
     report = SourceReport(
         status="ok",
@@ -134,24 +144,48 @@ def _prepare(
     duplicated = raw.duplicated(keep="first")
     report.duplicates_removed = int(duplicated.sum())
     raw = raw[~duplicated.to_numpy()]
-    kind_key = "order_lines" if source == "orders" and cfg.layout == "order_lines" else source
     typed = type_columns(
-        kind_key,
+        _kind_key(source, cfg),
         raw,
         timezone=cfg.timezone,
         quarantine=quarantine,
         source=source,
         location=raw_table.location,
     )
+    return typed, raw, report
+
+
+def _validate_source(
+    source: str,
+    typed: pd.DataFrame,
+    raw: pd.DataFrame,
+    *,
+    cfg: SourceConfig,
+    latest: pd.Timestamp,
+    quarantine: Quarantine,
+) -> pd.DataFrame:
+    """Validate typed rows (timestamps after `latest` are future-dated); returns the rows that passed."""
+    kind_key = _kind_key(source, cfg)
     schema = schema_for(
         kind_key,
-        as_of=as_of,
+        as_of=latest,
         statuses=_statuses(cfg) if source == "orders" else None,
         max_amount=cfg.max_amount,
         max_quantity=cfg.max_quantity,
     )
     validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
-    return typed.drop(index=quarantine.rows(source), errors="ignore"), raw, report
+    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+# The timestamps that say when the business was active: they set the data's end (`as_of`). Contacts'
+# signup and update dates are CRM bookkeeping (an export may be newer than the orders) and do not.
+ACTIVITY_TIMESTAMPS = {
+    "orders": ("order_ts",),
+    "events": ("event_ts",),
+    "leads": ("created_at", "converted_at"),
+}
+# A source whose every row is after `as_of` means a wrong `as_of`, not bad rows.
+REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "created_at"}
 
 
 def _route_refs(
@@ -210,21 +244,34 @@ def _reject(
     return frame[~mask.to_numpy()]
 
 
-def aggregate_order_lines(lines: pd.DataFrame, *, statuses: Statuses) -> pd.DataFrame:
+def return_lines(lines: pd.DataFrame, *, return_prefixes: tuple[str, ...] = ()) -> np.ndarray:
+    """Lines that document goods coming back rather than a sale: a negative quantity, or an order id
+    starting with one of `return_prefixes` (e.g. a credit note "C536379")."""
+    back = (lines["quantity"] < 0).to_numpy()
+    if return_prefixes:
+        ids = lines["order_id"].astype("string")
+        back |= ids.str.startswith(tuple(return_prefixes)).fillna(False).to_numpy(bool)
+    return back
+
+
+def aggregate_order_lines(
+    lines: pd.DataFrame, *, statuses: Statuses, return_prefixes: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Order lines -> one row per `order_id` (pure).
 
     `lines` has `order_id`, `order_ts`, `quantity`, `unit_price` and optionally `discount`, `category`,
-    `status`. Purchase lines (quantity > 0) give the order's gross value sum(quantity * unit_price),
-    `discount` and `quantity`; `category` is the one with the largest value (ties: first seen);
-    `is_returned` = any line with quantity < 0 or a returned status; `is_cancelled` = every purchase line
-    has a cancelled status. Returns `order_id`, `order_ts` (earliest line), `gross`, `discount`,
-    `quantity`, `category`, `is_returned`, `is_cancelled`, `purchase_lines`, in first-seen order.
+    `status`. Purchase lines (quantity > 0, not a return document: see `return_lines`) give the order's
+    gross value sum(quantity * unit_price), `discount` and `quantity`; `category` is the one with the
+    largest value (ties: first seen); `is_returned` = any return line or a line with a returned status;
+    `is_cancelled` = every purchase line has a cancelled status. Returns `order_id`, `order_ts`
+    (earliest line), `gross`, `discount`, `quantity`, `category`, `is_returned`, `is_cancelled`,
+    `purchase_lines`, in first-seen order. An order without purchase lines is a return document, to be
+    linked to the purchase it returns (`link_returns`).
     """
     status = lines["status"] if "status" in lines else pd.Series(pd.NA, index=lines.index, dtype="string")
-    purchase = (lines["quantity"] > 0).to_numpy()
-    returned = (lines["quantity"] < 0).to_numpy() | status.isin(statuses.returned).fillna(False).to_numpy(
-        bool
-    )
+    back = return_lines(lines, return_prefixes=return_prefixes)
+    purchase = (lines["quantity"] > 0).to_numpy() & ~back
+    returned = back | status.isin(statuses.returned).fillna(False).to_numpy(bool)
     cancelled = status.isin(statuses.cancelled).fillna(False).to_numpy(bool)
     discount = lines["discount"].fillna(0.0) if "discount" in lines else pd.Series(0.0, index=lines.index)
     work = pd.DataFrame(
@@ -273,11 +320,72 @@ def aggregate_order_lines(lines: pd.DataFrame, *, statuses: Statuses) -> pd.Data
     return orders.drop(columns="cancelled_lines").reset_index()
 
 
+def _customer_key(frame: pd.DataFrame) -> pd.Series:
+    """One text per customer reference (its normalised contact id, email or phone) to link a return to
+    the purchases of the same reference before identities are resolved."""
+    parts = [frame[k].astype("string").fillna("") for k in ("contact_id", "email", "phone")]
+    return parts[0] + "\x1f" + parts[1] + "\x1f" + parts[2]
+
+
+def link_returns(lines: pd.DataFrame, orders: pd.DataFrame) -> pd.Series:
+    """For each return document (an order without purchase lines) the purchase order it returns, or <NA>
+    when the same customer reference bought nothing before it (pure).
+
+    `lines`: the typed order lines with `order_id`, `order_ts`, identity keys, optional `product_id`;
+    `orders`: `aggregate_order_lines`' output. The purchase is the latest earlier (or same-time) order
+    (not cancelled) of the same customer holding the same product, else the customer's latest earlier
+    such order.
+    Returns a Series indexed by the return documents' order ids.
+    """
+    returns = orders.loc[orders["purchase_lines"] == 0, ["order_id", "order_ts"]]
+    if returns.empty:
+        return pd.Series(pd.NA, index=pd.Index([], name="order_id"), dtype="string")
+    keyed = lines[["order_id"]].assign(
+        key=_customer_key(lines).to_numpy(),
+        product=(
+            lines["product_id"].astype("string")
+            if "product_id" in lines
+            else pd.Series("", index=lines.index)
+        )
+        .fillna("")
+        .to_numpy(),
+    )
+    is_return = keyed["order_id"].isin(returns["order_id"]).to_numpy()
+    # a cancelled order was never a purchase: nothing of it can come back
+    bought = orders.loc[(orders["purchase_lines"] > 0) & ~orders["is_cancelled"], ["order_id", "order_ts"]]
+    order_ts = pd.concat([bought, returns]).set_index("order_id")["order_ts"]
+    keyed["ts"] = order_ts.reindex(keyed["order_id"]).to_numpy()
+    purchase_lines = keyed[~is_return & keyed["order_id"].isin(bought["order_id"]).to_numpy()]
+    purchase_lines = purchase_lines.rename(columns={"order_id": "purchase"}).sort_values("ts", kind="stable")
+    return_rows = keyed[is_return].sort_values("ts", kind="stable")
+    by_product = pd.merge_asof(
+        return_rows, purchase_lines, on="ts", by=["key", "product"], direction="backward"
+    )
+    first_by_product = by_product.dropna(subset=["purchase"]).drop_duplicates("order_id")
+    per_order = return_rows.drop_duplicates("order_id")[["order_id", "key", "ts"]].sort_values(
+        "ts", kind="stable"
+    )
+    purchases = purchase_lines.drop_duplicates("purchase")[["purchase", "key", "ts"]]
+    by_customer = pd.merge_asof(per_order, purchases, on="ts", by="key", direction="backward")
+    linked = by_customer.set_index("order_id")["purchase"].astype("string")
+    linked.update(first_by_product.set_index("order_id")["purchase"].astype("string"))
+    return linked.reindex(returns["order_id"]).rename_axis("order_id")
+
+
 def _orders_from_lines(
-    typed: pd.DataFrame, raw: pd.DataFrame, *, statuses: Statuses, quarantine: Quarantine
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(orders with the keys of their first line, kept lines). Rejects whole orders whose lines
-    cannot make an order; an order with any quarantined line is rejected whole (its total would lie)."""
+    typed: pd.DataFrame,
+    raw: pd.DataFrame,
+    *,
+    statuses: Statuses,
+    return_prefixes: tuple[str, ...],
+    quarantine: Quarantine,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """(purchase orders with the keys of their first line, kept lines, return document -> purchase).
+
+    Rejects whole orders whose lines cannot make an order (an order with any quarantined line is
+    rejected whole: its total would lie). A return document (credit note, negative lines) is linked to
+    the purchase it returns, which is then `is_returned`; only one the customer bought nothing before
+    is quarantined (`return_without_purchase`)."""
     bad_orders = (
         pd.Index(raw.loc[quarantine.rows("orders"), "order_id"].dropna().unique())
         if len(quarantine.rows("orders"))
@@ -292,17 +400,19 @@ def _orders_from_lines(
         rule="order_has_rejected_line",
         raw=raw,
     )
-    orders = aggregate_order_lines(typed, statuses=statuses)
-    no_purchase = orders.loc[orders["purchase_lines"] == 0, "order_id"]
+    orders = aggregate_order_lines(typed, statuses=statuses, return_prefixes=return_prefixes)
+    linked = link_returns(typed, orders)
+    unmatched = linked.index[linked.isna().to_numpy()]
     typed = _reject(
         quarantine,
         "orders",
         typed,
-        typed["order_id"].isin(no_purchase),
+        typed["order_id"].isin(unmatched),
         column="quantity",
         rule="return_without_purchase",
         raw=raw,
     )
+    linked = linked.dropna()
     negative_net = orders.loc[orders["gross"] - orders["discount"] < 0, "order_id"]
     typed = _reject(
         quarantine,
@@ -313,9 +423,49 @@ def _orders_from_lines(
         rule="discount_exceeds_amount",
         raw=raw,
     )
-    orders = orders[orders["order_id"].isin(typed["order_id"])]
+    orders = orders[orders["order_id"].isin(typed["order_id"]) & (orders["purchase_lines"] > 0)].copy()
+    linked = linked[linked.isin(orders["order_id"])]
+    orders.loc[orders["order_id"].isin(linked), "is_returned"] = True
     keys = typed.drop_duplicates("order_id")[["order_id", "contact_id", "email", "phone"]]
-    return orders.merge(keys, on="order_id", how="left", validate="one_to_one"), typed
+    typed = typed[typed["order_id"].isin(orders["order_id"]) | typed["order_id"].isin(linked.index)]
+    orders = orders.merge(keys, on="order_id", how="left", validate="one_to_one")
+    return orders, typed, linked
+
+
+def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
+    """The business's own key of each resolved record, the one its CRM or ERP knows the customer by:
+    a contact's id, a lead's id, the customer number (or CRM contact id) an order or event names.
+
+    Emails and phones are never kept: they are personal data, and only the salted `customer_id` may
+    carry a person downstream. A key that looks like an email (a business that numbers customers by
+    email) is dropped for the same reason; such records simply have no business key.
+    """
+    source = records["source"].astype(str).to_numpy()
+    named = np.where(source == "leads", records["source_record_id"], records["contact_id"])
+    keys = pd.Series(named, index=records.index, dtype="string[pyarrow]")
+    return keys.mask(looks_like_email(keys)).array
+
+
+def _no_valid_rows(name: str, report: SourceReport, quarantine: Quarantine, sources: SourcesConfig) -> None:
+    """Raise the one-line error of a source none of whose rows is usable, with the first reason."""
+    first = quarantine.frame().query("source == @name").head(1)
+    what = "order" if name == "orders" else "row"
+    if not len(first):
+        raise ValidationFailed(f"source '{name}' ({report.location}): no data rows")
+    row, column, rule = first["row"].iat[0], first["column"].iat[0], first["rule"].iat[0]
+    hint = None
+    if rule == "invalid_customer_ref":
+        key = getattr(sources, name).customer_key
+        hint = f"sources.{name}.customer_key is '{key}': " + (
+            "each value must be an email, a phone or a CRM contact id; use customer_key: customer_id "
+            "for a column of customer numbers"
+            if key == "contact"
+            else "the mapped column must hold a customer number on every row"
+        )
+    raise ValidationFailed(
+        f"source '{name}' ({report.location}): no usable {what} (e.g. row {row}, column {column}: {rule})",
+        hint=hint,
+    )
 
 
 def _text(values: pd.Series) -> pd.api.extensions.ExtensionArray:
@@ -333,12 +483,15 @@ def ingest_frames(
     *,
     sources: SourcesConfig,
     identity: IdentityConfig,
-    as_of: pd.Timestamp,
+    as_of: pd.Timestamp | None = None,
 ) -> IngestResult:
     """Validate, resolve and shape the sources into the clean tables (pure: no I/O).
 
     `raw_tables` maps each source name to what the reader returned, or None when it is not configured
-    (orders must be present). Raises ValidationFailed when nothing usable remains of the orders.
+    (orders must be present). `as_of` is the data's clock; None derives it from the sources
+    (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
+    quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
+    `as_of` is before every row of a source.
     """
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
@@ -353,8 +506,36 @@ def ingest_frames(
                 raise SourceError("source 'orders' is required but was not read")
             reports[name] = SourceReport(status="absent")
             continue
-        typed[name], raws[name], reports[name] = _prepare(
-            table, cfg=getattr(sources, name), as_of=as_of, quarantine=quarantine
+        typed[name], raws[name], reports[name] = _type_source(
+            table, cfg=getattr(sources, name), quarantine=quarantine
+        )
+    activity = {
+        f"{name}.{column}": typed[name][column]
+        for name, columns in ACTIVITY_TIMESTAMPS.items()
+        if name in typed
+        for column in columns
+        if column in typed[name]
+    }
+    given = as_of is not None
+    as_of = as_of if as_of is not None else derive_as_of(activity)
+    if as_of is None:
+        raise ValidationFailed(
+            f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
+        )
+    tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
+    check_as_of(
+        as_of,
+        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]},
+        tolerance=tolerance,
+    )
+    for name in list(typed):
+        typed[name] = _validate_source(
+            name,
+            typed[name],
+            raws[name],
+            cfg=getattr(sources, name),
+            latest=as_of + tolerance,
+            quarantine=quarantine,
         )
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
@@ -424,21 +605,29 @@ def ingest_frames(
 
     lines_layout = sources.orders.layout == "order_lines"
     if lines_layout:
-        orders_frame, kept_lines = _orders_from_lines(
-            keyed["orders"], raws["orders"], statuses=_statuses(sources.orders), quarantine=quarantine
+        orders_frame, kept_lines, linked_returns = _orders_from_lines(
+            keyed["orders"],
+            raws["orders"],
+            statuses=_statuses(sources.orders),
+            return_prefixes=tuple(sources.orders.return_prefixes),
+            quarantine=quarantine,
         )
         reports["orders"].notes.append(f"{len(kept_lines)} order lines -> {len(orders_frame)} orders")
+        if len(linked_returns):
+            reports["orders"].notes.append(
+                f"{len(linked_returns)} returns/cancellations linked to "
+                f"{linked_returns.nunique()} purchases (counted as returned)"
+            )
     else:
         orders_frame = keyed["orders"]
-    if orders_frame.empty:
-        first = quarantine.frame().query("source == 'orders'").head(1)
-        why = (
-            f" (e.g. row {first['row'].iat[0]}, column {first['column'].iat[0]}: {first['rule'].iat[0]})"
-            if len(first)
-            else ""
-        )
-        # Nothing is written, so the previous good output stays in place.
-        raise ValidationFailed(f"source 'orders' ({reports['orders'].location}): no usable order{why}")
+        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
+            rows = (orders_frame.index + 1).astype(str)
+            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+    # A source with no valid row stops the run (nothing is written, so the previous good output stays
+    # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
+    for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
+        if frame.empty:
+            _no_valid_rows(name, reports[name], quarantine, sources)
 
     # Resolve: one record per contact, lead, order and event, in priority order.
     record_ids = {
@@ -467,6 +656,7 @@ def ingest_frames(
     resolved = resolve(records, salt=identity.salt.get_secret_value())
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
+    records["source_key"] = source_keys(records)
     bounds = np.cumsum([0, *sizes])
     cid = {n: records["customer_id"].array[bounds[i] : bounds[i + 1]] for i, n in enumerate(present)}
 
@@ -506,6 +696,16 @@ def ingest_frames(
             }
         )
     orders = orders.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
+    order_lines = (
+        _clean_order_lines(
+            kept_lines,
+            linked=linked_returns,
+            owner=pd.Series(np.asarray(cid["orders"], dtype=object), index=o["order_id"].to_numpy()),
+            return_prefixes=tuple(sources.orders.return_prefixes),
+        )
+        if lines_layout
+        else None
+    )
 
     events = None
     if "events" in keyed:
@@ -526,7 +726,8 @@ def ingest_frames(
         ld = keyed["leads"]
 
         def opt(name: str, dtype: str = "string") -> pd.Series:
-            return ld[name] if name in ld else pd.Series(pd.NA, index=ld.index, dtype=dtype)
+            missing = np.nan if dtype == "float64" else pd.NA  # a float64 Series cannot hold pd.NA
+            return ld[name] if name in ld else pd.Series(missing, index=ld.index, dtype=dtype)
 
         converted_at = opt("converted_at", TS_DTYPE)
         # Without a `converted` flag a conversion timestamp speaks for itself.
@@ -574,6 +775,7 @@ def ingest_frames(
         "customers": customers,
         "identity_map": identity_map,
         "orders": orders,
+        "order_lines": order_lines,
         "events": events,
         "leads": leads,
         "quarantine": quarantine.frame(),
@@ -581,8 +783,43 @@ def ingest_frames(
     rules = identity_map["match_rule"].value_counts()
     rules = rules[rules > 0]
     return IngestResult(
-        tables=tables, sources=reports, as_of=as_of, match_rules={str(k): int(v) for k, v in rules.items()}
+        tables=tables,
+        sources=reports,
+        as_of=as_of,
+        match_rules={str(k): int(v) for k, v in rules.items()},
+        as_of_given=given,
+        future_tolerance_hours=sources.future_tolerance_hours,
     )
+
+
+def _clean_order_lines(
+    lines: pd.DataFrame, *, linked: pd.Series, owner: pd.Series, return_prefixes: tuple[str, ...]
+) -> pd.DataFrame:
+    """The kept order lines, products included (what recommendations will learn from): one row per
+    line, with its customer, `is_return` and, for a return document, the purchase order it returns."""
+
+    def opt(name: str, dtype: str = "string[pyarrow]") -> pd.Series:
+        return lines[name] if name in lines else pd.Series(pd.NA, index=lines.index, dtype=dtype)
+
+    order_id = lines["order_id"].astype("string")
+    returns = order_id.map(linked).astype("string")
+    owner_order = returns.fillna(order_id)
+    out = pd.DataFrame(
+        {
+            "order_id": _text(order_id),
+            "customer_id": owner.reindex(owner_order.to_numpy()).to_numpy(dtype=object),
+            "order_ts": _ts(lines["order_ts"]),
+            "product_id": _text(opt("product_id")),
+            "description": _text(opt("description")),
+            "category": _text(opt("category")),
+            "quantity": lines["quantity"].to_numpy(dtype="float64"),
+            "unit_price": lines["unit_price"].to_numpy(dtype="float64"),
+            "is_return": return_lines(lines, return_prefixes=return_prefixes),
+            "returns_order_id": _text(returns),
+        }
+    )
+    out["customer_id"] = _text(out["customer_id"])
+    return out.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
 
 
 def _customers(
@@ -706,11 +943,11 @@ def write_clean(result: IngestResult, settings: Settings) -> Path:
     return out
 
 
-def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd.Timestamp:
-    """The run's `as_of` (UTC): the argument, else `sources.as_of`, else now."""
+def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd.Timestamp | None:
+    """The run's given `as_of` (UTC): the argument, else `sources.as_of`; None = derive it from the
+    sources' latest activity (never the wall clock)."""
     value = as_of if as_of is not None else settings.sources.as_of
-    stamp = pd.Timestamp(value) if value is not None else pd.Timestamp.now(tz="UTC")
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).as_unit("us")
+    return None if value is None else as_utc(value)
 
 
 def read_sources(
@@ -758,6 +995,8 @@ def load_clean(settings: Settings, table: str) -> pd.DataFrame | None:
         raise SourceError(f"no clean data in {folder}", hint="run `persona ingest` first")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     if table in OPTIONAL_SOURCES and table in report.get("absent", []):
+        return None
+    if table == "order_lines":  # written only for orders given as order lines
         return None
     raise SourceError(f"clean table missing: {path}", hint="run `persona ingest` again")
 

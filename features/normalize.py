@@ -39,14 +39,28 @@ def normalize_emails(values: pd.Series) -> pd.Series:
     return text.where(valid)
 
 
-def _parse_phone(raw: str, region: str) -> str | None:
+def _parse_phone(raw: str, region: str, country_code: str) -> str | None:
     import phonenumbers
 
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
+    def parse(text: str) -> phonenumbers.PhoneNumber | None:
+        try:
+            return phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
+
+    number = parse(raw)
+    doubled = f"+{country_code}{country_code}"
+    if (
+        country_code
+        and raw.startswith(doubled)
+        and (number is None or not phonenumbers.is_valid_number(number))
+    ):
+        # The country code written without "+" or "00" (`8613800138000`) was read as a national number
+        # and got the code again: without the repeat it is a valid number of the region.
+        alternative = parse("+" + raw[len(doubled) - len(country_code) :])
+        if alternative is not None and phonenumbers.is_valid_number(alternative):
+            number = alternative
+    if number is None or not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -57,7 +71,8 @@ def normalize_phones(
     """Phone numbers in E.164 (`+8613800138000`); numbers without a country code are read as
     `default_region`'s; impossible numbers and text without digits become null.
 
-    `+86 138-0013-8000`, `13800138000` and `0086 13800138000` (region CN) all give `+8613800138000`.
+    `+86 138-0013-8000`, `13800138000`, `0086 13800138000` and `8613800138000` (the country code
+    without `+`; region CN) all give `+8613800138000`.
     """
     import phonenumbers
 
@@ -68,6 +83,7 @@ def normalize_phones(
     # Collapse the common spellings of one number before the (slow, per value) parser sees them:
     # international prefix -> "+", national number without trunk prefix -> "+<country code>".
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    country_code = str(meta.country_code) if meta is not None else ""
     if meta is not None:
         idd = meta.international_prefix or ""
         if idd.isdigit():
@@ -83,7 +99,7 @@ def normalize_phones(
     for i, text_value in enumerate(uniques):
         key = str(text_value)
         if key not in cache:
-            cache[key] = _parse_phone(key, region)
+            cache[key] = _parse_phone(key, region, country_code)
         parsed[i] = cache[key]
     out = np.full(len(text), None, dtype=object)
     seen = codes >= 0

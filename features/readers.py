@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from configs.sections.sources import SourceConfig, known_columns
+from configs.sections.sources import WHITESPACE, SourceConfig, known_columns
 from configs.settings import Settings
 from core.errors import SourceError
 
@@ -50,6 +50,8 @@ def _csv_header(path: Path, sep: str) -> list[str]:
         raise SourceError(f"cannot read {path}: {exc}") from None
     if not first.strip():
         return []
+    if sep == WHITESPACE:
+        return first.split()
     return next(csv.reader(io.StringIO(first), delimiter=sep))
 
 
@@ -81,6 +83,14 @@ def _pick_columns(
     for name, column in optional.items():
         if column in available:
             use[name] = column
+        elif cfg.columns.get(name) not in (None, name):
+            # Renamed in the config, so meant to be there: a typo must not silently drop the column.
+            # (A name mapped to itself is the default: base.yaml's demo mapping says so of every column.)
+            raise SourceError(
+                f"source '{source}' ({location}): column '{column}' (sources.{source}.columns.{name}) "
+                f"not found; found: {', '.join(available) or 'no columns'}",
+                hint=f"fix sources.{source}.columns.{name}, or map it to null if the source has none",
+            )
         else:
             absent.append(name)
     return use, absent
@@ -100,6 +110,8 @@ def _read_csv(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame,
     header = _csv_header(path, cfg.csv_sep)
     use, absent = _pick_columns(source, str(path), header, cfg)
     columns = list(dict.fromkeys(use.values()))
+    if cfg.csv_sep == WHITESPACE:
+        return _read_blank_separated(source, path, use, columns), absent
     try:
         table = pacsv.read_csv(
             path,
@@ -117,6 +129,23 @@ def _read_csv(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame,
         raise SourceError(f"source '{source}' ({path}): cannot parse the CSV file: {exc}") from None
     raw = _strings(table)
     return pd.DataFrame({name: raw[column] for name, column in use.items()}), absent
+
+
+def _read_blank_separated(source: str, path: Path, use: dict[str, str], columns: list[str]) -> pd.DataFrame:
+    """Columns separated by runs of blanks (pandas' C parser; Arrow's reader takes one delimiter only)."""
+    try:
+        raw = pd.read_csv(
+            path,
+            sep=r"\s+",
+            usecols=columns,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            compression="infer",
+        )
+    except (ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
+        raise SourceError(f"source '{source}' ({path}): cannot parse the text file: {exc}") from None
+    return pd.DataFrame({name: raw[column].astype("string[pyarrow]") for name, column in use.items()})
 
 
 def _read_parquet(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:

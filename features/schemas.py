@@ -48,6 +48,7 @@ KINDS: dict[str, dict[str, str]] = {
         "unit_price": "num",
         "line_id": "id",
         "product_id": "text",
+        "description": "text",
         "discount": "num",
         "category": "text",
         "status": "label",
@@ -197,7 +198,7 @@ def schema_for(
     checks: list[pa.Check] = []
     if kind_key == "orders":
         columns = {
-            "order_id": col(nullable=False, unique=True, required=True),
+            "order_id": col(nullable=False, unique=True),
             "customer_ref": col(nullable=False, required=True),
             "order_ts": col(future, nullable=False, required=True),
             "amount": col(

@@ -57,6 +57,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     # the top reasons raising each probability, in words (models/reasons.py), e.g. "no order for 120 days"
     "churn_reasons": tx.STRING,
     "conversion_reasons": tx.STRING,
+    "clv_value": tx.NUMBER,
+    "clv_tier": tx.STRING,
 }
 
 
@@ -139,6 +141,16 @@ class Catalog:
     def tag_inputs(self) -> dict[str, list[str]]:
         """Per tag, the names recorded with its changes: what its expression reads, then its `records`."""
         return {t.key: list(dict.fromkeys([*t.inputs, *t.records])) for t in self.tags}
+
+    def depending_on(self, names: Iterable[str]) -> list[str]:
+        """The tags that read any of `names`, directly or through an earlier tag (catalog order)."""
+        reached = set(names)
+        out = []
+        for t in self.tags:  # a tag reads only inputs and earlier tags: one pass in order suffices
+            if reached & set(t.inputs):
+                reached.add(t.key)
+                out.append(t.key)
+        return out
 
     @property
     def required_inputs(self) -> list[str]:

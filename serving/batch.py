@@ -20,10 +20,15 @@ class BatchSummary:
     scored_churn: int = 0
     scored_conversion: int = 0
     queued_changes: int = 0
+    no_crm_record: int = 0  # customers with changes queued but no key the CRM knows (reported, not sent)
     score_seconds: float = 0.0  # models + tags only
     write_seconds: float = 0.0  # tag store + outbox
     snapshot: str | None = None
+    as_of: str | None = None  # the data's clock (the online store's materialized end)
+    snapshot_age_days: float | None = None  # age of the scored snapshot at `as_of`
+    stale: bool = False  # the snapshot is older than a feature view's TTL at `as_of`
     model_versions: dict[str, str] = field(default_factory=dict)
+    not_loaded: dict[str, str] = field(default_factory=dict)  # kind -> why (no champion): not scored
     scores_path: Path | None = None
     distribution: str = ""
 
@@ -35,14 +40,20 @@ class BatchSummary:
 def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, object]:  # type: ignore[no-untyped-def]
     """Score one chunk: returns (tags as CRM strings, tag inputs, model outputs). Pure given `state`."""
     from models.tag_engine import format_values
-    from serving.scoring import KINDS, run_models
+    from serving.scoring import KINDS, complete_inputs, run_models, unset_absent
 
     features = frame.reset_index(drop=True)
     # every customer of an offline snapshot has a row in each table that was built: features were found
     has = {kind: np.ones(len(features), dtype=bool) for kind in KINDS}
     outputs = run_models(state, features, has_features=has)
     tag_input = pd.concat([features, outputs.frame()], axis=1)
-    tags = format_values(state.catalog.evaluate(tag_input, state.cutpoints), state.catalog)
+    absent = complete_inputs(state.catalog, {}, len(features))  # inputs of sources that are absent
+    absent = {k: v for k, v in absent.items() if k not in tag_input.columns}
+    if absent:
+        tag_input = pd.concat([tag_input, pd.DataFrame(absent)], axis=1)
+    tags = unset_absent(
+        format_values(state.catalog.evaluate(tag_input, state.cutpoints), state.catalog), state
+    )
     tags.insert(0, "customer_id", features["customer_id"].astype(str).to_numpy())
     return tags, tag_input, outputs
 
@@ -58,12 +69,27 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)
     frame = frame[~frame["customer_id"].astype(str).isin(state.withdrawn)].reset_index(drop=True)
-    summary = BatchSummary(customers=len(frame), model_versions=state.versions)
+    summary = BatchSummary(
+        customers=len(frame), model_versions=state.versions, not_loaded=dict(state.missing)
+    )
     if "event_timestamp" in frame.columns and len(frame):
-        summary.snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0]).date().isoformat()
+        snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0])
+        summary.snapshot = snapshot.date().isoformat()
+        if state.as_of is not None:
+            # staleness against the data's clock, as the online answers judge it
+            from features.feast_io import view_ttls
+
+            as_of = pd.Timestamp(state.as_of)
+            summary.as_of = as_of.isoformat()
+            age = as_of - snapshot
+            summary.snapshot_age_days = round(age / pd.Timedelta(days=1), 2)
+            ttls = [
+                t for t in view_ttls(state.store, list(dict.fromkeys(state.services.values()))).values() if t
+            ]
+            summary.stale = bool(ttls) and age > min(ttls)
     chunk = settings.serving.batch_chunk_size
     starts = range(0, len(frame), chunk)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # when the tag changes are recorded (bookkeeping, not the data's clock)
     produced_by = state.produced_by()
     all_tags, all_scores = [], []
     for start in track(starts, total=len(starts), description="scoring customers"):
@@ -89,6 +115,9 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
                 at=now,
             )
             summary.queued_changes += len(changes)
+            if state.record_keys is not None and changes:
+                records = state.record_keys.records_for({c.customer_id for c in changes})
+                summary.no_crm_record += sum(1 for keys in records.values() if not keys)
             summary.write_seconds += time.perf_counter() - t1
     if all_scores:
         scores_dir = settings.path("{data_dir}/scores")
@@ -110,8 +139,22 @@ def print_summary(summary: BatchSummary) -> None:
         f"({summary.customers_per_second:,.0f} customers/s for models + tags); "
         f"churn scored for {summary.scored_churn:,}, conversion for {summary.scored_conversion:,}"
     )
+    if summary.as_of:
+        click.echo(f"data as of {summary.as_of}: the snapshot is {summary.snapshot_age_days:g} days old")
+    if summary.stale:
+        click.secho(
+            "warning: the snapshot is older than a feature view's TTL: build features for a later snapshot",
+            fg="yellow",
+        )
     click.echo(f"models: {summary.model_versions}")
+    for kind, why in summary.not_loaded.items():  # once per model, not once per customer
+        click.echo(f"{kind}: not scored ({why}); its tags stay unset")
     click.echo(f"tag changes queued for the CRM: {summary.queued_changes:,} ({summary.write_seconds:.1f}s)")
+    if summary.no_crm_record:
+        click.echo(
+            f"  {summary.no_crm_record:,} of these customers have no record the CRM knows (no CRM contact id, "
+            "no crm.record_key key): their changes are reported as dead letters, not sent"
+        )
     if summary.scores_path:
         click.echo(f"scores written to {summary.scores_path}")
     if summary.distribution:

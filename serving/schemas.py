@@ -32,6 +32,26 @@ class ModelScore(BaseModel):
     not_scored_reason: str | None = None
 
 
+class ValueReason(BaseModel):
+    """A driver of the predicted value: a feature, its value, and its contribution to the log of the
+    value (+0.69 doubles it); null contribution for the probabilistic model, which reads the history."""
+
+    feature: str
+    value: float | str | None
+    contribution: float | None = None
+
+
+class ValueScore(BaseModel):
+    """Predicted spend over the next `horizon_days` (customer lifetime value) and its tier."""
+
+    predicted_value: float | None = None
+    horizon_days: int | None = None
+    tier: str | None = None  # top | high | standard (top 10% / next 20% / rest, cut on validation)
+    reasons: list[ValueReason] = Field(default_factory=list)
+    model_version: str | None = None
+    not_scored_reason: str | None = None
+
+
 class Segment(BaseModel):
     segment_id: int | None = None
     persona: str | None = None
@@ -50,7 +70,8 @@ class Freshness(BaseModel):
 class ScoreItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str
+    customer_id: str  # Persona's id of the customer
+    requested_id: str | None = None  # the id as asked: the Persona id or a business key (contact id, ...)
     status: ItemStatus
     reason: str | None = None  # why there is no score (status != ok)
     degraded: bool = False  # some features were stale or missing and documented defaults were used
@@ -58,6 +79,7 @@ class ScoreItem(BaseModel):
     segment: Segment | None = None
     churn: ModelScore | None = None
     conversion: ModelScore | None = None
+    value: ValueScore | None = None
     tags: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
     feature_freshness: dict[str, Freshness] = Field(default_factory=dict)
     written_back: int = 0  # tag changes queued for the CRM for this customer
@@ -70,3 +92,6 @@ class ScoreResponse(BaseModel):
     not_found: int
     consent_withdrawn: int
     queued_changes: int
+    # The data's clock the answer was judged against (ISO-8601 UTC): feature ages and staleness are
+    # measured from it, not from the wall clock. It is the end the online store was materialized to.
+    as_of: str | None = None

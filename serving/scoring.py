@@ -21,8 +21,16 @@ from core.errors import FeatureStoreError, RegistryError, ValidationFailed
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion")
+KINDS = ("segments", "churn", "conversion", "clv")
 CLASSIFIERS = ("churn", "conversion")
+NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
+# The tag-catalog inputs each model produces (`ModelOutputs.columns`).
+OUTPUTS_OF = {
+    "segments": ("segment_id", "persona"),
+    "churn": ("churn_probability", "churn_tier"),
+    "conversion": ("conversion_probability", "conversion_tier"),
+    "clv": ("clv_value", "clv_tier"),
+}
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
 # building and slicing frames cost several times more than the models themselves.
@@ -127,6 +135,13 @@ class ServingState:
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
     reasons: Any = None  # models.reasons.ReasonCatalog: the CRM's reasons fields in words
     language: str = "en"  # tags.language
+    # kind -> why it is not loaded (no champion): its scores say `no_model`, its tags stay unset
+    missing: dict[str, str] = field(default_factory=dict)
+    # tags that read a feature of an absent source or an output of a model not loaded: always unset
+    unset_tags: tuple[str, ...] = ()
+    record_keys: Any = None  # serving.record_keys.RecordKeys: business keys -> Persona ids
+    # The data's clock of the online store (its materialized end): staleness is judged against it.
+    as_of: datetime | None = None
 
     @property
     def versions(self) -> dict[str, str]:
@@ -135,17 +150,42 @@ class ServingState:
     def produced_by(self) -> dict[str, str]:
         return self.catalog.produced_by({self.model_names[k]: v for k, v in self.versions.items()})
 
+    def readiness(self) -> dict[str, Any]:
+        """Which models are loaded (version, FeatureService) and which are not, and why."""
+        return {
+            "models": {
+                kind: {"version": m.version, "feature_service": m.feature_service}
+                for kind, m in self.models.items()
+            },
+            "not_loaded": dict(self.missing),
+        }
+
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
     from artifacts.catalog import load_catalog, load_cutpoints, load_reason_catalog
-    from artifacts.registry import load_champion, model_name
-    from features.feast_io import get_store, service_features
+    from artifacts.registry import champion_version, load_champion, model_name
+    from features.feast_io import get_store, materialized_as_of, service_features
     from features.ingest import withdrawn_customer_ids
     from serving.tagging import open_tag_store
 
     store = get_store(settings)
-    models = {kind: load_champion(settings, kind) for kind in KINDS}
+    models: dict[str, Any] = {}
+    not_loaded: dict[str, str] = {}
+    for kind in KINDS:
+        # A model without a champion (conversion without leads, a first run that trained nothing) is
+        # skipped: the others still score. A champion that fails to load is an error, not a skip.
+        if champion_version(settings, kind) is None:
+            not_loaded[kind] = f"no champion for {model_name(settings, kind)}"
+            continue
+        models[kind] = load_champion(settings, kind)
+    if not models:
+        raise RegistryError(
+            "no champion for any model in " + settings.url(settings.mlflow.tracking_uri),
+            hint="train and promote them: persona retrain (or persona train all)",
+        )
+    for kind, why in not_loaded.items():
+        log.info("%s not loaded: %s", kind, why)
     services = {kind: loaded.feature_service for kind, loaded in models.items()}
     feature_types: dict[str, str] = {}
     for kind, loaded in models.items():
@@ -165,8 +205,19 @@ def load_state(settings: Settings) -> ServingState:
         for name in service_features(store, loaded.feature_service):
             feature_types[name] = tx.STRING if feature_dtype(name) == "string" else tx.NUMBER
     feature_types.update(catalog.input_types)
-    populations = compile_populations(dict(settings.serving.populations), feature_types=feature_types)
+    available = set(feature_types) & {
+        f for m in models.values() for f in service_features(store, m.feature_service)
+    }
+    available |= {name for kind in models for name in OUTPUTS_OF[kind]}
+    unset_tags = tuple(catalog.depending_on(set(catalog.input_types) - available))
+    if unset_tags:
+        log.info("tags left unset (their source or model is absent): %s", ", ".join(unset_tags))
+    # Populations of the models loaded (a rule over the features of an absent model cannot be checked).
+    populations = compile_populations(
+        {k: v for k, v in settings.serving.populations.items() if k in models}, feature_types=feature_types
+    )
     from serving.outbox import Outbox
+    from serving.record_keys import RecordKeys
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -184,6 +235,12 @@ def load_state(settings: Settings) -> ServingState:
         populations=populations,
         tag_store=tag_store,
         services=services,
+        missing=not_loaded,
+        unset_tags=unset_tags,
+        record_keys=RecordKeys(
+            settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
+        ).preload(),
+        as_of=materialized_as_of(store, list(dict.fromkeys(services.values()))),
     )
 
 
@@ -198,6 +255,8 @@ class ModelOutputs:
     churn_tier: np.ndarray
     conversion_probability: np.ndarray
     conversion_tier: np.ndarray
+    clv_value: np.ndarray  # predicted spend over the value horizon (NaN = not scored)
+    clv_tier: np.ndarray
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -221,6 +280,8 @@ class ModelOutputs:
             "churn_tier": self.churn_tier,
             "conversion_probability": self.conversion_probability,
             "conversion_tier": self.conversion_tier,
+            "clv_value": self.clv_value,
+            "clv_tier": self.clv_tier,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -234,6 +295,11 @@ def _take(col: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
 def _part(bundle: Any, features: Columns, rows: np.ndarray | None) -> dict[str, np.ndarray]:
     """The bundle's input columns, restricted to `rows` (None = all)."""
     return {f: _take(features[f], rows) for f in bundle.features}
+
+
+def value_frame(bundle: Any, features: Columns, rows: np.ndarray | None) -> pd.DataFrame:
+    """The value model's input as a DataFrame (its models read named columns), restricted to `rows`."""
+    return pd.DataFrame(_part(bundle, features, rows), copy=False)
 
 
 def run_models(
@@ -255,10 +321,13 @@ def run_models(
     not_scored: dict[str, np.ndarray] = {}
     segment_id = np.full(n, np.nan)
     persona = np.full(n, None, dtype=object)
-    seg = state.models["segments"].bundle
-    seg_ok = has_features["segments"]
-    not_scored["segments"] = np.where(seg_ok, None, "no_features").astype(object)
-    if seg_ok.any():
+    no_model = np.full(n, NO_MODEL, dtype=object)
+    seg = state.models["segments"].bundle if "segments" in state.models else None
+    seg_ok = has_features["segments"] if seg is not None else np.zeros(n, dtype=bool)
+    not_scored["segments"] = (
+        np.where(seg_ok, None, "no_features").astype(object) if seg is not None else no_model.copy()
+    )
+    if seg is not None and seg_ok.any():
         ids = np.asarray(
             seg.predict_columns(_part(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok)))
         )
@@ -271,6 +340,10 @@ def run_models(
     reasons_text: dict[str, np.ndarray] = {}
     words = words_for(state)
     for kind in CLASSIFIERS:
+        if kind not in state.models:
+            outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
+            not_scored[kind] = no_model.copy()
+            continue
         bundle = state.models[kind].bundle
         reason = np.where(has_features[kind], None, "no_features").astype(object)
         population = state.populations.get(kind)
@@ -295,6 +368,18 @@ def run_models(
                 reasons_text[kind] = text
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
+    value, value_tier = np.full(n, np.nan), np.full(n, None, dtype=object)
+    if "clv" not in state.models:
+        not_scored["clv"] = no_model.copy()
+    else:
+        bundle = state.models["clv"].bundle
+        ok = has_features["clv"]
+        not_scored["clv"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
+            value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
+            scored_rows["clv"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -302,6 +387,8 @@ def run_models(
         churn_tier=outputs["churn"][1],
         conversion_probability=outputs["conversion"][0],
         conversion_tier=outputs["conversion"][1],
+        clv_value=value,
+        clv_tier=value_tier,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
@@ -346,6 +433,18 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than the vectorised one
 
 
+def complete_inputs(catalog: Any, inputs: Columns, n: int) -> dict[str, np.ndarray]:
+    """`inputs` plus every catalog input it lacks, as missing values: a feature of a source that is
+    absent (orders only: no engagement), so the tags that read it stay unset rather than failing."""
+    from models import tag_expr as tx
+
+    out = dict(inputs)
+    for name, kind in catalog.input_types.items():
+        if name not in out:
+            out[name] = np.full(n, None, dtype=object) if kind == tx.STRING else np.full(n, np.nan)
+    return out
+
+
 def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str, str | None]]:
     """Every catalog tag, as the CRM sees it (strings), one dict per row of `inputs` (features, model
     outputs and `customer_id`).
@@ -356,14 +455,30 @@ def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str
     from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
+    inputs = complete_inputs(catalog, inputs, n)
     names = [*catalog.input_types, *(["customer_id"] if "customer_id" in inputs else [])]
+    unset = dict.fromkeys(state.unset_tags)
     if n > SCALAR_TAGS_UP_TO:
         frame = pd.DataFrame({name: inputs[name] for name in names}, copy=False)
-        return records(format_values(catalog.evaluate(frame, state.cutpoints), catalog))
+        return records(unset_absent(format_values(catalog.evaluate(frame, state.cutpoints), catalog), state))
     return [
-        format_one(catalog.evaluate_one({name: inputs[name][i] for name in names}, state.cutpoints), catalog)
+        {
+            **format_one(
+                catalog.evaluate_one({name: inputs[name][i] for name in names}, state.cutpoints), catalog
+            ),
+            **unset,
+        }
         for i in range(n)
     ]
+
+
+def unset_absent(tags: pd.DataFrame, state: ServingState) -> pd.DataFrame:
+    """Formatted tags with `state.unset_tags` set to None: what an absent source cannot tell stays unset
+    (an orders-only business has no engagement, so no `channel_inactive`)."""
+    for key in state.unset_tags:
+        if key in tags.columns:
+            tags[key] = None
+    return tags
 
 
 def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
@@ -371,6 +486,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     payload serializes to exactly what the pydantic model would (tests/service hold it to that)."""
     return {
         "customer_id": customer_id,
+        "requested_id": None,
         "status": status,
         "reason": reason,
         "degraded": False,
@@ -378,6 +494,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
         "segment": None,
         "churn": None,
         "conversion": None,
+        "value": None,
         "tags": {},
         "feature_freshness": {},
         "written_back": 0,
@@ -396,6 +513,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _utc_iso(value: datetime) -> str:
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
 class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
@@ -409,11 +530,11 @@ class Scorer:
             kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
         }
 
-    def _read(self, ids: list[str], now: datetime) -> Any:
+    def _read(self, ids: list[str], as_of: datetime | None) -> Any:
         from features.feast_io import online_features
 
         try:
-            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=now)
+            return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=as_of)
         except FeatureStoreError:
             self._reconnect()
             raise
@@ -429,11 +550,26 @@ class Scorer:
             log.warning("feature store still unavailable: %s", exc)
 
     def score(
-        self, customer_ids: list[str], *, write_back: bool, now: datetime, only: str | None = None
+        self,
+        customer_ids: list[str],
+        *,
+        write_back: bool,
+        now: datetime,
+        only: str | None = None,
+        as_of: datetime | None = None,
     ) -> dict[str, Any]:
-        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload."""
+        """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
+
+        An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
+        customer number, a lead id); each item names the Persona id and the id as it was asked for.
+        Staleness and feature ages are judged against `as_of` (default: the data's clock of the online
+        store, `state.as_of`), which the answer states; `now` (the real time) only stamps tag changes.
+        """
         state = self.state
-        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        as_of = as_of or state.as_of
+        requested = list(dict.fromkeys(str(c) for c in customer_ids))
+        persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
+        ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
         withdrawn = {i for i in ids if i in state.withdrawn}
         eligible = [i for i in ids if i not in withdrawn]
         items: dict[str, dict[str, Any]] = {}
@@ -443,7 +579,7 @@ class Scorer:
             )
         queued = 0
         if eligible:
-            result = self._read(eligible, now)
+            result = self._read(eligible, as_of)
             found = result.found_mask
             for cid in np.asarray(eligible, dtype=object)[~found]:
                 items[cid] = _unscored(
@@ -451,8 +587,14 @@ class Scorer:
                 )
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
-                queued = self._score_known(known, result, found, items, write_back, now, only)
-        ordered = [items[c] for c in ids]
+                queued = self._score_known(known, result, found, items, write_back, now, only, as_of)
+        ordered = []
+        for r in requested:
+            item = items[persona_of.get(r, r)]
+            if item.get("requested_id") is not None:  # two keys of one customer: each gets its item
+                item = dict(item)
+            item["requested_id"] = r
+            ordered.append(item)
         return {
             "items": ordered,
             "model_versions": state.versions,
@@ -460,6 +602,7 @@ class Scorer:
             "not_found": sum(1 for i in ordered if i["status"] == "not_found"),
             "consent_withdrawn": sum(1 for i in ordered if i["status"] == "consent_withdrawn"),
             "queued_changes": queued,
+            "as_of": None if as_of is None else _utc_iso(as_of),
         }
 
     def _score_known(
@@ -471,6 +614,7 @@ class Scorer:
         write_back: bool,
         now: datetime,
         only: str | None,
+        as_of: datetime | None,
     ) -> int:
         state = self.state
         top_k = state.settings.serving.top_reasons
@@ -494,8 +638,11 @@ class Scorer:
         outputs = run_models(state, features, has_features=has_features, explain=explain)
         reasons = {}
         for kind in CLASSIFIERS:
-            bundle = state.models[kind].bundle
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
+            reasons[kind] = per_row
+            if kind not in state.models:
+                continue
+            bundle = state.models[kind].bundle
             if kind in outputs.contributions:
                 rows = outputs.scored_rows[kind]
                 raw = np.empty((len(rows), len(bundle.features)), dtype=object)
@@ -512,11 +659,29 @@ class Scorer:
                         for d in r
                     ]
             reasons[kind] = per_row
+        value_reasons: list[list[dict[str, Any]]] = [[] for _ in ids]
+        if top_k and only is None and "clv" in outputs.scored_rows:
+            bundle = state.models["clv"].bundle
+            rows = outputs.scored_rows["clv"]
+            got = bundle.reasons(value_frame(bundle, features, rows), top_k=top_k)
+            for row, r in zip(rows, got, strict=True):
+                value_reasons[row] = [
+                    {
+                        "feature": d["feature"],
+                        "value": _jsonable(d.get("value")),
+                        "contribution": None if d.get("contribution") is None else float(d["contribution"]),
+                    }
+                    for d in r
+                ]
         tag_records: list[dict[str, str | None]] | None = None
         queued = 0
         changes_by_customer: dict[str, int] = {}
         if only is None:
-            tag_inputs = {**features, **outputs.columns(), "customer_id": np.asarray(ids, dtype=object)}
+            tag_inputs = complete_inputs(
+                state.catalog,
+                {**features, **outputs.columns(), "customer_id": np.asarray(ids, dtype=object)},
+                len(ids),
+            )
             tag_records = evaluate_tags(state, tag_inputs, len(ids))
             if write_back:
                 changes = self._write_back(ids, tag_records, tag_inputs, now)
@@ -524,7 +689,7 @@ class Scorer:
                 for ch in changes:
                     changes_by_customer[ch.customer_id] = changes_by_customer.get(ch.customer_id, 0) + 1
         seconds = result.view_seconds if every else {v: sec[found] for v, sec in result.view_seconds.items()}
-        freshness = self._freshness(view_status, seconds, now)
+        freshness = self._freshness(view_status, seconds, as_of)
         versions = state.versions
         for row, cid in enumerate(ids):
             warnings = []
@@ -534,6 +699,7 @@ class Scorer:
                 warnings.append("some feature views have no row for this customer: model defaults used")
             item: dict[str, Any] = {
                 "customer_id": cid,
+                "requested_id": None,
                 "status": "ok",
                 "reason": None,
                 "degraded": bool(stale_any[row] or missing_any[row]),
@@ -541,6 +707,7 @@ class Scorer:
                 "segment": None,
                 "churn": None,
                 "conversion": None,
+                "value": None,
                 "tags": {},
                 "feature_freshness": freshness[row],
                 "written_back": changes_by_customer.get(cid, 0),
@@ -551,7 +718,7 @@ class Scorer:
                 item["segment"] = {
                     "segment_id": None if seg_reason or np.isnan(seg_id) else int(seg_id),
                     "persona": outputs.persona[row],
-                    "model_version": versions["segments"],
+                    "model_version": versions.get("segments"),
                     "not_scored_reason": seg_reason,
                 }
             for kind in CLASSIFIERS:
@@ -562,8 +729,18 @@ class Scorer:
                     "probability": None if np.isnan(proba) else float(proba),
                     "tier": getattr(outputs, f"{kind}_tier")[row],
                     "reasons": reasons[kind][row],
-                    "model_version": versions[kind],
+                    "model_version": versions.get(kind),
                     "not_scored_reason": outputs.not_scored[kind][row],
+                }
+            if only is None:
+                amount = outputs.clv_value[row]
+                item["value"] = {
+                    "predicted_value": None if np.isnan(amount) else round(float(amount), 2),
+                    "horizon_days": state.settings.training.clv_horizon_days,
+                    "tier": outputs.clv_tier[row],
+                    "reasons": value_reasons[row],
+                    "model_version": versions.get("clv"),
+                    "not_scored_reason": outputs.not_scored["clv"][row],
                 }
             if tag_records is not None:
                 item["tags"] = tag_records[row]
@@ -571,10 +748,11 @@ class Scorer:
         return queued
 
     def _freshness(
-        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], now: datetime
+        self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], as_of: datetime | None
     ) -> list[dict[str, Any]]:
-        """Per customer and feature view: the snapshot served, its age, and present/stale/not_found."""
-        now_s = now.timestamp()
+        """Per customer and feature view: the snapshot served, its age at the data's `as_of`, and
+        present/stale/not_found."""
+        now_s = as_of.timestamp() if as_of is not None else None
         n = len(next(iter(view_status.values()))) if view_status else 0
         out: list[dict[str, Any]] = [{} for _ in range(n)]
         stamp: dict[int, tuple[str, float]] = {}  # customers share few snapshots: format each once
@@ -588,7 +766,7 @@ class Scorer:
                 if sec not in stamp:
                     stamp[sec] = (
                         datetime.fromtimestamp(sec, tz=UTC).isoformat(),
-                        round((now_s - float(sec)) / 86400.0, 2),
+                        None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
                     )
                 as_of, age = stamp[sec]
                 out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}

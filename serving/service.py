@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from configs.settings import Settings, load_settings
 from serving.auth import ApiKeyMiddleware
+from serving.readiness import ReadinessMiddleware
 from serving.schemas import CustomerIds, ScoreResponse
 
 log = logging.getLogger("persona.serving")
@@ -59,11 +60,13 @@ class _PersonaService:
                 return True
             self._last_load_attempt = time.monotonic()
             from core.errors import USER_ERRORS
+            from serving.readiness import REPORT
             from serving.scoring import Scorer, load_state
 
             try:
                 self.scorer = Scorer(load_state(self.settings))
                 self.load_error = None
+                REPORT.set({"ready": True, **self.scorer.state.readiness()})
                 # Models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's
                 # sight, they no longer lengthen every full collection (the tail of request latency).
                 gc.collect()
@@ -75,6 +78,7 @@ class _PersonaService:
             except Exception as exc:  # a broken dependency must not kill the service: report it
                 self.load_error = f"{type(exc).__name__}: {exc}"
             log.warning("scoring not ready: %s", self.load_error)
+            REPORT.set({"ready": False, "detail": self.load_error})
             return False
 
     def _ensure_loaded(self) -> bool:
@@ -154,7 +158,16 @@ def _service_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _campaign_app(settings_factory):
+    from serving.campaign_api import make_app
+
+    return make_app(settings_factory)
+
+
 # BentoML reads the service options when this module is imported (that is how `bentoml serve` works),
 # so the entry point loads the settings here, once.
-PersonaService = bentoml.service(**_service_options(load_settings()))(_PersonaService)
+_SETTINGS = load_settings()
+PersonaService = bentoml.service(**_service_options(_SETTINGS))(_PersonaService)
+PersonaService = bentoml.asgi_app(_campaign_app(lambda: _SETTINGS), path="/v1/campaigns")(PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
+PersonaService.add_asgi_middleware(ReadinessMiddleware)

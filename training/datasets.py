@@ -8,7 +8,6 @@ Files are read in place from the shared data folder (`<repo>/../shared/data`, or
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError, SourceError
+from features.shared_data import shared_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"
@@ -62,15 +62,16 @@ class DatasetMapping(BaseModel):
     split: SplitConfig = Field(default_factory=SplitConfig)
 
 
-def shared_data_dir() -> Path:
-    """`$PERSONA_SHARED_DATA`, else `<repo>/../shared/data` (where CI puts the public datasets)."""
-    env = os.environ.get("PERSONA_SHARED_DATA")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data").resolve()
-
-
 def mapping_paths() -> list[Path]:
-    """Every dataset mapping shipped in `configs/datasets/`."""
-    return sorted(DATASETS_DIR.glob("*.yaml"))
+    """Every dataset mapping shipped in `configs/datasets/` (not the pipeline configs beside them, such
+    as `cdnow.yaml`, which map a dataset onto `sources:` and run through `persona --config`)."""
+    return [p for p in sorted(DATASETS_DIR.glob("*.yaml")) if not is_pipeline_config(p)]
+
+
+def is_pipeline_config(path: Path) -> bool:
+    """A Persona settings file (it has `sources:`), as opposed to a dataset mapping."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return isinstance(loaded, dict) and "sources" in loaded
 
 
 def load_mapping(path: str | Path) -> DatasetMapping:
@@ -196,11 +197,16 @@ def split_dataset(
     return train, valid, test
 
 
-def evaluate_dataset(mapping: DatasetMapping, *, seed: int, root: Path | None = None) -> dict:
+def evaluate_dataset(
+    mapping: DatasetMapping, *, seed: int, root: Path | None = None, metric: str = "pr_auc"
+) -> dict:
     """Fit LightGBM and the logistic baseline on the mapped dataset's train split (calibrated and tiered
-    on valid) and return their held-out test metrics, split sizes and fit times."""
+    on valid) and return their held-out test metrics, split sizes and fit times; `valid_<model>` their
+    validation metrics, and `shipped` which one training would register (the better on validation
+    `metric`, as `training.jobs.select_candidate` chooses)."""
     from models.classifier import fit_baseline, fit_classifier
     from models.metrics import binary_metrics
+    from training.jobs import select_candidate
 
     data = load_dataset(mapping, root=root)
     train, valid, test = split_dataset(data.frame, split=mapping.split, seed=seed)
@@ -225,11 +231,17 @@ def evaluate_dataset(mapping: DatasetMapping, *, seed: int, root: Path | None = 
         "train_positive_rate": float(train[LABEL].mean()),
         "test_positive_rate": float(test[LABEL].mean()),
     }
+    bundles = {}
     for key, fit in (("lightgbm", fit_classifier), ("baseline", fit_baseline)):
         started = time.perf_counter()
-        bundle = fit(**common)
+        bundle = bundles[key] = fit(**common)
         result[f"{key}_fit_seconds"] = time.perf_counter() - started
         result[key] = binary_metrics(test[LABEL].to_numpy(), bundle.predict_proba(test))
+        result[f"valid_{key}"] = binary_metrics(valid[LABEL].to_numpy(), bundle.predict_proba(valid))
         if key == "lightgbm":
             result["lightgbm_best_iteration"] = bundle.metadata["best_iteration"]
+    chosen, why = select_candidate(bundles["lightgbm"], bundles["baseline"], valid=valid, metric=metric)
+    result["shipped"] = "lightgbm" if chosen is bundles["lightgbm"] else "baseline"
+    result["shipped_why"] = why
+    result["shipped_metric"] = metric
     return result

@@ -215,7 +215,7 @@ def evaluate_and_register(
         metrics=metrics,
         decision=decision,
         champion_before=before,
-        extra={"baseline": base_metrics, "champion": champ_metrics},
+        extra={"baseline": base_metrics, "champion": champ_metrics, "window": window},
     )
     if promote and decision.promote:
         move_champion(
@@ -474,9 +474,13 @@ def _log_run(
 
 # -------------------------------------------------------------------------------------------- entry
 def train_model(settings: Settings, kind: str, *, promote: bool = True, store: Any = None) -> TrainOutcome:
-    """Train one kind ("segments" | "churn" | "conversion")."""
+    """Train one kind ("segments" | "churn" | "conversion" | "clv")."""
     if kind == "segments":
         return train_segments(settings, promote=promote, store=store)
     if kind in ("churn", "conversion"):
         return train_classifier(settings, kind, promote=promote, store=store)
-    raise RegistryError(f"unknown model kind {kind!r}; expected segments, churn or conversion")
+    if kind == "clv":
+        from training.value import train_value
+
+        return train_value(settings, promote=promote, store=store)
+    raise RegistryError(f"unknown model kind {kind!r}; expected segments, churn, conversion or clv")

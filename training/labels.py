@@ -36,15 +36,15 @@ def _labelled_snapshots(
     return [t for t in sorted(snapshots) if t + horizon <= data_end]
 
 
-def _frame(rows: list[pd.DataFrame]) -> pd.DataFrame:
+def _frame(rows: list[pd.DataFrame], *, label_dtype: str = "int64") -> pd.DataFrame:
     if not rows:
-        out = pd.DataFrame({"customer_id": pd.Series(dtype="string"), "label": pd.Series(dtype="int64")})
+        out = pd.DataFrame({"customer_id": pd.Series(dtype="string"), "label": pd.Series(dtype=label_dtype)})
         out["event_timestamp"] = pd.Series(dtype="datetime64[us, UTC]")
         return out[ENTITY_COLUMNS]
     out = pd.concat(rows, ignore_index=True)
     out["customer_id"] = out["customer_id"].astype("string")
     out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
-    out["label"] = out["label"].astype("int64")
+    out["label"] = out["label"].astype(label_dtype)
     return out[ENTITY_COLUMNS].sort_values(["event_timestamp", "customer_id"], ignore_index=True)
 
 
@@ -93,6 +93,47 @@ def churn_labels(
             )
         )
     return _frame(rows)
+
+
+def value_labels(
+    *,
+    orders: pd.DataFrame,
+    customers: pd.DataFrame | None,
+    snapshots: Sequence[pd.Timestamp],
+    horizon_days: int,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Customer value: customers with a completed order before t, labelled with the `amount` of their
+    completed (kept) orders in [t, t + horizon_days) (0 when they buy nothing). Only snapshots whose
+    whole horizon lies within the data (`data_end`, default the last order) are labelled. The label is
+    a float spend, not 0/1."""
+    _require(orders, ["amount"], "orders")
+    keep = ~(
+        orders["is_returned"].fillna(False).astype(bool) | orders["is_cancelled"].fillna(False).astype(bool)
+    )
+    done = orders.loc[keep, ["customer_id", "order_ts", "amount"]]
+    end = data_end if data_end is not None else orders["order_ts"].max()
+    if pd.isna(end):
+        return _frame([], label_dtype="float64")
+    horizon = pd.Timedelta(days=horizon_days)
+    done = done[~done["customer_id"].astype(str).isin(_withdrawn(customers))]
+    rows = []
+    for t in _labelled_snapshots(snapshots, horizon=horizon, data_end=end):
+        buyers = pd.Index(done.loc[done["order_ts"] < t, "customer_id"].unique())
+        if buyers.empty:
+            continue
+        window = done[(done["order_ts"] >= t) & (done["order_ts"] < t + horizon)]
+        spend = window.groupby("customer_id")["amount"].sum()
+        rows.append(
+            pd.DataFrame(
+                {
+                    "customer_id": buyers,
+                    "event_timestamp": t,
+                    "label": spend.reindex(buyers).fillna(0.0).to_numpy(dtype="float64"),
+                }
+            )
+        )
+    return _frame(rows, label_dtype="float64")
 
 
 def conversion_labels(

@@ -164,6 +164,63 @@ def classifier_plots(
     return paths
 
 
+def value_plots(
+    *,
+    actual: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    importance: Mapping[str, float],
+    out_dir: Path,
+) -> dict[str, Path]:
+    """Value calibration (mean predicted vs mean actual spend per predicted decile), revenue capture (share
+    of actual revenue in the top x% predicted) and feature importance PNGs, on held-out rows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(actual, dtype=np.float64)
+    paths: dict[str, Path] = {}
+
+    plt, fig, ax = _figure()
+    for name, pred in predictions.items():
+        p = np.asarray(pred, dtype=np.float64)
+        decile = np.minimum((np.argsort(np.argsort(p, kind="stable"), kind="stable") * 10) // len(p), 9)
+        means = pd.DataFrame({"d": decile, "p": p, "y": y}).groupby("d").mean()
+        ax.plot(means["p"], means["y"], marker="o", ms=3, label=name)
+    top = max(float(y.max()), 1.0)
+    ax.plot([0, top], [0, top], ls="--", c="grey", lw=1)
+    ax.set(
+        xscale="symlog",
+        yscale="symlog",
+        xlabel="mean predicted spend (decile)",
+        ylabel="mean actual spend",
+        title="Value calibration (test window)",
+    )
+    ax.legend(loc="upper left")
+    paths["value_calibration"] = _save(plt, fig, out_dir / "value_calibration.png")
+
+    plt, fig, ax = _figure()
+    share = np.arange(1, len(y) + 1) / len(y)
+    for name, pred in predictions.items():
+        order = np.argsort(-np.asarray(pred, dtype=np.float64), kind="stable")
+        ax.plot(share, np.cumsum(y[order]) / max(y.sum(), 1e-12), label=name)
+    ax.plot(
+        share, np.cumsum(np.sort(y)[::-1]) / max(y.sum(), 1e-12), ls=":", c="black", lw=1, label="perfect"
+    )
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="random")
+    ax.axvline(0.1, c="grey", lw=0.5)
+    ax.set(
+        xlabel="share of customers (highest predicted first)",
+        ylabel="share of actual revenue",
+        title="Revenue capture (test window)",
+    )
+    ax.legend(loc="lower right")
+    paths["capture"] = _save(plt, fig, out_dir / "capture.png")
+
+    ranked = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
+    plt, fig, ax = _figure()
+    ax.barh([k for k, _ in reversed(ranked)], [v for _, v in reversed(ranked)])
+    ax.set(xlabel="importance (gain)", title="Feature importance")
+    paths["importance"] = _save(plt, fig, out_dir / "feature_importance.png")
+    return paths
+
+
 def segment_plots(*, profiles: pd.DataFrame, sizes: Mapping[str, int], out_dir: Path) -> dict[str, Path]:
     """Segment sizes and a heat map of standardized feature means per segment (segment profiles)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +314,9 @@ def bundle_model_class():
             if self.kind == "segments":
                 segment = self.bundle.predict(frame)
                 return pd.DataFrame({"segment": segment})
+            if self.kind == "clv":
+                value = self.bundle.predict(frame)
+                return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})
             proba = self.bundle.predict_proba(frame)
             return pd.DataFrame({"probability": proba, "tier": self.bundle.tiers(proba)})
 
@@ -299,7 +359,7 @@ def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for dist in ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle"):
+    for dist in ("mlflow", "lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "cloudpickle"):
         try:
             out.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:

@@ -152,6 +152,63 @@ def gate_classifier(
     )
 
 
+def gate_value(
+    *,
+    challenger: Mapping[str, float],
+    baselines: Mapping[str, Mapping[str, float]],
+    champion: Mapping[str, float] | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Decide on a value model from held-out metrics on one test window (pure). Lower MAE is better.
+
+    Promote only if its test MAE is not above any baseline's (BG/NBD x Gamma-Gamma, naive rate) and, when a
+    champion exists, below the champion's on the same window by more than `config.margin` (relative: 0.01
+    asks for a 1% lower MAE)."""
+    ours = challenger.get("mae")
+    compared: dict[str, Any] = {
+        "metric": "mae",
+        "challenger": ours,
+        "baselines": {name: m.get("mae") for name, m in baselines.items()},
+        "champion": None if champion is None else champion.get("mae"),
+        "margin": config.margin,
+    }
+    if _bad(ours):
+        return GateDecision(False, "challenger has no MAE on the test window", compared, champion_version)
+    for name, metrics in baselines.items():
+        theirs = metrics.get("mae")
+        if not _bad(theirs) and ours > theirs:  # type: ignore[operator]
+            return GateDecision(
+                False,
+                f"MAE {ours:.4f} is worse than the {name} baseline's {theirs:.4f}",
+                compared,
+                champion_version,
+            )
+    if champion is None:
+        return GateDecision(True, f"first model: MAE {ours:.4f} is no worse than every baseline", compared)
+    theirs = champion.get("mae")
+    if _bad(theirs):
+        return GateDecision(
+            True,
+            f"champion v{champion_version} could not be scored on this window; challenger beats the baselines",
+            compared,
+            champion_version,
+        )
+    if ours < theirs * (1 - config.margin) and ours < theirs:  # type: ignore[operator]
+        return GateDecision(
+            True,
+            f"MAE {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) by more than {config.margin:.0%}",
+            compared,
+            champion_version,
+        )
+    return GateDecision(
+        False,
+        f"MAE {ours:.4f} does not beat champion v{champion_version} ({theirs:.4f}) by more than {config.margin:.0%}",
+        compared,
+        champion_version,
+    )
+
+
 def gate_segments(
     *,
     silhouette: float,

@@ -18,4 +18,15 @@ class FeastConfig(BaseModel):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     sqlite_path: str = "{data_dir}/feast/online_store.db"
     redis_connection_string: str = "127.0.0.1:6379"  # redis-py style "host:port[,db=0,password=...]"
-    services: list[str] = Field(default_factory=lambda: ["segmentation_v1", "churn_v1", "conversion_v1"])
+    # Every FeatureService a model may use (the tag catalog may read their features).
+    services: list[str] = Field(
+        default_factory=lambda: [
+            "segmentation_v1",
+            "churn_v1",
+            "conversion_v1",
+            "segmentation_orders_v1",
+            "churn_orders_v1",
+            "conversion_leads_v1",
+            "clv_v1",
+        ]
+    )

@@ -49,10 +49,18 @@ class CrmConfig(BaseModel):
 
     connector: Literal["sql", "http"] = "sql"
     url: str = "sqlite:///{data_dir}/raw/crm.sqlite"  # sql: SQLAlchemy URL; http: the CRM's base URL
+    # sql + SQLite only: create the file when it does not exist (an embedded CRM of its own, for
+    # sources without one). Off by default: a mistyped path must not become an empty CRM.
+    create: bool = False
     # http only: bearer token (env PERSONA_CRM__TOKEN; a SecretStr so it is never printed or logged)
     token: SecretStr | None = None
     # http only: the unique contact property HubSpot's batch upsert matches records by
     id_property: str = "persona_contact_id"
+    # Which key addresses a customer's record in the CRM when it has no CRM contact id (contact ids,
+    # from the contacts source, always come first): `orders` = the orders' customer number
+    # (`customer_key: customer_id`), `leads` = the lead id, `events` = the id events name the user by,
+    # `contacts` = contact ids only. A customer with no such key is reported (dead letter), never sent.
+    record_key: Literal["contacts", "orders", "leads", "events"] = "orders"
     batch_size: int = Field(100, gt=0, le=10000)  # http requests carry at most 100 records regardless
     # Retries are bounded by time, not by a count: an entry that still fails this long after it was
     # queued is dead-lettered (`persona crm replay` re-sends). Records the CRM rejects as invalid die

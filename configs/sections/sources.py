@@ -2,16 +2,21 @@
 
 Column names Persona understands, per source (`columns:` maps these names to the source's own):
 
-- orders, `layout: orders` (one row per order): required `order_id`, `customer_ref`, `order_ts`,
-  `amount` (gross, >= 0); optional `discount` (currency units, default 0), `quantity` (default 1),
-  `category`, `status` (see the `*_statuses` lists; empty = completed).
+- orders, `layout: orders` (one row per order): required `customer_ref`, `order_ts`, `amount` (gross,
+  >= 0); optional `order_id` (without it, an order is named by its data row in the source, `row-<n>`),
+  `discount` (currency units, default 0), `quantity` (default 1), `category`, `status` (see the
+  `*_statuses` lists; empty = completed).
 - orders, `layout: order_lines` (one row per product line): required `order_id`, `customer_ref`,
   `order_ts`, `quantity` (negative = returned units), `unit_price` (>= 0); optional `line_id`,
-  `product_id`, `discount` (of the line, currency units), `category`, `status` (a line whose status is in
-  `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are summed per `order_id`:
-  amount = sum(quantity * unit_price) of the purchase lines (quantity > 0) minus their discounts,
-  quantity = their units, category = the category with the largest value; the order is returned if any
-  line is a return, cancelled if every purchase line is cancelled.
+  `product_id`, `description`, `discount` (of the line, currency units), `category`, `status` (a line
+  whose status is in `cancelled_statuses` is cancelled, in `returned_statuses` returned). Lines are
+  summed per `order_id`: amount = sum(quantity * unit_price) of the purchase lines (quantity > 0)
+  minus their discounts, quantity = their units, category = the category with the largest value; the
+  order is returned if any line is a return, cancelled if every purchase line is cancelled. An order
+  made only of return lines (negative quantities, or an id starting with one of `return_prefixes`) is
+  a return document: it is linked to the same customer's latest earlier purchase of the same product
+  (else of anything), which then counts as returned; with no such purchase it is quarantined. Every
+  kept line, products included, is in the clean `order_lines` table.
 - `customer_ref` (orders) and `user_ref` (events): with `customer_key: contact` an email, a phone or a
   CRM contact id to resolve; with `customer_key: customer_id` a ready customer number of the business
   (joined to CRM contacts by `contact_id` when they share it).
@@ -32,12 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Persona column names per source (and orders layout): (required, optional).
 ORDER_COLUMNS = (
-    ("order_id", "customer_ref", "order_ts", "amount"),
-    ("discount", "quantity", "category", "status"),
+    ("customer_ref", "order_ts", "amount"),
+    ("order_id", "discount", "quantity", "category", "status"),
 )
 ORDER_LINE_COLUMNS = (
     ("order_id", "customer_ref", "order_ts", "quantity", "unit_price"),
-    ("line_id", "product_id", "discount", "category", "status"),
+    ("line_id", "product_id", "description", "discount", "category", "status"),
 )
 CONTACT_COLUMNS = (
     ("contact_id",),
@@ -58,6 +63,7 @@ LEAD_COLUMNS = (
     ("lead_id", "created_at"),
     ("email", "phone", "source", "campaign", "engagement_score", "converted", "converted_at"),
 )
+WHITESPACE = "whitespace"  # `csv_sep` value: columns separated by runs of blanks
 # Names accepted in a mapping but deliberately never read (raw PII that nothing downstream needs).
 IGNORED_COLUMNS = {"contacts": ("full_name",)}
 
@@ -77,6 +83,8 @@ class SourceConfig(BaseModel):
     layout: Literal["orders", "order_lines"] = "orders"
     # orders/events only: what identifies the person (a ready customer id, or an email/phone to resolve).
     customer_key: Literal["customer_id", "contact"] = "contact"
+    # CSV delimiter: one character, or `whitespace` for text exports whose columns are separated by runs
+    # of spaces or tabs (leading blanks ignored), e.g. `  00001 19970101  1   11.77`.
     csv_sep: str = ","
     # Time zone of timestamps written without an offset (IANA name).
     timezone: str = "UTC"
@@ -86,6 +94,9 @@ class SourceConfig(BaseModel):
     )
     returned_statuses: list[str] = Field(default_factory=lambda: ["returned", "return", "refunded"])
     cancelled_statuses: list[str] = Field(default_factory=lambda: ["cancelled", "canceled", "void"])
+    # order_lines only: order ids that start with one of these are return documents (credit notes,
+    # e.g. ["C"] for invoices such as C536379), like lines with a negative quantity.
+    return_prefixes: list[str] = Field(default_factory=list)
     # orders only: an amount, unit price or discount above this (currency units), or a quantity above
     # `max_quantity`, is not a real order but a typo or a sentinel (1e308, 9999999999): quarantined as
     # `amount_too_large` / `quantity_too_large`, never summed into a feature. Infinite values are
@@ -100,6 +111,13 @@ class SourceConfig(BaseModel):
         if self.url and not self.table:
             raise ValueError("'url' needs 'table'")
         return self
+
+    @field_validator("csv_sep")
+    @classmethod
+    def _one_char_or_whitespace(cls, v: str) -> str:
+        if v != WHITESPACE and len(v) != 1:
+            raise ValueError(f"give one character or '{WHITESPACE}' (got {v!r})")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -137,8 +155,11 @@ class SourcesConfig(BaseModel):
     contacts: SourceConfig = Field(default_factory=SourceConfig)
     events: SourceConfig = Field(default_factory=SourceConfig)
     leads: SourceConfig = Field(default_factory=SourceConfig)
-    # Timestamps after this instant are quarantined (a clock error upstream). Default: the run's start.
+    # The data's clock ("now" for labels, snapshots and staleness). Default: the latest activity in the
+    # sources (orders, events, leads; a thin tail of stray future-dated rows aside). `--as-of` wins.
     as_of: datetime | None = None
+    # Rows dated more than this after `as_of` are quarantined as `timestamp_in_future`.
+    future_tolerance_hours: float = Field(24.0, ge=0)
 
     @field_validator("contacts", "events", "leads", mode="before")
     @classmethod
@@ -157,7 +178,8 @@ class SourcesConfig(BaseModel):
         for name in ("orders", "contacts", "events", "leads"):
             source: SourceConfig = getattr(self, name)
             allowed = set(IGNORED_COLUMNS.get(name, ()))
-            # base.yaml's orders mapping is merged into any override, so orders accept both layouts' names.
+            # Keyword overrides of `load_settings` patch base.yaml's orders mapping, so orders accept both
+            # layouts' names (the reader takes those of its layout).
             layouts = ("orders", "order_lines") if name == "orders" else ("orders",)
             for layout in layouts:
                 required, optional = known_columns(name, layout)

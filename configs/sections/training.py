@@ -1,10 +1,10 @@
 """Training: labels, splits, models, MLflow and the promotion gate."""
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion"]
+ModelKind = Literal["segments", "churn", "conversion", "clv"]
 
 
 class GateConfig(BaseModel):
@@ -42,21 +42,41 @@ class TrainingConfig(BaseModel):
     seed: int = 7
     churn_horizon_days: int = Field(90, gt=0)
     conversion_horizon_days: int = Field(60, gt=0)
+    # Customer lifetime value: each customer's spend over the next `clv_horizon_days`.
+    clv_horizon_days: int = Field(365, gt=0)
     # A customer is "active" at snapshot t with a completed order in the `activity_window_days` before t.
     activity_window_days: int = Field(365, gt=0)
     # LightGBM overrides passed to models.classifier.fit_classifier (also calibration, tier_shares, ...)
     params: dict[str, float | int | str | list[float]] = Field(default_factory=dict)
-    # FeatureService each model kind is trained on (and recorded on the model version).
-    services: dict[ModelKind, str] = Field(
+    # The FeatureServices each model kind may be trained on, in order of preference: training takes the
+    # first whose feature tables were all built (so the sources present decide), and records it on the
+    # model version; serving reads exactly that one. A single name is a list of one.
+    services: dict[ModelKind, list[str]] = Field(
         default_factory=lambda: {
-            "segments": "segmentation_v1",
-            "churn": "churn_v1",
-            "conversion": "conversion_v1",
+            "segments": ["segmentation_v1", "segmentation_orders_v1"],
+            "churn": ["churn_v1", "churn_orders_v1"],
+            "conversion": ["conversion_v1", "conversion_leads_v1"],
+            "clv": ["clv_v1"],
         }
     )
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     lock_path: str = "{data_dir}/state/retrain.lock"
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _names_as_lists(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {kind: [names] if isinstance(names, str) else names for kind, names in v.items()}
+        return v
+
+    @field_validator("services")
+    @classmethod
+    def _at_least_one(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        empty = [kind for kind, names in v.items() if not names]
+        if empty:
+            raise ValueError(f"give at least one FeatureService for {', '.join(empty)}")
+        return v
 
 
 class MlflowConfig(BaseModel):

@@ -1,4 +1,9 @@
-"""CLI: `persona demo`, the whole pipeline on synthetic data, sources to CRM (what `make demo` runs)."""
+"""CLI: `persona run`, the whole pipeline on the configured sources, sources to CRM; `persona demo`, the
+same on synthetic data it generates first (what `make demo` runs).
+
+`persona --config my.yaml demo` with your own sources (orders not at the generator's default path) runs
+on them: nothing synthetic is generated, so the one-liner of a dataset mapping is the real pipeline.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,25 @@ import click
 
 from persona.commands._common import settings_from
 
-STEPS = (
-    ("generate synthetic source systems", ("data", "generate")),
+GENERATE = ("generate synthetic source systems", ("data", "generate"))
+PIPELINE = (
     ("ingest: validate, quarantine, resolve identities", ("ingest",)),
     ("build point-in-time features", ("features", "build")),
     ("register the Feast repo", ("features", "apply")),
     ("materialize the online store", ("features", "materialize")),
-    ("train, evaluate, register and gate all models", ("train",)),
+    ("train, evaluate, register and gate every model the sources allow", ("train",)),
     ("fit the tag catalog's cut points", ("tags", "fit")),
     ("score and tag every customer, queue changes for the CRM", ("score",)),
     ("deliver the outbox to the CRM", ("crm", "sync")),
     ("what the CRM now holds", ("crm", "status")),
 )
+STEPS = (GENERATE, *PIPELINE)
+# Where `persona data generate` writes the orders: a config pointing elsewhere brings its own data.
+GENERATED_ORDERS = "{data_dir}/raw/orders.csv.gz"
 
 
 # What Persona writes under its data directory; a folder holding anything else is not ours to delete.
-OWNED = {"raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench"}
+OWNED = {"crm", "raw", "clean", "features", "feast", "mlflow", "tags", "state", "scores", "bench"}
 
 
 def _start_fresh(data_dir: Path) -> None:
@@ -74,16 +82,37 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
             f"{contacts:,} contact records ({customers:,} customers)",
             bold=True,
         )
-        sample = conn.execute(
-            sa.text(
+        shown = "('persona_lifecycle_stage', 'persona_churn_risk', 'persona_persona')"
+        if "contacts" in sa.inspect(conn).get_table_names():  # the demo's CRM: show the region too
+            query = (
                 "select t.contact_id, c.region, t.crm_field, t.value from persona_tags t "
                 "join contacts c on c.contact_id = t.contact_id "
-                "where t.crm_field in ('persona_lifecycle_stage', 'persona_churn_risk', 'persona_persona') "
-                "order by t.contact_id, t.crm_field limit 9"
+                f"where t.crm_field in {shown} order by t.contact_id, t.crm_field limit 9"
             )
-        ).all()
+        else:
+            query = (
+                "select contact_id, null, crm_field, value from persona_tags "
+                f"where crm_field in {shown} order by contact_id, crm_field limit 9"
+            )
+        sample = conn.execute(sa.text(query)).all()
     for contact_id, region, field, value in sample:
-        click.echo(f"  contact {contact_id} ({region}): {field} = {value}")
+        click.echo(f"  record {contact_id}" + (f" ({region})" if region else "") + f": {field} = {value}")
+
+
+def _run_steps(ctx: click.Context, settings, steps, extra) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    click.secho(f"persona: data directory {settings.data_dir.resolve()}", bold=True)
+    for number, (title, path) in enumerate(steps, start=1):
+        click.secho(f"\n[{number}/{len(steps)}] {title}  (persona {' '.join(path)})", fg="cyan", bold=True)
+        step_started = time.monotonic()
+        ctx.invoke(_command(ctx, path), **extra.get(path, {}))
+        click.echo(f"  done in {time.monotonic() - step_started:.1f}s")
+    _show_crm(settings)
+    click.secho(f"\nfinished in {time.monotonic() - started:.0f}s", fg="green", bold=True)
+    click.echo("next: `make ui` for the MLflow runs; `PERSONA_API_KEYS=... persona serve` for the API")
+
+
+_PIPELINE_ARGS = {("train",): {"kind": "all"}, ("score",): {"score_all": True, "write_back": True}}
 
 
 @click.command("demo")
@@ -96,31 +125,36 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
 )
 @click.pass_context
 def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, keep: bool) -> None:
-    """Run the whole pipeline on embedded defaults: sources -> features -> Feast -> models -> tags -> CRM."""
+    """The whole pipeline on synthetic data: generate -> sources -> features -> Feast -> models -> tags
+    -> CRM. With a config naming your own orders source, runs on your sources instead (like `run`)."""
     settings = settings_from(ctx)
+    own = settings.sources.orders.path != GENERATED_ORDERS or bool(settings.sources.orders.url)
     if not keep:
         _start_fresh(settings.data_dir)
+    if own:
+        click.echo("sources.orders is your own data: running the pipeline on it (nothing is generated)")
+        _run_steps(ctx, settings, PIPELINE, _PIPELINE_ARGS)
+        return
     extra = {
         ("data", "generate"): {
             "customers": customers or settings.generator.customers,
             "seed": seed if seed is not None else settings.generator.seed,
             "force": keep,
         },
-        ("train",): {"kind": "all"},
-        ("score",): {"score_all": True, "write_back": True},
+        **_PIPELINE_ARGS,
     }
-    started = time.monotonic()
-    click.secho(f"persona demo: data directory {settings.data_dir.resolve()}", bold=True)
-    for number, (title, path) in enumerate(STEPS, start=1):
-        click.secho(f"\n[{number}/{len(STEPS)}] {title}  (persona {' '.join(path)})", fg="cyan", bold=True)
-        step_started = time.monotonic()
-        ctx.invoke(_command(ctx, path), **extra.get(path, {}))
-        click.echo(f"  done in {time.monotonic() - step_started:.1f}s")
-    _show_crm(settings)
-    click.secho(f"\ndemo finished in {time.monotonic() - started:.0f}s", fg="green", bold=True)
-    click.echo("next: `make ui` for the MLflow runs; `PERSONA_API_KEYS=... persona serve` for the API")
+    _run_steps(ctx, settings, STEPS, extra)
+
+
+@click.command("run")
+@click.pass_context
+def run_cmd(ctx: click.Context) -> None:
+    """The whole pipeline on the configured sources: ingest -> features -> Feast -> train every model
+    the sources allow -> tag cut points -> score everyone -> deliver to the CRM."""
+    _run_steps(ctx, settings_from(ctx), PIPELINE, _PIPELINE_ARGS)
 
 
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
     cli.add_command(demo_cmd)
+    cli.add_command(run_cmd)

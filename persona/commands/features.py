@@ -36,7 +36,10 @@ def build(ctx: click.Context, snapshots: tuple[datetime, ...]) -> None:
         progress=lambda items: track(items, total=len(items), description="feature tables"),
     )
     first, last = report.snapshots[0], report.snapshots[-1]
-    click.echo(f"{len(report.snapshots)} snapshot(s) from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+    click.echo(
+        f"{len(report.snapshots)} snapshot(s) from {first:%Y-%m-%d} to {last:%Y-%m-%d}, "
+        f"data as of {report.as_of:%Y-%m-%d %H:%M} UTC"
+    )
     for name, (path, rows) in report.written.items():
         click.echo(f"  {name}: {rows:,} rows -> {path}")
     for name, reason in report.skipped.items():
@@ -72,7 +75,7 @@ def apply(ctx: click.Context) -> None:
     "--end",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
     default=None,
-    help="Materialize snapshots up to this UTC time (default: now).",
+    help="Materialize snapshots up to this UTC time (default: the data's as_of, recorded by features build).",
 )
 @click.option(
     "--full",

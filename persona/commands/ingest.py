@@ -18,7 +18,8 @@ def register(cli: click.Group) -> None:
         "as_of",
         type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
         default=None,
-        help="Quarantine timestamps after this instant (UTC). Default: sources.as_of, else now.",
+        help="The data's clock (UTC): labels, snapshots and staleness are judged against it and later "
+        "rows are quarantined. Default: sources.as_of, else the latest activity in the sources.",
     )
     @click.pass_context
     def ingest(ctx: click.Context, as_of: datetime | None) -> None:
@@ -30,7 +31,8 @@ def register(cli: click.Group) -> None:
         result = run_ingest(
             settings, as_of=as_of, progress=lambda names: track(names, description="reading sources")
         )
-        click.echo(f"ingest as of {result.as_of:%Y-%m-%d %H:%M} UTC -> {clean_dir(settings)}")
+        origin = "given" if result.as_of_given else "the latest activity in the sources"
+        click.echo(f"ingest as of {result.as_of:%Y-%m-%d %H:%M} UTC ({origin}) -> {clean_dir(settings)}")
         click.echo(f"  {'source':<9} {'read':>10} {'kept':>10} {'quarantined':>12} {'duplicates':>11}")
         for name, rep in result.sources.items():
             if rep.status == "absent":

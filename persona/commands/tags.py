@@ -92,24 +92,35 @@ def register(cli: click.Group) -> None:
     @click.option("--changes", "limit", type=int, default=None, help="How many recent changes to show.")
     @click.pass_context
     def explain(ctx: click.Context, customer_id: str, limit: int | None) -> None:
-        """Show a customer's tags, the inputs and rule/model version behind each, and the last changes."""
+        """Show a customer's tags, the inputs and rule/model version behind each, and the last changes.
+
+        CUSTOMER_ID is Persona's id (P0123456789ab) or the business's own key of the customer: a CRM
+        contact id, an orders customer number or a lead id."""
         from artifacts.catalog import load_catalog
         from core.errors import PersonaError
+        from serving.record_keys import RecordKeys
         from serving.tagging import open_tag_store
 
         settings = settings_from(ctx)
+        asked = customer_id
+        keys = RecordKeys(
+            settings.path("{data_dir}/clean/identity_map.parquet"), record_key=settings.crm.record_key
+        )
+        customer_id = keys.customer_for([asked]).get(asked, asked)
         catalog = load_catalog(settings)
         store = open_tag_store(settings, catalog)
         current = store.current(customer_id)
         if not current:
             raise PersonaError(
-                f"no tags recorded for customer {customer_id}",
-                hint="check the id (customer ids look like P0123456789ab); customers who withdrew consent "
-                "are never tagged",
+                f"no tags recorded for customer {asked}",
+                hint="give Persona's customer id (P0123456789ab) or a CRM contact id, customer number or "
+                "lead id from the sources; customers who withdrew consent are never tagged",
             )
         order = {k: i for i, k in enumerate(catalog.keys)}
         current.sort(key=lambda c: order.get(c.tag, len(order)))
-        click.echo(f"customer {customer_id}: {len(current)} tags")
+        records = keys.records_for([customer_id])[customer_id]
+        known_as = f" (CRM record {', '.join(records)})" if records and records != [customer_id] else ""
+        click.echo(f"customer {customer_id}{known_as}: {len(current)} tags")
         for c in current:
             value = "(unset)" if c.value is None else c.value
             click.echo(

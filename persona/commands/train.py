@@ -6,13 +6,22 @@ import click
 
 from persona.commands._common import settings_from
 
-KINDS = ("segments", "churn", "conversion")
+KINDS = ("segments", "churn", "conversion", "clv")
 
 
 def _summary(outcome) -> str:
     d = outcome.decision
     head = f"{outcome.kind}: v{outcome.version} (run {outcome.run_id[:8]}, {outcome.service})"
-    if outcome.kind == "segments":
+    if outcome.kind == "clv":
+        base = outcome.extra.get("baselines") or {}
+        m = outcome.metrics
+        nums = (
+            f"test MAE {m['mae']:.2f}, total {m['total_ratio']:.2f}, top-10% capture "
+            f"{m['capture_top_decile']:.3f} (BG/NBD x GG MAE "
+            f"{base.get('bgnbd_gamma_gamma', {}).get('mae', float('nan')):.2f}, naive rate "
+            f"{base.get('naive_rate', {}).get('mae', float('nan')):.2f})"
+        )
+    elif outcome.kind == "segments":
         nums = ", ".join(
             f"{k} {v:.3f}" for k, v in outcome.metrics.items() if k in ("silhouette", "ari_vs_champion")
         )
@@ -22,6 +31,13 @@ def _summary(outcome) -> str:
             f"test ROC-AUC {outcome.metrics['roc_auc']:.3f}, PR-AUC {outcome.metrics['pr_auc']:.3f} "
             f"(baseline {base.get('roc_auc', float('nan')):.3f} / {base.get('pr_auc', float('nan')):.3f})"
         )
+        window = outcome.extra.get("window") or {}
+        if "test_positive_rate" in window:
+            # labels only where the whole horizon is observed: the three rates should be alike
+            nums += "\n  positive rate " + " / ".join(
+                f"{name} {window[f'{name}_positive_rate']:.3f} ({window[f'{name}_last_snapshot'][:10]})"
+                for name in ("train", "valid", "test")
+            )
     verdict = (
         "champion" if outcome.promoted else ("passes the gate" if d.promote else "challenger (not promoted)")
     )
@@ -70,9 +86,7 @@ def register(cli: click.Group) -> None:
         for one in track(kinds, total=len(kinds), description="training"):
             try:
                 outcome = train_model(settings, one, promote=not no_promote)
-            except StageSkipped as exc:
-                if kind != "all":
-                    raise
+            except StageSkipped as exc:  # e.g. conversion without leads: said once, not an error
                 click.echo(f"{one}: skipped ({exc.message})")
                 continue
             click.echo(_summary(outcome))

@@ -9,7 +9,6 @@ from core.errors import ConfigError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
-    ContactResolver,
     RateLimited,
     SendResult,
     TransientCrmError,
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchRejected",
     "Connector",
-    "ContactResolver",
     "RateLimited",
     "SendResult",
     "TransientCrmError",
@@ -33,7 +31,9 @@ def make_connector(settings: Settings) -> Connector:
     """The connector `settings.crm` asks for: `sql` (a SQLAlchemy URL) or `http` (HubSpot CRM v3)."""
     crm = settings.crm
     url = settings.url(crm.url)
-    resolver = ContactResolver(settings.path("{data_dir}/clean/identity_map.parquet"))
+    from serving.record_keys import RecordKeys
+
+    resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
     if crm.connector == "sql":
         import sqlalchemy as sa
 
@@ -46,10 +46,13 @@ def make_connector(settings: Settings) -> Connector:
             raise ConfigError(f"crm.url: {url!r} is not a SQLAlchemy URL (crm.connector is sql)") from None
         if sa_url.get_backend_name() == "sqlite":
             # the CRM's own file: never create an empty one by accident (and leave its journal mode alone)
-            if not sa_url.database or not Path(sa_url.database).is_file():
+            if crm.create and sa_url.database:
+                Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+            elif not sa_url.database or not Path(sa_url.database).is_file():
                 raise CrmError(
                     f"CRM database {sa_url.database} not found (crm.url)",
-                    hint="run `persona data generate` for the demo CRM, or point crm.url at your CRM",
+                    hint="run `persona data generate` for the demo CRM, point crm.url at your CRM, "
+                    "or set crm.create: true for an embedded CRM of its own",
                 )
             return SqlConnector(sa.create_engine(url, connect_args={"timeout": 30}), resolver=resolver)
         return SqlConnector(sa.create_engine(url, pool_pre_ping=True), resolver=resolver)

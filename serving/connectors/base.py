@@ -1,12 +1,10 @@
-"""What every CRM connector promises the dispatcher, the errors it may raise, and the identity lookup
-from Persona's customer_id to the CRM's contact ids."""
+"""What every CRM connector promises the dispatcher and the errors it may raise. Which CRM record a
+customer's tags go to is `serving.record_keys.RecordKeys.records_for`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from core.errors import CrmError
 from serving.outbox import OutboxEntry
@@ -67,48 +65,7 @@ class Connector(ABC):
         return None
 
 
-class ContactResolver:
-    """Maps Persona customer ids to CRM contact ids through the identity map
-    (`clean/identity_map.parquet`, rows with source == "contacts").
-
-    Without an identity map (a CRM keyed by Persona's own customer_id) every customer maps to itself.
-    """
-
-    def __init__(self, identity_map: Path | None) -> None:
-        self.path = identity_map
-        self._contacts: dict[str, list[str]] | None = None
-        self._loaded_mtime: float | None = None
-
-    @property
-    def has_map(self) -> bool:
-        return self.path is not None and self.path.is_file()
-
-    def _load(self) -> dict[str, list[str]]:
-        mtime = self.path.stat().st_mtime if self.path is not None and self.path.is_file() else None
-        if self._contacts is None or mtime != self._loaded_mtime:  # re-read after a new `persona ingest`
-            self._loaded_mtime = mtime
-            import pandas as pd
-
-            contacts: dict[str, list[str]] = {}
-            if self.has_map:
-                assert self.path is not None
-                try:
-                    frame = pd.read_parquet(self.path, columns=["source", "source_record_id", "customer_id"])
-                except Exception as exc:
-                    raise CrmError(
-                        f"{self.path}: cannot read the identity map ({type(exc).__name__}: {exc})",
-                        hint="run `persona ingest` again to rebuild it",
-                    ) from None
-                frame = frame[frame["source"] == "contacts"]
-                for customer_id, group in frame.groupby("customer_id", sort=False):
-                    contacts[str(customer_id)] = sorted(str(v) for v in group["source_record_id"])
-            self._contacts = contacts
-        return self._contacts
-
-    def contacts_for(self, customer_ids: Iterable[str]) -> dict[str, list[str]]:
-        """customer_id -> its CRM contact ids; [] when mapped customers have no contact record,
-        [customer_id] when there is no identity map at all."""
-        if not self.has_map:
-            return {c: [c] for c in customer_ids}
-        contacts = self._load()
-        return {c: contacts.get(c, []) for c in customer_ids}
+def no_record_reason(customer_id: str, record_key: str) -> str:
+    """Why an entry cannot be sent: its customer has no key the CRM knows (reported as a dead letter)."""
+    other = "" if record_key == "contacts" else f" and no {record_key} key (crm.record_key)"
+    return f"no CRM record for customer {customer_id}: no CRM contact id{other}"

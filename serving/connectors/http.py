@@ -35,12 +35,13 @@ from core.redact import mask_urls
 from serving.connectors.base import (
     BatchRejected,
     Connector,
-    ContactResolver,
     RateLimited,
     SendResult,
     TransientCrmError,
+    no_record_reason,
 )
 from serving.outbox import OutboxEntry
+from serving.record_keys import RecordKeys
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class HttpConnector(Connector):
         *,
         token: str | None,
         id_property: str,
-        resolver: ContactResolver,
+        resolver: RecordKeys,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -115,7 +116,7 @@ class HttpConnector(Connector):
 
     def split(self, entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
         """Groups of whole customers whose CRM records fit one request (at most 100 records)."""
-        contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
         by_customer: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             by_customer.setdefault(entry.change.customer_id, []).append(entry)
@@ -133,10 +134,17 @@ class HttpConnector(Connector):
             groups.append(current)
         return groups
 
-    def _inputs(self, entries: list[OutboxEntry]) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    def _inputs(
+        self, entries: list[OutboxEntry]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[int]], dict[int, str]]:
         """One input per contact record (HubSpot refuses duplicate ids in a batch), properties merged;
-        returns the inputs and trace id -> outbox ids."""
-        contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
+        returns the inputs, trace id -> outbox ids, and the entries whose customer has no CRM record."""
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
+        unaddressable = {
+            e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
+            for e in entries
+            if not contacts.get(e.change.customer_id)
+        }
         records: dict[str, dict[str, Any]] = {}
         owners: dict[str, list[int]] = {}
         keys: dict[str, list[str]] = {}
@@ -162,17 +170,19 @@ class HttpConnector(Connector):
                 }
             )
             by_trace[trace] = owners[record_id]
-        return inputs, by_trace
+        return inputs, by_trace, unaddressable
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
-        """Upsert `entries` (one group of `split`) in one request; customers without a CRM contact are
-        settled with nothing to write."""
-        inputs, by_trace = self._inputs(entries)
+        """Upsert `entries` (one group of `split`) in one request; those of customers without a CRM
+        record come back rejected (not sent)."""
+        inputs, by_trace, unaddressable = self._inputs(entries)
         if not inputs:
-            return SendResult()
+            return SendResult(rejected=unaddressable)
         if len(inputs) > MAX_INPUTS:  # callers go through split(); never send what HubSpot refuses
             raise ValueError(f"{len(inputs)} records in one request (HubSpot takes {MAX_INPUTS})")
-        return self._post(inputs, by_trace)
+        result = self._post(inputs, by_trace)
+        result.rejected.update(unaddressable)
+        return result
 
     def _post(self, inputs: list[dict[str, Any]], by_trace: dict[str, list[int]]) -> SendResult:
         try:

@@ -1,8 +1,10 @@
 """The embedded connector: write tags straight into the CRM's own SQL database (any SQLAlchemy URL).
 
 Tables (created if missing):
-- `persona_tags`: the current value of each tag per contact (`contact_id` is '' for a customer with no
-  CRM contact record), with the `seq` and `change_id` of the change that set it.
+- `persona_tags`: the current value of each tag per CRM record (`contact_id`: the CRM's own id of the
+  record, see `serving.record_keys`: a contact id, else e.g. the orders' customer number), with the
+  `seq` and `change_id` of the change that set it. A customer with no record id is not written: its
+  entries come back rejected (dead letters that say why).
 - `persona_tag_history`: every applied change.
 A change is applied only if its sequence number (per customer and tag, from the outbox) is newer than
 the stored one: a value that flips back (low -> high -> low) lands, a re-delivered or replayed change
@@ -18,8 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from serving.connectors.base import BatchRejected, Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.base import BatchRejected, Connector, SendResult, TransientCrmError, no_record_reason
 from serving.outbox import OutboxEntry
+from serving.record_keys import RecordKeys
 
 metadata = sa.MetaData()
 tags_table = sa.Table(
@@ -84,7 +87,7 @@ class SqlConnector(Connector):
     name = "sql"
     max_batch = 5000
 
-    def __init__(self, engine: Engine, *, resolver: ContactResolver) -> None:
+    def __init__(self, engine: Engine, *, resolver: RecordKeys) -> None:
         self.engine = engine
         self.resolver = resolver
         self._schema_ready = False
@@ -117,13 +120,19 @@ class SqlConnector(Connector):
         return self.engine.url.render_as_string(hide_password=True)
 
     def _apply(self, entries: list[OutboxEntry]) -> SendResult:
-        contacts = self.resolver.contacts_for({e.change.customer_id for e in entries})
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
+        rejected = {
+            e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
+            for e in entries
+            if not contacts.get(e.change.customer_id)
+        }
+        entries = [e for e in entries if e.id not in rejected]
         now = datetime.now(UTC)
         # the newest change per (customer, contact, field) in this batch; older ones are duplicates
         wanted: dict[tuple[str, str, str], OutboxEntry] = {}
         for entry in entries:
             change = entry.change
-            for contact_id in contacts.get(change.customer_id) or [""]:
+            for contact_id in contacts[change.customer_id]:
                 key = (change.customer_id, contact_id, change.crm_field)
                 held = wanted.get(key)
                 if held is None or _seq(held) < _seq(entry):
@@ -170,7 +179,9 @@ class SqlConnector(Connector):
             if current:
                 conn.execute(sa.insert(history_table), history)
                 self._write_current(conn, current)
-        return SendResult(duplicates=sum(1 for e in entries if e.id not in applied_entries))
+        return SendResult(
+            rejected=rejected, duplicates=sum(1 for e in entries if e.id not in applied_entries)
+        )
 
     def _write_current(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         upsert = _upsert_statement(conn.dialect.name)

@@ -62,3 +62,20 @@ def test_pairwise_precision_recall_hand_computed() -> None:
     )
     assert precision == pytest.approx(1 / 3) and recall == pytest.approx(1 / 2)
     assert pairwise_precision_recall(pd.Series(["a", "b"]), pd.Series(["x", "y"])) == (1.0, 1.0)
+
+
+def test_source_keys_keep_business_ids_and_never_an_email() -> None:
+    from features.ingest import source_keys
+
+    recs = records(
+        [
+            ("C1", "a@x.cn", None),  # a contact: its contact id
+            (None, None, None),  # a lead: its lead id
+            ("K-17", None, None),  # an order by customer number
+            (None, "a@x.cn", None),  # an order by email: no business key
+            ("bob@x.cn", None, None),  # a "customer number" that is an email: personal data, dropped
+        ]
+    )
+    recs["source"] = pd.Categorical(["contacts", "leads", "orders", "orders", "orders"])
+    recs["source_record_id"] = ["C1", "L9", "O1", "O2", "O3"]
+    assert list(source_keys(recs)) == ["C1", "L9", "K-17", pd.NA, pd.NA]

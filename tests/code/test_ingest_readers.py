@@ -58,3 +58,55 @@ def test_gz_that_is_not_gzip_is_a_source_error(settings) -> None:
     path.write_text("order_id\n1\n")
     with pytest.raises(SourceError, match=r"cannot read .*orders\.csv\.gz"):
         read_source("orders", SourceConfig(path=str(path)), settings=settings)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_blank_separated_text_export(settings, gz: bool) -> None:
+    # CDNOW's layout: a header, leading blanks, columns separated by runs of spaces, zero-padded ids.
+    text = " customer_id  date number_of_cds  dollar_value\n 00001 19970101  1   11.77\n 00002 19970112  5   77.00\n"
+    path = settings.data_dir / ("cd.txt.gz" if gz else "cd.txt")
+    if gz:
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    cfg = SourceConfig(
+        path=str(path),
+        csv_sep="whitespace",
+        customer_key="customer_id",
+        columns={
+            "customer_ref": "customer_id",
+            "order_ts": "date",
+            "quantity": "number_of_cds",
+            "amount": "dollar_value",
+            "order_id": None,
+        },
+    )
+    table = read_source("orders", cfg, settings=settings)
+    assert table.frame.to_dict("list") == {
+        "customer_ref": ["00001", "00002"],  # text: the leading zeros are the business's id
+        "order_ts": ["19970101", "19970112"],
+        "amount": ["11.77", "77.00"],
+        "quantity": ["1", "5"],
+    }
+    assert sorted(table.missing_optional) == ["category", "discount", "status"]
+
+
+def test_an_optional_column_named_in_the_config_must_exist(settings) -> None:
+    path = settings.data_dir / "orders.csv"
+    path.write_text("id,who,when,total\n1,a@b.cn,2024-01-01,3\n")
+    cfg = SourceConfig(
+        path=str(path),
+        columns={
+            "order_id": "id",
+            "customer_ref": "who",
+            "order_ts": "when",
+            "amount": "total",
+            "discount": "rebate",
+        },
+    )
+    with pytest.raises(
+        SourceError,
+        match=r"source 'orders' \(.*orders\.csv\): column 'rebate' \(sources\.orders\.columns\.discount\) not found; found: id, who, when, total",
+    ):
+        read_source("orders", cfg, settings=settings)

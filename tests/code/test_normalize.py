@@ -30,6 +30,10 @@ def test_emails_trimmed_lower_cased_and_invalid_to_null() -> None:
         "+86 (138) 0013 8000",
         "+8613800138000",
         " 138.0013.8000 ",
+        "8613800138000",  # the 13-digit form: country code without + or 00
+        "86 138 0013 8000",
+        "86-138-0013-8000",
+        "008613800138000",
     ],
 )
 def test_chinese_mobile_formats_give_one_e164(raw: str) -> None:
@@ -43,6 +47,8 @@ def test_phones_other_region_and_garbage() -> None:
     assert out.tolist() == ["+16502530000", "+16502530000", pd.NA, pd.NA, pd.NA, pd.NA]
     # Same digits, other default region: read as a Chinese number, not an American one.
     assert normalize_phones(pd.Series(["13800138000"]), default_region="cn").tolist() == ["+8613800138000"]
+    # a landline written with the country code and no +: valid only without the code repeated
+    assert normalize_phones(pd.Series(["8601012345678"]), default_region="CN").tolist() == ["+861012345678"]
 
 
 def test_phones_keep_alignment_with_repeats() -> None:

@@ -130,3 +130,38 @@ def test_reasons_in_words_for_the_crm(state, language: str) -> None:  # type: ig
         raising = int((contrib[row] > 0).sum())
         count = 0 if text is None else len(text.split("; " if language == "en" else "；"))
         assert count == min(raising, 2)
+
+
+@pytest.mark.parametrize("absent", ["conversion", "segments", "churn"])
+def test_a_model_without_champion_is_skipped_not_fatal(state, absent: str) -> None:  # type: ignore[no-untyped-def]
+    partial = SimpleNamespace(
+        models={k: v for k, v in state.models.items() if k != absent}, populations=state.populations
+    )
+    frame = _frame(50, 4)[FEATURES]
+    has = {kind: np.ones(50, dtype=bool) for kind in partial.models}
+    out = run_models(partial, columns_of(frame), has_features=has, explain=("churn", "conversion"))
+    full = run_models(state, columns_of(frame), has_features={**has, absent: np.ones(50, dtype=bool)})
+    assert out.not_scored[absent].tolist() == ["no_model"] * 50
+    if absent == "segments":
+        assert np.isnan(out.segment_id).all() and (out.persona == None).all()  # noqa: E711
+    else:
+        assert np.isnan(getattr(out, f"{absent}_probability")).all()
+        assert (getattr(out, f"{absent}_tier") == None).all()  # noqa: E711
+    for kind in set(partial.models) - {"segments"}:  # the others score exactly as with every model
+        np.testing.assert_allclose(
+            getattr(out, f"{kind}_probability"), getattr(full, f"{kind}_probability"), rtol=0, atol=1e-12
+        )
+        assert (out.not_scored[kind] == None).all()  # noqa: E711
+
+
+def test_tags_depending_on_an_absent_input_follow_the_catalog_order() -> None:
+    from artifacts.catalog import read_catalog
+    from configs.settings import load_settings
+
+    catalog = read_catalog(load_settings().tags.catalog_path())
+    # Without events: the engagement tags, and nothing that reads orders only.
+    unset = catalog.depending_on({"days_since_last_event", "visits_30d", "visits_90d", "email_opens_90d"})
+    assert "channel_inactive" in unset
+    assert "lifecycle_stage" not in unset and "rfm_segment" not in unset
+    # Without the conversion model: its tier tag, and whatever reads that tag.
+    assert catalog.depending_on({"conversion_tier", "conversion_probability"}) == ["buying_intent"]

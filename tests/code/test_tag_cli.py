@@ -73,6 +73,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         conversion_tier=["warm"] * n,
         churn_reasons=["no order for 400 days"] * n,
         conversion_reasons=[None] * n,
+        clv_value=[120.5] * n,
+        clv_tier=["high"] * n,
     )
 
 
@@ -136,6 +138,25 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     assert "churn_reasons_text   = no order for 400 days" in out
     # P5 has a value for every tag but the conversion reasons (none): one first change each
     assert out.count(" -> ") == len(catalog.tags) - 1
+
+    # the business's own keys name the same customer: its orders' customer number, its lead id
+    clean = env.data_dir / "clean"
+    clean.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "source": ["orders", "orders", "leads"],
+            "source_record_id": ["O1", "O2", "L-9"],
+            "source_key": ["K-5", "K-5", "L-9"],
+            "customer_id": ["P5", "P5", "P5"],
+            "match_rule": ["new", "contact_id", "email_exact"],
+        }
+    ).to_parquet(clean / "identity_map.parquet")
+    for key in ("K-5", "L-9"):
+        assert main(["tags", "explain", key]) == 0
+        # every tag but the conversion reasons (P5 has none) holds a value
+        assert capsys.readouterr().out.startswith(
+            f"customer P5 (CRM record K-5): {len(catalog.tags) - 1} tags"
+        )
 
 
 def test_explain_unknown_customer_is_a_clear_error(env, capsys):
@@ -234,6 +255,10 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "segmentation_v1": ["recency_days"],
             "churn_v1": ["visits_90d"],
             "conversion_v1": ["lead_age_days"],
+            "segmentation_orders_v1": ["recency_days"],
+            "churn_orders_v1": ["visits_90d"],
+            "conversion_leads_v1": ["lead_age_days"],
+            "clv_v1": ["recency_days"],
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)

@@ -205,3 +205,19 @@ def test_columns_are_the_values_as_arrays_in_request_order(applied):
         else:
             assert column.tolist() == frame_column.tolist()
     assert result.columns["region"].tolist()[0] is None
+
+
+def test_staleness_is_judged_against_the_materialized_as_of_not_the_wall_clock(applied):
+    """The data ends years before this test runs: read without an explicit as_of, the online store's
+    own clock (where materialization ended) decides staleness, so the values are fresh."""
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    store = feast_io.get_store(settings)
+    assert feast_io.materialized_as_of(store, ["churn_v1"]) == at("2025-03-10")
+    result = feast_io.online_features(store, customer_ids=["P1", "P2"], service="churn_v1")
+    # P1's snapshot 2025-03-02 is 8 days old at the data's as_of; P2's 2025-01-31 is 38 (TTL 45 days)
+    assert set(result.view_status["customer_transactions"]) == {"present"}
+    late = feast_io.online_features(store, customer_ids=["P2"], service="churn_v1", as_of=at("2025-04-01"))
+    assert late.view_status["customer_transactions"][0] == "stale"

@@ -41,7 +41,8 @@ def test_orders_only_builds_transactions_and_says_why_the_rest_is_missing(settin
     assert frame["customer_id"].tolist() == ["P1", "P2"]  # P9 withdrew consent
     assert frame["frequency_90d"].tolist() == [1, 1]
     assert frame["monetary_90d"].tolist() == [10.0, 0.0]  # P2's only order was returned
-    assert sorted(p.name for p in (data_dir / "features").iterdir()) == ["customer_transactions.parquet"]
+    written = sorted(p.name for p in (data_dir / "features").iterdir())
+    assert written == ["build_report.json", "customer_transactions.parquet"]  # the data's clock travels along
 
 
 def test_a_table_whose_source_disappeared_is_moved_aside(settings, data_dir):

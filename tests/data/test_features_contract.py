@@ -79,14 +79,16 @@ def test_feature_names_are_unique_snake_case_and_typed():
     }
 
 
-def write_clean(data_dir: Path, **tables: pd.DataFrame) -> None:
-    """Clean tables as `persona ingest` leaves them, with the report that lists absent sources."""
+def write_clean(data_dir: Path, *, as_of: str = "2024-12-31T00:00:00+00:00", **tables: pd.DataFrame) -> None:
+    """Clean tables as `persona ingest` leaves them, with the report that lists absent sources and the
+    data's clock (`as_of`, as if given to ingest)."""
     clean = data_dir / "clean"
     clean.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         frame.to_parquet(clean / f"{name}.parquet", index=False)
     absent = [name for name in ("events", "leads") if not (clean / f"{name}.parquet").is_file()]
-    (clean / "ingest_report.json").write_text(json.dumps({"absent": absent}), encoding="utf-8")
+    report = {"as_of": as_of, "absent": absent}
+    (clean / "ingest_report.json").write_text(json.dumps(report), encoding="utf-8")
 
 
 @pytest.fixture

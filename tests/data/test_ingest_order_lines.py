@@ -103,6 +103,9 @@ def test_ready_customer_ids_become_salted_person_ids(lines_run) -> None:
     assert customers["sources"].map(list).tolist() == [["orders"]] * 3
     assert customers["region"].isna().all() and customers["signup_ts"].isna().all()
     assert withdrawn_customer_ids(settings) == set()
+    # the identity map keeps each order's customer number: the key write-back addresses records by
+    idmap = load_clean(settings, "identity_map").set_index("source_record_id")
+    assert idmap.loc[["A1", "A2", "A6"], "source_key"].tolist() == ["K1", "K2", "K3"]
 
 
 def test_orders_only_run_says_which_sources_are_absent(lines_run, data_dir, tmp_path, capsys) -> None:

@@ -250,6 +250,18 @@ def test_identity_one_customer_per_person_with_rules(ingested) -> None:
     assert rule[("orders", "O14")] == "new"
 
 
+def test_identity_map_keeps_the_business_keys_but_no_email_or_phone(ingested) -> None:
+    settings, _ = ingested
+    idmap = load_clean(settings, "identity_map")
+    key = dict(
+        zip(zip(idmap["source"], idmap["source_record_id"], strict=True), idmap["source_key"], strict=True)
+    )
+    assert key[("contacts", "C1")] == "C1" and key[("leads", "L2")] == "L2"
+    assert key[("events", "E1")] == "C3"  # the event named Bob by his CRM contact id
+    # orders and events that named a person by email or phone carry no key: those are personal data
+    assert pd.isna(key[("orders", "O1")]) and pd.isna(key[("orders", "O2")]) and pd.isna(key[("events", "E4")])
+
+
 def test_customer_ids_are_stable_across_runs(ingested) -> None:
     settings, _ = ingested
     first = load_clean(settings, "identity_map")

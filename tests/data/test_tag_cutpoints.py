@@ -35,6 +35,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "conversion_tier": "cold",
             "churn_reasons": None,
             "conversion_reasons": None,
+            "clv_value": 80.0,
+            "clv_tier": "standard",
         }
     )
 

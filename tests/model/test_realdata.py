@@ -1,5 +1,9 @@
 """The training code on public datasets (read in place from the shared data folder): held-out ROC-AUC of
-LightGBM must beat the published floors. Skipped, with the reason, only when the data folder is absent."""
+LightGBM must beat the published floors. Skipped, with the reason, only when the data folder is absent.
+
+Bank Marketing (a decision of the project, issue 10): its honest evaluation is the time-ordered split, and
+its floor is that the model training would ship is never worse than the logistic baseline on validation.
+The random split's 0.79 is no floor: it stays in BENCHMARKS.md as a labelled comparison only."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import pytest
 from training.datasets import evaluate_dataset, load_dataset, load_mapping, shared_data_dir, split_dataset
 
 SEED = 7
-# Floors on test ROC-AUC (LightGBM). bank_marketing_random is the random split the 0.79 reference was set
-# on, kept as a comparison only; the honest, time-ordered Bank evaluation is tested below.
-FLOORS = {"telco_churn": 0.84, "bank_marketing_random": 0.79, "x_education_leads": 0.87}
+# Floors on test ROC-AUC (LightGBM). Bank Marketing has none: its time-ordered evaluation is tested below
+# against the logistic baseline; the random split's published 0.79 is a reference to compare with.
+FLOORS = {"telco_churn": 0.84, "x_education_leads": 0.87}
+RANDOM_SPLIT_REFERENCE = 0.79  # bank_marketing_random, LightGBM: the published figure (random split)
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,9 +62,14 @@ def test_time_ordered_bank_split_respects_time():
     # The later months convert far more often (drift), and the result reports it.
     assert result["test_positive_rate"] > 2 * result["train_positive_rate"]
     assert result["train_positive_rate"] == pytest.approx(train["label"].mean())
-    # Ranking under drift: better than chance for both models, yet (honestly) below the random-split floor.
+    # Ranking under drift: better than chance for both models, yet (honestly) below the random-split figure.
     assert result["lightgbm"]["roc_auc"] > 0.65 and result["baseline"]["roc_auc"] > 0.65, result
-    assert result["lightgbm"]["roc_auc"] < FLOORS["bank_marketing_random"], result
+    assert result["lightgbm"]["roc_auc"] < RANDOM_SPLIT_REFERENCE, result
+    # The floor: what training ships is never worse than the logistic baseline on validation.
+    metric = result["shipped_metric"]
+    shipped = result[f"valid_{result['shipped']}"][metric]
+    assert shipped >= result["valid_baseline"][metric], result
+    assert shipped >= result["valid_lightgbm"][metric], result
 
 
 def test_bank_random_split_score_is_period_recognition():
@@ -75,4 +85,4 @@ def test_bank_random_split_score_is_period_recognition():
         "nr_employed",
     ]
     result = evaluate_dataset(mapping, seed=SEED)
-    assert result["lightgbm"]["roc_auc"] > FLOORS["bank_marketing_random"] - 0.02, result
+    assert result["lightgbm"]["roc_auc"] > RANDOM_SPLIT_REFERENCE - 0.02, result

@@ -51,6 +51,8 @@ BASE = {
     "conversion_tier": "cold",
     "churn_reasons": None,
     "conversion_reasons": None,
+    "clv_value": 80.0,
+    "clv_tier": "standard",
 }
 
 
@@ -237,3 +239,10 @@ def test_produced_by_names_rule_and_model_versions():
     assert produced["rfm_segment"] == "rule:rfm_segment@v2"
     assert produced["churn_risk"] == "model:persona-churn@7"
     assert produced["persona_name"] == "model:persona-segments@unknown"
+
+
+def test_value_tags_follow_the_value_model():
+    t = tags_of(clv_value=1234.567, clv_tier="top")
+    assert t["value_tier"] == "top" and t["predicted_value"] == pytest.approx(1234.57)
+    t = tags_of(clv_value=None, clv_tier=None)
+    assert t["value_tier"] is None and math.isnan(t["predicted_value"])

@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 
 from serving.changes import TagChange
-from serving.connectors.base import ContactResolver
 from serving.connectors.http import HttpConnector, retry_after_seconds
 from serving.connectors.sql import SqlConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, make_state_engine
+from serving.record_keys import RecordKeys
 from tests.fakes.hubspot import FakeHubSpot
 from tests.service.conftest import new_database
 
@@ -72,7 +72,7 @@ def connector(fake: FakeHubSpot, timeout: float = 5.0) -> HttpConnector:
         fake.url,
         token=TOKEN,
         id_property="persona_customer_id",
-        resolver=ContactResolver(None),
+        resolver=RecordKeys(None),
         timeout=timeout,
     )
 
@@ -191,7 +191,7 @@ def test_flips_land_and_replays_do_not_overwrite(hubspot: FakeHubSpot, outbox: O
 # ------------------------------------------------------------------------------------ SIGKILL
 _WORKER = """
 import random, sys, time
-from serving.connectors.base import ContactResolver
+from serving.record_keys import RecordKeys
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, make_state_engine
 kind, state_url, target = sys.argv[1:4]
@@ -199,11 +199,11 @@ box = Outbox(make_state_engine(state_url))
 if kind == "http":
     from serving.connectors.http import HttpConnector
     crm = HttpConnector(target, token="test-token", id_property="persona_customer_id",
-                        resolver=ContactResolver(None), timeout=5)
+                        resolver=RecordKeys(None), timeout=5)
 else:
     import sqlalchemy as sa
     from serving.connectors.sql import SqlConnector
-    crm = SqlConnector(sa.create_engine(target), resolver=ContactResolver(None))
+    crm = SqlConnector(sa.create_engine(target), resolver=RecordKeys(None))
 print("ready", flush=True)
 Dispatcher(box, crm, batch_size=300, lease_seconds=1.0, base_delay=0.05, max_delay=0.2).run_until_empty()
 print("done", flush=True)
@@ -275,7 +275,7 @@ def test_sigkill_with_a_postgres_crm_never_applies_a_change_twice(
     postgres: str, outbox: Outbox, tmp_path: Path, seed: int
 ) -> None:
     crm_url = new_database(postgres)
-    sql = SqlConnector(sa.create_engine(crm_url), resolver=ContactResolver(None))
+    sql = SqlConnector(sa.create_engine(crm_url), resolver=RecordKeys(None))
     sql.create_schema()
     intended = _queue_world(outbox, random.Random(seed), customers=1500)
     _kill_run("sql", f"sqlite:///{tmp_path}/persona.sqlite", crm_url, seed)

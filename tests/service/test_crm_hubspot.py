@@ -13,10 +13,10 @@ import pytest
 from core.errors import CrmError
 from serving.changes import TagChange
 from serving.connectors import make_connector
-from serving.connectors.base import ContactResolver
 from serving.connectors.http import HttpConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, make_state_engine
+from serving.record_keys import RecordKeys
 from tests.fakes.hubspot import FakeHubSpot
 
 TOKEN = "test-token"
@@ -65,7 +65,7 @@ def connector(fake: FakeHubSpot, *, timeout: float = 5.0, identity_map: Path | N
         fake.url,
         token=TOKEN,
         id_property="persona_customer_id",
-        resolver=ContactResolver(identity_map),
+        resolver=RecordKeys(identity_map),
         timeout=timeout,
     )
 
@@ -105,7 +105,7 @@ def test_upserts_properties_by_id_property_with_bearer_token(hubspot: FakeHubSpo
 def test_wrong_token_settles_nothing(hubspot: FakeHubSpot, outbox: Outbox) -> None:
     enqueue(outbox, [change("P1", "high")])
     bad = HttpConnector(
-        hubspot.url, token="wrong", id_property="persona_customer_id", resolver=ContactResolver(None)
+        hubspot.url, token="wrong", id_property="persona_customer_id", resolver=RecordKeys(None)
     )
     with pytest.raises(CrmError, match=r"refused the credentials \(401\)") as err:
         dispatcher(outbox, bad, FakeClock()).run_once()
@@ -118,7 +118,7 @@ def test_wrong_token_settles_nothing(hubspot: FakeHubSpot, outbox: Outbox) -> No
 def test_wrong_url_is_a_configuration_error_not_a_dead_letter(hubspot: FakeHubSpot, outbox: Outbox) -> None:
     enqueue(outbox, [change("P1", "high"), change("P2", "low")])
     lost = HttpConnector(
-        hubspot.url + "/v2", token=TOKEN, id_property="persona_customer_id", resolver=ContactResolver(None)
+        hubspot.url + "/v2", token=TOKEN, id_property="persona_customer_id", resolver=RecordKeys(None)
     )
     with pytest.raises(CrmError, match="answered 404") as err:
         dispatcher(outbox, lost, FakeClock()).run_until_empty()
@@ -174,17 +174,20 @@ def test_customers_map_to_their_crm_contacts(hubspot: FakeHubSpot, outbox: Outbo
     identity = tmp_path / "identity_map.parquet"
     pd.DataFrame(
         {
-            "source": ["contacts", "contacts", "contacts", "orders"],
-            "source_record_id": ["C0000001", "C0000007", "C0000002", "O9"],
-            "customer_id": ["P1", "P1", "P2", "P3"],
-            "match_rule": ["contact_id", "email_exact", "contact_id", "new"],
+            "source": ["contacts", "contacts", "contacts", "orders", "orders"],
+            "source_record_id": ["C0000001", "C0000007", "C0000002", "O9", "O10"],
+            "source_key": ["C0000001", "C0000007", "C0000002", None, "K-77"],
+            "customer_id": ["P1", "P1", "P2", "P3", "P4"],
+            "match_rule": ["contact_id", "email_exact", "contact_id", "new", "new"],
         }
     ).to_parquet(identity)
-    enqueue(outbox, [change("P1", "high"), change("P2", "low"), change("P3", "low")])
+    enqueue(outbox, [change("P1", "high"), change("P2", "low"), change("P3", "low"), change("P4", "low")])
     stats = dispatcher(outbox, connector(hubspot, identity_map=identity), FakeClock()).run_until_empty()
-    assert stats.delivered == 3
-    # both CRM records of P1 get the tag; P3 has no CRM contact, so there is nothing to write
-    assert sorted(hubspot.state.contacts) == ["C0000001", "C0000002", "C0000007"]
+    # both CRM records of P1 get the tag; P4 is addressed by its orders' customer number; P3 has no
+    # key the CRM knows: dead-lettered with the reason, never sent under an empty id
+    assert stats.delivered == 3 and stats.dead == 1
+    assert sorted(hubspot.state.contacts) == ["C0000001", "C0000002", "C0000007", "K-77"]
+    assert "no CRM record for customer P3" in outbox.dead_letters()[0].reason
     assert hubspot.property_of("C0000007", "persona_churn_risk") == "high"
 
 

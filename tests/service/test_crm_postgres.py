@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from serving.changes import TagChange
-from serving.connectors.base import Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.base import Connector, SendResult, TransientCrmError
 from serving.connectors.sql import SqlConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, OutboxEntry, make_state_engine
+from serving.record_keys import RecordKeys
 from tests.service.conftest import new_database
 
 pytestmark = pytest.mark.integration
@@ -96,18 +97,21 @@ def test_sql_connector_on_postgres_applies_each_change_once(postgres: str, tmp_p
     import pandas as pd
 
     identity = tmp_path / "identity_map.parquet"
+    # P0000 and P0001 are CRM contacts; the others are known by their orders' customer number K<i>
+    others = [f"P{i:04d}" for i in range(2, 1_000)]
     pd.DataFrame(
         {
-            "source": ["contacts"] * 3,
-            "source_record_id": ["C1", "C2", "C3"],
-            "customer_id": ["P0000", "P0000", "P0001"],
-            "match_rule": ["contact_id"] * 3,
+            "source": ["contacts"] * 3 + ["orders"] * len(others),
+            "source_record_id": ["C1", "C2", "C3"] + [f"O{i}" for i in range(len(others))],
+            "source_key": ["C1", "C2", "C3"] + [f"K{c[1:]}" for c in others],
+            "customer_id": ["P0000", "P0000", "P0001", *others],
+            "match_rule": ["contact_id"] * 3 + ["new"] * len(others),
         }
     ).to_parquet(identity)
     state = Outbox(make_state_engine(new_database(postgres)))
     state.create_schema()
     crm_url = new_database(postgres)
-    connector = LostAcks(SqlConnector(make_state_engine(crm_url), resolver=ContactResolver(identity)))
+    connector = LostAcks(SqlConnector(make_state_engine(crm_url), resolver=RecordKeys(identity)))
     changes = [change(f"P{i:04d}", ["high", "low"][i % 2]) for i in range(1_000)]
     with state.engine.begin() as conn:
         state.enqueue(conn, changes, now=0.0)
@@ -143,6 +147,10 @@ def test_sql_connector_on_postgres_applies_each_change_once(postgres: str, tmp_p
         ("P0000", "C2", "high"),
         ("P0001", "C3", "low"),
     ]
-    # customers absent from the identity map's contacts keep the tag under their customer id
+    # the others' tags are on the record of their customer number
     assert total == 1_000 + 1
+    with engine.connect() as conn:
+        assert conn.execute(
+            sa.text("SELECT contact_id FROM persona_tags WHERE customer_id = 'P0999'")
+        ).scalars().all() == ["K0999"]
     engine.dispose()

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 
 from serving.changes import TagChange
 from serving.connectors import make_connector
-from serving.connectors.base import Connector, ContactResolver, SendResult, TransientCrmError
+from serving.connectors.base import Connector, SendResult, TransientCrmError
 from serving.connectors.sql import SqlConnector
 from serving.dispatcher import Dispatcher
 from serving.outbox import Outbox, OutboxEntry, make_state_engine
+from serving.record_keys import RecordKeys
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -53,7 +54,8 @@ def change(
 
 def make_crm(data_dir: Path) -> str:
     """The generator's CRM shape (a `contacts` table) plus an identity map: P1 has two contact records,
-    P2 one, P3 none (known from orders only)."""
+    P2 one, P3 none (known from orders by email only: no key the CRM knows), P4 none but an orders
+    customer number."""
     (data_dir / "raw").mkdir(parents=True, exist_ok=True)
     (data_dir / "clean").mkdir(parents=True, exist_ok=True)
     db = data_dir / "raw" / "crm.sqlite"
@@ -64,10 +66,11 @@ def make_crm(data_dir: Path) -> str:
         )
     pd.DataFrame(
         {
-            "source": ["contacts", "contacts", "contacts", "orders"],
-            "source_record_id": ["C1", "C2", "C3", "O-17"],
-            "customer_id": ["P1", "P1", "P2", "P3"],
-            "match_rule": ["contact_id", "phone_e164", "contact_id", "new"],
+            "source": ["contacts", "contacts", "contacts", "orders", "orders", "orders"],
+            "source_record_id": ["C1", "C2", "C3", "O-17", "O-18", "O-19"],
+            "source_key": ["C1", "C2", "C3", None, "K-4", "K-4"],
+            "customer_id": ["P1", "P1", "P2", "P3", "P4", "P4"],
+            "match_rule": ["contact_id", "phone_e164", "contact_id", "new", "new", "contact_id"],
         }
     ).to_parquet(data_dir / "clean" / "identity_map.parquet")
     return f"sqlite:///{db}"
@@ -86,13 +89,18 @@ def test_tags_land_on_every_contact_record_of_the_customer(settings, data_dir: P
     url = make_crm(data_dir)
     connector = make_connector(settings)
     assert isinstance(connector, SqlConnector)
-    result = connector.send(entries([change("P1", "high"), change("P2", "low"), change("P3", "medium")]))
-    assert result.rejected == {} and result.duplicates == 0
+    batch = [change("P1", "high"), change("P2", "low"), change("P3", "medium"), change("P4", "low")]
+    result = connector.send(entries(batch))
+    # P3 has no key the CRM knows: reported, never written under an empty id
+    assert result.rejected == {
+        3: "no CRM record for customer P3: no CRM contact id and no orders key (crm.record_key)"
+    }
+    assert result.duplicates == 0
     assert rows(url, "SELECT customer_id, contact_id, crm_field, value FROM persona_tags ORDER BY 1, 2") == [
         ("P1", "C1", "persona_churn_risk", "high"),
         ("P1", "C2", "persona_churn_risk", "high"),
         ("P2", "C3", "persona_churn_risk", "low"),
-        ("P3", "", "persona_churn_risk", "medium"),  # no CRM contact: kept under the customer id
+        ("P4", "K-4", "persona_churn_risk", "low"),  # no CRM contact: the orders' customer number
     ]
     assert rows(url, "SELECT count(*) FROM persona_tag_history") == [(4,)]
     assert rows(url, "SELECT count(*) FROM contacts") == [(3,)]  # the CRM's own rows are untouched
@@ -147,7 +155,7 @@ def test_a_flip_back_lands_and_a_replay_does_not(settings, data_dir: Path) -> No
 def test_a_locked_crm_database_is_a_transient_failure(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/crm.sqlite"
     engine = sa.create_engine(url, connect_args={"timeout": 0.1})
-    connector = SqlConnector(engine, resolver=ContactResolver(None))
+    connector = SqlConnector(engine, resolver=RecordKeys(None))
     connector.create_schema()
     blocker = sqlite3.connect(tmp_path / "crm.sqlite")
     blocker.execute("BEGIN EXCLUSIVE")
@@ -197,7 +205,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
     state = Outbox(make_state_engine(f"sqlite:///{tmp_path}/state.sqlite"))
     state.create_schema()
     crm_url = f"sqlite:///{tmp_path}/crm.sqlite"
-    inner = SqlConnector(make_state_engine(crm_url), resolver=ContactResolver(None))
+    inner = SqlConnector(make_state_engine(crm_url), resolver=RecordKeys(None))
     flaky = FlakyCrm(inner, seed=11)
     changes = [change(f"P{i:05d}", ["high", "medium", "low"][i % 3]) for i in range(n)]
     with state.engine.begin() as conn:

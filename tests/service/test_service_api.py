@@ -41,7 +41,13 @@ def client(world: Path) -> Iterator[object]:
 
 def test_health_metrics_and_docs_are_open(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    # Which models are loaded, with the FeatureService each was trained on (the demo world has all three).
+    body = ready.json()
+    assert body["ready"] is True and body["not_loaded"] == {}
+    assert body["models"]["churn"]["feature_service"] == "churn_v1"
+    assert set(body["models"]) == {"segments", "churn", "conversion"}
     assert client.get("/metrics").status_code == 200
     spec = client.get("/docs.json").json()
     assert spec["paths"]["/v1/score"]["post"]["security"] == [{"bearerAuth": []}]
@@ -119,6 +125,31 @@ def test_duplicates_are_answered_once_in_request_order(client, world_ids) -> Non
     assert [i["customer_id"] for i in response.json()["items"]] == [b, a]
 
 
+def test_the_business_keys_name_the_same_customer(client, world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """A CRM asks by its own contact id (or a lead id): the answer is the customer's, and says both ids."""
+    import pandas as pd
+
+    idmap = pd.read_parquet(world / "clean" / "identity_map.parquet")
+    active = set(world_ids["active"])
+    contacts = idmap[(idmap["source"] == "contacts") & idmap["customer_id"].isin(active)]
+    contact_id, cid = contacts["source_key"].iloc[0], contacts["customer_id"].iloc[0]
+    assert contact_id == contacts["source_record_id"].iloc[0] and not contact_id.startswith("P")
+    leads = idmap[(idmap["source"] == "leads") & (idmap["customer_id"] != cid)]
+    lead_id, lead_cid = leads["source_key"].iloc[0], leads["customer_id"].iloc[0]
+    body = client.post(
+        "/v1/score", json={"customer_ids": [contact_id, cid, lead_id, "C-unknown"]}, headers=AUTH
+    ).json()
+    by_contact, by_persona, by_lead, unknown = body["items"]
+    assert by_contact["customer_id"] == by_persona["customer_id"] == cid
+    assert (by_contact["requested_id"], by_persona["requested_id"]) == (contact_id, cid)
+    assert by_contact["status"] == "ok" and by_contact["churn"] == by_persona["churn"]
+    assert by_lead["customer_id"] == lead_cid and by_lead["requested_id"] == lead_id
+    assert unknown["status"] == "not_found" and unknown["customer_id"] == "C-unknown"
+    # no email or phone is kept as a key: only contact ids, lead ids and customer numbers
+    keys = idmap["source_key"].dropna().astype(str)
+    assert not keys.str.contains("@").any() and not keys.str.startswith("+").any()
+
+
 @pytest.mark.parametrize(
     ("payload", "why"),
     [
@@ -179,8 +210,17 @@ def test_stale_features_are_scored_but_degraded(world, world_ids) -> None:  # ty
     with env(PERSONA_DATA_DIR=str(world)):
         scorer = Scorer(load_state(load_settings()))
     cid = world_ids["active"][5]
-    fresh = scorer.score([cid], write_back=False, now=datetime(2026, 1, 2, tzinfo=UTC))["items"][0]
-    late = scorer.score([cid], write_back=False, now=datetime(2027, 6, 1, tzinfo=UTC))["items"][0]
+    # judged against the data's clock (the online store's materialized end), not the wall clock: the
+    # world's data ends 2025-12-31, years before this test runs, and its answers are fresh
+    answer = scorer.score([cid], write_back=False, now=datetime.now(UTC))
+    fresh = answer["items"][0]
+    assert answer["as_of"] is not None and answer["as_of"].startswith("2025-12-31")
+    assert not any("stale" in w for w in fresh["warnings"])
+    assert all(v["status"] != "stale" for v in fresh["feature_freshness"].values())
+    late = scorer.score(
+        [cid], write_back=False, now=datetime.now(UTC), as_of=datetime(2027, 6, 1, tzinfo=UTC)
+    )
+    late = late["items"][0]
     assert late["status"] == "ok" and late["churn"]["probability"] is not None
     assert late["degraded"] is True
     assert any("stale" in w for w in late["warnings"])
