@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_reasons": tx.STRING,
     "clv_value": tx.NUMBER,
     "clv_tier": tx.STRING,
+    "next_best": tx.STRING,  # recommender: the top category (or product)
+    "next_best_list": tx.STRING,  # its top k, comma-separated, best first
 }
 
 
@@ -113,6 +115,7 @@ class Catalog:
     input_types: dict[str, str]  # every external input (feature or model output) the catalog reads
     source: str = "configs/tags.yaml"
     notes: list[str] = field(default_factory=list)  # e.g. tags skipped because their source is absent
+    skipped: tuple[str, ...] = ()  # tags whose source is absent: always unset (see `without_sources`)
     _compiled: dict[Any, list[Any]] = field(default_factory=dict, repr=False)
 
     def _functions(self, mode: str, edges: dict[str, list[float]]) -> list[Any]:
@@ -168,8 +171,8 @@ class Catalog:
         return out
 
     def without_sources(self, absent: set[str]) -> tuple[Catalog, list[str]]:
-        """The catalog minus the tags that depend on an absent source (and the tags reading those),
-        with one note per skipped tag. The same catalog object when nothing is skipped."""
+        """The catalog with the tags that depend on an absent source (and the tags reading those) marked
+        `skipped`: scoring leaves them unset, `tags list` says why. One note per skipped tag."""
         skipped: dict[str, str] = {}
         for t in self.tags:
             missing = sorted(set(t.sources) & absent)
@@ -179,27 +182,10 @@ class Catalog:
             upstream = [n for n in (*t.inputs, *t.records) if n in skipped]
             if upstream:
                 skipped[t.key] = f"reads skipped tag {upstream[0]}"
+        notes = [f"tag {key} skipped (left unset): {why}" for key, why in skipped.items()]
         if not skipped:
             return self, []
-        kept = [t for t in self.tags if t.key not in skipped]
-        used_cuts = {c for t in kept for c in t.cutpoints}
-        keys = {t.key for t in kept}
-        input_types = {n: self.input_types[n] for t in kept for n in t.inputs if n not in keys}
-        cutpoints = {k: v for k, v in self.cutpoints.items() if k in used_cuts}
-        for spec in cutpoints.values():
-            input_types.setdefault(spec.feature, self.input_types.get(spec.feature, tx.NUMBER))
-        notes = [f"tag {key} skipped: {why}" for key, why in skipped.items()]
-        return (
-            Catalog(
-                version=self.version,
-                tags=kept,
-                cutpoints=cutpoints,
-                input_types=input_types,
-                source=self.source,
-                notes=[*self.notes, *notes],
-            ),
-            notes,
-        )
+        return replace(self, notes=[*self.notes, *notes], skipped=tuple(skipped), _compiled={}), notes
 
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate(self, frame: pd.DataFrame, cutpoints: Mapping[str, Any] | None = None) -> pd.DataFrame:

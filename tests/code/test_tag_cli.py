@@ -75,6 +75,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         conversion_reasons=[None] * n,
         clv_value=[120.5] * n,
         clv_tier=["high"] * n,
+        next_best=["books"] * n,
+        next_best_list=["books, toys, home"] * n,
     )
 
 
@@ -185,9 +187,9 @@ def test_a_tag_whose_source_is_absent_is_skipped_with_a_note(env, capsys, monkey
             update={"sources": settings.sources.model_copy(update={"leads": type(settings.sources.leads)()})}
         )
     catalog = catalogs.load_catalog(settings)
-    assert "buying_intent" not in catalog.keys and "conversion_reasons_text" not in catalog.keys
-    assert "tag buying_intent skipped: source leads absent" in catalog.notes
-    assert "conversion_tier" not in catalog.input_types and "churn_tier" in catalog.input_types
+    assert set(catalog.skipped) == {"buying_intent", "conversion_reasons_text"}
+    assert "tag buying_intent skipped (left unset): source leads absent" in catalog.notes
+    assert "buying_intent" in catalog.keys  # kept, so every answer carries the key (unset)
 
 
 def test_bad_catalog_stops_the_cli_with_every_problem(env, tmp_path, capsys, monkeypatch):
@@ -259,6 +261,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "churn_orders_v1": ["visits_90d"],
             "conversion_leads_v1": ["lead_age_days"],
             "clv_v1": ["recency_days"],
+            "recommend_v1": ["recency_days"],
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)

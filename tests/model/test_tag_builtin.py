@@ -53,6 +53,8 @@ BASE = {
     "conversion_reasons": None,
     "clv_value": 80.0,
     "clv_tier": "standard",
+    "next_best": None,
+    "next_best_list": None,
 }
 
 

@@ -131,13 +131,24 @@ def test_every_construct_batch_equals_single(rows, cut):
     _check(EVERY_CONSTRUCT, rows, cutpoints)
 
 
-REPO_STR = ("persona", "churn_tier", "conversion_tier", "clv_tier", "churn_reasons", "conversion_reasons")
+REPO_STR = (
+    "persona",
+    "churn_tier",
+    "conversion_tier",
+    "clv_tier",
+    "churn_reasons",
+    "conversion_reasons",
+    "next_best",
+    "next_best_list",
+)
 REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in REPO_STR]
 tiers = st.fixed_dictionaries(
     {
         "persona": strings,
         "churn_reasons": strings,
         "conversion_reasons": strings,
+        "next_best": strings,
+        "next_best_list": strings,
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
