@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artifacts.catalog import load_catalog, load_cutpoints
+from artifacts.catalog import load_catalog, load_cutpoints, load_reason_catalog
 from artifacts.registry import champion_version, load_champion, model_name
 from configs.settings import Settings
 from core.errors import FeatureStoreError, RegistryError, ValidationFailed
@@ -44,8 +44,8 @@ NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (no
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
 OUTPUTS_OF = {
     "segments": ("segment_id", "persona"),
-    "churn": ("churn_probability", "churn_tier"),
-    "conversion": ("conversion_probability", "conversion_tier"),
+    "churn": ("churn_probability", "churn_tier", "churn_reasons"),
+    "conversion": ("conversion_probability", "conversion_tier", "conversion_reasons"),
     "clv": ("clv_value", "clv_tier"),
     "recommend": ("next_best", "next_best_list"),
 }
@@ -150,6 +150,8 @@ class ServingState:
     populations: dict[str, Population]
     tag_store: Any  # serving.tag_store.TagStore
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
+    reasons: Any = None  # models.reasons.ReasonCatalog: the CRM's reasons fields in words
+    language: str = "en"  # tags.language
     # kind -> why it is not loaded (no champion): its scores say `no_model`, its tags stay unset
     missing: dict[str, str] = field(default_factory=dict)
     # tags that read a feature of an absent source or an output of a model not loaded: always unset
@@ -217,7 +219,9 @@ def load_state(settings: Settings) -> ServingState:
         f for m in models.values() for f in service_features(store, m.feature_service)
     }
     available |= {name for kind in models for name in OUTPUTS_OF[kind]}
-    unset_tags = tuple(catalog.depending_on(set(catalog.input_types) - available))
+    unset_tags = tuple(
+        dict.fromkeys([*catalog.depending_on(set(catalog.input_types) - available), *catalog.skipped])
+    )
     if unset_tags:
         log.info("tags left unset (their source or model is absent): %s", ", ".join(unset_tags))
     # Populations of the models loaded (a rule over the features of an absent model cannot be checked).
@@ -235,6 +239,8 @@ def load_state(settings: Settings) -> ServingState:
         model_names={kind: model_name(settings, kind) for kind in KINDS},
         catalog=catalog,
         cutpoints=load_cutpoints(settings, catalog),
+        reasons=load_reason_catalog(settings),
+        language=settings.tags.language,
         withdrawn=frozenset(withdrawn_customer_ids(settings)),
         populations=populations,
         tag_store=tag_store,
@@ -268,10 +274,18 @@ class ModelOutputs:
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
     # kind -> per-feature contributions of the rows scored, when `run_models(explain=...)` asked for them
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
+    # kind -> per row, the reasons raising the probability in words (None = none / not scored)
+    reasons_text: dict[str, np.ndarray] = field(default_factory=dict)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The outputs as tag-catalog inputs (name -> array)."""
+        n = len(self.segment_id)
+        words = {
+            f"{kind}_reasons": self.reasons_text.get(kind, np.full(n, None, dtype=object))
+            for kind in CLASSIFIERS
+        }
         return {
+            **words,
             "segment_id": self.segment_id,
             "persona": self.persona,
             "churn_probability": self.churn_probability,
@@ -336,11 +350,14 @@ def run_models(
         ids = np.asarray(
             seg.predict_columns(_part(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok)))
         )
-        segment_id[seg_ok] = ids
         persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
+        # customers without an order carry the persona `prospect` and no segment number
+        segment_id[seg_ok] = np.where(ids < 0, np.nan, ids)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
+    reasons_text: dict[str, np.ndarray] = {}
+    words = words_for(state)
     for kind in CLASSIFIERS:
         if kind not in state.models:
             outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
@@ -359,11 +376,15 @@ def run_models(
             rows = np.flatnonzero(ok)
             x = bundle.encode_columns(_part(bundle, features, None if len(rows) == n else rows))
             scored_rows[kind] = rows
-            if kind in explain:
+            if kind in explain or kind in words:
                 proba[ok], contributions[kind] = bundle.predict_with_contributions(x)
             else:
                 proba[ok] = bundle.predict_proba_array(x)
             tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
+            if kind in words:
+                text = np.full(n, None, dtype=object)
+                text[ok] = _reasons_in_words(state, bundle, features, rows, contributions[kind])
+                reasons_text[kind] = text
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
     value, value_tier = np.full(n, np.nan), np.full(n, None, dtype=object)
@@ -405,6 +426,35 @@ def run_models(
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
+        reasons_text=reasons_text,
+    )
+
+
+def words_for(state: ServingState) -> tuple[str, ...]:
+    """The classifiers whose reasons in words the tag catalog reads (`churn_reasons`, ...): only those
+    pay for the per-feature contributions in batch scoring."""
+    reasons = getattr(state, "reasons", None)
+    if reasons is None:
+        return ()
+    return tuple(k for k in CLASSIFIERS if f"{k}_reasons" in state.catalog.input_types)
+
+
+def _reasons_in_words(
+    state: ServingState, bundle: Any, features: Columns, rows: np.ndarray, contrib: np.ndarray
+) -> np.ndarray:
+    """The top reasons raising each scored row's probability, as phrases (the CRM's reasons field)."""
+    from models.reasons import render_reasons
+
+    values = np.empty((len(rows), len(bundle.features)), dtype=object)
+    for j, f in enumerate(bundle.features):
+        values[:, j] = features[f][rows]
+    return render_reasons(
+        state.reasons,
+        features=bundle.features,
+        contributions=contrib,
+        values=values,
+        top_k=max(state.settings.serving.top_reasons, 1),
+        language=state.language,
     )
 
 
@@ -700,8 +750,9 @@ class Scorer:
             }
             if only in (None, "segments"):
                 seg_reason = outputs.not_scored["segments"][row]
+                seg_id = outputs.segment_id[row]
                 item["segment"] = {
-                    "segment_id": None if seg_reason else int(outputs.segment_id[row]),
+                    "segment_id": None if seg_reason or np.isnan(seg_id) else int(seg_id),
                     "persona": outputs.persona[row],
                     "model_version": versions.get("segments"),
                     "not_scored_reason": seg_reason,

@@ -121,7 +121,9 @@ def evaluate_and_register(
     base_proba = baseline.predict_proba(data.test)
     metrics = binary_metrics(y_test, proba)
     base_metrics = binary_metrics(y_test, base_proba)
-    valid_metrics = binary_metrics(data.valid[LABEL].to_numpy(), model.predict_proba(data.valid))
+    y_valid = data.valid[LABEL].to_numpy()
+    valid_metrics = binary_metrics(y_valid, model.predict_proba(data.valid))
+    base_valid_metrics = binary_metrics(y_valid, baseline.predict_proba(data.valid))
 
     mlflow_client = client(settings)
     before = champion_version(settings, data.kind, mlflow_client=mlflow_client)
@@ -132,6 +134,8 @@ def evaluate_and_register(
         champion=champ_metrics,
         config=settings.training.gate,
         champion_version=before,
+        challenger_valid=valid_metrics,
+        baseline_valid=base_valid_metrics,
     )
     importance = model.metadata.get("feature_importance_gain") or _permutation_importance(model, data)
     window = {**data.split.window(), "label_horizon_days": data.split.horizon_days}
@@ -139,6 +143,7 @@ def evaluate_and_register(
         **{f"test_{k}": v for k, v in metrics.items()},
         **{f"baseline_test_{k}": v for k, v in base_metrics.items()},
         **{f"valid_{k}": v for k, v in valid_metrics.items()},
+        **{f"baseline_valid_{k}": v for k, v in base_valid_metrics.items()},
         **({f"champion_test_{k}": v for k, v in champ_metrics.items()} if champ_metrics else {}),
     }
 
@@ -218,6 +223,7 @@ def evaluate_and_register(
             version=version,
             promoted_by="gate",
             note=decision.reason,
+            metrics=decision.compared,
             mlflow_client=mlflow_client,
         )
         outcome.promoted = True
@@ -370,6 +376,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             version=version,
             promoted_by="gate",
             note=decision.reason,
+            metrics=decision.compared,
             mlflow_client=mlflow_client,
         )
         outcome.promoted = True

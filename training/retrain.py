@@ -94,7 +94,12 @@ def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[s
             if not outcome.decision.promote:
                 continue
             before = move_champion(
-                settings, kind, version=outcome.version, promoted_by="gate", note=outcome.decision.reason
+                settings,
+                kind,
+                version=outcome.version,
+                promoted_by="gate",
+                note=outcome.decision.reason,
+                metrics=outcome.decision.compared,
             )
             moved[kind] = (before, outcome.version)
             outcome.promoted = True

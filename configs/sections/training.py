@@ -17,9 +17,10 @@ class GateConfig(BaseModel):
     primary_metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
     margin: float = Field(0.0, ge=0.0)
     floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
-    # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion above a floor.
+    # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion on the same
+    # customers not below `ari_floor` (under it a challenger is promoted only by `persona promote --force`).
     silhouette_floor: float = Field(0.05, ge=-1.0, le=1.0)
-    ari_floor: float = Field(0.3, ge=-1.0, le=1.0)
+    ari_floor: float = Field(0.8, ge=-1.0, le=1.0)
 
 
 class SegmentsConfig(BaseModel):

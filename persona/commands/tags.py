@@ -29,6 +29,8 @@ def register(cli: click.Group) -> None:
                     "key": t.key,
                     "kind": t.kind,
                     "type": t.value_type,
+                    "priority": t.priority,
+                    "sources": ",".join(t.sources) or "-",
                     "cadence": t.cadence,
                     "crm_field": t.crm_field,
                     "version": t.version,
@@ -36,12 +38,14 @@ def register(cli: click.Group) -> None:
                 }
                 for t in catalog.tags
             ),
-            ["key", "kind", "type", "cadence", "crm_field", "version", "description"],
+            ["key", "kind", "type", "priority", "sources", "cadence", "crm_field", "version", "description"],
             title=f"tag catalog {catalog.source} (version {catalog.version}): {len(catalog.tags):,} tags",
             wide=wide,
             long_columns=["description"],
             numeric_columns=["version"],
         )
+        for note in catalog.notes:
+            click.echo(f"note: {note}")
         if catalog.cutpoints:
             fitted = ", ".join(f"{c.name} ({c.feature}, {c.bins} bins)" for c in catalog.cutpoints.values())
             click.echo(f"cut points fitted at training time: {fitted}")

@@ -17,7 +17,7 @@ from configs.settings import load_settings
 from core.errors import RegistryError
 from tests.model.test_gate_shuffled_labels import make_data
 from training.jobs import evaluate_and_register, fit_classifiers
-from training.registry import compare, promote_manual, rollback
+from training.registry import compare, promote_forced, rollback
 
 pytestmark = pytest.mark.slow
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -36,7 +36,7 @@ def registry(tmp_path_factory):
                 settings, data=data, model=model, baseline=baseline, store=None, promote=False
             )
         )
-    promote_manual(settings, "churn", version=outcomes[0].version)
+    promote_forced(settings, "churn", version=outcomes[0].version, reason="test set-up")
     return settings, outcomes
 
 
@@ -125,7 +125,7 @@ def test_versions_tags_and_aliases(registry) -> None:
 
 def test_manual_promotion_then_rollback(registry) -> None:
     settings, (first, second) = registry
-    before = promote_manual(settings, "churn", version=second.version)
+    before = promote_forced(settings, "churn", version=second.version, reason="try v2")
     assert before == first.version and champion_version(settings, "churn") == second.version
     v2 = client(settings).get_model_version("persona-churn", second.version)
     assert v2.tags["champion.previous"] == first.version and v2.tags["champion.promoted_by"] == "manual"
