@@ -53,6 +53,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_tier": tx.STRING,
     "clv_value": tx.NUMBER,
     "clv_tier": tx.STRING,
+    "uplift_score": tx.NUMBER,
+    "uplift_group": tx.STRING,
 }
 
 

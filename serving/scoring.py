@@ -21,7 +21,7 @@ from core.errors import FeatureStoreError, RegistryError, ValidationFailed
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion", "clv")
+KINDS = ("segments", "churn", "conversion", "clv", "uplift")
 CLASSIFIERS = ("churn", "conversion")
 NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
@@ -30,6 +30,7 @@ OUTPUTS_OF = {
     "churn": ("churn_probability", "churn_tier"),
     "conversion": ("conversion_probability", "conversion_tier"),
     "clv": ("clv_value", "clv_tier"),
+    "uplift": ("uplift_score", "uplift_group"),
 }
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
@@ -253,6 +254,8 @@ class ModelOutputs:
     conversion_tier: np.ndarray
     clv_value: np.ndarray  # predicted spend over the value horizon (NaN = not scored)
     clv_tier: np.ndarray
+    uplift_score: np.ndarray  # predicted effect of the campaigns' treatment on the outcome (NaN = not scored)
+    uplift_group: np.ndarray  # persuadable | sure_thing | lost_cause | do_not_disturb
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -270,6 +273,8 @@ class ModelOutputs:
             "conversion_tier": self.conversion_tier,
             "clv_value": self.clv_value,
             "clv_tier": self.clv_tier,
+            "uplift_score": self.uplift_score,
+            "uplift_group": self.uplift_group,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -361,6 +366,18 @@ def run_models(
             value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
             value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
             scored_rows["clv"] = rows
+    uplift, uplift_group = np.full(n, np.nan), np.full(n, None, dtype=object)
+    if "uplift" not in state.models:
+        not_scored["uplift"] = no_model.copy()
+    else:
+        bundle = state.models["uplift"].bundle
+        ok = has_features["uplift"]
+        not_scored["uplift"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            scores, groups = bundle.score(value_frame(bundle, features, None if len(rows) == n else rows))
+            uplift[ok], uplift_group[ok] = scores, np.asarray(groups, dtype=object)
+            scored_rows["uplift"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -370,6 +387,8 @@ def run_models(
         conversion_tier=outputs["conversion"][1],
         clv_value=value,
         clv_tier=value_tier,
+        uplift_score=uplift,
+        uplift_group=uplift_group,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion", "clv"]
+ModelKind = Literal["segments", "churn", "conversion", "clv", "uplift"]
 
 
 class GateConfig(BaseModel):
@@ -20,6 +20,9 @@ class GateConfig(BaseModel):
     # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion above a floor.
     silhouette_floor: float = Field(0.05, ge=-1.0, le=1.0)
     ari_floor: float = Field(0.3, ge=-1.0, le=1.0)
+    # Uplift: held-out Qini above this floor (0 is what a random ranking scores on average) and not
+    # below a random ranking's Qini on the same customers; beats the champion's by `margin`.
+    uplift_floor: float = Field(0.0, ge=-1.0, le=1.0)
 
 
 class SegmentsConfig(BaseModel):
@@ -56,6 +59,8 @@ class TrainingConfig(BaseModel):
             "churn": ["churn_v1", "churn_orders_v1"],
             "conversion": ["conversion_v1", "conversion_leads_v1"],
             "clv": ["clv_v1"],
+            # Uplift: the customer's behaviour at the campaign's start (the churn model's features).
+            "uplift": ["churn_v1", "churn_orders_v1"],
         }
     )
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)

@@ -6,7 +6,7 @@ import click
 
 from persona.commands._common import settings_from
 
-KINDS = ("segments", "churn", "conversion", "clv")
+KINDS = ("segments", "churn", "conversion", "clv", "uplift")
 
 
 def _summary(outcome) -> str:
@@ -20,6 +20,13 @@ def _summary(outcome) -> str:
             f"{m['capture_top_decile']:.3f} (BG/NBD x GG MAE "
             f"{base.get('bgnbd_gamma_gamma', {}).get('mae', float('nan')):.2f}, naive rate "
             f"{base.get('naive_rate', {}).get('mae', float('nan')):.2f})"
+        )
+    elif outcome.kind == "uplift":
+        base = outcome.extra.get("baseline") or {}
+        m = outcome.metrics
+        nums = (
+            f"test Qini {m['qini']:.4f}, AUUC {m['auuc']:.4f} (random ranking {base.get('qini', float('nan')):.4f} / "
+            f"{base.get('auuc', float('nan')):.4f}); {outcome.extra.get('selection', '')}"
         )
     elif outcome.kind == "segments":
         nums = ", ".join(

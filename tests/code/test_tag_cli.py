@@ -72,6 +72,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         conversion_tier=["warm"] * n,
         clv_value=[120.5] * n,
         clv_tier=["high"] * n,
+        uplift_score=[0.05] * n,
+        uplift_group=["persuadable"] * n,
     )
 
 

@@ -35,6 +35,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "conversion_tier": "cold",
             "clv_value": 80.0,
             "clv_tier": "standard",
+            "uplift_score": 0.0,
+            "uplift_group": "lost_cause",
         }
     )
 

@@ -134,7 +134,7 @@ def test_every_construct_batch_equals_single(rows, cut):
 REPO_NUM = [
     n
     for n in REPO_CATALOG.required_inputs
-    if n not in ("persona", "churn_tier", "conversion_tier", "clv_tier")
+    if n not in ("persona", "churn_tier", "conversion_tier", "clv_tier", "uplift_group")
 ]
 tiers = st.fixed_dictionaries(
     {
@@ -142,6 +142,7 @@ tiers = st.fixed_dictionaries(
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
+        "uplift_group": st.sampled_from([None, "persuadable", "sure_thing", "lost_cause", "do_not_disturb"]),
     }
 )
 
