@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -42,6 +43,16 @@ assignments_table = sa.Table(
     # Breakdown tags as they were at assignment: pre-treatment, so the treatment cannot move them.
     sa.Column("tags", sa.Text, nullable=False),
 )
+
+
+def read_engine(settings: Settings) -> Engine | None:
+    """An engine on the state database for reading, or None when it was never created (a SQLite file
+    that does not exist yet: no campaign has been stored)."""
+    url = sa.make_url(settings.url(settings.state_url))
+    on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if on_disk and not Path(url.database).is_file():
+        return None
+    return sa.create_engine(url)
 
 
 def _load_spec(row: Any) -> CampaignSpec:
@@ -151,8 +162,8 @@ def finished_campaigns(
 ) -> tuple[list[FinishedCampaign], list[str]]:
     """The campaigns an uplift model may learn from (run by Persona, 0/1 outcome, window closed by the
     data's clock, assigned), and one line per stored campaign left out saying why."""
-    engine = engine or sa.create_engine(settings.url(settings.state_url))
-    specs = stored_specs(engine)
+    engine = engine or read_engine(settings)
+    specs = stored_specs(engine) if engine is not None else []
     if not specs:
         return [], []
     as_of = data_as_of(settings)
