@@ -38,6 +38,17 @@ class SegmentsConfig(BaseModel):
         return self
 
 
+# The FeatureServices each model kind may be trained on, in order of preference (see `services`).
+DEFAULT_SERVICES: dict[str, list[str]] = {
+    "segments": ["segmentation_v1", "segmentation_orders_v1"],
+    "churn": ["churn_v1", "churn_orders_v1"],
+    "conversion": ["conversion_v1", "conversion_leads_v1"],
+    "clv": ["clv_v1"],
+    # Uplift: the customer's behaviour at the campaign's start (the churn model's features).
+    "uplift": ["churn_v1", "churn_orders_v1"],
+}
+
+
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,16 +64,7 @@ class TrainingConfig(BaseModel):
     # The FeatureServices each model kind may be trained on, in order of preference: training takes the
     # first whose feature tables were all built (so the sources present decide), and records it on the
     # model version; serving reads exactly that one. A single name is a list of one.
-    services: dict[ModelKind, list[str]] = Field(
-        default_factory=lambda: {
-            "segments": ["segmentation_v1", "segmentation_orders_v1"],
-            "churn": ["churn_v1", "churn_orders_v1"],
-            "conversion": ["conversion_v1", "conversion_leads_v1"],
-            "clv": ["clv_v1"],
-            # Uplift: the customer's behaviour at the campaign's start (the churn model's features).
-            "uplift": ["churn_v1", "churn_orders_v1"],
-        }
-    )
+    services: dict[ModelKind, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SERVICES))
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     lock_path: str = "{data_dir}/state/retrain.lock"
@@ -70,8 +72,10 @@ class TrainingConfig(BaseModel):
     @field_validator("services", mode="before")
     @classmethod
     def _names_as_lists(cls, v: Any) -> Any:
+        # A config that lists some kinds keeps the defaults of the others (a model added later trains).
         if isinstance(v, dict):
-            return {kind: [names] if isinstance(names, str) else names for kind, names in v.items()}
+            given = {kind: [names] if isinstance(names, str) else names for kind, names in v.items()}
+            return {**DEFAULT_SERVICES, **given}
         return v
 
     @field_validator("services")
