@@ -236,8 +236,10 @@ def uplift_train_set(settings, *, store) -> UpliftTrainSet:
 
     found, left_out = finished_campaigns(settings)
     if not found:
-        why = "; ".join(left_out) or "no campaign stored (persona campaign create / assign)"
-        raise StageSkipped(f"uplift model skipped: no finished campaign with a 0/1 outcome ({why})")
+        why = (
+            "; ".join(left_out) or "none stored: persona campaign create / assign, then let its window close"
+        )
+        raise StageSkipped(f"uplift model skipped: no finished campaign with a 0/1 outcome yet ({why})")
     rows = pd.concat(
         [
             c.frame.assign(campaign=c.spec.name, event_timestamp=pd.Timestamp(c.spec.start, tz="UTC"))
