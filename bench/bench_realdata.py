@@ -24,6 +24,7 @@ def cdnow_churn() -> list[str]:
     """CDNOW through the real pipeline (ingest -> features -> Feast -> churn training set from the
     orders-only FeatureService), then LightGBM and the logistic baseline on the same time split."""
     import os
+    import secrets
     import tempfile
     import time
 
@@ -39,6 +40,8 @@ def cdnow_churn() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PERSONA_DATA_DIR"] = tmp
         os.environ["PERSONA_SOURCES__ORDERS__PATH"] = str(path)
+        # real data is never hashed with the public demo salt (features.salt_guard): a secret per run
+        os.environ.setdefault("PERSONA_IDENTITY__SALT", secrets.token_urlsafe(16))
         settings = load_settings(CDNOW_CONFIG)
         started = time.perf_counter()
         run_ingest(settings)

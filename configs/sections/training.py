@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion", "clv", "uplift"]
+ModelKind = Literal["segments", "churn", "conversion", "clv", "recommend", "uplift"]
 
 
 class GateConfig(BaseModel):
@@ -38,12 +38,24 @@ class SegmentsConfig(BaseModel):
         return self
 
 
+class RecommendConfig(BaseModel):
+    """Next best category (or product)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_days: int = Field(90, gt=0)  # "bought in the next N days" is what is predicted and evaluated
+    top_k: int = Field(3, ge=1, le=20)
+    level: Literal["auto", "category", "product"] = "auto"
+    max_products: int = Field(500, ge=2)  # product level only for catalogs up to this size
+
+
 # The FeatureServices each model kind may be trained on, in order of preference (see `services`).
 DEFAULT_SERVICES: dict[str, list[str]] = {
     "segments": ["segmentation_v1", "segmentation_orders_v1"],
     "churn": ["churn_v1", "churn_orders_v1"],
     "conversion": ["conversion_v1", "conversion_leads_v1"],
     "clv": ["clv_v1"],
+    "recommend": ["recommend_v1"],
     # Uplift: the customer's behaviour at the campaign's start (the churn model's features).
     "uplift": ["churn_v1", "churn_orders_v1"],
 }
@@ -65,6 +77,7 @@ class TrainingConfig(BaseModel):
     # first whose feature tables were all built (so the sources present decide), and records it on the
     # model version; serving reads exactly that one. A single name is a list of one.
     services: dict[ModelKind, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SERVICES))
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     lock_path: str = "{data_dir}/state/retrain.lock"

@@ -37,6 +37,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "clv_tier": "standard",
             "uplift_score": 0.0,
             "uplift_group": "lost_cause",
+            "next_best": "books",
+            "next_best_list": "books, toys, home",
         }
     )
 

@@ -47,6 +47,8 @@ BASE = {
     "clv_tier": "standard",
     "uplift_score": 0.02,
     "uplift_group": "lost_cause",
+    "next_best": "books",
+    "next_best_list": "books, toys, home",
 }
 
 

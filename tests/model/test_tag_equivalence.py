@@ -134,7 +134,16 @@ def test_every_construct_batch_equals_single(rows, cut):
 REPO_NUM = [
     n
     for n in REPO_CATALOG.required_inputs
-    if n not in ("persona", "churn_tier", "conversion_tier", "clv_tier", "uplift_group")
+    if n
+    not in (
+        "persona",
+        "churn_tier",
+        "conversion_tier",
+        "clv_tier",
+        "uplift_group",
+        "next_best",
+        "next_best_list",
+    )
 ]
 tiers = st.fixed_dictionaries(
     {
@@ -143,6 +152,8 @@ tiers = st.fixed_dictionaries(
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
         "uplift_group": st.sampled_from([None, "persuadable", "sure_thing", "lost_cause", "do_not_disturb"]),
+        "next_best": st.sampled_from([None, "books", "toys"]),
+        "next_best_list": st.sampled_from([None, "books, toys", "toys"]),
     }
 )
 

@@ -40,6 +40,7 @@ def cdnow_run(tmp_path_factory: pytest.TempPathFactory):
         "PERSONA_DATA_DIR": str(data_dir),
         "PERSONA_SOURCES__ORDERS__PATH": str(CDNOW),  # wherever the shared data lives
         "PERSONA_CRM__BATCH_SIZE": "5000",  # fewer, larger CRM transactions: the same rows
+        "PERSONA_IDENTITY__SALT": "cdnow-test-salt-0123456789",  # real data: never the public demo salt
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     result = CliRunner().invoke(cli, ["--config", str(CONFIG), "run"], env=env, catch_exceptions=False)

@@ -47,7 +47,7 @@ def test_health_metrics_and_docs_are_open(client) -> None:  # type: ignore[no-un
     body = ready.json()
     assert body["ready"] is True and body["not_loaded"] == {}
     assert body["models"]["churn"]["feature_service"] == "churn_v1"
-    assert set(body["models"]) == {"segments", "churn", "conversion"}
+    assert set(body["models"]) == {"segments", "churn", "conversion", "recommend"}
     assert client.get("/metrics").status_code == 200
     spec = client.get("/docs.json").json()
     assert spec["paths"]["/v1/score"]["post"]["security"] == [{"bearerAuth": []}]
