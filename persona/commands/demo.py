@@ -181,7 +181,17 @@ def _run_campaign(ctx: click.Context, settings) -> None:  # type: ignore[no-unty
             f"\n[campaign {number}/{len(steps)}] {title}  (persona {' '.join(command)})", fg="cyan", bold=True
         )
         ctx.invoke(_command(ctx, command), **args)
+        if command == ("campaign", "assign") and not _assigned(settings, DEMO_CAMPAIGN):
+            click.echo("  nobody is at high churn risk in this small company: the campaign stops here")
+            break
     click.echo(f"  campaign done in {time.monotonic() - started:.1f}s")
+
+
+def _assigned(settings, name: str) -> int:  # type: ignore[no-untyped-def]
+    from artifacts.campaigns import assignments, read_engine
+
+    engine = read_engine(settings)
+    return 0 if engine is None else len(assignments(engine, name))
 
 
 _PIPELINE_ARGS = {("train",): {"kind": "all"}, ("score",): {"score_all": True, "write_back": True}}
