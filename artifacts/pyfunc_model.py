@@ -33,6 +33,9 @@ class PersonaBundleModel(PythonModel):
             return pd.DataFrame({"segment": self.bundle.predict(frame)})
         if self.kind == "recommend":
             return self.bundle.predict(frame)
+        if self.kind == "uplift":
+            uplift, tier = self.bundle.score(frame)
+            return pd.DataFrame({"uplift": uplift, "tier": tier})
         if self.kind == "clv":
             value = self.bundle.predict(frame)
             return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})

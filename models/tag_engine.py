@@ -62,6 +62,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "clv_tier": tx.STRING,
     "next_best": tx.STRING,  # recommender: the top category (or product)
     "next_best_list": tx.STRING,  # its top k, comma-separated, best first
+    "uplift_score": tx.NUMBER,
+    "uplift_group": tx.STRING,
 }
 
 

@@ -38,7 +38,7 @@ from serving.writeback import record_and_enqueue
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion", "clv", "recommend")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 CLASSIFIERS = ("churn", "conversion")
 NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
@@ -48,6 +48,7 @@ OUTPUTS_OF = {
     "conversion": ("conversion_probability", "conversion_tier", "conversion_reasons"),
     "clv": ("clv_value", "clv_tier"),
     "recommend": ("next_best", "next_best_list"),
+    "uplift": ("uplift_score", "uplift_group"),
 }
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
@@ -269,6 +270,8 @@ class ModelOutputs:
     clv_tier: np.ndarray
     next_best: np.ndarray  # object: the top category (None = not scored)
     next_best_list: np.ndarray  # object: the top k, comma-separated
+    uplift_score: np.ndarray  # predicted effect of the campaigns' treatment on the outcome (NaN = not scored)
+    uplift_group: np.ndarray  # persuadable | sure_thing | lost_cause | do_not_disturb
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -296,6 +299,8 @@ class ModelOutputs:
             "clv_tier": self.clv_tier,
             "next_best": self.next_best,
             "next_best_list": self.next_best_list,
+            "uplift_score": self.uplift_score,
+            "uplift_group": self.uplift_group,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -412,6 +417,18 @@ def run_models(
             next_best[rows] = names[:, 0]
             next_best_list[rows] = np.asarray([", ".join(map(str, r)) for r in names], dtype=object)
             scored_rows["recommend"] = rows
+    uplift, uplift_group = np.full(n, np.nan), np.full(n, None, dtype=object)
+    if "uplift" not in state.models:
+        not_scored["uplift"] = no_model.copy()
+    else:
+        bundle = state.models["uplift"].bundle
+        ok = has_features["uplift"]
+        not_scored["uplift"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            scores, groups = bundle.score(value_frame(bundle, features, None if len(rows) == n else rows))
+            uplift[ok], uplift_group[ok] = scores, np.asarray(groups, dtype=object)
+            scored_rows["uplift"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -423,6 +440,8 @@ def run_models(
         clv_tier=value_tier,
         next_best=next_best,
         next_best_list=next_best_list,
+        uplift_score=uplift,
+        uplift_group=uplift_group,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,

@@ -481,7 +481,7 @@ def _log_run(
 
 # -------------------------------------------------------------------------------------------- entry
 def train_model(settings: Settings, kind: str, *, promote: bool = True, store: Any = None) -> TrainOutcome:
-    """Train one kind ("segments" | "churn" | "conversion" | "clv" | "recommend")."""
+    """Train one kind ("segments" | "churn" | "conversion" | "clv" | "recommend" | "uplift")."""
     if kind == "segments":
         return train_segments(settings, promote=promote, store=store)
     if kind in ("churn", "conversion"):
@@ -494,6 +494,10 @@ def train_model(settings: Settings, kind: str, *, promote: bool = True, store: A
         from training.recommend import train_recommend
 
         return train_recommend(settings, promote=promote, store=store)
+    if kind == "uplift":
+        from training.uplift import train_uplift
+
+        return train_uplift(settings, promote=promote, store=store)
     raise RegistryError(
-        f"unknown model kind {kind!r}; expected segments, churn, conversion, clv or recommend"
+        f"unknown model kind {kind!r}; expected segments, churn, conversion, clv, recommend or uplift"
     )

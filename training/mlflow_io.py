@@ -335,6 +335,25 @@ def segment_plots(*, profiles: pd.DataFrame, sizes: Mapping[str, int], out_dir: 
     return paths
 
 
+def uplift_plots(
+    *, outcome: np.ndarray, treatment: np.ndarray, scores: Mapping[str, np.ndarray], out_dir: Path
+) -> dict[str, Path]:
+    """Qini curves (incremental responders among the top-scored held-out customers) of each ranking."""
+    from models.uplift import qini_curve
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plt, fig, ax = _figure()
+    for name, score in scores.items():
+        x, v = qini_curve(outcome, score, treatment)
+        ax.plot(x / max(x[-1], 1), v, label=name)
+    ax.axhline(0, c="grey", lw=0.5)
+    ax.set(
+        xlabel="share of customers targeted", ylabel="incremental responders", title="Qini (test customers)"
+    )
+    ax.legend(loc="upper left")
+    return {"qini": _save(plt, fig, out_dir / "qini.png")}
+
+
 # ------------------------------------------------------------------------------------------- report
 def _table(rows: Mapping[str, Any] | pd.DataFrame) -> str:
     if isinstance(rows, pd.DataFrame):

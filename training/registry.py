@@ -210,6 +210,67 @@ def gate_value(
     )
 
 
+def gate_uplift(
+    *,
+    challenger: Mapping[str, float],
+    baseline: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Decide on an uplift model from held-out Qini on the same test customers (pure).
+
+    Promote only if its Qini is above `config.uplift_floor` and not below a random ranking's (the
+    baseline), and, when a champion exists, above the champion's by more than `config.margin`."""
+    ours, base = challenger.get("qini"), baseline.get("qini")
+    compared: dict[str, Any] = {
+        "metric": "qini",
+        "challenger": ours,
+        "baseline": base,
+        "champion": None if champion is None else champion.get("qini"),
+        "floor": config.uplift_floor,
+        "margin": config.margin,
+    }
+    if _bad(ours):
+        return GateDecision(False, "challenger has no Qini on the test customers", compared, champion_version)
+    if ours <= config.uplift_floor:  # type: ignore[operator]
+        return GateDecision(
+            False,
+            f"Qini {ours:.4f} is not above the floor {config.uplift_floor:.4f}",
+            compared,
+            champion_version,
+        )
+    if not _bad(base) and ours < base:  # type: ignore[operator]
+        return GateDecision(
+            False, f"Qini {ours:.4f} is below a random ranking's {base:.4f}", compared, champion_version
+        )
+    if champion is None:
+        return GateDecision(
+            True, f"first model: Qini {ours:.4f} clears the floor and a random ranking", compared
+        )
+    theirs = champion.get("qini")
+    if _bad(theirs):
+        return GateDecision(
+            True,
+            f"champion v{champion_version} could not be scored on these customers; challenger clears the floor",
+            compared,
+            champion_version,
+        )
+    if ours > theirs + config.margin:  # type: ignore[operator]
+        return GateDecision(
+            True,
+            f"Qini {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
+            compared,
+            champion_version,
+        )
+    return GateDecision(
+        False,
+        f"Qini {ours:.4f} does not beat champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
+        compared,
+        champion_version,
+    )
+
+
 def gate_segments(
     *,
     silhouette: float,
@@ -484,6 +545,7 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
                     "baseline_pr_auc": metrics.get("baseline_test_pr_auc"),
                     "silhouette": metrics.get("silhouette"),
                     "ari_vs_champion": metrics.get("ari_vs_champion"),
+                    "qini": metrics.get("test_qini"),
                 }
             )
     columns = [
@@ -499,6 +561,7 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
         "baseline_pr_auc",
         "silhouette",
         "ari_vs_champion",
+        "qini",
     ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["model", "version"], ignore_index=True)

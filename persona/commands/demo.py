@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -48,7 +49,10 @@ OWNED = {
     "bench",
     "dashboard",
     "logs",
+    "campaigns",
 }
+# The demo's campaign: the shipped win-back test, started the day after the generated data ends.
+DEMO_CAMPAIGN = "winback"
 
 
 def _prepare(data_dir: Path, *, fresh: bool) -> None:
@@ -125,7 +129,7 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"  record {contact_id}" + (f" ({region})" if region else "") + f": {field} = {value}")
 
 
-def _run_steps(ctx: click.Context, settings, steps, extra) -> None:  # type: ignore[no-untyped-def]
+def _run_steps(ctx: click.Context, settings, steps, extra, *, campaign: bool = False) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     click.secho(f"persona: data directory {settings.data_dir.resolve()}", bold=True)
     for number, (title, path) in enumerate(steps, start=1):
@@ -134,8 +138,72 @@ def _run_steps(ctx: click.Context, settings, steps, extra) -> None:  # type: ign
         ctx.invoke(_command(ctx, path), **extra.get(path, {}))
         click.echo(f"  done in {time.monotonic() - step_started:.1f}s")
     _show_crm(settings)
+    if campaign:
+        _run_campaign(ctx, settings)
     click.secho(f"\nfinished in {time.monotonic() - started:.0f}s", fg="green", bold=True)
     click.echo("next: `make ui` for the MLflow runs; `PERSONA_API_KEYS=... persona serve` for the API")
+
+
+def _run_campaign(ctx: click.Context, settings) -> None:  # type: ignore[no-untyped-def]
+    """The demo's A/B test: create the win-back campaign on the high-churn-risk audience the day after
+    the data ends, assign it, deliver the assignment to the CRM, let the generator's simulated outcomes
+    arrive in the raw orders, re-ingest through the window's end and print the report."""
+    from datetime import timedelta
+
+    import yaml
+
+    from configs.campaign import CAMPAIGNS_DIR
+    from features.clock import clean_as_of
+
+    started = time.monotonic()
+    spec = yaml.safe_load((CAMPAIGNS_DIR / f"{DEMO_CAMPAIGN}.yaml").read_text(encoding="utf-8"))
+    start = clean_as_of(settings).date() + timedelta(days=1)
+    window = int(spec["outcome"]["window_days"])
+    spec.update(start=start.isoformat(), end=(start + timedelta(days=window)).isoformat())
+    path = settings.data_dir / "campaigns" / f"{DEMO_CAMPAIGN}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    end = start + timedelta(days=window)
+    steps = (
+        (
+            "create the campaign: audience, power",
+            ("campaign", "create"),
+            {"name": DEMO_CAMPAIGN, "file": str(path)},
+        ),
+        ("assign it: arms stored, CRM tag queued", ("campaign", "assign"), {"name": DEMO_CAMPAIGN}),
+        ("deliver the assignment to the CRM", ("crm", "sync"), {}),
+        (
+            "the generator's simulated outcomes arrive",
+            ("data", "campaign-outcomes"),
+            {"campaign": DEMO_CAMPAIGN, "seed": None, "raw": None},
+        ),
+        (
+            "re-ingest through the window's end",
+            ("ingest",),
+            {"as_of": datetime(end.year, end.month, end.day)},
+        ),
+        (
+            "the campaign's report",
+            ("campaign", "report"),
+            {"name": DEMO_CAMPAIGN, "html_path": None, "as_json": False},
+        ),
+    )
+    for number, (title, command, args) in enumerate(steps, start=1):
+        click.secho(
+            f"\n[campaign {number}/{len(steps)}] {title}  (persona {' '.join(command)})", fg="cyan", bold=True
+        )
+        ctx.invoke(_command(ctx, command), **args)
+        if command == ("campaign", "assign") and not _assigned(settings, DEMO_CAMPAIGN):
+            click.echo("  nobody is at high churn risk in this small company: the campaign stops here")
+            break
+    click.echo(f"  campaign done in {time.monotonic() - started:.1f}s")
+
+
+def _assigned(settings, name: str) -> int:  # type: ignore[no-untyped-def]
+    from artifacts.campaigns import assignments, read_engine
+
+    engine = read_engine(settings)
+    return 0 if engine is None else len(assignments(engine, name))
 
 
 _PIPELINE_ARGS = {("train",): {"kind": "all"}, ("score",): {"score_all": True, "write_back": True}}
@@ -157,7 +225,8 @@ _PIPELINE_ARGS = {("train",): {"kind": "all"}, ("score",): {"score_all": True, "
 @click.pass_context
 def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, fresh: bool) -> None:
     """The whole pipeline on synthetic data: generate -> sources -> features -> Feast -> models -> tags
-    -> CRM. With a config naming your own orders source, runs on your sources instead (like `run`)."""
+    -> CRM, then a win-back A/B test on the high-churn-risk customers whose simulated outcomes arrive
+    and are reported. With a config naming your own orders source, runs on your sources instead (like `run`)."""
     settings = settings_from(ctx)
     own = settings.sources.orders.path != GENERATED_ORDERS or bool(settings.sources.orders.url)
     _prepare(settings.data_dir, fresh=fresh)
@@ -178,7 +247,7 @@ def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, fresh:
         },
         **_PIPELINE_ARGS,
     }
-    _run_steps(ctx, settings, STEPS, extra)
+    _run_steps(ctx, settings, STEPS, extra, campaign=True)
 
 
 @click.command("run")

@@ -6,7 +6,7 @@ import click
 
 from persona.commands._common import print_table, require_data_dir, settings_from, sqlite_file
 
-KINDS = ("segments", "churn", "conversion", "clv", "recommend")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 
 
 def _summary(outcome) -> str:
@@ -28,6 +28,13 @@ def _summary(outcome) -> str:
             f"{m.get(f'new_recall_at_{k}', float('nan')):.3f} ("
             + ", ".join(f"{n} {b.get(f'recall_at_{k}', float('nan')):.3f}" for n, b in base.items())
             + ")"
+        )
+    elif outcome.kind == "uplift":
+        base = outcome.extra.get("baseline") or {}
+        m = outcome.metrics
+        nums = (
+            f"test Qini {m['qini']:.4f}, AUUC {m['auuc']:.4f} (random ranking {base.get('qini', float('nan')):.4f} / "
+            f"{base.get('auuc', float('nan')):.4f}); {outcome.extra.get('selection', '')}"
         )
     elif outcome.kind == "segments":
         nums = ", ".join(

@@ -77,6 +77,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         clv_tier=["high"] * n,
         next_best=["books"] * n,
         next_best_list=["books, toys, home"] * n,
+        uplift_score=[0.05] * n,
+        uplift_group=["persuadable"] * n,
     )
 
 

@@ -122,3 +122,22 @@ def test_ari_floor_defaults_to_0_8() -> None:
         silhouette=0.5, ari_vs_champion=0.79, config=cfg, champion_version="1", champion_silhouette=0.1
     )
     assert not d.promote and "< floor 0.8000" in d.reason
+
+
+def test_uplift_gate_floor_random_ranking_and_champion() -> None:
+    from training.registry import gate_uplift
+
+    cfg = GateConfig(margin=0.005, uplift_floor=0.0)
+    first = gate_uplift(challenger={"qini": 0.04}, baseline={"qini": 0.01}, champion=None, config=cfg)
+    assert first.promote and first.reason.startswith("first model: Qini 0.0400")
+    flat = gate_uplift(challenger={"qini": -0.01}, baseline={"qini": -0.05}, champion=None, config=cfg)
+    assert not flat.promote and flat.reason == "Qini -0.0100 is not above the floor 0.0000"
+    lucky_noise = gate_uplift(challenger={"qini": 0.02}, baseline={"qini": 0.03}, champion=None, config=cfg)
+    assert not lucky_noise.promote and "below a random ranking's 0.0300" in lucky_noise.reason
+    args = dict(baseline={"qini": 0.0}, config=cfg, champion_version="2")
+    close = gate_uplift(challenger={"qini": 0.044}, champion={"qini": 0.040}, **args)
+    assert not close.promote and "does not beat champion v2 (0.0400)" in close.reason
+    better = gate_uplift(challenger={"qini": 0.046}, champion={"qini": 0.040}, **args)
+    assert better.promote and json.loads(better.tags()["gate.compared"])["champion"] == 0.04
+    unscored = gate_uplift(challenger={"qini": 0.03}, champion={"qini": float("nan")}, **args)
+    assert unscored.promote and "could not be scored" in unscored.reason

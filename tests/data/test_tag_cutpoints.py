@@ -37,6 +37,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "conversion_reasons": None,
             "clv_value": 80.0,
             "clv_tier": "standard",
+            "uplift_score": 0.0,
+            "uplift_group": "lost_cause",
             "next_best": None,
             "next_best_list": None,
         }

@@ -53,6 +53,8 @@ BASE = {
     "conversion_reasons": None,
     "clv_value": 80.0,
     "clv_tier": "standard",
+    "uplift_score": 0.02,
+    "uplift_group": "lost_cause",
     "next_best": None,
     "next_best_list": None,
 }
@@ -248,3 +250,9 @@ def test_value_tags_follow_the_value_model():
     assert t["value_tier"] == "top" and t["predicted_value"] == pytest.approx(1234.57)
     t = tags_of(clv_value=None, clv_tier=None)
     assert t["value_tier"] is None and math.isnan(t["predicted_value"])
+
+
+def test_uplift_tier_follows_the_uplift_model():
+    assert tags_of(uplift_group="persuadable")["uplift_tier"] == "persuadable"
+    assert tags_of(uplift_group="do_not_disturb")["uplift_tier"] == "do_not_disturb"
+    assert tags_of(uplift_score=None, uplift_group=None)["uplift_tier"] is None

@@ -140,6 +140,7 @@ REPO_STR = (
     "conversion_reasons",
     "next_best",
     "next_best_list",
+    "uplift_group",
 )
 REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in REPO_STR]
 tiers = st.fixed_dictionaries(
@@ -152,6 +153,9 @@ tiers = st.fixed_dictionaries(
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
+        "uplift_group": st.sampled_from([None, "persuadable", "sure_thing", "lost_cause", "do_not_disturb"]),
+        "next_best": st.sampled_from([None, "books", "toys"]),
+        "next_best_list": st.sampled_from([None, "books, toys", "toys"]),
     }
 )
 
