@@ -154,8 +154,6 @@ tiers = st.fixed_dictionaries(
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
         "uplift_group": st.sampled_from([None, "persuadable", "sure_thing", "lost_cause", "do_not_disturb"]),
-        "next_best": st.sampled_from([None, "books", "toys"]),
-        "next_best_list": st.sampled_from([None, "books, toys", "toys"]),
     }
 )
 
