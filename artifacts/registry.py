@@ -14,7 +14,7 @@ from core.errors import RegistryError
 if TYPE_CHECKING:
     from configs.settings import Settings
 
-KINDS = ("segments", "churn", "conversion", "clv")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SERVICE_TAG = "feast.feature_service"

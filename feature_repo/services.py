@@ -84,3 +84,11 @@ clv_v1 = FeatureService(
     description="All transaction features, for each customer's spend over the value horizon (orders only, so "
     "it serves every world that has orders).",
 )
+
+recommend_v1 = FeatureService(
+    name="recommend_v1",
+    features=[customer_transactions[["orders_lifetime", "recency_days", "category_breadth_365d"]]],
+    tags={"model": "recommend", "version": "1"},
+    description="Order-history presence and freshness for next-best-category; the category histories "
+    "themselves travel with the registered model (as of its training data's clock).",
+)

@@ -53,6 +53,8 @@ MODEL_OUTPUTS: dict[str, str] = {
     "conversion_tier": tx.STRING,
     "clv_value": tx.NUMBER,
     "clv_tier": tx.STRING,
+    "next_best": tx.STRING,  # recommender: the top category (or product)
+    "next_best_list": tx.STRING,  # its top k, comma-separated, best first
 }
 
 

@@ -52,6 +52,27 @@ class ValueScore(BaseModel):
     not_scored_reason: str | None = None
 
 
+class Recommendation(BaseModel):
+    """One category (or product) the customer is likely to buy in the next horizon."""
+
+    item: str
+    score: float  # relative: higher is more likely (comparable within one customer's list)
+    kind: Literal["buy_again", "new"]  # bought before, or new to this customer
+    reason: str  # "bought 4 times, last 20 days ago"; "customers who buy books also buy toys"
+
+
+class Recommendations(BaseModel):
+    """Next best categories: the top k overall (`items`) and the top k never bought (`new`)."""
+
+    level: str | None = None  # category | product
+    horizon_days: int | None = None
+    items: list[Recommendation] = Field(default_factory=list)
+    new: list[Recommendation] = Field(default_factory=list)
+    history_as_of: str | None = None  # the purchases the lists read end here (the model's data clock)
+    model_version: str | None = None
+    not_scored_reason: str | None = None
+
+
 class Segment(BaseModel):
     segment_id: int | None = None
     persona: str | None = None
@@ -80,6 +101,7 @@ class ScoreItem(BaseModel):
     churn: ModelScore | None = None
     conversion: ModelScore | None = None
     value: ValueScore | None = None
+    recommendations: Recommendations | None = None
     tags: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
     feature_freshness: dict[str, Freshness] = Field(default_factory=dict)
     written_back: int = 0  # tag changes queued for the CRM for this customer

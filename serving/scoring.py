@@ -21,7 +21,7 @@ from core.errors import FeatureStoreError, RegistryError, ValidationFailed
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion", "clv")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend")
 CLASSIFIERS = ("churn", "conversion")
 NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
@@ -30,6 +30,7 @@ OUTPUTS_OF = {
     "churn": ("churn_probability", "churn_tier"),
     "conversion": ("conversion_probability", "conversion_tier"),
     "clv": ("clv_value", "clv_tier"),
+    "recommend": ("next_best", "next_best_list"),
 }
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
@@ -253,6 +254,8 @@ class ModelOutputs:
     conversion_tier: np.ndarray
     clv_value: np.ndarray  # predicted spend over the value horizon (NaN = not scored)
     clv_tier: np.ndarray
+    next_best: np.ndarray  # object: the top category (None = not scored)
+    next_best_list: np.ndarray  # object: the top k, comma-separated
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -270,6 +273,8 @@ class ModelOutputs:
             "conversion_tier": self.conversion_tier,
             "clv_value": self.clv_value,
             "clv_tier": self.clv_tier,
+            "next_best": self.next_best,
+            "next_best_list": self.next_best_list,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -296,6 +301,7 @@ def run_models(
     *,
     has_features: dict[str, np.ndarray],
     explain: tuple[str, ...] = (),
+    customer_ids: np.ndarray | None = None,
 ) -> ModelOutputs:
     """Score every row of `features` (bare feature names -> arrays, or a DataFrame) with the three
     champions. For the classifiers in `explain`, the per-feature contributions come from the same pass
@@ -303,7 +309,11 @@ def run_models(
 
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
+    The recommender reads `customer_ids` (or a `customer_id` column of a frame): its histories are keyed
+    by customer.
     """
+    if customer_ids is None and isinstance(features, pd.DataFrame) and "customer_id" in features:
+        customer_ids = features["customer_id"].astype(str).to_numpy(dtype=object)
     features = finite_columns(columns_of(features) if isinstance(features, pd.DataFrame) else features)
     n = len(next(iter(has_features.values())))
     not_scored: dict[str, np.ndarray] = {}
@@ -361,6 +371,19 @@ def run_models(
             value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
             value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
             scored_rows["clv"] = rows
+    next_best, next_best_list = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+    if "recommend" not in state.models or customer_ids is None:
+        not_scored["recommend"] = no_model.copy()
+    else:
+        bundle = state.models["recommend"].bundle
+        ok = has_features["recommend"]
+        not_scored["recommend"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            names = bundle.items[bundle.top_items(np.asarray(customer_ids, dtype=object)[rows])]
+            next_best[rows] = names[:, 0]
+            next_best_list[rows] = np.asarray([", ".join(map(str, r)) for r in names], dtype=object)
+            scored_rows["recommend"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -370,6 +393,8 @@ def run_models(
         conversion_tier=outputs["conversion"][1],
         clv_value=value,
         clv_tier=value_tier,
+        next_best=next_best,
+        next_best_list=next_best_list,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
@@ -447,6 +472,7 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
         "churn": None,
         "conversion": None,
         "value": None,
+        "recommendations": None,
         "tags": {},
         "feature_freshness": {},
         "written_back": 0,
@@ -587,7 +613,13 @@ class Scorer:
             result.columns if every else {f: col[found] for f, col in result.columns.items()}
         )
         explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
-        outputs = run_models(state, features, has_features=has_features, explain=explain)
+        outputs = run_models(
+            state,
+            features,
+            has_features=has_features,
+            explain=explain,
+            customer_ids=np.asarray(ids, dtype=object),
+        )
         reasons = {}
         for kind in CLASSIFIERS:
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
@@ -625,6 +657,7 @@ class Scorer:
                     }
                     for d in r
                 ]
+        recommended = self._recommendations(ids, outputs, as_of) if only is None else []
         tag_records: list[dict[str, str | None]] | None = None
         queued = 0
         changes_by_customer: dict[str, int] = {}
@@ -660,6 +693,7 @@ class Scorer:
                 "churn": None,
                 "conversion": None,
                 "value": None,
+                "recommendations": None,
                 "tags": {},
                 "feature_freshness": freshness[row],
                 "written_back": changes_by_customer.get(cid, 0),
@@ -687,16 +721,47 @@ class Scorer:
                 amount = outputs.clv_value[row]
                 item["value"] = {
                     "predicted_value": None if np.isnan(amount) else round(float(amount), 2),
-                    "horizon_days": state.settings.training.clv_horizon_days,
+                    # the horizon the champion was trained for (the demo's differs from the default)
+                    "horizon_days": int(state.models["clv"].bundle.horizon_days)
+                    if "clv" in state.models
+                    else state.settings.training.clv_horizon_days,
                     "tier": outputs.clv_tier[row],
                     "reasons": value_reasons[row],
                     "model_version": versions.get("clv"),
                     "not_scored_reason": outputs.not_scored["clv"][row],
                 }
+                item["recommendations"] = recommended[row]
             if tag_records is not None:
                 item["tags"] = tag_records[row]
             items[cid] = item
         return queued
+
+    def _recommendations(self, ids: list[str], outputs: ModelOutputs, as_of: datetime | None) -> list[Any]:
+        """Per customer: the recommender's lists with scores and reasons (the `recommendations` field)."""
+        state = self.state
+        loaded = state.models.get("recommend")
+        reasons = outputs.not_scored["recommend"]
+        out: list[dict[str, Any]] = [
+            {
+                "level": None if loaded is None else loaded.bundle.level,
+                "horizon_days": None if loaded is None else loaded.bundle.horizon_days,
+                "items": [],
+                "new": [],
+                "history_as_of": None if loaded is None else loaded.bundle.metadata.get("as_of"),
+                "model_version": None if loaded is None else loaded.version,
+                "not_scored_reason": reasons[row],
+            }
+            for row in range(len(ids))
+        ]
+        rows = outputs.scored_rows.get("recommend")
+        if loaded is None or rows is None or not len(rows):
+            return out
+        day = None if as_of is None else pd.Timestamp(as_of).timestamp() / 86400.0
+        lists = loaded.bundle.recommend([ids[r] for r in rows], as_of_day=day)
+        for row, got in zip(rows, lists, strict=True):
+            for key in ("items", "new"):
+                out[row][key] = [{**e, "score": round(e["score"], 6)} for e in got[key]]
+        return out
 
     def _freshness(
         self, view_status: dict[str, np.ndarray], view_seconds: dict[str, np.ndarray], as_of: datetime | None
@@ -719,8 +784,8 @@ class Scorer:
                         datetime.fromtimestamp(sec, tz=UTC).isoformat(),
                         None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
                     )
-                as_of, age = stamp[sec]
-                out[row][view] = {"as_of": as_of, "age_days": age, "status": str(status[row])}
+                snapshot_at, age = stamp[sec]
+                out[row][view] = {"as_of": snapshot_at, "age_days": age, "status": str(status[row])}
         return out
 
     def _write_back(

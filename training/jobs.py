@@ -467,7 +467,7 @@ def _log_run(
 
 # -------------------------------------------------------------------------------------------- entry
 def train_model(settings: Settings, kind: str, *, promote: bool = True, store: Any = None) -> TrainOutcome:
-    """Train one kind ("segments" | "churn" | "conversion" | "clv")."""
+    """Train one kind ("segments" | "churn" | "conversion" | "clv" | "recommend")."""
     if kind == "segments":
         return train_segments(settings, promote=promote, store=store)
     if kind in ("churn", "conversion"):
@@ -476,4 +476,10 @@ def train_model(settings: Settings, kind: str, *, promote: bool = True, store: A
         from training.value import train_value
 
         return train_value(settings, promote=promote, store=store)
-    raise RegistryError(f"unknown model kind {kind!r}; expected segments, churn, conversion or clv")
+    if kind == "recommend":
+        from training.recommend import train_recommend
+
+        return train_recommend(settings, promote=promote, store=store)
+    raise RegistryError(
+        f"unknown model kind {kind!r}; expected segments, churn, conversion, clv or recommend"
+    )

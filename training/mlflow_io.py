@@ -221,6 +221,22 @@ def value_plots(
     return paths
 
 
+def recall_at_k_plot(
+    *, curves: Mapping[str, Mapping[str, float]], ks: tuple[int, ...], out_dir: Path
+) -> dict[str, Path]:
+    """Recall@k and NDCG@k against k for each recommender (the metrics dicts of `models.recommend`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for metric, title in (("recall", "Recall@k"), ("ndcg", "NDCG@k")):
+        plt, fig, ax = _figure()
+        for name, metrics in curves.items():
+            ax.plot(ks, [metrics.get(f"{metric}_at_{k}", np.nan) for k in ks], marker="o", ms=3, label=name)
+        ax.set(xlabel="k", ylabel=metric, title=f"{title} (test window)", xticks=list(ks))
+        ax.legend(loc="lower right")
+        paths[f"{metric}_at_k"] = _save(plt, fig, out_dir / f"{metric}_at_k.png")
+    return paths
+
+
 def segment_plots(*, profiles: pd.DataFrame, sizes: Mapping[str, int], out_dir: Path) -> dict[str, Path]:
     """Segment sizes and a heat map of standardized feature means per segment (segment profiles)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +330,8 @@ def bundle_model_class():
             if self.kind == "segments":
                 segment = self.bundle.predict(frame)
                 return pd.DataFrame({"segment": segment})
+            if self.kind == "recommend":
+                return self.bundle.predict(frame)
             if self.kind == "clv":
                 value = self.bundle.predict(frame)
                 return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})

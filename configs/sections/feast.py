@@ -28,5 +28,6 @@ class FeastConfig(BaseModel):
             "churn_orders_v1",
             "conversion_leads_v1",
             "clv_v1",
+            "recommend_v1",
         ]
     )

@@ -17,6 +17,10 @@ class GeneratorConfig(BaseModel):
     mess_scale: float = Field(1.0, ge=0, le=10)
     # gzip level of orders.csv.gz / events.csv.gz: 1 is fastest, 9 smallest.
     gzip_level: int = Field(1, ge=1, le=9)
+    # The value horizon `persona demo` trains with on the synthetic world. A purged value split needs
+    # about three horizons of labelled snapshots: two years hold three 180-day horizons, not three
+    # 365-day ones (training.clv_horizon_days stays 365 for your own data).
+    demo_clv_horizon_days: int = Field(180, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> "GeneratorConfig":

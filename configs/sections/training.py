@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion", "clv"]
+ModelKind = Literal["segments", "churn", "conversion", "clv", "recommend"]
 
 
 class GateConfig(BaseModel):
@@ -35,6 +35,17 @@ class SegmentsConfig(BaseModel):
         return self
 
 
+class RecommendConfig(BaseModel):
+    """Next best category (or product)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_days: int = Field(90, gt=0)  # "bought in the next N days" is what is predicted and evaluated
+    top_k: int = Field(3, ge=1, le=20)
+    level: Literal["auto", "category", "product"] = "auto"
+    max_products: int = Field(500, ge=2)  # product level only for catalogs up to this size
+
+
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,8 +67,10 @@ class TrainingConfig(BaseModel):
             "churn": ["churn_v1", "churn_orders_v1"],
             "conversion": ["conversion_v1", "conversion_leads_v1"],
             "clv": ["clv_v1"],
+            "recommend": ["recommend_v1"],
         }
     )
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     lock_path: str = "{data_dir}/state/retrain.lock"

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from configs.sections.generator import GeneratorConfig
-from features.synthetic import contacts, events, leads, mess, orders, persons, text, writers
+from features.synthetic import contacts, events, leads, mess, orders, persons, text, vocab, writers
 from features.synthetic.clock import Window
 
 CRM_FILE = "crm.sqlite"
@@ -27,6 +27,8 @@ EVENTS_FILE = "events.csv.gz"
 LEADS_FILE = "leads.csv"
 PERSON_MAP_FILE = "ground_truth/person_map.parquet"
 PERSONS_FILE = "ground_truth/persons.parquet"
+# Each customer's true preference over categories (one column per category, rows sum to 1).
+CATEGORY_PREFERENCES_FILE = "ground_truth/category_preferences.parquet"
 _STREAMS = (
     "persons",
     "contacts",
@@ -128,6 +130,20 @@ def _write_ground_truth(state: dict[str, Any], tmp: Path, *, window: Window) -> 
     person_ids = people_table.column("person_id").combine_chunks()
     writers.write_parquet(person_map_table(parts, person_ids), tmp / PERSON_MAP_FILE)
     writers.write_parquet(people_table, tmp / PERSONS_FILE)
+    writers.write_parquet(
+        category_preferences_table(state["persons"], person_ids), tmp / CATEGORY_PREFERENCES_FILE
+    )
+
+
+def category_preferences_table(people: persons.Persons, person_ids: pa.Array) -> pa.Table:
+    """Customers' true preference over categories: `person_id`, then one weight column per category."""
+    rows = np.flatnonzero(people.is_customer)
+    return pa.table(
+        {
+            "person_id": person_ids.take(pa.array(rows)),
+            **{name: pa.array(people.category_weights[rows, i]) for i, name in enumerate(vocab.CATEGORIES)},
+        }
+    )
 
 
 def generate(

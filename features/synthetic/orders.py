@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.synthetic import clock, mess, text, vocab
+from features.synthetic import clock, mess, tastes, text, vocab
 from features.synthetic.clock import Window
 from features.synthetic.persons import BARGAIN, CHURN_RAMP_DAYS, Persons
 
@@ -62,8 +62,11 @@ def simulate_orders(rng: np.random.Generator, persons: Persons, *, window: Windo
     share = np.where(bargain, rng.uniform(0.10, 0.40, n), rng.uniform(0.05, 0.20, n))
     discounted = rng.random(n) < persons.discount_prob[owner]
     discount = np.round(np.where(discounted, amount * share, 0.0), 2)
-    random_category = rng.choice(len(vocab.CATEGORIES), size=n, p=vocab.CATEGORY_WEIGHTS)
-    category = np.where(rng.random(n) < 0.55, persons.category_pref[owner], random_category)
+    # The draw of the former mixture, kept so every later draw (statuses) stays the same for a given seed.
+    rng.choice(len(vocab.CATEGORIES), size=n, p=vocab.CATEGORY_WEIGHTS)
+    pick = rng.random(n)
+    # each person's own preference over categories (tastes.py): the recommender's ground truth
+    category = tastes.sample_categories(persons.category_weights, owner, pick)
     # Returns and cancellations climb in the months before churn.
     return_p = persons.return_base[owner] + 0.20 * fade
     cancel_p = 0.03 + 0.03 * fade

@@ -12,11 +12,11 @@ Behaviour model (the signal a model should find):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from features.synthetic import vocab
+from features.synthetic import tastes, vocab
 from features.synthetic.clock import Window
 from features.synthetic.pii import Identities, make_identities
 
@@ -65,7 +65,9 @@ class Persons:
     spend: np.ndarray  # median gross amount of an order
     discount_prob: np.ndarray
     return_base: np.ndarray
-    category_pref: np.ndarray
+    category_pref: np.ndarray  # favourite category (index into vocab.CATEGORIES)
+    # preference over every category (n x categories, rows sum to 1; tastes.draw_preferences)
+    category_weights: np.ndarray
     visit_rate: np.ndarray  # customer web/app visits per day
     app_share: np.ndarray
     email_open_rate: np.ndarray
@@ -168,7 +170,7 @@ def make_persons(rng: np.random.Generator, *, n: int, window: Window) -> Persons
         (has_lead & (rng.random(n) < PROSPECT_IN_CRM_SHARE)).astype(np.int64),
     ).astype(np.int64)
 
-    return Persons(
+    drawn = Persons(
         n=n,
         ids=make_identities(rng, n),
         archetype=archetype.astype(np.int64),
@@ -181,6 +183,7 @@ def make_persons(rng: np.random.Generator, *, n: int, window: Window) -> Persons
         discount_prob=np.clip(DISCOUNT_PROB[archetype] * rng.uniform(0.7, 1.3, n), 0, 0.95),
         return_base=np.clip(RETURN_BASE[archetype] * _noise(rng, n, 0.3), 0, 0.5),
         category_pref=rng.choice(len(vocab.CATEGORIES), size=n, p=vocab.CATEGORY_WEIGHTS),
+        category_weights=np.empty((0, len(vocab.CATEGORIES))),  # drawn last (below)
         visit_rate=np.where(is_customer, visit_rate, 0.0),
         app_share=rng.beta(2, 2, n),
         email_open_rate=email_open_rate,
@@ -202,3 +205,5 @@ def make_persons(rng: np.random.Generator, *, n: int, window: Window) -> Persons
         lead_conversion_p=np.where(has_lead, conversion_p, np.nan),
         converted_at=converted_at,
     )
+    # Drawn after everything else so the other attributes stay the same for a given seed.
+    return replace(drawn, category_weights=tastes.draw_preferences(rng, drawn.category_pref))

@@ -8,5 +8,8 @@ from configs.settings import Settings, load_settings
 
 
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
-    """Load settings once per command from the --config given to the group."""
-    return load_settings(ctx.obj.get("config_path") if ctx.obj else None, **overrides)
+    """Load settings once per command from the --config given to the group (plus the overrides a parent
+    command such as `persona demo` set for the commands it runs)."""
+    obj = ctx.find_root().obj or {}
+    merged = {**obj.get("overrides", {}), **overrides}
+    return load_settings(obj.get("config_path"), **merged)

@@ -82,17 +82,20 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
             f"{contacts:,} contact records ({customers:,} customers)",
             bold=True,
         )
-        shown = "('persona_lifecycle_stage', 'persona_churn_risk', 'persona_persona')"
+        shown = (
+            "('persona_lifecycle_stage', 'persona_churn_risk', 'persona_persona', 'persona_value_tier', "
+            "'persona_next_best_category')"
+        )
         if "contacts" in sa.inspect(conn).get_table_names():  # the demo's CRM: show the region too
             query = (
                 "select t.contact_id, c.region, t.crm_field, t.value from persona_tags t "
                 "join contacts c on c.contact_id = t.contact_id "
-                f"where t.crm_field in {shown} order by t.contact_id, t.crm_field limit 9"
+                f"where t.crm_field in {shown} order by t.contact_id, t.crm_field limit 15"
             )
         else:
             query = (
                 "select contact_id, null, crm_field, value from persona_tags "
-                f"where crm_field in {shown} order by contact_id, crm_field limit 9"
+                f"where crm_field in {shown} order by contact_id, crm_field limit 15"
             )
         sample = conn.execute(sa.text(query)).all()
     for contact_id, region, field, value in sample:
@@ -135,6 +138,12 @@ def demo_cmd(ctx: click.Context, customers: int | None, seed: int | None, keep: 
         click.echo("sources.orders is your own data: running the pipeline on it (nothing is generated)")
         _run_steps(ctx, settings, PIPELINE, _PIPELINE_ARGS)
         return
+    # The synthetic world spans two years: too short for the default 365-day value horizon (see
+    # generator.demo_clv_horizon_days), so the demo's commands train and serve value on a shorter one.
+    ctx.find_root().obj["overrides"] = {
+        "training": {"clv_horizon_days": settings.generator.demo_clv_horizon_days}
+    }
+    settings = settings_from(ctx)
     extra = {
         ("data", "generate"): {
             "customers": customers or settings.generator.customers,

@@ -6,7 +6,7 @@ import click
 
 from persona.commands._common import settings_from
 
-KINDS = ("segments", "churn", "conversion", "clv")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend")
 
 
 def _summary(outcome) -> str:
@@ -20,6 +20,14 @@ def _summary(outcome) -> str:
             f"{m['capture_top_decile']:.3f} (BG/NBD x GG MAE "
             f"{base.get('bgnbd_gamma_gamma', {}).get('mae', float('nan')):.2f}, naive rate "
             f"{base.get('naive_rate', {}).get('mae', float('nan')):.2f})"
+        )
+    elif outcome.kind == "recommend":
+        base, m, k = outcome.extra.get("baselines") or {}, outcome.metrics, outcome.extra.get("k", 3)
+        nums = f"test recall@{k} {m.get(f'recall_at_{k}', float('nan')):.3f}, NDCG@{k} " + (
+            f"{m.get(f'ndcg_at_{k}', float('nan')):.3f}, new-to-customer recall@{k} "
+            f"{m.get(f'new_recall_at_{k}', float('nan')):.3f} ("
+            + ", ".join(f"{n} {b.get(f'recall_at_{k}', float('nan')):.3f}" for n, b in base.items())
+            + ")"
         )
     elif outcome.kind == "segments":
         nums = ", ".join(

@@ -21,7 +21,7 @@ def test_apply_then_materialize_prints_a_summary(data_dir, monkeypatch, capsys):
     )
     assert main(["features", "apply"]) == 0
     out = capsys.readouterr().out
-    assert "applied 4 feature views, 7 feature services to project 'persona'" in out
+    assert "applied 4 feature views, 8 feature services to project 'persona'" in out
     assert "customer_leads: no feature table yet" in out
     assert (data_dir / "feast" / "registry.db").is_file()
 

@@ -72,6 +72,8 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         conversion_tier=["warm"] * n,
         clv_value=[120.5] * n,
         clv_tier=["high"] * n,
+        next_best=["books"] * n,
+        next_best_list=["books, toys, home"] * n,
     )
 
 
@@ -228,6 +230,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "churn_orders_v1": ["visits_90d"],
             "conversion_leads_v1": ["lead_age_days"],
             "clv_v1": ["recency_days"],
+            "recommend_v1": ["recency_days"],
         }[service]
 
     monkeypatch.setattr(feast_io, "service_features", fake_service_features)

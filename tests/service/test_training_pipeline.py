@@ -4,6 +4,8 @@ idempotent) -> CLI. Small data (about 400 customers) so it stays a couple of min
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,6 +109,9 @@ def pipeline(tmp_path_factory):
     (data_dir / "clean").mkdir()
     for name, frame in clean_tables().items():
         frame.to_parquet(data_dir / "clean" / f"{name}.parquet", index=False)
+    # what `persona ingest` records with the tables: the data's clock, here the end of the generated period
+    report = {"as_of": END.isoformat(), "absent": []}
+    (data_dir / "clean" / "ingest_report.json").write_text(json.dumps(report), encoding="utf-8")
     overrides = {
         "features": {"snapshot_every_days": 60, "first_snapshot": "2024-05-01", "last_snapshot": "2026-01-01"}
     }

@@ -1,0 +1,400 @@
+"""Next best category (or product): the items each customer is most likely to buy in the next horizon.
+
+Pure model code on purchase arrays (customer, item, day). Candidates, all behind `Recommender`:
+
+- `popularity`: share of recently active customers who bought each item (the same list for everyone);
+- `buy_again`: the customer's own purchases weighted by recency (half-life decay), then popularity;
+- `cooccurrence`: item-item cosine similarity of who bought what, applied to the customer's history;
+- `als`: implicit-feedback matrix factorisation (`implicit`'s ALS, on CPU) of the customer x item counts;
+- `hybrid_cooccurrence` / `hybrid_als`: buy-again plus `weight` x the collaborative score (each scaled
+  to its per-customer maximum), so own habits and "customers like this" are weighed on validation.
+
+Every list is split by kind: `buy_again` (bought before) or `new` (never bought by this customer), each
+item with a short reason. Metrics: recall@k, hit-rate@k, NDCG@k, catalog coverage, and recall@k of the
+items new to the customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+CANDIDATES = ("popularity", "buy_again", "cooccurrence", "als", "hybrid_cooccurrence", "hybrid_als")
+POPULARITY_DAYS = 365.0  # popularity counts buyers of the last year before the cut
+TIE_BREAK = 1e-6  # popularity breaks ties (and fills lists) under every model
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A candidate and its settings (what the gate refits on the champion's behalf)."""
+
+    name: str
+    half_life_days: float = 90.0
+    weight: float = 1.0  # hybrids: weight of the collaborative score
+    factors: int = 8  # als
+    regularization: float = 0.1
+    alpha: float = 10.0
+    iterations: int = 15
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Purchases:
+    """Purchases as parallel arrays: customer id, item name, day (float days since the epoch, UTC)."""
+
+    customer: np.ndarray
+    item: np.ndarray
+    day: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, *, item: str) -> Purchases:
+        """From rows with `customer_id`, `order_ts` (UTC) and the item column."""
+        ts = pd.to_datetime(frame["order_ts"], utc=True)
+        day = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy() / 86400.0
+        return cls(
+            customer=frame["customer_id"].astype(str).to_numpy(dtype=object),
+            item=frame[item].astype(str).to_numpy(dtype=object),
+            day=day.astype(np.float64),
+        )
+
+    def before(self, cut_day: float) -> Purchases:
+        keep = self.day < cut_day
+        return Purchases(self.customer[keep], self.item[keep], self.day[keep])
+
+    def between(self, start_day: float, end_day: float) -> Purchases:
+        keep = (self.day >= start_day) & (self.day < end_day)
+        return Purchases(self.customer[keep], self.item[keep], self.day[keep])
+
+
+def epoch_day(ts: pd.Timestamp) -> float:
+    return (pd.Timestamp(ts).tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).total_seconds() / 86400.0
+
+
+# ------------------------------------------------------------------------------------------ the model
+@dataclass
+class Recommender:
+    """A fitted candidate with the histories it scores from (as of `as_of_day`).
+
+    Serving loads it with the champion: `recommend(ids)` reads each customer's row of `counts`,
+    `last_day` and `decayed` (customers without a history get the popularity list).
+    """
+
+    spec: Spec
+    items: np.ndarray  # item names (object)
+    level: str  # "category" | "product"
+    horizon_days: int
+    top_k: int
+    as_of_day: float
+    customers: dict[str, int]
+    counts: sp.csr_matrix  # purchases per (customer, item)
+    last_day: sp.csr_matrix  # epoch day of the latest purchase per (customer, item)
+    decayed: sp.csr_matrix  # recency-weighted purchases per (customer, item)
+    popularity: np.ndarray  # share of recently active customers buying each item
+    similarity: np.ndarray | None = None  # cooccurrence: item x item cosine, zero diagonal
+    user_factors: np.ndarray | None = None  # als
+    item_factors: np.ndarray | None = None
+    features: tuple[str, ...] = ()  # the FeatureService inputs serving reads (presence, freshness)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------------------------- scoring
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Scores (len(rows) x items) for history rows (-1 = no history: popularity only)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n, m = len(rows), len(self.items)
+        known = rows >= 0
+        base = np.tile(self.popularity * TIE_BREAK, (n, 1))
+        name = self.spec.name
+        if name == "popularity" or not known.any():  # cold start too: the popular items
+            return base + self.popularity
+        r = rows[known]
+        own = _row_max_scaled(self.decayed[r].toarray())
+        if name == "buy_again":
+            part = own
+        else:
+            if name.endswith("cooccurrence"):
+                assert self.similarity is not None
+                collab = self.decayed[r] @ self.similarity
+                collab = np.asarray(collab)
+            else:
+                assert self.user_factors is not None and self.item_factors is not None
+                collab = self.user_factors[r] @ self.item_factors.T
+            collab = _row_max_scaled(np.maximum(collab, 0.0))
+            part = own + self.spec.weight * collab if name.startswith("hybrid") else collab
+        out = base.copy()
+        out[known] += part
+        if n and not known.all():
+            out[~known] += self.popularity  # cold start: the popular items
+        return out if m else out[:, :0]
+
+    def rows_of(self, customer_ids: list[str] | np.ndarray) -> np.ndarray:
+        return np.asarray([self.customers.get(str(c), -1) for c in customer_ids], dtype=np.int64)
+
+    def top_items(self, customer_ids: list[str] | np.ndarray, k: int | None = None) -> np.ndarray:
+        """Item indices, best first (len(ids) x k)."""
+        return _top(self.scores(self.rows_of(customer_ids)), k or self.top_k)
+
+    def recommend(
+        self, customer_ids: list[str] | np.ndarray, *, k: int | None = None, as_of_day: float | None = None
+    ) -> list[dict[str, list[dict[str, Any]]]]:
+        """Per customer: `items` (the top k, each `buy_again` or `new`) and `new` (the top k never bought),
+        each entry {item, score, kind, reason}."""
+        k = k or self.top_k
+        rows = self.rows_of(customer_ids)
+        scores = self.scores(rows)
+        now = self.as_of_day if as_of_day is None else as_of_day
+        out = []
+        for i, row in enumerate(rows):
+            bought = self._bought(row)
+            order = np.argsort(-scores[i], kind="stable")
+            new_order = [j for j in order if j not in bought]
+            out.append(
+                {
+                    "items": [self._entry(row, j, scores[i, j], bought, now) for j in order[:k]],
+                    "new": [self._entry(row, j, scores[i, j], bought, now) for j in new_order[:k]],
+                }
+            )
+        return out
+
+    def _bought(self, row: int) -> dict[int, tuple[int, float]]:
+        if row < 0:
+            return {}
+        c, d = self.counts[row], self.last_day[row]
+        last = dict(zip(d.indices.tolist(), d.data.tolist(), strict=True))
+        return {int(j): (int(n), last[int(j)]) for j, n in zip(c.indices, c.data, strict=True)}
+
+    def _entry(
+        self, row: int, j: int, score: float, bought: dict[int, tuple[int, float]], now: float
+    ) -> dict[str, Any]:
+        item = str(self.items[j])
+        if j in bought:
+            times, last = bought[j]
+            days = max(0, int(np.floor(now - last)))
+            noun = "time" if times == 1 else "times"
+            reason = f"bought {times} {noun}, last {days} day{'s' if days != 1 else ''} ago"
+            return {"item": item, "score": float(score), "kind": "buy_again", "reason": reason}
+        reason = self._new_reason(row, j, bought)
+        return {"item": item, "score": float(score), "kind": "new", "reason": reason}
+
+    def _new_reason(self, row: int, j: int, bought: dict[int, tuple[int, float]]) -> str:
+        item = str(self.items[j])
+        popular = f"popular: bought by {100 * self.popularity[j]:.0f}% of recent customers"
+        if row < 0 or not bought or self.spec.name in ("popularity", "buy_again"):
+            return popular
+        if self.similarity is not None:
+            source = max(bought, key=lambda b: self.similarity[b, j] * self.decayed[row, b])  # type: ignore[index]
+            if self.similarity[source, j] > 0:
+                return f"customers who buy {self.items[source]} also buy {item}"
+            return popular
+        return f"customers like this buy {item}"
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The pyfunc view: `customer_id` -> the top item and the top-k list (comma-separated)."""
+        top = self.top_items(frame["customer_id"].astype(str).to_numpy())
+        names = self.items[top] if top.size else np.empty((len(frame), 0), dtype=object)
+        return pd.DataFrame(
+            {
+                "next_best": [r[0] if len(r) else None for r in names],
+                "next_best_list": [", ".join(map(str, r)) for r in names],
+            }
+        )
+
+
+def _row_max_scaled(matrix: np.ndarray) -> np.ndarray:
+    peak = matrix.max(axis=1, keepdims=True) if matrix.size else matrix
+    return np.divide(matrix, peak, out=np.zeros_like(matrix, dtype=np.float64), where=peak > 0)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, scores.shape[1])
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+# ------------------------------------------------------------------------------------------ fitting
+def _matrices(
+    purchases: Purchases, items: np.ndarray, *, as_of_day: float, half_life_days: float
+) -> tuple[dict[str, int], sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    customers, cust_code = np.unique(purchases.customer.astype(str), return_inverse=True)
+    index = {str(c): i for i, c in enumerate(customers)}
+    item_pos = {str(name): j for j, name in enumerate(items)}
+    item_code = np.asarray([item_pos[str(x)] for x in purchases.item], dtype=np.int64)
+    shape = (len(customers), len(items))
+    counts = sp.csr_matrix((np.ones(len(item_code)), (cust_code, item_code)), shape=shape)
+    counts.sum_duplicates()
+    weight = np.power(0.5, np.maximum(as_of_day - purchases.day, 0.0) / half_life_days)
+    decayed = sp.csr_matrix((weight, (cust_code, item_code)), shape=shape)
+    decayed.sum_duplicates()
+    # latest purchase per (customer, item): sort by day so the last write of each pair wins
+    order = np.argsort(purchases.day, kind="stable")
+    last = pd.Series(purchases.day[order]).groupby([cust_code[order], item_code[order]]).last()
+    last_day = sp.csr_matrix(
+        (last.to_numpy(), (last.index.get_level_values(0), last.index.get_level_values(1))), shape=shape
+    )
+    return index, counts.tocsr(), last_day.tocsr(), decayed.tocsr()
+
+
+def popularity_of(purchases: Purchases, items: np.ndarray, *, as_of_day: float) -> np.ndarray:
+    """Share of the customers active in the last POPULARITY_DAYS who bought each item then."""
+    recent = purchases.between(as_of_day - POPULARITY_DAYS, as_of_day)
+    if not len(recent.customer):
+        return np.zeros(len(items))
+    pairs = pd.DataFrame({"c": recent.customer, "i": recent.item}).drop_duplicates()
+    buyers = pairs["i"].value_counts()
+    share = np.asarray([buyers.get(str(x), 0) for x in items], dtype=np.float64)
+    return share / pairs["c"].nunique()
+
+
+def cooccurrence_similarity(counts: sp.csr_matrix) -> np.ndarray:
+    """Item-item cosine similarity of who bought what (binary), diagonal zero."""
+    binary = (counts > 0).astype(np.float64)
+    co = np.asarray((binary.T @ binary).todense(), dtype=np.float64)
+    norm = np.sqrt(np.diag(co))
+    sim = np.divide(co, np.outer(norm, norm), out=np.zeros_like(co), where=np.outer(norm, norm) > 0)
+    np.fill_diagonal(sim, 0.0)
+    return sim
+
+
+def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors of implicit's ALS on confidence `alpha x counts` (CPU, one BLAS thread)."""
+    from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    factors = max(1, min(spec.factors, counts.shape[1] - 1))
+    with threadpool_limits(1, "blas"):  # implicit's advice: its own threads, not BLAS's
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=spec.regularization,
+            iterations=spec.iterations,
+            random_state=seed,
+            use_gpu=False,
+        )
+        model.fit((counts * spec.alpha).astype(np.float32).tocsr(), show_progress=False)
+    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def fit_recommender(
+    purchases: Purchases,
+    *,
+    spec: Spec,
+    items: np.ndarray,
+    as_of_day: float,
+    horizon_days: int,
+    top_k: int,
+    level: str = "category",
+    seed: int = 0,
+    features: tuple[str, ...] = (),
+) -> Recommender:
+    """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then)."""
+    if spec.name not in CANDIDATES:
+        raise ValueError(f"unknown recommender {spec.name!r}; expected one of {', '.join(CANDIDATES)}")
+    past = purchases.before(as_of_day)
+    index, counts, last_day, decayed = _matrices(
+        past, items, as_of_day=as_of_day, half_life_days=spec.half_life_days
+    )
+    model = Recommender(
+        spec=spec,
+        items=np.asarray(items, dtype=object),
+        level=level,
+        horizon_days=horizon_days,
+        top_k=top_k,
+        as_of_day=as_of_day,
+        customers=index,
+        counts=counts,
+        last_day=last_day,
+        decayed=decayed,
+        popularity=popularity_of(past, items, as_of_day=as_of_day),
+        features=features,
+        metadata={"model": spec.name, **{f"spec.{k}": v for k, v in spec.params().items()}},
+    )
+    if spec.name.endswith("cooccurrence"):
+        model.similarity = cooccurrence_similarity(counts)
+    elif spec.name.endswith("als"):
+        model.user_factors, model.item_factors = fit_als(counts, spec, seed=seed)
+    return model
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def relevant_items(window: Purchases, items: np.ndarray) -> dict[str, set[int]]:
+    """Items each customer bought in an evaluation window (customer id -> item indices)."""
+    pos = {str(name): j for j, name in enumerate(items)}
+    out: dict[str, set[int]] = {}
+    for c, i in zip(window.customer, window.item, strict=True):
+        if str(i) in pos:
+            out.setdefault(str(c), set()).add(pos[str(i)])
+    return out
+
+
+def ranking_metrics(
+    ranked: np.ndarray,
+    relevant: list[set[int]],
+    *,
+    k: int,
+    n_items: int,
+    bought: list[set[int]] | None = None,
+) -> dict[str, float]:
+    """recall@k (|top k ∩ bought| / |bought|), hit_rate@k, ndcg@k (binary gains), coverage (share of
+    the catalog in any top-k list) and, with `bought` (items known before the cut), new_recall@k: recall
+    of the items new to each customer by the top k among items they never bought."""
+    top = ranked[:, :k]
+    recall, hit, ndcg, new_recall = [], [], [], []
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    for i, rel in enumerate(relevant):
+        if not rel:
+            continue
+        got = [j in rel for j in top[i]]
+        recall.append(sum(got) / len(rel))
+        hit.append(float(any(got)))
+        ideal = discounts[: min(len(rel), k)].sum()
+        ndcg.append(float(np.dot(got, discounts[: len(got)]) / ideal))
+        if bought is not None:
+            fresh = rel - bought[i]
+            if fresh:
+                new_top = [j for j in ranked[i] if j not in bought[i]][:k]
+                new_recall.append(len(fresh & set(new_top)) / len(fresh))
+    covered = len(set(top.ravel().tolist())) / n_items if n_items else float("nan")
+    out = {
+        f"recall_at_{k}": _mean(recall),
+        f"hit_rate_at_{k}": _mean(hit),
+        f"ndcg_at_{k}": _mean(ndcg),
+        "coverage": covered,
+        "customers": float(len(recall)),
+    }
+    if bought is not None:
+        out[f"new_recall_at_{k}"] = _mean(new_recall)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(model: Recommender, window: Purchases, *, ks: tuple[int, ...]) -> dict[str, float]:
+    """Metrics of `model` on the purchases of the window that follows its `as_of_day`, at each k."""
+    relevant = relevant_items(window, model.items)
+    ids = sorted(relevant)
+    if not ids:
+        return {}
+    rows = model.rows_of(ids)
+    ranked = np.argsort(-model.scores(rows), axis=1, kind="stable")
+    bought = [set(model.counts[r].indices.tolist()) if r >= 0 else set() for r in rows]
+    rel = [relevant[c] for c in ids]
+    out: dict[str, float] = {}
+    for k in ks:
+        out.update(ranking_metrics(ranked, rel, k=k, n_items=len(model.items), bought=bought))
+    out["coverage"] = ranking_metrics(ranked, rel, k=model.top_k, n_items=len(model.items))["coverage"]
+    return out
+
+
+def candidate_specs(*, half_lives: tuple[float, ...] = (30.0, 90.0, 365.0)) -> list[Spec]:
+    """The candidates tried on validation: baselines, collaborative models and hybrids."""
+    specs = [Spec("popularity")]
+    specs += [Spec("buy_again", half_life_days=h) for h in half_lives]
+    specs += [Spec("cooccurrence"), Spec("als")]
+    specs += [Spec("hybrid_cooccurrence", weight=w) for w in (0.25, 0.5, 1.0)]
+    specs += [Spec("hybrid_als", weight=w) for w in (0.25, 0.5, 1.0)]
+    return specs

@@ -1,0 +1,179 @@
+"""Next best category: metrics, scores, lists and reasons on small hand-checked purchases; the gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.recommend import (
+    Purchases,
+    Spec,
+    cooccurrence_similarity,
+    epoch_day,
+    evaluate,
+    fit_recommender,
+    popularity_of,
+    ranking_metrics,
+)
+from training.recommend import gate_recommend
+
+AS_OF = pd.Timestamp("2025-06-30", tz="UTC")
+ITEMS = np.asarray(["apparel", "beauty", "books", "toys"], dtype=object)
+
+
+def _purchases(rows: list[tuple[str, str, int]]) -> Purchases:
+    """(customer, item, days before AS_OF)."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "category", "ago"])
+    frame["order_ts"] = AS_OF - pd.to_timedelta(frame["ago"], unit="D")
+    return Purchases.from_frame(frame, item="category")
+
+
+HISTORY = _purchases(
+    [
+        ("a", "apparel", 100),
+        ("a", "apparel", 50),
+        ("a", "apparel", 20),
+        ("a", "apparel", 10),
+        ("b", "apparel", 30),
+        ("b", "beauty", 40),
+        ("c", "apparel", 5),
+        ("c", "beauty", 6),
+        ("d", "books", 3),
+        ("d", "toys", 4),
+        ("e", "books", 60),
+    ]
+)
+
+
+def test_ranking_metrics_by_hand() -> None:
+    ranked = np.asarray([[0, 1, 2, 3], [3, 2, 1, 0]])
+    relevant = [{1, 3}, {3}]
+    m = ranking_metrics(ranked, relevant, k=2, n_items=4, bought=[{1}, set()])
+    # customer 1: top2 {0,1} holds 1 of {1,3} -> recall 0.5, hit; customer 2: top2 {3,2} holds 3 -> 1.0
+    assert m["recall_at_2"] == pytest.approx(0.75)
+    assert m["hit_rate_at_2"] == 1.0
+    # NDCG: customer 1 gain at rank 2 -> (1/log2 3) / (1 + 1/log2 3); customer 2 at rank 1 -> 1
+    first = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert m["ndcg_at_2"] == pytest.approx((first + 1.0) / 2)
+    assert m["coverage"] == pytest.approx(4 / 4)  # {0,1} and {3,2}
+    # new to customer 1: {3}; its top 2 among never-bought items are [0, 2] -> 0; customer 2: {3} -> 1
+    assert m["new_recall_at_2"] == pytest.approx(0.5)
+
+
+def test_popularity_is_the_share_of_recent_buyers() -> None:
+    share = popularity_of(HISTORY, ITEMS, as_of_day=epoch_day(AS_OF))
+    # 5 recent customers; apparel bought by a, b, c
+    assert share.tolist() == pytest.approx([3 / 5, 2 / 5, 2 / 5, 1 / 5])
+
+
+def test_cooccurrence_is_cosine_of_buyers() -> None:
+    model = fit_recommender(
+        HISTORY, spec=Spec("cooccurrence"), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=2
+    )
+    sim = cooccurrence_similarity(model.counts)
+    # apparel buyers {a,b,c}, beauty {b,c}: 2 / sqrt(3 * 2)
+    assert sim[0, 1] == pytest.approx(2 / np.sqrt(6))
+    assert sim[2, 3] == pytest.approx(1 / np.sqrt(2))  # books {d,e}, toys {d}
+    assert sim[0, 2] == 0.0 and np.diag(sim).tolist() == [0.0] * 4
+
+
+def test_buy_again_ranks_own_purchases_by_recency_weighted_frequency_and_explains() -> None:
+    model = fit_recommender(
+        HISTORY,
+        spec=Spec("buy_again", half_life_days=30),
+        items=ITEMS,
+        as_of_day=epoch_day(AS_OF),
+        horizon_days=90,
+        top_k=2,
+    )
+    (got,) = model.recommend(["b"])
+    # b: apparel 30 days ago (weight 0.5) beats beauty 40 days ago (0.397)
+    assert [e["item"] for e in got["items"]] == ["apparel", "beauty"]
+    assert got["items"][0] == {
+        "item": "apparel",
+        "score": pytest.approx(1.0 + 1e-6 * 3 / 5),
+        "kind": "buy_again",
+        "reason": "bought 1 time, last 30 days ago",
+    }
+    (a,) = model.recommend(["a"], as_of_day=epoch_day(AS_OF) + 2)
+    assert a["items"][0]["reason"] == "bought 4 times, last 12 days ago"
+    # the new list never holds a bought item; the rest come by popularity
+    assert [e["item"] for e in a["new"]] == ["beauty", "books"]
+    assert {e["kind"] for e in a["new"]} == {"new"}
+
+
+def test_collaborative_new_item_reason_names_the_item_it_follows() -> None:
+    model = fit_recommender(
+        HISTORY,
+        spec=Spec("hybrid_cooccurrence", half_life_days=90, weight=1.0),
+        items=ITEMS,
+        as_of_day=epoch_day(AS_OF),
+        horizon_days=90,
+        top_k=2,
+    )
+    (e,) = model.recommend(["e"])  # bought books; toys co-occur with books (d), nothing else does
+    assert e["items"][0]["item"] == "books" and e["items"][0]["kind"] == "buy_again"
+    assert e["new"][0] == {
+        "item": "toys",
+        "score": pytest.approx(1.0 + 1e-6 * 1 / 5),
+        "kind": "new",
+        "reason": "customers who buy books also buy toys",
+    }
+
+
+def test_unknown_customer_gets_the_popular_items() -> None:
+    for name in ("buy_again", "als", "hybrid_cooccurrence"):
+        model = fit_recommender(
+            HISTORY, spec=Spec(name), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=2
+        )
+        (got,) = model.recommend(["stranger"])
+        assert [e["item"] for e in got["items"]] == ["apparel", "beauty"], name
+        assert got["items"][0]["reason"] == "popular: bought by 60% of recent customers"
+        assert model.predict(pd.DataFrame({"customer_id": ["stranger"]}))["next_best_list"][0] == (
+            "apparel, beauty"
+        )
+
+
+def test_fit_ignores_purchases_after_the_cut_and_evaluate_reads_the_next_window() -> None:
+    cut = epoch_day(AS_OF) - 7  # d's books (3 days ago) and toys (4 days ago), c's (5, 6) are after it
+    model = fit_recommender(
+        HISTORY, spec=Spec("buy_again"), items=ITEMS, as_of_day=cut, horizon_days=7, top_k=1
+    )
+    assert "d" not in model.customers and "c" not in model.customers
+    window = HISTORY.between(cut, epoch_day(AS_OF))
+    metrics = evaluate(model, window, ks=(1,))
+    # c (apparel, beauty) and d (books, toys) are cold: popularity says apparel -> c 1/2, d 0
+    assert metrics["recall_at_1"] == pytest.approx(0.25)
+    assert metrics["customers"] == 2
+
+
+def test_gate_needs_both_baselines_and_the_champion() -> None:
+    base = {"popularity": {"recall_at_3": 0.4}, "buy_again": {"recall_at_3": 0.6}}
+    ok = gate_recommend(
+        challenger={"recall_at_3": 0.65},
+        baselines=base,
+        champion=None,
+        metric="recall_at_3",
+        margin=0.0,
+        champion_version=None,
+    )
+    assert ok.promote
+    worse = gate_recommend(
+        challenger={"recall_at_3": 0.55},
+        baselines=base,
+        champion=None,
+        metric="recall_at_3",
+        margin=0.0,
+        champion_version=None,
+    )
+    assert not worse.promote and "buy_again" in worse.reason
+    tie = gate_recommend(
+        challenger={"recall_at_3": 0.65},
+        baselines=base,
+        champion={"recall_at_3": 0.65},
+        metric="recall_at_3",
+        margin=0.0,
+        champion_version="2",
+    )
+    assert not tie.promote and "champion v2" in tie.reason
