@@ -74,7 +74,7 @@ def test_score_known_customer_has_every_part(client, world_ids) -> None:  # type
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["scored"] == 1 and body["not_found"] == 0
-    assert set(body["model_versions"]) == {"segments", "churn", "conversion"}
+    assert set(body["model_versions"]) == {"segments", "churn", "conversion", "recommend"}
     (item,) = body["items"]
     assert item["customer_id"] == cid and item["status"] == "ok"
     assert item["segment"]["persona"] and item["segment"]["segment_id"] is not None
