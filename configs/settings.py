@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from configs.sections.dashboard import DashboardConfig
 from configs.sections.feast import FeastConfig
 from configs.sections.features import FeaturesConfig
 from configs.sections.generator import GeneratorConfig
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     crm: CrmConfig = Field(default_factory=CrmConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     @classmethod
     def settings_customise_sources(

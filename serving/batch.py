@@ -8,10 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 
+from artifacts.catalog import latest_feature_frame
 from configs.settings import Settings
+from core.progress import track
+from models.tag_engine import format_values
+from serving.scoring import KINDS, complete_inputs, load_state, run_models, unset_absent
+from serving.tagging import tag_distribution
+from serving.writeback import record_and_enqueue
 
 
 @dataclass
@@ -39,8 +46,6 @@ class BatchSummary:
 
 def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, object]:  # type: ignore[no-untyped-def]
     """Score one chunk: returns (tags as CRM strings, tag inputs, model outputs). Pure given `state`."""
-    from models.tag_engine import format_values
-    from serving.scoring import KINDS, complete_inputs, run_models, unset_absent
 
     features = frame.reset_index(drop=True)
     # every customer of an offline snapshot has a row in each table that was built: features were found
@@ -60,11 +65,6 @@ def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame,
 
 def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -> BatchSummary:  # type: ignore[no-untyped-def]
     """Score all customers of the latest snapshot in chunks of `serving.batch_chunk_size`."""
-    from artifacts.catalog import latest_feature_frame
-    from core.progress import track
-    from serving.scoring import load_state
-    from serving.tagging import tag_distribution
-    from serving.writeback import record_and_enqueue
 
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)
@@ -132,8 +132,6 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
 
 
 def print_summary(summary: BatchSummary) -> None:
-    import click
-
     click.echo(
         f"scored {summary.customers:,} customers of snapshot {summary.snapshot} "
         f"({summary.customers_per_second:,.0f} customers/s for models + tags); "

@@ -60,9 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["train", "all"],
         ["tags", "fit"],
     ]
-    # The world's two years of data label a 120-day value horizon three times (train, validation, test)
-    # within the data's clock; the 365-day default cannot be observed three times in two years.
-    with env(PERSONA_DATA_DIR=str(data_dir), PERSONA_TRAINING__CLV_HORIZON_DAYS="120"):
+    with env(PERSONA_DATA_DIR=str(data_dir)):
         for step in steps:
             assert main(step) == 0, f"persona {' '.join(step)} failed"
     return data_dir
