@@ -102,6 +102,8 @@ def register(cli: click.Group) -> None:
             try:
                 outcome = train_model(settings, one, promote=not no_promote)
             except StageSkipped as exc:  # e.g. conversion without leads: said once, not an error
+                if kind != "all":  # asked for this model alone: that it cannot be trained is the answer
+                    raise
                 click.echo(f"{one}: skipped ({exc.message})")
                 continue
             click.echo(_summary(outcome))
