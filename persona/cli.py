@@ -9,7 +9,7 @@ import traceback
 import click
 
 from core.errors import USER_ERRORS
-from persona.commands import campaign, crm, data, demo, features, ingest, serve, tags, train
+from persona.commands import campaign, crm, data, demo, features, ingest, refresh, serve, tags, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,7 +27,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
-for module in (data, ingest, features, train, tags, serve, crm, campaign, demo):
+for module in (data, ingest, features, train, refresh, tags, serve, crm, campaign, demo):
     module.register(cli)
 
 
