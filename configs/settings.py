@@ -20,6 +20,7 @@ from configs.sections.generator import GeneratorConfig
 from configs.sections.identity import IdentityConfig
 from configs.sections.refresh import RefreshConfig
 from configs.sections.schedule import ScheduleConfig
+from configs.sections.segments import SegmentsConfig
 from configs.sections.serving import CrmConfig, ServingConfig
 from configs.sections.sources import SourcesConfig
 from configs.sections.tags import TagsConfig
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
 
     @classmethod
     def settings_customise_sources(

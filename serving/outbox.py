@@ -70,6 +70,8 @@ def _outbox_table(name: str) -> sa.Table:
 outbox_table = _outbox_table("crm_outbox")
 # trigger actions: `tag` holds the trigger rule, `crm_field` the action; every firing is delivered
 trigger_outbox_table = _outbox_table("trigger_outbox")
+# segment list memberships: `tag` holds the segment, `crm_field` the list, new_value "member" or null
+segment_outbox_table = _outbox_table("segment_outbox")
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ class RefreshReport:
     not_due: list[str] = field(default_factory=list)
     batch: BatchSummary | None = None
     firings: int = 0  # trigger actions queued
+    segments: dict[str, Any] = field(default_factory=dict)  # name -> SegmentSync
+    segments_delivered: DispatchStats | None = None
     delivered: DispatchStats | None = None
     triggers_delivered: DispatchStats | None = None
     steps: dict[str, float] = field(default_factory=dict)
@@ -175,6 +177,7 @@ def _recompute(  # type: ignore[no-untyped-def]
 
     state = load_state(settings)
     cadences = {t.key: t.cadence for t in state.catalog.tags}
+    check_rules(settings, set(cadences))
     last = dict(memory.get("tags", {}))
     report.recomputed = due_tags(
         cadences, as_of=as_of, last_computed=last, cadence=cadence, everything=everything
@@ -203,9 +206,27 @@ def _recompute(  # type: ignore[no-untyped-def]
         also=also,
     )
     report.steps["score"] = time.perf_counter() - started
+    if settings.segments.sync:
+        from datetime import UTC, datetime
+
+        from serving.segments import sync_segments
+
+        report.segments = sync_segments(state.tag_store.engine, settings.segments.sync, at=datetime.now(UTC))
     for tag in report.recomputed:
         last[tag] = as_of.isoformat()
     _save_refresh_state(settings, {"as_of": as_of.isoformat(), "tags": last, "snapshot": report.snapshot})
+
+
+def check_rules(settings: Settings, known: set[str]) -> None:
+    """Every tag a trigger or segment rule names is in the catalog (else a ConfigError naming the key)."""
+    from configs.settings import ConfigError
+
+    named = [(f"triggers.rules[{r.name}].tag", r.tag) for r in settings.triggers.rules]
+    named += [(f"triggers.rules[{r.name}].where", t) for r in settings.triggers.rules for t in r.where]
+    named += [(f"segments.sync[{r.name}].where", t) for r in settings.segments.sync for t in r.where]
+    for key, tag in named:
+        if tag not in known:
+            raise ConfigError(f"{key}: unknown tag {tag!r} (see `persona tags list`)")
 
 
 def _deliver(settings: Settings, report: RefreshReport, *, timeout: float, connector: Any) -> None:
@@ -223,6 +244,11 @@ def _deliver(settings: Settings, report: RefreshReport, *, timeout: float, conne
         triggers = build_trigger_dispatcher(settings, engine=engine)
         report.triggers_delivered = triggers.run_until_empty(deadline=time.time() + timeout)
         triggers.connector.close()
+    if settings.segments.sync:
+        from serving.segments import build_segment_dispatcher
+
+        lists = build_segment_dispatcher(settings, engine=engine)
+        report.segments_delivered = lists.run_until_empty(deadline=time.time() + timeout)
     report.steps["deliver"] = time.perf_counter() - started
 
 
@@ -238,7 +264,13 @@ def describe(report: RefreshReport) -> Iterable[str]:
             yield f"  moved {tag} {old or '(unset)'} -> {new or '(unset)'}: {count:,} customers"
         if report.firings:
             yield f"trigger actions queued: {report.firings:,}"
-    for name, stats in (("crm", report.delivered), ("triggers", report.triggers_delivered)):
+    for name, synced in report.segments.items():
+        yield f"segment {name}: {synced.members:,} members (+{synced.added:,} -{synced.removed:,})"
+    for name, stats in (
+        ("crm", report.delivered),
+        ("triggers", report.triggers_delivered),
+        ("lists", report.segments_delivered),
+    ):
         if stats is not None:
             yield f"{name}: delivered {stats.delivered:,}, retried {stats.retried:,}, dead-lettered {stats.dead:,}"
     if report.steps:

@@ -170,3 +170,65 @@ def test_trigger_outbox_delivers_every_firing_once_dead_letters_and_replays(tmp_
         dispatcher.run_until_empty(deadline=clock[0] + 60)
         assert [c["customer_id"] for c in receiver.calls].count("B") == 1
         assert outbox.counts()["delivered"] == 3 and outbox.counts()["dead"] == 0
+
+
+def test_segment_lists_follow_the_tags(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from configs.sections.segments import SegmentRule
+    from serving.dispatcher import Dispatcher
+    from serving.outbox import make_state_engine
+    from serving.segments import SqlListsConnector, list_members, segment_outbox, sync_segments
+    from serving.tag_store import TagStore
+
+    class Keys:  # every customer has one CRM record, "C" + its id
+        record_key = "orders"
+
+        def records_for(self, ids):  # type: ignore[no-untyped-def]
+            return {i: [f"C{i}"] for i in ids}
+
+    engine = make_state_engine(f"sqlite:///{tmp_path}/state.sqlite")
+    store = TagStore(
+        engine, crm_fields={"churn_risk": "persona_churn_risk", "value_tier": "persona_value_tier"}
+    )
+    store.create_schema()
+    crm = sa.create_engine(f"sqlite:///{tmp_path}/crm.sqlite")
+    rule = SegmentRule(name="at_risk_top", where={"churn_risk": "high", "value_tier": ["top", "high"]})
+    assert rule.list_name == "at_risk_top"
+    by = {"churn_risk": "model:c@1", "value_tier": "model:v@1"}
+
+    def tag(rows: dict[str, tuple[str, str]]) -> None:
+        frame = pd.DataFrame(
+            {"customer_id": list(rows), "churn_risk": [v[0] for v in rows.values()],
+             "value_tier": [v[1] for v in rows.values()]}
+        )  # fmt: skip
+        with engine.begin() as conn:
+            store.apply(conn, tags=frame, produced_by=by, at=AT)
+
+    def deliver() -> set[str]:
+        dispatcher = Dispatcher(segment_outbox(engine), SqlListsConnector(crm, resolver=Keys()))
+        stats = dispatcher.run_until_empty(deadline=time.time() + 30)
+        assert stats.dead == 0
+        with crm.connect() as conn:
+            t = list_members
+            return {
+                r[0]
+                for r in conn.execute(
+                    sa.select(t.c.contact_id).where(t.c.list_name == "at_risk_top", t.c.member)
+                )
+            }
+
+    tag({"A": ("high", "top"), "B": ("high", "standard"), "C": ("low", "top"), "D": ("high", "high")})
+    first = sync_segments(engine, [rule], at=AT)["at_risk_top"]
+    assert (first.members, first.added, first.removed) == (2, 2, 0)
+    assert deliver() == {"CA", "CD"}
+    again = sync_segments(engine, [rule], at=AT)["at_risk_top"]  # nothing changed: nothing queued
+    assert (again.added, again.removed) == (0, 0)
+    tag({"A": ("low", "top"), "B": ("high", "top"), "C": ("low", "top"), "D": ("high", "high")})
+    moved = sync_segments(engine, [rule], at=AT)["at_risk_top"]
+    assert (moved.members, moved.added, moved.removed) == (2, 1, 1)
+    assert deliver() == {"CB", "CD"}
+    # A comes back: its list row flips back to member (a newer seq), not a duplicate
+    tag({"A": ("high", "top"), "B": ("high", "top"), "C": ("low", "top"), "D": ("high", "high")})
+    sync_segments(engine, [rule], at=AT)
+    assert deliver() == {"CA", "CB", "CD"}

@@ -34,6 +34,42 @@ def _next_day_orders(raw: Path, clean: Path, *, customers: int = 25) -> pd.Times
     return day
 
 
+def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
+    """The CRM list `Sleeping` holds exactly the customers whose current rfm_segment says so (those
+    without a CRM record are dead letters, not members). Returns the members."""
+    state = sa.create_engine(settings.url(settings.state_url))
+    crm = sa.create_engine(settings.url(settings.crm.url))
+    with state.connect() as conn:
+        wanted = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "select customer_id from tag_current where tag = 'rfm_segment' "
+                    "and value in ('about_to_sleep', 'hibernating', 'lost')"
+                )
+            )
+        }
+        no_record = {
+            r[0]
+            for r in conn.execute(sa.text("select customer_id from segment_outbox where status = 'dead'"))
+        }
+        pending = conn.execute(
+            sa.text("select count(*) from segment_outbox where status = 'pending'")
+        ).scalar_one()
+    with crm.connect() as conn:
+        held = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "select distinct customer_id from persona_list_members where list_name = 'Sleeping' and member"
+                )
+            )
+        }
+    assert pending == 0 and wanted, (pending, len(wanted))
+    assert held == wanted - no_record
+    return held
+
+
 @pytest.fixture
 def copy_of_world(world: Path, tmp_path: Path) -> Path:
     data_dir = tmp_path / "data"
@@ -51,7 +87,9 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
         config.write_text(
             "triggers:\n  rules:\n"
             "    - name: recency_moved\n      tag: rfm_r\n"
-            f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n",
+            f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n"
+            "segments:\n  sync:\n"
+            "    - {name: sleeping, where: {rfm_segment: [about_to_sleep, hibernating, lost]}, list_name: Sleeping}\n",
             encoding="utf-8",
         )
         with env(
@@ -68,6 +106,8 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             first = load_refresh_state(settings)
             assert "tags recomputed: " in out and "not due: 0" in out, out
             assert "crm: delivered " in out and "dead-lettered 0" in out, out
+            assert "segment sleeping: " in out and "lists: delivered " in out, out
+            members_first = _in_step(settings)
             queued_first = int(out.split("tag changes queued: ")[1].split()[0].replace(",", ""))
             assert queued_first > 0
             # first tagging is a change from unset for every customer: triggers fire for each rfm_r
@@ -88,6 +128,9 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             assert main(["refresh", "--cadence", "daily"]) == 0
             out = capsys.readouterr().out
             second = load_refresh_state(settings)
+            members_second = _in_step(settings)
+            # the new orders woke some sleeping customers up: they left the list
+            assert members_first - members_second, "nobody left the list"
             assert pd.Timestamp(second["as_of"]) > pd.Timestamp(first["as_of"])
             assert second["snapshot"] > first["snapshot"]
 
