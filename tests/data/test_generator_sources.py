@@ -117,6 +117,7 @@ def test_files_and_columns_match_the_contract(raw: Path, sources: dict[str, pd.D
             "leads.csv",
             "ground_truth/person_map.parquet",
             "ground_truth/persons.parquet",
+            "ground_truth/category_preferences.parquet",
         ]
     )
     assert list(sources["contacts"].columns) == CONTACT_COLUMNS
