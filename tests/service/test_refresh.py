@@ -100,6 +100,8 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             PERSONA_CRM__MAX_DELAY_SECONDS="0.2",
         ):
             settings = load_settings(str(config))
+            # the registry records absolute table paths: point it at the copy's tables
+            assert main(["features", "apply"]) == 0
             # day 1: nothing was tagged yet: every tag is due, everyone gets tags, all delivered
             assert main(["refresh"]) == 0
             out = capsys.readouterr().out
@@ -167,4 +169,9 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
     assert call["change"]["new_value"] != call["change"]["old_value"] and "recency_days" in call["reasons"]
     assert call["customer_id"]
     assert day2 and set(day2) <= daily, day2
+    # the online store serves the new snapshot (what /v1/score reads)
+    online = sa.create_engine(f"sqlite:///{settings.path(settings.feast.sqlite_path)}")
+    with online.connect() as conn:
+        served = conn.execute(sa.text("select max(event_ts) from persona_customer_transactions")).scalar_one()
+    assert pd.Timestamp(served, unit="s", tz="UTC") == pd.Timestamp(second["snapshot"], tz="UTC")
     assert f"  rfm_r: {day2['rfm_r']:,}" in out
