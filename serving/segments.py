@@ -4,7 +4,7 @@ with the members already synced; adds and removes are recorded and queued in one
 `segment_outbox` and delivered by the same dispatcher as CRM tags (at least once, back-off, breaker,
 dead letters). Removes of customers who withdrew consent follow from their tags being cleared.
 
-The embedded SQL CRM keeps lists in `persona_list_members` (one row per list and contact, `member`
+An HTTP CRM gets HubSpot lists (`serving/connectors/hubspot_lists.py`). The embedded SQL CRM keeps lists in `persona_list_members` (one row per list and contact, `member`
 true or false, applied only by a newer `seq`, so a re-delivery or an older change lands as a no-op).
 """
 
@@ -172,13 +172,22 @@ def build_segment_dispatcher(settings: Settings, *, engine: Engine):  # type: ig
     from serving.record_keys import RecordKeys
 
     crm = settings.crm
-    if crm.connector != "sql":
-        raise CrmError(
-            f"segments.sync: list sync to crm.connector {crm.connector!r} is not built yet (sql only)",
-            hint="remove segments.sync or use the sql connector",
-        )
     resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
-    connector = SqlListsConnector(sa.create_engine(settings.url(crm.url)), resolver=resolver)
+    connector: Connector
+    if crm.connector == "sql":
+        connector = SqlListsConnector(sa.create_engine(settings.url(crm.url)), resolver=resolver)
+    elif crm.connector == "http":
+        from serving.connectors.hubspot_lists import HubSpotListsConnector
+
+        connector = HubSpotListsConnector(
+            settings.url(crm.url),
+            token=crm.token.get_secret_value() if crm.token else None,
+            id_property=crm.id_property,
+            resolver=resolver,
+            timeout=crm.timeout_seconds,
+        )
+    else:
+        raise CrmError(f"segments.sync: no list connector for crm.connector {crm.connector!r}")
     return Dispatcher(
         segment_outbox(engine),
         connector,
