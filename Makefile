@@ -15,11 +15,11 @@ help: ## Show this help
 env: ## Create or refresh .venv from uv.lock (installs uv if missing)
 	@bash scripts/bootstrap.sh
 
-services: ## Install the servers the integration tests start (redis-server, PostgreSQL) if missing
+services: ## Install what the integration tests start (redis-server, PostgreSQL, chromium) if missing
 	@bash scripts/install-services.sh
 
-demo: env ## Run the whole pipeline on synthetic data: sources -> features -> Feast -> models -> tags -> CRM
-	@$(PERSONA) demo
+demo: env ## Run the whole pipeline on synthetic data (FRESH=1 replaces a previous run's data dir)
+	@$(PERSONA) demo $(if $(FRESH),--fresh)
 
 test: env services ## Run every test tier (code, data, model, service)
 	@$(PY) -m pytest

@@ -12,10 +12,12 @@ from typing import Any
 import pandas as pd
 
 from configs.settings import Settings
-from core.errors import SourceError
+from core.errors import CatalogError, SourceError
 from features.build import FEATURE_DTYPES
 from features.build import FEATURE_TABLES as _BUILT_TABLES
-from models.tag_engine import MODEL_OUTPUTS, Catalog, read_catalog_file, read_cutpoints
+from features.feast_io import service_features
+from models.reasons import ReasonCatalog, parse_reason_catalog
+from models.tag_engine import MODEL_OUTPUTS, SOURCES, Catalog, read_catalog_file, read_cutpoints
 from models.tag_expr import STRING
 
 
@@ -47,7 +49,6 @@ def known_names(settings: Settings, *, store: Any = None, services: Iterable[str
     """
     if store is None:
         return contract_names()["known_names"]
-    from features.feast_io import service_features
 
     names = set(MODEL_OUTPUTS)
     for service in services if services is not None else settings.feast.services:
@@ -58,9 +59,15 @@ def known_names(settings: Settings, *, store: Any = None, services: Iterable[str
 def load_catalog(settings: Settings, *, store: Any = None, known: Iterable[str] | None = None) -> Catalog:
     """Read and check `settings.tags.catalog`; names are checked against Feast when `store` is given."""
     names = set(known) if known is not None else known_names(settings, store=store)
-    return read_catalog_file(
+    catalog = read_catalog_file(
         settings.tags.catalog_path(), known_names=names, string_names=contract_names()["string_names"]
     )
+    return catalog.without_sources(absent_sources(settings))[0]
+
+
+def absent_sources(settings: Settings) -> set[str]:
+    """The optional sources this configuration does not map (their tags are skipped, with a note)."""
+    return {name for name in SOURCES if not getattr(settings.sources, name).configured}
 
 
 def cutpoints_path(settings: Settings) -> Path:
@@ -101,3 +108,17 @@ def latest_feature_frame(settings: Settings) -> pd.DataFrame:
     for other in frames[1:]:
         frame = frame.merge(other, on="customer_id", how="left")
     return frame.reset_index(drop=True)
+
+
+def load_reason_catalog(settings: Settings) -> ReasonCatalog:
+    """The reason catalog (`tags.reasons`), checked against the contract's feature names."""
+    import yaml
+
+    path = settings.tags.reasons_path()
+    if not path.is_file():
+        raise CatalogError(f"reason catalog not found: {path}", hint="set tags.reasons in the config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_reason_catalog(raw, known_names=set(FEATURE_DTYPES), source=str(path))

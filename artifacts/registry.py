@@ -14,11 +14,15 @@ from core.errors import RegistryError
 if TYPE_CHECKING:
     from configs.settings import Settings
 
-KINDS = ("segments", "churn", "conversion", "clv", "recommend")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SERVICE_TAG = "feast.feature_service"
 NONE = "none"
+# The model code MLflow stores with every version (models-from-code) and the artifact it reads the
+# bundle from; that file runs alone inside MLflow, so it keeps its own copy of the name.
+PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+BUNDLE_ARTIFACT = "bundle"
 
 
 def model_name(settings: Settings, kind: str) -> str:
@@ -26,6 +30,10 @@ def model_name(settings: Settings, kind: str) -> str:
     if kind not in KINDS:
         raise RegistryError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
     return f"{settings.mlflow.experiment_prefix}-{kind}"
+
+
+# mlflow (about 2 s to import) is imported where used: this module is imported with serving.service,
+# which BentoML's supervisor process and `bentoml build` import without ever loading a model.
 
 
 def configure_tracking(settings: Settings) -> str:

@@ -105,7 +105,7 @@ def build_world(customers: int, world: Path) -> bool:
 
 def ensure_champions(world: Path) -> list[str]:
     """Every model needs a champion; where the gate refused one, force the newest version with
-    `persona promote KIND --version N`. Returns the champions that hold their alias by a manual promotion,
+    `persona promote KIND --force N --reason ...`. Returns the champions that hold their alias by a manual promotion,
     now or in the run that built the cached world (said in the output)."""
     from artifacts.registry import champion_version, client, model_name
     from configs.settings import load_settings
@@ -128,7 +128,9 @@ def ensure_champions(world: Path) -> list[str]:
             raise SystemExit(
                 f"bench_serving: {name} has no registered version to promote (train {kind} failed)"
             )
-        _persona(["promote", kind, "--version", str(max(versions))], world)
+        _persona(
+            ["promote", kind, "--force", str(max(versions)), "--reason", "benchmark: newest version"], world
+        )
         forced.append(f"{kind} v{max(versions)}")
         print(
             f"  NOTE: the gate gave {kind} no champion; forced v{max(versions)} with persona promote",
@@ -170,6 +172,7 @@ def start_server(world: Path, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
         **_env(world),
         "PERSONA_API_KEYS": API_KEY,
         "PERSONA_SERVING__DISPATCH_IN_SERVICE": "false",
+        "PERSONA_SERVING__BENCHMARK_ENDPOINT": "true",  # /v1/noop, the floor score is compared with
         "BENTOML_HOME": str(tmp / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
@@ -558,7 +561,7 @@ def main() -> int:
     if forced:
         lines += [
             f"**Champions forced**: the promotion gate refused a champion on this data for {', '.join(forced)}; "
-            "the benchmark promoted the newest version with `persona promote KIND --version N` (when it "
+            "the benchmark promoted the newest version with `persona promote KIND --force N --reason ...` (when it "
             "built the world).",
             "",
         ]

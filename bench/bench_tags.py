@@ -63,6 +63,10 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
             "conversion_tier": rng.choice(["hot", "warm", "cold"], n),
             "clv_value": rng.gamma(0.5, 200, n),
             "clv_tier": rng.choice(["top", "high", "standard"], n),
+            "uplift_score": rng.normal(0, 0.05, n),
+            "uplift_group": rng.choice(["persuadable", "sure_thing", "lost_cause", "do_not_disturb"], n),
+            "next_best": rng.choice(["books", "toys", "home"], n),
+            "next_best_list": rng.choice(["books, toys, home", "toys, home, books"], n),
         }
     )
     return frame

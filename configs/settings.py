@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from configs.sections.dashboard import DashboardConfig
 from configs.sections.feast import FeastConfig
 from configs.sections.features import FeaturesConfig
 from configs.sections.generator import GeneratorConfig
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     @classmethod
     def settings_customise_sources(

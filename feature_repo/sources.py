@@ -6,7 +6,19 @@ default only matters for people running the `feast` CLI by hand.
 """
 
 import os
+import sys
 from pathlib import Path
+
+# `feast plan` / `feast apply` in this folder read feature_store.yaml, whose paths need PERSONA_DATA_DIR
+# (Feast expands ${VARS}; an unset one would become a folder literally named "${PERSONA_DATA_DIR}").
+# Feast imports this file before it touches the registry, so stop here with what to do. Persona itself
+# (features.feast_io) builds its own configuration from settings and needs no variable.
+if "features.feast_io" not in sys.modules and not Path(os.environ.get("PERSONA_DATA_DIR", "")).is_absolute():
+    sys.exit(
+        "feature_repo: export PERSONA_DATA_DIR as an absolute path before running feast here, e.g.\n"
+        "  export PERSONA_DATA_DIR=$(cd .. && pwd)/data\n"
+        "(`persona features apply` and `persona features materialize` need no export)"
+    )
 
 from feast import FileSource
 from feast.data_format import ParquetFormat

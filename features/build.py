@@ -21,18 +21,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from configs.settings import ConfigError
 from core.errors import SourceError, ValidationFailed
+from features.clock import BUILD_REPORT, clean_as_of
 from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
+from features.ingest import load_clean
 from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
 from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
 from features.snapshots import TS_DTYPE, build_spine, snapshot_dates
 from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from configs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -257,7 +259,6 @@ def compute_feature_tables(
 
 def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
     """The Parquet schema of a feature table: microsecond UTC timestamps, int64, float64, string."""
-    import pyarrow as pa
 
     kinds = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
     fields = [
@@ -273,8 +274,6 @@ def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write `frame` to `path` via a temporary file and a rename: readers never see half a file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # features never hold inf: a ratio or sum that overflowed is missing (NaN), which models handle
@@ -296,13 +295,24 @@ def read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
     None when an optional source (events, leads) was absent; SourceError when ingest has not run or a
     required table (customers, orders) is missing.
     """
-    from features.ingest import load_clean  # ingest pulls in identity resolution: only when building
 
     try:
-        return load_clean(settings, table)
+        frame = load_clean(settings, table)
     except (OSError, ValueError) as exc:  # pyarrow's errors for damaged files are of these kinds
         path = Path(settings.data_dir) / "clean" / f"{table}.parquet"
         raise SourceError(f"cannot read clean table '{table}' at {path}: {exc}") from None
+    if table == "customers" and frame is not None:
+        # a withdrawal or erasure since the last ingest counts now (the consent list, state database)
+        from core.statedb import make_state_engine
+        from features import consent
+
+        engine = make_state_engine(settings.url(settings.state_url))
+        consent.create_schema(engine)
+        listed = consent.withdrawn_ids(engine)
+        if listed:
+            frame = frame.copy()
+            frame.loc[frame["customer_id"].astype(str).isin(listed), "consent_profiling"] = False
+    return frame
 
 
 def build_features(
@@ -318,7 +328,6 @@ def build_features(
     skipped for an absent source is not written; an older file of it is moved aside to
     `<table>.parquet.stale` so Feast does not serve features of a source that is gone.
     """
-    from features.clock import BUILD_REPORT, clean_as_of
 
     as_of = clean_as_of(settings)
     planned = snapshot_dates(settings.features, snapshots)

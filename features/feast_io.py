@@ -1,8 +1,9 @@
 """Persona's door to Feast: build the store from settings, apply the repo, materialize, read features.
 
 Training and serving call only this module. Feature lists live in the FeatureServices of
-`feature_repo/services.py`; nothing here names a feature. Feast is imported inside functions so that
-`persona --help` stays fast.
+`feature_repo/services.py`; nothing here names a feature. Feast (about 5 s to import) is imported inside
+functions: this module is also imported by work that never opens a store (`persona features build`,
+`persona tags list` through artifacts.catalog, the service's supervisor process).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from configs.settings import PROJECT_ROOT, Settings
 from core.errors import FeatureStoreError
+from core.progress import track
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -286,7 +290,6 @@ def check_feature_tables(settings: Settings, contents: RepoContents) -> list[str
     Raises FeatureStoreError naming the file and column when a required table is missing, a column is
     missing, or timestamps are not `timestamp[us, UTC]`-compatible.
     """
-    import pyarrow.parquet as pq
 
     missing = []
     for view in contents.feature_views:
@@ -356,7 +359,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _count_latest_rows(path: Path, *, start: datetime, end: datetime) -> int:
     """Rows Feast writes for one view: distinct customers with a snapshot in [start, end]."""
-    import duckdb
 
     with duckdb.connect() as con:
         query = (
@@ -383,7 +385,6 @@ def materialize(
     beginning again: for a new or emptied online store (switching SQLite -> Redis keeps the registry,
     which would otherwise say everything is done) and after historical snapshots were rebuilt.
     """
-    from core.progress import track
 
     _ensure_local_dirs(settings)
     store = get_store(settings)
@@ -799,3 +800,82 @@ def _view(store: FeatureStore, view_name: str) -> Any:
         raise FeatureStoreError(
             f"feature view {view_name!r} not in the Feast registry", hint=APPLY_HINT
         ) from exc
+
+
+def delete_online(store: FeatureStore | Settings, customer_ids: Sequence[str]) -> int:
+    """Delete every online row of `customer_ids` (all feature views); returns the rows deleted.
+
+    Feast 0.67 has no per-entity delete (Redis' `delete_entity_values` empties a whole entity type), so
+    this deletes through each store's own layout, with Feast's key encoding: SQLite, one table per view
+    keyed by the serialized entity key; Redis, one hash per entity holding every view's fields.
+    """
+    store = _as_store(store)
+    ids = sorted({str(c) for c in customer_ids})
+    if not ids:
+        return 0
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    config = store.config
+    version = config.entity_key_serialization_version
+    keys = [
+        serialize_entity_key(
+            EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=i)]),
+            entity_key_serialization_version=version,
+        )
+        for i in ids
+    ]
+    kind = getattr(config.online_store, "type", "sqlite")
+    try:
+        if kind == "redis":
+            from feast.infra.online_stores.helpers import _redis_key
+
+            client = store.provider.online_store._get_client(config.online_store)
+            redis_keys = [
+                _redis_key(
+                    config.project,
+                    EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=i)]),
+                    version,
+                )
+                for i in ids
+            ]
+            return int(client.delete(*redis_keys))
+        if kind == "sqlite":
+            return _delete_sqlite(store, keys)
+    except FeatureStoreError:
+        raise
+    except Exception as exc:
+        raise FeatureStoreError(
+            f"deleting {len(ids)} customer(s) from the online store failed: {type(exc).__name__}: {exc}",
+            hint="check the online store is reachable, then run the command again",
+        ) from exc
+    raise FeatureStoreError(f"online store type {kind!r}: deleting a customer is not supported")
+
+
+def _delete_sqlite(store: FeatureStore, keys: list[bytes]) -> int:
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+    config = store.config
+    path = Path(config.online_store.path)
+    if not path.is_absolute():
+        path = Path(store.repo_path) / path
+    if not path.is_file():
+        return 0
+    versioning = config.registry.enable_online_feature_view_versioning
+    deleted = 0
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for view in store.list_feature_views(allow_cache=True):
+            table = _table_id(config.project, view, versioning)
+            if table not in present:
+                continue
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(
+                    f"DELETE FROM {_quote_id(table)} WHERE entity_key IN ({marks})", chunk
+                ).rowcount
+    return deleted

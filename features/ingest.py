@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
@@ -30,6 +32,7 @@ from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.quarantine import Quarantine
 from features.readers import RawTable, read_source
+from features.salt_guard import require_private_salt
 from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
@@ -897,9 +900,6 @@ def clean_dir(settings: Settings) -> Path:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(frame, preserve_index=False)
     fields = []
     for f in table.schema:
@@ -969,14 +969,37 @@ def run_ingest(
     progress: Callable[[list[str]], Iterable[str]] | None = None,
 ) -> IngestResult:
     """Read, validate, resolve and write the clean tables; returns the result (tables and report)."""
-    from features.salt_guard import require_private_salt
 
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
     raw_tables = read_sources(settings, progress=progress)
     result = ingest_frames(raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp)
+    crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)
+    from core.statedb import make_state_engine
+    from features import consent
+
+    # after the clean tables are written: the list never names a withdrawal the tables do not carry
+    consent.sync_from_crm(make_state_engine(settings.url(settings.state_url)), crm_withdrawn)
     return result
+
+
+def honour_consent_list(result: IngestResult, settings: Settings) -> set[str]:
+    """Mark customers withdrawn by `persona consent withdraw` or `persona forget` (the consent list in
+    the state database) as not consenting, whatever the CRM says now. Returns the ids the CRM source
+    itself lists as withdrawn (before this override)."""
+    from core.statedb import make_state_engine
+    from features import consent
+
+    customers = result.tables["customers"]
+    assert customers is not None
+    crm_withdrawn = set(customers.loc[~customers["consent_profiling"], "customer_id"].astype(str))
+    engine = make_state_engine(settings.url(settings.state_url))
+    consent.create_schema(engine)
+    listed = consent.withdrawn_ids(engine, sources=(consent.CLI, consent.FORGET))
+    if listed:
+        customers.loc[customers["customer_id"].astype(str).isin(listed), "consent_profiling"] = False
+    return crm_withdrawn
 
 
 def load_clean(settings: Settings, table: str) -> pd.DataFrame | None:
@@ -1002,7 +1025,15 @@ def load_clean(settings: Settings, table: str) -> pd.DataFrame | None:
 
 
 def withdrawn_customer_ids(settings: Settings) -> set[str]:
-    """Customers who withdrew consent to profiling: later stages neither profile nor tag them."""
+    """Customers who withdrew consent to profiling: later stages neither profile nor tag them. The
+    clean customers table as of the last ingest, plus the consent list of the state database (a
+    `persona consent withdraw` or `persona forget` since then)."""
+    from core.statedb import make_state_engine
+    from features import consent
+
     customers = load_clean(settings, "customers")
     assert customers is not None  # customers is always written
-    return set(customers.loc[~customers["consent_profiling"].astype(bool), "customer_id"].astype(str))
+    ids = set(customers.loc[~customers["consent_profiling"].astype(bool), "customer_id"].astype(str))
+    engine = make_state_engine(settings.url(settings.state_url))
+    consent.create_schema(engine)
+    return ids | consent.withdrawn_ids(engine)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 
 TS_DTYPE = "datetime64[us, UTC]"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
@@ -40,8 +43,6 @@ def normalize_emails(values: pd.Series) -> pd.Series:
 
 
 def _parse_phone(raw: str, region: str, country_code: str) -> str | None:
-    import phonenumbers
-
     def parse(text: str) -> phonenumbers.PhoneNumber | None:
         try:
             return phonenumbers.parse(text, region)
@@ -74,7 +75,6 @@ def normalize_phones(
     `+86 138-0013-8000`, `13800138000`, `0086 13800138000` and `8613800138000` (the country code
     without `+`; region CN) all give `+8613800138000`.
     """
-    import phonenumbers
 
     region = default_region.upper()
     text = _as_text(values).str.replace(_PHONE_SEPARATORS, "", regex=True)
@@ -130,8 +130,6 @@ def parse_timestamps(values: pd.Series, *, timezone: str = "UTC") -> pd.Series:
     Text without an offset is wall-clock time in `timezone`. Already-typed datetimes pass through
     (naive ones localised to `timezone`). Unparseable values become NaT.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         typed = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize(timezone)

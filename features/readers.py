@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
 
 from configs.sections.sources import WHITESPACE, SourceConfig, known_columns
 from configs.settings import Settings
@@ -97,14 +100,11 @@ def _pick_columns(
 
 
 def _strings(table) -> pd.DataFrame:  # pyarrow.Table -> pandas, text as arrow-backed strings
-    import pyarrow as pa
-
     mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
     return table.to_pandas(types_mapper=mapping.get)
 
 
 def _read_csv(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
-    import pyarrow as pa
     from pyarrow import csv as pacsv
 
     header = _csv_header(path, cfg.csv_sep)
@@ -149,9 +149,6 @@ def _read_blank_separated(source: str, path: Path, use: dict[str, str], columns:
 
 
 def _read_parquet(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         # A gzipped Parquet file is unusual but happens (exports compressed as a whole): unzip in memory.
         handle = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix == ".gz" else path
@@ -165,7 +162,6 @@ def _read_parquet(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFr
 
 
 def _read_sql(source: str, url: str, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
-    import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)

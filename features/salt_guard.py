@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from configs.sections.identity import DEMO_SALT
 from core.errors import ConfigError
 
@@ -27,8 +29,6 @@ def _source_file(settings: Settings, name: str) -> Path | None:
     if cfg.path:
         return settings.path(cfg.path)
     if cfg.url:
-        import sqlalchemy as sa
-
         url = sa.make_url(settings.url(cfg.url))
         if url.get_backend_name() == "sqlite" and url.database:
             return Path(url.database)

@@ -6,6 +6,7 @@ dashboard; nothing here reads files or databases.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 
 import pandas as pd
@@ -121,7 +122,6 @@ def render_text(report: dict) -> str:
 
 def render_html(report: dict) -> str:
     """The report as a self-contained HTML page."""
-    import html
 
     esc = html.escape
     parts = [

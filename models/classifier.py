@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 try:
     from core.errors import ValidationFailed
@@ -177,14 +180,10 @@ class Calibrator:
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, *, method: str) -> Calibrator:
     """Platt scaling (logistic regression of y on the raw score) or isotonic regression."""
     if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
         # Practically unpenalised: two parameters fitted on thousands of rows need no shrinkage.
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
         return Calibrator("platt", slope=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
     if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         return Calibrator(
             "isotonic",
@@ -504,7 +503,6 @@ def fit_classifier(
     `params` overrides LightGBM parameters and may also hold `calibration` ("platt" | "isotonic"),
     `tier_shares` (default (0.10, 0.20)), `num_boost_round` and `early_stopping_rounds`.
     """
-    import lightgbm as lgb
 
     lgb_overrides, control = _split_params(params)
     prep = _prepare(
@@ -578,7 +576,6 @@ def fit_baseline(
     """Logistic regression (median imputation, standardization, one-hot; balanced class weights) on the
     same data, calibrated and tiered like `fit_classifier`. `params` may hold `C`, `calibration`,
     `tier_shares`."""
-    from sklearn.linear_model import LogisticRegression
 
     options, control = _split_params(params)
     prep = _prepare(

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -344,7 +345,6 @@ def fit_clv_regressor(
     `offset`: the BG/NBD x Gamma-Gamma model the trees correct (None: plain Tweedie regression).
     `train_offset`: the offset model for the training rows when it differs (fitted on the training
     snapshot's histories); defaults to `offset`."""
-    import lightgbm as lgb
 
     if not features:
         raise ValidationFailed("value model: no features given")

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 from core.errors import ValidationFailed
 
@@ -371,7 +372,6 @@ def evaluate_outcome(
     """One outcome of one experiment as data: per-arm stats, each treatment against control, the sample
     ratio check, power for `minimum_effect` (absolute), warnings, and the same effects within each value
     of every `breakdown_by` column (groups smaller than `min_group` rows are left out and counted)."""
-    import pandas as pd
 
     for col in (arm_column, outcome, *breakdown_by):
         if col not in frame.columns:

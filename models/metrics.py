@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 try:
     from core.errors import ValidationFailed
@@ -53,7 +54,6 @@ def top_decile_lift(y_true, proba) -> tuple[float, float]:
 def binary_metrics(y_true, proba) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision), Brier score, log loss, top-decile lift and capture,
     positive rate and row count of calibrated probabilities `proba` against 0/1 labels `y_true`."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
     y, p = _as_binary(y_true, proba)
     clipped = np.clip(p, _EPS, 1 - _EPS)

@@ -1,102 +1,194 @@
-"""Persona naming: declared rules that score each segment's centroid profile.
+"""Persona naming: declared rules over each segment's RANKS against the population.
 
-A centroid is described by five *concepts*, each the mean robust z-score (centroid minus population
-median, over the inter-quartile range, after log1p for skewed columns) of the features that express it:
+A segment is placed by its centre (models.segmentation passes each segment's median customer, per
+feature, in the scaled space) on four concepts. Its rank on a concept is the share of the population
+(the customers the model was fitted on) below the centre on that concept's features (mid-rank, in [0, 1],
+averaged over the features present; `recent` is reversed so 1 = bought most recently):
 
-| concept    | features (any present)                                            | sign          |
-|------------|-------------------------------------------------------------------|---------------|
-| recent     | recency_days, days_since_last_event                               | negated       |
-| frequency  | frequency_*, orders_lifetime                                      | as is         |
-| monetary   | monetary_*, avg_order_value_365d                                  | as is         |
-| tenure     | tenure_days, signup_tenure_days                                   | as is         |
-| engagement | visits_*, page_views_*, product_views_*, email_opens_*, email_clicks_* | as is    |
+| concept   | features (those present)                                  |
+|-----------|-----------------------------------------------------------|
+| recent    | recency_days (else days_since_last_event), reversed      |
+| frequency | orders_lifetime, frequency_365d, frequency_90d, ...      |
+| monetary  | monetary_lifetime, monetary_365d, monetary_90d, avg_order_value_365d |
+| tenure    | tenure_days (else signup_tenure_days)                     |
 
-Each persona is a weighted sum of concepts (PERSONA_RULES). Names are unique: segments and personas are
-paired by the assignment that maximises the total score; if there are more segments than personas, the
-extra segments take their best persona's name with a suffix (`potential_2`). A concept with no feature
-present counts as 0, so the rules degrade gracefully on other feature sets.
+A concept with no feature present ranks 0.5 (neutral). The first rule of `PERSONA_RULES` that holds
+names the segment. Two guards keep names honest:
+- a LAPSED name (at_risk, hibernating, lost) needs a recency rank below 0.4, and is never given to the
+  segment that ranks first on recency among the segments: the most recent segment is never lapsed;
+- names are unique: segments sharing a name get a qualifier from the concept that separates them most
+  (`QUALIFIERS`, e.g. tenure -> `_loyal` / `_new`), repeated with the next concept while still equal.
+  Never a number suffix.
+
+Pure numpy; `rule_table()` gives the rules as text for reports and the README.
 """
 
 from __future__ import annotations
 
-import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-CONCEPTS: dict[str, tuple[tuple[str, ...], float]] = {
-    "recent": (("recency_days", "days_since_last_event"), -1.0),
-    "frequency": (("frequency_*", "orders_lifetime"), 1.0),
-    "monetary": (("monetary_*", "avg_order_value_*"), 1.0),
-    "tenure": (("tenure_days", "signup_tenure_days"), 1.0),
-    "engagement": (("visits_*", "page_views_*", "product_views_*", "email_opens_*", "email_clicks_*"), 1.0),
+CONCEPTS: dict[str, tuple[tuple[str, ...], bool]] = {
+    # concept -> (features in order of preference, reversed?); a tuple entry "a|b" means "a, else b"
+    "recent": (("recency_days|days_since_last_event",), True),
+    "frequency": (("orders_lifetime", "frequency_365d", "frequency_90d", "frequency_30d"), False),
+    "monetary": (
+        ("monetary_lifetime", "monetary_365d", "monetary_90d", "monetary_30d", "avg_order_value_365d"),
+        False,
+    ),
+    "tenure": (("tenure_days|signup_tenure_days",), False),
+}
+LAPSED = frozenset({"at_risk", "hibernating", "lost"})
+PROSPECT = "prospect"  # not a cluster: customers without an order get it by rule (models.segmentation)
+
+Ranks = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    when: str  # the condition in words, for reports
+    test: Callable[[Ranks], bool]
+
+
+# First match wins. Ranks are shares of the population below the centroid (recent: 1 = most recent).
+PERSONA_RULES: tuple[Rule, ...] = (
+    Rule(
+        "high_value_loyal",
+        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6, tenure >= 0.5",
+        lambda r: (
+            r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6 and r["tenure"] >= 0.5
+        ),
+    ),
+    Rule(
+        "high_value_new",
+        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6 (tenure < 0.25)",
+        lambda r: r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6,
+    ),
+    Rule(
+        "at_risk",
+        "recent < 0.4 and (frequency >= 0.5 or monetary >= 0.5): valuable, no longer buying",
+        lambda r: r["recent"] < 0.4 and (r["frequency"] >= 0.5 or r["monetary"] >= 0.5),
+    ),
+    Rule("new", "tenure < 0.2 and recent >= 0.4", lambda r: r["tenure"] < 0.2 and r["recent"] >= 0.4),
+    Rule("potential", "recent >= 0.5 (recent, not yet valuable)", lambda r: r["recent"] >= 0.5),
+    Rule("lost", "recent < 0.2 (and low value)", lambda r: r["recent"] < 0.2),
+    Rule("hibernating", "recent < 0.4 (and low value)", lambda r: r["recent"] < 0.4),
+    Rule("regular", "otherwise (around the middle)", lambda r: True),
+)
+
+# concept -> (qualifier when the segment is the higher one, when it is the lower one)
+QUALIFIERS: dict[str, tuple[str, str]] = {
+    "tenure": ("loyal", "new"),
+    "frequency": ("frequent", "occasional"),
+    "monetary": ("big_spenders", "small_spenders"),
+    "recent": ("active", "lapsing"),
 }
 
-# persona -> concept weights. Read as: high_value_loyal = spends and buys much more than most, recently,
-# for a long time; at_risk = valuable in the past but no longer recent; new = short tenure but recent;
-# potential = recent and engaged without (yet) high value; hibernating = long gone, little value;
-# regular = close to the population median on everything (penalised by distance from it).
-PERSONA_RULES: dict[str, dict[str, float]] = {
-    "high_value_loyal": {"monetary": 1.0, "frequency": 1.0, "recent": 0.5, "tenure": 0.25},
-    "at_risk": {"monetary": 0.75, "frequency": 0.75, "recent": -1.0},
-    "new": {"tenure": -1.0, "recent": 0.5, "frequency": -0.25},
-    "potential": {"recent": 1.0, "engagement": 0.5, "monetary": -0.25, "frequency": -0.25},
-    "hibernating": {"recent": -1.0, "frequency": -0.25, "monetary": -0.25, "engagement": -0.25},
-}
-REGULAR = "regular"
+
+def rule_table() -> list[tuple[str, str]]:
+    """(persona, condition) in evaluation order."""
+    return [(r.name, r.when) for r in PERSONA_RULES]
 
 
-def concept_columns(features: list[str]) -> dict[str, list[int]]:
-    """Positions in `features` of the columns expressing each concept."""
-    out = {}
-    for concept, (patterns, _) in CONCEPTS.items():
-        out[concept] = [i for i, f in enumerate(features) if any(fnmatch.fnmatch(f, p) for p in patterns)]
+def _columns(features: list[str], spec: tuple[str, ...]) -> list[int]:
+    out = []
+    for entry in spec:
+        for option in entry.split("|"):
+            if option in features:
+                out.append(features.index(option))
+                break
     return out
 
 
-def concept_scores(centroids_z: np.ndarray, features: list[str]) -> dict[str, np.ndarray]:
-    """Per concept, one score per centroid: the signed mean z of its features (0 if none present)."""
-    columns = concept_columns(features)
-    scores = {}
-    for concept, (_, sign) in CONCEPTS.items():
-        idx = columns[concept]
-        scores[concept] = sign * centroids_z[:, idx].mean(axis=1) if idx else np.zeros(len(centroids_z))
-    return scores
+def _mid_rank(population: np.ndarray, value: float) -> float:
+    """Share of `population` below `value`, ties counting half."""
+    if population.size == 0:
+        return 0.5
+    below = np.count_nonzero(population < value)
+    equal = np.count_nonzero(population == value)
+    return float((below + 0.5 * equal) / population.size)
 
 
-def persona_score_matrix(centroids_z: np.ndarray, features: list[str]) -> tuple[list[str], np.ndarray]:
-    """(persona names, matrix [segment, persona]) of rule scores; `regular` scores minus the mean |z|."""
-    concepts = concept_scores(centroids_z, features)
-    names = [*PERSONA_RULES, REGULAR]
-    matrix = np.zeros((len(centroids_z), len(names)))
-    for j, name in enumerate(PERSONA_RULES):
-        for concept, weight in PERSONA_RULES[name].items():
-            matrix[:, j] += weight * concepts[concept]
-    matrix[:, -1] = -np.mean([np.abs(v) for v in concepts.values()], axis=0)
-    return names, matrix
+def concept_ranks(centroids_z: np.ndarray, population_z: np.ndarray, features: list[str]) -> list[Ranks]:
+    """Per centroid row, its rank on each concept against the population (same scaled space; the
+    scaling is monotone per feature, so ranks equal those in original units)."""
+    out: list[Ranks] = [{} for _ in range(len(centroids_z))]
+    for concept, (spec, reverse) in CONCEPTS.items():
+        idx = _columns(features, spec)
+        for row, c in enumerate(centroids_z):
+            if not idx:
+                out[row][concept] = 0.5
+                continue
+            rank = float(np.mean([_mid_rank(population_z[:, j], c[j]) for j in idx]))
+            out[row][concept] = 1.0 - rank if reverse else rank
+    return out
+
+
+def base_name(ranks: Ranks, *, may_lapse: bool) -> str:
+    """The first rule that holds (lapsed names skipped when `may_lapse` is False)."""
+    for rule in PERSONA_RULES:
+        if rule.name in LAPSED and not may_lapse:
+            continue
+        if rule.test(ranks):
+            return rule.name
+    return "regular"
+
+
+def _qualify(names: list[str], ranks: list[Ranks], fixed: set[int]) -> list[str]:
+    """Make names unique with concept qualifiers (see module doc); names of `fixed` rows never change."""
+    names = list(names)
+    used: dict[int, set[str]] = {i: set() for i in range(len(names))}
+    for _ in range(len(QUALIFIERS) + 1):
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
+        clashes = [g for g in groups.values() if len(g) > 1 and any(i not in fixed for i in g)]
+        if not clashes:
+            return names
+        for group in clashes:
+            movable = [i for i in group if i not in fixed]
+            options = [
+                c
+                for c in QUALIFIERS
+                if not any(c in used[i] for i in movable)
+                and not any(w in names[group[0]] for w in QUALIFIERS[c])
+            ]
+            if not options:
+                break
+            spread = {c: max(ranks[i][c] for i in group) - min(ranks[i][c] for i in group) for c in options}
+            concept = max(options, key=lambda c: spread[c])  # ties: QUALIFIERS order
+            values = [ranks[i][concept] for i in group]
+            mid = (max(values) + min(values)) / 2.0
+            high, low = QUALIFIERS[concept]
+            for i in movable:
+                names[i] = f"{names[i]}_{high if ranks[i][concept] >= mid else low}"
+                used[i].add(concept)
+    # identical ranks on every concept (practically impossible for distinct centroids): order by recency
+    order = sorted(range(len(names)), key=lambda i: -ranks[i]["recent"])
+    seen: dict[str, int] = {}
+    words = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+    for i in order:
+        if names.count(names[i]) > 1 and i not in fixed:
+            n = seen.get(names[i], 0)
+            seen[names[i]] = n + 1
+            names[i] = f"{names[i]}_{words[min(n, len(words) - 1)]}"
+    return names
 
 
 def name_segments(
-    centroids_z: np.ndarray, features: list[str], *, taken: set[str] | None = None
+    centroids_z: np.ndarray,
+    features: list[str],
+    *,
+    population_z: np.ndarray,
+    fixed: dict[int, str] | None = None,
 ) -> list[str]:
-    """A unique persona name per centroid row, avoiding names in `taken` (already held by matched
-    segments)."""
-    from scipy.optimize import linear_sum_assignment
-
-    taken = set(taken or ())
-    names, matrix = persona_score_matrix(centroids_z, features)
-    free = [j for j, n in enumerate(names) if n not in taken]
-    result: list[str | None] = [None] * len(centroids_z)
-    if free:
-        rows, cols = linear_sum_assignment(matrix[:, free], maximize=True)
-        for r, c in zip(rows, cols, strict=True):
-            result[r] = names[free[c]]
-    used = taken | {n for n in result if n}
-    for r in range(len(result)):
-        if result[r] is None:  # more segments than personas: best persona + a free suffix
-            best = names[int(np.argmax(matrix[r]))]
-            suffix = 2
-            while f"{best}_{suffix}" in used:
-                suffix += 1
-            result[r] = f"{best}_{suffix}"
-            used.add(result[r])
-    return [str(n) for n in result]
+    """A unique persona name per centroid row. `fixed` maps rows to names they keep (segments matched to
+    the champion's); the other rows are named by the rules and qualified where names clash."""
+    fixed = dict(fixed or {})
+    ranks = concept_ranks(centroids_z, population_z, features)
+    top_recent = max(r["recent"] for r in ranks) if ranks else 0.0
+    names = [fixed.get(row, base_name(r, may_lapse=r["recent"] < top_recent)) for row, r in enumerate(ranks)]
+    return _qualify(names, ranks, set(fixed))

@@ -1,5 +1,12 @@
-"""Customer segmentation: robust scaling + k-means, persona names from centroid profiles, and segment ids
-that stay put across retrains (new clusters are matched to the current champion's).
+"""Customer segmentation: robust scaling + k-means over BUYERS, persona names from the centroids' ranks
+(`models.personas`), and segment ids 0..k-1 that stay put across retrains.
+
+- Customers without an order (no `recency_days`, or `orders_lifetime` 0) are never clustered: they get
+  segment id PROSPECT_ID (-1) and the persona `prospect` by rule, in `fit` and in `predict` alike.
+- A retrain with the champion as `reference` (same features) keeps the champion's k, starts k-means
+  from the champion's centroids (mapped into the new scaled space) and pairs the new clusters with the
+  champion's by a Hungarian assignment on centroid distance in the CHAMPION's scaled space, so the same
+  customers keep the same ids and names; ARI against the champion is then a gate criterion.
 
 Scaling, per feature: missing -> training median; log1p when the column is non-negative and right-skewed
 (money, counts); then (x - median) / IQR (std if the IQR is 0), clipped to +-CLIP so a handful of extreme
@@ -13,13 +20,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from models.classifier import ValidationFailed, _check_columns, _numeric_array, _numeric_column
-from models.personas import name_segments
+from models.personas import PROSPECT, name_segments
 
 CLIP = 5.0
 SKEW_FOR_LOG = 1.0
 SILHOUETTE_SAMPLE = 5000
+PROSPECT_ID = -1  # segment id of customers without an order (persona `prospect`)
+
+
+def buyer_mask(x: np.ndarray, features: list[str]) -> np.ndarray:
+    """Rows with at least one order: `recency_days` known and `orders_lifetime` > 0 (where present).
+    Without either feature every row counts as a buyer."""
+    mask = np.ones(len(x), dtype=bool)
+    if "recency_days" in features:
+        mask &= ~np.isnan(x[:, features.index("recency_days")])
+    if "orders_lifetime" in features:
+        with np.errstate(invalid="ignore"):
+            mask &= x[:, features.index("orders_lifetime")] > 0
+    return mask
 
 
 @dataclass
@@ -89,8 +111,8 @@ class SegmentationModel:
         return self.scaler.transform(_matrix(X, self.features, where="segmentation input"))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Segment id per row."""
-        return self.segment_ids[_nearest(self.transform(X), self.centroids)]
+        """Segment id per row (PROSPECT_ID for customers without an order)."""
+        return self._predict(_matrix(X, self.features, where="segmentation input"))
 
     def predict_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """`predict` from feature name -> numpy array (the serving path; no DataFrame to build)."""
@@ -98,17 +120,25 @@ class SegmentationModel:
         if missing:
             raise ValidationFailed(f"segmentation input: missing column(s) {missing}")
         x = np.column_stack([_numeric_array(np.asarray(columns[f]), f) for f in self.features])
-        return self.segment_ids[_nearest(self.scaler.transform(x), self.centroids)]
+        return self._predict(x)
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        buyers = buyer_mask(x, self.features)
+        out = np.full(len(x), PROSPECT_ID, dtype=np.int64)
+        if buyers.any():
+            out[buyers] = self.segment_ids[_nearest(self.scaler.transform(x[buyers]), self.centroids)]
+        return out
 
     def personas(self, segment_ids: np.ndarray) -> np.ndarray:
-        """Persona name per segment id."""
+        """Persona name per segment id (`prospect` for PROSPECT_ID)."""
         ids = np.asarray(segment_ids)
-        unknown = sorted(set(ids.tolist()) - set(self.persona_names))
+        names = {**self.persona_names, PROSPECT_ID: PROSPECT}
+        unknown = sorted(set(ids.tolist()) - set(names))
         if unknown:
             raise ValidationFailed(
                 f"segment id(s) {unknown} are not in this model ({sorted(self.persona_names)})"
             )
-        return np.array([self.persona_names[int(i)] for i in ids], dtype=object)
+        return np.array([names[int(i)] for i in ids], dtype=object)
 
     def profiles(self) -> pd.DataFrame:
         """One row per segment id: persona, training size and share, and the centroid in original units
@@ -125,14 +155,10 @@ class SegmentationModel:
 
 
 def _kmeans(z: np.ndarray, k: int, *, seed: int, n_init: int):
-    from sklearn.cluster import KMeans
-
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
 
 
 def _silhouette(z: np.ndarray, labels: np.ndarray, *, seed: int) -> float:
-    from sklearn.metrics import silhouette_score
-
     if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
         return float("nan")
     size = min(len(labels), SILHOUETTE_SAMPLE)
@@ -152,39 +178,47 @@ def _choose_k(z: np.ndarray, k_range: tuple[int, int], *, seed: int) -> tuple[in
     return int(best), scores
 
 
-def _match(
-    *,
-    reference: SegmentationModel,
-    reference_X: pd.DataFrame | None,
-    features: list[str],
-    scaler: RobustScaler,
-    centroids: np.ndarray,
-) -> tuple[dict[int, int], str, np.ndarray | None]:
-    """Pair new centroid rows with reference segment ids (Hungarian assignment). Returns
-    ({row: reference id}, method, the new raw labels on reference_X or None)."""
+def _to_space(target: RobustScaler, source: RobustScaler, centroids: np.ndarray) -> np.ndarray:
+    """Centroids of one model's scaled space expressed in another's (through original units)."""
+    return target.transform(source.inverse(centroids.copy()))
+
+
+def _match_centroids(
+    *, reference: SegmentationModel, scaler: RobustScaler, centroids: np.ndarray
+) -> dict[int, int]:
+    """{new centroid row: reference segment id}: Hungarian assignment minimising the squared distance
+    between the new centroids and the reference's, both in the REFERENCE's scaled space."""
     from scipy.optimize import linear_sum_assignment
 
     ref_ids = [int(i) for i in reference.segment_ids]
-    if reference_X is not None:
-        # Co-assignment: which new cluster holds most of each reference segment's customers.
-        ref_labels = reference.predict(reference_X)
-        new_rows = _nearest(scaler.transform(_matrix(reference_X, features, where="reference_X")), centroids)
-        overlap = np.zeros((len(centroids), len(ref_ids)))
-        col = {sid: j for j, sid in enumerate(ref_ids)}
-        np.add.at(overlap, (new_rows, [col[int(s)] for s in ref_labels]), 1)
-        rows, cols = linear_sum_assignment(overlap, maximize=True)
-        pairs = {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True) if overlap[r, c] > 0}
-        return pairs, "co_assignment", new_rows
-    if list(reference.features) != list(features):
-        raise ValidationFailed(
-            "segmentation: the reference model uses other features "
-            f"({reference.features}); pass reference_X to match by co-assignment"
-        )
-    # Centroid distance, both in the new model's scaled space.
-    ref_in_new = scaler.transform(reference.scaler.inverse(reference.centroids))
-    cost = ((centroids[:, None, :] - ref_in_new[None, :, :]) ** 2).sum(axis=2)
+    new_in_ref = _to_space(reference.scaler, scaler, centroids)
+    cost = ((new_in_ref[:, None, :] - reference.centroids[None, :, :]) ** 2).sum(axis=2)
     rows, cols = linear_sum_assignment(cost)
-    return {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True)}, "centroid_distance", None
+    return {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True)}
+
+
+def _match_co_assignment(
+    *,
+    reference: SegmentationModel,
+    reference_X: pd.DataFrame,
+    features: list[str],
+    scaler: RobustScaler,
+    centroids: np.ndarray,
+) -> dict[int, int]:
+    """{new centroid row: reference segment id} when the features differ: which new cluster holds most
+    of each reference segment's customers (Hungarian assignment on the overlap counts)."""
+    from scipy.optimize import linear_sum_assignment
+
+    ref_ids = [int(i) for i in reference.segment_ids]
+    ref_labels = reference.predict(reference_X)
+    x = _matrix(reference_X, features, where="reference_X")
+    keep = (ref_labels != PROSPECT_ID) & buyer_mask(x, features)
+    new_rows = _nearest(scaler.transform(x[keep]), centroids)
+    overlap = np.zeros((len(centroids), len(ref_ids)))
+    col = {sid: j for j, sid in enumerate(ref_ids)}
+    np.add.at(overlap, (new_rows, [col[int(s)] for s in ref_labels[keep]]), 1)
+    rows, cols = linear_sum_assignment(overlap, maximize=True)
+    return {int(r): ref_ids[c] for r, c in zip(rows, cols, strict=True) if overlap[r, c] > 0}
 
 
 def fit_segmentation(
@@ -197,54 +231,73 @@ def fit_segmentation(
     reference: SegmentationModel | None = None,
     reference_X: pd.DataFrame | None = None,
 ) -> SegmentationModel:
-    """Fit robust scaling + k-means on `X[features]`; k is `k` or the best silhouette (on a sample) in
-    `k_range` (inclusive). Segments are named by `models.personas` rules. With `reference` (the current
-    champion), new clusters take the ids and names of the reference segments they match (by co-assignment
-    of `reference_X` when given, else by centroid distance); unmatched clusters get fresh ids and names."""
+    """Fit robust scaling + k-means on the buyers of `X[features]` (see module doc). k is `k`, or the
+    best silhouette (on a sample) in `k_range` (inclusive), or, with a `reference` on the same features,
+    the reference's k (unless `k` is given). Segments are named by `models.personas` rules; segments
+    matched to the reference keep its ids and names; ids are 0..k-1."""
     if not features or len(set(features)) != len(features):
         raise ValidationFailed(f"segmentation: features must be non-empty and unique, got {features}")
-    x = _matrix(X, features, where="segmentation training data")
+    x_all = _matrix(X, features, where="segmentation training data")
+    buyers = buyer_mask(x_all, features)
+    x = x_all[buyers]
     scaler = _fit_scaler(x)
     z = scaler.transform(x)
+    same_features = reference is not None and list(reference.features) == list(features)
     k_scores: dict[str, float] = {}
+    if k is None and same_features:
+        k = int(reference.k)  # type: ignore[union-attr]
     if k is None:
         k, k_scores = _choose_k(z, k_range, seed=seed)
     if k < 2 or k >= len(z):
-        raise ValidationFailed(f"segmentation: k={k} needs 2 <= k < number of rows ({len(z)})")
-    km = _kmeans(z, k, seed=seed, n_init=10)
+        raise ValidationFailed(f"segmentation: k={k} needs 2 <= k < number of buyers ({len(z)})")
+    if same_features and int(reference.k) == k:  # type: ignore[union-attr]
+        # warm start from the champion: the retrain moves its centroids rather than reshuffling them
+        from sklearn.cluster import KMeans
+
+        init = _to_space(scaler, reference.scaler, reference.centroids)  # type: ignore[union-attr]
+        km = KMeans(n_clusters=k, init=init, n_init=1, random_state=seed).fit(z)
+    else:
+        km = _kmeans(z, k, seed=seed, n_init=10)
     centroids = km.cluster_centers_
     raw = km.labels_
     counts = np.bincount(raw, minlength=k)
 
-    names_by_row: dict[int, str] = {}
-    ids_by_row: dict[int, int] = {}
     meta: dict = {}
+    pairs: dict[int, int] = {}
     if reference is not None:
-        pairs, method, ref_rows = _match(
-            reference=reference,
-            reference_X=reference_X,
-            features=features,
-            scaler=scaler,
-            centroids=centroids,
-        )
-        for row, ref_id in pairs.items():
-            ids_by_row[row] = ref_id
-            names_by_row[row] = reference.persona_names[ref_id]
-        meta["match_method"] = method
-        meta["matched"] = {str(ref_id): int(row) for row, ref_id in pairs.items()}
-        if ref_rows is not None:
-            # ARI ignores label names, so the raw cluster rows compare directly.
-            meta["ari_vs_reference"] = adjusted_rand(reference.predict(reference_X), ref_rows)
-        next_id = max(int(i) for i in reference.segment_ids) + 1
-    else:
-        next_id = 0
-    rest = [r for r in np.argsort(-counts, kind="stable") if int(r) not in ids_by_row]  # biggest first
-    if rest:
-        fresh = name_segments(centroids[rest], features, taken=set(names_by_row.values()))
-        for r, name in zip(rest, fresh, strict=True):
-            ids_by_row[int(r)] = next_id
-            names_by_row[int(r)] = name
-            next_id += 1
+        if same_features:
+            pairs, meta["match_method"] = (
+                _match_centroids(reference=reference, scaler=scaler, centroids=centroids),
+                "hungarian_centroids_in_champion_space",
+            )
+        elif reference_X is not None:
+            pairs, meta["match_method"] = (
+                _match_co_assignment(
+                    reference=reference,
+                    reference_X=reference_X,
+                    features=features,
+                    scaler=scaler,
+                    centroids=centroids,
+                ),
+                "co_assignment",
+            )
+        else:
+            raise ValidationFailed(
+                "segmentation: the reference model uses other features "
+                f"({reference.features}); pass reference_X to match by co-assignment"
+            )
+        pairs = {row: sid for row, sid in pairs.items() if sid < k}  # ids stay 0..k-1
+        meta["matched"] = {str(sid): int(row) for row, sid in pairs.items()}
+    fixed = {row: reference.persona_names[sid] for row, sid in pairs.items()} if reference else {}
+    # each segment is placed by its median customer (per feature): robust to a tail of outliers that
+    # would drag a mean-centroid's recency away from where most of its customers are
+    medians = np.vstack([np.median(z[raw == r], axis=0) if counts[r] else centroids[r] for r in range(k)])
+    names = name_segments(medians, features, population_z=z, fixed=fixed)
+    free = iter(sorted(set(range(k)) - set(pairs.values())))
+    ids_by_row = dict(pairs)
+    for r in np.argsort(-counts, kind="stable"):  # unmatched clusters: free ids, biggest first
+        if int(r) not in ids_by_row:
+            ids_by_row[int(r)] = next(free)
 
     segment_ids = np.array([ids_by_row[r] for r in range(k)], dtype=np.int64)
     meta.update(
@@ -254,6 +307,7 @@ def fit_segmentation(
             "k_range": list(k_range),
             "silhouette_by_k": k_scores,
             "n_train": int(len(z)),
+            "n_prospects_excluded": int((~buyers).sum()),
             "sizes": {str(int(segment_ids[r])): int(counts[r]) for r in range(k)},
             "inertia": float(km.inertia_),
             "log_features": [f for f, flag in zip(features, scaler.log, strict=True) if flag],
@@ -262,7 +316,7 @@ def fit_segmentation(
     return SegmentationModel(
         features=list(features),
         k=int(k),
-        persona_names={int(segment_ids[r]): names_by_row[r] for r in range(k)},
+        persona_names={int(segment_ids[r]): names[r] for r in range(k)},
         metadata=meta,
         scaler=scaler,
         centroids=centroids,
@@ -271,9 +325,10 @@ def fit_segmentation(
 
 
 def segmentation_metrics(model: SegmentationModel, X: pd.DataFrame) -> dict:
-    """Silhouette (on a sample of at most 5,000 rows, in the model's scaled space), segment sizes and
-    shares (keyed by segment id as text), smallest and largest share, k and n."""
-    z = model.transform(X)
+    """On the buyers of `X`: silhouette (on a sample of at most 5,000 rows, in the model's scaled
+    space), segment sizes and shares (keyed by segment id as text), smallest and largest share, k and n."""
+    x = _matrix(X, model.features, where="segmentation input")
+    z = model.scaler.transform(x[buyer_mask(x, model.features)])
     labels = model.segment_ids[_nearest(z, model.centroids)]
     ids, counts = np.unique(labels, return_counts=True)
     sizes = {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)}
@@ -294,7 +349,6 @@ def segmentation_metrics(model: SegmentationModel, X: pd.DataFrame) -> dict:
 
 def adjusted_rand(a_ids, b_ids) -> float:
     """Adjusted Rand index between two labelings of the same rows (1 = identical partitions)."""
-    from sklearn.metrics import adjusted_rand_score
 
     a, b = np.asarray(a_ids).ravel(), np.asarray(b_ids).ravel()
     if a.shape != b.shape:

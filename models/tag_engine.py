@@ -5,7 +5,8 @@
 - `Catalog.evaluate(frame, cutpoints)` tags a whole DataFrame with vectorised numpy (no per-row Python);
   `Catalog.evaluate_one(values, cutpoints)` tags one customer from a dict. Both give identical values.
 - `fit_cutpoints(catalog, frame)` fits the quantile cut points that `qcut(...)` uses, once, at training
-  time; serving only applies them.
+  time, on each cut point's declared population, with tie-aware equal-frequency edges (`rank_edges`);
+  serving only applies them.
 
 Tags may refer to tags defined **earlier** in the catalog (e.g. `rfm_segment` reads `rfm_r`); the
 catalog order is the evaluation order, so cycles cannot occur. Referring to a later tag is an error.
@@ -24,13 +25,14 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from core.errors import CatalogError, ValidationFailed
 from models import tag_expr as tx
@@ -40,7 +42,9 @@ VALUE_TYPES = ("flag", "tier", "number", "category")
 CADENCES = ("realtime", "hourly", "daily", "weekly", "monthly")
 _TYPE_OF_VALUE = {"flag": tx.BOOL, "number": tx.NUMBER, "tier": tx.STRING, "category": tx.STRING}
 _REQUIRED = ("key", "description", "kind", "type", "cadence", "owner", "version", "crm_field")
-_OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals")
+_OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals", "records", "sources", "priority")
+SOURCES = ("orders", "contacts", "events", "leads")  # the raw sources a tag may depend on
+PRIORITIES = ("core", "standard", "experimental")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Model outputs every catalog may read (name -> type), fixed by docs/CONTRACTS.md.
@@ -51,20 +55,28 @@ MODEL_OUTPUTS: dict[str, str] = {
     "churn_tier": tx.STRING,
     "conversion_probability": tx.NUMBER,
     "conversion_tier": tx.STRING,
+    # the top reasons raising each probability, in words (models/reasons.py), e.g. "no order for 120 days"
+    "churn_reasons": tx.STRING,
+    "conversion_reasons": tx.STRING,
     "clv_value": tx.NUMBER,
     "clv_tier": tx.STRING,
     "next_best": tx.STRING,  # recommender: the top category (or product)
     "next_best_list": tx.STRING,  # its top k, comma-separated, best first
+    "uplift_score": tx.NUMBER,
+    "uplift_group": tx.STRING,
 }
 
 
 @dataclass(frozen=True)
 class CutpointSpec:
-    """Quantile cut points declared in the catalog: `bins` equal-frequency bins of `feature`."""
+    """Quantile cut points declared in the catalog: `bins` equal-frequency bins of `feature`, fitted on
+    the customers for whom `population` (a condition of the tag language; None = everyone) holds."""
 
     name: str
     feature: str
     bins: int
+    population: str | None = None
+    population_ast: tx.Node | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -85,6 +97,9 @@ class TagDef:
     decimals: int = 6
     inputs: tuple[str, ...] = ()  # names the expression reads (features, model outputs, earlier tags)
     cutpoints: tuple[str, ...] = ()  # cut-point names used through qcut
+    records: tuple[str, ...] = ()  # extra names recorded with each change (e.g. probability, reasons)
+    sources: tuple[str, ...] = ()  # the raw sources the tag depends on (absent source: tag skipped)
+    priority: str = "standard"  # core | standard | experimental
     ast: tx.Node | None = field(default=None, repr=False)
 
     @property
@@ -102,6 +117,8 @@ class Catalog:
     cutpoints: dict[str, CutpointSpec]
     input_types: dict[str, str]  # every external input (feature or model output) the catalog reads
     source: str = "configs/tags.yaml"
+    notes: list[str] = field(default_factory=list)  # e.g. tags skipped because their source is absent
+    skipped: tuple[str, ...] = ()  # tags whose source is absent: always unset (see `without_sources`)
     _compiled: dict[Any, list[Any]] = field(default_factory=dict, repr=False)
 
     def _functions(self, mode: str, edges: dict[str, list[float]]) -> list[Any]:
@@ -128,8 +145,8 @@ class Catalog:
 
     @property
     def tag_inputs(self) -> dict[str, list[str]]:
-        """Per tag, the names its expression reads: the inputs that matter for its value."""
-        return {t.key: list(t.inputs) for t in self.tags}
+        """Per tag, the names recorded with its changes: what its expression reads, then its `records`."""
+        return {t.key: list(dict.fromkeys([*t.inputs, *t.records])) for t in self.tags}
 
     def depending_on(self, names: Iterable[str]) -> list[str]:
         """The tags that read any of `names`, directly or through an earlier tag (catalog order)."""
@@ -155,6 +172,23 @@ class Catalog:
             else:
                 out[t.key] = t.rule_version
         return out
+
+    def without_sources(self, absent: set[str]) -> tuple[Catalog, list[str]]:
+        """The catalog with the tags that depend on an absent source (and the tags reading those) marked
+        `skipped`: scoring leaves them unset, `tags list` says why. One note per skipped tag."""
+        skipped: dict[str, str] = {}
+        for t in self.tags:
+            missing = sorted(set(t.sources) & absent)
+            if missing:
+                skipped[t.key] = f"source {', '.join(missing)} absent"
+                continue
+            upstream = [n for n in (*t.inputs, *t.records) if n in skipped]
+            if upstream:
+                skipped[t.key] = f"reads skipped tag {upstream[0]}"
+        notes = [f"tag {key} skipped (left unset): {why}" for key, why in skipped.items()]
+        if not skipped:
+            return self, []
+        return replace(self, notes=[*self.notes, *notes], skipped=tuple(skipped), _compiled={}), notes
 
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate(self, frame: pd.DataFrame, cutpoints: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -230,6 +264,12 @@ class Catalog:
                 problems.append(
                     f"cut points {name!r} were fitted for {got.get('feature')!r} in {got.get('bins')} bins, "
                     f"the catalog declares {spec.feature!r} in {spec.bins} bins"
+                )
+                continue
+            if got.get("population") != spec.population:
+                problems.append(
+                    f"cut points {name!r} were fitted on population {got.get('population')!r}, "
+                    f"the catalog declares {spec.population!r}"
                 )
                 continue
             e = [float(x) for x in got.get("edges", [])]
@@ -389,7 +429,20 @@ def parse_catalog(
             continue
         if spec["feature"] not in known:
             problems.append(f"{where}.feature: unknown feature {spec['feature']!r}")
-        cutpoints[str(name)] = CutpointSpec(str(name), str(spec["feature"]), bins)
+        for extra in sorted(set(spec) - {"feature", "bins", "population"}):
+            problems.append(f"{where}: unknown field {extra!r}")
+        population, population_ast = spec.get("population"), None
+        if population is not None:
+            population_ast = _population(
+                str(population), where=f"{where}.population", known=known, strings=strings, problems=problems
+            )
+        cutpoints[str(name)] = CutpointSpec(
+            str(name),
+            str(spec["feature"]),
+            bins,
+            None if population is None else str(population),
+            population_ast,
+        )
 
     entries = raw.get("tags")
     if not isinstance(entries, list) or not entries:
@@ -434,6 +487,7 @@ def parse_catalog(
             hint=f"fix {source}; a bad catalog never reaches serving",
         )
     tag_keys = {t.key for t in tags}
+    # what evaluation reads; `records` are only kept with changes (the tag store takes them from inputs)
     input_types = {n: names[n] for t in tags for n in t.inputs if n not in tag_keys}
     for spec in cutpoints.values():
         input_types.setdefault(spec.feature, names.get(spec.feature, tx.NUMBER))
@@ -489,6 +543,20 @@ def _check_tag(
     if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 12:
         problems.append(f"{where}: decimals must be an integer from 0 to 12, got {decimals!r}")
         decimals = 6
+    records = entry.get("records", [])
+    if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+        problems.append(f"{where}: 'records' must be a list of names, got {records!r}")
+        records = []
+    for r in records:
+        if r not in names:
+            problems.append(f"{where}: records: unknown name {r!r} (features, model outputs, earlier tags)")
+    sources = entry.get("sources", [])
+    if not isinstance(sources, list) or any(x not in SOURCES for x in sources):
+        problems.append(f"{where}: 'sources' must be a list of {', '.join(SOURCES)}, got {sources!r}")
+        sources = []
+    priority = entry.get("priority", "standard")
+    if priority not in PRIORITIES:
+        problems.append(f"{where}: priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
     has_expr, has_cases = "expr" in entry, "cases" in entry
     if has_expr == has_cases:
         problems.append(f"{where}: give exactly one of 'expr' or 'cases'")
@@ -549,9 +617,31 @@ def _check_tag(
         model=entry.get("model"),
         decimals=decimals,
         inputs=tuple(tx.names_in(ast)),
+        records=tuple(records),
+        sources=tuple(sources),
+        priority=str(priority),
         cutpoints=tuple(c.args[1].value for c in tx.qcut_calls(ast)),
         ast=ast,
     )
+
+
+def _population(
+    text: str, *, where: str, known: set[str], strings: set[str], problems: list[str]
+) -> tx.Node | None:
+    """Parse and type-check a cut point's population condition (features only)."""
+    try:
+        node = tx.parse(text)
+    except tx.ExprError as e:
+        problems.append(f"{where} column {e.pos + 1}: {e.message}  [{_excerpt(text, e.pos)}]")
+        return None
+    names = {n: (tx.STRING if n in strings else tx.NUMBER) for n in known}
+    errors = tx.check_types(node, names=names)
+    for e in errors:
+        problems.append(f"{where} column {e.pos + 1}: {e.message}  [{_excerpt(text, e.pos)}]")
+    if not errors and node.type != tx.BOOL:
+        problems.append(f"{where}: {text!r} is not a condition (true/false)")
+        return None
+    return None if errors else node
 
 
 _Parts = list[tuple[str, str, tx.Node]]
@@ -644,11 +734,82 @@ def _excerpt(text: str, pos: int) -> str:
 
 
 # -------------------------------------------------------------------------------------- cut points
-def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
-    """Fit every declared cut point from the latest snapshot in `frame` (all rows if no event_timestamp).
+def rank_edges(values: np.ndarray, bins: int) -> list[float]:
+    """`bins - 1` ascending edges for `qcut` (score = 1 + number of edges <= x) that split `values` into
+    bins as close to equal-frequency as ties allow, cutting only BETWEEN distinct values (equal values
+    always share a score) and leaving no score empty when there are at least `bins` distinct values.
 
-    Edges are the `i/bins` quantiles (i = 1..bins-1, linear interpolation) of the feature's non-null
-    values. Returns the JSON-ready payload saved as `{data_dir}/tags/cutpoints.json`.
+    Plain quantiles fail on heavy ties: when 60 % of customers bought once, the 0.2 and 0.4 quantiles
+    are both 1 and scores 1-2 never occur. Here each edge b is placed at the gap between distinct
+    values whose cumulative count is nearest to b/bins of the rows, subject to leaving at least one
+    distinct value for every bin still to come. With fewer distinct values than bins, each value takes
+    the score of its mid-rank (ceil(bins * mid-rank / n)), so e.g. a 0/1 feature gets two far-apart
+    scores rather than 1 and 2. An edge sits half-way between the two distinct values it separates.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    uniq, counts = np.unique(v, return_counts=True)
+    n, m = int(v.size), int(uniq.size)
+    cum = np.cumsum(counts)
+    if m >= bins:
+        score = np.ones(m, dtype=int)
+        last = -1  # index of the last distinct value in the bins placed so far
+        for b in range(1, bins):
+            lo, hi = last + 1, m - 1 - (bins - b)  # gap after index j: lower part is uniq[: j + 1]
+            candidates = np.arange(lo, hi + 1)
+            target = b * n / bins
+            j = int(candidates[np.argmin(np.abs(cum[candidates] - target))])
+            score[j + 1 :] += 1
+            last = j
+    else:
+        mid_rank = cum - counts / 2.0
+        score = np.clip(np.ceil(bins * mid_rank / n).astype(int), 1, bins)
+    edges = []
+    for b in range(1, bins):
+        below, above = uniq[score <= b], uniq[score > b]
+        if below.size and above.size:
+            edges.append(float((below[-1] + above[0]) / 2.0))
+        elif above.size:  # nothing scores <= b: the edge sits at the smallest value
+            edges.append(float(uniq[0]))
+        else:  # nothing scores above b: just past the largest value
+            edges.append(float(np.nextafter(uniq[-1], np.inf)))
+    return edges
+
+
+def _name_types(node: tx.Node) -> dict[str, str]:
+    """Name -> type as the type checker annotated it."""
+    out: dict[str, str] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, tx.Name):
+            out[n.name] = n.type
+        stack.extend(tx._children(n))
+    return out
+
+
+def population_mask(spec: CutpointSpec, frame: pd.DataFrame) -> np.ndarray:
+    """Rows of `frame` a cut point is fitted on (all rows without a population)."""
+    if spec.population_ast is None:
+        return np.ones(len(frame), dtype=bool)
+    names = tx.names_in(spec.population_ast)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise CatalogError(
+            f"cut points {spec.name!r}: the frame has no column(s) {', '.join(missing)} "
+            f"(population {spec.population!r})"
+        )
+    # the type of each name was fixed when the catalog was checked (the ast's Name nodes carry it)
+    types = _name_types(spec.population_ast)
+    env = {n: _column(frame[n], types.get(n, tx.NUMBER), n) for n in names}
+    return np.asarray(tx.compile_vector(spec.population_ast, {})(env, len(frame)), dtype=bool)
+
+
+def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
+    """Fit every declared cut point from the latest snapshot in `frame` (all rows if no event_timestamp),
+    on the rows of its population, with `rank_edges` (equal-frequency bins that never split a tie).
+
+    Returns the JSON-ready payload saved as `{data_dir}/tags/cutpoints.json`.
     """
     snapshot = None
     if "event_timestamp" in frame.columns and len(frame):
@@ -661,15 +822,18 @@ def fit_cutpoints(catalog: Catalog, frame: pd.DataFrame) -> dict[str, Any]:
             problems.append(f"cut points {spec.name!r}: the frame has no column {spec.feature!r}")
             continue
         values = pd.to_numeric(frame[spec.feature], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = values[population_mask(spec, frame)]
         values = values[np.isfinite(values)]
         if values.size == 0:
-            problems.append(f"cut points {spec.name!r}: no values of {spec.feature!r} to fit on")
+            who = f" among customers with {spec.population}" if spec.population else ""
+            problems.append(f"cut points {spec.name!r}: no values of {spec.feature!r} to fit on{who}")
             continue
-        qs = np.arange(1, spec.bins) / spec.bins
         fitted[spec.name] = {
             "feature": spec.feature,
             "bins": spec.bins,
-            "edges": [float(x) for x in np.quantile(values, qs)],
+            "population": spec.population,
+            "method": "rank",
+            "edges": rank_edges(values, spec.bins),
             "rows": int(values.size),
         }
     if problems:
@@ -687,7 +851,6 @@ def read_catalog_file(
     path: str | Path, *, known_names: Iterable[str], string_names: Iterable[str]
 ) -> Catalog:
     """Read and check the catalog YAML at `path` (CatalogError names the file and every problem)."""
-    import yaml
 
     p = Path(path)
     if not p.is_file():

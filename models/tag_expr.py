@@ -37,6 +37,7 @@ Null rule (the same in both evaluators, proven by a property test):
 from __future__ import annotations
 
 import bisect
+import difflib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -564,8 +565,6 @@ def _article(t: str) -> str:
 
 
 def _closest(name: str, names: Mapping[str, str]) -> str | None:
-    import difflib
-
     match = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
     return match[0] if match else None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -164,8 +165,6 @@ class Design:
 
 def _classifier(base: str, seed: int):
     if base == "lightgbm":
-        import lightgbm as lgb
-
         # Few, large leaves and slow learning: uplift lives in a small difference of probabilities.
         return lgb.LGBMClassifier(
             n_estimators=200,
@@ -189,8 +188,6 @@ def _classifier(base: str, seed: int):
 
 def _regressor(base: str, seed: int):
     if base == "lightgbm":
-        import lightgbm as lgb
-
         return lgb.LGBMRegressor(
             n_estimators=200,
             learning_rate=0.03,
@@ -303,4 +300,71 @@ def uplift_tiers(
         [uplift > min_uplift, uplift < -min_uplift, p_c >= response_threshold],
         ["persuadable", "do_not_disturb", "sure_thing"],
         default="lost_cause",
+    )
+
+
+@dataclass
+class UpliftBundle:
+    """What is registered and served: a fitted learner over the FeatureService's `features`, with the
+    tier thresholds fixed at training time. `score(frame)` -> (uplift, tier) per row."""
+
+    model: UpliftModel
+    features: list[str]
+    min_uplift: float
+    response_threshold: float
+    outcome: str
+    campaigns: list[str]
+    metadata: dict = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(frame)
+
+    def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        uplift = self.model.predict(frame)
+        _, p_c = self.model.predict_arms(frame)
+        # The tier reads the learner's own uplift (the X-learner's differs from its arms' difference)
+        # and the control arm's response probability.
+        tiers = uplift_tiers(
+            p_c + uplift, p_c, min_uplift=self.min_uplift, response_threshold=self.response_threshold
+        )
+        return uplift, tiers
+
+
+def fit_bundle(
+    frame: pd.DataFrame,
+    *,
+    treatment: np.ndarray,
+    outcome: np.ndarray,
+    learner: str,
+    base: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    seed: int,
+    outcome_name: str,
+    campaigns: Sequence[str],
+) -> UpliftBundle:
+    """Fit one candidate and fix the tier thresholds from the same customers: an uplift counts when it
+    exceeds a quarter of the average treatment effect (so the weakest responders are not called
+    persuadable), and "responds anyway" means a control probability at least the control arm's rate."""
+    t = np.asarray(treatment, dtype=int)
+    y = np.asarray(outcome, dtype=int)
+    model = fit_uplift(
+        frame,
+        treatment=t,
+        outcome=y,
+        learner=learner,
+        base=base,
+        numeric=numeric,
+        categorical=categorical,
+        seed=seed,
+    )
+    ate = y[t == 1].mean() - y[t == 0].mean()
+    return UpliftBundle(
+        model=model,
+        features=[*numeric, *categorical],
+        min_uplift=float(abs(ate) / 4),
+        response_threshold=float(y[t == 0].mean()),
+        outcome=outcome_name,
+        campaigns=list(campaigns),
+        metadata={"model": model.name, "ate_train": float(ate)},
     )

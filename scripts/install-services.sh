@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Install the servers the integration tests start, from Debian's packages, when they are missing.
+# Install the servers the integration tests start, from Debian's packages, when they are missing, and the
+# browser the dashboard tests drive (chromium + CJK fonts for the Chinese pages; Playwright's own browser
+# download cannot work offline).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
+  || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
   echo "install-services: need ${need[*]} but cannot install (not root, no sudo); those tests will skip" >&2

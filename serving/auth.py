@@ -1,7 +1,10 @@
 """API-key authentication: `Authorization: Bearer <key>`, keys from PERSONA_API_KEYS (comma-separated).
 
 Keys are compared as SHA-256 digests in constant time and never logged. Health, readiness, metrics and
-the OpenAPI document stay open so that orchestrators and scanners can reach them.
+the OpenAPI document stay open so that orchestrators and scanners can reach them, and so do the API docs
+page's own files (`/static_content/...`: Swagger UI's script and styles, no data), without which the page
+at `/` is blank. The dashboard under `/dashboard` checks access itself: a session cookie from its sign-in
+page, or the same bearer key.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 import os
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/", "/docs"})
+OPEN_STATIC_PREFIX = "/static_content/"  # the Swagger UI bundle BentoML serves for the page at `/`
+SELF_GUARDED_PREFIX = "/dashboard"  # serving/dashboard: session cookie or bearer key, checked there
 MIN_KEY_LENGTH = 16
 ENV_VAR = "PERSONA_API_KEYS"
 
@@ -48,6 +53,15 @@ def is_authorized(header_value: str | None, digests: list[bytes]) -> bool:
     return matched
 
 
+def is_open(path: str, method: str) -> bool:
+    """Whether a request needs no API key here (see the module doc)."""
+    if method == "OPTIONS" or path in OPEN_PATHS:
+        return True
+    if path.startswith(OPEN_STATIC_PREFIX) and method in ("GET", "HEAD"):
+        return True
+    return path == SELF_GUARDED_PREFIX or path.startswith(SELF_GUARDED_PREFIX + "/")
+
+
 class ApiKeyMiddleware:
     """Pure ASGI middleware: 401 with a JSON body unless the bearer key is valid."""
 
@@ -56,10 +70,7 @@ class ApiKeyMiddleware:
         self.digests = digests if digests is not None else load_api_keys()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] == "http" and scope.get("path") == "/docs.json":
-            await self._openapi_with_security(scope, receive, send)
-            return
-        if scope["type"] != "http" or scope.get("path", "") in OPEN_PATHS or scope.get("method") == "OPTIONS":
+        if scope["type"] != "http" or is_open(scope.get("path", ""), scope.get("method", "GET")):
             await self.app(scope, receive, send)
             return
         header = None
@@ -87,27 +98,6 @@ class ApiKeyMiddleware:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
-
-    async def _openapi_with_security(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        """Serve BentoML's OpenAPI document with the bearer scheme declared on the protected routes,
-        so clients (and schemathesis' ignored_auth check) know which calls need a key."""
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def capture(message) -> None:  # type: ignore[no-untyped-def]
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
-        if start.get("status") == 200:
-            body = json.dumps(add_security(json.loads(body))).encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

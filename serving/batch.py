@@ -8,10 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 
+from artifacts.catalog import latest_feature_frame
 from configs.settings import Settings
+from core.progress import track
+from models.tag_engine import format_values
+from serving.scoring import KINDS, complete_inputs, load_state, run_models, unset_absent
+from serving.tagging import tag_distribution
+from serving.writeback import record_and_enqueue
 
 
 @dataclass
@@ -42,8 +49,6 @@ class BatchSummary:
 
 def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, object]:  # type: ignore[no-untyped-def]
     """Score one chunk: returns (tags as CRM strings, tag inputs, model outputs). Pure given `state`."""
-    from models.tag_engine import format_values
-    from serving.scoring import KINDS, complete_inputs, run_models, unset_absent
 
     features = frame.reset_index(drop=True)
     # every customer of an offline snapshot has a row in each table that was built: features were found
@@ -75,11 +80,6 @@ def score_everyone(  # type: ignore[no-untyped-def]
     `only_tags` limits what is recorded and queued to those tags (every tag is still evaluated, since
     a tag may read earlier ones); `moves_of` names tags whose value moves are counted. `also(conn, changes,
     tags)` runs in the transaction that records each chunk's changes (triggers enqueue there)."""
-    from artifacts.catalog import latest_feature_frame
-    from core.progress import track
-    from serving.scoring import load_state
-    from serving.tagging import tag_distribution
-    from serving.writeback import record_and_enqueue
 
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)
@@ -158,8 +158,6 @@ def score_everyone(  # type: ignore[no-untyped-def]
 
 
 def print_summary(summary: BatchSummary) -> None:
-    import click
-
     click.echo(
         f"scored {summary.customers:,} customers of snapshot {summary.snapshot} "
         f"({summary.customers_per_second:,.0f} customers/s for models + tags); "

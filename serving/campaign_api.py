@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from configs.campaign import NAME_PATTERN
+from serving.campaigns import campaign_report
 
 
 def _plain(value: Any) -> Any:
@@ -29,10 +31,8 @@ def _plain(value: Any) -> Any:
 
 def make_app(settings_factory) -> Starlette:
     """The app; `settings_factory()` gives the service's settings (loaded once by the service)."""
-    import re
 
     from core.errors import ValidationFailed
-    from serving.campaigns import campaign_report
 
     name_re = re.compile(NAME_PATTERN)
 

@@ -2,8 +2,8 @@
 measure (outcomes from the clean orders and events after the start) and report.
 
 State lives in the state database beside the tags and the outbox (`campaigns`, `campaign_assignments`),
-so an assignment and its CRM tag change commit in one transaction. "Now" is the data's as-of (the latest
-order or event in the clean tables), never the wall clock.
+so an assignment and its CRM tag change commit in one transaction (the tables and the read side are in
+artifacts/campaigns.py). "Now" is the data's as-of, never the wall clock.
 """
 
 from __future__ import annotations
@@ -18,41 +18,30 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from configs.campaign import CampaignSpec, CampaignSpecError, parse_campaign
+from artifacts.campaigns import (
+    assignments,
+    assignments_table,
+    campaigns_table,
+    data_as_of,
+    metadata,
+    outcome_values,
+    stored_spec,
+    ts,
+)
+from configs.campaign import CampaignSpec, CampaignSpecError
 from configs.settings import Settings
 from core.errors import ValidationFailed
+from features.ingest import withdrawn_customer_ids
+from features.vocabulary import EVENT_TYPES
 from models.assignment import assign_arms
 from models.audience import compile_audience
 from models.campaign_report import build_report
 from models.experiments import minimum_detectable_effect, power_of
-
-# Tags a campaign may read besides the catalog's: the uplift model's tier (written by `campaign uplift`).
-EXTRA_TAGS = {"uplift_tier": "category"}
-
-metadata = sa.MetaData()
-campaigns_table = sa.Table(
-    "campaigns",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("spec", sa.Text, nullable=False),  # the YAML as validated, JSON
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("audience_size", sa.Integer, nullable=False),
-)
-assignments_table = sa.Table(
-    "campaign_assignments",
-    metadata,
-    sa.Column("campaign", sa.String(64), primary_key=True),
-    sa.Column("customer_id", sa.String(64), primary_key=True),
-    sa.Column("arm", sa.String(64), nullable=False),
-    sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
-    # Breakdown tags as they were at assignment: pre-treatment, so the treatment cannot move them.
-    sa.Column("tags", sa.Text, nullable=False),
-)
+from serving.outbox import Outbox, make_state_engine
+from serving.tag_store import TagStore, tag_current
 
 
 def state_engine(settings: Settings) -> Engine:
-    from serving.outbox import Outbox, make_state_engine
-
     engine = make_state_engine(settings.url(settings.state_url))
     metadata.create_all(engine, checkfirst=True)
     Outbox(engine).create_schema()
@@ -60,13 +49,12 @@ def state_engine(settings: Settings) -> Engine:
 
 
 def tag_types(catalog: Any) -> dict[str, str]:
-    """Every tag an audience may read: the catalog's, plus the uplift tier."""
-    return {t.key: t.value_type for t in catalog.tags} | EXTRA_TAGS
+    """Every tag an audience may read: the catalog's (the uplift model's `uplift_tier` among them)."""
+    return {t.key: t.value_type for t in catalog.tags}
 
 
 def check_spec(spec: CampaignSpec, catalog: Any) -> None:
     """What the YAML alone cannot know: audience tags exist, the event type is one the data has."""
-    from features.vocabulary import EVENT_TYPES
 
     if spec.audience is not None:
         compile_audience(spec.audience, tag_types=tag_types(catalog))
@@ -83,7 +71,6 @@ def check_spec(spec: CampaignSpec, catalog: Any) -> None:
 def current_tags(engine: Engine, tags: list[str], *, ids: list[str] | None = None) -> pd.DataFrame:
     """`customer_id` + one column per tag (stored strings, None = unset) for every customer with any
     current tag (or for `ids`)."""
-    from serving.tag_store import tag_current
 
     t = tag_current
     with engine.connect() as conn:
@@ -103,17 +90,6 @@ def current_tags(engine: Engine, tags: list[str], *, ids: list[str] | None = Non
     return out[["customer_id", *tags]].astype(object).where(out[["customer_id", *tags]].notna(), None)
 
 
-def data_as_of(settings: Settings) -> pd.Timestamp:
-    """The data's clock: the latest order or event in the clean tables."""
-    from features.ingest import load_clean
-
-    stamps = [load_clean(settings, "orders")["order_ts"].max()]
-    events = load_clean(settings, "events")
-    if events is not None and len(events):
-        stamps.append(events["event_ts"].max())
-    return max(stamps)
-
-
 @dataclass
 class Created:
     spec: CampaignSpec
@@ -127,13 +103,7 @@ class Created:
     as_of: pd.Timestamp
 
 
-def _load_spec(row: Any) -> CampaignSpec:
-    return parse_campaign(json.loads(row.spec), origin=f"campaign {row.name}")
-
-
 def _audience(settings: Settings, spec: CampaignSpec, engine: Engine, catalog: Any) -> tuple[list[str], int]:
-    from features.ingest import withdrawn_customer_ids
-
     audience = compile_audience(spec.audience or "true", tag_types=tag_types(catalog))
     values = current_tags(engine, list(audience.tags))
     ids = values.loc[audience.select(values), "customer_id"].astype(str)
@@ -150,7 +120,7 @@ def create_campaign(settings: Settings, spec: CampaignSpec, *, catalog: Any) -> 
     engine = state_engine(settings)
     ids, withdrawn = _audience(settings, spec, engine, catalog)
     as_of = data_as_of(settings)
-    start = _ts(spec.start)
+    start = ts(spec.start)
     pre_start = min(start, as_of) - timedelta(days=spec.outcome.window_days)
     pre = outcome_values(
         settings, spec, ids, start=pre_start, end=pre_start + timedelta(days=spec.outcome.window_days)
@@ -184,21 +154,10 @@ def create_campaign(settings: Settings, spec: CampaignSpec, *, catalog: Any) -> 
     return Created(spec, len(ids), withdrawn, mean, sd, expected, mde, power, as_of)
 
 
-def stored_spec(engine: Engine, name: str) -> CampaignSpec:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(campaigns_table).where(campaigns_table.c.name == name)).first()
-    if row is None:
-        raise ValidationFailed(f"no campaign {name!r}; create it first: persona campaign create {name}")
-    return _load_spec(row)
-
-
 def assign_campaign(settings: Settings, name: str, *, catalog: Any) -> dict[str, Any]:
     """Assign the current audience (consent-withdrawn customers never); customers already assigned keep
     their arm. New assignments and their CRM tag `persona_campaign_<name>` commit in one transaction with
     the outbox entries. Returns counts."""
-    from features.ingest import withdrawn_customer_ids
-    from serving.outbox import Outbox
-    from serving.tag_store import TagStore
 
     engine = state_engine(settings)
     spec = stored_spec(engine, name)
@@ -259,58 +218,12 @@ def assign_campaign(settings: Settings, name: str, *, catalog: Any) -> dict[str,
     }
 
 
-def assignments(engine: Engine, name: str) -> pd.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                assignments_table.c.customer_id, assignments_table.c.arm, assignments_table.c.tags
-            ).where(assignments_table.c.campaign == name)
-        ).all()
-    frame = pd.DataFrame(rows, columns=["customer_id", "arm", "tags"])
-    tags = pd.DataFrame([json.loads(t) for t in frame["tags"]], index=frame.index)
-    return pd.concat([frame.drop(columns="tags"), tags], axis=1)
-
-
-def _ts(d: Any) -> pd.Timestamp:
-    return pd.Timestamp(d).tz_localize(UTC) if pd.Timestamp(d).tzinfo is None else pd.Timestamp(d)
-
-
-def outcome_values(
-    settings: Settings, spec: CampaignSpec, ids: list[str], *, start: pd.Timestamp, end: pd.Timestamp
-) -> pd.Series:
-    """The outcome of each customer in [start, end), indexed by customer id. Repurchase keeps only
-    customers who had ordered before `start`."""
-    from features.ingest import load_clean
-
-    outcome = spec.outcome
-    index = pd.Index(ids, name="customer_id")
-    if outcome.kind == "event":
-        events = load_clean(settings, "events")
-        if events is None:
-            raise ValidationFailed(f"campaign {spec.name!r}: outcome.event_type needs the events source")
-        hit = events[
-            (events.event_type == outcome.event_type) & (events.event_ts >= start) & (events.event_ts < end)
-        ]
-        return pd.Series(index.isin(hit.customer_id).astype(float), index=index)
-    orders = load_clean(settings, "orders")
-    valid = orders[~orders.is_cancelled.astype(bool)]
-    window = valid[(valid.order_ts >= start) & (valid.order_ts < end)]
-    if outcome.kind == "spend":
-        kept = window[~window.is_returned.astype(bool)]
-        return kept.groupby("customer_id").amount.sum().reindex(index, fill_value=0.0).astype(float)
-    values = pd.Series(index.isin(window.customer_id).astype(float), index=index)
-    if outcome.kind == "repurchase":
-        before = set(valid.loc[valid.order_ts < start, "customer_id"])
-        values = values[values.index.isin(before)]
-    return values
-
-
 def campaign_report(settings: Settings, name: str) -> dict[str, Any]:
     """The campaign's report as data (what the CLI prints, the API returns and the dashboard shows)."""
     engine = state_engine(settings)
     spec = stored_spec(engine, name)
     as_of = data_as_of(settings)
-    start = _ts(spec.start)
+    start = ts(spec.start)
     if as_of < start:
         raise ValidationFailed(
             f"campaign {name!r}: start: {spec.start} is after the data's as-of {as_of.date()}; "

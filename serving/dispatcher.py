@@ -22,6 +22,7 @@ Time comes from an injected `clock` and `sleep` so tests run without waiting.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -30,8 +31,11 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from core.errors import CrmError
+from serving.connectors import make_connector
 from serving.connectors.base import BatchRejected, Connector, RateLimited, TransientCrmError
-from serving.outbox import Outbox, OutboxEntry
+from serving.outbox import Outbox, OutboxEntry, make_state_engine
+
+OBSERVE_COUNTS_SECONDS = 10.0  # how often the service's loop reads the outbox counts for its gauges
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -270,13 +274,28 @@ class Dispatcher:
             total.add(stats)
         return total
 
-    def run_forever(self, stop_event: threading.Event, *, poll_seconds: float | None = None) -> None:
+    def run_forever(
+        self,
+        stop_event: threading.Event,
+        *,
+        poll_seconds: float | None = None,
+        observe: Callable[[DispatchStats, dict[str, int] | None], None] | None = None,
+    ) -> None:
         """Background loop for the service: deliver while there is work, idle-wait on `stop_event`
-        (at most `poll_seconds`, default the dispatcher's own) so new entries go out promptly."""
+        (at most `poll_seconds`, default the dispatcher's own) so new entries go out promptly.
+
+        `observe(stats, counts)` follows every round (the service's metrics); `counts` (the outbox by
+        status) is read at most every OBSERVE_COUNTS_SECONDS, else None."""
         poll_seconds = self.poll_seconds if poll_seconds is None else poll_seconds
+        counted_at = -math.inf
         while not stop_event.is_set():
             try:
                 stats = self.run_once()
+                if observe is not None:
+                    counts = None
+                    if self.clock() - counted_at >= OBSERVE_COUNTS_SECONDS:
+                        counts, counted_at = self.outbox.counts(), self.clock()
+                    observe(stats, counts)
             except Exception as exc:  # keep the thread alive; entries stay in the outbox
                 log.error("CRM dispatcher round failed: %s", exc)
                 stop_event.wait(poll_seconds)
@@ -294,8 +313,6 @@ def build_dispatcher(
     settings: Settings, *, connector: Connector | None = None, engine: Engine | None = None
 ) -> Dispatcher:
     """A dispatcher wired from `settings.crm` over the state database's outbox."""
-    from serving.connectors import make_connector
-    from serving.outbox import make_state_engine
 
     outbox = Outbox(engine if engine is not None else make_state_engine(settings.url(settings.state_url)))
     outbox.create_schema()

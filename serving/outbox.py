@@ -16,13 +16,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from core.statedb import make_state_engine
 from serving.changes import TagChange
+
+__all__ = ["Outbox", "OutboxEntry", "DeadLetter", "make_state_engine", "add_missing_columns"]
 
 PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
 STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
@@ -94,26 +96,6 @@ class DeadLetter:
     new_value: str | None
     attempts: int
     reason: str
-
-
-def make_state_engine(url: str) -> Engine:
-    """An engine for Persona's state database; SQLite gets WAL + a busy time-out for the
-    service-writer / dispatcher-thread concurrency, and its folder is created."""
-    sa_url = sa.make_url(url)
-    if sa_url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    if sa_url.database and sa_url.database != ":memory:":
-        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    return engine
 
 
 def add_missing_columns(engine: Engine, table: sa.Table) -> None:

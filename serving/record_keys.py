@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from core.errors import CrmError
 
 # Sources whose keys a user may name a customer by, in the order an ambiguous key is resolved.
@@ -45,7 +47,6 @@ class RecordKeys:
         mtime = self.path.stat().st_mtime if self.has_map and self.path is not None else None
         if self._keys is not None and mtime == self._loaded_mtime:
             return self._keys
-        import pandas as pd
 
         keys: dict[str, dict[str, list[str]]] = {}
         if self.has_map:

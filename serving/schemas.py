@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 MAX_IDS = 1000
 
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+# Exactly what the OpenAPI document says (1 to 64 characters): ids are opaque, nothing is stripped, so an
+# id padded with spaces is a different (unknown) id, never a 400 the schema did not announce.
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_IDS)]
+# true or false, as the schema says: pydantic's lax mode would also take 0/1 and "yes"
+WriteBack = Annotated[bool, Strict()]
 
 ItemStatus = Literal["ok", "not_found", "consent_withdrawn"]
 

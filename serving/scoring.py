@@ -16,21 +16,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artifacts.catalog import load_catalog, load_cutpoints, load_reason_catalog
+from artifacts.registry import champion_version, load_champion, model_name
 from configs.settings import Settings
 from core.errors import FeatureStoreError, RegistryError, ValidationFailed
+from features.build import feature_dtype
+from features.feast_io import (
+    get_store,
+    materialized_as_of,
+    online_features,
+    service_features,
+    service_views,
+)
+from features.ingest import withdrawn_customer_ids
+from models import tag_expr as tx
+from models.tag_engine import format_one, format_values
+from serving.outbox import Outbox
+from serving.record_keys import RecordKeys
+from serving.tagging import open_tag_store
+from serving.writeback import record_and_enqueue
 
 log = logging.getLogger("persona.serving")
 
-KINDS = ("segments", "churn", "conversion", "clv", "recommend")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 CLASSIFIERS = ("churn", "conversion")
 NO_MODEL = "no_model"  # `not_scored_reason` of a model that has no champion (not loaded)
 # The tag-catalog inputs each model produces (`ModelOutputs.columns`).
 OUTPUTS_OF = {
     "segments": ("segment_id", "persona"),
-    "churn": ("churn_probability", "churn_tier"),
-    "conversion": ("conversion_probability", "conversion_tier"),
+    "churn": ("churn_probability", "churn_tier", "churn_reasons"),
+    "conversion": ("conversion_probability", "conversion_tier", "conversion_reasons"),
     "clv": ("clv_value", "clv_tier"),
     "recommend": ("next_best", "next_best_list"),
+    "uplift": ("uplift_score", "uplift_group"),
 }
 # feature (or input) name -> one numpy array per customer; all arrays of one mapping have the same length.
 # Scoring works on these rather than on DataFrames: for the one-customer requests the CRM makes most,
@@ -88,7 +106,6 @@ def compile_populations(
     populations: dict[str, str], *, feature_types: dict[str, str]
 ) -> dict[str, Population]:
     """Parse and type-check `serving.populations`; unknown features or non-boolean rules are errors."""
-    from models import tag_expr as tx
 
     out: dict[str, Population] = {}
     problems: list[str] = []
@@ -134,6 +151,8 @@ class ServingState:
     populations: dict[str, Population]
     tag_store: Any  # serving.tag_store.TagStore
     services: dict[str, str] = field(default_factory=dict)  # kind -> FeatureService name
+    reasons: Any = None  # models.reasons.ReasonCatalog: the CRM's reasons fields in words
+    language: str = "en"  # tags.language
     # kind -> why it is not loaded (no champion): its scores say `no_model`, its tags stay unset
     missing: dict[str, str] = field(default_factory=dict)
     # tags that read a feature of an absent source or an output of a model not loaded: always unset
@@ -162,11 +181,6 @@ class ServingState:
 
 def load_state(settings: Settings) -> ServingState:
     """Load the champions, their FeatureServices, the catalog and cut points, and the consent list."""
-    from artifacts.catalog import load_catalog, load_cutpoints
-    from artifacts.registry import champion_version, load_champion, model_name
-    from features.feast_io import get_store, materialized_as_of, service_features
-    from features.ingest import withdrawn_customer_ids
-    from serving.tagging import open_tag_store
 
     store = get_store(settings)
     models: dict[str, Any] = {}
@@ -197,8 +211,6 @@ def load_state(settings: Settings) -> ServingState:
                 hint="apply the feature repo the model was trained with (persona features apply)",
             )
     catalog = load_catalog(settings, store=store)
-    from features.build import feature_dtype
-    from models import tag_expr as tx
 
     for loaded in models.values():
         for name in service_features(store, loaded.feature_service):
@@ -208,15 +220,15 @@ def load_state(settings: Settings) -> ServingState:
         f for m in models.values() for f in service_features(store, m.feature_service)
     }
     available |= {name for kind in models for name in OUTPUTS_OF[kind]}
-    unset_tags = tuple(catalog.depending_on(set(catalog.input_types) - available))
+    unset_tags = tuple(
+        dict.fromkeys([*catalog.depending_on(set(catalog.input_types) - available), *catalog.skipped])
+    )
     if unset_tags:
         log.info("tags left unset (their source or model is absent): %s", ", ".join(unset_tags))
     # Populations of the models loaded (a rule over the features of an absent model cannot be checked).
     populations = compile_populations(
         {k: v for k, v in settings.serving.populations.items() if k in models}, feature_types=feature_types
     )
-    from serving.outbox import Outbox
-    from serving.record_keys import RecordKeys
 
     tag_store = open_tag_store(settings, catalog)
     # The write-back commits tag changes and their outbox entries together: both tables must exist.
@@ -228,6 +240,8 @@ def load_state(settings: Settings) -> ServingState:
         model_names={kind: model_name(settings, kind) for kind in KINDS},
         catalog=catalog,
         cutpoints=load_cutpoints(settings, catalog),
+        reasons=load_reason_catalog(settings),
+        language=settings.tags.language,
         withdrawn=frozenset(withdrawn_customer_ids(settings)),
         populations=populations,
         tag_store=tag_store,
@@ -256,15 +270,25 @@ class ModelOutputs:
     clv_tier: np.ndarray
     next_best: np.ndarray  # object: the top category (None = not scored)
     next_best_list: np.ndarray  # object: the top k, comma-separated
+    uplift_score: np.ndarray  # predicted effect of the campaigns' treatment on the outcome (NaN = not scored)
+    uplift_group: np.ndarray  # persuadable | sure_thing | lost_cause | do_not_disturb
     not_scored: dict[str, np.ndarray]  # kind -> object array of reasons (None = scored)
     # kind -> the rows that model scored (reasons are attached to these)
     scored_rows: dict[str, np.ndarray] = field(default_factory=dict)
     # kind -> per-feature contributions of the rows scored, when `run_models(explain=...)` asked for them
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
+    # kind -> per row, the reasons raising the probability in words (None = none / not scored)
+    reasons_text: dict[str, np.ndarray] = field(default_factory=dict)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The outputs as tag-catalog inputs (name -> array)."""
+        n = len(self.segment_id)
+        words = {
+            f"{kind}_reasons": self.reasons_text.get(kind, np.full(n, None, dtype=object))
+            for kind in CLASSIFIERS
+        }
         return {
+            **words,
             "segment_id": self.segment_id,
             "persona": self.persona,
             "churn_probability": self.churn_probability,
@@ -275,6 +299,8 @@ class ModelOutputs:
             "clv_tier": self.clv_tier,
             "next_best": self.next_best,
             "next_best_list": self.next_best_list,
+            "uplift_score": self.uplift_score,
+            "uplift_group": self.uplift_group,
         }
 
     def frame(self) -> pd.DataFrame:
@@ -329,11 +355,14 @@ def run_models(
         ids = np.asarray(
             seg.predict_columns(_part(seg, features, None if seg_ok.all() else np.flatnonzero(seg_ok)))
         )
-        segment_id[seg_ok] = ids
         persona[seg_ok] = np.asarray(seg.personas(ids), dtype=object)
+        # customers without an order carry the persona `prospect` and no segment number
+        segment_id[seg_ok] = np.where(ids < 0, np.nan, ids)
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
+    reasons_text: dict[str, np.ndarray] = {}
+    words = words_for(state)
     for kind in CLASSIFIERS:
         if kind not in state.models:
             outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
@@ -352,11 +381,15 @@ def run_models(
             rows = np.flatnonzero(ok)
             x = bundle.encode_columns(_part(bundle, features, None if len(rows) == n else rows))
             scored_rows[kind] = rows
-            if kind in explain:
+            if kind in explain or kind in words:
                 proba[ok], contributions[kind] = bundle.predict_with_contributions(x)
             else:
                 proba[ok] = bundle.predict_proba_array(x)
             tiers[ok] = np.asarray(bundle.tiers(proba[ok]), dtype=object)
+            if kind in words:
+                text = np.full(n, None, dtype=object)
+                text[ok] = _reasons_in_words(state, bundle, features, rows, contributions[kind])
+                reasons_text[kind] = text
         outputs[kind] = (proba, tiers)
         not_scored[kind] = reason
     value, value_tier = np.full(n, np.nan), np.full(n, None, dtype=object)
@@ -384,6 +417,18 @@ def run_models(
             next_best[rows] = names[:, 0]
             next_best_list[rows] = np.asarray([", ".join(map(str, r)) for r in names], dtype=object)
             scored_rows["recommend"] = rows
+    uplift, uplift_group = np.full(n, np.nan), np.full(n, None, dtype=object)
+    if "uplift" not in state.models:
+        not_scored["uplift"] = no_model.copy()
+    else:
+        bundle = state.models["uplift"].bundle
+        ok = has_features["uplift"]
+        not_scored["uplift"] = np.where(ok, None, "no_features").astype(object)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            scores, groups = bundle.score(value_frame(bundle, features, None if len(rows) == n else rows))
+            uplift[ok], uplift_group[ok] = scores, np.asarray(groups, dtype=object)
+            scored_rows["uplift"] = rows
     return ModelOutputs(
         segment_id=segment_id,
         persona=persona,
@@ -395,9 +440,40 @@ def run_models(
         clv_tier=value_tier,
         next_best=next_best,
         next_best_list=next_best_list,
+        uplift_score=uplift,
+        uplift_group=uplift_group,
         not_scored=not_scored,
         scored_rows=scored_rows,
         contributions=contributions,
+        reasons_text=reasons_text,
+    )
+
+
+def words_for(state: ServingState) -> tuple[str, ...]:
+    """The classifiers whose reasons in words the tag catalog reads (`churn_reasons`, ...): only those
+    pay for the per-feature contributions in batch scoring."""
+    reasons = getattr(state, "reasons", None)
+    if reasons is None:
+        return ()
+    return tuple(k for k in CLASSIFIERS if f"{k}_reasons" in state.catalog.input_types)
+
+
+def _reasons_in_words(
+    state: ServingState, bundle: Any, features: Columns, rows: np.ndarray, contrib: np.ndarray
+) -> np.ndarray:
+    """The top reasons raising each scored row's probability, as phrases (the CRM's reasons field)."""
+    from models.reasons import render_reasons
+
+    values = np.empty((len(rows), len(bundle.features)), dtype=object)
+    for j, f in enumerate(bundle.features):
+        values[:, j] = features[f][rows]
+    return render_reasons(
+        state.reasons,
+        features=bundle.features,
+        contributions=contrib,
+        values=values,
+        top_k=max(state.settings.serving.top_reasons, 1),
+        language=state.language,
     )
 
 
@@ -413,7 +489,6 @@ SCALAR_TAGS_UP_TO = 8  # rows; below this the per-customer engine is faster than
 def complete_inputs(catalog: Any, inputs: Columns, n: int) -> dict[str, np.ndarray]:
     """`inputs` plus every catalog input it lacks, as missing values: a feature of a source that is
     absent (orders only: no engagement), so the tags that read it stay unset rather than failing."""
-    from models import tag_expr as tx
 
     out = dict(inputs)
     for name, kind in catalog.input_types.items():
@@ -429,7 +504,6 @@ def evaluate_tags(state: ServingState, inputs: Columns, n: int) -> list[dict[str
     Small requests go through the catalog's single-customer engine, large ones through the vectorised
     engine; a property test (tests/model/test_tag_equivalence.py) holds the two to the same results.
     """
-    from models.tag_engine import format_one, format_values
 
     catalog = state.catalog
     inputs = complete_inputs(catalog, inputs, n)
@@ -499,8 +573,6 @@ class Scorer:
     """Online scoring of a list of customer ids against the Feast online store."""
 
     def __init__(self, state: ServingState) -> None:
-        from features.feast_io import service_views
-
         self.state = state
         # All the models' services are read together: one online read, each feature view once.
         self.services = tuple(dict.fromkeys(state.services.values()))
@@ -509,8 +581,6 @@ class Scorer:
         }
 
     def _read(self, ids: list[str], as_of: datetime | None) -> Any:
-        from features.feast_io import online_features
-
         try:
             return online_features(self.state.store, customer_ids=ids, service=self.services, as_of=as_of)
         except FeatureStoreError:
@@ -520,7 +590,6 @@ class Scorer:
     def _reconnect(self) -> None:
         """Drop Feast's client after a failed read: it caches its online-store connection, which would
         keep pointing at a broken or replaced store after the store itself has recovered."""
-        from features.feast_io import get_store
 
         try:
             self.state.store = get_store(self.state.settings)
@@ -700,8 +769,9 @@ class Scorer:
             }
             if only in (None, "segments"):
                 seg_reason = outputs.not_scored["segments"][row]
+                seg_id = outputs.segment_id[row]
                 item["segment"] = {
-                    "segment_id": None if seg_reason else int(outputs.segment_id[row]),
+                    "segment_id": None if seg_reason or np.isnan(seg_id) else int(seg_id),
                     "persona": outputs.persona[row],
                     "model_version": versions.get("segments"),
                     "not_scored_reason": seg_reason,
@@ -791,8 +861,6 @@ class Scorer:
     def _write_back(
         self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime
     ) -> list[Any]:
-        from serving.writeback import record_and_enqueue
-
         state = self.state
         tags = pd.DataFrame(tag_records, columns=state.catalog.keys)
         tags.insert(0, "customer_id", ids)

@@ -18,12 +18,22 @@ from typing import Annotated, Any
 
 import bentoml
 from pydantic import Field
+from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse, Response
 
 from configs.settings import Settings, load_settings
-from serving.auth import ApiKeyMiddleware
-from serving.readiness import ReadinessMiddleware
-from serving.schemas import CustomerIds, ScoreResponse
+from core.errors import USER_ERRORS, FeatureStoreError
+from core.logs import configure
+from serving.auth import ApiKeyMiddleware, load_api_keys
+from serving.campaign_api import make_app
+from serving.dashboard.app import Dashboard
+from serving.dispatcher import make_dispatcher
+from serving.http_guard import RequestGuard
+from serving.metrics import ServiceMetrics
+from serving.openapi import OpenApiMiddleware
+from serving.readiness import REPORT, ReadinessMiddleware
+from serving.schemas import CustomerIds, ScoreResponse, WriteBack
+from serving.scoring import Scorer, load_state
 
 log = logging.getLogger("persona.serving")
 
@@ -38,10 +48,9 @@ class _PersonaService:
     """Scores customers: segment and persona, churn and conversion with reasons, every catalog tag."""
 
     def __init__(self) -> None:
-        from core.logs import configure
-
         configure()
         self.settings: Settings = load_settings()
+        self.metrics = ServiceMetrics.shared()
         self.scorer: Any = None
         self.load_error: str | None = None
         self._last_load_attempt = 0.0
@@ -49,6 +58,9 @@ class _PersonaService:
         self._stop = threading.Event()
         self._dispatcher_thread: threading.Thread | None = None
         self._try_load()
+        DASHBOARD.attach_scorer(lambda: self.scorer if self._ensure_loaded() else None)
+        threading.Thread(target=DASHBOARD.warm, name="dashboard-warm", daemon=True).start()
+        self._start_consent_watcher()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
@@ -59,14 +71,11 @@ class _PersonaService:
             if self.scorer is not None:
                 return True
             self._last_load_attempt = time.monotonic()
-            from core.errors import USER_ERRORS
-            from serving.readiness import REPORT
-            from serving.scoring import Scorer, load_state
-
             try:
                 self.scorer = Scorer(load_state(self.settings))
                 self.load_error = None
                 REPORT.set({"ready": True, **self.scorer.state.readiness()})
+                self.metrics.models_served(self.scorer.state.models)
                 # Models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's
                 # sight, they no longer lengthen every full collection (the tail of request latency).
                 gc.collect()
@@ -88,13 +97,24 @@ class _PersonaService:
             return False
         return self._try_load()
 
+    def _start_consent_watcher(self) -> None:
+        """A withdrawal (consent list in the state DB) answers `consent_withdrawn` within seconds."""
+        from serving.consent import ConsentWatcher
+
+        def swap(ids: frozenset[str]) -> None:
+            if self.scorer is not None:
+                self.scorer.state.withdrawn = ids
+
+        watcher = ConsentWatcher(
+            self.settings, on_change=swap, poll_seconds=self.settings.serving.consent_poll_seconds
+        )
+        threading.Thread(target=watcher.run, args=(self._stop,), name="consent-watcher", daemon=True).start()
+
     def _start_dispatcher(self) -> None:
         def run() -> None:
             try:
-                from serving.dispatcher import make_dispatcher
-
                 make_dispatcher(self.settings).run_forever(
-                    self._stop, poll_seconds=self.settings.crm.poll_seconds
+                    self._stop, poll_seconds=self.settings.crm.poll_seconds, observe=self.metrics.dispatched
                 )
             except Exception:  # the dispatcher retries inside; this only guards the thread itself
                 log.exception("outbox dispatcher stopped")
@@ -114,10 +134,6 @@ class _PersonaService:
     def _run(self, customer_ids: list[str], *, write_back: bool, only: str | None) -> Any:
         if not self._ensure_loaded():
             return _unavailable("not_ready", self.load_error or "loading")
-        from sqlalchemy.exc import OperationalError
-
-        from core.errors import FeatureStoreError
-
         try:
             payload = self.scorer.score(customer_ids, write_back=write_back, now=datetime.now(UTC), only=only)
         except FeatureStoreError as exc:
@@ -125,12 +141,13 @@ class _PersonaService:
         except OperationalError as exc:  # the state DB (tag store + outbox) is locked or unreachable
             log.warning("state database unavailable: %s", exc.orig)
             return _unavailable("state_store_unavailable", "the tag store / outbox database is unavailable")
+        self.metrics.answered(only or "score", payload)
         # The payload is built field for field as `ScoreResponse` (tests/service compare the two), so it
         # is encoded directly: validating 1,000 nested items again took longer than scoring them.
         return Response(json.dumps(payload, allow_nan=False).encode("utf-8"), media_type="application/json")
 
     @bentoml.api(route="/v1/score")
-    def score(self, customer_ids: CustomerIds, write_back: bool = False) -> ScoreResponse:
+    def score(self, customer_ids: CustomerIds, write_back: WriteBack = False) -> ScoreResponse:
         """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes."""
         return self._run(customer_ids, write_back=write_back, only=None)
 
@@ -138,6 +155,10 @@ class _PersonaService:
     def churn(self, customer_ids: CustomerIds) -> ScoreResponse:
         """Churn probability, tier and reasons only (no tags, no write-back)."""
         return self._run(customer_ids, write_back=False, only="churn")
+
+
+class _BenchmarkEndpoints:
+    """Endpoints for bench/bench_serving.py only (`serving.benchmark_endpoint: true`)."""
 
     @bentoml.api(route="/v1/noop")
     def noop(
@@ -158,16 +179,23 @@ def _service_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _campaign_app(settings_factory):
-    from serving.campaign_api import make_app
-
-    return make_app(settings_factory)
+def _service_class(settings: Settings) -> type:
+    """The service class: with the benchmark endpoint only when the configuration asks for it."""
+    if not settings.serving.benchmark_endpoint:
+        return _PersonaService
+    return type("_PersonaService", (_BenchmarkEndpoints, _PersonaService), {})
 
 
 # BentoML reads the service options when this module is imported (that is how `bentoml serve` works),
 # so the entry point loads the settings here, once.
 _SETTINGS = load_settings()
-PersonaService = bentoml.service(**_service_options(_SETTINGS))(_PersonaService)
-PersonaService = bentoml.asgi_app(_campaign_app(lambda: _SETTINGS), path="/v1/campaigns")(PersonaService)
+PersonaService = bentoml.service(**_service_options(_SETTINGS))(_service_class(_SETTINGS))
+PersonaService = bentoml.asgi_app(make_app(lambda: _SETTINGS), path="/v1/campaigns")(PersonaService)
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
+PersonaService.add_asgi_middleware(OpenApiMiddleware)
 PersonaService.add_asgi_middleware(ReadinessMiddleware)
+# The business dashboard (overview, model health, customer 360) at /dashboard; it checks access itself.
+DASHBOARD = Dashboard(lambda: _SETTINGS, digests=load_api_keys)
+PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")
+# after the key check: content type, body size (413 before parsing), 4xx bodies and their log lines
+PersonaService.add_asgi_middleware(RequestGuard, max_body_bytes=_SETTINGS.serving.max_body_bytes)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import ValidationFailed
+from models.tag_engine import format_number_array, format_value
 from serving.changes import TagChange
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
@@ -78,7 +79,6 @@ def _as_utc(value: datetime) -> datetime:
 
 def value_strings(values: pd.Series | np.ndarray) -> np.ndarray:
     """Tag values as the strings stored and sent to the CRM (object array, None = unset)."""
-    from models.tag_engine import format_number_array, format_value
 
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if pd.api.types.is_bool_dtype(s.dtype) and not s.isna().any():

@@ -17,6 +17,8 @@ from models.tag_engine import (
     Catalog,
     format_values,
 )
+from serving.outbox import make_state_engine
+from serving.tag_store import TagStore
 
 
 def tag_customers(
@@ -72,8 +74,6 @@ def tag_distribution(tags: pd.DataFrame, *, top: int = 12) -> str:
 
 def open_tag_store(settings: Settings, catalog: Catalog | None = None) -> Any:
     """The TagStore of the state database (`settings.state_url`), its tables created if missing."""
-    from serving.outbox import make_state_engine
-    from serving.tag_store import TagStore
 
     engine = make_state_engine(settings.url(settings.state_url))
     store = TagStore.from_catalog(engine, catalog) if catalog is not None else TagStore(engine)

@@ -17,9 +17,13 @@ from typing import Literal
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sklearn.model_selection import train_test_split
 
 from core.errors import ConfigError, SourceError
 from features.shared_data import shared_data_dir
+from models.classifier import fit_baseline, fit_classifier
+from models.metrics import binary_metrics
+from training.jobs import select_candidate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT / "configs" / "datasets"
@@ -189,7 +193,6 @@ def split_dataset(
     if split.method == "ordered":
         a, b = int(n * split.train), int(n * (split.train + split.valid))
         return frame.iloc[:a], frame.iloc[a:b], frame.iloc[b:]
-    from sklearn.model_selection import train_test_split
 
     train, rest = train_test_split(frame, train_size=split.train, stratify=frame[LABEL], random_state=seed)
     valid_share = split.valid / (1 - split.train)
@@ -204,9 +207,6 @@ def evaluate_dataset(
     on valid) and return their held-out test metrics, split sizes and fit times; `valid_<model>` their
     validation metrics, and `shipped` which one training would register (the better on validation
     `metric`, as `training.jobs.select_candidate` chooses)."""
-    from models.classifier import fit_baseline, fit_classifier
-    from models.metrics import binary_metrics
-    from training.jobs import select_candidate
 
     data = load_dataset(mapping, root=root)
     train, valid, test = split_dataset(data.frame, split=mapping.split, seed=seed)

@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score, silhouette_score
 
 from artifacts.registry import champion_version, client, configure_tracking, load_version, model_name
 from core.errors import RegistryError
+from features.feast_io import get_store, training_frame
+from models.classifier import fit_baseline, fit_classifier
+from models.metrics import binary_metrics
+from models.segmentation import adjusted_rand, fit_segmentation, segmentation_metrics
 from training import mlflow_io
 from training.registry import GateDecision, gate_classifier, gate_segments, mark_challenger, move_champion
 from training.trainsets import LABEL, ClassifierData, SegmentData, classifier_data, segment_data
@@ -48,7 +54,6 @@ class TrainOutcome:
 # ------------------------------------------------------------------------------------- classifiers
 def fit_classifiers(data: ClassifierData, settings: Settings) -> tuple[Any, Any]:
     """LightGBM and the logistic baseline on the same train/valid frames (pure model code)."""
-    from models.classifier import fit_baseline, fit_classifier
 
     common = dict(
         kind=data.kind,
@@ -71,7 +76,6 @@ def select_candidate(model: Any, baseline: Any, *, valid: pd.DataFrame, metric: 
     baseline when it ranks better is what "never worse than the baseline" asks for; otherwise a small
     or simple data set would leave the model with no champion at all.
     """
-    from models.metrics import binary_metrics
 
     y = valid[LABEL].to_numpy()
     ours = binary_metrics(y, model.predict_proba(valid)).get(metric, float("nan"))
@@ -86,8 +90,6 @@ def _score_champion(
 ) -> dict[str, float] | None:
     """The champion's metrics on the challenger's test window (re-fetching features if it was trained on
     another FeatureService). None when it cannot be scored (then the gate says so)."""
-    from features.feast_io import training_frame
-    from models.metrics import binary_metrics
 
     try:
         loaded = load_version(settings, data.kind, version)
@@ -113,14 +115,15 @@ def evaluate_and_register(
     selection: str = "lightgbm",
 ) -> TrainOutcome:
     """Held-out metrics, champion comparison, gate; log the run and register the version as challenger."""
-    from models.metrics import binary_metrics
 
     y_test = data.test[LABEL].to_numpy()
     proba = model.predict_proba(data.test)
     base_proba = baseline.predict_proba(data.test)
     metrics = binary_metrics(y_test, proba)
     base_metrics = binary_metrics(y_test, base_proba)
-    valid_metrics = binary_metrics(data.valid[LABEL].to_numpy(), model.predict_proba(data.valid))
+    y_valid = data.valid[LABEL].to_numpy()
+    valid_metrics = binary_metrics(y_valid, model.predict_proba(data.valid))
+    base_valid_metrics = binary_metrics(y_valid, baseline.predict_proba(data.valid))
 
     mlflow_client = client(settings)
     before = champion_version(settings, data.kind, mlflow_client=mlflow_client)
@@ -131,6 +134,8 @@ def evaluate_and_register(
         champion=champ_metrics,
         config=settings.training.gate,
         champion_version=before,
+        challenger_valid=valid_metrics,
+        baseline_valid=base_valid_metrics,
     )
     importance = model.metadata.get("feature_importance_gain") or _permutation_importance(model, data)
     window = {**data.split.window(), "label_horizon_days": data.split.horizon_days}
@@ -138,6 +143,7 @@ def evaluate_and_register(
         **{f"test_{k}": v for k, v in metrics.items()},
         **{f"baseline_test_{k}": v for k, v in base_metrics.items()},
         **{f"valid_{k}": v for k, v in valid_metrics.items()},
+        **{f"baseline_valid_{k}": v for k, v in base_valid_metrics.items()},
         **({f"champion_test_{k}": v for k, v in champ_metrics.items()} if champ_metrics else {}),
     }
 
@@ -188,11 +194,9 @@ def evaluate_and_register(
         input_example=_example(data.test, data.features),
         make_artifacts=artifacts,
         report_sections=report_sections,
-        extra_params={
-            "model": model.metadata.get("model", "lightgbm"),
-            "best_iteration": model.metadata.get("best_iteration", ""),
-            "candidate_selection": selection,
-        },
+        datasets={"training": data.train, "validation": data.valid, "test": data.test},
+        target=LABEL,
+        extra_params={"candidate_selection": selection},
     )
     mark_challenger(
         settings,
@@ -219,6 +223,7 @@ def evaluate_and_register(
             version=version,
             promoted_by="gate",
             note=decision.reason,
+            metrics=decision.compared,
             mlflow_client=mlflow_client,
         )
         outcome.promoted = True
@@ -227,7 +232,6 @@ def evaluate_and_register(
 
 def _permutation_importance(model: Any, data: ClassifierData, *, rows: int = 2000) -> dict[str, float]:
     """Drop in test ROC-AUC when one feature is shuffled (for models without built-in importance)."""
-    from sklearn.metrics import roc_auc_score
 
     sample = data.test.head(rows).reset_index(drop=True)
     y = sample[LABEL].to_numpy()
@@ -247,7 +251,6 @@ def train_classifier(
     settings: Settings, kind: str, *, promote: bool = True, store: Any = None
 ) -> TrainOutcome:
     """Train, evaluate, log and register the `kind` classifier ("churn" | "conversion")."""
-    from features.feast_io import get_store
 
     store = store or get_store(settings)
     data = classifier_data(settings, kind, store=store)
@@ -264,7 +267,6 @@ def train_classifier(
 # ------------------------------------------------------------------------------------ segmentation
 def fit_segments(data: SegmentData, settings: Settings, *, reference: Any = None) -> Any:
     """The segmentation model on the latest snapshot's customers (pure model code)."""
-    from models.segmentation import fit_segmentation
 
     cfg = settings.training.segments
     return fit_segmentation(
@@ -280,8 +282,6 @@ def fit_segments(data: SegmentData, settings: Settings, *, reference: Any = None
 
 def train_segments(settings: Settings, *, promote: bool = True, store: Any = None) -> TrainOutcome:
     """Segment the latest snapshot's customers; gate on silhouette and agreement with the champion."""
-    from features.feast_io import get_store
-    from models.segmentation import adjusted_rand, segmentation_metrics
 
     store = store or get_store(settings)
     data = segment_data(settings, store=store)
@@ -346,7 +346,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
                 },
             ),
         ],
-        extra_params={"k": getattr(model, "k", "")},
+        datasets={"training": data.frame},
         extra_artifacts={
             "segment_profiles.json": profiles.reset_index().to_dict(orient="records"),
             "segment_sizes.json": sizes,
@@ -376,6 +376,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             version=version,
             promoted_by="gate",
             note=decision.reason,
+            metrics=decision.compared,
             mlflow_client=mlflow_client,
         )
         outcome.promoted = True
@@ -384,7 +385,6 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
 
 def _silhouette(space: np.ndarray, labels: np.ndarray, *, seed: int, sample: int = 5000) -> float:
     """Silhouette of `labels` in `space` on a seeded sample (NaN with fewer than two segments)."""
-    from sklearn.metrics import silhouette_score
 
     if len(np.unique(labels)) < 2:
         return float("nan")
@@ -416,12 +416,14 @@ def _log_run(
     input_example: pd.DataFrame,
     make_artifacts: Callable[[Path], dict[str, Path]],
     report_sections: list[tuple[str, Any]],
+    datasets: dict[str, pd.DataFrame],
+    target: str | None = None,
     extra_params: dict[str, Any] | None = None,
     extra_artifacts: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """One MLflow run: config, seed, commit, window, service, metrics, plots, report, model. Returns
-    (run_id, registered version)."""
-    import mlflow
+    """One MLflow run: a description of what was trained on what, hyperparameters, seed, commit, window,
+    service, the splits as dataset inputs, metrics, the configuration (config.json), plots, report,
+    model. Returns (run_id, registered version)."""
 
     configure_tracking(settings)
     experiment_id = mlflow_io.ensure_experiment(settings, kind)
@@ -429,11 +431,16 @@ def _log_run(
     commit = mlflow_io.git_commit()
     service_name, service_version = mlflow_io.service_version(service)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{kind}-{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}"
+        experiment_id=experiment_id,
+        run_name=f"{kind}-{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}",
+        description=mlflow_io.describe_run(
+            kind=kind, model=model, service=service, window=window, commit=commit
+        ),
     ) as run:
         mlflow.set_tags({"persona.kind": kind, "git_commit": commit, "feast.feature_service": service})
+        # The whole configuration goes in config.json (one artifact, secrets masked), not in params.
         params = {
-            **{f"config.{k}": v for k, v in mlflow_io.flat_config(settings).items()},
+            **mlflow_io.hyperparameters(model),
             "seed": settings.training.seed,
             "git_commit": commit,
             "feature_service": service,
@@ -444,6 +451,13 @@ def _log_run(
             **(extra_params or {}),
         }
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        mlflow_io.log_datasets(
+            datasets,
+            features=list(model.features),
+            service=service,
+            source=settings.path(settings.feast.source_dir).resolve().as_uri(),
+            target=target,
+        )
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         mlflow_io.log_json(mlflow_io.mask_secrets(settings.model_dump(mode="json")), "config.json")
         mlflow_io.log_json({"window": window, "metrics": metrics, "gate": decision.tags()}, "summary.json")
@@ -467,19 +481,23 @@ def _log_run(
 
 # -------------------------------------------------------------------------------------------- entry
 def train_model(settings: Settings, kind: str, *, promote: bool = True, store: Any = None) -> TrainOutcome:
-    """Train one kind ("segments" | "churn" | "conversion" | "clv" | "recommend")."""
+    """Train one kind ("segments" | "churn" | "conversion" | "clv" | "recommend" | "uplift")."""
     if kind == "segments":
         return train_segments(settings, promote=promote, store=store)
     if kind in ("churn", "conversion"):
         return train_classifier(settings, kind, promote=promote, store=store)
     if kind == "clv":
-        from training.value import train_value
+        from training.value import train_value  # here: training.value imports this module (a cycle)
 
         return train_value(settings, promote=promote, store=store)
     if kind == "recommend":
         from training.recommend import train_recommend
 
         return train_recommend(settings, promote=promote, store=store)
+    if kind == "uplift":
+        from training.uplift import train_uplift
+
+        return train_uplift(settings, promote=promote, store=store)
     raise RegistryError(
-        f"unknown model kind {kind!r}; expected segments, churn, conversion, clv or recommend"
+        f"unknown model kind {kind!r}; expected segments, churn, conversion, clv, recommend or uplift"
     )

@@ -1,7 +1,7 @@
 """MLflow at the edge: tracking set-up, what each run logs (config, commit, window, plots, report) and the
 pyfunc wrapper that carries a `models` bundle to serving.
 
-Nothing here runs at import time; mlflow and matplotlib are imported inside functions.
+Nothing here runs at import time; matplotlib is imported when a plot is drawn (its Agg backend first).
 """
 
 from __future__ import annotations
@@ -9,17 +9,24 @@ from __future__ import annotations
 import base64
 import html
 import json
+import pickle
 import re
 import subprocess
-import sys
+import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from artifacts.registry import model_name
+from artifacts.registry import BUNDLE_ARTIFACT, PYFUNC_MODEL_CODE, model_name
+from core.logs import stderr_to_log
 from core.redact import mask_urls
 
 if TYPE_CHECKING:
@@ -33,7 +40,6 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 # ------------------------------------------------------------------------------------------ naming
 def ensure_experiment(settings: Settings, kind: str) -> str:
     """The experiment id of `kind`, created with an explicit artifact location under `artifact_root`."""
-    import mlflow
 
     name = model_name(settings, kind)
     found = mlflow.get_experiment_by_name(name)
@@ -58,20 +64,73 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     return value
 
 
-def flat_config(settings: Settings) -> dict[str, str]:
-    """The full configuration as `section.key -> text`, secrets masked (MLflow params are flat)."""
-    tree = mask_secrets(settings.model_dump(mode="json"))
-    out: dict[str, str] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-        else:
-            out[prefix] = json.dumps(node) if isinstance(node, list) else str(node)
-
-    walk(tree, "")
+def hyperparameters(model: Any) -> dict[str, Any]:
+    """The fitted model's hyperparameters as MLflow params: the estimator's parameters (`model.*`), and
+    the choices around it (calibration, best iteration, k and its search range, seed)."""
+    meta = getattr(model, "metadata", None) or {}
+    out: dict[str, Any] = {f"model.{k}": v for k, v in sorted((meta.get("params") or {}).items())}
+    for key in ("model", "calibration", "best_iteration", "k", "k_range", "seed"):
+        if key in meta:
+            out[key if key != "seed" else "model_seed"] = meta[key]
+    if hasattr(model, "tier_cuts"):
+        out["tier_cuts"] = ",".join(f"{c:.6g}" for c in model.tier_cuts)
     return out
+
+
+def describe_run(*, kind: str, model: Any, service: str, window: Mapping[str, Any], commit: str) -> str:
+    """The run's description (MLflow's note): what was trained, on which features and which window."""
+    features = list(getattr(model, "features", []))
+    meta = getattr(model, "metadata", None) or {}
+    if kind == "segments":
+        what = f"Segmentation (k-means, k={meta.get('k', '?')}) of {window.get('rows', '?'):,} customers"
+        when = f"at the feature snapshot {window.get('snapshot', '?')}"
+    else:
+        what = f"{kind.capitalize()} classifier ({meta.get('model', 'lightgbm')}, beside a logistic baseline)"
+        when = "; ".join(
+            f"{part} {window.get(f'{part}_first_snapshot', '?')[:10]}..{window.get(f'{part}_last_snapshot', '?')[:10]}"
+            f" ({window.get(f'{part}_rows', 0):,} rows)"
+            for part in ("train", "valid", "test")
+        )
+        if "label_horizon_days" in window:
+            when += f"; labels over the {window['label_horizon_days']} days after each snapshot"
+    return (
+        f"{what}, trained on the Feast FeatureService `{service}` ({len(features)} features: "
+        f"{', '.join(features)}); {when}. Code at commit {commit[:12]}; configuration in config.json."
+    )
+
+
+def log_datasets(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    features: list[str],
+    service: str,
+    source: str,
+    target: str | None,
+) -> None:
+    """Record each split (context -> frame) as an MLflow dataset input named after the FeatureService
+    and its snapshot window: schema, row count and digest of the features (and label), not the rows."""
+
+    for context, frame in frames.items():
+        columns = [*features, *([target] if target and target in frame else [])]
+        stamps = frame.get("event_timestamp")
+        if stamps is not None and len(stamps):
+            window = f"{stamps.min():%Y-%m-%d}..{stamps.max():%Y-%m-%d}"
+        else:
+            window = "none"
+        data = frame[columns].reset_index(drop=True)
+        # counts as floats, as in the model's signature: a missing snapshot gives NaN (see jobs._example)
+        data = data.astype({c: "float64" for c in columns if pd.api.types.is_integer_dtype(data[c])})
+        with warnings.catch_warnings():
+            # MLflow 3.17 registers its local-file source class twice and warns that a path is ambiguous
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(
+                data, source=source, targets=target if target in columns else None, name=f"{service}@{window}"
+            )
+        mlflow.log_input(
+            dataset,
+            context=context,
+            tags={"feast.feature_service": service, "window": window, "rows": str(len(frame))},
+        )
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str:
@@ -122,8 +181,6 @@ def classifier_plots(
 ) -> dict[str, Path]:
     """ROC, precision-recall, calibration and feature-importance PNGs for held-out predictions.
     `curves` maps a model name (e.g. "lightgbm", "baseline") to its probabilities on the same rows."""
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import precision_recall_curve, roc_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y_true, dtype=int)
@@ -237,30 +294,64 @@ def recall_at_k_plot(
     return paths
 
 
+# Columns of a profile table that describe the segment, not its centre: never plotted as features.
+PROFILE_META = ("persona", "n", "share")
+
+
+def segment_label(segment_id: Any, persona: Any) -> str:
+    """`3 high_value_loyal`: what a segment is called on a plot (the id alone says nothing)."""
+    return f"{segment_id} {persona}" if persona is not None and str(persona) else str(segment_id)
+
+
 def segment_plots(*, profiles: pd.DataFrame, sizes: Mapping[str, int], out_dir: Path) -> dict[str, Path]:
-    """Segment sizes and a heat map of standardized feature means per segment (segment profiles)."""
+    """Segment sizes labelled by persona, and a heat map of each feature's segment means standardised
+    across segments (rows named by segment and persona; size and share are not features)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    personas = profiles["persona"].to_dict() if "persona" in profiles.columns else {}
+    by_text = {str(k): v for k, v in personas.items()}
     plt, fig, ax = _figure()
-    names = [str(k) for k in sizes]
-    ax.bar(names, list(sizes.values()))
-    ax.set(ylabel="customers", title="Segment sizes")
-    ax.tick_params(axis="x", rotation=30)
+    names = [segment_label(k, by_text.get(str(k))) for k in sizes]
+    ax.barh(names[::-1], list(sizes.values())[::-1])
+    ax.set(xlabel="customers", title="Segment sizes (segment, persona)")
     paths["sizes"] = _save(plt, fig, out_dir / "segment_sizes.png")
 
-    numeric = profiles.select_dtypes("number")
+    numeric = profiles.drop(columns=[c for c in PROFILE_META if c in profiles.columns]).select_dtypes(
+        "number"
+    )
     if not numeric.empty:
         std = numeric.std(ddof=0).replace(0, 1.0)
         z = (numeric - numeric.mean()) / std
+        rows = [segment_label(i, by_text.get(str(i))) for i in z.index]
         plt, fig, ax = _figure()
-        fig.set_size_inches(max(5.5, 0.35 * z.shape[1] + 2), 0.45 * z.shape[0] + 2)
+        fig.set_size_inches(max(5.5, 0.35 * z.shape[1] + 3), 0.45 * z.shape[0] + 2.5)
         image = ax.imshow(z.to_numpy(dtype=float), aspect="auto", cmap="coolwarm", vmin=-2, vmax=2)
         ax.set_xticks(range(z.shape[1]), list(z.columns), rotation=90, fontsize=7)
-        ax.set_yticks(range(z.shape[0]), [str(i) for i in z.index], fontsize=8)
-        ax.set_title("Segment profiles (z-score of segment means)")
+        ax.set_yticks(range(z.shape[0]), rows, fontsize=8)
+        ax.set_ylabel("segment, persona")
+        ax.set_title("Segment profiles (z-score of segment means across segments)")
         fig.colorbar(image, ax=ax)
         paths["profiles"] = _save(plt, fig, out_dir / "segment_profiles.png")
     return paths
+
+
+def uplift_plots(
+    *, outcome: np.ndarray, treatment: np.ndarray, scores: Mapping[str, np.ndarray], out_dir: Path
+) -> dict[str, Path]:
+    """Qini curves (incremental responders among the top-scored held-out customers) of each ranking."""
+    from models.uplift import qini_curve
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plt, fig, ax = _figure()
+    for name, score in scores.items():
+        x, v = qini_curve(outcome, score, treatment)
+        ax.plot(x / max(x[-1], 1), v, label=name)
+    ax.axhline(0, c="grey", lw=0.5)
+    ax.set(
+        xlabel="share of customers targeted", ylabel="incremental responders", title="Qini (test customers)"
+    )
+    ax.legend(loc="upper left")
+    return {"qini": _save(plt, fig, out_dir / "qini.png")}
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -303,81 +394,42 @@ def html_report(*, title: str, sections: list[tuple[str, Any]], images: Mapping[
 
 
 # ------------------------------------------------------------------------------------ the model
-def _pyfunc_base():
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.PythonModel
-
-
-def bundle_model_class():
-    """The pyfunc wrapper class (built lazily so importing this module does not import mlflow)."""
-    global _BUNDLE_MODEL
-    if _BUNDLE_MODEL is not None:
-        return _BUNDLE_MODEL
-
-    class PersonaBundleModel(_pyfunc_base()):
-        """Holds a `models` bundle: a ClassifierBundle (returns calibrated probabilities and tiers) or a
-        SegmentationModel (returns the segment and persona). `.bundle` is the object serving uses."""
-
-        def __init__(self, bundle: Any, kind: str) -> None:
-            self.bundle = bundle
-            self.kind = kind
-
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 - the pyfunc signature
-            import pandas as pd
-
-            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-            if self.kind == "segments":
-                segment = self.bundle.predict(frame)
-                return pd.DataFrame({"segment": segment})
-            if self.kind == "recommend":
-                return self.bundle.predict(frame)
-            if self.kind == "clv":
-                value = self.bundle.predict(frame)
-                return pd.DataFrame({"value": value, "tier": self.bundle.tiers(value)})
-            proba = self.bundle.predict_proba(frame)
-            return pd.DataFrame({"probability": proba, "tier": self.bundle.tiers(proba)})
-
-    _BUNDLE_MODEL = PersonaBundleModel
-    return PersonaBundleModel
-
-
-_BUNDLE_MODEL = None
-
-
 def log_bundle(*, bundle: Any, kind: str, input_example: pd.DataFrame, registered_model_name: str) -> Any:
-    """Log `bundle` as the run's pyfunc model `model` and register it; returns mlflow's ModelInfo.
+    """Log `bundle` as the run's pyfunc model `model` (models-from-code: artifacts/pyfunc_model.py, the
+    bundle as a pickle artifact, `models/` as code) and register it; returns mlflow's ModelInfo."""
 
-    The wrapper class is pickled by value and `models/` ships as code, so loading needs only `models`
-    and the libraries, not this training package."""
-    import cloudpickle
-    import mlflow
-    from mlflow.models import infer_signature
-
-    wrapper = bundle_model_class()(bundle, kind)
-    output = wrapper.predict(None, input_example)
-    signature = infer_signature(input_example, output)
-    this_module = sys.modules[__name__]
-    cloudpickle.register_pickle_by_value(this_module)
-    try:
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=wrapper,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=_requirements(),
-            code_paths=[str(PROJECT_ROOT / "models")],
-            registered_model_name=registered_model_name,
-        )
-    finally:
-        cloudpickle.unregister_pickle_by_value(this_module)
+    if kind == "segments":
+        output = pd.DataFrame({"segment": bundle.predict(input_example)})
+    elif kind == "recommend":
+        output = bundle.predict(input_example)
+    elif kind == "clv":
+        value = bundle.predict(input_example)
+        output = pd.DataFrame({"value": value, "tier": bundle.tiers(value)})
+    else:
+        proba = bundle.predict_proba(input_example)
+        output = pd.DataFrame({"probability": proba, "tier": bundle.tiers(proba)})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bundle.pkl"
+        path.write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
+        with stderr_to_log("mlflow_registry"):  # "Successfully registered model ..." is a print
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_MODEL_CODE),
+                artifacts={BUNDLE_ARTIFACT: str(path)},
+                model_config={"kind": kind},
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                pip_requirements=_requirements(),
+                code_paths=[str(PROJECT_ROOT / "models")],
+                registered_model_name=registered_model_name,
+            )
 
 
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for dist in ("mlflow", "lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "cloudpickle"):
+    for dist in ("mlflow", "lightgbm", "scikit-learn", "scipy", "pandas", "numpy"):
         try:
             out.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:
@@ -387,7 +439,6 @@ def _requirements() -> list[str]:
 
 def log_json(data: Any, artifact_file: str) -> None:
     """Log a JSON artifact (numbers made plain)."""
-    import mlflow
 
     mlflow.log_dict(json.loads(json.dumps(data, default=_plain)), artifact_file)
 

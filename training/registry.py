@@ -1,10 +1,13 @@
 """The MLflow model registry: versions, aliases (`champion`, `challenger`), the promotion gate, manual
 promotion, rollback, comparison, and `load_champion` (what serving calls).
 
-Aliases only, no stages. Every move of `champion` is recorded as tags on the version that receives it
-(`champion.previous`, `champion.promoted_by`, `champion.promoted_at`), and every gate decision as tags
-(`gate.decision`, `gate.reason`, `gate.compared`, `gate.champion_at_decision`), so the alias history can
-be read back from the registry alone.
+Aliases only, no stages. Every gate decision and every move of `champion` is appended to the promotion
+history (`training.promotions`, a table nothing overwrites; `persona promote --history`). The version
+tags (`gate.*` on every version, `champion.previous`/`champion.promoted_by`/... on the one receiving the
+alias) describe each version's current state for `persona compare`.
+
+A tie never promotes: metrics are compared at the 4 decimals every report shows, and a challenger must
+beat the champion by MORE than `gate.margin`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from artifacts.registry import (
     CHALLENGER,
@@ -61,6 +65,12 @@ def _bad(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def beats(ours: float, theirs: float, margin: float) -> bool:
+    """`ours` beats `theirs` by more than `margin`, at the 4 decimals reports show (so no report ever
+    reads "0.2844 beats 0.2844"): a tie, or a gain of exactly the margin, never promotes."""
+    return round(round(ours, 4) - round(theirs, 4), 10) > round(margin, 10)
+
+
 def gate_classifier(
     *,
     challenger: Mapping[str, float],
@@ -68,12 +78,18 @@ def gate_classifier(
     champion: Mapping[str, float] | None,
     config: GateConfig,
     champion_version: str | None = None,
+    challenger_valid: Mapping[str, float] | None = None,
+    baseline_valid: Mapping[str, float] | None = None,
 ) -> GateDecision:
-    """Decide on a classifier from held-out metrics on one test window (pure).
+    """Decide on a classifier from held-out metrics (pure).
 
-    Promote only if every configured floor is cleared, the primary metric is not below the logistic
-    baseline's, and (when a champion exists) it beats the champion's primary metric on the same window by
-    more than `config.margin` (the first model only needs the floors and the baseline).
+    `challenger`, `baseline`, `champion`: metrics on the same TEST window. `challenger_valid`,
+    `baseline_valid`: on the validation window, where "never worse than the logistic baseline" is
+    judged (the candidate was chosen there; judging it again on test would let test noise veto the
+    better model and leave no champion at all). Promote only if every configured floor is cleared on
+    test, the primary metric is not below the baseline's on validation, and (when a champion exists) it
+    beats the champion's on the test window by more than `config.margin` (`beats`: a tie never
+    promotes). The first model needs the floors and the baseline only.
     """
     metric = config.primary_metric
     compared: dict[str, Any] = {
@@ -81,6 +97,8 @@ def gate_classifier(
         "challenger": challenger.get(metric),
         "baseline": baseline.get(metric),
         "champion": None if champion is None else champion.get(metric),
+        "challenger_valid": None if challenger_valid is None else challenger_valid.get(metric),
+        "baseline_valid": None if baseline_valid is None else baseline_valid.get(metric),
         "margin": config.margin,
         "floors": dict(config.floors),
     }
@@ -96,17 +114,20 @@ def gate_classifier(
     ]
     if failed:
         return GateDecision(False, "below floor: " + "; ".join(failed), compared, champion_version)
-    base = baseline.get(metric)
-    if not _bad(base) and ours < base:
+    ours_valid, base_valid = compared["challenger_valid"], compared["baseline_valid"]
+    if not _bad(ours_valid) and not _bad(base_valid) and round(ours_valid, 4) < round(base_valid, 4):
         return GateDecision(
             False,
-            f"{metric} {ours:.4f} is worse than the logistic baseline's {base:.4f}",
+            f"validation {metric} {ours_valid:.4f} is worse than the logistic baseline's {base_valid:.4f}",
             compared,
             champion_version,
         )
     if champion is None:
         return GateDecision(
-            True, f"first model: {metric} {ours:.4f} clears the floors and the baseline", compared
+            True,
+            f"first model: {metric} {ours:.4f} clears the floors, and on validation it is not worse than "
+            "the logistic baseline",
+            compared,
         )
     theirs = champion.get(metric)
     if _bad(theirs):
@@ -116,7 +137,7 @@ def gate_classifier(
             compared,
             champion_version,
         )
-    if ours > theirs + config.margin:
+    if beats(ours, theirs, config.margin):
         return GateDecision(
             True,
             f"{metric} {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
@@ -189,6 +210,67 @@ def gate_value(
     )
 
 
+def gate_uplift(
+    *,
+    challenger: Mapping[str, float],
+    baseline: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Decide on an uplift model from held-out Qini on the same test customers (pure).
+
+    Promote only if its Qini is above `config.uplift_floor` and not below a random ranking's (the
+    baseline), and, when a champion exists, above the champion's by more than `config.margin`."""
+    ours, base = challenger.get("qini"), baseline.get("qini")
+    compared: dict[str, Any] = {
+        "metric": "qini",
+        "challenger": ours,
+        "baseline": base,
+        "champion": None if champion is None else champion.get("qini"),
+        "floor": config.uplift_floor,
+        "margin": config.margin,
+    }
+    if _bad(ours):
+        return GateDecision(False, "challenger has no Qini on the test customers", compared, champion_version)
+    if ours <= config.uplift_floor:  # type: ignore[operator]
+        return GateDecision(
+            False,
+            f"Qini {ours:.4f} is not above the floor {config.uplift_floor:.4f}",
+            compared,
+            champion_version,
+        )
+    if not _bad(base) and ours < base:  # type: ignore[operator]
+        return GateDecision(
+            False, f"Qini {ours:.4f} is below a random ranking's {base:.4f}", compared, champion_version
+        )
+    if champion is None:
+        return GateDecision(
+            True, f"first model: Qini {ours:.4f} clears the floor and a random ranking", compared
+        )
+    theirs = champion.get("qini")
+    if _bad(theirs):
+        return GateDecision(
+            True,
+            f"champion v{champion_version} could not be scored on these customers; challenger clears the floor",
+            compared,
+            champion_version,
+        )
+    if ours > theirs + config.margin:  # type: ignore[operator]
+        return GateDecision(
+            True,
+            f"Qini {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
+            compared,
+            champion_version,
+        )
+    return GateDecision(
+        False,
+        f"Qini {ours:.4f} does not beat champion v{champion_version} ({theirs:.4f}) by more than {config.margin}",
+        compared,
+        champion_version,
+    )
+
+
 def gate_segments(
     *,
     silhouette: float,
@@ -199,8 +281,9 @@ def gate_segments(
 ) -> GateDecision:
     """Decide on a segmentation (pure): silhouette not below its floor; when a champion exists, agreement
     with the champion's segments on the same customers (ARI) above its floor, so personas do not
-    reshuffle, and a silhouette better than the champion's on the same customers (same scaled space) by
-    more than `config.margin`, so an equal refit does not move the alias."""
+    reshuffle (below the floor it is never promoted by the gate; `persona promote --force` with a reason
+    is the way), and a silhouette better than the champion's on the same customers (same scaled space)
+    by more than `config.margin` (`beats`), so an equal refit does not move the alias."""
     compared = {
         "silhouette": silhouette,
         "silhouette_floor": config.silhouette_floor,
@@ -225,7 +308,7 @@ def gate_segments(
             compared,
             champion_version,
         )
-    if not _bad(champion_silhouette) and not silhouette > champion_silhouette + config.margin:  # type: ignore[operator]
+    if not _bad(champion_silhouette) and not beats(silhouette, champion_silhouette, config.margin):  # type: ignore[arg-type]
         return GateDecision(
             False,
             f"silhouette {silhouette:.4f} does not beat champion v{champion_version} ({champion_silhouette:.4f}) "
@@ -243,23 +326,55 @@ def gate_segments(
 
 
 # ------------------------------------------------------------------------------- registry access
+def _log(settings: Settings):
+    from training.promotions import PromotionLog
+
+    return PromotionLog.open(settings)
+
+
 def mark_challenger(
     settings: Settings, kind: str, *, version: str, service: str, decision: GateDecision, mlflow_client=None
 ) -> None:
-    """Tag a freshly registered version with its FeatureService and gate decision; alias `challenger`."""
+    """Tag a freshly registered version with its FeatureService and gate decision; alias `challenger`;
+    append the decision to the promotion history."""
+    from training.promotions import default_actor
+
     c = mlflow_client or client(settings)
     name = model_name(settings, kind)
     c.set_model_version_tag(name, version, SERVICE_TAG, service)
     for key, value in decision.tags().items():
         c.set_model_version_tag(name, version, key, value)
     c.set_registered_model_alias(name, CHALLENGER, version)
+    _log(settings).append(
+        event="gate",
+        kind=kind,
+        model=name,
+        from_version=decision.previous_champion,
+        to_version=str(version),
+        decision="promote" if decision.promote else "reject",
+        reason=decision.reason,
+        metrics=decision.compared,
+        actor=default_actor("gate"),
+    )
+
+
+_EVENT_OF = {"gate": "promote", "manual": "force", "rollback": "rollback"}
 
 
 def move_champion(
-    settings: Settings, kind: str, *, version: str, promoted_by: str, note: str = "", mlflow_client=None
+    settings: Settings,
+    kind: str,
+    *,
+    version: str,
+    promoted_by: str,
+    note: str = "",
+    metrics: Mapping[str, Any] | None = None,
+    mlflow_client=None,
 ) -> str | None:
-    """Point `champion` at `version` and record on it who moved it, when, and the previous champion
-    (returned). `promoted_by`: gate | manual | rollback."""
+    """Point `champion` at `version`, record on it who moved it, when, and the previous champion
+    (returned), and append the move to the promotion history. `promoted_by`: gate | manual | rollback."""
+    from training.promotions import default_actor
+
     c = mlflow_client or client(settings)
     name = model_name(settings, kind)
     try:
@@ -278,6 +393,16 @@ def move_champion(
     )
     if note:
         c.set_model_version_tag(name, version, "champion.note", note[:4000])
+    _log(settings).append(
+        event=_EVENT_OF[promoted_by],
+        kind=kind,
+        model=name,
+        from_version=previous,
+        to_version=str(version),
+        reason=note or promoted_by,
+        metrics=dict(metrics or {}),
+        actor=default_actor("gate") if promoted_by == "gate" else default_actor(),
+    )
     return previous
 
 
@@ -291,7 +416,7 @@ def restore_champion(
     mlflow_client=None,
 ) -> None:
     """Put `champion` back on `version` (None: no champion) after a multi-model promotion failed half-way;
-    the version that briefly held it (`reverted`) is tagged `champion.reverted` so the history says so."""
+    the version that briefly held it (`reverted`) is tagged `champion.reverted`, and the history says so."""
     c = mlflow_client or client(settings)
     name = model_name(settings, kind)
     if reverted is not None:
@@ -302,16 +427,50 @@ def restore_champion(
             c.delete_registered_model_alias(name, CHAMPION)
     else:
         c.set_registered_model_alias(name, CHAMPION, version)
-
-
-def promote_manual(settings: Settings, kind: str, *, version: str) -> str | None:
-    """Force `champion` to `version` (recorded as manual); returns the previous champion."""
-    return move_champion(
-        settings, kind, version=str(version), promoted_by="manual", note="forced by persona promote"
+    _log(settings).append(
+        event="revert",
+        kind=kind,
+        model=name,
+        from_version=reverted,
+        to_version=version,
+        reason=reason or "a promotion of several models failed half-way",
     )
 
 
-def rollback(settings: Settings, kind: str) -> tuple[str, str]:
+def promote_forced(settings: Settings, kind: str, *, version: str, reason: str) -> str | None:
+    """Force `champion` to `version` whatever its gate decision (recorded as a forced promotion with
+    `reason` and the numbers its gate compared); returns the previous champion."""
+    if not reason or not reason.strip():
+        raise RegistryError(
+            "a forced promotion needs a reason", hint='persona promote KIND --force N --reason "why"'
+        )
+    c = client(settings)
+    name = model_name(settings, kind)
+    try:
+        tags = c.get_model_version(name, str(version)).tags or {}
+    except Exception as exc:
+        raise RegistryError(f"{name} has no version {version}", hint="see `persona compare`") from exc
+    try:
+        compared = json.loads(tags.get("gate.compared", "{}"))
+    except json.JSONDecodeError:
+        compared = {}
+    metrics = {
+        "gate_decision": tags.get("gate.decision", ""),
+        "gate_reason": tags.get("gate.reason", ""),
+        **compared,
+    }
+    return move_champion(
+        settings,
+        kind,
+        version=str(version),
+        promoted_by="manual",
+        note=reason.strip(),
+        metrics=metrics,
+        mlflow_client=c,
+    )
+
+
+def rollback(settings: Settings, kind: str, *, reason: str = "") -> tuple[str, str]:
     """Give `champion` back to the version it replaced (the current champion's `champion.previous`).
     Returns (from_version, to_version). Raises RegistryError when there is nothing to roll back to."""
     c = client(settings)
@@ -323,9 +482,16 @@ def rollback(settings: Settings, kind: str) -> tuple[str, str]:
     if previous in ("", NONE):
         raise RegistryError(
             f"{name} champion v{current.version} has no previous champion recorded",
-            hint=f"force another version with: persona promote {kind} --version N",
+            hint=f'force another version with: persona promote {kind} --force N --reason "why"',
         )
-    move_champion(settings, kind, version=previous, promoted_by="rollback", mlflow_client=c)
+    move_champion(
+        settings,
+        kind,
+        version=previous,
+        promoted_by="rollback",
+        note=reason or f"rollback of v{current.version}",
+        mlflow_client=c,
+    )
     c.set_model_version_tag(name, previous, "champion.restored_from", str(current.version))
     c.set_model_version_tag(
         name, str(current.version), "champion.rolled_back_at", datetime.now(UTC).isoformat(timespec="seconds")
@@ -333,12 +499,16 @@ def rollback(settings: Settings, kind: str) -> tuple[str, str]:
     return str(current.version), previous
 
 
+def history(settings: Settings, kind: str | None = None):
+    """The promotion history (oldest first), optionally of one kind."""
+    return _log(settings).read(kind)
+
+
 # --------------------------------------------------------------------------------------- compare
 def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
     """One row per registered version: model, version, aliases, created, FeatureService, gate decision
     and held-out metrics from its run (classifiers: test ROC-AUC/PR-AUC and the baseline's; segments:
     silhouette, ARI vs champion)."""
-    from mlflow.exceptions import MlflowException
 
     c = client(settings)
     rows = []
@@ -375,6 +545,7 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
                     "baseline_pr_auc": metrics.get("baseline_test_pr_auc"),
                     "silhouette": metrics.get("silhouette"),
                     "ari_vs_champion": metrics.get("ari_vs_champion"),
+                    "qini": metrics.get("test_qini"),
                 }
             )
     columns = [
@@ -390,6 +561,7 @@ def compare(settings: Settings, kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
         "baseline_pr_auc",
         "silhouette",
         "ari_vs_champion",
+        "qini",
     ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["model", "version"], ignore_index=True)

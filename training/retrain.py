@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 from artifacts.registry import KINDS
 from core.errors import RegistryError, StageSkipped
 from core.lock import RetrainBusy, RetrainLock
+from features.build import build_features
+from features.feast_io import apply_repo, get_store, materialize
+from training.jobs import train_model
+from training.registry import move_champion, restore_champion
+from training.tag_cutpoints import fit_and_save
 
 __all__ = ["RetrainBusy", "RetrainLock", "RetrainReport", "promote_all", "retrain"]
 
@@ -39,7 +44,6 @@ class RetrainReport:
 def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[str, tuple[str | None, str]]:
     """Move `champion` to every outcome the gate accepted; if a move fails, restore the ones moved and
     raise RegistryError (so the registry is as before)."""
-    from training.registry import move_champion, restore_champion
 
     moved: dict[str, tuple[str | None, str]] = {}
     try:
@@ -47,7 +51,12 @@ def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[s
             if not outcome.decision.promote:
                 continue
             before = move_champion(
-                settings, kind, version=outcome.version, promoted_by="gate", note=outcome.decision.reason
+                settings,
+                kind,
+                version=outcome.version,
+                promoted_by="gate",
+                note=outcome.decision.reason,
+                metrics=outcome.decision.compared,
             )
             moved[kind] = (before, outcome.version)
             outcome.promoted = True
@@ -66,7 +75,6 @@ def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[s
 
 def _fit_tag_cutpoints(settings: Settings, report: RetrainReport) -> None:
     """Fit the tag catalog's quantile cut points on the new feature snapshot (fixed until the next retrain)."""
-    from training.tag_cutpoints import fit_and_save
 
     path = fit_and_save(settings)
     report.notes.append(f"tag cut points fitted -> {path}")
@@ -82,16 +90,12 @@ def retrain(
 ) -> RetrainReport:
     """Run the whole retrain under the lock (see module doc). `build=False` trains on the feature tables
     and Feast registry as they are. Raises RetrainBusy if another run holds the lock."""
-    from training.jobs import train_model
 
     train = train or train_model
     report = RetrainReport()
     with RetrainLock(settings.path(settings.training.lock_path)):
         store = None
         if build:
-            from features.build import build_features
-            from features.feast_io import apply_repo, get_store, materialize
-
             started = time.perf_counter()
             built = build_features(settings)
             report.steps["features"] = time.perf_counter() - started

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.errors import StageSkipped, ValidationFailed
+from features.build import read_clean
+from features.clock import clean_as_of
+from features.feast_io import get_store, service_features, training_frame
+from features.snapshots import snapshot_dates
 from training.labels import churn_labels, conversion_labels, segmentation_entities, value_labels
 from training.splits import TimeSplit, time_split
 
@@ -58,20 +62,15 @@ class SegmentData:
 
 
 def _read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
-    from features.build import read_clean
-
     return read_clean(settings, table)
 
 
 def _snapshots(settings: Settings) -> list[pd.Timestamp]:
-    from features.snapshots import snapshot_dates
-
     return snapshot_dates(settings.features)
 
 
 def labels_for(settings: Settings, kind: str) -> pd.DataFrame:
     """The labelled entity frame of a classifier kind from `{data_dir}/clean` (see training.labels)."""
-    from features.clock import clean_as_of
 
     customers = _read_clean(settings, "customers")
     snaps = _snapshots(settings)
@@ -143,7 +142,6 @@ def categorical_features(frame: pd.DataFrame, features: list[str]) -> list[str]:
 
 def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> ClassifierData:
     """Labels -> purged time split -> point-in-time features from the kind's FeatureService."""
-    from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
     horizon = (
@@ -178,7 +176,6 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
 def value_data(settings: Settings, *, store: Any = None) -> ValueData:
     """Spend labels (training.labels.value_labels) -> purged time split -> point-in-time features of the
     value model's FeatureService."""
-    from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
     service = choose_service(settings, "clv", store=store)
@@ -220,11 +217,9 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
 
 def segment_data(settings: Settings, *, store: Any = None) -> SegmentData:
     """The latest snapshot's customers (completed order before it, consent kept) with their features."""
-    from features.feast_io import get_store, service_features, training_frame
 
     store = store or get_store(settings)
     service = choose_service(settings, "segments", store=store)
-    from features.clock import clean_as_of
 
     entities = segmentation_entities(
         orders=_read_clean(settings, "orders"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from artifacts.registry import champion_version, client, load_version
+from models.clv import fit_btyd_value, fit_clv_regressor, rate_value, value_metrics
 from training import mlflow_io
 from training.jobs import ENTITY, TrainOutcome, _example, _log_run
 from training.registry import gate_value, mark_challenger, move_champion
@@ -30,7 +31,6 @@ KIND = "clv"
 
 def fit_value_models(data: ValueData, *, seed: int) -> dict[str, Any]:
     """The three candidates, each with tiers cut on validation (pure model code)."""
-    from models.clv import fit_btyd_value, fit_clv_regressor, rate_value
 
     last = data.train["event_timestamp"].max()
     btyd = fit_btyd_value(data.train[data.train["event_timestamp"] == last], horizon_days=data.horizon_days)
@@ -52,7 +52,6 @@ def fit_value_models(data: ValueData, *, seed: int) -> dict[str, Any]:
 
 def select_value_candidate(models: dict[str, Any], valid: pd.DataFrame) -> tuple[str, str]:
     """The model with the lowest validation MAE (never chosen on test), and why."""
-    from models.clv import value_metrics
 
     mae = {name: value_metrics(valid[LABEL], m.predict(valid))["mae"] for name, m in models.items()}
     best = min(mae, key=mae.get)
@@ -63,7 +62,6 @@ def select_value_candidate(models: dict[str, Any], valid: pd.DataFrame) -> tuple
 def _score_champion(settings: Settings, data: ValueData, version: str, store: Any) -> dict[str, float] | None:
     """The champion's metrics on the challenger's test window; None when it cannot be scored."""
     from features.feast_io import training_frame
-    from models.clv import value_metrics
 
     try:
         loaded = load_version(settings, KIND, version)
@@ -81,7 +79,6 @@ def _score_champion(settings: Settings, data: ValueData, version: str, store: An
 def train_value(settings: Settings, *, promote: bool = True, store: Any = None) -> TrainOutcome:
     """Train, evaluate, log and register the value model; gate it and (with `promote`) move `champion`."""
     from features.feast_io import get_store
-    from models.clv import value_metrics
 
     store = store or get_store(settings)
     data = value_data(settings, store=store)

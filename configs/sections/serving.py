@@ -33,7 +33,17 @@ class ServingConfig(BaseModel):
     max_concurrency: int = Field(64, gt=0)  # requests in flight per service; more get 429
     top_reasons: int = Field(3, ge=0, le=20)
     dispatch_in_service: bool = True  # run the outbox dispatcher in a background thread of the service
+    # how often the service re-reads the consent list (state database): a withdrawal answers
+    # `consent_withdrawn` within this many seconds, without a restart
+    consent_poll_seconds: float = Field(2.0, gt=0, le=300)
+    # request bodies larger than this are refused with 413 before they are read. The largest valid
+    # request (1,000 ids of 64 characters, each JSON-escaped as \uXXXX\uXXXX) is about 770 KB: a lower
+    # limit refuses some valid requests (plain ASCII ids: about 70 KB).
+    max_body_bytes: int = Field(1_048_576, ge=65_536)
     batch_chunk_size: int = Field(100_000, gt=0)  # customers per chunk in `persona score --all`
+    # POST /v1/noop (validates the request, does nothing): the latency floor bench/bench_serving.py
+    # measures against. Off in production; never in the public OpenAPI document.
+    benchmark_endpoint: bool = False
     # Who each model may score, in the tag expression language over features. Outside it the score is
     # withheld with a reason, because a default would mislead (e.g. churn risk of someone who never
     # bought). Same populations as the training labels (training/labels.py).

@@ -1,6 +1,7 @@
 """Tag catalog location, fitted cut points and tag history settings."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,10 +17,22 @@ class TagsConfig(BaseModel):
     cutpoints: str = "{data_dir}/tags/cutpoints.json"
     # How many recent changes `persona tags explain` shows.
     explain_history: int = Field(10, ge=1, le=1000)
+    # The reason catalog (feature + direction -> phrase) behind persona_churn_reasons and
+    # persona_conversion_reasons, and the language those CRM fields are written in.
+    reasons: str = "configs/reasons.yaml"
+    language: Literal["en", "zh"] = "en"
 
     def catalog_path(self) -> Path:
         """The catalog file, resolved so commands work from any directory of the checkout."""
-        path = Path(self.catalog)
-        if path.is_absolute() or path.exists():
-            return path
-        return _PROJECT_ROOT / path
+        return _resolve(self.catalog)
+
+    def reasons_path(self) -> Path:
+        """The reason catalog file, resolved like `catalog_path`."""
+        return _resolve(self.reasons)
+
+
+def _resolve(name: str) -> Path:
+    path = Path(name)
+    if path.is_absolute() or path.exists():
+        return path
+    return _PROJECT_ROOT / path

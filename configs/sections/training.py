@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["segments", "churn", "conversion", "clv", "recommend"]
+ModelKind = Literal["segments", "churn", "conversion", "clv", "recommend", "uplift"]
 
 
 class GateConfig(BaseModel):
@@ -17,9 +17,13 @@ class GateConfig(BaseModel):
     primary_metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
     margin: float = Field(0.0, ge=0.0)
     floors: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
-    # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion above a floor.
+    # Segmentation: silhouette not below a floor, and agreement (ARI) with the champion on the same
+    # customers not below `ari_floor` (under it a challenger is promoted only by `persona promote --force`).
     silhouette_floor: float = Field(0.05, ge=-1.0, le=1.0)
-    ari_floor: float = Field(0.3, ge=-1.0, le=1.0)
+    ari_floor: float = Field(0.8, ge=-1.0, le=1.0)
+    # Uplift: held-out Qini above this floor (0 is what a random ranking scores on average) and not
+    # below a random ranking's Qini on the same customers; beats the champion's by `margin`.
+    uplift_floor: float = Field(0.0, ge=-1.0, le=1.0)
 
 
 class SegmentsConfig(BaseModel):
@@ -46,6 +50,18 @@ class RecommendConfig(BaseModel):
     max_products: int = Field(500, ge=2)  # product level only for catalogs up to this size
 
 
+# The FeatureServices each model kind may be trained on, in order of preference (see `services`).
+DEFAULT_SERVICES: dict[str, list[str]] = {
+    "segments": ["segmentation_v1", "segmentation_orders_v1"],
+    "churn": ["churn_v1", "churn_orders_v1"],
+    "conversion": ["conversion_v1", "conversion_leads_v1"],
+    "clv": ["clv_v1"],
+    "recommend": ["recommend_v1"],
+    # Uplift: the customer's behaviour at the campaign's start (the churn model's features).
+    "uplift": ["churn_v1", "churn_orders_v1"],
+}
+
+
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,15 +77,7 @@ class TrainingConfig(BaseModel):
     # The FeatureServices each model kind may be trained on, in order of preference: training takes the
     # first whose feature tables were all built (so the sources present decide), and records it on the
     # model version; serving reads exactly that one. A single name is a list of one.
-    services: dict[ModelKind, list[str]] = Field(
-        default_factory=lambda: {
-            "segments": ["segmentation_v1", "segmentation_orders_v1"],
-            "churn": ["churn_v1", "churn_orders_v1"],
-            "conversion": ["conversion_v1", "conversion_leads_v1"],
-            "clv": ["clv_v1"],
-            "recommend": ["recommend_v1"],
-        }
-    )
+    services: dict[ModelKind, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SERVICES))
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -78,8 +86,10 @@ class TrainingConfig(BaseModel):
     @field_validator("services", mode="before")
     @classmethod
     def _names_as_lists(cls, v: Any) -> Any:
+        # A config that lists some kinds keeps the defaults of the others (a model added later trains).
         if isinstance(v, dict):
-            return {kind: [names] if isinstance(names, str) else names for kind, names in v.items()}
+            given = {kind: [names] if isinstance(names, str) else names for kind, names in v.items()}
+            return {**DEFAULT_SERVICES, **given}
         return v
 
     @field_validator("services")

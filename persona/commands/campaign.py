@@ -1,4 +1,4 @@
-"""CLI: `persona campaign create | assign | report | uplift`: A/B tests and uplift targeting."""
+"""CLI: `persona campaign create | assign | report`: A/B tests (the uplift model: `persona train uplift`)."""
 
 from __future__ import annotations
 

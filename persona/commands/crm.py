@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from persona.commands._common import settings_from
+from persona.commands._common import require_data_dir, settings_from, sqlite_file
 
 if TYPE_CHECKING:
     from serving.dispatcher import Dispatcher, DispatchStats
@@ -31,11 +31,13 @@ def _drain(dispatcher: Dispatcher, *, timeout: float, description: str) -> Dispa
 def _summary(dispatcher: Dispatcher, stats: DispatchStats) -> None:
     counts = dispatcher.outbox.counts()
     click.echo(
-        f"crm ({dispatcher.connector.name}): delivered {stats.delivered}, retried {stats.retried}, "
-        f"dead-lettered {stats.dead}, superseded {stats.superseded}, already applied {stats.duplicates}, "
-        f"rate-limited {stats.rate_limited}x"
+        f"crm ({dispatcher.connector.name}): delivered {stats.delivered:,}, retried {stats.retried:,}, "
+        f"dead-lettered {stats.dead:,}, superseded {stats.superseded:,}, already applied {stats.duplicates:,}, "
+        f"rate-limited {stats.rate_limited:,} times"
     )
-    click.echo(f"outbox: {counts['pending']} pending, {counts['delivered']} delivered, {counts['dead']} dead")
+    click.echo(
+        f"outbox: {counts['pending']:,} pending, {counts['delivered']:,} delivered, {counts['dead']:,} dead"
+    )
     if counts["pending"]:
         due = dispatcher.outbox.next_due()
         if due is not None:
@@ -97,7 +99,7 @@ def register(cli: click.Group) -> None:
         dispatcher = _dispatcher(settings_from(ctx), triggers=triggers)
         try:
             count = dispatcher.outbox.replay(now=time.time(), ids=list(ids) if ids else None)
-            click.echo(f"re-queued {count} dead letter(s)")
+            click.echo(f"re-queued {count:,} dead letter(s)")
             if count and not no_send:
                 stats = _drain(dispatcher, timeout=timeout, description="re-sending to CRM")
                 _summary(dispatcher, stats)
@@ -114,19 +116,25 @@ def register(cli: click.Group) -> None:
         from serving.outbox import Outbox, make_state_engine
 
         settings = settings_from(ctx)
+        require_data_dir(settings)
+        where = f"{settings.crm.connector} -> {_safe_url(settings.url(settings.crm.url))}"
+        state = sqlite_file(settings.url(settings.state_url))
+        if state is not None and not state.is_file():
+            click.echo(f"outbox ({where}): empty, nothing scored yet ({state} does not exist)")
+            return
         outbox = Outbox(make_state_engine(settings.url(settings.state_url)))
         outbox.create_schema()
         counts = outbox.counts()
         click.echo(
-            f"outbox ({settings.crm.connector} -> {_safe_url(settings.url(settings.crm.url))}): "
-            + ", ".join(f"{counts[s]} {s}" for s in ("pending", "delivered", "dead", "superseded"))
+            f"outbox ({where}): "
+            + ", ".join(f"{counts[s]:,} {s}" for s in ("pending", "delivered", "dead", "superseded"))
         )
         due = outbox.next_due()
         if counts["pending"] and due is not None:
             click.echo(f"next delivery due in {max(0.0, due - time.time()):.0f}s")
         for dead in outbox.dead_letters(limit=limit):
             click.echo(
-                f"  dead #{dead.id} customer {dead.customer_id} tag {dead.tag}={dead.new_value!r} "
+                f"  dead #{dead.id:,} customer {dead.customer_id} tag {dead.tag}={dead.new_value!r} "
                 f"after {dead.attempts} attempt(s): {dead.reason}"
             )
 

@@ -19,10 +19,16 @@ def register(cli: click.Group) -> None:
 
     @data.command("generate")
     @click.option(
-        "--customers", type=int, default=None, help="Number of true persons (default: generator.customers)."
+        "--customers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Number of true persons (default: generator.customers).",
     )
     @click.option(
-        "--seed", type=int, default=None, help="Random seed; the same seed writes byte-identical files."
+        "--seed",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Random seed; the same seed writes byte-identical files.",
     )
     @click.option(
         "--out",
@@ -98,3 +104,56 @@ def register(cli: click.Group) -> None:
             f"  persons {summary.persons:,} (customers {summary.customers:,}, converted leads "
             f"{summary.leads_converted:,}); done in {summary.seconds:.1f}s"
         )
+
+    @data.command("campaign-outcomes")
+    @click.argument("campaign")
+    @click.option("--seed", type=int, default=None, help="Outcome seed (default: generator.seed).")
+    @click.option(
+        "--raw",
+        "raw",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="The generated sources (default: {data_dir}/raw).",
+    )
+    @click.pass_context
+    def campaign_outcomes(ctx: click.Context, campaign: str, seed: int | None, raw: Path | None) -> None:
+        """Let a campaign's simulated outcomes arrive: orders in its window, with the generator's known
+        effect by true persona, appended to the raw orders (then `persona ingest --as-of` its window end)."""
+        from artifacts.campaigns import assignments, outcome_window, read_engine, stored_spec
+        from core.errors import ValidationFailed
+        from features.ingest import load_clean
+        from features.synthetic.campaigns import write_campaign_orders
+
+        settings = settings_from(ctx)
+        engine = read_engine(settings)
+        if engine is None:
+            raise ValidationFailed(
+                f"no campaign {campaign!r}; create it first: persona campaign create {campaign}"
+            )
+        spec = stored_spec(engine, campaign)
+        if spec.outcome.kind == "event":
+            raise ValidationFailed(
+                f"campaign {campaign!r}: outcome.kind: the generator simulates orders, not {spec.outcome.event_type!r} events"
+            )
+        assigned = assignments(engine, campaign)
+        if assigned.empty:
+            raise ValidationFailed(
+                f"campaign {campaign!r} has no assignments yet: persona campaign assign {campaign}"
+            )
+        start, end = outcome_window(spec)
+        result = write_campaign_orders(
+            raw if raw is not None else settings.data_dir / "raw",
+            campaign=campaign,
+            assigned=assigned[["customer_id", "arm"]],
+            identity_map=load_clean(settings, "identity_map"),
+            control=spec.control,
+            start=start,
+            window_days=spec.outcome.window_days,
+            seed=seed if seed is not None else settings.generator.seed,
+        )
+        click.echo(
+            f"campaign {campaign}: {result.orders:,} orders from {result.customers:,} assigned customers in "
+            f"{start.date()}..{end.date()} (true mean effect {result.true_effect:+.4f}; "
+            f"{result.unknown} not simulated: unknown to the ground truth or the ERP)"
+        )
+        click.echo(f"next: persona ingest --as-of {end:%Y-%m-%d}")

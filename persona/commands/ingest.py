@@ -57,3 +57,6 @@ def register(cli: click.Group) -> None:
         quarantined = sum(rep.quarantined for rep in result.sources.values())
         if quarantined:
             click.echo(f"  {quarantined:,} rows quarantined: see clean/quarantine.parquet")
+        from persona.commands.consent import enforce_pending
+
+        enforce_pending(settings)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import click
 
-from persona.commands._common import settings_from
+from persona.commands._common import print_table, settings_from
 
 
 def register(cli: click.Group) -> None:
@@ -17,24 +15,37 @@ def register(cli: click.Group) -> None:
         """The tag catalog (configs/tags.yaml), its fitted cut points and each customer's tag history."""
 
     @tags.command("list")
+    @click.option("--wide", is_flag=True, help="Full descriptions (default: one line each).")
     @click.pass_context
-    def list_tags(ctx: click.Context) -> None:
+    def list_tags(ctx: click.Context, wide: bool) -> None:
         """Show the catalog: key, kind, type, cadence, CRM field, version, description."""
         from artifacts.catalog import load_catalog
 
         settings = settings_from(ctx)
         catalog = load_catalog(settings)
-        click.echo(f"tag catalog {catalog.source} (version {catalog.version}): {len(catalog.tags)} tags")
-        header = (
-            f"{'key':<20} {'kind':<8} {'type':<9} {'cadence':<9} {'crm_field':<28} {'ver':>3}  description"
+        print_table(
+            (
+                {
+                    "key": t.key,
+                    "kind": t.kind,
+                    "type": t.value_type,
+                    "priority": t.priority,
+                    "sources": ",".join(t.sources) or "-",
+                    "cadence": t.cadence,
+                    "crm_field": t.crm_field,
+                    "version": t.version,
+                    "description": " ".join(t.description.split()),
+                }
+                for t in catalog.tags
+            ),
+            ["key", "kind", "type", "priority", "sources", "cadence", "crm_field", "version", "description"],
+            title=f"tag catalog {catalog.source} (version {catalog.version}): {len(catalog.tags):,} tags",
+            wide=wide,
+            long_columns=["description"],
+            numeric_columns=["version"],
         )
-        click.echo(header)
-        click.echo("-" * len(header))
-        for t in catalog.tags:
-            desc = textwrap.shorten(t.description, width=70, placeholder="...")
-            click.echo(
-                f"{t.key:<20} {t.kind:<8} {t.value_type:<9} {t.cadence:<9} {t.crm_field:<28} {t.version:>3}  {desc}"
-            )
+        for note in catalog.notes:
+            click.echo(f"note: {note}")
         if catalog.cutpoints:
             fitted = ", ".join(f"{c.name} ({c.feature}, {c.bins} bins)" for c in catalog.cutpoints.values())
             click.echo(f"cut points fitted at training time: {fitted}")
@@ -115,7 +126,7 @@ def register(cli: click.Group) -> None:
         current.sort(key=lambda c: order.get(c.tag, len(order)))
         records = keys.records_for([customer_id])[customer_id]
         known_as = f" (CRM record {', '.join(records)})" if records and records != [customer_id] else ""
-        click.echo(f"customer {customer_id}{known_as}: {len(current)} tags")
+        click.echo(f"customer {customer_id}{known_as}: {len(current):,} tags")
         for c in current:
             value = "(unset)" if c.value is None else c.value
             click.echo(
@@ -124,7 +135,7 @@ def register(cli: click.Group) -> None:
             if c.inputs:
                 click.echo(f"  {'':<20}   inputs: {_inputs(c.inputs)}")
         history = store.history(customer_id, limit=limit or settings.tags.explain_history)
-        click.echo(f"last {len(history)} change(s):")
+        click.echo(f"last {len(history):,} change(s):")
         for h in history:
             old = "(unset)" if h.old_value is None else h.old_value
             new = "(unset)" if h.new_value is None else h.new_value

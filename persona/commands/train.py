@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from persona.commands._common import settings_from
+from persona.commands._common import print_table, require_data_dir, settings_from, sqlite_file
 
-KINDS = ("segments", "churn", "conversion", "clv", "recommend")
+KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 
 
 def _summary(outcome) -> str:
@@ -29,6 +29,13 @@ def _summary(outcome) -> str:
             + ", ".join(f"{n} {b.get(f'recall_at_{k}', float('nan')):.3f}" for n, b in base.items())
             + ")"
         )
+    elif outcome.kind == "uplift":
+        base = outcome.extra.get("baseline") or {}
+        m = outcome.metrics
+        nums = (
+            f"test Qini {m['qini']:.4f}, AUUC {m['auuc']:.4f} (random ranking {base.get('qini', float('nan')):.4f} / "
+            f"{base.get('auuc', float('nan')):.4f}); {outcome.extra.get('selection', '')}"
+        )
     elif outcome.kind == "segments":
         nums = ", ".join(
             f"{k} {v:.3f}" for k, v in outcome.metrics.items() if k in ("silhouette", "ari_vs_champion")
@@ -50,6 +57,30 @@ def _summary(outcome) -> str:
         "champion" if outcome.promoted else ("passes the gate" if d.promote else "challenger (not promoted)")
     )
     return f"{head}: {nums}\n  -> {verdict}: {d.reason}"
+
+
+def _print_history(settings, kind: str | None) -> None:  # type: ignore[no-untyped-def]
+    """The promotion history as a table, oldest first."""
+    import json
+
+    from training.registry import history
+
+    events = history(settings, kind)
+    if not events:
+        click.echo("no promotion history yet" + (f" for {kind}" if kind else ""))
+        return
+    click.echo(
+        f"{'time (UTC)':<19}  {'event':<8} {'model':<20} {'from':>5} -> {'to':<5} {'decision':<8} actor"
+    )
+    for e in events:
+        click.echo(
+            f"{e.at:%Y-%m-%d %H:%M:%S}  {e.event:<8} {e.model:<20} {('v' + e.from_version) if e.from_version else '-':>5}"
+            f" -> {('v' + e.to_version) if e.to_version else '-':<5} {e.decision or '':<8} {e.actor}"
+        )
+        click.echo(f"{'':<21}reason: {e.reason}")
+        shown = {k: v for k, v in e.metrics.items() if v is not None and k != "floors"}
+        if shown:
+            click.echo(f"{'':<21}compared: {json.dumps(shown, sort_keys=True, default=str)}")
 
 
 def register(cli: click.Group) -> None:
@@ -77,55 +108,79 @@ def register(cli: click.Group) -> None:
 
     @cli.command("compare")
     @click.argument("kind", required=False, type=click.Choice(KINDS))
+    @click.option("--wide", is_flag=True, help="Every column in full (default: fit the terminal).")
     @click.pass_context
-    def compare_cmd(ctx: click.Context, kind: str | None) -> None:
+    def compare_cmd(ctx: click.Context, kind: str | None, wide: bool) -> None:
         """Table of registered versions: aliases, FeatureService, gate decision, held-out metrics."""
-        import pandas as pd
-
         from training.registry import compare
 
-        frame = compare(settings_from(ctx), (kind,) if kind else KINDS)
+        settings = settings_from(ctx)
+        require_data_dir(settings)
+        tracking = sqlite_file(settings.url(settings.mlflow.tracking_uri))
+        if tracking is not None and not tracking.is_file():
+            click.echo(f"no registered models yet: {tracking} does not exist (persona train all)")
+            return
+        frame = compare(settings, (kind,) if kind else KINDS)
         if frame.empty:
             click.echo("no registered models yet (persona train all)")
             return
-        shown = frame.dropna(axis=1, how="all").fillna("")
-        with pd.option_context(
-            "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
-        ):
-            click.echo(shown.to_string(index=False))
+        shown = frame.dropna(axis=1, how="all")
+        numeric = [c for c in shown.columns if shown[c].dtype.kind in "fiu"]
+        print_table(
+            shown.astype(object).where(shown.notna(), None).to_dict("records"),
+            list(shown.columns),
+            wide=wide,
+            numeric_columns=numeric,
+        )
 
     @cli.command("promote")
     @click.argument("kind", required=False, type=click.Choice(KINDS))
     @click.option(
-        "--version", "version", type=int, help="Force this version to champion (recorded as manual)."
+        "--force",
+        "version",
+        type=int,
+        metavar="VERSION",
+        help="Make VERSION champion whatever the gate said (needs --reason; recorded in the history).",
     )
+    @click.option("--reason", default="", help="Why (required with --force; recorded with a rollback).")
     @click.option("--rollback", is_flag=True, help="Give champion back to the version it replaced.")
+    @click.option("--history", is_flag=True, help="Print every gate decision and champion move, in order.")
     @click.pass_context
-    def promote_cmd(ctx: click.Context, kind: str | None, version: int | None, rollback: bool) -> None:
-        """Force a promotion (`promote KIND --version N`) or roll back (`promote --rollback [KIND]`)."""
+    def promote_cmd(
+        ctx: click.Context, kind: str | None, version: int | None, reason: str, rollback: bool, history: bool
+    ) -> None:
+        """Force a promotion (`promote KIND --force N --reason "..."`), roll back (`promote --rollback
+        [KIND]`) or show the promotion history (`promote --history [KIND]`)."""
         from artifacts.registry import champion_version
-        from training.registry import promote_manual
+        from training.registry import promote_forced
         from training.registry import rollback as do_rollback
 
         settings = settings_from(ctx)
-        if rollback == (version is not None):
-            raise click.UsageError("give either --version N (with KIND) or --rollback [KIND]")
+        if sum([rollback, version is not None, history]) != 1:
+            raise click.UsageError(
+                'give one of --force N --reason "..." (with KIND), --rollback [KIND] or --history [KIND]'
+            )
+        if history:
+            _print_history(settings, kind)
+            return
         if rollback:
             kinds = (kind,) if kind else KINDS
             done = 0
             for one in kinds:
                 if kind is None and champion_version(settings, one) is None:
                     continue
-                before, after = do_rollback(settings, one)
+                before, after = do_rollback(settings, one, reason=reason)
                 click.echo(f"{one}: champion v{before} -> v{after} (rollback)")
                 done += 1
             if not done:
                 click.echo("no champion to roll back")
             return
         if kind is None:
-            raise click.UsageError("--version needs KIND (segments, churn or conversion)")
-        before = promote_manual(settings, kind, version=str(version))
-        click.echo(f"{kind}: champion v{before or '-'} -> v{version} (manual)")
+            raise click.UsageError("--force needs KIND (segments, churn or conversion)")
+        if not reason.strip():
+            raise click.UsageError('--force needs --reason "why" (it is recorded in the promotion history)')
+        before = promote_forced(settings, kind, version=str(version), reason=reason)
+        click.echo(f"{kind}: champion v{before or '-'} -> v{version} (forced: {reason.strip()})")
 
     @cli.command("retrain")
     @click.option("--skip-build", is_flag=True, help="Use the feature tables and Feast registry as they are.")

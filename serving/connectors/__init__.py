@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError
+import sqlalchemy as sa
+
+from core.errors import ConfigError, CrmError
 from serving.connectors.base import (
     BatchRejected,
     Connector,
@@ -13,6 +15,9 @@ from serving.connectors.base import (
     SendResult,
     TransientCrmError,
 )
+from serving.connectors.http import HttpConnector
+from serving.connectors.sql import SqlConnector
+from serving.record_keys import RecordKeys
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -31,15 +36,9 @@ def make_connector(settings: Settings) -> Connector:
     """The connector `settings.crm` asks for: `sql` (a SQLAlchemy URL) or `http` (HubSpot CRM v3)."""
     crm = settings.crm
     url = settings.url(crm.url)
-    from serving.record_keys import RecordKeys
 
     resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
     if crm.connector == "sql":
-        import sqlalchemy as sa
-
-        from core.errors import CrmError
-        from serving.connectors.sql import SqlConnector
-
         try:
             sa_url = sa.make_url(url)
         except sa.exc.ArgumentError:
@@ -58,7 +57,6 @@ def make_connector(settings: Settings) -> Connector:
         return SqlConnector(sa.create_engine(url, pool_pre_ping=True), resolver=resolver)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"crm.url: {url!r} is not an http(s) URL (crm.connector is http)")
-    from serving.connectors.http import HttpConnector
 
     return HttpConnector(
         url,

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.connectors.base import BatchRejected, Connector, SendResult, TransientCrmError, no_record_reason
-from serving.outbox import OutboxEntry
+from serving.outbox import OutboxEntry, add_missing_columns
 from serving.record_keys import RecordKeys
 
 metadata = sa.MetaData()
@@ -94,7 +94,6 @@ class SqlConnector(Connector):
 
     def create_schema(self) -> None:
         """Create the tag tables in the CRM database if missing."""
-        from serving.outbox import add_missing_columns
 
         metadata.create_all(self.engine, checkfirst=True)
         for table in (tags_table, history_table):

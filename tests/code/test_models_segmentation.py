@@ -9,8 +9,14 @@ import pandas as pd
 import pytest
 
 from core.errors import ValidationFailed
-from models.personas import name_segments
-from models.segmentation import _fit_scaler, adjusted_rand, fit_segmentation, segmentation_metrics
+from models.personas import LAPSED, base_name, name_segments
+from models.segmentation import (
+    PROSPECT_ID,
+    _fit_scaler,
+    adjusted_rand,
+    fit_segmentation,
+    segmentation_metrics,
+)
 
 RFMT = ["recency_days", "frequency_365d", "monetary_365d", "tenure_days"]
 
@@ -36,38 +42,57 @@ def test_scaler_by_hand():
     assert z[1, 1] == 5.0  # clipped
 
 
-def test_persona_rules_name_hand_made_profiles():
-    z = np.array(
-        [
-            [-1.0, 2.0, 2.0, 1.0],  # recent, frequent, big spender, long tenure
-            [2.0, 1.0, 1.0, 0.5],  # valuable but long gone
-            [-1.0, -1.0, -1.0, -2.0],  # recent, short tenure, little history
-            [-1.0, -0.5, -0.5, 0.0],  # recent, modest
-            [2.0, -1.0, -1.0, 0.0],  # long gone, little value
-            [0.0, 0.0, 0.0, 0.0],  # the median customer
-        ]
-    )
-    assert name_segments(z, RFMT) == [
+def _ranks(recent, frequency, monetary, tenure):
+    return {"recent": recent, "frequency": frequency, "monetary": monetary, "tenure": tenure}
+
+
+@pytest.mark.parametrize(
+    ("ranks", "name"),
+    [
+        (_ranks(0.8, 0.9, 0.9, 0.8), "high_value_loyal"),
+        (_ranks(0.8, 0.9, 0.9, 0.2), "high_value_new"),
+        (_ranks(0.2, 0.8, 0.7, 0.7), "at_risk"),  # valuable, no longer buying
+        (_ranks(0.7, 0.2, 0.2, 0.1), "new"),
+        (_ranks(0.7, 0.4, 0.4, 0.6), "potential"),
+        (_ranks(0.1, 0.2, 0.2, 0.6), "lost"),
+        (_ranks(0.3, 0.3, 0.3, 0.6), "hibernating"),
+        (_ranks(0.45, 0.45, 0.45, 0.5), "regular"),
+    ],
+)
+def test_persona_rules_by_hand(ranks, name):
+    assert base_name(ranks, may_lapse=True) == name
+
+
+def test_a_segment_that_may_not_lapse_never_gets_a_lapsed_name():
+    for ranks in (_ranks(0.2, 0.8, 0.7, 0.7), _ranks(0.1, 0.2, 0.2, 0.6), _ranks(0.3, 0.3, 0.3, 0.6)):
+        assert base_name(ranks, may_lapse=False) not in LAPSED
+
+
+def test_names_follow_ranks_against_the_population():
+    # population of 4 equal groups in (recency, frequency, monetary, tenure) z-space
+    groups = np.array([[-1.0, 2, 2, 1], [2, 1, 1, 0.5], [-1, -1, -1, -2], [2, -1, -1, 0]])
+    population = np.repeat(groups, 50, axis=0)
+    assert name_segments(groups, RFMT, population_z=population) == [
         "high_value_loyal",
         "at_risk",
         "new",
-        "potential",
-        "hibernating",
-        "regular",
+        "hibernating",  # half the population is as old (recency rank 0.25): not yet `lost` (< 0.2)
     ]
 
 
-def test_names_stay_unique_with_more_segments_than_personas():
-    z = np.vstack([np.full((1, 4), v) for v in np.linspace(-2, 2, 8)])
-    names = name_segments(z, RFMT)
-    assert len(set(names)) == 8
-    base = {"high_value_loyal", "at_risk", "new", "potential", "hibernating", "regular"}
-    assert base <= set(names)
-    extra = [n for n in names if n not in base]
-    assert len(extra) == 2 and all(
-        n.rsplit("_", 1)[0] in base and n.rsplit("_", 1)[1].isdigit() for n in extra
+def test_clashing_names_get_qualifiers_never_numbers():
+    # two recent, valuable groups that differ in tenure; two lapsed low-value ones differing in spend
+    groups = np.array(
+        [[-1.0, 2, 2, 2], [-1.0, 2, 2, -2], [3, -1, -2, 0], [3, -1, -1.5, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
     )
-    assert "high_value_loyal" not in name_segments(z[:3], RFMT, taken={"high_value_loyal"})
+    population = np.repeat(groups, 30, axis=0)
+    names = name_segments(groups, RFMT, population_z=population)
+    assert len(set(names)) == len(names)
+    assert not any(part.isdigit() for n in names for part in n.split("_"))
+    assert names[0].endswith("_loyal") and names[1].endswith("_new")
+    # a name held by a matched (fixed) segment stays; the other one is qualified
+    fixed = name_segments(groups[:2], RFMT, population_z=population, fixed={0: "high_value_loyal"})
+    assert fixed[0] == "high_value_loyal" and fixed[1] != "high_value_loyal"
 
 
 def test_blobs_are_found_and_named():
@@ -80,7 +105,7 @@ def test_blobs_are_found_and_named():
     personas = model.personas(seg)
     assert set(personas[:100]) == {"high_value_loyal"}
     assert set(personas[200:]) == {"new"}
-    assert set(personas[100:200]) == {"hibernating"} or set(personas[100:200]) == {"at_risk"}
+    assert set(personas[100:200]) <= LAPSED
     # Segment ids 0..k-1, the biggest first; all three groups are the same size here.
     assert sorted(model.persona_names) == [0, 1, 2]
     assert model.metadata["silhouette_by_k"]["3"] == max(model.metadata["silhouette_by_k"].values())
@@ -146,3 +171,25 @@ def test_predict_columns_matches_predict():
     assert model.predict_columns(one).tolist() == model.predict(X.iloc[:1]).tolist()
     with pytest.raises(ValidationFailed, match=r"missing column\(s\) \['tenure_days'\]"):
         model.predict_columns({name: columns[name] for name in RFMT[:3]})
+
+
+def test_customers_without_an_order_are_prospects_not_clustered():
+    X = blobs(60, 7).assign(orders_lifetime=3.0)
+    prospects = pd.DataFrame(
+        {
+            "recency_days": [np.nan, np.nan],
+            "frequency_365d": [0.0, 0.0],
+            "monetary_365d": [0.0, 0.0],
+            "tenure_days": [np.nan, 30.0],
+            "orders_lifetime": [0.0, np.nan],
+        }
+    )
+    features = [*RFMT, "orders_lifetime"]
+    model = fit_segmentation(X=pd.concat([X, prospects]), features=features, k=3, k_range=(2, 5), seed=1)
+    assert model.metadata["n_train"] == 180 and model.metadata["n_prospects_excluded"] == 2
+    ids = model.predict(prospects)
+    assert ids.tolist() == [PROSPECT_ID, PROSPECT_ID]
+    assert model.personas(ids).tolist() == ["prospect", "prospect"]
+    assert set(model.predict(X)) == {0, 1, 2}
+    assert "prospect" not in set(model.persona_names.values())
+    assert segmentation_metrics(model, pd.concat([X, prospects]))["n"] == 180

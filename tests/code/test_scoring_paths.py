@@ -90,6 +90,48 @@ def test_population_masks_nullable_numbers_as_numbers() -> None:
     assert churn.mask(columns_of(frame), 3).tolist() == [True, False, False]
 
 
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_reasons_in_words_for_the_crm(state, language: str) -> None:  # type: ignore[no-untyped-def]
+    from models.reasons import parse_reason_catalog
+
+    phrases = parse_reason_catalog(
+        [
+            {
+                "feature": "recency_days",
+                "effect": "raises",
+                "en": "no order for {value:.0f} days",
+                "zh": "已 {value:.0f} 天未下单",
+            },
+            {
+                "feature": "frequency_365d",
+                "en": "{value:.0f} orders in 365 days",
+                "zh": "近一年下单 {value:.0f} 次",
+            },
+        ]
+    )
+    worded = SimpleNamespace(
+        **vars(state),
+        reasons=phrases,
+        language=language,
+        catalog=SimpleNamespace(input_types={"churn_reasons": "string"}),
+        settings=SimpleNamespace(serving=SimpleNamespace(top_reasons=2)),
+    )
+    frame = _frame(50, 4)[FEATURES]
+    frame.loc[0, ["recency_days", "frequency_365d"]] = [240.0, 0.0]  # long gone, no orders: high risk
+    has = {kind: np.ones(len(frame), dtype=bool) for kind in ("segments", "churn", "conversion")}
+    out = run_models(worded, frame, has_features=has)
+    words = out.columns()["churn_reasons"]
+    assert out.columns()["conversion_reasons"].tolist() == [None] * len(frame)  # not read by the catalog
+    first = "no order for 240 days" if language == "en" else "已 240 天未下单"
+    assert words[0].startswith(first)
+    # every phrase names a reason that RAISES the probability: compare with the contributions
+    contrib = out.contributions["churn"]
+    for row, text in enumerate(words):
+        raising = int((contrib[row] > 0).sum())
+        count = 0 if text is None else len(text.split("; " if language == "en" else "；"))
+        assert count == min(raising, 2)
+
+
 @pytest.mark.parametrize("absent", ["conversion", "segments", "churn"])
 def test_a_model_without_champion_is_skipped_not_fatal(state, absent: str) -> None:  # type: ignore[no-untyped-def]
     partial = SimpleNamespace(

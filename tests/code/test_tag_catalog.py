@@ -211,30 +211,31 @@ def _cut_catalog():
     )
 
 
-def test_fit_cutpoints_uses_the_latest_snapshot_only_and_linear_quantiles():
+def test_fit_cutpoints_uses_the_latest_snapshot_only_and_rank_edges():
     old = pd.Timestamp("2025-01-01", tz="UTC")
     new = pd.Timestamp("2025-02-01", tz="UTC")
     frame = pd.DataFrame(
         {
-            "event_timestamp": [old] * 3 + [new] * 6,
-            "monetary_365d": [1000.0, 2000.0, 3000.0, 0.0, 10.0, 20.0, 30.0, 40.0, None],
+            "event_timestamp": [old] * 3 + [new] * 9,
+            "monetary_365d": [1000.0, 2000.0, 3000.0, 0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, None],
         }
     )
     payload = fit_cutpoints(_cut_catalog(), frame)
-    # 5 non-null values 0..40 at the latest snapshot: quartiles by linear interpolation are 10, 20, 30
-    assert payload["cutpoints"]["m"]["edges"] == [10.0, 20.0, 30.0]
-    assert payload["cutpoints"]["m"]["rows"] == 5
+    # 8 non-null values 0..70 at the latest snapshot: quarters of 2, cut half-way between distinct values
+    assert payload["cutpoints"]["m"]["edges"] == [15.0, 35.0, 55.0]
+    assert payload["cutpoints"]["m"]["rows"] == 8
     assert payload["snapshot"] == new.isoformat() and payload["catalog_version"] == "t1"
 
 
 def test_cutpoints_round_trip_through_file_and_are_applied(tmp_path):
     catalog = _cut_catalog()
-    payload = fit_cutpoints(catalog, pd.DataFrame({"monetary_365d": [0.0, 10.0, 20.0, 30.0, 40.0]}))
+    values = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    payload = fit_cutpoints(catalog, pd.DataFrame({"monetary_365d": values}))
     path = write_cutpoints(tmp_path / "tags" / "cutpoints.json", payload)
     loaded = read_cutpoints(path)
     assert loaded == json.loads(json.dumps(payload))
-    out = catalog.evaluate(pd.DataFrame({"monetary_365d": [5.0, 10.0, 35.0]}), loaded)
-    assert out["big_spender"].tolist() == [1.0, 2.0, 4.0]
+    out = catalog.evaluate(pd.DataFrame({"monetary_365d": [5.0, 15.0, 50.0, 70.0]}), loaded)
+    assert out["big_spender"].tolist() == [1.0, 2.0, 3.0, 4.0]  # edges 15, 35, 55
 
 
 def test_missing_or_mismatched_cutpoints_are_a_catalog_error(tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from artifacts import catalog as catalogs
+from configs.settings import load_settings
 from core.errors import CatalogError, ValidationFailed
 from models.tag_engine import MODEL_OUTPUTS
 from persona.cli import main
@@ -70,10 +71,14 @@ def _model_outputs(frame: pd.DataFrame) -> pd.DataFrame:
         churn_tier=["low"] * n,
         conversion_probability=[0.5] * n,
         conversion_tier=["warm"] * n,
+        churn_reasons=["no order for 400 days"] * n,
+        conversion_reasons=[None] * n,
         clv_value=[120.5] * n,
         clv_tier=["high"] * n,
         next_best=["books"] * n,
         next_best_list=["books, toys, home"] * n,
+        uplift_score=[0.05] * n,
+        uplift_group=["persuadable"] * n,
     )
 
 
@@ -96,8 +101,9 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     out = capsys.readouterr().out
     assert "snapshot 2025-12-01" in out
     payload = json.loads(env.path(env.tags.cutpoints).read_text())
-    # recency at the latest snapshot: 5, 20, 60, 200, 400 -> quintile edges (linear) 17, 44, 116, 240
-    assert payload["cutpoints"]["recency"]["edges"] == pytest.approx([17.0, 44.0, 116.0, 240.0])
+    # fitted on the 4 buyers of the window (P5 bought nothing in 365 days): recency 5, 20, 60, 200 are
+    # fewer distinct values than bins, so each takes the score of its mid-rank (1, 2, 4, 5)
+    assert payload["cutpoints"]["recency"]["edges"] == pytest.approx([12.5, 40.0, 40.0, 130.0])
     assert payload["catalog_version"] == catalogs.load_catalog(env).version
 
     catalog = catalogs.load_catalog(env)
@@ -131,7 +137,11 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     assert "(unset) -> churned  by rule:lifecycle_stage@v1" in out
     assert "churn_risk           = low" in out and "by model:persona-churn@3" in out
     assert "inputs: rfm_r=1, rfm_f=1, rfm_m=1" in out  # a segment shows the scores it was read from
-    assert out.count(" -> ") == len(catalog.tags)  # P5 has a value for every tag: one first change each
+    # the tag history keeps the probability and the reasons behind a tier (the model version is in `by`)
+    assert "inputs: churn_tier=low, churn_probability=0.1, churn_reasons=no order for 400 days" in out
+    assert "churn_reasons_text   = no order for 400 days" in out
+    # P5 has a value for every tag but the conversion reasons (none): one first change each
+    assert out.count(" -> ") == len(catalog.tags) - 1
 
     # the business's own keys name the same customer: its orders' customer number, its lead id
     clean = env.data_dir / "clean"
@@ -147,7 +157,10 @@ def test_fit_tag_customers_store_and_explain(env, capsys):
     ).to_parquet(clean / "identity_map.parquet")
     for key in ("K-5", "L-9"):
         assert main(["tags", "explain", key]) == 0
-        assert capsys.readouterr().out.startswith(f"customer P5 (CRM record K-5): {len(catalog.tags)} tags")
+        # every tag but the conversion reasons (P5 has none) holds a value
+        assert capsys.readouterr().out.startswith(
+            f"customer P5 (CRM record K-5): {len(catalog.tags) - 1} tags"
+        )
 
 
 def test_explain_unknown_customer_is_a_clear_error(env, capsys):
@@ -158,8 +171,39 @@ def test_explain_unknown_customer_is_a_clear_error(env, capsys):
 def test_list_shows_the_catalog(env, capsys):
     assert main(["tags", "list"]) == 0
     out = capsys.readouterr().out
-    assert "rfm_segment          segment  category  daily     persona_rfm_segment" in out
-    assert "buying_intent        model    tier      daily     persona_conversion_tier" in out
+    assert out.startswith("tag catalog configs/tags.yaml")
+    rows = {line.split()[0]: line.split("│") for line in out.splitlines() if "│" in line}
+    assert [c.strip() for c in rows["rfm_segment"][:7]] == [
+        "rfm_segment",
+        "segment",
+        "category",
+        "core",
+        "orders",
+        "daily",
+        "persona_rfm_segment",
+    ]
+    assert [c.strip() for c in rows["buying_intent"][:7]] == [
+        "buying_intent",
+        "model",
+        "tier",
+        "core",
+        "leads",
+        "daily",
+        "persona_conversion_tier",
+    ]
+
+
+def test_a_tag_whose_source_is_absent_is_skipped_with_a_note(env, capsys, monkeypatch):
+    monkeypatch.setenv("PERSONA_SOURCES__LEADS__PATH", "")
+    settings = load_settings()
+    if settings.sources.leads.configured:  # the env var could not switch it off: use the API
+        settings = settings.model_copy(
+            update={"sources": settings.sources.model_copy(update={"leads": type(settings.sources.leads)()})}
+        )
+    catalog = catalogs.load_catalog(settings)
+    assert set(catalog.skipped) == {"buying_intent", "conversion_reasons_text"}
+    assert "tag buying_intent skipped (left unset): source leads absent" in catalog.notes
+    assert "buying_intent" in catalog.keys  # kept, so every answer carries the key (unset)
 
 
 def test_bad_catalog_stops_the_cli_with_every_problem(env, tmp_path, capsys, monkeypatch):
@@ -189,7 +233,8 @@ def test_tag_customers_skips_withdrawn_consent_and_refuses_duplicates(env):
     frame = _model_outputs(catalogs.latest_feature_frame(env))
     cut = {
         "cutpoints": {
-            n: {"feature": c.feature, "bins": 5, "edges": [1, 2, 3, 4]} for n, c in catalog.cutpoints.items()
+            n: {"feature": c.feature, "bins": 5, "population": c.population, "edges": [1, 2, 3, 4]}
+            for n, c in catalog.cutpoints.items()
         }
     }
     frame["consent_profiling"] = [True, False, None, True, True]
@@ -216,8 +261,6 @@ def test_tag_distribution_counts_values():
 
 
 def test_known_names_come_from_the_feature_services(settings, monkeypatch):
-    import features.feast_io as feast_io
-
     calls = []
 
     def fake_service_features(store, service):
@@ -233,7 +276,7 @@ def test_known_names_come_from_the_feature_services(settings, monkeypatch):
             "recommend_v1": ["recency_days"],
         }[service]
 
-    monkeypatch.setattr(feast_io, "service_features", fake_service_features)
+    monkeypatch.setattr(catalogs, "service_features", fake_service_features)
     names = catalogs.known_names(settings, store=object())
     assert calls == list(settings.feast.services)
     assert names == {"recency_days", "visits_90d", "lead_age_days", *MODEL_OUTPUTS}

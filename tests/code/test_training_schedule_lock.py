@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import PersonaError
-from training.mlflow_io import flat_config, mask_secrets, service_version
+from training.mlflow_io import mask_secrets, service_version
 from training.retrain import RetrainBusy, RetrainLock
 from training.schedule import next_runs, run_schedule
 
@@ -173,9 +173,7 @@ def test_mask_secrets() -> None:
     assert masked == {"crm": {"api_key": "***", "url": "postgresql://***@db:5432/x"}, "n": 3, "token": ""}
 
 
-def test_flat_config_and_service_version(settings) -> None:
-    flat = flat_config(settings)
-    assert flat["training.seed"] == "7" and flat["training.gate.primary_metric"] == "pr_auc"
+def test_service_version() -> None:
     assert service_version("churn_v12") == ("churn", 12) and service_version("custom") == ("custom", None)
 
 
@@ -196,15 +194,14 @@ def test_deploy_files_follow_the_configured_cron(settings) -> None:
     assert "persona retrain --then-refresh" in by_job["retrain"]
     for name, cron in (
         ("cronjob.yaml", settings.schedule.retrain),
-        ("refresh-cronjob.yaml", settings.schedule.refresh),
+        ("cronjob-refresh.yaml", settings.schedule.refresh),
     ):
         job = yaml.safe_load((root / "k8s" / name).read_text())
         assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
         assert job["spec"]["schedule"] == cron
         container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"] == (
-            ["persona", "refresh"] if "refresh" in name else ["persona", "retrain", "--then-refresh"]
-        )
+        # the image's entrypoint is `persona` (Dockerfile)
+        assert container["args"] == (["refresh"] if "refresh" in name else ["retrain", "--then-refresh"])
 
 
 def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

@@ -221,3 +221,18 @@ def test_staleness_is_judged_against_the_materialized_as_of_not_the_wall_clock(a
     assert set(result.view_status["customer_transactions"]) == {"present"}
     late = feast_io.online_features(store, customer_ids=["P2"], service="churn_v1", as_of=at("2025-04-01"))
     assert late.view_status["customer_transactions"][0] == "stale"
+
+
+def test_delete_online_removes_one_customer_from_every_view(applied):
+    """Consent withdrawal / forget: the customer's rows leave each view's table, the others stay."""
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    store = feast_io.get_store(settings)
+    deleted = feast_io.delete_online(store, ["P1", "P404"])
+    assert deleted > 0  # one row per (customer, feature) in Feast's SQLite layout
+    after = feast_io.online_features(store, customer_ids=["P1", "P2"], service="churn_v1", as_of=at("2025-03-10"))
+    assert after.unknown_ids == ["P1"]
+    assert after.values.loc["P2", "monetary_lifetime"] == 20
+    assert feast_io.delete_online(store, ["P1"]) == 0  # nothing left to delete

@@ -173,7 +173,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     )
     generate(config.model_copy(update={"seed": 6}), out=tmp_path / "c")
     a, b, c = (_hashes(tmp_path / x) for x in "abc")
-    assert len(a) == 6
+    assert len(a) == 7  # the six sources and ground-truth files + category preferences
     assert a == b
     assert all(a[name] != c[name] for name in a)
     # gzip headers carry no time stamp or file name.

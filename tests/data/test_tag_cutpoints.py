@@ -19,7 +19,7 @@ def _population(n: int = 1000) -> pd.DataFrame:
         {
             "customer_id": [f"P{i:012d}" for i in range(n)],
             "recency_days": np.arange(n, dtype=float),  # 0..999: distinct, so quintiles are exact
-            "frequency_365d": rng.permutation(np.arange(n)),
+            "frequency_365d": rng.permutation(np.arange(1, n + 1)),  # all bought in the window
             "monetary_365d": rng.permutation(np.arange(n, dtype=float)) * 10,
             "orders_lifetime": 5,
             "tenure_days": 500,
@@ -33,8 +33,14 @@ def _population(n: int = 1000) -> pd.DataFrame:
             "persona": "new",
             "churn_tier": "low",
             "conversion_tier": "cold",
+            "churn_reasons": None,
+            "conversion_reasons": None,
             "clv_value": 80.0,
             "clv_tier": "standard",
+            "uplift_score": 0.0,
+            "uplift_group": "lost_cause",
+            "next_best": None,
+            "next_best_list": None,
         }
     )
 
@@ -42,8 +48,8 @@ def _population(n: int = 1000) -> pd.DataFrame:
 def test_quintile_edges_split_distinct_values_into_equal_fifths():
     frame = _population()
     payload = fit_cutpoints(CATALOG, frame)
-    # linear quantiles of 0..999 at 0.2, 0.4, 0.6, 0.8 sit at positions 199.8, 399.6, ...
-    np.testing.assert_allclose(payload["cutpoints"]["recency"]["edges"], [199.8, 399.6, 599.4, 799.2])
+    # 0..999 in fifths of 200, each edge half-way between the two distinct values it separates
+    np.testing.assert_allclose(payload["cutpoints"]["recency"]["edges"], [199.5, 399.5, 599.5, 799.5])
     tags = CATALOG.evaluate(frame, payload)
     for score in ("rfm_r", "rfm_f", "rfm_m"):
         counts = tags[score].value_counts().sort_index()
@@ -66,12 +72,13 @@ def test_every_customer_with_scores_gets_exactly_one_rfm_segment_and_high_value_
     assert int((tags["lifecycle_stage"] == "at_risk").sum()) == 365 - 90
 
 
-def test_cutpoints_fitted_on_skewed_counts_keep_scores_in_range():
-    # most customers bought once: many equal edges, yet every score stays within 1..5
-    frame = _population().assign(frequency_365d=[1] * 700 + [2] * 200 + [5] * 100)
+def test_cutpoints_fitted_on_skewed_counts_populate_every_score():
+    # most customers bought once: plain quantiles would give equal edges and leave scores 1-2 empty
+    frame = _population().assign(frequency_365d=[1] * 600 + [2] * 150 + [3] * 100 + [5] * 100 + [9] * 50)
     payload = fit_cutpoints(CATALOG, frame)
     edges = payload["cutpoints"]["frequency"]["edges"]
-    assert edges == sorted(edges) and edges[0] == 1.0
+    assert edges == sorted(edges) and len(set(edges)) == 4
     scores = CATALOG.evaluate(frame, payload)["rfm_f"]
-    assert scores.between(1, 5).all()
-    assert scores[frame["frequency_365d"] == 5].eq(5).all()
+    assert sorted(scores.unique()) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert scores[frame["frequency_365d"] == 9].eq(5).all()
+    assert scores[frame["frequency_365d"] == 1].eq(1).all()

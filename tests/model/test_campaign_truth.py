@@ -66,3 +66,51 @@ def test_uplift_model_ranks_true_persuadables_above_random() -> None:
         [qini_auc_score(test.y, np.random.default_rng(s).random(len(test)), t) for s in range(5)]
     )
     assert qini_auc_score(test.y, scores, t) > random_qini + 0.05
+
+
+def test_uplift_tiers_name_the_true_groups() -> None:
+    from models.uplift import fit_bundle
+
+    train, test = _campaign(20_000, 3), _campaign(10_000, 4)
+    bundle = fit_bundle(
+        train,
+        treatment=(train.arm == "treatment").to_numpy(),
+        outcome=train.y.to_numpy(),
+        learner="two_model",
+        base="logistic",
+        numeric=["noise"],
+        categorical=["persona"],
+        seed=0,
+        outcome_name="conversion",
+        campaigns=["truth"],
+    )
+    uplift, tiers = bundle.score(test)
+    assert uplift.shape == tiers.shape == (len(test),)
+    share = pd.crosstab(test.persona, tiers, normalize="index")
+    assert share.loc["at_risk", "persuadable"] > 0.9  # +0.10: persuaded
+    assert share.loc["complainer", "do_not_disturb"] > 0.9  # -0.06: put off
+    assert share.loc["high_value_loyal", "sure_thing"] > 0.9  # 45 % buy anyway, no effect
+    assert share.loc["dormant", "lost_cause"] > 0.9  # 2 %, no effect
+
+
+def test_cross_validated_choice_ranks_above_random_on_held_out_customers() -> None:
+    from training.uplift import UpliftData, choose_by_cross_validation
+
+    train, test = _campaign(8_000, 5), _campaign(8_000, 6)
+    data = UpliftData(
+        train[["noise", "persona"]],
+        treatment=(train.arm == "treatment").to_numpy(),
+        outcome=train.y.to_numpy(),
+        numeric=["noise"],
+        categorical=["persona"],
+    )
+    logistic = [("s_learner", "logistic"), ("two_model", "logistic"), ("x_learner", "logistic")]
+    best, cv_qini = choose_by_cross_validation(data, seed=0, candidates=logistic, folds=3)
+    assert set(cv_qini) == {f"{a}_{b}" for a, b in logistic} and best in logistic
+    assert cv_qini[f"{best[0]}_{best[1]}"] == max(cv_qini.values())
+    model = fit_uplift(
+        data.frame, treatment=data.treatment, outcome=data.outcome, learner=best[0], base=best[1],
+        numeric=["noise"], categorical=["persona"],
+    )  # fmt: skip
+    t = (test.arm == "treatment").to_numpy()
+    assert qini_auc_score(test.y, model.predict(test), t) > 0.05

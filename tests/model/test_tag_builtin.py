@@ -19,11 +19,17 @@ from core.errors import ValidationFailed
 from models.tag_engine import format_values
 
 CATALOG = read_catalog(Path(__file__).resolve().parents[2] / "configs" / "tags.yaml")
+BUYERS = "frequency_365d > 0"  # the population the catalog fits RFM on
 CUTS = {
     "cutpoints": {
-        "recency": {"feature": "recency_days", "bins": 5, "edges": [30, 60, 120, 240]},
-        "frequency": {"feature": "frequency_365d", "bins": 5, "edges": [1, 2, 4, 8]},
-        "monetary": {"feature": "monetary_365d", "bins": 5, "edges": [100, 200, 400, 800]},
+        "recency": {"feature": "recency_days", "bins": 5, "population": BUYERS, "edges": [30, 60, 120, 240]},
+        "frequency": {"feature": "frequency_365d", "bins": 5, "population": BUYERS, "edges": [1, 2, 4, 8]},
+        "monetary": {
+            "feature": "monetary_365d",
+            "bins": 5,
+            "population": BUYERS,
+            "edges": [100, 200, 400, 800],
+        },
     }
 }
 BASE = {
@@ -43,8 +49,14 @@ BASE = {
     "persona": "high_value_loyal",
     "churn_tier": "low",
     "conversion_tier": "cold",
+    "churn_reasons": None,
+    "conversion_reasons": None,
     "clv_value": 80.0,
     "clv_tier": "standard",
+    "uplift_score": 0.02,
+    "uplift_group": "lost_cause",
+    "next_best": None,
+    "next_best_list": None,
 }
 
 
@@ -228,7 +240,7 @@ def test_values_as_the_crm_sees_them():
 
 def test_produced_by_names_rule_and_model_versions():
     produced = CATALOG.produced_by({"persona-churn": "7"})
-    assert produced["rfm_segment"] == "rule:rfm_segment@v1"
+    assert produced["rfm_segment"] == "rule:rfm_segment@v2"
     assert produced["churn_risk"] == "model:persona-churn@7"
     assert produced["persona_name"] == "model:persona-segments@unknown"
 
@@ -238,3 +250,9 @@ def test_value_tags_follow_the_value_model():
     assert t["value_tier"] == "top" and t["predicted_value"] == pytest.approx(1234.57)
     t = tags_of(clv_value=None, clv_tier=None)
     assert t["value_tier"] is None and math.isnan(t["predicted_value"])
+
+
+def test_uplift_tier_follows_the_uplift_model():
+    assert tags_of(uplift_group="persuadable")["uplift_tier"] == "persuadable"
+    assert tags_of(uplift_group="do_not_disturb")["uplift_tier"] == "do_not_disturb"
+    assert tags_of(uplift_score=None, uplift_group=None)["uplift_tier"] is None

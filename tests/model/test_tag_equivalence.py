@@ -131,17 +131,29 @@ def test_every_construct_batch_equals_single(rows, cut):
     _check(EVERY_CONSTRUCT, rows, cutpoints)
 
 
-REPO_NUM = [
-    n
-    for n in REPO_CATALOG.required_inputs
-    if n not in ("persona", "churn_tier", "conversion_tier", "clv_tier")
-]
+REPO_STR = (
+    "persona",
+    "churn_tier",
+    "conversion_tier",
+    "clv_tier",
+    "churn_reasons",
+    "conversion_reasons",
+    "next_best",
+    "next_best_list",
+    "uplift_group",
+)
+REPO_NUM = [n for n in REPO_CATALOG.required_inputs if n not in REPO_STR]
 tiers = st.fixed_dictionaries(
     {
         "persona": strings,
+        "churn_reasons": strings,
+        "conversion_reasons": strings,
+        "next_best": strings,
+        "next_best_list": strings,
         "churn_tier": st.sampled_from([None, "high", "medium", "low"]),
         "conversion_tier": st.sampled_from([None, "hot", "warm", "cold"]),
         "clv_tier": st.sampled_from([None, "top", "high", "standard"]),
+        "uplift_group": st.sampled_from([None, "persuadable", "sure_thing", "lost_cause", "do_not_disturb"]),
     }
 )
 
@@ -160,7 +172,8 @@ tiers = st.fixed_dictionaries(
 def test_repository_catalog_batch_equals_single(rows, r, f, m):
     def spec(feature, e):
         # the catalog declares 5 bins: 4 edges
-        return {"feature": feature, "bins": 5, "edges": sorted([*e, e[-1] + 1.0])}
+        population = REPO_CATALOG.cutpoints["recency"].population  # all three share the buyers' population
+        return {"feature": feature, "bins": 5, "population": population, "edges": sorted([*e, e[-1] + 1.0])}
 
     cutpoints = {
         "cutpoints": {

@@ -65,3 +65,11 @@ def test_materialize_and_read_online_from_redis(redis_url, data_dir):
 
     host, port = redis_url.split(":")
     assert redis.Redis(host=host, port=int(port)).dbsize() >= 2
+
+    # consent withdrawal / forget: one customer's online rows go, the others stay
+    assert feast_io.delete_online(store, ["P1"]) == 1  # one Redis hash holds every view of an entity
+    after = feast_io.online_features(
+        store, customer_ids=["P1", "P2"], service="churn_v1", as_of=datetime(2025, 2, 10, tzinfo=UTC)
+    )
+    assert after.unknown_ids == ["P1"]
+    assert after.values.loc["P2", "monetary_lifetime"] == 3

@@ -5,6 +5,7 @@ still answers."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,17 @@ def test_real_server_scores_and_guards(server: str, world_ids) -> None:  # type:
     )
     metrics = httpx.get(f"{server}/metrics", timeout=10)
     assert metrics.status_code == 200 and "bentoml" in metrics.text
+    # Persona's own metrics, merged from the worker processes
+    text = metrics.text
+    assert re.search(r'^persona_score_items_total\{endpoint="score",status="ok"\} [1-9]', text, re.M), text
+    assert re.search(r'^persona_model_probability_count\{model="churn"\} [1-9]', text, re.M)
+    for kind in ("segments", "churn", "conversion"):
+        assert re.search(rf'^persona_model_info\{{.*model="{kind}".*\}} 1\.0$', text, re.M), kind
+    # the benchmark endpoint exists only when serving.benchmark_endpoint is on
+    noop = httpx.post(f"{server}/v1/noop", json={"customer_ids": [cid]}, headers=AUTH, timeout=30)
+    assert noop.status_code == 404
+    spec = httpx.get(f"{server}/docs.json", timeout=10).json()
+    assert spec["info"]["title"] == "Persona scoring API" and "/v1/noop" not in spec["paths"]
 
 
 def test_openapi_contract(server: str) -> None:

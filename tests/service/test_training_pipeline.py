@@ -185,12 +185,12 @@ def test_cli_lock_compare_promote_rollback(pipeline, monkeypatch, capsys) -> Non
 
     champion = champion_version(settings, "churn")
     newest = str(compare(settings, ("churn",))["version"].max())
-    assert main(["promote", "churn", "--version", newest]) == 0
-    assert f"churn: champion v{champion} -> v{newest} (manual)" in capsys.readouterr().out
+    assert main(["promote", "churn", "--force", newest, "--reason", "canary"]) == 0
+    assert f"churn: champion v{champion} -> v{newest} (forced: canary)" in capsys.readouterr().out
     assert main(["promote", "--rollback", "churn"]) == 0
     assert f"churn: champion v{newest} -> v{champion} (rollback)" in capsys.readouterr().out
     assert champion_version(settings, "churn") == champion
-    assert main(["promote", "churn", "--version", "99"]) == 2
+    assert main(["promote", "churn", "--force", "99", "--reason", "x"]) == 2
     assert "persona-churn has no version 99" in capsys.readouterr().err
 
     # the scheduler reports a run that found the lock taken and goes on (here: stops after one run)

@@ -17,7 +17,7 @@ from configs.settings import load_settings
 from core.errors import RegistryError
 from tests.model.test_gate_shuffled_labels import make_data
 from training.jobs import evaluate_and_register, fit_classifiers
-from training.registry import compare, promote_manual, rollback
+from training.registry import compare, promote_forced, rollback
 
 pytestmark = pytest.mark.slow
 EMAIL = re.compile(rb"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -36,7 +36,7 @@ def registry(tmp_path_factory):
                 settings, data=data, model=model, baseline=baseline, store=None, promote=False
             )
         )
-    promote_manual(settings, "churn", version=outcomes[0].version)
+    promote_forced(settings, "churn", version=outcomes[0].version, reason="test set-up")
     return settings, outcomes
 
 
@@ -46,7 +46,22 @@ def test_run_logs_params_metrics_artifacts(registry) -> None:
     params, metrics = run.data.params, run.data.metrics
     assert params["seed"] == "7" and params["feature_service"] == "churn_v1"
     assert params["feature_service_version"] == "1"
-    assert params["git_commit"] != "" and params["config.training.gate.primary_metric"] == "pr_auc"
+    assert params["git_commit"] != ""
+    # the configuration is one artifact (config.json), not a param per key
+    assert not any(k.startswith("config.") for k in params)
+    # the model's hyperparameters
+    assert params["model"] == "lightgbm" and params["calibration"] == "platt"
+    assert params["model.learning_rate"] and params["model.num_leaves"] and int(params["best_iteration"]) >= 1
+    # what was trained on what
+    description = run.data.tags["mlflow.note.content"]
+    assert "churn_v1" in description and "1,400 rows" in description and "700 rows" in description
+    inputs = {
+        {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset for i in run.inputs.dataset_inputs
+    }
+    assert set(inputs) >= {"training", "validation", "test"}
+    assert (
+        inputs["training"].name.startswith("churn_v1@") and '"num_rows": 1400' in inputs["training"].profile
+    )
     assert params["window.train_rows"] == "1400" and params["window.test_rows"] == "700"
     assert params["window.test_first_snapshot"] == "2025-09-28T00:00:00+00:00"
     for name in (
@@ -78,6 +93,8 @@ def test_run_logs_params_metrics_artifacts(registry) -> None:
         "summary.json",
     ):
         assert any(f.endswith(f"{first.run_id}/artifacts/{expected}") for f in files), expected
+    config = client(settings).download_artifacts(first.run_id, "config.json")
+    assert json.loads(Path(config).read_text())["training"]["gate"]["primary_metric"] == "pr_auc"
     report = next(root.rglob(f"{first.run_id}/artifacts/report.html")).read_text()
     assert "Held-out test window" in report and "data:image/png;base64," in report
     # no PII: no '@' in any text artifact, no e-mail pattern in any file (model pickles included)
@@ -108,7 +125,7 @@ def test_versions_tags_and_aliases(registry) -> None:
 
 def test_manual_promotion_then_rollback(registry) -> None:
     settings, (first, second) = registry
-    before = promote_manual(settings, "churn", version=second.version)
+    before = promote_forced(settings, "churn", version=second.version, reason="try v2")
     assert before == first.version and champion_version(settings, "churn") == second.version
     v2 = client(settings).get_model_version("persona-churn", second.version)
     assert v2.tags["champion.previous"] == first.version and v2.tags["champion.promoted_by"] == "manual"
@@ -157,4 +174,5 @@ def test_champion_loads_without_training_code(registry) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd="/")
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "cloudpickle" not in out.stderr and "Warning" not in out.stderr, out.stderr[-2000:]
     assert "models.classifier ClassifierBundle ['recency_days', 'monetary_365d', 'region']" in out.stdout

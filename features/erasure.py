@@ -1,0 +1,57 @@
+"""Erasing one customer's derived rows from Persona's files: the feature tables (Feast's sources) and
+the clean event-level tables. Each file is rewritten without the customer's rows (same schema) and
+replaces the old one atomically; a file holding none of them is left untouched."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from configs.settings import Settings
+
+CLEAN_EVENT_TABLES = ("orders", "events", "leads")  # customers and identity_map stay: see forget
+
+
+def drop_rows(path: Path, customer_ids: Iterable[str]) -> int:
+    """Rewrite the parquet file at `path` without the rows of `customer_ids`; returns rows removed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return 0
+    table = pq.read_table(path)
+    if "customer_id" not in table.column_names:
+        return 0
+    hit = pc.is_in(table["customer_id"].cast(pa.string()), value_set=pa.array(sorted(set(customer_ids))))
+    removed = int(pc.sum(hit).as_py() or 0)
+    if removed == 0:
+        return 0
+    kept = table.filter(pc.invert(hit))
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(kept, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def erase_feature_rows(settings: Settings, customer_ids: Iterable[str]) -> dict[str, int]:
+    """Remove the customers from every feature table (`feast.source_dir`): table -> rows removed."""
+    from features.feast_io import source_dir
+
+    ids = list(customer_ids)
+    folder = source_dir(settings)
+    return {path.stem: drop_rows(path, ids) for path in sorted(folder.glob("*.parquet"))}
+
+
+def erase_clean_rows(settings: Settings, customer_ids: Iterable[str]) -> dict[str, int]:
+    """Remove the customers' orders, events and leads from `clean/`: table -> rows removed."""
+    from features.ingest import clean_dir
+
+    ids = list(customer_ids)
+    folder = clean_dir(settings)
+    return {name: drop_rows(folder / f"{name}.parquet", ids) for name in CLEAN_EVENT_TABLES}

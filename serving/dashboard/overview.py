@@ -1,0 +1,138 @@
+"""The overview page's numbers, in no language: who is profiled, how fresh the data is, personas with a
+typical customer each, every tag's distribution, churn risk over time from the tag history, the CRM
+delivery queue. Built from `sources`; words are added when a page is rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from configs.settings import Settings
+from serving.dashboard import sources
+
+# What "typical" means for a persona: the median of these features over its customers.
+PROFILE_FEATURES = ("recency_days", "frequency_365d", "monetary_365d")
+
+
+@dataclass
+class TagInfo:
+    """What the page needs of a catalog tag: its type, allowed values in order, the model behind it."""
+
+    key: str
+    value_type: str
+    values: tuple[str, ...] | None
+    model: str | None
+    description: str
+
+
+@dataclass
+class Overview:
+    known: int = 0
+    withdrawn: int = 0
+    profiled: int = 0
+    scored: int = 0
+    as_of: pd.Timestamp | None = None
+    snapshot: pd.Timestamp | None = None
+    personas: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tags: list[TagInfo] = field(default_factory=list)
+    tag_counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    churn_tag: str | None = None
+    churn_history: pd.DataFrame = field(default_factory=pd.DataFrame)  # day, value, customers
+    outbox: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def behind_days(self) -> float | None:
+        """How far the feature snapshot lags the data's clock."""
+        if self.as_of is None or self.snapshot is None:
+            return None
+        return max((self.as_of - self.snapshot).total_seconds() / 86400.0, 0.0)
+
+    def counts_of(self, tag: str) -> pd.DataFrame:
+        """(value, customers) of one tag, in the catalog's value order where it declares one."""
+        part = self.tag_counts[self.tag_counts["tag"] == tag][["value", "customers"]]
+        info = next((t for t in self.tags if t.key == tag), None)
+        if info is not None and info.values:
+            order = {v: i for i, v in enumerate(info.values)}
+            part = part.assign(_o=part["value"].map(lambda v: order.get(v, len(order)))).sort_values("_o")
+            return part.drop(columns="_o").reset_index(drop=True)
+        if info is not None and info.value_type == "number":
+            numeric = pd.to_numeric(part["value"], errors="coerce")
+            return part.assign(_o=numeric).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+        return part.sort_values("customers", ascending=False).reset_index(drop=True)
+
+
+def catalog_tags(settings: Settings) -> list[TagInfo]:
+    from artifacts.catalog import load_catalog
+
+    catalog = load_catalog(settings)
+    return [TagInfo(t.key, t.value_type, t.values, t.model, t.description) for t in catalog.tags]
+
+
+def find_tag(tags: list[TagInfo], *, model_suffix: str) -> str | None:
+    """The tier tag of a model (e.g. the churn model's risk tier), found in the catalog, not hard-coded."""
+    for tag in tags:
+        if tag.value_type == "tier" and tag.model and tag.model.endswith(model_suffix):
+            return tag.key
+    return None
+
+
+def persona_profiles(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """Per persona: customers, share, and the median of each profile feature (NaN where none bought)."""
+    if scores.empty or "persona" not in scores.columns:
+        return pd.DataFrame(columns=["persona", "customers", "share", *PROFILE_FEATURES])
+    wanted = ["customer_id", *[c for c in PROFILE_FEATURES if c in features.columns]]
+    joined = scores[["customer_id", "persona"]].merge(features[wanted], on="customer_id", how="left")
+    joined = joined[joined["persona"].notna()]
+    grouped = joined.groupby("persona", sort=False)
+    out = grouped.size().rename("customers").to_frame()
+    for column in PROFILE_FEATURES:
+        out[column] = grouped[column].median() if column in joined.columns else np.nan
+    out["share"] = out["customers"] / max(int(out["customers"].sum()), 1)
+    return out.reset_index().sort_values("customers", ascending=False).reset_index(drop=True)
+
+
+def distribution_over_time(moves: pd.DataFrame) -> pd.DataFrame:
+    """Customers per (day, value) after each day's changes: every change moves one customer from its old
+    value to its new one, so the running sum of (+1 new, -1 old) is the distribution at the end of a day."""
+    if moves.empty:
+        return pd.DataFrame(columns=["day", "value", "customers"])
+    plus = moves[moves["new_value"].notna()][["day", "new_value", "n"]].rename(columns={"new_value": "value"})
+    minus = moves[moves["old_value"].notna()][["day", "old_value", "n"]].rename(
+        columns={"old_value": "value"}
+    )
+    minus = minus.assign(n=-minus["n"])
+    delta = pd.concat([plus, minus]).groupby(["day", "value"])["n"].sum().unstack(fill_value=0).sort_index()
+    running = delta.cumsum().clip(lower=0)
+    return running.stack().rename("customers").reset_index()
+
+
+def build_overview(settings: Settings, *, tags: list[TagInfo], engine: Any) -> Overview:
+    """Every number of the overview page."""
+    consent = sources.consent_counts(settings)
+    features = sources.snapshot_frame(settings, columns=list(PROFILE_FEATURES))
+    scores = sources.latest_scores(settings)
+    if not scores.empty:  # a score file may predate a consent withdrawal: those customers are not shown
+        withdrawn = sources.withdrawn_ids(settings)
+        scores = scores[~scores["customer_id"].astype(str).isin(withdrawn)]
+    snapshot = features["event_timestamp"].max() if len(features) else None
+    churn_tag = find_tag(tags, model_suffix="-churn")
+    return Overview(
+        known=consent["known"],
+        withdrawn=consent["withdrawn"],
+        profiled=int(features["customer_id"].nunique()) if len(features) else 0,
+        scored=len(scores),
+        as_of=sources.data_as_of(settings),
+        snapshot=None if snapshot is None or pd.isna(snapshot) else pd.Timestamp(snapshot),
+        personas=persona_profiles(scores, features),
+        tags=tags,
+        tag_counts=sources.tag_value_counts(engine),
+        churn_tag=churn_tag,
+        churn_history=distribution_over_time(sources.tag_moves(engine, churn_tag))
+        if churn_tag
+        else pd.DataFrame(),
+        outbox=sources.outbox_counts(engine),
+    )

@@ -1,0 +1,317 @@
+"""What the dashboard reads, read cheaply: only the columns and the snapshot it needs from the parquet
+tables (parquet statistics give a table's latest snapshot and the data's clock without reading rows), and
+grouped counts from the state database. No raw PII is ever read: the clean tables carry none.
+
+Every reader returns plain frames or dicts; a missing file or table is an empty answer, never an error,
+because the dashboard shows whatever exists (a deployment may have no events, no leads, no models yet).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from configs.settings import Settings
+
+ORDERS_TABLE, EVENTS_TABLE = "orders", "events"
+
+
+# ------------------------------------------------------------------------------------------ files
+def feature_folder(settings: Settings) -> Path:
+    return settings.path(settings.feast.source_dir)
+
+
+def clean_path(settings: Settings, table: str) -> Path:
+    return settings.path("{data_dir}/clean") / f"{table}.parquet"
+
+
+def scores_path(settings: Settings) -> Path:
+    return settings.path("{data_dir}/scores") / "latest.parquet"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def files_fingerprint(settings: Settings) -> tuple[float, ...]:
+    """Changes whenever features, clean tables or scores are rewritten (the cache key of file reads)."""
+    folder = feature_folder(settings)
+    paths = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    paths += [clean_path(settings, t) for t in ("customers", ORDERS_TABLE, EVENTS_TABLE, "identity_map")]
+    paths.append(scores_path(settings))
+    return tuple(_mtime(p) for p in paths)
+
+
+def column_max(path: Path, column: str) -> pd.Timestamp | None:
+    """The largest value of a timestamp column, from the parquet row-group statistics (no rows read)."""
+    if not path.is_file():
+        return None
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.names
+    if column not in names:
+        return None
+    index = names.index(column)
+    best = None
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(index).statistics
+        if stats is None or not stats.has_min_max:  # no statistics: read the one column instead
+            values = pq.read_table(path, columns=[column]).column(column)
+            top = pc.max(values).as_py()
+            return None if top is None else pd.Timestamp(top)
+        value = stats.max
+        best = value if best is None or value > best else best
+    if best is None:
+        return None
+    stamp = pd.Timestamp(best)
+    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp
+
+
+# ------------------------------------------------------------------------------------- the data's clock
+def data_as_of(settings: Settings) -> pd.Timestamp | None:
+    """The data's clock (never the wall clock): the `as_of` `persona ingest` recorded
+    (`features.clock.clean_as_of`, the one source of truth). Clean tables written before ingest recorded
+    it: the latest order or event on the last day the sources were still recording normally (days with
+    fewer than `STRAY_SHARE` of a median day's records, e.g. stray typed dates, do not count)."""
+    from core.errors import PersonaError
+    from features.clock import clean_as_of
+
+    try:
+        return clean_as_of(settings)
+    except (PersonaError, OSError, KeyError, ValueError):
+        pass
+    stamps = []
+    for table, column in ((ORDERS_TABLE, "order_ts"), (EVENTS_TABLE, "event_ts")):
+        path = clean_path(settings, table)
+        if path.is_file() and column in pq.read_schema(path).names:
+            values = pq.read_table(path, columns=[column]).column(column).drop_null()
+            stamps.append(values.cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]"))
+    if not stamps or not sum(len(s) for s in stamps):
+        return None
+    return robust_latest(np.concatenate(stamps))
+
+
+STRAY_SHARE = 0.05
+
+
+def robust_latest(stamps: np.ndarray) -> pd.Timestamp:
+    """Latest timestamp among days with at least STRAY_SHARE of the median non-empty day's count."""
+    days = stamps.astype("datetime64[D]")
+    unique, counts = np.unique(days, return_counts=True)
+    normal = unique[counts >= STRAY_SHARE * float(np.median(counts))]
+    last_day = normal.max() if len(normal) else unique.max()
+    latest = stamps[days == last_day].max()
+    return pd.Timestamp(latest).tz_localize(UTC)
+
+
+def view_snapshots(settings: Settings) -> dict[str, pd.Timestamp | None]:
+    """Latest snapshot of each feature table (Feast view), from statistics."""
+    from artifacts.catalog import FEATURE_TABLES
+
+    folder = feature_folder(settings)
+    return {name: column_max(folder / f"{name}.parquet", "event_timestamp") for name in FEATURE_TABLES}
+
+
+# ------------------------------------------------------------------------------------ feature tables
+def snapshot_frame(
+    settings: Settings, *, columns: list[str] | None = None, snapshots: list[pd.Timestamp] | None = None
+) -> pd.DataFrame:
+    """Feature rows of the given snapshots (default: the latest), every table joined on
+    (customer_id, event_timestamp); only `columns` (plus the keys) when given."""
+    from artifacts.catalog import FEATURE_TABLES
+
+    folder = feature_folder(settings)
+    latest = view_snapshots(settings)
+    first = latest.get(FEATURE_TABLES[0])
+    if first is None:
+        return pd.DataFrame(columns=["customer_id", "event_timestamp", *(columns or [])])
+    wanted = snapshots or [first]
+    keys = ["customer_id", "event_timestamp"]
+    frame: pd.DataFrame | None = None
+    for name in FEATURE_TABLES:
+        path = folder / f"{name}.parquet"
+        if not path.is_file():
+            continue
+        schema = pq.read_schema(path)
+        cols = [c for c in schema.names if c not in ("created",)]
+        if columns is not None:
+            cols = [c for c in cols if c in keys or c in columns]
+        if len(cols) <= 2 and frame is not None:
+            continue
+        stamps = pa.array(
+            [pd.Timestamp(s).to_pydatetime() for s in wanted], type=schema.field("event_timestamp").type
+        )
+        table = pq.read_table(path, columns=cols, filters=pc.field("event_timestamp").isin(stamps))
+        part = table.to_pandas()
+        frame = part if frame is None else frame.merge(part, on=keys, how="left")
+    return frame if frame is not None else pd.DataFrame(columns=keys)
+
+
+def all_snapshots(settings: Settings) -> list[pd.Timestamp]:
+    """Every snapshot of the transactions table (one column read)."""
+    from artifacts.catalog import FEATURE_TABLES
+
+    path = feature_folder(settings) / f"{FEATURE_TABLES[0]}.parquet"
+    if not path.is_file():
+        return []
+    values = pc.unique(pq.read_table(path, columns=["event_timestamp"]).column("event_timestamp"))
+    return sorted(pd.Timestamp(v) for v in values.to_pylist())
+
+
+def consent_counts(settings: Settings) -> dict[str, int]:
+    """Customers known, and those who withdrew consent (who are never profiled)."""
+    path = clean_path(settings, "customers")
+    if not path.is_file():
+        return {"known": 0, "withdrawn": 0}
+    column = pq.read_table(path, columns=["consent_profiling"]).column("consent_profiling")
+    values = column.to_numpy(zero_copy_only=False)
+    withdrawn = int(np.sum(values == False))  # noqa: E712 - numpy element-wise, nulls (never asked) allowed
+    return {"known": len(values), "withdrawn": withdrawn}
+
+
+def withdrawn_ids(settings: Settings) -> set[str]:
+    path = clean_path(settings, "customers")
+    if not path.is_file():
+        return set()
+    table = pq.read_table(path, columns=["customer_id", "consent_profiling"])
+    frame = table.to_pandas()
+    return set(frame.loc[frame["consent_profiling"].eq(False), "customer_id"].astype(str))
+
+
+def latest_scores(settings: Settings) -> pd.DataFrame:
+    """The last batch scoring (`persona score --all`): one row per customer, model outputs."""
+    path = scores_path(settings)
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+# ------------------------------------------------------------------------------- per-customer lookups
+INDEX_ROW_GROUP = 16_384  # rows per row group of a by-customer copy: one group read per lookup
+
+
+def by_customer(settings: Settings, table: str) -> Path | None:
+    """A copy of a clean table sorted by customer_id in small row groups ({data_dir}/dashboard/), so a
+    lookup reads one row group (parquet statistics prune the rest) instead of the whole table; rebuilt
+    when the clean table is rewritten. None when the table does not exist."""
+    source = clean_path(settings, table)
+    if not source.is_file():
+        return None
+    folder = settings.path("{data_dir}/dashboard")
+    target = folder / f"{table}_by_customer.parquet"
+    if target.is_file() and _mtime(target) >= _mtime(source):
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    data = pq.read_table(source)
+    data = data.take(pc.sort_indices(data, sort_keys=[("customer_id", "ascending")]))
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    pq.write_table(data, tmp, row_group_size=INDEX_ROW_GROUP)
+    tmp.replace(target)  # atomic: another worker building the same copy cannot leave half a file
+    return target
+
+
+def business_keys(settings: Settings, sources_with_keys: tuple[str, ...]) -> pd.DataFrame:
+    """(source, key, customer_id) of every business key: record ids of the sources that are customers
+    (CRM contacts, leads) and, where the identity map has it, the key a record named its customer by."""
+    path = clean_path(settings, "identity_map")
+    if not path.is_file():
+        return pd.DataFrame(columns=["source", "key", "customer_id"])
+    names = pq.read_schema(path).names
+    own = pq.read_table(
+        path,
+        columns=["source", "source_record_id", "customer_id"],
+        filters=pc.field("source").isin(list(sources_with_keys)),
+    ).to_pandas()
+    frames = [own.rename(columns={"source_record_id": "key"})]
+    if "source_key" in names:
+        named = pq.read_table(
+            path, columns=["source", "source_key", "customer_id"], filters=pc.field("source_key").is_valid()
+        ).to_pandas()
+        frames.append(named.rename(columns={"source_key": "key"}).drop_duplicates())
+    keys = pd.concat(frames, ignore_index=True)
+    keys["key"] = keys["key"].astype(str)
+    return keys
+
+
+# ------------------------------------------------------------------------------------ state database
+def state_engine(settings: Settings) -> sa.Engine:
+    from serving.outbox import make_state_engine
+
+    return make_state_engine(settings.url(settings.state_url))
+
+
+def _has(conn: sa.Connection, table: str) -> bool:
+    return sa.inspect(conn).has_table(table)
+
+
+def state_fingerprint(engine: sa.Engine) -> tuple[Any, ...]:
+    """Changes whenever a tag changes or the outbox moves (the cache key of state reads). SQLite: the
+    database and WAL files' size and time (no query: counting millions of rows per page view costs more
+    than the page); other databases: high-water marks and the outbox's counts per status."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:":
+        return tuple(
+            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None
+            for p in (Path(database), Path(f"{database}-wal"))
+        )
+    with engine.connect() as conn:
+        parts: list[Any] = []
+        for table, column in (("tag_history", "id"), ("crm_outbox", "id")):
+            parts.append(
+                conn.execute(sa.text(f"select max({column}), count(*) from {table}")).one()
+                if _has(conn, table)
+                else None
+            )
+        if _has(conn, "crm_outbox"):
+            parts.append(
+                tuple(conn.execute(sa.text("select status, count(*) from crm_outbox group by status")).all())
+            )
+    return tuple(parts)
+
+
+def tag_value_counts(engine: sa.Engine) -> pd.DataFrame:
+    """Current customers per (tag, value); NULL value = unset."""
+    with engine.connect() as conn:
+        if not _has(conn, "tag_current"):
+            return pd.DataFrame(columns=["tag", "value", "customers"])
+        rows = conn.execute(sa.text("select tag, value, count(*) from tag_current group by tag, value")).all()
+    return pd.DataFrame(rows, columns=["tag", "value", "customers"])
+
+
+def tag_moves(engine: sa.Engine, tag: str) -> pd.DataFrame:
+    """Changes of one tag per day and (old, new) value: the history a distribution over time is rebuilt
+    from (each change moves one customer from `old` to `new`)."""
+    with engine.connect() as conn:
+        if not _has(conn, "tag_history"):
+            return pd.DataFrame(columns=["day", "old_value", "new_value", "n"])
+        rows = conn.execute(
+            sa.text(
+                "select substr(cast(changed_at as text), 1, 10) as day, old_value, new_value, count(*) "
+                "from tag_history where tag = :tag group by day, old_value, new_value order by day"
+            ),
+            {"tag": tag},
+        ).all()
+    return pd.DataFrame(rows, columns=["day", "old_value", "new_value", "n"])
+
+
+def outbox_counts(engine: sa.Engine) -> dict[str, int]:
+    from serving.outbox import STATUSES, Outbox
+
+    with engine.connect() as conn:
+        if not _has(conn, "crm_outbox"):
+            return dict.fromkeys(STATUSES, 0)
+    return Outbox(engine).counts()
+
+
+def now_utc() -> datetime:
+    """The wall clock, only to say when a page was rendered (never to judge the data's age)."""
+    return datetime.now(UTC)

@@ -1,0 +1,133 @@
+"""The dashboard's pure parts, on small hand-checked data: PSI, the data's clock, the churn-risk history
+rebuilt from tag changes, persona profiles, sessions, which paths are open, and the catalog texts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artifacts.texts import LANGUAGES, parse_texts, read_texts
+from configs.settings import load_settings
+from core.errors import CatalogError
+from models.drift import psi
+from serving.auth import is_open
+from serving.dashboard.overview import distribution_over_time, persona_profiles
+from serving.dashboard.session import SessionSigner
+from serving.dashboard.sources import robust_latest
+
+
+def test_psi_is_zero_for_the_same_sample_and_matches_a_hand_computed_shift() -> None:
+    reference = np.array([1.0, 2.0, 3.0, 4.0] * 25)
+    assert psi(reference, reference, bins=4) == pytest.approx(0.0)
+    # quartile edges of the reference: 1.75, 2.5, 3.25 -> bins hold 1 | 2 | 3 | 4, 25 % each
+    current = np.array([1.0] * 50 + [4.0] * 50)  # shares 50 %, 0, 0, 50 %
+    expected = 2 * (0.5 - 0.25) * math.log(0.5 / 0.25) + 2 * (1e-4 - 0.25) * math.log(1e-4 / 0.25)
+    assert psi(reference, current, bins=4) == pytest.approx(expected)
+
+
+def test_psi_counts_values_that_go_missing_as_drift() -> None:
+    reference = np.arange(100, dtype=float)
+    current = np.where(np.arange(100) < 50, np.nan, np.arange(100, dtype=float))
+    assert psi(reference, current) > 0.25
+    assert math.isnan(psi(np.array([]), reference))
+
+
+def test_the_datas_clock_ignores_a_few_stray_records_far_past_the_rest() -> None:
+    days = pd.date_range("2025-01-01", "2025-03-31", freq="D")
+    normal = np.repeat(days.values.astype("datetime64[us]"), 40) + np.timedelta64(3600 * 10**6, "us")
+    strays = np.array(["2026-11-27T06:38:20", "2026-11-29T20:20:07"], dtype="datetime64[us]")
+    latest = robust_latest(np.concatenate([normal, strays]))
+    assert latest == pd.Timestamp("2025-03-31 01:00", tz="UTC")
+
+
+def test_churn_risk_over_time_is_rebuilt_from_the_changes() -> None:
+    moves = pd.DataFrame(
+        [
+            ("2026-01-01", None, "low", 3),
+            ("2026-01-01", None, "high", 1),
+            ("2026-01-02", "low", "high", 2),
+            ("2026-01-03", "high", None, 1),  # a customer's tag cleared (e.g. consent withdrawn)
+        ],
+        columns=["day", "old_value", "new_value", "n"],
+    )
+    wide = distribution_over_time(moves).pivot_table(index="day", columns="value", values="customers")
+    assert wide.loc["2026-01-01"].to_dict() == {"high": 1, "low": 3}
+    assert wide.loc["2026-01-02"].to_dict() == {"high": 3, "low": 1}
+    assert wide.loc["2026-01-03"].to_dict() == {"high": 2, "low": 1}
+
+
+def test_persona_profiles_are_medians_per_persona() -> None:
+    scores = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "persona": ["x", "x", "x", "prospect"]})
+    features = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "recency_days": [10.0, 20.0, 90.0, np.nan],
+            "frequency_365d": [1, 3, 5, 0],
+            "monetary_365d": [100.0, 300.0, 500.0, 0.0],
+        }
+    )
+    out = persona_profiles(scores, features).set_index("persona")
+    assert out.loc["x", "customers"] == 3 and out.loc["x", "share"] == pytest.approx(0.75)
+    assert out.loc["x", "recency_days"] == 20.0 and out.loc["x", "monetary_365d"] == 300.0
+    assert math.isnan(out.loc["prospect", "recency_days"])
+
+
+def test_sessions_expire_and_do_not_survive_a_key_rotation() -> None:
+    signer = SessionSigner([b"k" * 32], hours=1)
+    token = signer.issue(now=1_000)
+    assert signer.valid(token, now=1_000 + 3599)
+    assert not signer.valid(token, now=1_000 + 3601)
+    assert not signer.valid(token.replace(token[-1], "0" if token[-1] != "0" else "1"), now=1_000)
+    assert not SessionSigner([b"j" * 32], hours=1).valid(token, now=1_000)
+    assert not signer.valid("9999999999.forged", now=1_000) and not signer.valid(None)
+
+
+def test_open_paths_are_the_docs_page_files_and_nothing_with_data() -> None:
+    assert is_open("/static_content/swagger-ui-bundle.js", "GET")
+    assert not is_open("/static_content/x", "POST")
+    assert is_open("/", "GET") and is_open("/readyz", "GET")
+    assert not is_open("/v1/score", "POST") and not is_open("/v1/churn", "GET")
+    assert is_open("/dashboard/", "GET")  # the dashboard checks its own access (cookie or key)
+    assert not is_open("/dashboardx", "GET")
+
+
+def test_every_catalog_tag_value_persona_and_feature_has_words_in_every_language() -> None:
+    from artifacts.catalog import load_catalog
+    from features.build import FEATURE_DTYPES
+    from models.personas import PERSONA_RULES, REGULAR
+    from models.tag_engine import MODEL_OUTPUTS
+
+    settings = load_settings()
+    texts = read_texts(settings.dashboard.texts_path())
+    catalog = load_catalog(settings)
+    missing = []
+    for tag in catalog.tags:
+        words = texts.tags.get(tag.key, {})
+        missing += [f"tags.{tag.key}.label.{lang}" for lang in LANGUAGES if lang not in words]
+        if tag.value_type in ("tier", "category") and tag.values and tag.key not in ("persona_name",):
+            for value in tag.values:
+                own = texts.values.get(tag.key, {}).get(value, {})
+                missing += [f"tags.{tag.key}.values.{value}.{lang}" for lang in LANGUAGES if lang not in own]
+    for name in [*PERSONA_RULES, REGULAR]:
+        missing += [
+            f"personas.{name}.{lang}" for lang in LANGUAGES if lang not in texts.personas.get(name, {})
+        ]
+        missing += [
+            f"personas.{name}.action.{lang}" for lang in LANGUAGES if lang not in texts.actions.get(name, {})
+        ]
+    for name in [*FEATURE_DTYPES, *MODEL_OUTPUTS]:
+        missing += [
+            f"features.{name}.{lang}" for lang in LANGUAGES if lang not in texts.features.get(name, {})
+        ]
+    assert not missing, f"add to {settings.dashboard.texts}: {missing}"
+    assert texts.persona("potential_2", "zh") == "潜力客户 2"  # a second segment of the same persona
+    assert texts.value("vip", "true", "zh", value_type="flag") == "是"
+    assert texts.tag("a_tag_nobody_labelled", "zh") == "a_tag_nobody_labelled"
+
+
+def test_a_texts_file_with_an_unknown_language_is_refused_with_its_place() -> None:
+    with pytest.raises(CatalogError, match=r"tags.vip.label: unknown language"):
+        parse_texts({"tags": {"vip": {"label": {"en": "VIP", "fr": "VIP"}}}})
