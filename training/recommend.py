@@ -327,6 +327,8 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         decision=decision,
         input_example=example,
         make_artifacts=artifacts,
+        # fitted on purchases (a customer x item matrix), not on a Feast training frame: no dataset input
+        datasets={},
         report_sections=[
             ("Held-out test window (the last horizon)", table),
             ("Validation (candidate chosen on NDCG@k)", pd.DataFrame(valid_all)),

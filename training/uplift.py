@@ -392,6 +392,7 @@ def train_uplift(settings, *, promote: bool = True, store=None):
         decision=decision,
         input_example=_example(test.frame, bundle.features),
         make_artifacts=artifacts,
+        datasets={"training": data.train.frame, "test": test.frame},
         report_sections=[
             (
                 "Held-out test customers",

@@ -133,6 +133,8 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
         decision=decision,
         input_example=_example(data.test, model.features),
         make_artifacts=artifacts,
+        datasets={"training": data.train, "validation": data.valid, "test": data.test},
+        target=LABEL,
         report_sections=[
             (
                 "Held-out test window",
