@@ -197,7 +197,7 @@ def test_cli_lock_compare_promote_rollback(pipeline, monkeypatch, capsys) -> Non
     with RetrainLock(settings.path(settings.training.lock_path)):
         assert main(["schedule", "--once-now", "--runs", "1", "--skip-build"]) == 0
     out = capsys.readouterr().out
-    assert "schedule '0 3 * * 1' (UTC); next: " in out and "run 1 failed: another retrain is running" in out
+    assert "retrain '0 3 * * 1' (UTC)" in out and "retrain run 1 failed: another retrain is running" in out
 
 
 def test_cli_train_registers_a_challenger(pipeline, monkeypatch, capsys) -> None:
