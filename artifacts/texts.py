@@ -12,6 +12,10 @@ from typing import Any
 import yaml
 
 from core.errors import CatalogError
+from models.personas import QUALIFIERS
+
+# qualifier words, longest first (`big_spenders` before a hypothetical `big`)
+QUALIFIER_WORDS = sorted((w for pair in QUALIFIERS.values() for w in pair), key=len, reverse=True)
 
 LANGUAGES = ("en", "zh")
 
@@ -64,21 +68,39 @@ class Texts:
             return self.persona(value, lang)
         return value
 
+    def _split_persona(self, name: str) -> tuple[str, list[str]]:
+        """A persona name and the qualifiers appended to tell two segments apart
+        (`high_value_new_lapsing` -> `high_value_new`, [`lapsing`]; `potential_2` -> `potential`, [`2`])."""
+        if name in self.personas:
+            return name, []
+        for base in sorted(self.personas, key=len, reverse=True):
+            if name.startswith(base + "_"):
+                rest, words = name[len(base) + 1 :], []
+                while rest:
+                    word = next((w for w in QUALIFIER_WORDS if rest == w or rest.startswith(w + "_")), None)
+                    word = word or rest.split("_", 1)[0]
+                    words.append(word)
+                    rest = rest[len(word) + 1 :]
+                return base, words
+        return name, []
+
     def persona(self, name: str | None, lang: str) -> str:
         if not name:
             return self.ui_text("not_set", lang)
-        if name in self.personas:
-            return self._pick(self.personas[name], lang, name)
-        base, _, suffix = name.rpartition("_")  # `potential_2`: a second segment of the same persona
-        if suffix.isdigit() and base in self.personas:
-            return f"{self._pick(self.personas[base], lang, base)} {suffix}"
-        return name
+        base, words = self._split_persona(name)
+        if base not in self.personas:
+            return name
+        label = self._pick(self.personas[base], lang, base)
+        if words and all(w.isdigit() for w in words):  # `potential_2`: a second segment, numbered
+            return f"{label} {' '.join(words)}"
+        shown = [self._pick(self.ui.get(f"qualifier_{w}"), lang, w.replace("_", " ")) for w in words]
+        return f"{label} ({', '.join(shown)})" if shown else label
 
     def action(self, name: str | None, lang: str) -> str:
         if not name:
             return ""
-        base = name.rpartition("_")[0] if name.rpartition("_")[2].isdigit() else name
-        return self._pick(self.actions.get(name) or self.actions.get(base), lang, "")
+        base, _ = self._split_persona(name)
+        return self._pick(self.actions.get(base), lang, "")
 
     def feature(self, name: str, lang: str) -> str:
         return self._pick(self.features.get(name), lang, name)

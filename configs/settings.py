@@ -19,11 +19,14 @@ from configs.sections.feast import FeastConfig
 from configs.sections.features import FeaturesConfig
 from configs.sections.generator import GeneratorConfig
 from configs.sections.identity import IdentityConfig
+from configs.sections.refresh import RefreshConfig
 from configs.sections.schedule import ScheduleConfig
+from configs.sections.segments import SegmentsConfig
 from configs.sections.serving import CrmConfig, ServingConfig
 from configs.sections.sources import SourcesConfig
 from configs.sections.tags import TagsConfig
 from configs.sections.training import MlflowConfig, TrainingConfig
+from configs.sections.triggers import TriggersConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONFIG_DIR.parent
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     crm: CrmConfig = Field(default_factory=CrmConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     @classmethod

@@ -388,3 +388,56 @@ def build_features(
     for name, reason in report.skipped.items():
         log.info("features: %s not built: %s", name, reason)
     return report
+
+
+def append_snapshot(
+    settings: Settings, *, snapshot: pd.Timestamp, created: datetime | None = None
+) -> BuildReport:
+    """Compute the feature tables at one new `snapshot` and add its rows to the existing tables (rows of
+    the same snapshot are replaced, so a re-run writes the same tables). Earlier snapshots are kept as
+    they are: what `persona refresh` needs, without recomputing the history training uses.
+
+    The snapshot must not be after the clean data's `as_of`.
+    """
+    from features.clock import BUILD_REPORT, clean_as_of
+
+    as_of = clean_as_of(settings)
+    snapshot = pd.Timestamp(snapshot).tz_convert("UTC").as_unit("us")
+    if snapshot > as_of:
+        raise ConfigError(
+            f"features: snapshot {snapshot.date()} is after the data's as_of {as_of.isoformat()}"
+        )
+    out_dir = settings.data_dir / "features"
+    stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
+    tables = {name: read_clean(settings, name) for name in ("customers", "orders", "events", "leads")}
+    build = compute_feature_tables(
+        customers=tables["customers"],
+        orders=tables["orders"],
+        events=tables["events"],
+        leads=tables["leads"],
+        snapshots=[snapshot],
+        windows_days=settings.features.windows_days,
+        created=stamp,
+    )
+    report = BuildReport(
+        snapshots=[snapshot], skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of
+    )
+    for name, frame in build.tables.items():
+        path = out_dir / f"{name}.parquet"
+        if path.is_file():
+            old = pd.read_parquet(path)
+            old = old[pd.to_datetime(old["event_timestamp"], utc=True) != snapshot]
+            frame = pd.concat([old, frame], ignore_index=True) if len(old) else frame
+        write_parquet_atomic(frame, path)
+        report.written[name] = (path, len(frame))
+    stamp_path = out_dir / BUILD_REPORT
+    previous = json.loads(stamp_path.read_text(encoding="utf-8")) if stamp_path.is_file() else {}
+    dates = sorted({*previous.get("snapshots", []), snapshot.isoformat()})
+    tmp = stamp_path.with_name(f".{BUILD_REPORT}.tmp")
+    tmp.write_text(
+        json.dumps({"as_of": as_of.isoformat(), "snapshots": dates, "created": stamp.isoformat()}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    os.replace(tmp, stamp_path)
+    return report

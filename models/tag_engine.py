@@ -39,7 +39,7 @@ from models import tag_expr as tx
 
 KINDS = ("rule", "model", "segment")
 VALUE_TYPES = ("flag", "tier", "number", "category")
-CADENCES = ("realtime", "daily", "weekly", "monthly")
+CADENCES = ("realtime", "hourly", "daily", "weekly", "monthly")
 _TYPE_OF_VALUE = {"flag": tx.BOOL, "number": tx.NUMBER, "tier": tx.STRING, "category": tx.STRING}
 _REQUIRED = ("key", "description", "kind", "type", "cadence", "owner", "version", "crm_field")
 _OPTIONAL = ("expr", "cases", "else", "values", "model", "decimals", "records", "sources", "priority")

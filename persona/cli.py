@@ -16,7 +16,7 @@ import click
 from configs.settings import load_settings
 from core.errors import USER_ERRORS
 from core.logs import configure_cli
-from persona.commands import campaign, consent, crm, data, demo, features, ingest, serve, tags, train
+from persona.commands import campaign, consent, crm, data, demo, features, ingest, refresh, serve, tags, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,7 +46,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     ctx.obj["log_file"] = configure_cli(data_dir=data_dir, verbose=verbose)
 
 
-for module in (data, ingest, features, train, tags, serve, crm, campaign, consent, demo):
+for module in (data, ingest, features, train, refresh, tags, serve, crm, campaign, consent, demo):
     module.register(cli)
 
 

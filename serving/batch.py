@@ -38,6 +38,9 @@ class BatchSummary:
     not_loaded: dict[str, str] = field(default_factory=dict)  # kind -> why (no champion): not scored
     scores_path: Path | None = None
     distribution: str = ""
+    changes_by_tag: dict[str, int] = field(default_factory=dict)  # tag -> changes queued
+    # (tag, old value, new value) -> customers, for the tags `moves_of` names (personas, risk tiers)
+    moves: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
 
     @property
     def customers_per_second(self) -> float:
@@ -63,8 +66,20 @@ def score_frame(state, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame,
     return tags, tag_input, outputs
 
 
-def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -> BatchSummary:  # type: ignore[no-untyped-def]
-    """Score all customers of the latest snapshot in chunks of `serving.batch_chunk_size`."""
+def score_everyone(  # type: ignore[no-untyped-def]
+    settings: Settings,
+    *,
+    write_back: bool = True,
+    state=None,
+    only_tags: set[str] | None = None,
+    moves_of: tuple[str, ...] = (),
+    also=None,  # type: ignore[no-untyped-def]
+) -> BatchSummary:
+    """Score all customers of the latest snapshot in chunks of `serving.batch_chunk_size`.
+
+    `only_tags` limits what is recorded and queued to those tags (every tag is still evaluated, since
+    a tag may read earlier ones); `moves_of` names tags whose value moves are counted. `also(conn, changes,
+    tags)` runs in the transaction that records each chunk's changes (triggers enqueue there)."""
 
     state = state or load_state(settings)
     frame = latest_feature_frame(settings)
@@ -106,15 +121,26 @@ def score_everyone(settings: Settings, *, write_back: bool = True, state=None) -
         if write_back:
             t1 = time.perf_counter()
             tag_input = tag_input.assign(customer_id=tags["customer_id"].to_numpy())
+            written = (
+                tags
+                if only_tags is None
+                else tags[["customer_id", *[c for c in tags.columns if c in only_tags]]]
+            )
             changes = record_and_enqueue(
                 state.tag_store.engine,
                 tag_store=state.tag_store,
-                tags=tags,
+                tags=written,
                 produced_by=produced_by,
                 inputs=tag_input,
                 at=now,
+                also=None if also is None else (lambda conn, changes, frame=tags: also(conn, changes, frame)),
             )
             summary.queued_changes += len(changes)
+            for change in changes:
+                summary.changes_by_tag[change.tag] = summary.changes_by_tag.get(change.tag, 0) + 1
+                if change.tag in moves_of:
+                    move = (change.tag, change.old_value, change.new_value)
+                    summary.moves[move] = summary.moves.get(move, 0) + 1
             if state.record_keys is not None and changes:
                 records = state.record_keys.records_for({c.customer_id for c in changes})
                 summary.no_crm_record += sum(1 for keys in records.values() if not keys)

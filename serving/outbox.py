@@ -31,38 +31,49 @@ STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 
 metadata = sa.MetaData()
-outbox_table = sa.Table(
-    "crm_outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("idempotency_key", sa.String(512), nullable=False),
-    # a stable id per change (sent to the CRM, kept through retries) and its sequence number among
-    # the changes of the same (customer, tag): the CRM side applies a change only if it is newer
-    sa.Column("change_id", sa.String(32), nullable=True),
-    sa.Column("seq", sa.Integer, nullable=True),
-    sa.Column("customer_id", sa.String(64), nullable=False),
-    sa.Column("tag", sa.String(128), nullable=False),
-    sa.Column("crm_field", sa.String(128), nullable=False),
-    sa.Column("old_value", sa.Text, nullable=True),
-    sa.Column("new_value", sa.Text, nullable=True),
-    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("produced_by", sa.String(256), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, default=PENDING),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    # Times of the dispatcher's clock as epoch seconds: portable across SQLite and PostgreSQL and
-    # directly comparable with an injected test clock.
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("lease_owner", sa.String(32), nullable=True),
-    sa.Column("lease_expires_at", sa.Float, nullable=True),
-    sa.Column("delivered_at", sa.Float, nullable=True),
-    sa.Column("last_error", sa.Text, nullable=True),
-    # claims read due entries in this order, so the index serves WHERE and ORDER BY (no sort)
-    sa.Index("ix_crm_outbox_due", "status", "next_attempt_at", "id"),
-    sa.Index("ix_crm_outbox_customer_tag", "customer_id", "tag", "id"),
-    sa.Index("ix_crm_outbox_lease", "lease_owner"),
-)
+
+
+def _outbox_table(name: str) -> sa.Table:
+    """An outbox table: CRM tag changes (`crm_outbox`) and trigger actions (`trigger_outbox`) alike."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("idempotency_key", sa.String(512), nullable=False),
+        # a stable id per change (sent to the CRM, kept through retries) and its sequence number among
+        # the changes of the same (customer, tag): the CRM side applies a change only if it is newer
+        sa.Column("change_id", sa.String(32), nullable=True),
+        sa.Column("seq", sa.Integer, nullable=True),
+        sa.Column("customer_id", sa.String(64), nullable=False),
+        sa.Column("tag", sa.String(128), nullable=False),
+        sa.Column("crm_field", sa.String(128), nullable=False),
+        sa.Column("old_value", sa.Text, nullable=True),
+        sa.Column("new_value", sa.Text, nullable=True),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("produced_by", sa.String(256), nullable=False),
+        sa.Column("inputs", sa.JSON, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, default=PENDING),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        # Times of the dispatcher's clock as epoch seconds: portable across SQLite and PostgreSQL and
+        # directly comparable with an injected test clock.
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("next_attempt_at", sa.Float, nullable=False),
+        sa.Column("lease_owner", sa.String(32), nullable=True),
+        sa.Column("lease_expires_at", sa.Float, nullable=True),
+        sa.Column("delivered_at", sa.Float, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        # claims read due entries in this order, so the index serves WHERE and ORDER BY (no sort)
+        sa.Index(f"ix_{name}_due", "status", "next_attempt_at", "id"),
+        sa.Index(f"ix_{name}_customer_tag", "customer_id", "tag", "id"),
+        sa.Index(f"ix_{name}_lease", "lease_owner"),
+    )
+
+
+outbox_table = _outbox_table("crm_outbox")
+# trigger actions: `tag` holds the trigger rule, `crm_field` the action; every firing is delivered
+trigger_outbox_table = _outbox_table("trigger_outbox")
+# segment list memberships: `tag` holds the segment, `crm_field` the list, new_value "member" or null
+segment_outbox_table = _outbox_table("segment_outbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +125,17 @@ class Outbox:
     """The outbox table of one state database. Methods that take `conn` run in the caller's
     transaction; the others open their own short transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, table: sa.Table = outbox_table, supersede: bool = True) -> None:
         self.engine = engine
-        self.table = outbox_table
+        self.table = table
+        # CRM tags: a newer value of the same tag makes an unsent older one moot. Triggers: every
+        # firing is an event of its own and is delivered (supersede=False).
+        self.supersede = supersede
 
     def create_schema(self) -> None:
         """Create the outbox table and its indexes if missing (idempotent); columns added since an
         older release are added to an existing table."""
-        metadata.create_all(self.engine, checkfirst=True)
+        metadata.create_all(self.engine, tables=[self.table], checkfirst=True)
         add_missing_columns(self.engine, self.table)
 
     # -- producer side -------------------------------------------------------------------------
@@ -219,14 +233,14 @@ class Outbox:
             if not rows:
                 return [], 0
             newest: dict[tuple[str, str], int] = {}
-            for chunk in _chunks(sorted({r.customer_id for r in rows})):
+            for chunk in _chunks(sorted({r.customer_id for r in rows}) if self.supersede else []):
                 for customer_id, tag, max_id in conn.execute(
                     sa.select(t.c.customer_id, t.c.tag, sa.func.max(t.c.id))
                     .where(t.c.customer_id.in_(chunk))
                     .group_by(t.c.customer_id, t.c.tag)
                 ):
                     newest[(customer_id, tag)] = max_id
-            stale = [r.id for r in rows if newest[(r.customer_id, r.tag)] != r.id]
+            stale = [r.id for r in rows if newest.get((r.customer_id, r.tag), r.id) != r.id]
             for chunk in _chunks(stale):
                 conn.execute(
                     sa.update(t)

@@ -670,10 +670,8 @@ class Scorer:
             view: status if every else status[found] for view, status in result.view_status.items()
         }
         stale_any = np.zeros(len(ids), dtype=bool)
-        missing_any = np.zeros(len(ids), dtype=bool)
         for status in view_status.values():
             stale_any |= status == "stale"
-            missing_any |= status == "not_found"
         has_features = {
             kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
             for kind, views in self.views_of_kind.items()
@@ -689,6 +687,16 @@ class Scorer:
             explain=explain,
             customer_ids=np.asarray(ids, dtype=object),
         )
+        # Degraded by a missing view only where a model scored the customer on defaults for it: a
+        # customer without a lead is outside conversion's population, not a degraded answer.
+        missing_any = np.zeros(len(ids), dtype=bool)
+        for kind, views in self.views_of_kind.items():
+            reason = outputs.not_scored.get(kind)
+            if reason is None:
+                continue
+            scored = reason == None  # noqa: E711 - object array of reasons
+            for view in views:
+                missing_any |= scored & (view_status[view] == "not_found")
         reasons = {}
         for kind in CLASSIFIERS:
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]

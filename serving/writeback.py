@@ -3,7 +3,7 @@ ONE transaction of the state database, then return without waiting for the CRM."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ def record_and_enqueue(
     inputs: Mapping[str, Any] | Any,
     at: datetime,
     outbox: Outbox | None = None,
+    also: Callable[[Connection, list[TagChange]], object] | None = None,
 ) -> list[TagChange]:
     """Apply `tags` through `tag_store` and enqueue the resulting changes, atomically.
 
@@ -47,4 +48,6 @@ def record_and_enqueue(
     with engine.begin() as conn:
         changes = tag_store.apply(conn, tags=tags, produced_by=produced_by, inputs=inputs, at=at)
         queue.enqueue(conn, changes)
+        if also is not None and changes:  # e.g. triggers: queued with the changes that fire them
+            also(conn, changes)
     return changes

@@ -9,68 +9,25 @@ champion, so no alias moves.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artifacts.registry import KINDS
-from core.errors import PersonaError, RegistryError, StageSkipped
+from core.errors import RegistryError, StageSkipped
+from core.lock import RetrainBusy, RetrainLock
 from features.build import build_features
 from features.feast_io import apply_repo, get_store, materialize
 from training.jobs import train_model
 from training.registry import move_champion, restore_champion
 from training.tag_cutpoints import fit_and_save
 
+__all__ = ["RetrainBusy", "RetrainLock", "RetrainReport", "promote_all", "retrain"]
+
 if TYPE_CHECKING:
     from configs.settings import Settings
     from training.jobs import TrainOutcome
-
-
-class RetrainBusy(PersonaError):
-    """Another retrain holds the lock."""
-
-
-class RetrainLock:
-    """An exclusive, non-blocking `fcntl.flock` on a lock file holding the owner's pid, host and start
-    time. The kernel drops the lock when the process dies, so a crash never leaves a stale lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._fd: int | None = None
-
-    def __enter__(self) -> RetrainLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
-            os.close(fd)
-            raise RetrainBusy(
-                f"another retrain is running (lock {self.path} held by {holder})",
-                hint="wait for it to finish; the lock is released when that process exits",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            f"pid={os.getpid()} host={socket.gethostname()} since={datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n".encode(),
-            0,
-        )
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 @dataclass

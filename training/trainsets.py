@@ -179,12 +179,15 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
 
     store = store or get_store(settings)
     service = choose_service(settings, "clv", store=store)
+    from features.clock import clean_as_of
+
     horizon = settings.training.clv_horizon_days
     labels = value_labels(
         orders=_read_clean(settings, "orders"),
         customers=_read_clean(settings, "customers"),
         snapshots=_snapshots(settings),
         horizon_days=horizon,
+        data_end=clean_as_of(settings),
     )
     try:
         split = time_split(labels, horizon_days=horizon)

@@ -1,4 +1,4 @@
-"""Retraining schedule."""
+"""The two scheduled jobs: `persona refresh` (new data -> tags -> CRM) and `persona retrain`."""
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -6,10 +6,11 @@ from pydantic import BaseModel, ConfigDict, field_validator
 class ScheduleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cron: str = "0 3 * * 1"  # Mondays 03:00
+    refresh: str = "0 2 * * *"  # every day 02:00: ingest, score, queue and deliver tag changes
+    retrain: str = "0 3 * * 1"  # Mondays 03:00 (followed by a refresh)
     timezone: str = "UTC"
 
-    @field_validator("cron")
+    @field_validator("refresh", "retrain")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         from croniter import croniter  # light, and validation belongs to loading the config

@@ -46,6 +46,20 @@ def _summary(dispatcher: Dispatcher, stats: DispatchStats) -> None:
         click.echo("dead letters: `persona crm status` shows why; `persona crm replay` re-sends them")
 
 
+def _dispatcher(settings, *, triggers: bool) -> Dispatcher:  # type: ignore[no-untyped-def]
+    """The CRM tags' dispatcher, or with `triggers` the one of the trigger outbox (webhooks)."""
+    from serving.dispatcher import build_dispatcher
+    from serving.outbox import make_state_engine
+    from serving.triggers import build_trigger_dispatcher
+
+    if not triggers:
+        return build_dispatcher(settings)
+    return build_trigger_dispatcher(settings, engine=make_state_engine(settings.url(settings.state_url)))
+
+
+TRIGGERS = click.option("--triggers", is_flag=True, help="The trigger outbox (webhooks) instead of CRM tags.")
+
+
 def register(cli: click.Group) -> None:
     """Add this area's commands to the CLI."""
 
@@ -61,12 +75,11 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Stop waiting for retries after this many seconds (entries stay queued).",
     )
+    @TRIGGERS
     @click.pass_context
-    def sync(ctx: click.Context, timeout: float) -> None:
+    def sync(ctx: click.Context, timeout: float, triggers: bool) -> None:
         """Deliver every queued tag change to the CRM once (retrying with back-off until done)."""
-        from serving.dispatcher import build_dispatcher
-
-        dispatcher = build_dispatcher(settings_from(ctx))
+        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers)
         try:
             stats = _drain(dispatcher, timeout=timeout, description="delivering to CRM")
             _summary(dispatcher, stats)
@@ -77,12 +90,13 @@ def register(cli: click.Group) -> None:
     @click.option("--id", "ids", type=int, multiple=True, help="Replay only these outbox ids (default: all).")
     @click.option("--no-send", is_flag=True, help="Only re-queue; the next `crm sync` or the service sends.")
     @click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True)
+    @TRIGGERS
     @click.pass_context
-    def replay(ctx: click.Context, ids: tuple[int, ...], no_send: bool, timeout: float) -> None:
+    def replay(
+        ctx: click.Context, ids: tuple[int, ...], no_send: bool, timeout: float, triggers: bool
+    ) -> None:
         """Re-queue dead-lettered changes (after fixing their cause) and send them."""
-        from serving.dispatcher import build_dispatcher
-
-        dispatcher = build_dispatcher(settings_from(ctx))
+        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers)
         try:
             count = dispatcher.outbox.replay(now=time.time(), ids=list(ids) if ids else None)
             click.echo(f"re-queued {count:,} dead letter(s)")

@@ -44,6 +44,13 @@ def register(cli: click.Group) -> None:
         "--end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Last day of activity."
     )
     @click.option("--force", is_flag=True, help="Replace an output directory that already holds data.")
+    @click.option(
+        "--continue",
+        "continue_",
+        is_flag=True,
+        help="Append the next --days days of orders to the existing orders in OUT (for `persona refresh`).",
+    )
+    @click.option("--days", type=int, default=1, show_default=True, help="Days to add with --continue.")
     @click.pass_context
     def generate(
         ctx: click.Context,
@@ -53,8 +60,22 @@ def register(cli: click.Group) -> None:
         start: datetime | None,
         end: datetime | None,
         force: bool,
+        continue_: bool,
+        days: int,
     ) -> None:
         """Write crm.sqlite, orders.csv.gz, events.csv.gz, leads.csv and ground_truth/ into OUT."""
+        if continue_:
+            from features.synthetic.continuation import continue_orders
+
+            settings = settings_from(ctx)
+            target = out if out is not None else settings.data_dir / "raw"
+            seed_used = seed if seed is not None else settings.generator.seed
+            added = continue_orders(target, days=days, seed=seed_used)
+            click.echo(
+                f"added {added.orders:,} orders of {added.customers:,} customers on "
+                f"{added.first_day}..{added.last_day} to {target / 'orders.csv.gz'}"
+            )
+            return
         from core.progress import track
         from features.synthetic import generate as run_generator
 

@@ -30,7 +30,12 @@ PIPELINE = (
     ("deliver the outbox to the CRM", ("crm", "sync")),
     ("what the CRM now holds", ("crm", "status")),
 )
-STEPS = (GENERATE, *PIPELINE)
+# The next day of the same shop, taken in without training (issue 16).
+SECOND_DAY = (
+    ("a second day of orders", ("data", "generate"), {"continue_": True, "days": 1}),
+    ("refresh: the new day -> features -> scores -> due tags -> CRM", ("refresh",), {}),
+)
+STEPS = (GENERATE, *PIPELINE, *SECOND_DAY)
 # Where `persona data generate` writes the orders: a config pointing elsewhere brings its own data.
 GENERATED_ORDERS = "{data_dir}/raw/orders.csv.gz"
 
@@ -132,10 +137,10 @@ def _show_crm(settings) -> None:  # type: ignore[no-untyped-def]
 def _run_steps(ctx: click.Context, settings, steps, extra, *, campaign: bool = False) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     click.secho(f"persona: data directory {settings.data_dir.resolve()}", bold=True)
-    for number, (title, path) in enumerate(steps, start=1):
+    for number, (title, path, *own) in enumerate(steps, start=1):
         click.secho(f"\n[{number}/{len(steps)}] {title}  (persona {' '.join(path)})", fg="cyan", bold=True)
         step_started = time.monotonic()
-        ctx.invoke(_command(ctx, path), **extra.get(path, {}))
+        ctx.invoke(_command(ctx, path), **(own[0] if own else extra.get(path, {})))
         click.echo(f"  done in {time.monotonic() - step_started:.1f}s")
     _show_crm(settings)
     if campaign:

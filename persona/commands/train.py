@@ -102,6 +102,8 @@ def register(cli: click.Group) -> None:
             try:
                 outcome = train_model(settings, one, promote=not no_promote)
             except StageSkipped as exc:  # e.g. conversion without leads: said once, not an error
+                if kind != "all":  # asked for this model alone: that it cannot be trained is the answer
+                    raise
                 click.echo(f"{one}: skipped ({exc.message})")
                 continue
             click.echo(_summary(outcome))
@@ -184,44 +186,23 @@ def register(cli: click.Group) -> None:
 
     @cli.command("retrain")
     @click.option("--skip-build", is_flag=True, help="Use the feature tables and Feast registry as they are.")
+    @click.option(
+        "--then-refresh",
+        is_flag=True,
+        help="Afterwards run `persona refresh --all`, so the CRM gets the new champions' tags.",
+    )
     @click.pass_context
-    def retrain_cmd(ctx: click.Context, skip_build: bool) -> None:
+    def retrain_cmd(ctx: click.Context, skip_build: bool, then_refresh: bool) -> None:
         """Build features, apply/materialize Feast, train and gate all models, then move champions."""
         from training.retrain import retrain
 
-        report = retrain(settings_from(ctx), build=not skip_build, say=click.echo)
+        settings = settings_from(ctx)
+        report = retrain(settings, build=not skip_build, say=click.echo)
         moved = ", ".join(f"{k} v{a}" for k, (_, a) in report.promoted.items()) or "none"
         click.echo(f"retrain done: {len(report.outcomes)} trained, champions moved: {moved}")
         for note in report.notes:
             click.echo(f"  note: {note}")
+        if then_refresh:
+            from persona.commands.refresh import run_refresh
 
-    @cli.command("schedule")
-    @click.option("--once-now", is_flag=True, help="Run a retrain at once, then follow the cron.")
-    @click.option(
-        "--runs", type=int, default=None, help="Stop after this many runs (default: run until Ctrl-C)."
-    )
-    @click.option("--skip-build", is_flag=True, help="Retrain without rebuilding features.")
-    @click.pass_context
-    def schedule_cmd(ctx: click.Context, once_now: bool, runs: int | None, skip_build: bool) -> None:
-        """Run `persona retrain` on `schedule.cron` in the foreground (Ctrl-C stops)."""
-        from training.retrain import retrain
-        from training.schedule import next_runs, run_schedule
-
-        settings = settings_from(ctx)
-        cron, tz = settings.schedule.cron, settings.schedule.timezone
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        upcoming = next_runs(cron, start=datetime.now(ZoneInfo(tz)), count=3, timezone=tz)
-        click.echo(f"schedule '{cron}' ({tz}); next: " + ", ".join(t.isoformat() for t in upcoming))
-        try:
-            run_schedule(
-                cron=cron,
-                timezone=tz,
-                once_now=once_now,
-                max_runs=runs,
-                say=click.echo,
-                job=lambda: retrain(settings, build=not skip_build, say=click.echo),
-            )
-        except KeyboardInterrupt:
-            click.echo("schedule stopped")
+            run_refresh(settings, everything=True)

@@ -97,7 +97,7 @@ def test_open_paths_are_the_docs_page_files_and_nothing_with_data() -> None:
 def test_every_catalog_tag_value_persona_and_feature_has_words_in_every_language() -> None:
     from artifacts.catalog import load_catalog
     from features.build import FEATURE_DTYPES
-    from models.personas import PERSONA_RULES, REGULAR
+    from models.personas import PERSONA_RULES, PROSPECT, QUALIFIERS
     from models.tag_engine import MODEL_OUTPUTS
 
     settings = load_settings()
@@ -111,7 +111,13 @@ def test_every_catalog_tag_value_persona_and_feature_has_words_in_every_language
             for value in tag.values:
                 own = texts.values.get(tag.key, {}).get(value, {})
                 missing += [f"tags.{tag.key}.values.{value}.{lang}" for lang in LANGUAGES if lang not in own]
-    for name in [*PERSONA_RULES, REGULAR]:
+    for word in (w for pair in QUALIFIERS.values() for w in pair):
+        missing += [
+            f"ui.qualifier_{word}.{lang}"
+            for lang in LANGUAGES
+            if lang not in texts.ui.get(f"qualifier_{word}", {})
+        ]
+    for name in [*(rule.name for rule in PERSONA_RULES), PROSPECT]:
         missing += [
             f"personas.{name}.{lang}" for lang in LANGUAGES if lang not in texts.personas.get(name, {})
         ]
@@ -131,3 +137,12 @@ def test_every_catalog_tag_value_persona_and_feature_has_words_in_every_language
 def test_a_texts_file_with_an_unknown_language_is_refused_with_its_place() -> None:
     with pytest.raises(CatalogError, match=r"tags.vip.label: unknown language"):
         parse_texts({"tags": {"vip": {"label": {"en": "VIP", "fr": "VIP"}}}})
+
+
+def test_qualified_persona_names_read_as_the_persona_and_its_qualifiers() -> None:
+    texts = read_texts(load_settings().dashboard.texts_path())
+    assert texts.persona("high_value_new_lapsing", "en") == "High-value new (lapsing)"
+    assert texts.persona("high_value_new_lapsing", "zh") == "高价值新客户 (趋于沉默)"
+    assert texts.persona("potential_big_spenders_active", "en") == "Potential (big spenders, active)"
+    assert texts.action("at_risk_frequent", "en") == texts.action("at_risk", "en") != ""
+    assert texts.persona("something_else", "en") == "something_else"

@@ -53,6 +53,7 @@ def test_the_manifests_hold_a_deployment_service_hpa_and_the_retrain_cronjob():
         ("Service", "persona-scoring"),
         ("HorizontalPodAutoscaler", "persona-scoring"),
         ("CronJob", "persona-retrain"),
+        ("CronJob", "persona-refresh"),
         ("PersistentVolumeClaim", "persona-data"),
         ("ConfigMap", "persona-config"),
     } <= kinds
@@ -101,13 +102,15 @@ def test_the_deployment_wires_probes_port_and_the_hpa_to_the_service():
             assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
-def test_the_cronjob_follows_the_configured_schedule():
+def test_the_cronjobs_follow_the_configured_schedules():
     from configs.settings import load_settings
 
-    (cron,) = [doc for _, doc in _resources() if doc["kind"] == "CronJob"]
+    crons = {doc["metadata"]["name"]: doc for _, doc in _resources() if doc["kind"] == "CronJob"}
     settings = load_settings()
-    assert cron["spec"]["schedule"] == settings.schedule.cron
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert set(crons) == {"persona-retrain", "persona-refresh"}
+    assert crons["persona-retrain"]["spec"]["schedule"] == settings.schedule.retrain
+    assert crons["persona-refresh"]["spec"]["schedule"] == settings.schedule.refresh
+    assert all(cron["spec"]["concurrencyPolicy"] == "Forbid" for cron in crons.values())
 
 
 # ------------------------------------------------------------------------------------------ Dockerfile

@@ -116,7 +116,7 @@ def test_missing_fields_bad_value_type_kind_and_cadence_all_listed_at_once():
         _catalog(
             _tag(owner=None, crm_field=None),
             _tag(key="b2", type="boolean", crm_field="f2"),
-            _tag(key="b3", kind="magic", cadence="hourly", crm_field="f3"),
+            _tag(key="b3", kind="magic", cadence="yearly", crm_field="f3"),
             _tag(key="b4", version=0, crm_field="f4", extra_field=1),
         )
     )

@@ -51,8 +51,7 @@ def test_run_schedule_sleeps_until_due_and_runs() -> None:
         clock[0] += timedelta(seconds=seconds)
 
     runs = run_schedule(
-        cron="0 3 * * *",
-        job=lambda: calls.append(clock[0]),
+        jobs={"retrain": ("0 3 * * *", lambda: calls.append(clock[0]))},
         max_runs=2,
         now=lambda: clock[0],
         sleep=sleep,
@@ -61,7 +60,7 @@ def test_run_schedule_sleeps_until_due_and_runs() -> None:
     assert runs == 2
     assert calls == [datetime(2026, 1, 1, 3, tzinfo=UTC), datetime(2026, 1, 2, 3, tzinfo=UTC)]
     assert max(slept) <= 30.0  # short steps so Ctrl-C is prompt
-    assert said[0] == "next run at 2026-01-01T03:00:00+00:00"
+    assert said[0] == "next run at 2026-01-01T03:00:00+00:00: retrain"
 
 
 def test_run_schedule_once_now_and_failure_goes_on() -> None:
@@ -76,8 +75,7 @@ def test_run_schedule_once_now_and_failure_goes_on() -> None:
         clock[0] += timedelta(seconds=seconds)
 
     runs = run_schedule(
-        cron="0 * * * *",
-        job=failing,
+        jobs={"refresh": ("0 * * * *", failing)},
         once_now=True,
         max_runs=2,
         now=lambda: clock[0],
@@ -86,9 +84,43 @@ def test_run_schedule_once_now_and_failure_goes_on() -> None:
     )
     assert (
         runs == 2
-        and said.count("run 1 failed: features missing") == 1
-        and "run 2 failed: features missing" in said
+        and said.count("refresh run 1 failed: features missing") == 1
+        and "refresh run 2 failed: features missing" in said
     )
+
+
+def test_run_schedule_runs_both_jobs_each_on_its_cron() -> None:
+    clock = [datetime(2026, 1, 4, 23, 0, tzinfo=UTC)]  # a Sunday
+    calls: list[tuple[str, datetime]] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    runs = run_schedule(
+        jobs={
+            "retrain": ("0 3 * * 1", lambda: calls.append(("retrain", clock[0]))),
+            "refresh": ("0 3 * * *", lambda: calls.append(("refresh", clock[0]))),
+        },
+        max_runs=4,
+        now=lambda: clock[0],
+        sleep=sleep,
+        say=lambda _: None,
+    )
+    monday, tuesday = datetime(2026, 1, 5, 3, tzinfo=UTC), datetime(2026, 1, 6, 3, tzinfo=UTC)
+    # both due on Monday 03:00: in the order given; then the daily refresh alone
+    assert runs == 4
+    assert calls == [
+        ("retrain", monday),
+        ("refresh", monday),
+        ("refresh", tuesday),
+        ("refresh", datetime(2026, 1, 7, 3, tzinfo=UTC)),
+    ]
+
+
+def test_lock_names_the_job_holding_it(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "retrain.lock"
+    with RetrainLock(path, job="refresh"), pytest.raises(RetrainBusy, match=r"another refresh is running"):
+        RetrainLock(path).__enter__()
 
 
 def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
@@ -152,23 +184,36 @@ def test_deploy_files_follow_the_configured_cron(settings) -> None:
     lines = [
         ln for ln in (root / "crontab.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")
     ]
+    assert len(lines) == 2
+    by_job = {("retrain" if "persona retrain" in ln else "refresh"): ln for ln in lines}
+    assert by_job["retrain"].startswith(settings.schedule.retrain + " ")
     assert (
-        len(lines) == 1
-        and lines[0].startswith(settings.schedule.cron + " ")
-        and "persona retrain" in lines[0]
+        by_job["refresh"].startswith(settings.schedule.refresh + " ")
+        and "persona refresh" in by_job["refresh"]
     )
-    job = yaml.safe_load((root / "k8s" / "cronjob.yaml").read_text())
-    assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
-    assert job["spec"]["schedule"] == settings.schedule.cron
-    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["retrain"]  # the image's entrypoint is `persona` (Dockerfile)
+    assert "persona retrain --then-refresh" in by_job["retrain"]
+    for name, cron in (
+        ("cronjob.yaml", settings.schedule.retrain),
+        ("cronjob-refresh.yaml", settings.schedule.refresh),
+    ):
+        job = yaml.safe_load((root / "k8s" / name).read_text())
+        assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
+        assert job["spec"]["schedule"] == cron
+        container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        # the image's entrypoint is `persona` (Dockerfile)
+        assert container["args"] == (["refresh"] if "refresh" in name else ["retrain", "--then-refresh"])
 
 
 def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     import signal
     import time
 
-    env = {**os.environ, "PERSONA_DATA_DIR": str(tmp_path), "PERSONA_SCHEDULE__CRON": "0 3 1 1 *"}
+    env = {
+        **os.environ,
+        "PERSONA_DATA_DIR": str(tmp_path),
+        "PERSONA_SCHEDULE__RETRAIN": "0 3 1 1 *",
+        "PERSONA_SCHEDULE__REFRESH": "0 2 1 1 *",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "persona", "schedule"],
         env=env,
@@ -184,7 +229,7 @@ def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             lines.append(line)
             if line.startswith("next run at"):
                 break
-        assert any(ln.startswith("schedule '0 3 1 1 *' (UTC); next: ") for ln in lines), lines
+        assert any(ln.startswith("refresh '0 2 1 1 *', retrain '0 3 1 1 *' (UTC)") for ln in lines), lines
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

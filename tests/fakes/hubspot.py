@@ -6,7 +6,13 @@ Follows the documented contract: `POST /crm/v3/objects/contacts/batch/upsert` wi
 (`status`, `message`, `correlationId`, `category`) when any input is invalid; 207 multi-status with
 per-input `errors[].context.objectWriteTraceId` when `multi_status` is on and every input has a trace id;
 429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers. `GET /crm/v3/objects/contacts/{id}?idProperty=`
-reads a contact back.
+reads a contact back. `POST /crm/v3/objects/contacts/batch/read` (`idProperty`, `inputs: [{id}]`) answers
+the contacts' record ids. Lists (HubSpot Lists API v3, MANUAL lists of contacts, objectTypeId `0-1`):
+`POST /crm/v3/lists` creates one (`name`, `objectTypeId`, `processingType`) -> `{"list": {listId, ...}}`
+(409 if the name exists); `GET /crm/v3/lists/object-type-id/0-1/name/{name}` finds one (404 if none);
+`PUT /crm/v3/lists/{listId}/memberships/add-and-remove` with `recordIdsToAdd` / `recordIdsToRemove`
+-> `recordIdsAdded`, `recordIdsRemoved`, `recordIdsMissing` (unknown record ids); `GET
+/crm/v3/lists/{listId}/memberships` -> `results: [{recordId}]`. `members(name)` reads a list in tests.
 
 It records what happened: `applied` gets one (id, property, value) entry each time a stored property
 value actually changes (re-sending the same value changes nothing, as in HubSpot), `received` counts
@@ -28,9 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
+BATCH_READ = "/crm/v3/objects/contacts/batch/read"
+LISTS = "/crm/v3/lists"
 CONTACT = "/crm/v3/objects/contacts/"
 
 
@@ -68,6 +76,7 @@ class _State:
     statuses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     batches: list[list[str]] = field(default_factory=list)  # trace ids of each applied request
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # listId -> {name, members: set}
 
 
 def _now() -> str:
@@ -102,6 +111,9 @@ class FakeHubSpot:
 
             def do_GET(self) -> None:  # noqa: N802
                 fake._handle(self, "GET")
+
+            def do_PUT(self) -> None:  # noqa: N802
+                fake._handle(self, "PUT")
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", port or self._port), Handler)
@@ -227,6 +239,9 @@ class FakeHubSpot:
             self._reply(handler, status, self._error(status, "internal error", "INTERNAL_ERROR"))
             return
         path = urlparse(handler.path)
+        if path.path.startswith(LISTS) or path.path == BATCH_READ:
+            self._lists(handler, method, path.path, raw)
+            return
         if method == "GET" and path.path.startswith(CONTACT):
             self._get(handler, path.path[len(CONTACT) :], parse_qs(path.query))
             return
@@ -234,6 +249,82 @@ class FakeHubSpot:
             self._reply(handler, 404, self._error(404, f"no route {method} {path.path}", "OBJECT_NOT_FOUND"))
             return
         self._upsert(handler, raw, faults)
+
+    def members(self, name: str) -> set[str]:
+        """Record ids in the list called `name` (empty when there is no such list)."""
+        with self.lock:
+            for held in self.state.lists.values():
+                if held["name"] == name:
+                    return set(held["members"])
+        return set()
+
+    def record_id(self, id_value: str) -> str | None:
+        with self.lock:
+            contact = self.state.contacts.get(id_value)
+        return None if contact is None else contact.id
+
+    def _lists(self, handler: BaseHTTPRequestHandler, method: str, path: str, raw: bytes) -> None:
+        body = json.loads(raw) if raw else {}
+        parts = [unquote(p) for p in path[len(LISTS) :].strip("/").split("/")]
+        with self.lock:
+            lists = self.state.lists
+            if path == BATCH_READ and method == "POST":
+                keys = [str(item["id"]) for item in body.get("inputs", [])]
+                found = [(k, self.state.contacts.get(k)) for k in keys]
+                prop = body.get("idProperty")
+                results = [{"id": c.id, "properties": {prop: key}} for key, c in found if c is not None]
+                reply: tuple[int, dict[str, Any]] = (200, {"status": "COMPLETE", "results": results})
+            elif method == "POST" and parts == [""]:
+                if any(held["name"] == body.get("name") for held in lists.values()):
+                    reply = (409, self._error(409, "list name already exists", "CONFLICT"))
+                elif body.get("objectTypeId") != "0-1" or body.get("processingType") != "MANUAL":
+                    reply = (
+                        400,
+                        self._error(400, "objectTypeId 0-1 and processingType MANUAL", "VALIDATION_ERROR"),
+                    )
+                else:
+                    list_id = str(len(lists) + 1)
+                    lists[list_id] = {"name": body["name"], "members": set()}
+                    reply = (
+                        200,
+                        {
+                            "list": {
+                                "listId": list_id,
+                                "name": body["name"],
+                                "processingType": "MANUAL",
+                                "objectTypeId": "0-1",
+                            }
+                        },
+                    )
+            elif method == "GET" and parts[:3] == ["object-type-id", "0-1", "name"] and len(parts) == 4:
+                match = [(k, v) for k, v in lists.items() if v["name"] == parts[3]]
+                reply = (
+                    (200, {"list": {"listId": match[0][0], "name": parts[3], "processingType": "MANUAL"}})
+                    if match
+                    else (404, self._error(404, f"list {parts[3]} not found", "OBJECT_NOT_FOUND"))
+                )
+            elif len(parts) >= 2 and parts[0] in lists and parts[1] == "memberships":
+                held = lists[parts[0]]
+                if method == "GET" and len(parts) == 2:
+                    reply = (200, {"results": [{"recordId": r} for r in sorted(held["members"])]})
+                elif method == "PUT" and parts[2:] == ["add-and-remove"]:
+                    known = {c.id for c in self.state.contacts.values()}
+                    add = [str(r) for r in body.get("recordIdsToAdd", [])]
+                    remove = [str(r) for r in body.get("recordIdsToRemove", [])]
+                    missing = [r for r in add + remove if r not in known]
+                    added = [r for r in add if r in known and r not in held["members"]]
+                    removed = [r for r in remove if r in known and r in held["members"]]
+                    held["members"] |= set(added)
+                    held["members"] -= set(removed)
+                    reply = (
+                        200,
+                        {"recordIdsAdded": added, "recordIdsRemoved": removed, "recordIdsMissing": missing},
+                    )
+                else:
+                    reply = (404, self._error(404, f"no route {method} {path}", "OBJECT_NOT_FOUND"))
+            else:
+                reply = (404, self._error(404, f"no route {method} {path}", "OBJECT_NOT_FOUND"))
+        self._reply(handler, *reply)
 
     def _get(self, handler: BaseHTTPRequestHandler, record_id: str, query: dict[str, list[str]]) -> None:
         with self.lock:

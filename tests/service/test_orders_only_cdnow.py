@@ -109,8 +109,9 @@ def test_online_scoring_skips_the_missing_model_and_takes_the_business_id(cdnow_
     _, settings, _ = cdnow_run
     state = load_state(settings)
     assert set(state.readiness()["models"]) == {"segments", "churn"}
-    # no leads: no conversion model; 18 months of orders cannot label a 365-day value horizon three times
-    assert set(state.readiness()["not_loaded"]) == {"conversion", "clv"}
+    # no leads: no conversion model; 18 months of orders cannot label a 365-day value horizon three times;
+    # no categories: no recommender; no finished campaign: no uplift model
+    assert set(state.readiness()["not_loaded"]) == {"conversion", "clv", "recommend", "uplift"}
     payload = Scorer(state).score(["00001", "00002"], write_back=False, now=datetime.now(UTC))
     assert payload["scored"] == 2, payload
     for item in payload["items"]:

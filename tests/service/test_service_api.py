@@ -232,6 +232,27 @@ def test_stale_features_are_scored_but_degraded(world, world_ids) -> None:  # ty
     assert fresh["feature_freshness"]["customer_transactions"]["status"] == "present"
 
 
+def test_a_customer_without_a_lead_is_not_degraded(world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """A missing leads row keeps a customer outside conversion's population; it degrades nothing."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from configs.settings import load_settings
+    from serving.scoring import Scorer, load_state
+
+    leads = pd.read_parquet(world / "features" / "customer_leads.parquet")
+    no_lead = [c for c in world_ids["active"] if c not in set(leads["customer_id"].astype(str))][:20]
+    assert no_lead, "the world needs active customers without a lead"
+    with env(PERSONA_DATA_DIR=str(world)):
+        scorer = Scorer(load_state(load_settings()))
+    items = scorer.score(no_lead, write_back=False, now=datetime.now(UTC))["items"]
+    for item in items:
+        assert item["feature_freshness"]["customer_leads"]["status"] == "not_found"
+        assert item["conversion"]["probability"] is None
+        assert item["degraded"] is False, item["warnings"]
+
+
 def test_responses_are_exactly_the_declared_model(client, world_ids) -> None:  # type: ignore[no-untyped-def]
     """The service encodes the scorer's payload directly: it must be what `ScoreResponse` would give,
     field for field, for every kind of item, small (scalar tags) and large (vectorised tags) requests."""

@@ -4,6 +4,8 @@ registry and gate; and the honest refusal when the data is too short for the hor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +29,9 @@ def trained(tmp_path_factory):
     (data_dir / "clean").mkdir()
     for name, frame in clean_tables().items():
         frame.to_parquet(data_dir / "clean" / f"{name}.parquet", index=False)
+    # what `persona ingest` records with the tables: the data's clock
+    report = {"as_of": END.isoformat(), "absent": []}
+    (data_dir / "clean" / "ingest_report.json").write_text(json.dumps(report), encoding="utf-8")
     settings = load_settings(data_dir=str(data_dir), **OVERRIDES)
     report = retrain(settings, kinds=("clv",), say=lambda _: None)
     return settings, report

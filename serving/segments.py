@@ -1,0 +1,200 @@
+"""Segment sync: a persona, RFM segment, campaign arm or any combination of tag values kept in step as a
+list in the CRM. On each refresh the members (customers whose current tags match the rule) are compared
+with the members already synced; adds and removes are recorded and queued in one transaction in the
+`segment_outbox` and delivered by the same dispatcher as CRM tags (at least once, back-off, breaker,
+dead letters). Removes of customers who withdrew consent follow from their tags being cleared.
+
+An HTTP CRM gets HubSpot lists (`serving/connectors/hubspot_lists.py`). The embedded SQL CRM keeps lists in `persona_list_members` (one row per list and contact, `member`
+true or false, applied only by a newer `seq`, so a re-delivery or an older change lands as a no-op).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from serving.changes import TagChange
+from serving.connectors.base import Connector, SendResult, no_record_reason
+from serving.outbox import Outbox, OutboxEntry, segment_outbox_table
+from serving.tag_store import tag_current
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from configs.sections.segments import SegmentRule
+    from configs.settings import Settings
+    from serving.record_keys import RecordKeys
+
+MEMBER = "member"
+
+_state = sa.MetaData()
+segment_members = sa.Table(
+    "segment_members",
+    _state,
+    sa.Column("segment", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(64), primary_key=True),
+)
+
+_crm = sa.MetaData()
+list_members = sa.Table(
+    "persona_list_members",
+    _crm,
+    sa.Column("list_name", sa.String(256), primary_key=True),
+    sa.Column("contact_id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("member", sa.Boolean, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("change_id", sa.String(32), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass
+class SegmentSync:
+    members: int
+    added: int
+    removed: int
+
+
+def segment_outbox(engine: Engine) -> Outbox:
+    """The outbox of list memberships (a newer membership change supersedes an unsent older one)."""
+    outbox = Outbox(engine, table=segment_outbox_table)
+    outbox.create_schema()
+    _state.create_all(engine, checkfirst=True)
+    return outbox
+
+
+def members_of(conn: sa.Connection, rule: SegmentRule) -> set[str]:
+    """Customers whose current tags (tag store) match every entry of `rule.where`."""
+    found: set[str] | None = None
+    t = tag_current
+    for tag, wanted in rule.where.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        rows = conn.execute(sa.select(t.c.customer_id).where(t.c.tag == tag, t.c.value.in_(values)))
+        ids = {r[0] for r in rows}
+        found = ids if found is None else found & ids
+    return found or set()
+
+
+def sync_segments(engine: Engine, rules: list[SegmentRule], *, at: datetime) -> dict[str, SegmentSync]:
+    """Compare each rule's members with those synced before; record and queue adds and removes in one
+    transaction. Running it again with no tag change queues nothing."""
+    outbox = segment_outbox(engine)
+    out: dict[str, SegmentSync] = {}
+    s = segment_members
+    with engine.begin() as conn:
+        for rule in rules:
+            wanted = members_of(conn, rule)
+            held = {r[0] for r in conn.execute(sa.select(s.c.customer_id).where(s.c.segment == rule.name))}
+            added, removed = sorted(wanted - held), sorted(held - wanted)
+            if added:
+                conn.execute(sa.insert(s), [{"segment": rule.name, "customer_id": c} for c in added])
+            for start in range(0, len(removed), 500):
+                conn.execute(
+                    sa.delete(s).where(
+                        s.c.segment == rule.name, s.c.customer_id.in_(removed[start : start + 500])
+                    )
+                )
+            changes = [
+                TagChange(
+                    customer_id=customer,
+                    tag=rule.name,
+                    crm_field=rule.list_name,
+                    old_value=None if value else MEMBER,
+                    new_value=MEMBER if value else None,
+                    changed_at=at,
+                    produced_by=f"segment:{rule.name}",
+                    inputs={"where": dict(rule.where)},
+                )
+                for customers, value in ((added, True), (removed, False))
+                for customer in customers
+            ]
+            outbox.enqueue(conn, changes)
+            out[rule.name] = SegmentSync(members=len(wanted), added=len(added), removed=len(removed))
+    return out
+
+
+class SqlListsConnector(Connector):
+    """List memberships in the SQL CRM's `persona_list_members`, addressed like its tags (RecordKeys)."""
+
+    name = "sql-lists"
+    max_batch = 5000
+
+    def __init__(self, engine: Engine, *, resolver: RecordKeys) -> None:
+        self.engine = engine
+        self.resolver = resolver
+        _crm.create_all(engine, checkfirst=True)
+
+    def send(self, entries: list[OutboxEntry]) -> SendResult:
+        contacts = self.resolver.records_for({e.change.customer_id for e in entries})
+        rejected = {
+            e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
+            for e in entries
+            if not contacts.get(e.change.customer_id)
+        }
+        t = list_members
+        applied = 0
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            for entry in entries:
+                if entry.id in rejected:
+                    continue
+                change = entry.change
+                seq = change.seq or 0
+                for contact_id in contacts[change.customer_id]:
+                    key = sa.and_(t.c.list_name == change.crm_field, t.c.contact_id == contact_id)
+                    stored = conn.execute(sa.select(t.c.seq).where(key)).scalar_one_or_none()
+                    row: dict[str, Any] = {
+                        "customer_id": change.customer_id,
+                        "member": change.new_value == MEMBER,
+                        "seq": seq,
+                        "change_id": change.change_id,
+                        "updated_at": now,
+                    }
+                    if stored is None:
+                        conn.execute(
+                            sa.insert(t).values(list_name=change.crm_field, contact_id=contact_id, **row)
+                        )
+                        applied += 1
+                    elif stored < seq:  # an older change or a re-delivery changes nothing
+                        conn.execute(sa.update(t).where(key).values(**row))
+                        applied += 1
+        return SendResult(rejected=rejected)
+
+
+def build_segment_dispatcher(settings: Settings, *, engine: Engine):  # type: ignore[no-untyped-def]
+    """A dispatcher for the segment outbox to the configured CRM (lists of the embedded SQL CRM)."""
+    from core.errors import CrmError
+    from serving.dispatcher import Dispatcher
+    from serving.record_keys import RecordKeys
+
+    crm = settings.crm
+    resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
+    connector: Connector
+    if crm.connector == "sql":
+        connector = SqlListsConnector(sa.create_engine(settings.url(crm.url)), resolver=resolver)
+    elif crm.connector == "http":
+        from serving.connectors.hubspot_lists import HubSpotListsConnector
+
+        connector = HubSpotListsConnector(
+            settings.url(crm.url),
+            token=crm.token.get_secret_value() if crm.token else None,
+            id_property=crm.id_property,
+            resolver=resolver,
+            timeout=crm.timeout_seconds,
+        )
+    else:
+        raise CrmError(f"segments.sync: no list connector for crm.connector {crm.connector!r}")
+    return Dispatcher(
+        segment_outbox(engine),
+        connector,
+        batch_size=crm.batch_size,
+        give_up_after=crm.give_up_after,
+        base_delay=crm.base_delay_seconds,
+        max_delay=crm.max_delay_seconds,
+        lease_seconds=crm.lease_seconds,
+        poll_seconds=crm.poll_seconds,
+    )

@@ -1,0 +1,177 @@
+"""`persona refresh` on a copy of the session's world: the first run tags everyone, a re-run on the same
+data changes nothing, a next day of orders is taken in with only the due cadence's tags recomputed, and a
+trigger fires a signed webhook to a real HTTP receiver on 127.0.0.1, once per change (a 503 in between
+is retried, not duplicated)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.fakes.webhook import SECRET, Receiver
+from tests.service.conftest import env
+
+
+def _next_day_orders(raw: Path, clean: Path, *, customers: int = 25) -> pd.Timestamp:
+    """Append one day of orders (after the data's as_of) for some active customers to the raw orders."""
+    orders = pd.read_csv(raw / "orders.csv.gz", dtype=str)
+    report = json.loads((clean / "ingest_report.json").read_text())
+    as_of = pd.Timestamp(report["as_of"])
+    recent = orders.dropna(subset=["customer_ref"]).drop_duplicates("customer_ref").head(customers)
+    day = (as_of.floor("D") + pd.Timedelta(days=1, hours=10)).tz_convert("UTC")
+    new = recent.assign(
+        order_id=[f"NEXTDAY-{i}" for i in range(len(recent))],
+        order_ts=[(day + pd.Timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(len(recent))],
+        status="completed" if "status" in recent.columns else None,
+    )
+    pd.concat([orders, new], ignore_index=True).to_csv(raw / "orders.csv.gz", index=False)
+    return day
+
+
+def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
+    """The CRM list `At risk` holds exactly the customers whose current rfm_segment says so (those
+    without a CRM record are dead letters, not members). Returns the members."""
+    state = sa.create_engine(settings.url(settings.state_url))
+    crm = sa.create_engine(settings.url(settings.crm.url))
+    with state.connect() as conn:
+        wanted = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "select customer_id from tag_current where tag = 'rfm_segment' "
+                    "and value in ('at_risk', 'cant_lose')"
+                )
+            )
+        }
+        no_record = {
+            r[0]
+            for r in conn.execute(sa.text("select customer_id from segment_outbox where status = 'dead'"))
+        }
+        pending = conn.execute(
+            sa.text("select count(*) from segment_outbox where status = 'pending'")
+        ).scalar_one()
+    with crm.connect() as conn:
+        held = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "select distinct customer_id from persona_list_members where list_name = 'At risk' and member"
+                )
+            )
+        }
+    assert pending == 0 and wanted, (pending, len(wanted))
+    assert held == wanted - no_record
+    return held
+
+
+@pytest.fixture
+def copy_of_world(world: Path, tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    shutil.copytree(world, data_dir)
+    return data_dir
+
+
+def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from configs.settings import load_settings
+    from persona.cli import main
+    from serving.refresh import load_refresh_state
+
+    config = tmp_path / "persona.yaml"
+    with Receiver(fail_first=1) as receiver:
+        config.write_text(
+            "triggers:\n  rules:\n"
+            "    - name: recency_moved\n      tag: rfm_r\n"
+            f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n"
+            "segments:\n  sync:\n"
+            "    - {name: at_risk, where: {rfm_segment: [at_risk, cant_lose]}, list_name: At risk}\n",
+            encoding="utf-8",
+        )
+        with env(
+            PERSONA_DATA_DIR=str(copy_of_world),
+            PERSONA_CONFIG=str(config),
+            PERSONA_TEST_HOOK_SECRET=SECRET,
+            PERSONA_CRM__BASE_DELAY_SECONDS="0.05",
+            PERSONA_CRM__MAX_DELAY_SECONDS="0.2",
+        ):
+            settings = load_settings(str(config))
+            # the registry records absolute table paths: point it at the copy's tables
+            assert main(["features", "apply"]) == 0
+            # day 1: nothing was tagged yet: every tag is due, everyone gets tags, all delivered
+            assert main(["refresh"]) == 0
+            out = capsys.readouterr().out
+            first = load_refresh_state(settings)
+            assert "tags recomputed: " in out and "not due: 0" in out, out
+            assert "crm: delivered " in out and "dead-lettered 0" in out, out
+            assert "segment at_risk: " in out and "lists: delivered " in out, out
+            members_first = _in_step(settings)
+            queued_first = int(out.split("tag changes queued: ")[1].split()[0].replace(",", ""))
+            assert queued_first > 0
+            # first tagging is a change from unset for every customer: triggers fire for each rfm_r
+            firings_first = len(receiver.calls)
+
+            # the same data again: nothing recomputed, nothing queued, no trigger
+            assert main(["refresh"]) == 0
+            out = capsys.readouterr().out
+            assert "no source data newer than the last refresh's as_of" in out, out
+            assert "tag changes queued" not in out and len(receiver.calls) == firings_first
+
+            engine = sa.create_engine(settings.url(settings.state_url))
+            with engine.connect() as conn:
+                last_id = conn.execute(sa.text("select max(id) from crm_outbox")).scalar_one()
+            # day 2: one more day of orders; the daily run recomputes daily tags only
+            _next_day_orders(copy_of_world / "raw", copy_of_world / "clean")
+            before = {c["change_id"] for c in receiver.calls}
+            assert main(["refresh", "--cadence", "daily"]) == 0
+            out = capsys.readouterr().out
+            second = load_refresh_state(settings)
+            members_second = _in_step(settings)
+            assert members_first != members_second, "the list did not move with the new day"
+            assert pd.Timestamp(second["as_of"]) > pd.Timestamp(first["as_of"])
+            assert second["snapshot"] > first["snapshot"]
+
+    from artifacts.catalog import load_catalog
+
+    catalog = load_catalog(settings)
+    daily = {t.key for t in catalog.tags if t.cadence in ("realtime", "hourly", "daily")}
+    weekly = {t.key for t in catalog.tags} - daily
+    assert weekly, "the catalog has weekly tags"
+    recomputed = out.split("tags recomputed: ")[1].split("(")[1].split(")")[0].split(", ")
+    assert set(recomputed) == daily
+    # the weekly tags kept their day-1 computation time; the daily ones moved to day 2
+    assert all(second["tags"][t] == first["tags"][t] for t in weekly)
+    assert all(second["tags"][t] == second["as_of"] for t in daily)
+    # what was queued on day 2 touches daily tags only (read from the outbox itself)
+    with engine.connect() as conn:
+        day2 = dict(
+            conn.execute(
+                sa.text("select tag, count(*) from crm_outbox where id > :last group by tag"),
+                {"last": last_id},
+            ).all()
+        )
+        fired = conn.execute(sa.text("select count(*), count(distinct change_id) from trigger_outbox")).one()
+        undelivered = conn.execute(
+            sa.text("select count(*) from trigger_outbox where status != 'delivered'")
+        ).scalar_one()
+    # the trigger: exactly one accepted call per firing, every signature valid, none lost or repeated
+    assert receiver.bad_signatures == 0
+    ids = Counter(c["change_id"] for c in receiver.calls)
+    assert set(ids.values()) == {1} and len(ids) == fired[0] == fired[1] and undelivered == 0
+    new_calls = [c for c in receiver.calls if c["change_id"] not in before]
+    assert new_calls, "the new day moved some customers' recency score"
+    call = new_calls[0]
+    assert call["trigger"] == "recency_moved" and call["change"]["tag"] == "rfm_r"
+    assert call["change"]["new_value"] != call["change"]["old_value"] and "recency_days" in call["reasons"]
+    assert call["customer_id"]
+    assert day2 and set(day2) <= daily, day2
+    # the online store serves the new snapshot (what /v1/score reads)
+    online = sa.create_engine(f"sqlite:///{settings.path(settings.feast.sqlite_path)}")
+    with online.connect() as conn:
+        served = conn.execute(sa.text("select max(event_ts) from persona_customer_transactions")).scalar_one()
+    assert pd.Timestamp(served, unit="s", tz="UTC") == pd.Timestamp(second["snapshot"], tz="UTC")
+    assert f"  rfm_r: {day2['rfm_r']:,}" in out
