@@ -105,7 +105,7 @@ def test_uplift_model_from_the_finished_campaign_tags_customers_and_the_crm(demo
     from persona.cli import cli
     from serving.campaigns import create_campaign, current_tags, state_engine
     from training.jobs import train_model
-    from training.registry import promote_manual
+    from training.registry import promote_forced
 
     _, settings, env = demo
     outcome = train_model(settings, "uplift", promote=True)
@@ -114,8 +114,10 @@ def test_uplift_model_from_the_finished_campaign_tags_customers_and_the_crm(demo
     assert -1 <= outcome.metrics["qini"] <= 1 and -1 <= outcome.extra["baseline"]["qini"] <= 1
     version = client(settings).get_model_version(model_name(settings, "uplift"), outcome.version)
     assert version.tags["gate.decision"] == ("promote" if outcome.decision.promote else "reject")
-    if not outcome.promoted:  # a small campaign may not clear the gate: force it, recorded as manual
-        promote_manual(settings, "uplift", version=outcome.version)
+    if not outcome.promoted:  # a small campaign may not clear the gate: force it, with a recorded reason
+        promote_forced(
+            settings, "uplift", version=outcome.version, reason="test: a small demo campaign, forced"
+        )
 
     runner = CliRunner()
     for step in (["score", "--all", "--write-back"], ["crm", "sync"]):
