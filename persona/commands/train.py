@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
+from artifacts.registry import KINDS
 from persona.commands._common import print_table, require_data_dir, settings_from, sqlite_file
-
-KINDS = ("segments", "churn", "conversion", "clv", "recommend", "uplift")
 
 
 def _summary(outcome) -> str:
@@ -178,7 +177,7 @@ def register(cli: click.Group) -> None:
                 click.echo("no champion to roll back")
             return
         if kind is None:
-            raise click.UsageError("--force needs KIND (segments, churn or conversion)")
+            raise click.UsageError(f"--force needs KIND ({', '.join(KINDS)})")
         if not reason.strip():
             raise click.UsageError('--force needs --reason "why" (it is recorded in the promotion history)')
         before = promote_forced(settings, kind, version=str(version), reason=reason)
