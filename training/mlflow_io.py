@@ -405,6 +405,9 @@ def log_bundle(*, bundle: Any, kind: str, input_example: pd.DataFrame, registere
     elif kind == "clv":
         value = bundle.predict(input_example)
         output = pd.DataFrame({"value": value, "tier": bundle.tiers(value)})
+    elif kind == "uplift":
+        uplift, tier = bundle.score(input_example)
+        output = pd.DataFrame({"uplift": uplift, "tier": tier})
     else:
         proba = bundle.predict_proba(input_example)
         output = pd.DataFrame({"probability": proba, "tier": bundle.tiers(proba)})
