@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from configs.campaign import CampaignSpec, parse_campaign
-from core.errors import SourceError, ValidationFailed
+from core.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -102,20 +102,10 @@ def outcome_window(spec: CampaignSpec) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def data_as_of(settings: Settings) -> pd.Timestamp:
-    """The data's clock: the `as_of` ingest ran with; clean tables written without an ingest report
-    (imported or hand-made) fall back to their latest order or event."""
+    """The data's clock: the `as_of` `persona ingest` recorded (`features.clock`, the one source)."""
     from features.clock import clean_as_of
-    from features.ingest import load_clean
 
-    try:
-        return clean_as_of(settings)
-    except SourceError:
-        pass
-    stamps = [load_clean(settings, "orders")["order_ts"].max()]
-    events = load_clean(settings, "events")
-    if events is not None and len(events):
-        stamps.append(events["event_ts"].max())
-    return max(stamps)
+    return clean_as_of(settings)
 
 
 def outcome_values(

@@ -81,38 +81,14 @@ def column_max(path: Path, column: str) -> pd.Timestamp | None:
 # ------------------------------------------------------------------------------------- the data's clock
 def data_as_of(settings: Settings) -> pd.Timestamp | None:
     """The data's clock (never the wall clock): the `as_of` `persona ingest` recorded
-    (`features.clock.clean_as_of`, the one source of truth). Clean tables written before ingest recorded
-    it: the latest order or event on the last day the sources were still recording normally (days with
-    fewer than `STRAY_SHARE` of a median day's records, e.g. stray typed dates, do not count)."""
-    from core.errors import PersonaError
+    (`features.clock.clean_as_of`, the one source of truth); None before the first ingest."""
+    from core.errors import SourceError
     from features.clock import clean_as_of
 
     try:
         return clean_as_of(settings)
-    except (PersonaError, OSError, KeyError, ValueError):
-        pass
-    stamps = []
-    for table, column in ((ORDERS_TABLE, "order_ts"), (EVENTS_TABLE, "event_ts")):
-        path = clean_path(settings, table)
-        if path.is_file() and column in pq.read_schema(path).names:
-            values = pq.read_table(path, columns=[column]).column(column).drop_null()
-            stamps.append(values.cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]"))
-    if not stamps or not sum(len(s) for s in stamps):
+    except SourceError:
         return None
-    return robust_latest(np.concatenate(stamps))
-
-
-STRAY_SHARE = 0.05
-
-
-def robust_latest(stamps: np.ndarray) -> pd.Timestamp:
-    """Latest timestamp among days with at least STRAY_SHARE of the median non-empty day's count."""
-    days = stamps.astype("datetime64[D]")
-    unique, counts = np.unique(days, return_counts=True)
-    normal = unique[counts >= STRAY_SHARE * float(np.median(counts))]
-    last_day = normal.max() if len(normal) else unique.max()
-    latest = stamps[days == last_day].max()
-    return pd.Timestamp(latest).tz_localize(UTC)
 
 
 def view_snapshots(settings: Settings) -> dict[str, pd.Timestamp | None]:

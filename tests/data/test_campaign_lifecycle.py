@@ -37,6 +37,12 @@ def _spec(**over):
     return parse_campaign(raw, origin="winback.yaml")
 
 
+def _record_clock(clean, as_of) -> None:
+    """What `persona ingest` writes beside the clean tables: the data's clock."""
+    report = {"as_of": pd.Timestamp(as_of).isoformat(), "absent": ["events", "leads"]}
+    (clean / "ingest_report.json").write_text(json.dumps(report))
+
+
 @pytest.fixture()
 def world(tmp_path, monkeypatch):
     from serving.tag_store import TagStore
@@ -67,7 +73,7 @@ def world(tmp_path, monkeypatch):
         }
     )
     history.to_parquet(clean / "orders.parquet")
-    (clean / "ingest_report.json").write_text(json.dumps({"absent": ["events", "leads"]}))
+    _record_clock(clean, history["order_ts"].max())
     catalog = read_catalog(settings.tags.catalog_path())
     store = open_tag_store(settings, catalog)
     tags = pd.DataFrame({"customer_id": ids, "churn_risk": risk, "persona_name": personas})
@@ -116,7 +122,9 @@ def test_create_assign_report(world) -> None:
     outcome = simulate_outcomes(assigned.arm, assigned.persona, control="control", seed=1)
     orders = simulate_orders(assigned.customer_id, outcome, start=START, window_days=30, seed=1)
     clean = settings.data_dir / "clean" / "orders.parquet"
-    pd.concat([pd.read_parquet(clean), orders]).to_parquet(clean)
+    both = pd.concat([pd.read_parquet(clean), orders])
+    both.to_parquet(clean)
+    _record_clock(clean.parent, both["order_ts"].max())  # what a re-ingest records
 
     report = campaign_report(settings, "winback")
     (result,) = report["outcomes"]
