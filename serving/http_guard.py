@@ -196,7 +196,7 @@ class RequestGuard:
 
         async def shaped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                if 400 <= message["status"] < 500:
+                if 400 <= message["status"] < 500 and not _admission_refusal(message):
                     state["start"] = message  # hold it: the body (and its length) will change
                     return
                 await send(message)
@@ -247,6 +247,12 @@ class RequestGuard:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _admission_refusal(start: dict[str, Any]) -> bool:
+    """serving/admission.py's 429: already in the declared shape, and logged there in summary (one
+    warning line per refused request would itself load an overloaded service)."""
+    return start["status"] == 429 and any(k.lower() == b"retry-after" for k, _ in start.get("headers", []))
 
 
 def _replay(body: bytes, original: Any) -> Any:

@@ -4,7 +4,8 @@ BentoML runs several worker processes and merges their metrics through prometheu
 mode, which it switches on in each worker after importing the service module: the metrics are therefore
 created when the service is constructed in its worker (`ServiceMetrics()`), never at import time.
 Counters add up over workers; the outbox gauges show the most recent reading of any live worker (they
-count rows of the one shared outbox); the model-version info gauge is 1 per version served.
+count rows of the one shared outbox); the model-version info gauge is 1 per version served (0 once a hot
+reload replaced it).
 """
 
 from __future__ import annotations
@@ -87,10 +88,16 @@ class ServiceMetrics:
             "persona_crm_dead_lettered", "Tag changes dead-lettered by the service's dispatcher.", **kw
         )
 
-    def models_served(self, models: Mapping[str, Any]) -> None:
-        """Record the versions loaded: `models` maps kind -> artifacts.registry.LoadedModel."""
-        for kind, loaded in models.items():
-            self.model_info.labels(kind, loaded.version, loaded.feature_service).set(1)
+    def models_served(self, models: Mapping[str, Any], *, previous: Mapping[str, Any] | None = None) -> None:
+        """Record the versions loaded: `models` maps kind -> artifacts.registry.LoadedModel. After a hot
+        reload, the versions of the `previous` set that are no longer served drop to 0."""
+        now = {(kind, m.version, m.feature_service) for kind, m in models.items()}
+        for kind, loaded in (previous or {}).items():
+            labels = (kind, loaded.version, loaded.feature_service)
+            if labels not in now:
+                self.model_info.labels(*labels).set(0)
+        for labels in now:
+            self.model_info.labels(*labels).set(1)
 
     def answered(self, endpoint: str, payload: Mapping[str, Any]) -> None:
         """Count a `ScoreResponse` payload's items and observe its probabilities."""

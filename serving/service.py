@@ -1,9 +1,12 @@
 """The scoring service the CRM calls: `bentoml serve serving.service:PersonaService` (or `persona serve`).
 
 At start-up it loads the champion of each model from the MLflow registry, the FeatureService each was
-trained on (recorded on the model version), the tag catalog and its cut points. If a dependency is not
-there yet (no champion, no feature store), the service still starts: health answers, `/readyz` and
-scoring answer 503 with a JSON body saying what is missing, and loading is retried.
+trained on (recorded on the model version), the tag catalog and its cut points: one model set. A
+background thread polls the registry aliases and the catalog files (`serving.reload_poll_seconds`) and
+swaps a changed set in whole (serving/reload.py); every answer names the set and versions it came from.
+If a dependency is not there yet (no champion, no feature store), the service still starts: health
+answers, `/readyz` and scoring answer 503 with a JSON body saying what is missing, and loading is
+retried by the same thread.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import gc
 import json
 import logging
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,8 +24,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse, Response
 
 from configs.settings import Settings, load_settings
-from core.errors import USER_ERRORS, FeatureStoreError
+from core.errors import FeatureStoreError
 from core.logs import configure
+from serving.admission import AdmissionMiddleware
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.campaign_api import make_app
 from serving.dashboard.app import Dashboard
@@ -32,12 +35,13 @@ from serving.http_guard import RequestGuard
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
 from serving.readiness import REPORT, ReadinessMiddleware
+from serving.reload import ModelSet, Reloader, registry_fingerprint
 from serving.schemas import CustomerIds, ScoreResponse, WriteBack
 from serving.scoring import Scorer, load_state
 
 log = logging.getLogger("persona.serving")
 
-RELOAD_EVERY_SECONDS = 10.0  # how often an unready service retries loading its dependencies
+MODEL_SET_HEADER = "X-Persona-Model-Set"  # the model set that answered (also in `/readyz`)
 
 
 def _unavailable(error: str, detail: str) -> JSONResponse:
@@ -51,59 +55,64 @@ class _PersonaService:
         configure()
         self.settings: Settings = load_settings()
         self.metrics = ServiceMetrics.shared()
-        self.scorer: Any = None
-        self.load_error: str | None = None
-        self._last_load_attempt = 0.0
-        self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._dispatcher_thread: threading.Thread | None = None
-        self._try_load()
-        DASHBOARD.attach_scorer(lambda: self.scorer if self._ensure_loaded() else None)
+        self._withdrawn: frozenset[str] | None = None  # the consent watcher's latest list
+        self.reloader: Reloader[Scorer] = Reloader(
+            fingerprint=lambda: registry_fingerprint(self.settings),
+            build=lambda: Scorer(load_state(self.settings)),
+            poll_seconds=self.settings.serving.reload_poll_seconds,
+            on_swap=self._swapped,
+            on_error=self._load_failed,
+        )
+        self.reloader.check()  # the first set, before the worker takes traffic
+        threading.Thread(
+            target=self.reloader.run, args=(self._stop,), name="model-reload", daemon=True
+        ).start()
+        DASHBOARD.attach_scorer(lambda: self.scorer)
         threading.Thread(target=DASHBOARD.warm, name="dashboard-warm", daemon=True).start()
         self._start_consent_watcher()
         if self.settings.serving.dispatch_in_service:
             self._start_dispatcher()
 
     # -- dependencies -------------------------------------------------------------------------------
-    def _try_load(self) -> bool:
-        """Load models, features and catalog; remember why not, without raising."""
-        with self._load_lock:
-            if self.scorer is not None:
-                return True
-            self._last_load_attempt = time.monotonic()
-            try:
-                self.scorer = Scorer(load_state(self.settings))
-                self.load_error = None
-                REPORT.set({"ready": True, **self.scorer.state.readiness()})
-                self.metrics.models_served(self.scorer.state.models)
-                # Models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's
-                # sight, they no longer lengthen every full collection (the tail of request latency).
-                gc.collect()
-                gc.freeze()
-                log.info("scoring ready: models %s", self.scorer.state.versions)
-                return True
-            except USER_ERRORS as exc:
-                self.load_error = str(exc)
-            except Exception as exc:  # a broken dependency must not kill the service: report it
-                self.load_error = f"{type(exc).__name__}: {exc}"
-            log.warning("scoring not ready: %s", self.load_error)
-            REPORT.set({"ready": False, "detail": self.load_error})
-            return False
+    @property
+    def scorer(self) -> Scorer | None:
+        current = self.reloader.current
+        return None if current is None else current.value
 
-    def _ensure_loaded(self) -> bool:
-        if self.scorer is not None:
-            return True
-        if time.monotonic() - self._last_load_attempt < RELOAD_EVERY_SECONDS:
-            return False
-        return self._try_load()
+    @property
+    def load_error(self) -> str | None:
+        return self.reloader.last_error
+
+    def _swapped(self, old: ModelSet[Scorer] | None, new: ModelSet[Scorer]) -> None:
+        """A new model set serves: carry the consent list over, report it, let go of the old one."""
+        state = new.value.state
+        if self._withdrawn is not None:
+            state.withdrawn = self._withdrawn
+        REPORT.set({"ready": True, "model_set": new.id, **state.readiness()})
+        self.metrics.models_served(state.models, previous=None if old is None else old.value.state.models)
+        # Models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's sight,
+        # they no longer lengthen every full collection (the tail of request latency). The old set's
+        # objects are unfrozen first, so they can be collected once its last request has finished.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        log.info("scoring ready: model set %s, models %s", new.id, state.versions)
+
+    def _load_failed(self, error: str) -> None:
+        if self.reloader.current is None:
+            REPORT.set({"ready": False, "detail": error})
 
     def _start_consent_watcher(self) -> None:
         """A withdrawal (consent list in the state DB) answers `consent_withdrawn` within seconds."""
         from serving.consent import ConsentWatcher
 
         def swap(ids: frozenset[str]) -> None:
-            if self.scorer is not None:
-                self.scorer.state.withdrawn = ids
+            self._withdrawn = ids
+            scorer = self.scorer
+            if scorer is not None:
+                scorer.state.withdrawn = ids
 
         watcher = ConsentWatcher(
             self.settings, on_change=swap, poll_seconds=self.settings.serving.consent_poll_seconds
@@ -128,14 +137,18 @@ class _PersonaService:
         gc.unfreeze()  # let the interpreter tear the loaded objects down normally at exit
 
     def __is_ready__(self) -> bool:
-        return self._ensure_loaded()
+        # Loading happens on the reload thread only: readiness never waits for it.
+        return self.reloader.current is not None
 
     # -- endpoints ----------------------------------------------------------------------------------
     def _run(self, customer_ids: list[str], *, write_back: bool, only: str | None) -> Any:
-        if not self._ensure_loaded():
+        model_set = self.reloader.current  # read once: the whole answer comes from this one set
+        if model_set is None:
             return _unavailable("not_ready", self.load_error or "loading")
         try:
-            payload = self.scorer.score(customer_ids, write_back=write_back, now=datetime.now(UTC), only=only)
+            payload = model_set.value.score(
+                customer_ids, write_back=write_back, now=datetime.now(UTC), only=only
+            )
         except FeatureStoreError as exc:
             return _unavailable("feature_store_unavailable", str(exc))
         except OperationalError as exc:  # the state DB (tag store + outbox) is locked or unreachable
@@ -144,7 +157,11 @@ class _PersonaService:
         self.metrics.answered(only or "score", payload)
         # The payload is built field for field as `ScoreResponse` (tests/service compare the two), so it
         # is encoded directly: validating 1,000 nested items again took longer than scoring them.
-        return Response(json.dumps(payload, allow_nan=False).encode("utf-8"), media_type="application/json")
+        return Response(
+            json.dumps(payload, allow_nan=False).encode("utf-8"),
+            media_type="application/json",
+            headers={MODEL_SET_HEADER: model_set.id},
+        )
 
     @bentoml.api(route="/v1/score")
     def score(self, customer_ids: CustomerIds, write_back: WriteBack = False) -> ScoreResponse:
@@ -199,3 +216,7 @@ DASHBOARD = Dashboard(lambda: _SETTINGS, digests=load_api_keys)
 PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")
 # after the key check: content type, body size (413 before parsing), 4xx bodies and their log lines
 PersonaService.add_asgi_middleware(RequestGuard, max_body_bytes=_SETTINGS.serving.max_body_bytes)
+# after the guard: admission by cost (customers in flight per worker), 429 + Retry-After at once
+PersonaService.add_asgi_middleware(
+    AdmissionMiddleware, max_inflight_customers=_SETTINGS.serving.max_inflight_customers
+)

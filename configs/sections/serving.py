@@ -36,6 +36,14 @@ class ServingConfig(BaseModel):
     # how often the service re-reads the consent list (state database): a withdrawal answers
     # `consent_withdrawn` within this many seconds, without a restart
     consent_poll_seconds: float = Field(2.0, gt=0, le=300)
+    # how often each worker checks the registry's champion aliases and the tag catalog / cut-point
+    # files: a promoted champion serves within this many seconds (plus its load time), without a restart
+    reload_poll_seconds: float = Field(30.0, gt=0, le=3600)
+    # Admission by cost: customers in flight per worker (a 1,000-id request costs 1,000). A request that
+    # would go beyond gets 429 with Retry-After at once instead of queueing into a 504.
+    max_inflight_customers: int = Field(3000, ge=1000)
+    # `explain` (reasons per score) defaults to true up to this many ids per request, false above
+    explain_up_to: int = Field(100, ge=0, le=1000)
     # request bodies larger than this are refused with 413 before they are read. The largest valid
     # request (1,000 ids of 64 characters, each JSON-escaped as \uXXXX\uXXXX) is about 770 KB: a lower
     # limit refuses some valid requests (plain ASCII ids: about 70 KB).
