@@ -18,7 +18,13 @@ TITLE = "Persona scoring API"
 DESCRIPTION = f"""Customer profiles for your CRM: for 1 to {MAX_IDS:,} pseudonymous customer ids per request,
 the segment and persona, churn and conversion probabilities (calibrated, with a tier and the top reasons
 as log-odds contributions), and every tag of the catalog. With `write_back: true`, changed tags are queued
-for the CRM through a transactional outbox.
+for the CRM through a transactional outbox. `explain` asks for the reasons of each score: by default true
+up to 100 ids per request and false above (`serving.explain_up_to`), where reasons would cost more than
+the scores; tags are complete either way.
+
+Every answer names the model set that produced it (`model_set`, header `X-Persona-Model-Set`) and its
+versions (`model_versions`): a newly promoted champion is picked up without a restart and swapped in
+whole, so one answer never mixes versions.
 
 Authentication: `Authorization: Bearer <key>`, keys from `PERSONA_API_KEYS`. `/healthz`, `/readyz`,
 `/metrics` (Prometheus) and this document are open.
@@ -36,6 +42,10 @@ REQUEST_EXAMPLES = {
     "/v1/score": {
         "one customer": {"customer_ids": [EXAMPLE_ID]},
         "queue tag changes for the CRM": {"customer_ids": [EXAMPLE_ID, "P1b2c3d4e5f60"], "write_back": True},
+        "many customers, scores without reasons": {
+            "customer_ids": [EXAMPLE_ID, "P1b2c3d4e5f60"],
+            "explain": False,
+        },
     },
     "/v1/churn": {"one customer": {"customer_ids": [EXAMPLE_ID]}},
 }
@@ -57,7 +67,9 @@ ERROR_RESPONSES = {
     "401": {"description": "missing or invalid API key", "content": _ERROR},
     "413": {"description": f"request body too large (at most {MAX_IDS:,} customer ids)"},
     "429": {
-        "description": "more requests in flight than serving.max_concurrency: retry shortly",
+        "description": "overloaded: more customers in flight than serving.max_inflight_customers per "
+        "worker (a 1,000-id request counts 1,000), or more requests than serving.max_concurrency; "
+        "answered at once, retry after Retry-After seconds",
         "headers": _RETRY_AFTER,
     },
     "503": {

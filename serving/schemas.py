@@ -14,6 +14,8 @@ CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_IDS)]
 # true or false, as the schema says: pydantic's lax mode would also take 0/1 and "yes"
 WriteBack = Annotated[bool, Strict()]
+# reasons per score: null (default) = true up to serving.explain_up_to ids (100), false above
+Explain = Annotated[bool | None, Strict()]
 
 ItemStatus = Literal["ok", "not_found", "consent_withdrawn"]
 
@@ -114,6 +116,9 @@ class ScoreItem(BaseModel):
 class ScoreResponse(BaseModel):
     items: list[ScoreItem]
     model_versions: dict[str, str]
+    # The model set that answered (also the `X-Persona-Model-Set` header and `/readyz`'s `model_set`):
+    # a hot reload swaps whole sets, so every answer's versions come from this one set.
+    model_set: str | None = None
     scored: int
     not_found: int
     consent_withdrawn: int

@@ -604,8 +604,14 @@ class Scorer:
         now: datetime,
         only: str | None = None,
         as_of: datetime | None = None,
+        explain: bool | None = None,
     ) -> dict[str, Any]:
         """Score `customer_ids` (duplicates answered once). Returns the `ScoreResponse` payload.
+
+        `explain`: the reasons of each score (`reasons` of churn, conversion and value). None (the
+        default) means true up to `serving.explain_up_to` ids and false above: a bulk request pays for
+        per-feature contributions only when it asks for them. Tags that read reasons (`churn_reasons`)
+        are computed either way.
 
         An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
         customer number, a lead id); each item names the Persona id and the id as it was asked for.
@@ -615,6 +621,8 @@ class Scorer:
         state = self.state
         as_of = as_of or state.as_of
         requested = list(dict.fromkeys(str(c) for c in customer_ids))
+        if explain is None:
+            explain = len(customer_ids) <= state.settings.serving.explain_up_to
         persona_of = state.record_keys.customer_for(requested) if state.record_keys is not None else {}
         ids = list(dict.fromkeys(persona_of.get(r, r) for r in requested))
         withdrawn = {i for i in ids if i in state.withdrawn}
@@ -634,7 +642,9 @@ class Scorer:
                 )
             known = [c for c, f in zip(eligible, found, strict=True) if f]
             if known:
-                queued = self._score_known(known, result, found, items, write_back, now, only, as_of)
+                queued = self._score_known(
+                    known, result, found, items, write_back, now, only, as_of, explain=explain
+                )
         ordered = []
         for r in requested:
             item = items[persona_of.get(r, r)]
@@ -645,6 +655,7 @@ class Scorer:
         return {
             "items": ordered,
             "model_versions": state.versions,
+            "model_set": None,  # the service names the set that answered (serving/reload.py)
             "scored": sum(1 for i in ordered if i["status"] == "ok"),
             "not_found": sum(1 for i in ordered if i["status"] == "not_found"),
             "consent_withdrawn": sum(1 for i in ordered if i["status"] == "consent_withdrawn"),
@@ -662,9 +673,11 @@ class Scorer:
         now: datetime,
         only: str | None,
         as_of: datetime | None,
+        *,
+        explain: bool = True,
     ) -> int:
         state = self.state
-        top_k = state.settings.serving.top_reasons
+        top_k = state.settings.serving.top_reasons if explain else 0
         every = bool(found.all())  # the usual case: no unknown id, no row selection needed
         view_status = {
             view: status if every else status[found] for view, status in result.view_status.items()

@@ -36,7 +36,7 @@ from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
 from serving.readiness import REPORT, ReadinessMiddleware
 from serving.reload import ModelSet, Reloader, registry_fingerprint
-from serving.schemas import CustomerIds, ScoreResponse, WriteBack
+from serving.schemas import CustomerIds, Explain, ScoreResponse, WriteBack
 from serving.scoring import Scorer, load_state
 
 log = logging.getLogger("persona.serving")
@@ -141,19 +141,22 @@ class _PersonaService:
         return self.reloader.current is not None
 
     # -- endpoints ----------------------------------------------------------------------------------
-    def _run(self, customer_ids: list[str], *, write_back: bool, only: str | None) -> Any:
+    def _run(
+        self, customer_ids: list[str], *, write_back: bool, only: str | None, explain: bool | None
+    ) -> Any:
         model_set = self.reloader.current  # read once: the whole answer comes from this one set
         if model_set is None:
             return _unavailable("not_ready", self.load_error or "loading")
         try:
             payload = model_set.value.score(
-                customer_ids, write_back=write_back, now=datetime.now(UTC), only=only
+                customer_ids, write_back=write_back, now=datetime.now(UTC), only=only, explain=explain
             )
         except FeatureStoreError as exc:
             return _unavailable("feature_store_unavailable", str(exc))
         except OperationalError as exc:  # the state DB (tag store + outbox) is locked or unreachable
             log.warning("state database unavailable: %s", exc.orig)
             return _unavailable("state_store_unavailable", "the tag store / outbox database is unavailable")
+        payload["model_set"] = model_set.id
         self.metrics.answered(only or "score", payload)
         # The payload is built field for field as `ScoreResponse` (tests/service compare the two), so it
         # is encoded directly: validating 1,000 nested items again took longer than scoring them.
@@ -164,14 +167,17 @@ class _PersonaService:
         )
 
     @bentoml.api(route="/v1/score")
-    def score(self, customer_ids: CustomerIds, write_back: WriteBack = False) -> ScoreResponse:
-        """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes."""
-        return self._run(customer_ids, write_back=write_back, only=None)
+    def score(
+        self, customer_ids: CustomerIds, write_back: WriteBack = False, explain: Explain = None
+    ) -> ScoreResponse:
+        """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes.
+        `explain`: reasons per score (default: true up to 100 ids, false above)."""
+        return self._run(customer_ids, write_back=write_back, only=None, explain=explain)
 
     @bentoml.api(route="/v1/churn")
-    def churn(self, customer_ids: CustomerIds) -> ScoreResponse:
+    def churn(self, customer_ids: CustomerIds, explain: Explain = None) -> ScoreResponse:
         """Churn probability, tier and reasons only (no tags, no write-back)."""
-        return self._run(customer_ids, write_back=False, only="churn")
+        return self._run(customer_ids, write_back=False, only="churn", explain=explain)
 
 
 class _BenchmarkEndpoints:

@@ -305,3 +305,38 @@ def test_one_by_one_and_together_give_the_same_answers(world, world_ids) -> None
         assert one == many
     assert sum(i["conversion"]["probability"] is not None for i in together) > 0
     assert sum(i["churn"]["probability"] is not None for i in together) > 0
+
+
+def test_explain_defaults_by_size_and_never_changes_a_score(client, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """Reasons on demand: `explain` defaults to true up to serving.explain_up_to ids (100) and false
+    above; asking for them or not changes no probability, tier or tag."""
+    active = world_ids["active"]
+    big = (active * 3)[:150] if len(active) < 150 else active[:150]
+
+    def post(ids, **extra):  # type: ignore[no-untyped-def]
+        r = client.post("/v1/score", json={"customer_ids": ids, **extra}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-persona-model-set"] == r.json()["model_set"]
+        return {i["customer_id"]: i for i in r.json()["items"]}
+
+    def has_reasons(items) -> bool:  # type: ignore[no-untyped-def]
+        return any(i["churn"] and i["churn"]["reasons"] for i in items.values())
+
+    small = post(active[:5])
+    assert has_reasons(small)
+    assert not has_reasons(post(active[:5], explain=False))
+    default_big = post(big)
+    assert not has_reasons(default_big)
+    explained_big = post(big, explain=True)
+    assert has_reasons(explained_big)
+    for cid, item in default_big.items():
+        other = explained_big[cid]
+        assert item["churn"]["probability"] == other["churn"]["probability"]
+        assert item["tags"] == other["tags"]
+        assert item["value"]["predicted_value"] == other["value"]["predicted_value"]
+    assert (
+        client.post(
+            "/v1/score", json={"customer_ids": active[:1], "explain": "yes"}, headers=AUTH
+        ).status_code
+        == 400
+    )

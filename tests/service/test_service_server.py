@@ -194,3 +194,54 @@ def test_feature_store_failure_gives_503_json(world: Path, world_ids, tmp_path: 
         assert healed.status_code == 200
     finally:
         _stop(proc)
+
+
+def test_a_promoted_champion_is_served_without_restart(world: Path, world_ids, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Promote a new churn version while a client scores in a loop: no request fails, every answer
+    comes from one model set (its header names the set, its body the versions), and the new version
+    answers within the poll interval plus its load time."""
+    from artifacts.registry import CHAMPION, SERVICE_TAG, client, model_name
+    from configs.settings import load_settings
+
+    settings = load_settings(data_dir=str(world))
+    c = client(settings)
+    name = model_name(settings, "churn")
+    old = c.get_model_version_by_alias(name, CHAMPION)
+    proc, base, _ = _start(
+        world, tmp_path, PERSONA_SERVING__WORKERS="2", PERSONA_SERVING__RELOAD_POLL_SECONDS="1"
+    )
+    cid = world_ids["active"][0]
+    answers: list[tuple[int, str | None, dict]] = []
+    try:
+        first = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert first["models"]["churn"]["version"] == str(old.version) and first["model_set"]
+        new = c.create_model_version(
+            name, source=old.source, run_id=old.run_id, tags={SERVICE_TAG: old.tags[SERVICE_TAG]}
+        )
+        c.set_registered_model_alias(name, CHAMPION, new.version)
+        deadline = time.monotonic() + 90
+        with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+            while time.monotonic() < deadline:
+                r = http.post("/v1/score", json={"customer_ids": [cid]})
+                body = r.json()
+                answers.append(
+                    (r.status_code, r.headers.get("x-persona-model-set"), body.get("model_versions"))
+                )
+                if r.status_code == 200 and body["model_versions"]["churn"] == str(new.version):
+                    # both workers: keep going until a run of answers all come from the new set
+                    if all(a[2]["churn"] == str(new.version) for a in answers[-20:]) and len(answers) > 20:
+                        break
+                time.sleep(0.02)
+        assert {a[0] for a in answers} == {200}, [a for a in answers if a[0] != 200][:3]
+        assert answers[-1][2]["churn"] == str(new.version), "the promoted champion was never served"
+        versions_of_set: dict[str, set] = {}
+        for _, set_id, versions in answers:
+            assert set_id
+            versions_of_set.setdefault(set_id, set()).add(tuple(sorted(versions.items())))
+        assert all(len(v) == 1 for v in versions_of_set.values()), versions_of_set
+        assert len(versions_of_set) == 2
+        ready = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert ready["models"]["churn"]["version"] == str(new.version)
+    finally:
+        c.set_registered_model_alias(name, CHAMPION, old.version)  # the shared world as it was
+        _stop(proc)
