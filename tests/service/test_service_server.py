@@ -227,10 +227,12 @@ def test_a_promoted_champion_is_served_without_restart(world: Path, world_ids, t
                 answers.append(
                     (r.status_code, r.headers.get("x-persona-model-set"), body.get("model_versions"))
                 )
-                if r.status_code == 200 and body["model_versions"]["churn"] == str(new.version):
-                    # both workers: keep going until a run of answers all come from the new set
-                    if all(a[2]["churn"] == str(new.version) for a in answers[-20:]) and len(answers) > 20:
-                        break
+                # both workers: keep going until a run of answers all come from the new set
+                recent = answers[-20:]
+                if len(answers) > 20 and all(
+                    a[0] == 200 and a[2]["churn"] == str(new.version) for a in recent
+                ):
+                    break
                 time.sleep(0.02)
         assert {a[0] for a in answers} == {200}, [a for a in answers if a[0] != 200][:3]
         assert answers[-1][2]["churn"] == str(new.version), "the promoted champion was never served"
