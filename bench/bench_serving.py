@@ -51,8 +51,12 @@ LOOP_SECONDS = 45.0  # no single measurement loop runs longer than this
 OVERLOAD_CLIENTS = 300  # the overload row: this many clients at once, 1,000 ids each
 OVERLOAD_SECONDS = 20.0
 RELOAD_POLL_SECONDS = 10.0  # the served poll interval during the bench (config default: 30 s)
+if os.environ.get("PERSONA_BENCH_SERVING_SMOKE"):  # every path once, tiny counts: checks the script only
+    SEQ_REQUESTS, CONC_REQUESTS, CONC_ROUNDS, MID_REQUESTS, BIG_REQUESTS = 20, 20, 1, 3, 3
+    OVERLOAD_CLIENTS, OVERLOAD_SECONDS, RELOAD_POLL_SECONDS = 30, 3.0, 2.0
+    RESULTS = ROOT / "bench" / "results" / "serving_smoke.md"
 READY_SECONDS = 180.0
-BATCH_RUNS = 3
+BATCH_RUNS = 1 if os.environ.get("PERSONA_BENCH_SERVING_SMOKE") else 3
 
 # The aims (reported against, never asserted).
 AIM_P99_MS = 6.0
@@ -68,8 +72,14 @@ AIM_MEMORY_MB = 1536.0
 
 # ------------------------------------------------------------------------------------------ world
 def _env(world: Path) -> dict[str, str]:
+    from configs.settings import load_settings
+
+    # As `persona demo` does: the synthetic world spans two years, too short for the default 365-day
+    # value horizon, so CLV is trained (and served) on generator.demo_clv_horizon_days.
+    horizon = load_settings().generator.demo_clv_horizon_days
     return {
         **os.environ,
+        "PERSONA_TRAINING__CLV_HORIZON_DAYS": str(horizon),
         "PERSONA_DATA_DIR": str(world),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TQDM_DISABLE": "1",

@@ -623,25 +623,16 @@ def online_features(
             _view_status={view: nothing.astype(object) for view in ttl_of},
             _view_seconds={view: nothing for view in ttl_of},
         )
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    # Each view is read with the provider's `online_read` (Feast's OnlineStore interface: the same call
-    # `get_online_features` makes) and its ValueProtos are decoded here: `get_online_features` would
-    # then rebuild a response proto per value and convert every timestamp again, which is a third of
-    # the time of a 1,000-customer read. TTLs are applied below (stale), as documented.
-    keys = [EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=i)]) for i in ids]
+    # Each view is read once for all customers (SQLite: one query per view; Redis: Feast's `online_read`,
+    # one pipeline per view) and its ValueProtos are decoded here: `get_online_features` would then
+    # rebuild a response proto per value and convert every timestamp again. TTLs are applied below
+    # (stale), as documented.
     features_of: dict[str, list[str]] = {}
     for name, view in view_of.items():
         features_of.setdefault(view, []).append(name)
     try:
-        provider, config = store.provider, store.config
-        rows_of = {
-            view: provider.online_read(
-                config=config, table=plan.tables[view], entity_keys=keys, requested_features=names
-            )
-            for view, names in features_of.items()
-        }
+        read = _read_sqlite if getattr(store.config.online_store, "type", "") == "sqlite" else _read_provider
+        raw_of = read(store, plan, features_of, ids)
     except Exception as exc:
         raise FeatureStoreError(
             f"online read for service {service!r} failed: {type(exc).__name__}: {exc}",
@@ -657,12 +648,7 @@ def online_features(
     view_seconds: dict[str, np.ndarray] = {}
     any_found = np.zeros(n, dtype=bool)
     for view, names in features_of.items():
-        rows = rows_of[view]
-        # A row exists where the store returned a timestamp after the epoch: Feast's Redis store
-        # answers an unknown key with empty values and timestamp 0.
-        seconds = np.array(
-            [-1 if ts is None else int(_utc(ts).timestamp()) for ts, _ in rows], dtype=np.int64
-        )
+        seconds, python_values = raw_of[view]
         found = seconds > 0
         seconds[~found] = -1
         stale = np.zeros(n, dtype=bool)
@@ -672,13 +658,12 @@ def online_features(
         view_status[view] = np.where(stale, "stale", np.where(found, "present", "not_found"))
         view_seconds[view] = seconds
         any_found |= found
-        dicts = [d if ok else None for (_, d), ok in zip(rows, found, strict=True)]
         for name in names:
-            python_values = [None if d is None else _scalar(d.get(name)) for d in dicts]
+            column = python_values[name]
             if name in plan.numeric:  # float64 with NaN for missing: what models take
-                values[name] = np.array([np.nan if v is None else v for v in python_values], dtype=np.float64)
+                values[name] = np.array([np.nan if v is None else v for v in column], dtype=np.float64)
             else:
-                values[name] = np.array(python_values, dtype=object)
+                values[name] = np.array(column, dtype=object)
     values = {name: values[name] for name in features}  # service order
     return OnlineResult(
         columns=values,
@@ -689,6 +674,85 @@ def online_features(
         _view_status=view_status,
         _view_seconds=view_seconds,
     )
+
+
+_RawView = tuple[np.ndarray, dict[str, list[Any]]]  # (epoch seconds per id, -1 = none; name -> values)
+
+
+def _entity_keys(ids: list[str]) -> list[Any]:
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return [EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=i)]) for i in ids]
+
+
+def _read_provider(
+    store: FeatureStore, plan: _ServicePlan, features_of: dict[str, list[str]], ids: list[str]
+) -> dict[str, _RawView]:
+    """Any online store, through Feast's `online_read` (its OnlineStore interface, the call
+    `get_online_features` makes): Redis answers each view with one pipeline of HMGETs."""
+    keys = _entity_keys(ids)
+    provider, config = store.provider, store.config
+    out: dict[str, _RawView] = {}
+    for view, names in features_of.items():
+        rows = provider.online_read(
+            config=config, table=plan.tables[view], entity_keys=keys, requested_features=names
+        )
+        # A row exists where the store returned a timestamp after the epoch: Feast's Redis store
+        # answers an unknown key with empty values and timestamp 0.
+        seconds = np.array(
+            [-1 if ts is None else int(_utc(ts).timestamp()) for ts, _ in rows], dtype=np.int64
+        )
+        dicts = [d if sec > 0 else None for (_, d), sec in zip(rows, seconds, strict=True)]
+        out[view] = (
+            seconds,
+            {name: [None if d is None else _scalar(d.get(name)) for d in dicts] for name in names},
+        )
+    return out
+
+
+def _read_sqlite(
+    store: FeatureStore, plan: _ServicePlan, features_of: dict[str, list[str]], ids: list[str]
+) -> dict[str, _RawView]:
+    """Feast's SQLite online store read directly: one query per view for every customer, only the
+    features asked for, the timestamp as the epoch integer it is stored as. Feast's own `online_read`
+    reads every feature of the view and converts each row's timestamp to a datetime in Python, which
+    was half of a 1,000-customer read. Same table, key encoding and connection as Feast's."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    config = store.config
+    version = config.entity_key_serialization_version
+    keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k in _entity_keys(ids)]
+    first: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    unique = list(first)
+    where = np.fromiter((first[k] for k in keys), dtype=np.int64, count=len(keys))  # row of each id
+    conn = store.provider.online_store._get_conn(config)
+    versioning = config.registry.enable_online_feature_view_versioning
+    parse = Value.FromString
+    out: dict[str, _RawView] = {}
+    for view, names in features_of.items():
+        table = _quote_id(_table_id(config.project, plan.tables[view], versioning))
+        rows = conn.execute(
+            f"SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) FROM {table} "
+            f"WHERE entity_key IN ({','.join('?' * len(unique))}) "
+            f"AND feature_name IN ({','.join('?' * len(names))})",
+            [*unique, *names],
+        ).fetchall()
+        seconds = np.full(len(keys), -1, dtype=np.int64)
+        columns: dict[str, list[Any]] = {name: [None] * len(keys) for name in names}
+        for key, name, blob, ts in rows:
+            i = first[key]
+            seconds[i] = ts
+            columns[name][i] = _scalar(parse(blob))
+        if len(unique) != len(keys):  # repeated ids: each gets its first occurrence's values
+            seconds = seconds[where]
+            columns = {name: [col[i] for i in where] for name, col in columns.items()}
+        out[view] = (seconds, columns)
+    return out
 
 
 def _materialized_end(views: Iterable[Any]) -> datetime | None:
