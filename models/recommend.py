@@ -164,9 +164,9 @@ class Recommender:
     def _bought(self, row: int) -> dict[int, tuple[int, float]]:
         if row < 0:
             return {}
-        c, d = self.counts[row], self.last_day[row]
-        last = dict(zip(d.indices.tolist(), d.data.tolist(), strict=True))
-        return {int(j): (int(n), last[int(j)]) for j, n in zip(c.indices, c.data, strict=True)}
+        c_items, c_data = _csr_row(self.counts, row)
+        last = dict(zip(*(a.tolist() for a in _csr_row(self.last_day, row)), strict=True))
+        return {j: (int(n), last[j]) for j, n in zip(c_items.tolist(), c_data.tolist(), strict=True)}
 
     def _entry(
         self, row: int, j: int, score: float, bought: dict[int, tuple[int, float]], now: float
@@ -187,7 +187,12 @@ class Recommender:
         if row < 0 or not bought or self.spec.name in ("popularity", "buy_again"):
             return popular
         if self.similarity is not None:
-            source = max(bought, key=lambda b: self.similarity[b, j] * self.decayed[row, b])  # type: ignore[index]
+            # the bought item that most explains j (first of equals, in `bought` order)
+            d_items, d_data = _csr_row(self.decayed, row)
+            weight = dict(zip(d_items.tolist(), d_data.tolist(), strict=True))
+            sources = list(bought)
+            strength = self.similarity[sources, j] * np.asarray([weight.get(b, 0.0) for b in sources])
+            source = sources[int(np.argmax(strength))]
             if self.similarity[source, j] > 0:
                 return f"customers who buy {self.items[source]} also buy {item}"
             return popular
@@ -203,6 +208,13 @@ class Recommender:
                 "next_best_list": [", ".join(map(str, r)) for r in names],
             }
         )
+
+
+def _csr_row(matrix: sp.csr_matrix, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of one CSR row, straight from its arrays: indexing the matrix builds a
+    new sparse matrix per call, which was most of a served customer's recommendation time."""
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    return matrix.indices[start:end], matrix.data[start:end]
 
 
 def _row_max_scaled(matrix: np.ndarray) -> np.ndarray:
