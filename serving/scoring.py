@@ -74,8 +74,10 @@ def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
     a model nor a response (JSON has no inf), so it is scored like any missing value."""
     out: dict[str, np.ndarray] = {}
     for name, col in columns.items():
-        if col.dtype.kind == "f" and not np.isfinite(col[~np.isnan(col)]).all():
-            col = np.where(np.isinf(col), np.nan, col)
+        if col.dtype.kind == "f":
+            inf = np.isinf(col)  # one pass (NaN is not inf): this runs per feature on every request
+            if inf.any():
+                col = np.where(inf, np.nan, col)
         out[name] = col
     return out
 
