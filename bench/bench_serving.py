@@ -54,7 +54,7 @@ RELOAD_POLL_SECONDS = 10.0  # the served poll interval during the bench (config 
 if os.environ.get("PERSONA_BENCH_SERVING_SMOKE"):  # every path once, tiny counts: checks the script only
     SEQ_REQUESTS, CONC_REQUESTS, CONC_ROUNDS, MID_REQUESTS, BIG_REQUESTS = 20, 20, 1, 3, 3
     OVERLOAD_CLIENTS, OVERLOAD_SECONDS, RELOAD_POLL_SECONDS = 30, 3.0, 2.0
-    RESULTS = ROOT / "bench" / "results" / "serving_smoke.md"
+    RESULTS = ROOT / "bench" / "results" / "serving_smoke.md.tmp"  # never gathered into BENCHMARKS.md
 READY_SECONDS = 180.0
 BATCH_RUNS = 1 if os.environ.get("PERSONA_BENCH_SERVING_SMOKE") else 3
 
