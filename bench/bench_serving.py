@@ -509,6 +509,32 @@ def measure_reload(world: Path, base: str) -> tuple[float, str, str]:
     return took, str(old.version), str(new.version)
 
 
+def overload_only(world: Path, eligible: list[str]) -> int:
+    """`PERSONA_BENCH_SERVING_ONLY=overload`: only the overload row, printed (nothing is written)."""
+    before = _load()
+    with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp_name:
+        proc, base, log = start_server(world, Path(tmp_name))
+        try:
+            got = measure_overload(base, eligible)
+        finally:
+            stop_server(proc)
+    codes, refusal = got["codes"], got["refusal_ms"]
+    print(
+        f"overload: {got['clients']} clients x {got['size']:,} ids for {OVERLOAD_SECONDS:g} s; load {before} -> {_load()}"
+    )
+    print(
+        f"  answers {codes}; 429 median {statistics.median(refusal) if refusal else float('nan'):.0f} ms; "  # type: ignore[arg-type]
+        f"admitted median {statistics.median(got['ok_ms']) if got['ok_ms'] else float('nan'):.0f} ms"
+    )  # type: ignore[arg-type]
+    for path, ms in got["probes"].items():  # type: ignore[attr-defined]
+        if ms:
+            print(
+                f"  {path}: median {statistics.median(ms):.1f} ms, p99 {_p99(ms):.0f} ms, max {max(ms):.0f} ms ({len(ms)} probes)"
+            )
+    print(f"  probe failures {got['probe_errors'] or 0}")
+    return 0
+
+
 def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     """A throw-away redis-server (no persistence) on a free port."""
     port = free_port()
@@ -641,6 +667,8 @@ def main() -> int:
     from configs.settings import load_settings
 
     workers = load_settings(data_dir=str(world)).serving.workers
+    if os.environ.get("PERSONA_BENCH_SERVING_ONLY") == "overload":
+        return overload_only(world, eligible)
     load_before = _load()
     loads = {"before": load_before}
     http: dict[str, dict[str, dict[str, Result]]] = {}

@@ -64,7 +64,7 @@ class Budget:
 class AdmissionMiddleware:
     """Pure ASGI middleware in front of the scoring routes (after the size and content-type guard)."""
 
-    def __init__(self, app: Any, max_inflight_customers: int = 3000) -> None:
+    def __init__(self, app: Any, max_inflight_customers: int = 1200) -> None:
         self.app = app
         self.budget = Budget(max_inflight_customers)
         self._logged_at = 0.0

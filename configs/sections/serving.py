@@ -40,8 +40,12 @@ class ServingConfig(BaseModel):
     # files: a promoted champion serves within this many seconds (plus its load time), without a restart
     reload_poll_seconds: float = Field(30.0, gt=0, le=3600)
     # Admission by cost: customers in flight per worker (a 1,000-id request costs 1,000). A request that
-    # would go beyond gets 429 with Retry-After at once instead of queueing into a 504.
-    max_inflight_customers: int = Field(3000, ge=1000)
+    # would go beyond gets 429 with Retry-After at once instead of queueing into a 504. Scoring is
+    # CPU-bound under one interpreter lock per worker: two bulk requests at once in a worker finish no
+    # sooner than one after the other, each just takes twice as long (and, on a busy machine, past
+    # `timeout_seconds`), so the default lets one full request run per worker, with room beside it for
+    # the one-customer calls a CRM makes most.
+    max_inflight_customers: int = Field(1200, ge=1000)
     # `explain` (reasons per score) defaults to true up to this many ids per request, false above
     explain_up_to: int = Field(100, ge=0, le=1000)
     # request bodies larger than this are refused with 413 before they are read. The largest valid
