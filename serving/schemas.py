@@ -14,8 +14,9 @@ CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CustomerIds = Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_IDS)]
 # true or false, as the schema says: pydantic's lax mode would also take 0/1 and "yes"
 WriteBack = Annotated[bool, Strict()]
-# reasons per score: null (default) = true up to serving.explain_up_to ids (100), false above
-Explain = Annotated[bool | None, Strict()]
+# reasons per score, true or false; left out = true up to serving.explain_up_to ids (100), false above.
+# Declared as a plain boolean (an explicit null is refused like any other non-boolean).
+Explain = Annotated[bool, Strict()]
 
 ItemStatus = Literal["ok", "not_found", "consent_withdrawn"]
 

@@ -168,14 +168,21 @@ class _PersonaService:
 
     @bentoml.api(route="/v1/score")
     def score(
-        self, customer_ids: CustomerIds, write_back: WriteBack = False, explain: Explain = None
+        self,
+        customer_ids: CustomerIds,
+        write_back: WriteBack = False,
+        explain: Explain = None,  # type: ignore[assignment]  # left out: decided by the request's size
     ) -> ScoreResponse:
         """Score 1 to 1,000 customers: segment, churn, conversion, tags; optionally queue tag changes.
         `explain`: reasons per score (default: true up to 100 ids, false above)."""
         return self._run(customer_ids, write_back=write_back, only=None, explain=explain)
 
     @bentoml.api(route="/v1/churn")
-    def churn(self, customer_ids: CustomerIds, explain: Explain = None) -> ScoreResponse:
+    def churn(
+        self,
+        customer_ids: CustomerIds,
+        explain: Explain = None,  # type: ignore[assignment]  # left out: decided by the request's size
+    ) -> ScoreResponse:
         """Churn probability, tier and reasons only (no tags, no write-back)."""
         return self._run(customer_ids, write_back=False, only="churn", explain=explain)
 
