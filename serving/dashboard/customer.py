@@ -1,6 +1,6 @@
 """The customer 360 page's data: find a customer by Persona id or by the business's own key, then the
 profile, scores with their reasons, every current tag with what produced it, the tag history, recent
-orders and events, and the ids the customer is known by. Pseudonymous throughout: the clean tables hold
+orders and events, the campaigns they were assigned to, and the ids the customer is known by. Pseudonymous throughout: the clean tables hold
 no names, phones or emails, and none are read.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 
 from configs.settings import Settings
 from serving.dashboard import sources
+from serving.dashboard.campaigns import customer_campaigns
 
 PERSONA_ID = re.compile(r"P[0-9a-f]{12}")
 # Sources whose record ids are the business's own keys of a customer, in the order a key is looked up
@@ -37,6 +39,7 @@ class Customer:
     history: list[Any] = field(default_factory=list)  # serving.changes.TagChange
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    campaigns: list[Any] = field(default_factory=list)  # serving.dashboard.campaigns.Assignment
 
 
 def _filtered(path, columns: list[str], expression) -> pd.DataFrame:  # type: ignore[no-untyped-def]
@@ -49,19 +52,27 @@ def _filtered(path, columns: list[str], expression) -> pd.DataFrame:  # type: ig
 SOURCE_ORDER = ("contacts", "orders", "leads")  # which customer a key names when several sources share it
 
 
-def resolve(settings: Settings, query: str, *, keys: pd.DataFrame) -> str | None:
+def _keys(settings: Settings) -> tuple[Path, Path] | None:
+    return sources.key_lookups(settings, KEY_SOURCES)
+
+
+def resolve(settings: Settings, query: str) -> str | None:
     """The Persona id of `query`: itself if it is a known Persona id, else the customer a business key
-    (contact id, customer number, lead id; `keys` from `sources.business_keys`) belongs to."""
+    (contact id, customer number, lead id) belongs to. Both are lookups in sorted copies (one row group
+    read each), never a scan of the customer base."""
     query = query.strip()
     if not query:
         return None
     if PERSONA_ID.fullmatch(query):
         found = _filtered(
-            sources.clean_path(settings, "customers"), ["customer_id"], pc.field("customer_id") == query
+            sources.by_customer(settings, "customers"), ["customer_id"], pc.field("customer_id") == query
         )
         if len(found):
             return query
-    hits = keys[keys["key"] == query]
+    paths = _keys(settings)
+    if paths is None:
+        return None
+    hits = _filtered(paths[0], ["source", "key", "customer_id"], pc.field("key") == query)
     if hits.empty:
         return None
     order = {s: i for i, s in enumerate(SOURCE_ORDER)}
@@ -69,9 +80,12 @@ def resolve(settings: Settings, query: str, *, keys: pd.DataFrame) -> str | None
     return str(hits["customer_id"].iloc[0])
 
 
-def known_as(customer_id: str, *, keys: pd.DataFrame) -> list[tuple[str, str]]:
+def known_as(settings: Settings, customer_id: str) -> list[tuple[str, str]]:
     """The business keys this customer is known by: CRM contact ids, lead ids, customer numbers."""
-    mine = keys[keys["customer_id"] == customer_id]
+    paths = _keys(settings)
+    if paths is None:
+        return []
+    mine = _filtered(paths[1], ["source", "key"], pc.field("customer_id") == customer_id)
     return list(dict.fromkeys(zip(mine["source"].astype(str), mine["key"].astype(str), strict=True)))
 
 
@@ -98,15 +112,14 @@ def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: in
 
 
 def load_customer(
-    settings: Settings, query: str, *, keys: pd.DataFrame, scorer: Any = None, tag_store: Any = None
+    settings: Settings, query: str, *, scorer: Any = None, tag_store: Any = None
 ) -> Customer | None:
-    """Everything the 360 page shows of one customer, or None if `query` names nobody. `keys`: the
-    business keys (`sources.business_keys`), read once per identity map."""
-    customer_id = resolve(settings, query, keys=keys)
+    """Everything the 360 page shows of one customer, or None if `query` names nobody."""
+    customer_id = resolve(settings, query)
     if customer_id is None:
         return None
     profile_frame = _filtered(
-        sources.clean_path(settings, "customers"),
+        sources.by_customer(settings, "customers"),
         [
             "customer_id",
             "consent_profiling",
@@ -127,7 +140,7 @@ def load_customer(
         customer_id=customer_id, requested_id=query.strip(), consent_withdrawn=bool(withdrawn)
     )
     customer.profile = {k: v for k, v in profile.items() if k not in ("customer_id", "consent_profiling")}
-    customer.known_as = known_as(customer_id, keys=keys)
+    customer.known_as = known_as(settings, customer_id)
     limit = settings.dashboard.recent_rows
     customer.orders = _recent(settings, "orders", "order_ts", customer_id, limit)
     customer.events = _recent(settings, "events", "event_ts", customer_id, limit)
@@ -139,11 +152,13 @@ def load_customer(
         )
         customer.score = payload["items"][0] if payload.get("items") else None
     if customer.score is None:
-        scores = sources.latest_scores(settings)
-        if len(scores):
-            row = scores[scores["customer_id"].astype(str) == customer_id]
+        path = sources.by_customer(settings, "scores")
+        if path is not None:
+            names = pq.read_schema(path).names
+            row = _filtered(path, names, pc.field("customer_id") == customer_id)
             customer.batch_scores = row.iloc[0].to_dict() if len(row) else None
     if tag_store is not None:
         customer.tags = tag_store.current(customer_id)
         customer.history = tag_store.history(customer_id, limit=limit * 2)
+        customer.campaigns = customer_campaigns(tag_store.engine, customer_id)
     return customer

@@ -1,6 +1,6 @@
 """The overview page's numbers, in no language: who is profiled, how fresh the data is, personas with a
 typical customer each, every tag's distribution, churn risk over time from the tag history, the CRM
-delivery queue. Built from `sources`; words are added when a page is rendered.
+delivery queue, campaign results. Built from `sources`; words are added when a page is rendered.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 
 from configs.settings import Settings
 from serving.dashboard import sources
+from serving.dashboard.campaigns import CampaignResult, campaign_results
 
 # What "typical" means for a persona: the median of these features over its customers.
 PROFILE_FEATURES = ("recency_days", "frequency_365d", "monetary_365d")
@@ -43,6 +44,7 @@ class Overview:
     churn_tag: str | None = None
     churn_history: pd.DataFrame = field(default_factory=pd.DataFrame)  # day, value, customers
     outbox: dict[str, int] = field(default_factory=dict)
+    campaigns: list[CampaignResult] = field(default_factory=list)
 
     @property
     def behind_days(self) -> float | None:
@@ -135,4 +137,5 @@ def build_overview(settings: Settings, *, tags: list[TagInfo], engine: Any) -> O
         if churn_tag
         else pd.DataFrame(),
         outbox=sources.outbox_counts(engine),
+        campaigns=campaign_results(settings),
     )

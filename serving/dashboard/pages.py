@@ -155,6 +155,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         for status, n in data.outbox.items()
     ]
     return {
+        "campaigns": [campaign_context(c, data.tags, texts, lang) for c in data.campaigns],
         "cards": cards,
         "personas": personas,
         "persona_chart": persona_chart if personas else None,
@@ -165,6 +166,108 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         "every_tag": every_tag,
         "delivery": delivery,
         "dead_letters": data.outbox.get("dead", 0),
+    }
+
+
+# -------------------------------------------------------------------------------------- campaigns
+def _effect_words(value: float, kind: str) -> str:
+    """A difference in rates as percentage points, a difference in means as a number."""
+    return f"{value * 100:+.1f} pp" if kind == "rate" else f"{value:+,.2f}"
+
+
+def _outcome_words(value: float, kind: str) -> str:
+    return f"{value:.1%}" if kind == "rate" else f"{value:,.2f}"
+
+
+def _effect_row(e: dict[str, Any], kind: str, t: Any) -> dict[str, Any]:
+    low, high = e["ci_low"], e["ci_high"]
+    verdict = "effect_up" if low > 0 else "effect_down" if high < 0 else "effect_unclear"
+    return {
+        "arm": e["arm"],
+        "control": e["control"],
+        "difference": _effect_words(e["difference"], kind),
+        "ci": f"[{_effect_words(low, kind)}, {_effect_words(high, kind)}]",
+        "p": f"{e['p_value']:.2g}",
+        "lift": "-" if e.get("relative_lift") is None else f"{e['relative_lift']:+.0%}",
+        "verdict": verdict,
+        "verdict_label": t(verdict),
+    }
+
+
+def campaign_context(result: Any, tags: list[TagInfo], texts: Texts, lang: str) -> dict[str, Any]:
+    """One campaign in words: arms and their sizes, the primary outcome per arm, each treatment's effect
+    against control with its 95 % interval (and a chart of it), breakdowns by the tags recorded at
+    assignment (uplift tier first where the campaign recorded it), warnings."""
+
+    def t(key: str, **kw: Any) -> str:
+        return texts.ui_text(key, lang, **kw)
+
+    report = result.report or {}
+    outcome = (report.get("outcomes") or [None])[0]
+    kind = outcome["kind"] if outcome else "rate"
+    means = {a["arm"]: a for a in (outcome or {}).get("arms", [])}
+    arms = [
+        {
+            "name": arm,
+            "control": arm == result.control,
+            "assigned": _number(result.assigned.get(arm, 0)),
+            "outcome": _outcome_words(means[arm]["mean"], kind) if arm in means else "-",
+            "measured": _number(means[arm]["n"]) if arm in means else "-",
+        }
+        for arm in result.arms
+    ]
+    effects = [_effect_row(e, kind, t) for e in (outcome or {}).get("effects", [])]
+    chart = None
+    if outcome and outcome["effects"]:
+        scale = 100.0 if kind == "rate" else 1.0
+        chart = charts.effects(
+            [f"{e['arm']} vs {e['control']}" for e in outcome["effects"]],
+            [e["difference"] * scale for e in outcome["effects"]],
+            [e["ci_low"] * scale for e in outcome["effects"]],
+            [e["ci_high"] * scale for e in outcome["effects"]],
+            title=t("campaign_effect", outcome=outcome["outcome"]),
+            unit="pp" if kind == "rate" else "",
+        )
+    kinds = {tg.key: tg.value_type for tg in tags}
+    breakdowns = []
+    columns = list((outcome or {}).get("breakdowns", {}))
+    for col in sorted(columns, key=lambda c: c != "uplift_tier"):
+        rows = []
+        for row in outcome["breakdowns"][col]:
+            rows.append(
+                {
+                    "value": texts.value(col, row["value"], lang, value_type=kinds.get(col, "")),
+                    "n": _number(row["n"]),
+                    "effects": [_effect_row(e, kind, t) for e in row["effects"]],
+                }
+            )
+        if rows:
+            breakdowns.append({"key": col, "label": texts.tag(col, lang), "rows": rows})
+    status = report.get("status") or {}
+    if result.report is None:
+        state = t("campaign_not_evaluable")
+    elif status.get("complete"):
+        state = t("campaign_complete", as_of=_day(status.get("as_of")))
+    else:
+        state = t(
+            "campaign_open",
+            days=status.get("days_observed", 0),
+            window=_day(status.get("window_end")),
+            as_of=_day(status.get("as_of")),
+        )
+    return {
+        "name": result.name,
+        "description": result.description,
+        "period": f"{result.start or '-'} - {result.end or '-'}",
+        "audience": result.audience or "-",
+        "state": state,
+        "not_evaluable": result.not_evaluable,
+        "outcome": f"{outcome['outcome']} ({t('outcome_' + kind)})" if outcome else "",
+        "arms": arms,
+        "effects": effects,
+        "chart": chart,
+        "breakdowns": breakdowns,
+        "warnings": report.get("warnings") or [],
     }
 
 
@@ -421,7 +524,19 @@ def customer_context(
         }
         for r in customer.events.to_dict("records")
     ]
+    campaigns = [
+        {
+            "campaign": a.campaign,
+            "description": a.description,
+            "arm": a.arm,
+            "role": t("control_arm") if a.control else t("treatment_arm"),
+            "assigned_at": _day(a.assigned_at),
+            "period": f"{a.start or '-'} - {a.end or '-'}",
+        }
+        for a in customer.campaigns
+    ]
     return {
+        "campaigns": campaigns,
         "customer_id": customer.customer_id,
         "requested_id": customer.requested_id,
         "withdrawn": customer.consent_withdrawn,
