@@ -54,6 +54,14 @@ class _Cache:
         with self._lock:
             return name in self._values
 
+    def peek(self, name: str) -> tuple[Any, Any] | None:
+        with self._lock:
+            return self._values.get(name)
+
+    def set(self, name: str, key: Any, value: Any) -> None:
+        with self._lock:
+            self._values[name] = (key, value)
+
     def put(self, name: str, key: Any, value: Any) -> None:
         with self._lock:
             self._values.setdefault(name, (key, value))
@@ -263,6 +271,16 @@ class Dashboard:
 
         return self._cache.get(name, key, fresh, stale=True)
 
+    def _worded(self, name: str, data: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A page's words and chart specs in one language, kept while its numbers are the same object
+        (the numbers change with the data's state, so this is a cache per data state and language)."""
+        hit = self._cache.peek(name)
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        context = build()
+        self._cache.set(name, data, context)
+        return context
+
     def overview_key(self) -> tuple[Any, ...]:
         """The state of everything the overview reads (files, the state DB, the tag catalog)."""
         from serving.dashboard import sources
@@ -364,7 +382,7 @@ class Dashboard:
 
         data = await run_in_threadpool(self.overview_data)
         lang = self._lang(request)
-        context = overview_context(data, self._texts, lang)
+        context = self._worded(f"overview.{lang}", data, lambda: overview_context(data, self._texts, lang))
         return self._render(
             request,
             "overview.html",
@@ -384,10 +402,12 @@ class Dashboard:
 
         from serving.dashboard.pages import models_context
 
-        models, drift, freshness = await run_in_threadpool(self.models_data)
+        data = await run_in_threadpool(self.models_data)
         lang = self._lang(request)
-        context = models_context(
-            models, drift, freshness, self._texts, lang, psi_warning=settings.dashboard.psi_warning
+        context = self._worded(
+            f"models.{lang}",
+            data,
+            lambda: models_context(*data, self._texts, lang, psi_warning=settings.dashboard.psi_warning),
         )
         return self._render(
             request,

@@ -347,7 +347,7 @@ def models_context(
                     "warn": bool(value > psi_warning),
                 }
             )
-        top = worst.head(20)
+        top = worst.dropna().head(20)  # NaN (no window found) is no bar, and is not valid JSON
         drift_chart = charts.bar(
             [texts.feature(str(f), lang) for f in top.index],
             [round(float(v), 4) for v in top.to_numpy()],
