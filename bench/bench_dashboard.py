@@ -178,8 +178,15 @@ def screenshots(source: Path) -> list[Path]:
 
     ids = pd.read_parquet(source / "clean" / "identity_map.parquet")
     scores = pd.read_parquet(source / "scores" / "latest.parquet")
-    at_risk = scores[scores["persona"] == "at_risk"]["customer_id"]
-    pool = at_risk if len(at_risk) else scores["customer_id"]
+    pool = scores["customer_id"]
+    state = sqlite3.connect(source / "state" / "persona.sqlite")
+    try:  # a customer in the demo's campaign, so the 360 page shows an assignment
+        assigned = {r[0] for r in state.execute("select customer_id from campaign_assignments")}
+    except sqlite3.OperationalError:
+        assigned = set()
+    state.close()
+    if pool.isin(assigned).any():
+        pool = pool[pool.isin(assigned)]
     contact = ids[(ids["source"] == "contacts") & ids["customer_id"].isin(pool)]["source_record_id"].iloc[0]
     tmp = ROOT / "data" / "bench" / "serve-dashboard"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def scored_world(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         start = (clean_as_of(load_settings()) - pd.Timedelta(days=20)).date()
         spec = data_dir / "promo.yaml"
         spec.write_text(
-            "name: promo\ndescription: A test offer\naudience: \"true\"\n"
+            'name: promo\ndescription: A test offer\naudience: "true"\n'
             "arms:\n  - {name: offer, share: 0.5}\n  - {name: holdout, share: 0.5, control: true}\n"
             f"start: {start}\nend: {start + pd.Timedelta(days=30)}\n"
             "outcome: {kind: conversion, window_days: 30}\nbreakdown_by: [persona_name]\n",
