@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.settings import Settings
@@ -42,13 +41,6 @@ class Customer:
     campaigns: list[Any] = field(default_factory=list)  # serving.dashboard.campaigns.Assignment
 
 
-def _filtered(path, columns: list[str], expression) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    if path is None or not path.is_file():
-        return pd.DataFrame(columns=columns)
-    names = pq.read_schema(path).names
-    return pq.read_table(path, columns=[c for c in columns if c in names], filters=expression).to_pandas()
-
-
 SOURCE_ORDER = ("contacts", "orders", "leads")  # which customer a key names when several sources share it
 
 
@@ -64,15 +56,15 @@ def resolve(settings: Settings, query: str) -> str | None:
     if not query:
         return None
     if PERSONA_ID.fullmatch(query):
-        found = _filtered(
-            sources.by_customer(settings, "customers"), ["customer_id"], pc.field("customer_id") == query
+        found = sources.lookup(
+            sources.by_customer(settings, "customers"), "customer_id", query, ["customer_id"]
         )
         if len(found):
             return query
     paths = _keys(settings)
     if paths is None:
         return None
-    hits = _filtered(paths[0], ["source", "key", "customer_id"], pc.field("key") == query)
+    hits = sources.lookup(paths[0], "key", query, ["source", "key", "customer_id"])
     if hits.empty:
         return None
     order = {s: i for i, s in enumerate(SOURCE_ORDER)}
@@ -85,13 +77,15 @@ def known_as(settings: Settings, customer_id: str) -> list[tuple[str, str]]:
     paths = _keys(settings)
     if paths is None:
         return []
-    mine = _filtered(paths[1], ["source", "key"], pc.field("customer_id") == customer_id)
+    mine = sources.lookup(paths[1], "customer_id", customer_id, ["source", "key"])
     return list(dict.fromkeys(zip(mine["source"].astype(str), mine["key"].astype(str), strict=True)))
 
 
 def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: int) -> pd.DataFrame:
-    frame = _filtered(
+    frame = sources.lookup(
         sources.by_customer(settings, table),
+        "customer_id",
+        customer_id,
         [
             ts,
             "order_id",
@@ -104,7 +98,6 @@ def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: in
             "event_type",
             "channel",
         ],
-        pc.field("customer_id") == customer_id,
     )
     if frame.empty or ts not in frame.columns:
         return frame
@@ -118,8 +111,10 @@ def load_customer(
     customer_id = resolve(settings, query)
     if customer_id is None:
         return None
-    profile_frame = _filtered(
+    profile_frame = sources.lookup(
         sources.by_customer(settings, "customers"),
+        "customer_id",
+        customer_id,
         [
             "customer_id",
             "consent_profiling",
@@ -132,7 +127,6 @@ def load_customer(
             "is_customer",
             "sources",
         ],
-        pc.field("customer_id") == customer_id,
     )
     profile = profile_frame.iloc[0].to_dict() if len(profile_frame) else {}
     withdrawn = profile.get("consent_profiling") is False or profile.get("consent_profiling") == False  # noqa: E712
@@ -154,8 +148,7 @@ def load_customer(
     if customer.score is None:
         path = sources.by_customer(settings, "scores")
         if path is not None:
-            names = pq.read_schema(path).names
-            row = _filtered(path, names, pc.field("customer_id") == customer_id)
+            row = sources.lookup(path, "customer_id", customer_id, pq.read_schema(path).names)
             customer.batch_scores = row.iloc[0].to_dict() if len(row) else None
     if tag_store is not None:
         customer.tags = tag_store.current(customer_id)

@@ -90,7 +90,15 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         if counts.empty:
             return None
         raw = [None if pd.isna(v) else str(v) for v in counts["value"]]
-        labels = [texts.value(info.key, v, lang, value_type=info.value_type) for v in raw]
+        kinds = list(counts["kind"]) if "kind" in counts.columns else ["value"] * len(raw)
+        labels = [
+            t("other_values", n=v)
+            if kind == "other"
+            else v
+            if kind == "bin" and v is not None
+            else texts.value(info.key, v, lang, value_type=info.value_type)
+            for v, kind in zip(raw, kinds, strict=True)
+        ]
         return charts.bar(
             labels,
             [int(c) for c in counts["customers"]],

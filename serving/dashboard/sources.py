@@ -172,7 +172,7 @@ def latest_scores(settings: Settings) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- per-customer lookups
-INDEX_ROW_GROUP = 16_384  # rows per row group of a sorted copy: one group read per lookup
+INDEX_ROW_GROUP = 4_096  # rows per row group of a sorted copy: one small group read per lookup
 
 
 def sorted_copy(source: Path, target: Path, column: str, table: pa.Table | None = None) -> Path | None:
@@ -190,6 +190,37 @@ def sorted_copy(source: Path, target: Path, column: str, table: pa.Table | None 
     pq.write_table(data, tmp, row_group_size=INDEX_ROW_GROUP)
     tmp.replace(target)  # atomic: another worker building the same copy cannot leave half a file
     return target
+
+
+_FOOTERS: dict[tuple[str, float], pq.ParquetFile] = {}
+
+
+def lookup(path: Path | None, column: str, value: str, columns: list[str]) -> pd.DataFrame:
+    """The rows of a sorted copy whose `column` equals `value`: only the row groups whose statistics can
+    hold it are read (one, in a copy sorted by `column`); the file's footer is parsed once per version."""
+    if path is None or not path.is_file():
+        return pd.DataFrame(columns=columns)
+    stamp = (str(path), _mtime(path))
+    handle = _FOOTERS.get(stamp)
+    if handle is None:
+        handle = pq.ParquetFile(path)
+        if len(_FOOTERS) > 64:  # old versions of rewritten copies
+            _FOOTERS.clear()
+        _FOOTERS[stamp] = handle
+    names = handle.schema_arrow.names
+    wanted = [c for c in dict.fromkeys([column, *columns]) if c in names]
+    index = names.index(column)
+    meta = handle.metadata
+    groups = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.min <= value <= stats.max:
+            groups.append(rg)
+    if not groups:
+        return pd.DataFrame(columns=[c for c in columns if c in names])
+    table = handle.read_row_groups(groups, columns=wanted)
+    table = table.filter(pc.equal(table.column(column), value))
+    return table.select([c for c in columns if c in names]).to_pandas()
 
 
 def by_customer(settings: Settings, table: str) -> Path | None:
@@ -264,8 +295,9 @@ def state_fingerprint(engine: sa.Engine) -> tuple[Any, ...]:
     than the page); other databases: high-water marks and the outbox's counts per status."""
     database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
     if database and database != ":memory:":
+        # An empty WAL file is what opening a connection leaves (no change): only a WAL with pages counts.
         return tuple(
-            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None
+            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() and p.stat().st_size else None
             for p in (Path(database), Path(f"{database}-wal"))
         )
     with engine.connect() as conn:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from serving.dashboard.model_health import ModelHealth, ModelVersion, ViewFreshn
 from serving.dashboard.overview import Overview, TagInfo
 
 log = logging.getLogger("persona.dashboard")
-VERSION = 1  # bump when a file's shape changes: an older file is then ignored, not misread
+VERSION = 2  # bump when a file's shape changes: an older file is then ignored, not misread
 
 
 def folder(settings: Settings) -> Path:
@@ -52,7 +53,7 @@ def read(path: Path) -> tuple[Any, dict[str, Any]] | None:
 def write(path: Path, key: Any, payload: dict[str, Any]) -> None:
     """Atomically (a reader never sees half a file; two writers leave one whole file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # per writer, threads too
     tmp.write_text(
         json.dumps({"version": VERSION, "key": normal_key(key), "payload": payload}, default=str),
         encoding="utf-8",

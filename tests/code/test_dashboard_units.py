@@ -298,3 +298,39 @@ def test_the_saved_summaries_read_back_as_the_same_pages() -> None:
     assert models_context(*again, texts, "en", psi_warning=0.2) == models_context(
         models, drift, fresh, texts, "en", psi_warning=0.2
     )
+
+
+def test_a_tag_with_many_values_is_drawn_as_a_histogram_or_its_top_values() -> None:
+    from serving.dashboard.overview import MAX_BARS, Overview, TagInfo, compact_counts
+
+    rng = np.random.default_rng(0)
+    spend = np.round(rng.lognormal(3, 1, 2000), 2)
+    values, customers = np.unique(spend, return_counts=True)
+    reasons = [f"reason {i}" for i in range(40)]
+    counts = pd.concat(
+        [
+            pd.DataFrame(
+                {"tag": "predicted_value", "value": [str(v) for v in values], "customers": customers}
+            ),
+            pd.DataFrame({"tag": "predicted_value", "value": [None], "customers": [7]}),
+            pd.DataFrame({"tag": "churn_reasons_text", "value": reasons, "customers": range(1, 41)}),
+            pd.DataFrame({"tag": "churn_risk", "value": ["low", "high"], "customers": [5, 6]}),
+        ],
+        ignore_index=True,
+    )
+    tags = [
+        TagInfo("predicted_value", "number", None, "persona-value", ""),
+        TagInfo("churn_reasons_text", "category", None, None, ""),
+        TagInfo("churn_risk", "tier", ("low", "medium", "high"), "persona-churn", ""),
+    ]
+    data = Overview(tag_counts=compact_counts(counts, tags), tags=tags)
+    hist = data.counts_of("predicted_value")
+    bins = hist[hist["kind"] == "bin"]
+    assert len(bins) <= MAX_BARS and bins["customers"].sum() == 2000  # every customer in one bin
+    assert hist["value"].isna().sum() == 1 and hist.loc[hist["value"].isna(), "customers"].item() == 7
+    assert bins["value"].iloc[-1].startswith("≥ ")  # the long tail above the 99th percentile
+    top = data.counts_of("churn_reasons_text")
+    assert len(top) == MAX_BARS and top["kind"].iloc[-1] == "other"
+    assert top["value"].iloc[-1] == str(40 - (MAX_BARS - 1))
+    assert top["customers"].sum() == sum(range(1, 41)) and top["customers"].iloc[0] == 40
+    assert list(data.counts_of("churn_risk")["value"]) == ["low", "high"]  # tiers untouched, in order
