@@ -110,15 +110,27 @@ def _bin_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
     """Equal-width bins from the smallest value to the 99th percentile, and one open bin above it when
     the tail goes further (a long tail would otherwise put nearly everyone in the first bin)."""
     low, top, high = float(values.min()), float(np.quantile(values, 0.99)), float(values.max())
+    positive = values[values > 0]
+    if low >= 0 and len(positive) and high > 20 * float(np.median(positive)):
+        # money-like and long-tailed: 1-2-5 steps (0-100, 100-200, 200-500, ...) read better than equal
+        # widths that put nearly everyone in the first bar
+        start = int(np.floor(np.log10(float(np.quantile(positive, 0.05)))))
+        steps = [m * 10.0**e for e in range(start, int(np.ceil(np.log10(high))) + 1) for m in (1, 2, 5)]
+        nice = np.array([low, *[x for x in steps if low < x < high], high])
+        if len(nice) - 1 <= MAX_BARS:
+            return nice, False
     if top <= low:
         top = high
     edges = np.linspace(low, top, MAX_BARS)
     return (np.append(edges, high), True) if high > top else (edges, False)
 
 
+def _edge(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 10 or abs(x - round(x)) < 0.005 else f"{x:,.2f}"
+
+
 def _range_words(low: float, high: float, *, last: bool) -> str:
-    digits = 0 if high - low >= 10 else 2
-    return f"≥ {low:,.{digits}f}" if last else f"{low:,.{digits}f} - {high:,.{digits}f}"
+    return f"≥ {_edge(low)}" if last else f"{_edge(low)} - {_edge(high)}"
 
 
 def compact_counts(counts: pd.DataFrame, tags: list[TagInfo]) -> pd.DataFrame:

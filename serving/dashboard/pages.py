@@ -99,6 +99,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
             else texts.value(info.key, v, lang, value_type=info.value_type)
             for v, kind in zip(raw, kinds, strict=True)
         ]
+        labels = [x if len(x) <= 40 else x[:38] + "…" for x in labels]  # reasons in words are long
         return charts.bar(
             labels,
             [int(c) for c in counts["customers"]],
@@ -150,7 +151,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         chart
         for info in data.tags
         if info.value_type == "tier" and "value" in info.key
-        for chart in [tag_chart(info, title=f"{t('value_tiers')}: {texts.tag(info.key, lang)}")]
+        for chart in [tag_chart(info)]
         if chart
     ]
     every_tag = []

@@ -328,7 +328,12 @@ def test_a_tag_with_many_values_is_drawn_as_a_histogram_or_its_top_values() -> N
     bins = hist[hist["kind"] == "bin"]
     assert len(bins) <= MAX_BARS and bins["customers"].sum() == 2000  # every customer in one bin
     assert hist["value"].isna().sum() == 1 and hist.loc[hist["value"].isna(), "customers"].item() == 7
-    assert bins["value"].iloc[-1].startswith("≥ ")  # the long tail above the 99th percentile
+    assert "10 - 20" in set(bins["value"]) and "20 - 50" in set(bins["value"])  # long-tailed: 1-2-5 steps
+    flat = compact_counts(
+        pd.DataFrame({"tag": "rfm_r", "value": [str(v) for v in range(100)], "customers": 1}),
+        [TagInfo("rfm_r", "number", None, None, "")],
+    )
+    assert len(flat) <= MAX_BARS and flat["customers"].sum() == 100 and flat["value"].iloc[0] == "0 - 7"
     top = data.counts_of("churn_reasons_text")
     assert len(top) == MAX_BARS and top["kind"].iloc[-1] == "other"
     assert top["value"].iloc[-1] == str(40 - (MAX_BARS - 1))
