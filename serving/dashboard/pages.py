@@ -283,7 +283,7 @@ def campaign_context(result: Any, tags: list[TagInfo], texts: Texts, lang: str) 
 # ------------------------------------------------------------------------------------ model health
 # Quality metrics on a 0-1 scale share one trend chart; counts and base rates describe the data, not the
 # model, and would flatten every other line.
-_NOT_QUALITY = ("_n", "positive_rate", "share", "ari_vs_champion")
+_NOT_QUALITY = ("_n", "positive_rate", "buyer_rate", "share", "ari_vs_champion")
 
 
 def trend_metrics(model: ModelHealth) -> list[str]:
