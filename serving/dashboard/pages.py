@@ -37,6 +37,19 @@ def _colours(tag: TagInfo | None, values: list[str]) -> list[str]:
     return out
 
 
+def _short_labels(labels: list[str], width: int = 40) -> list[str]:
+    """Labels cut to `width` (reasons in words are long), still distinct: plotly draws equal category
+    labels as one bar."""
+    out: list[str] = []
+    for label in labels:
+        short = label if len(label) <= width else label[: width - 2] + "…"
+        base, k = short, 2
+        while short in out:
+            short, k = f"{base} ({k})", k + 1
+        out.append(short)
+    return out
+
+
 # --------------------------------------------------------------------------------------- overview
 def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
     def t(key: str, **kw: Any) -> str:
@@ -99,7 +112,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
             else texts.value(info.key, v, lang, value_type=info.value_type)
             for v, kind in zip(raw, kinds, strict=True)
         ]
-        labels = [x if len(x) <= 40 else x[:38] + "…" for x in labels]  # reasons in words are long
+        labels = _short_labels(labels)
         return charts.bar(
             labels,
             [int(c) for c in counts["customers"]],

@@ -27,7 +27,7 @@ from serving.dashboard.model_health import ModelHealth, ModelVersion, ViewFreshn
 from serving.dashboard.overview import Overview, TagInfo
 
 log = logging.getLogger("persona.dashboard")
-VERSION = 2  # bump when a file's shape changes: an older file is then ignored, not misread
+VERSION = 3  # bump when a file's shape changes: an older file is then ignored, not misread
 
 
 def folder(settings: Settings) -> Path:

@@ -339,3 +339,11 @@ def test_a_tag_with_many_values_is_drawn_as_a_histogram_or_its_top_values() -> N
     assert top["value"].iloc[-1] == str(40 - (MAX_BARS - 1))
     assert top["customers"].sum() == sum(range(1, 41)) and top["customers"].iloc[0] == 40
     assert list(data.counts_of("churn_risk")["value"]) == ["low", "high"]  # tiers untouched, in order
+
+
+def test_cut_labels_stay_distinct() -> None:
+    from serving.dashboard.pages import _short_labels
+
+    long = "no order for 120 days; no visit in 90 days; spent 0 in 30 days"
+    out = _short_labels([long + " a", long + " b", "short"])
+    assert len(set(out)) == 3 and all(len(x) <= 45 for x in out) and out[2] == "short"
