@@ -37,7 +37,7 @@ def _colours(tag: TagInfo | None, values: list[str]) -> list[str]:
     return out
 
 
-def _short_labels(labels: list[str], width: int = 40) -> list[str]:
+def _short_labels(labels: list[str], width: int = 30) -> list[str]:
     """Labels cut to `width` (reasons in words are long), still distinct: plotly draws equal category
     labels as one bar."""
     out: list[str] = []

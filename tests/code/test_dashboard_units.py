@@ -346,4 +346,4 @@ def test_cut_labels_stay_distinct() -> None:
 
     long = "no order for 120 days; no visit in 90 days; spent 0 in 30 days"
     out = _short_labels([long + " a", long + " b", "short"])
-    assert len(set(out)) == 3 and all(len(x) <= 45 for x in out) and out[2] == "short"
+    assert len(set(out)) == 3 and all(len(x) <= 35 for x in out) and out[2] == "short"
