@@ -15,6 +15,7 @@ from serving.dashboard.customer import Customer
 from serving.dashboard.model_health import ModelHealth, ViewFreshness
 from serving.dashboard.overview import Overview, TagInfo
 
+CAMPAIGN_TAG = "persona_campaign_"  # configs.campaign: the CRM tag of an assignment
 STATUS_KEYS = {"pending": "status_pending", "delivered": "status_delivered", "dead": "status_dead"}
 
 
@@ -430,6 +431,11 @@ def customer_context(
         return texts.ui_text(key, lang, **kw)
 
     kinds = {tg.key: tg for tg in catalog_tags}
+
+    def tag_label(key: str) -> str:  # a campaign's CRM tag (`persona_campaign_<name>`) is no catalog tag
+        name = key.removeprefix(CAMPAIGN_TAG)
+        return f"{t('campaign')}: {name}" if name != key and key not in kinds else texts.tag(key, lang)
+
     tier_tag = {
         kind: next(
             (
@@ -497,7 +503,7 @@ def customer_context(
         info = kinds.get(current.tag)
         tags.append(
             {
-                "label": texts.tag(current.tag, lang),
+                "label": tag_label(current.tag),
                 "key": current.tag,
                 "value": texts.value(
                     current.tag, current.value, lang, value_type=info.value_type if info else ""
@@ -511,7 +517,7 @@ def customer_context(
     history = [
         {
             "changed_at": pd.Timestamp(h.changed_at).strftime("%Y-%m-%d %H:%M"),
-            "tag": texts.tag(h.tag, lang),
+            "tag": tag_label(h.tag),
             "old": texts.value(
                 h.tag, h.old_value, lang, value_type=kinds[h.tag].value_type if h.tag in kinds else ""
             ),
