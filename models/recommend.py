@@ -12,11 +12,17 @@ Pure model code on purchase arrays (customer, item, day). Candidates, all behind
 Every list is split by kind: `buy_again` (bought before) or `new` (never bought by this customer), each
 item with a short reason. Metrics: recall@k, hit-rate@k, NDCG@k, catalog coverage, and recall@k of the
 items new to the customer.
+
+Personal data stays out of the fitted model: what is registered (`without_history`) holds only item-level
+parts (popularity, similarity, item factors). The purchases the histories are built from are a table of
+their own (`Purchases.to_frame`) that erasure rewrites; serving attaches it at load (`with_history`). ALS user factors are therefore not stored either: they are solved from the history
+with the fitted item factors when scoring (implicit's own least-squares step), so an erased customer
+leaves nothing behind in the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +69,24 @@ class Purchases:
             day=day.astype(np.float64),
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """`customer_id`, `item`, `day`: what `from_stored` reads back."""
+        return pd.DataFrame(
+            {
+                "customer_id": pd.array(self.customer.astype(str), dtype="string"),
+                "item": pd.array(self.item.astype(str), dtype="string"),
+                "day": self.day,
+            }
+        )
+
+    @classmethod
+    def from_stored(cls, frame: pd.DataFrame) -> Purchases:
+        return cls(
+            customer=frame["customer_id"].astype(str).to_numpy(dtype=object),
+            item=frame["item"].astype(str).to_numpy(dtype=object),
+            day=frame["day"].to_numpy(dtype=np.float64),
+        )
+
     def before(self, cut_day: float) -> Purchases:
         keep = self.day < cut_day
         return Purchases(self.customer[keep], self.item[keep], self.day[keep])
@@ -97,8 +121,7 @@ class Recommender:
     decayed: sp.csr_matrix  # recency-weighted purchases per (customer, item)
     popularity: np.ndarray  # share of recently active customers buying each item
     similarity: np.ndarray | None = None  # cooccurrence: item x item cosine, zero diagonal
-    user_factors: np.ndarray | None = None  # als
-    item_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None  # als (user factors are solved from the history)
     features: tuple[str, ...] = ()  # the FeatureService inputs serving reads (presence, freshness)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -122,8 +145,8 @@ class Recommender:
                 collab = self.decayed[r] @ self.similarity
                 collab = np.asarray(collab)
             else:
-                assert self.user_factors is not None and self.item_factors is not None
-                collab = self.user_factors[r] @ self.item_factors.T
+                assert self.item_factors is not None
+                collab = self.user_factors(r) @ self.item_factors.T
             collab = _row_max_scaled(np.maximum(collab, 0.0))
             part = own + self.spec.weight * collab if name.startswith("hybrid") else collab
         out = base.copy()
@@ -131,6 +154,44 @@ class Recommender:
         if n and not known.all():
             out[~known] += self.popularity  # cold start: the popular items
         return out if m else out[:, :0]
+
+    def user_factors(self, rows: np.ndarray) -> np.ndarray:
+        """ALS user factors of history rows: the least-squares step of implicit's ALS on the fitted item
+        factors, with confidence alpha x purchases (x = (Y'CY + reg I)^-1 Y'Cp), solved per customer."""
+        assert self.item_factors is not None
+        y = np.asarray(self.item_factors, dtype=np.float64)
+        f = y.shape[1]
+        conf = self.counts[rows].toarray() * self.spec.alpha
+        bought = conf > 0
+        a = y.T @ y + self.spec.regularization * np.eye(f)
+        a = a[None, :, :] + np.einsum("nm,mf,mg->nfg", np.where(bought, conf - 1.0, 0.0), y, y)
+        b = np.where(bought, conf, 0.0) @ y
+        return np.linalg.solve(a, b[:, :, None])[:, :, 0] if len(rows) else np.zeros((0, f))
+
+    # ---------------------------------------------------------------------------------- histories
+    def without_history(self) -> Recommender:
+        """The same model with no customer in it (what is registered): empty histories."""
+        empty = sp.csr_matrix((0, len(self.items)), dtype=np.float64)
+        return replace(self, customers={}, counts=empty, last_day=empty.copy(), decayed=empty.copy())
+
+    def with_history(self, purchases: Purchases, *, as_of_day: float) -> Recommender:
+        """The model scoring from `purchases` (those before `as_of_day`; items it does not know are
+        ignored), its histories rebuilt with its own half-life: any version can read the same table."""
+        known = np.isin(purchases.item.astype(str), self.items.astype(str))
+        kept = Purchases(purchases.customer[known], purchases.item[known], purchases.day[known])
+        index, counts, last_day, decayed = _matrices(
+            kept.before(as_of_day), self.items, as_of_day=as_of_day, half_life_days=self.spec.half_life_days
+        )
+        metadata = {**self.metadata, "as_of": _iso_day(as_of_day)}
+        return replace(
+            self,
+            as_of_day=as_of_day,
+            customers=index,
+            counts=counts,
+            last_day=last_day,
+            decayed=decayed,
+            metadata=metadata,
+        )
 
     def rows_of(self, customer_ids: list[str] | np.ndarray) -> np.ndarray:
         return np.asarray([self.customers.get(str(c), -1) for c in customer_ids], dtype=np.int64)
@@ -205,6 +266,10 @@ class Recommender:
         )
 
 
+def _iso_day(day: float) -> str:
+    return (pd.Timestamp(0, tz="UTC") + pd.Timedelta(days=day)).isoformat()
+
+
 def _row_max_scaled(matrix: np.ndarray) -> np.ndarray:
     peak = matrix.max(axis=1, keepdims=True) if matrix.size else matrix
     return np.divide(matrix, peak, out=np.zeros_like(matrix, dtype=np.float64), where=peak > 0)
@@ -259,8 +324,8 @@ def cooccurrence_similarity(counts: sp.csr_matrix) -> np.ndarray:
     return sim
 
 
-def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """User and item factors of implicit's ALS on confidence `alpha x counts` (CPU, one BLAS thread)."""
+def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> np.ndarray:
+    """Item factors of implicit's ALS on confidence `alpha x counts` (CPU, one BLAS thread)."""
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -274,7 +339,7 @@ def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> tuple[np.ndarray
             use_gpu=False,
         )
         model.fit((counts * spec.alpha).astype(np.float32).tocsr(), show_progress=False)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return np.asarray(model.item_factors)
 
 
 def fit_recommender(
@@ -314,7 +379,7 @@ def fit_recommender(
     if spec.name.endswith("cooccurrence"):
         model.similarity = cooccurrence_similarity(counts)
     elif spec.name.endswith("als"):
-        model.user_factors, model.item_factors = fit_als(counts, spec, seed=seed)
+        model.item_factors = fit_als(counts, spec, seed=seed)
     return model
 
 

@@ -7,6 +7,10 @@ purchases before `as_of - H` and measured on the last H days (test: the gate). T
 chosen candidate fitted on everything up to `as_of`, so its histories are the latest the data has.
 The gate promotes it only if its test recall@k is no worse than either baseline's and beats the champion's
 (the champion's candidate refitted on the same window, so both are judged on unseen purchases).
+
+The registered version holds no customer: the purchases it scores from are written to
+`training.recommend.history` (artifacts.recommend_history), which serving attaches to whichever version is
+champion and erasure rewrites.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from artifacts.recommend_history import write_history
 from artifacts.registry import champion_version, client, load_version
 from core.errors import StageSkipped
 from training.jobs import TrainOutcome, _log_run
@@ -291,8 +296,12 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         margin=settings.training.gate.margin,
         champion_version=before,
     )
-    served = _fit_at(data, spec, cut=data.as_of_day + 1e-9, top_k=cfg.top_k, seed=seed, features=features)
+    served_cut = data.as_of_day + 1e-9  # as_of's own day included
+    served = _fit_at(data, spec, cut=served_cut, top_k=cfg.top_k, seed=seed, features=features)
     served.metadata.update(candidate_selection=why, as_of=data.as_of.isoformat())
+    # The histories go to their own table (erasure rewrites it), the registered model holds no customer.
+    history = write_history(settings, data.purchases, as_of_day=served_cut)
+    registered = served.without_history()
     window = {
         "level": data.level,
         "items": len(data.items),
@@ -316,12 +325,12 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         return recall_at_k_plot(curves=curves, ks=ks, out_dir=out)
 
     table = pd.DataFrame({**curves, **({"champion (refitted)": champ} if champ else {})})
-    example = pd.DataFrame({"customer_id": list(served.customers)[:5] or ["unknown"]})
+    example = pd.DataFrame({"customer_id": ["example-customer"]})  # no real id in MLflow
     run_id, version = _log_run(
         settings,
         kind=KIND,
         service=service,
-        model=served,
+        model=registered,
         metrics=logged,
         window=window,
         decision=decision,
@@ -342,7 +351,12 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
                 },
             ),
         ],
-        extra_params={"model": spec.name, "candidate_selection": why, **served.metadata},
+        extra_params={
+            "model": spec.name,
+            "candidate_selection": why,
+            "history_table": str(history),
+            **served.metadata,
+        },
     )
     mark_challenger(
         settings, KIND, version=version, service=service, decision=decision, mlflow_client=mlflow_client

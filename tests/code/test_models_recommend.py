@@ -177,3 +177,55 @@ def test_gate_needs_both_baselines_and_the_champion() -> None:
         champion_version="2",
     )
     assert not tie.promote and "champion v2" in tie.reason
+
+
+@pytest.mark.parametrize(
+    "spec", [Spec("buy_again"), Spec("hybrid_cooccurrence", weight=0.5), Spec("als"), Spec("hybrid_als")]
+)
+def test_registered_model_holds_no_customer_and_scores_the_same_from_the_history(spec: Spec) -> None:
+    """What is registered holds item-level parts only; with the purchases attached it answers as fitted."""
+    import pickle
+
+    day = epoch_day(AS_OF) + 1e-9
+    fitted = fit_recommender(HISTORY, spec=spec, items=ITEMS, as_of_day=day, horizon_days=30, top_k=2)
+    registered = fitted.without_history()
+    assert registered.customers == {} and registered.counts.shape == (0, len(ITEMS))
+    pinned = b"\x01a\x94"  # how pickle writes the customer id "a"
+    assert pinned in pickle.dumps(fitted) and pinned not in pickle.dumps(registered)
+    ids = ["a", "b", "c", "d", "e", "nobody"]
+    assert all(r == -1 for r in registered.rows_of(ids))  # everyone is cold without the history
+    served = registered.with_history(HISTORY, as_of_day=day)
+    np.testing.assert_allclose(served.scores(served.rows_of(ids)), fitted.scores(fitted.rows_of(ids)))
+    assert served.recommend(ids) == fitted.recommend(ids)
+
+
+def test_history_without_a_customer_forgets_them() -> None:
+    day = epoch_day(AS_OF) + 1e-9
+    fitted = fit_recommender(
+        HISTORY, spec=Spec("buy_again"), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    )
+    keep = HISTORY.customer != "a"
+    erased = Purchases(HISTORY.customer[keep], HISTORY.item[keep], HISTORY.day[keep])
+    served = fitted.without_history().with_history(erased, as_of_day=day)
+    assert "a" not in served.customers
+    # a is cold now: the popularity list, nothing "bought"
+    got = served.recommend(["a"])[0]
+    assert [e["kind"] for e in got["items"]] == ["new", "new"]
+    assert got["items"][0]["reason"].startswith("popular")
+
+
+def test_als_user_factors_are_implicits_least_squares_step() -> None:
+    """The user factors solved at scoring time equal implicit's own recalculation on the item factors."""
+    from implicit.cpu.als import user_factor
+
+    spec = Spec("als", factors=2, regularization=0.1, alpha=10.0)
+    model = fit_recommender(
+        HISTORY, spec=spec, items=ITEMS, as_of_day=epoch_day(AS_OF) + 1e-9, horizon_days=30, top_k=2
+    )
+    y = np.asarray(model.item_factors, dtype=np.float64)
+    conf = (model.counts * spec.alpha).tocsr()
+    rows = np.arange(len(model.customers))
+    ours = model.user_factors(rows)
+    for r in rows:
+        theirs = user_factor(y, y.T @ y, conf, r, spec.regularization, y.shape[1])
+        np.testing.assert_allclose(ours[r], theirs, rtol=1e-8, atol=1e-10)
