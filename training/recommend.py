@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from artifacts.recommend_history import write_history
-from artifacts.registry import champion_version, client, load_version
+from artifacts.registry import load_version
 from core.errors import StageSkipped
-from training.jobs import TrainOutcome, _log_run
-from training.registry import GateDecision, mark_challenger, move_champion
+from training.jobs import TrainOutcome, current_champion, gate_section, register_gated
+from training.registry import GateDecision
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -284,9 +284,12 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         for name, s in contenders.items()
     }
     metric = f"recall_at_{cfg.top_k}"
-    mlflow_client = client(settings)
-    before = champion_version(settings, KIND, mlflow_client=mlflow_client)
-    champ = _champion_metrics(settings, data, before, top_k=cfg.top_k, seed=seed) if before else None
+    champion = current_champion(
+        settings,
+        KIND,
+        score=lambda version: _champion_metrics(settings, data, version, top_k=cfg.top_k, seed=seed),
+    )
+    champ = champion.metrics
     baselines = {n: test[n] for n in BASELINES if contenders[n] != spec}
     decision = gate_recommend(
         challenger=test["candidate"],
@@ -294,7 +297,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         champion=champ,
         metric=metric,
         margin=settings.training.gate.margin,
-        champion_version=before,
+        champion_version=champion.version,
     )
     served_cut = data.as_of_day + 1e-9  # as_of's own day included
     served = _fit_at(data, spec, cut=served_cut, top_k=cfg.top_k, seed=seed, features=features)
@@ -326,14 +329,23 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
 
     table = pd.DataFrame({**curves, **({"champion (refitted)": champ} if champ else {})})
     example = pd.DataFrame({"customer_id": ["example-customer"]})  # no real id in MLflow
-    run_id, version = _log_run(
+    return register_gated(
         settings,
         kind=KIND,
         service=service,
         model=registered,
-        metrics=logged,
-        window=window,
         decision=decision,
+        champion=champion,
+        promote=promote,
+        metrics=test["candidate"],
+        logged=logged,
+        extra={
+            "baselines": {n: test[n] for n in BASELINES},
+            "champion": champ,
+            "selection": why,
+            "k": cfg.top_k,
+        },
+        window=window,
         input_example=example,
         make_artifacts=artifacts,
         # fitted on purchases (a customer x item matrix), not on a Feast training frame: no dataset input
@@ -342,14 +354,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
             ("Held-out test window (the last horizon)", table),
             ("Validation (candidate chosen on NDCG@k)", pd.DataFrame(valid_all)),
             ("Data window", window),
-            (
-                "Gate",
-                {
-                    "decision": "promote" if decision.promote else "reject",
-                    "reason": decision.reason,
-                    "previous champion": before or "none",
-                },
-            ),
+            gate_section(decision, champion),
         ],
         extra_params={
             "model": spec.name,
@@ -358,35 +363,6 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
             **served.metadata,
         },
     )
-    mark_challenger(
-        settings, KIND, version=version, service=service, decision=decision, mlflow_client=mlflow_client
-    )
-    outcome = TrainOutcome(
-        kind=KIND,
-        run_id=run_id,
-        version=version,
-        service=service,
-        metrics=test["candidate"],
-        decision=decision,
-        champion_before=before,
-        extra={
-            "baselines": {n: test[n] for n in BASELINES},
-            "champion": champ,
-            "selection": why,
-            "k": cfg.top_k,
-        },
-    )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            KIND,
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome
 
 
 def _iso(day: float) -> str:
