@@ -7,7 +7,10 @@ Pure model code on purchase arrays (customer, item, day). Candidates, all behind
 - `cooccurrence`: item-item cosine similarity of who bought what, applied to the customer's history;
 - `als`: implicit-feedback matrix factorisation (`implicit`'s ALS, on CPU) of the customer x item counts;
 - `hybrid_cooccurrence` / `hybrid_als`: buy-again plus `weight` x the collaborative score (each scaled
-  to its per-customer maximum), so own habits and "customers like this" are weighed on validation.
+  to its per-customer maximum), so own habits and "customers like this" are weighed on validation;
+- `rerank`: a LightGBM LambdaRank model over the candidates' scores and point-in-time purchase features
+  of each (customer, item) pair (`RERANK_FEATURES`), trained on the horizon just before its clock (the
+  candidates fitted before that horizon, labels = what was bought in it), so it only sees the past.
 
 Every list is split by kind: `buy_again` (bought before) or `new` (never bought by this customer), each
 item with a short reason. Metrics: recall@k, hit-rate@k, NDCG@k, catalog coverage, and recall@k of the
@@ -29,7 +32,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-CANDIDATES = ("popularity", "buy_again", "cooccurrence", "als", "hybrid_cooccurrence", "hybrid_als")
+CANDIDATES = ("popularity", "buy_again", "cooccurrence", "als", "hybrid_cooccurrence", "hybrid_als", "rerank")
+# The re-ranker's inputs per (customer, item), all from purchases before the model's clock: the three
+# candidate scores, popularity, and the customer's own record with the item and overall.
+RERANK_FEATURES = (
+    "buy_again_score",
+    "cooccurrence_score",
+    "als_score",
+    "popularity",
+    "purchases",
+    "days_since_purchase",
+    "customer_purchases",
+    "customer_items",
+)
+RERANK_MAX_ITEMS = 50  # every item of every customer is a candidate pair: categories, small catalogs
 POPULARITY_DAYS = 365.0  # popularity counts buyers of the last year before the cut
 TIE_BREAK = 1e-6  # popularity breaks ties (and fills lists) under every model
 
@@ -122,6 +138,7 @@ class Recommender:
     popularity: np.ndarray  # share of recently active customers buying each item
     similarity: np.ndarray | None = None  # cooccurrence: item x item cosine, zero diagonal
     item_factors: np.ndarray | None = None  # als (user factors are solved from the history)
+    ranker: Any = None  # rerank: a lightgbm Booster over RERANK_FEATURES (None: too little history)
     features: tuple[str, ...] = ()  # the FeatureService inputs serving reads (presence, freshness)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -136,6 +153,13 @@ class Recommender:
         if name == "popularity" or not known.any():  # cold start too: the popular items
             return base + self.popularity
         r = rows[known]
+        if name == "rerank" and self.ranker is not None:
+            raw = self.ranker.predict(self.pair_features(r), num_threads=1).reshape(len(r), m)
+            out = base.copy()
+            out[known] += 1.0 / (1.0 + np.exp(-raw))  # a probability-like scale; the order is the ranker's
+            if not known.all():
+                out[~known] += self.popularity
+            return out
         own = _row_max_scaled(self.decayed[r].toarray())
         if name == "buy_again":
             part = own
@@ -148,12 +172,35 @@ class Recommender:
                 assert self.item_factors is not None
                 collab = self.user_factors(r) @ self.item_factors.T
             collab = _row_max_scaled(np.maximum(collab, 0.0))
-            part = own + self.spec.weight * collab if name.startswith("hybrid") else collab
+            hybrid = name.startswith("hybrid") or name == "rerank"  # rerank without a ranker: hybrid_als
+            part = own + self.spec.weight * collab if hybrid else collab
         out = base.copy()
         out[known] += part
         if n and not known.all():
             out[~known] += self.popularity  # cold start: the popular items
         return out if m else out[:, :0]
+
+    def pair_features(self, rows: np.ndarray) -> np.ndarray:
+        """RERANK_FEATURES of every (history row, item) pair, row-major: (len(rows) x items, features)."""
+        assert self.similarity is not None and self.item_factors is not None
+        decayed = self.decayed[rows]
+        own = _row_max_scaled(decayed.toarray())
+        co = _row_max_scaled(np.maximum(np.asarray(decayed @ self.similarity), 0.0))
+        als = _row_max_scaled(np.maximum(self.user_factors(rows) @ self.item_factors.T, 0.0))
+        counts = self.counts[rows].toarray()
+        days = np.where(counts > 0, self.as_of_day - self.last_day[rows].toarray(), np.nan)
+        shape = counts.shape
+        columns = [
+            own,
+            co,
+            als,
+            np.broadcast_to(self.popularity, shape),
+            counts,
+            days,
+            np.broadcast_to(counts.sum(axis=1, keepdims=True), shape),
+            np.broadcast_to((counts > 0).sum(axis=1, keepdims=True), shape),
+        ]
+        return np.stack([np.asarray(c, dtype=np.float64).ravel() for c in columns], axis=1)
 
     def user_factors(self, rows: np.ndarray) -> np.ndarray:
         """ALS user factors of history rows: the least-squares step of implicit's ALS on the fitted item
@@ -357,6 +404,65 @@ def fit_recommender(
     """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then)."""
     if spec.name not in CANDIDATES:
         raise ValueError(f"unknown recommender {spec.name!r}; expected one of {', '.join(CANDIDATES)}")
+    common = dict(
+        items=items, horizon_days=horizon_days, top_k=top_k, level=level, seed=seed, features=features
+    )
+    model = _fit_parts(purchases, spec=spec, as_of_day=as_of_day, **common)
+    if spec.name == "rerank":
+        # trained on the horizon before the clock: candidates as of its start, labels = what was bought in it
+        earlier = _fit_parts(purchases, spec=spec, as_of_day=as_of_day - horizon_days, **common)
+        model.ranker = fit_ranker(earlier, purchases.between(as_of_day - horizon_days, as_of_day), seed=seed)
+    return model
+
+
+def fit_ranker(model: Recommender, window: Purchases, *, seed: int, min_customers: int = 20) -> Any:
+    """LightGBM LambdaRank over `model`'s pair features of the customers it knows who bought in `window`,
+    each customer one query, relevance 1 for the items bought. None with fewer than `min_customers`."""
+    import lightgbm as lgb
+
+    relevant = relevant_items(window, model.items)
+    ids = sorted(c for c in relevant if c in model.customers)
+    if len(ids) < min_customers:
+        return None
+    m = len(model.items)
+    labels = np.zeros((len(ids), m))
+    for i, c in enumerate(ids):
+        labels[i, sorted(relevant[c])] = 1.0
+    params = {
+        "objective": "lambdarank",
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 20,
+        "lambdarank_truncation_level": m,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 1,
+        "verbosity": -1,
+    }
+    data = lgb.Dataset(
+        model.pair_features(model.rows_of(ids)),
+        label=labels.ravel(),
+        group=[m] * len(ids),
+        feature_name=list(RERANK_FEATURES),
+        free_raw_data=True,
+    )
+    return lgb.train(params, data, num_boost_round=100)
+
+
+def _fit_parts(
+    purchases: Purchases,
+    *,
+    spec: Spec,
+    items: np.ndarray,
+    as_of_day: float,
+    horizon_days: int,
+    top_k: int,
+    level: str,
+    seed: int,
+    features: tuple[str, ...],
+) -> Recommender:
+    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker)."""
     past = purchases.before(as_of_day)
     index, counts, last_day, decayed = _matrices(
         past, items, as_of_day=as_of_day, half_life_days=spec.half_life_days
@@ -376,9 +482,9 @@ def fit_recommender(
         features=features,
         metadata={"model": spec.name, **{f"spec.{k}": v for k, v in spec.params().items()}},
     )
-    if spec.name.endswith("cooccurrence"):
+    if spec.name.endswith("cooccurrence") or spec.name == "rerank":
         model.similarity = cooccurrence_similarity(counts)
-    elif spec.name.endswith("als"):
+    if spec.name.endswith("als") or spec.name == "rerank":
         model.item_factors = fit_als(counts, spec, seed=seed)
     return model
 
@@ -462,4 +568,5 @@ def candidate_specs(*, half_lives: tuple[float, ...] = (30.0, 90.0, 365.0)) -> l
     specs += [Spec("cooccurrence"), Spec("als")]
     specs += [Spec("hybrid_cooccurrence", weight=w) for w in (0.25, 0.5, 1.0)]
     specs += [Spec("hybrid_als", weight=w) for w in (0.25, 0.5, 1.0)]
+    specs += [Spec("rerank")]
     return specs

@@ -116,7 +116,7 @@ def choose_spec(
 ) -> tuple[Spec, Spec, dict[str, dict[str, float]], str]:
     """Fit every candidate before the validation cut and pick the best NDCG@k on the next horizon.
     Returns the chosen spec, the best buy-again spec (the baseline), validation metrics and why."""
-    from models.recommend import Spec, candidate_specs, evaluate, fit_recommender
+    from models.recommend import RERANK_MAX_ITEMS, Spec, candidate_specs, evaluate, fit_recommender
 
     window = data.purchases.between(data.valid_cut, data.test_cut)
     ks = _ks(data, top_k)
@@ -137,18 +137,19 @@ def choose_spec(
         scored[_label(spec)] = (spec, metrics)
         return metrics.get(f"ndcg_at_{top_k}", float("nan"))
 
-    specs = candidate_specs()
+    specs = [s for s in candidate_specs() if s.name != "rerank" or len(data.items) <= RERANK_MAX_ITEMS]
+    combined = ("hybrid_cooccurrence", "hybrid_als", "rerank")
     for spec in specs:
-        if not spec.name.startswith("hybrid"):
+        if spec.name not in combined:
             run(spec)
-    # the hybrids use the buy-again half-life validation preferred
+    # the hybrids and the re-ranker use the buy-again half-life validation preferred
     buy_again = max(
         (s for s, _ in scored.values() if s.name == "buy_again"),
         key=lambda s: np.nan_to_num(scored[_label(s)][1].get(f"ndcg_at_{top_k}", np.nan), nan=-1.0),
     )
     best_half = buy_again.half_life_days
     for spec in specs:
-        if spec.name.startswith("hybrid"):
+        if spec.name in combined:
             run(Spec(spec.name, half_life_days=best_half, weight=spec.weight))
     key = f"ndcg_at_{top_k}"
     best = max(scored, key=lambda name: np.nan_to_num(scored[name][1].get(key, float("nan")), nan=-1.0))
@@ -165,6 +166,8 @@ def _label(spec: Spec) -> str:
         return f"buy_again(half-life {spec.half_life_days:g}d)"
     if spec.name.startswith("hybrid"):
         return f"{spec.name}(w {spec.weight:g}, half-life {spec.half_life_days:g}d)"
+    if spec.name == "rerank":
+        return f"rerank(lightgbm lambdarank, half-life {spec.half_life_days:g}d)"
     return spec.name
 
 
