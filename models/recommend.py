@@ -17,10 +17,11 @@ item with a short reason. Metrics: recall@k, hit-rate@k, NDCG@k, catalog coverag
 items new to the customer.
 
 Personal data stays out of the fitted model: what is registered (`without_history`) holds only item-level
-parts (popularity, similarity, item factors). The purchases the histories are built from are a table of
-their own (`Purchases.to_frame`) that erasure rewrites; serving attaches it at load (`with_history`). ALS user factors are therefore not stored either: they are solved from the history
-with the fitted item factors when scoring (implicit's own least-squares step), so an erased customer
-leaves nothing behind in the model.
+parts (popularity, similarity, item factors, the ranker). The purchases the histories are built from are a
+table of their own (`Purchases.to_frame`) that erasure rewrites; serving attaches it at load
+(`with_history`). ALS user factors are not stored either: they are solved from the history with the
+fitted item factors when scoring (implicit's own least-squares step), so an erased customer leaves
+nothing behind in the model.
 """
 
 from __future__ import annotations
