@@ -101,6 +101,7 @@ class FeatureBuild:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    engine: str = ""  # what computed the tables: duckdb | spark
 
 
 @dataclass
@@ -110,6 +111,7 @@ class BuildReport:
     snapshots: list[pd.Timestamp]
     written: dict[str, tuple[Path, int]] = field(default_factory=dict)
     as_of: pd.Timestamp | None = None  # the data's clock the tables were built at
+    engine: str = ""  # what computed the tables: duckdb | spark
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -231,7 +233,8 @@ def compute_feature_tables(
     def on_engine(source: pd.DataFrame | ibis.Table) -> ibis.Table:
         return engine.table(source) if isinstance(source, pd.DataFrame) else source
 
-    result = FeatureBuild(snapshots=sorted(set(snapshots)))  # sorted: row order is by snapshot first
+    # sorted: row order is by snapshot first
+    result = FeatureBuild(snapshots=sorted(set(snapshots)), engine=engine.name)
     orders_t = on_engine(orders)
     events_t = on_engine(events) if events is not None else None
     leads_t = on_engine(leads) if leads is not None else None
@@ -338,7 +341,9 @@ def read_clean_table(settings: Settings, engine: Engine, table: str) -> ibis.Tab
     try:
         return engine.read_parquet(path)
     except Exception as exc:  # each engine reports a damaged file with its own exception type
-        raise SourceError(f"cannot read clean table '{table}' at {path}: {str(exc).splitlines()[0]}") from None
+        raise SourceError(
+            f"cannot read clean table '{table}' at {path}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _compute(
@@ -393,7 +398,13 @@ def build_features(
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
     build = _compute(settings, snapshots=dates, created=stamp, progress=progress)
     out_dir = settings.data_dir / "features"
-    report = BuildReport(snapshots=dates, skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of)
+    report = BuildReport(
+        snapshots=dates,
+        skipped=dict(build.skipped),
+        notes=list(build.notes),
+        as_of=as_of,
+        engine=build.engine,
+    )
     if len(dates) < len(planned):
         later = [t for t in planned if t > as_of]
         report.notes.append(
@@ -413,6 +424,7 @@ def build_features(
                 "as_of": as_of.isoformat(),
                 "snapshots": [t.isoformat() for t in dates],
                 "created": stamp.isoformat(),
+                "engine": build.engine,
             },
             indent=2,
         )
@@ -451,7 +463,11 @@ def append_snapshot(
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
     build = _compute(settings, snapshots=[snapshot], created=stamp)
     report = BuildReport(
-        snapshots=[snapshot], skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of
+        snapshots=[snapshot],
+        skipped=dict(build.skipped),
+        notes=list(build.notes),
+        as_of=as_of,
+        engine=build.engine,
     )
     for name, frame in build.tables.items():
         path = out_dir / f"{name}.parquet"

@@ -80,7 +80,8 @@ def spark_session(config: SparkConfig) -> SparkSession:
         # a small job on a laptop: 200 shuffle partitions (Spark's default) cost more than they save
         .config("spark.sql.shuffle.partitions", "8")
     )
-    if not SparkSession.getActiveSession() and "SPARK_MASTER" not in os.environ:
+    # under spark-submit (its gateway is already up) the --master given there wins
+    if not SparkSession.getActiveSession() and "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(config.master)
     for key, value in config.conf.items():
         builder = builder.config(key, value)
