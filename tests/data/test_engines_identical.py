@@ -107,3 +107,43 @@ def test_spark_job_bad_config_exits_2_with_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"spark_job: config file not found: {missing}"
+
+
+def _random_lines(n: int, seed: int = 1) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    stamps = pd.to_datetime(rng.integers(1_700_000_000, 1_730_000_000, n), unit="s", utc=True)
+    return pd.DataFrame(
+        {
+            "order_id": pd.Series([f"o{i}" for i in rng.integers(0, n // 3, n)], dtype="string"),
+            "order_ts": pd.Series(stamps).astype("datetime64[us, UTC]"),
+            "quantity": rng.choice([-2, -1, 1, 1, 2, 3, 12], n).astype("float64"),
+            "unit_price": np.round(rng.gamma(2, 5, n), 2),
+            "discount": np.where(rng.random(n) < 0.2, np.round(rng.random(n) * 3, 2), 0.0),
+            "category": pd.Series(rng.choice(["a", "b", "c", None], n), dtype="string"),
+            "status": pd.Series(
+                rng.choice(["completed", "returned", "cancelled"], n, p=[0.9, 0.05, 0.05]), dtype="string"
+            ),
+        }
+    )
+
+
+@pytest.mark.slow  # a Spark JVM (shared with the other tests of this module when run together)
+def test_order_line_aggregation_is_identical_on_duckdb_and_spark():
+    from features.engine import open_engine
+    from features.ingest import aggregate_order_lines
+    from features.schemas import Statuses
+
+    lines = _random_lines(20_000)
+    statuses = Statuses(completed=("completed",), returned=("returned",), cancelled=("cancelled",))
+    on_duckdb = aggregate_order_lines(lines, statuses=statuses, return_prefixes=("C",))
+    with open_engine(name="spark") as spark:
+        on_spark = aggregate_order_lines(lines, statuses=statuses, return_prefixes=("C",), engine=spark)
+    pd.testing.assert_frame_equal(on_duckdb, on_spark, check_exact=True)
+    # and the totals are the lines' own: purchase lines' quantity x price, per order, to the cent
+    purchase = lines[(lines["quantity"] > 0)]
+    expected = (purchase["quantity"] * purchase["unit_price"]).groupby(purchase["order_id"]).sum()
+    got = on_duckdb.set_index("order_id")["gross"].reindex(expected.index)
+    assert (got - expected).abs().max() < 1e-6
+    assert on_duckdb["order_id"].is_unique and len(on_duckdb) > 5_000
