@@ -42,6 +42,7 @@ class Engine:
 
     name: str
     con: Any  # ibis.BaseBackend
+    _temp: int = 0  # temporary tables made by `materialize`
 
     def table(self, frame: pd.DataFrame) -> ibis.Table:
         """A pandas frame as an Ibis table of this engine (small inputs and tests)."""
@@ -55,6 +56,20 @@ class Engine:
 
     def execute(self, expr: ibis.Table) -> pd.DataFrame:
         return self.con.execute(expr)
+
+    def materialize(self, expr: ibis.Table) -> ibis.Table:
+        """`expr` computed once and kept by the engine (a temporary table; Spark: a cached view), for
+        iterative algorithms whose plans would otherwise grow with every round.
+
+        Not `Table.cache()`: Ibis 12's cache drops its tables with a statement DuckDB 2.0 cannot parse.
+        """
+        self._temp += 1
+        name = f"_persona_tmp_{self._temp}"
+        if self.name == "duckdb":
+            return self.con.create_table(name, expr, temp=True)
+        self.con._run_pre_execute_hooks(expr)  # registers the in-memory tables `expr` reads
+        self.con.raw_sql(f"CACHE TABLE {name} AS {self.con.compile(expr)}")
+        return self.con.table(name)
 
 
 def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -702,7 +702,7 @@ def ingest_frames(
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve(records, salt=identity.salt.get_secret_value())
+    resolved = resolve(records, salt=identity.salt.get_secret_value(), engine=engine)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)

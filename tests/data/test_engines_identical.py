@@ -147,3 +147,29 @@ def test_order_line_aggregation_is_identical_on_duckdb_and_spark():
     got = on_duckdb.set_index("order_id")["gross"].reindex(expected.index)
     assert (got - expected).abs().max() < 1e-6
     assert on_duckdb["order_id"].is_unique and len(on_duckdb) > 5_000
+
+
+@pytest.mark.slow  # a Spark JVM (shared with the other tests of this module when run together)
+def test_identity_resolution_is_identical_on_duckdb_and_spark():
+    import numpy as np
+
+    from features.engine import open_engine
+    from features.identity import resolve
+
+    # chains across kinds (contact - email - phone - email ...), singletons, shared phones
+    rng = np.random.default_rng(7)
+    n = 3_000
+    records = pd.DataFrame(
+        {
+            "contact_id": [f"C{i}" if i % 3 == 0 else None for i in rng.integers(0, 400, n)],
+            "email": [f"e{i}@x.cn" if i % 2 == 0 else None for i in rng.integers(0, 900, n)],
+            "phone": [f"+86{i}" for i in rng.integers(0, 1500, n)],
+        }
+    ).astype("string")
+    on_duckdb = resolve(records, salt="engines-salt")
+    with open_engine(name="spark") as spark:
+        on_spark = resolve(records, salt="engines-salt", engine=spark)
+    pd.testing.assert_frame_equal(on_duckdb, on_spark, check_exact=True)
+    persons = on_duckdb["customer_id"].nunique()
+    assert 10 < persons < n  # keys do link records, and not everything into one person
+    assert set(on_duckdb["match_rule"]) == {"new", "contact_id", "email_exact", "phone_e164"}
