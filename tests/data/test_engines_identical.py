@@ -158,12 +158,12 @@ def test_identity_resolution_is_identical_on_duckdb_and_spark():
 
     # chains across kinds (contact - email - phone - email ...), singletons, shared phones
     rng = np.random.default_rng(7)
-    n = 3_000
+    n = 600
     records = pd.DataFrame(
         {
-            "contact_id": [f"C{i}" if i % 3 == 0 else None for i in rng.integers(0, 400, n)],
-            "email": [f"e{i}@x.cn" if i % 2 == 0 else None for i in rng.integers(0, 900, n)],
-            "phone": [f"+86{i}" for i in rng.integers(0, 1500, n)],
+            "contact_id": [f"C{i}" if i % 3 == 0 else None for i in rng.integers(0, 80, n)],
+            "email": [f"e{i}@x.cn" if i % 2 == 0 else None for i in rng.integers(0, 180, n)],
+            "phone": [f"+86{i}" for i in rng.integers(0, 300, n)],
         }
     ).astype("string")
     on_duckdb = resolve(records, salt="engines-salt")
