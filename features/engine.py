@@ -42,6 +42,7 @@ class Engine:
 
     name: str
     con: Any  # ibis.BaseBackend
+    session: Any = None  # the SparkSession under engine: spark
     _temp: int = 0  # temporary tables made by `materialize`
 
     def table(self, frame: pd.DataFrame) -> ibis.Table:
@@ -68,7 +69,9 @@ class Engine:
         if self.name == "duckdb":
             return self.con.create_table(name, expr, temp=True)
         self.con._run_pre_execute_hooks(expr)  # registers the in-memory tables `expr` reads
-        self.con.raw_sql(f"CACHE TABLE {name} AS {self.con.compile(expr)}")
+        # a local checkpoint cuts the lineage: a cached view would keep every earlier round in its plan
+        frame = self.session.sql(str(self.con.compile(expr))).localCheckpoint(eager=True)
+        frame.createOrReplaceTempView(name)
         return self.con.table(name)
 
 
@@ -114,8 +117,8 @@ def spark_session(config: SparkConfig) -> SparkSession:
 def _duckdb(config: DuckdbConfig, data_dir: Path) -> Any:
     import ibis
 
+    # DuckDB makes the folder only when it spills: a failed run leaves nothing behind in data_dir
     temp = Path(config.temp_directory.format(data_dir=data_dir))
-    temp.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect()
     con.raw_sql(f"SET temp_directory = '{temp.as_posix()}'")
     con.raw_sql("SET TimeZone = 'UTC'")  # naive times are UTC here, as in the Spark session
@@ -147,4 +150,4 @@ def open_engine(settings: Settings | None = None, *, name: str | None = None) ->
 
     session = spark_session(settings.spark if settings is not None else SparkConfig())
     # the session outlives the connection: starting a JVM costs seconds, and spark-submit owns its session
-    yield Engine("spark", ibis.pyspark.connect(session))
+    yield Engine("spark", ibis.pyspark.connect(session), session=session)

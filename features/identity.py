@@ -97,7 +97,11 @@ def components(records: ibis.Table, *, engine: Engine, max_rounds: int = 1_000) 
     component).
     """
     tagged = records.select(
-        "rec", **{f"k{j}": ibis.literal(f"{j}\x1f") + records[kind] for j, kind in enumerate(KEY_KINDS)}
+        "rec",
+        **{
+            f"k{j}": ibis.literal(f"{j}\x1f") + records[kind].cast("string")
+            for j, kind in enumerate(KEY_KINDS)
+        },
     )
     first = tagged.select("rec", first=ibis.coalesce(tagged.k0, tagged.k1, tagged.k2))
     held = ibis.union(
