@@ -1,0 +1,332 @@
+"""Scale: the whole pipeline at growing populations, each stage a child process measured for wall time
+and peak RSS (the whole process tree, polled), with the growth exponent between sizes.
+
+generate -> ingest -> features -> Feast apply -> materialize (SQLite; Redis when a redis-server is
+installed) -> retrain (train all models) -> tags fit -> score + queue. A stage that fails, runs out of
+time or grows past the memory limit is stopped and reported (which stage, why, how far it got); the
+later stages of that size are skipped, the other sizes still run. Writes `bench/results/scale.md` and
+`bench/results/scale.json`.
+
+    BENCH=scale make bench                                   # 100k, 300k, 1M
+    SCALE_SIZES=100000,300000 .venv/bin/python -m bench.bench_scale
+    SCALE_DIR=/big/disk SCALE_STAGE_TIMEOUT=1800 SCALE_MEM_LIMIT_MB=20000 ...
+
+Not part of a plain `make bench` (it runs for an hour or more): only when BENCH=scale names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PERSONA = [sys.executable, "-m", "persona"]
+AS_OF = "2026-01-01T00:00:00Z"  # pinned: the figures do not depend on the day they are measured
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Stage:
+    name: str
+    args: list[str]
+    config: str | None = None  # a config file merged over base.yaml (the Redis online store)
+
+
+@dataclass
+class Measure:
+    stage: str
+    customers: int
+    status: str = "ok"  # ok | failed | timeout | memory | skipped
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    load_before: float = 0.0
+    load_after: float = 0.0
+    reason: str = ""
+    output: str = ""  # the command's last lines (what it says it did)
+    extra: dict = field(default_factory=dict)
+
+
+def stages(customers: int, *, redis: bool) -> list[Stage]:
+    plan = [
+        Stage("generate", ["data", "generate", "--customers", str(customers), "--seed", "42", "--force"]),
+        Stage("ingest", ["ingest"]),
+        Stage("features", ["features", "build"]),
+        Stage("feast_apply", ["features", "apply"]),
+        Stage("materialize_sqlite", ["features", "materialize", "--full"]),
+    ]
+    if redis:
+        plan.append(
+            Stage("materialize_redis", ["features", "materialize", "--full"], config="configs/redis.yaml")
+        )
+    plan += [
+        Stage("retrain", ["train", "all"]),
+        Stage("tags_fit", ["tags", "fit"]),
+        Stage("score_queue", ["score", "--all", "--write-back"]),
+    ]
+    return plan
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def run_stage(
+    stage: Stage, *, customers: int, env: dict[str, str], timeout: float, mem_limit_mb: float, log: Path
+) -> Measure:
+    """Run one stage as a child process tree, polling its RSS; stop it past `timeout` or `mem_limit_mb`."""
+    m = Measure(stage.name, customers, load_before=os.getloadavg()[0])
+    cmd = [*PERSONA, *(["--config", stage.config] if stage.config else []), *stage.args]
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = psutil.Process(popen.pid)
+        peak = 0
+        while popen.poll() is None:
+            peak = max(peak, _tree_rss(proc))
+            elapsed = time.perf_counter() - started
+            why = ""
+            if elapsed > timeout:
+                m.status, why = "timeout", f"still running after {timeout:.0f} s (SCALE_STAGE_TIMEOUT)"
+            elif peak > mem_limit_mb * 2**20:
+                m.status, why = (
+                    "memory",
+                    (
+                        f"process tree reached {peak / 2**20:,.0f} MB, over SCALE_MEM_LIMIT_MB={mem_limit_mb:,.0f} "
+                        f"(machine {psutil.virtual_memory().total / 2**30:.0f} GB)"
+                    ),
+                )
+            if why:
+                m.reason = f"stopped after {elapsed:.0f} s: {why}"
+                for p in [*proc.children(recursive=True), proc]:
+                    with contextlib.suppress(psutil.Error):
+                        p.kill()
+                popen.wait()
+                break
+            time.sleep(POLL_SECONDS)
+    m.seconds = time.perf_counter() - started
+    m.peak_rss_mb = peak / 2**20
+    m.load_after = os.getloadavg()[0]
+    tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    m.output = " / ".join(line.strip() for line in tail[-3:])[:400]
+    if m.status == "ok" and popen.returncode != 0:
+        m.status = "failed"
+        if popen.returncode < 0:
+            m.reason = f"killed by signal {-popen.returncode} (the kernel's OOM killer sends 9)"
+        else:
+            m.reason = f"exit {popen.returncode}: {tail[-1] if tail else 'no output'}"[:400]
+    return m
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen | None, str | None]:
+    """A private redis-server (no persistence) for the Redis materialization, if one is installed."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        return None, None
+    port = _free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    return None, None
+
+
+def exponent(small: Measure, big: Measure) -> float | None:
+    """b in value ~ customers**b between two sizes (None unless both stages completed)."""
+    if small.status != "ok" or big.status != "ok" or small.seconds <= 0 or big.seconds <= 0:
+        return None
+    return math.log(big.seconds / small.seconds) / math.log(big.customers / small.customers)
+
+
+def rss_exponent(small: Measure, big: Measure) -> float | None:
+    if small.status != "ok" or big.status != "ok" or small.peak_rss_mb <= 0 or big.peak_rss_mb <= 0:
+        return None
+    return math.log(big.peak_rss_mb / small.peak_rss_mb) / math.log(big.customers / small.customers)
+
+
+def _rows(data_dir: Path) -> dict[str, int]:
+    """Rows of the generated sources (the generator's own count, from ground truth) for the report."""
+    try:
+        import pyarrow.parquet as pq
+
+        persons = pq.ParquetFile(data_dir / "raw" / "ground_truth" / "persons.parquet").metadata.num_rows
+        records = pq.ParquetFile(data_dir / "raw" / "ground_truth" / "person_map.parquet").metadata.num_rows
+        return {"persons": persons, "source_records": records}
+    except Exception:  # noqa: BLE001 (a report detail: generation may have failed)
+        return {}
+
+
+def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
+    names = list(dict.fromkeys(m.stage for m in results))
+    by = {(m.stage, m.customers): m for m in results}
+    lines = [
+        f"## Scale: the pipeline at {', '.join(f'{n:,}' for n in sizes)} customers (`BENCH=scale`)",
+        "",
+        f"Command: `{meta['command']}`. {meta['cores']} cores, {meta['memory_gb']:.0f} GB, shared with other "
+        f"sessions: 1-minute load {meta['load_start']:.1f} at the start, {meta['load_end']:.1f} at the end "
+        "(wall times are inflated when the load exceeds the cores). "
+        f"{meta['started']} to {meta['ended']} UTC. Each stage is one `persona` command in a child process; "
+        f"peak RSS is the whole process tree, polled every {POLL_SECONDS} s. as_of {AS_OF}, seed 42. "
+        f"Limits: {meta['timeout']:.0f} s and {meta['mem_limit_mb']:,.0f} MB per stage.",
+        "",
+        "| stage | "
+        + " | ".join(f"{n:,}: wall s / peak MB" for n in sizes)
+        + " | time exponent | RSS exponent |",
+        "|---|" + "---:|" * len(sizes) + "---:|---:|",
+    ]
+    for name in names:
+        cells = []
+        for n in sizes:
+            m = by.get((name, n))
+            if m is None:
+                cells.append("")
+            elif m.status == "ok":
+                cells.append(f"{m.seconds:,.1f} / {m.peak_rss_mb:,.0f}")
+            else:
+                cells.append(f"**{m.status}** ({m.seconds:,.0f} s, {m.peak_rss_mb:,.0f} MB)")
+        pairs = [(by.get((name, a)), by.get((name, b))) for a, b in zip(sizes, sizes[1:], strict=False)]
+        t = [exponent(a, b) for a, b in pairs if a and b]
+        r = [rss_exponent(a, b) for a, b in pairs if a and b]
+        fmt = lambda xs: ", ".join("n/a" if x is None else f"{x:.2f}" for x in xs) or "n/a"  # noqa: E731
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(t)} | {fmt(r)} |")
+    totals = []
+    for n in sizes:
+        ms = [m for m in results if m.customers == n]
+        ok = all(m.status == "ok" for m in ms)
+        peak = max((m.peak_rss_mb for m in ms), default=0)
+        totals.append(
+            f"{n:,}: {sum(m.seconds for m in ms if m.status != 'skipped'):,.0f} s end to end"
+            f"{'' if ok else ' (incomplete)'}, peak {peak:,.0f} MB"
+        )
+    lines += ["", "Totals: " + "; ".join(totals) + ".", ""]
+    problems = [m for m in results if m.status != "ok"]
+    if problems:
+        lines += ["Stages that did not complete:", ""]
+        lines += [f"- {m.customers:,} customers, {m.stage}: {m.status}: {m.reason}" for m in problems]
+        lines.append("")
+    lines += ["What each stage printed last (rows, counts):", ""]
+    for m in results:
+        if m.status == "ok" and m.output:
+            lines.append(f"- {m.customers:,} {m.stage}: {m.output}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,300000,1000000").split(",") if s.strip()]
+    base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
+    timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
+    mem_limit = float(os.environ.get("SCALE_MEM_LIMIT_MB", str(0.85 * psutil.virtual_memory().total / 2**20)))
+    keep = os.environ.get("SCALE_KEEP", "0") == "1"
+    base.mkdir(parents=True, exist_ok=True)
+    redis_proc, redis_url = start_redis(base / "redis")
+    meta = {
+        "command": f"SCALE_SIZES={','.join(map(str, sizes))} BENCH=scale make bench",
+        "cores": os.cpu_count(),
+        "memory_gb": psutil.virtual_memory().total / 2**30,
+        "load_start": os.getloadavg()[0],
+        "started": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+        "timeout": timeout,
+        "mem_limit_mb": mem_limit,
+        "redis": redis_url is not None,
+    }
+    results: list[Measure] = []
+    try:
+        for n in sizes:
+            data_dir = base / f"n{n}"
+            if data_dir.exists():
+                shutil.rmtree(data_dir)
+            data_dir.mkdir(parents=True)
+            env = {
+                **os.environ,
+                "PERSONA_DATA_DIR": str(data_dir),
+                "PERSONA_SOURCES__AS_OF": AS_OF,
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "BENTOML_DO_NOT_TRACK": "true",
+            }
+            if redis_url:
+                env["PERSONA_FEAST__REDIS_CONNECTION_STRING"] = redis_url
+            failed: Measure | None = None
+            for stage in stages(n, redis=redis_url is not None):
+                if failed is not None:
+                    results.append(
+                        Measure(stage.name, n, status="skipped", reason=f"{failed.stage} did not complete")
+                    )
+                    continue
+                log = data_dir / f"bench-{stage.name}.log"
+                m = run_stage(stage, customers=n, env=env, timeout=timeout, mem_limit_mb=mem_limit, log=log)
+                if stage.name == "generate":
+                    m.extra = _rows(data_dir)
+                results.append(m)
+                print(
+                    f"{n:>9,} {stage.name:<20} {m.status:<8} {m.seconds:8.1f} s {m.peak_rss_mb:8,.0f} MB "
+                    f"load {m.load_after:.1f} {m.reason}",
+                    flush=True,
+                )
+                if m.status != "ok":
+                    failed = m
+            (RESULTS / "scale.json").write_text(
+                json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1),
+                encoding="utf-8",
+            )
+            if not keep:
+                shutil.rmtree(data_dir, ignore_errors=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait()
+    meta["load_end"] = os.getloadavg()[0]
+    meta["ended"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(
+        json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1), encoding="utf-8"
+    )
+    (RESULTS / "scale.md").write_text(report(results, sizes=sizes, meta=meta), encoding="utf-8")
+    print(f"wrote {RESULTS / 'scale.md'}")
+    return 0 if all(m.status == "ok" for m in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
