@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -51,6 +52,7 @@ class Measure:
     customers: int
     status: str = "ok"  # ok | failed | timeout | memory | skipped
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + sys of the stage's process tree (steadier than wall under load)
     peak_rss_mb: float = 0.0
     load_before: float = 0.0
     load_after: float = 0.0
@@ -93,6 +95,7 @@ def run_stage(
     """Run one stage as a child process tree, polling its RSS; stop it past `timeout` or `mem_limit_mb`."""
     m = Measure(stage.name, customers, load_before=os.getloadavg()[0])
     cmd = [*PERSONA, *(["--config", stage.config] if stage.config else []), *stage.args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(log, "wb") as out:
         popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -121,6 +124,8 @@ def run_stage(
                 break
             time.sleep(POLL_SECONDS)
     m.seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m.cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     m.peak_rss_mb = peak / 2**20
     m.load_after = os.getloadavg()[0]
     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -132,6 +137,80 @@ def run_stage(
         else:
             m.reason = f"exit {popen.returncode}: {tail[-1] if tail else 'no output'}"[:400]
     return m
+
+
+def compare_child(data_dir: Path, engine: str, redis_url: str | None) -> None:
+    """One materialization of every view into a fresh online store, timed (prints JSON): `feast`,
+    Feast's own `FeatureStore.materialize`; `batched`, features.materialize as the CLI runs it."""
+    import logging
+    import resource
+    from datetime import UTC, datetime
+
+    from configs.settings import load_settings
+    from features import feast_io
+    from features.clock import features_as_of
+
+    logging.disable(logging.WARNING)
+    store_kind, how = engine.split("-")
+    overrides: dict = {"sources": {"as_of": AS_OF}}
+    if store_kind == "redis":
+        overrides["feast"] = {"online_store": "redis", "redis_connection_string": redis_url}
+    else:
+        overrides["feast"] = {"sqlite_path": str(data_dir / "feast" / f"compare-{how}.db")}
+    settings = load_settings(data_dir=str(data_dir), **overrides)
+    end = features_as_of(settings).to_pydatetime()
+    store = feast_io.get_store(settings)
+    views = [v for v in store.list_feature_views() if Path(v.batch_source.path).is_file()]
+    started = time.perf_counter()
+    if how == "feast":
+        store.materialize(
+            start_date=datetime(1970, 1, 1, tzinfo=UTC), end_date=end, feature_views=[v.name for v in views]
+        )
+        rows = None
+    else:
+        rows = feast_io.materialize(settings, end=end, full=True).rows_written
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak, "views": len(views)}))
+
+
+def compare_materialize(data_dir: Path, redis_url: str | None) -> list[dict]:
+    """Feast's own materialize vs the batched one on the same feature tables, SQLite and Redis."""
+    out = []
+    for engine in (
+        "sqlite-feast",
+        "sqlite-batched",
+        *(("redis-feast", "redis-batched") if redis_url else ()),
+    ):
+        if engine.startswith("redis"):
+            subprocess.run(["redis-cli", "-u", f"redis://{redis_url}", "FLUSHALL"], capture_output=True)
+        load = os.getloadavg()[0]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_scale",
+                "--compare-child",
+                str(data_dir),
+                engine,
+                redis_url or "",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        lines = done.stdout.strip().splitlines()
+        result = {"engine": engine, "load": load}
+        if done.returncode == 0 and lines:
+            result.update(json.loads(lines[-1]))
+        else:
+            result["error"] = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        print(f"  materialize {engine}: {result}", flush=True)
+        out.append(result)
+    rows = next((r.get("rows") for r in out if r.get("rows")), None)
+    for r in out:
+        r["rows"] = r.get("rows") or rows  # Feast's own reports no count: the same rows are written
+    return out
 
 
 def _free_port() -> int:
@@ -174,11 +253,13 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen | None, str | None]:
     return None, None
 
 
-def exponent(small: Measure, big: Measure) -> float | None:
-    """b in value ~ customers**b between two sizes (None unless both stages completed)."""
-    if small.status != "ok" or big.status != "ok" or small.seconds <= 0 or big.seconds <= 0:
+def exponent(small: Measure, big: Measure, attr: str = "cpu_seconds") -> float | None:
+    """b in value ~ customers**b between two sizes (None unless both stages completed). CPU time by
+    default: on a shared machine wall time measures the neighbours as much as the stage."""
+    a, b = getattr(small, attr), getattr(big, attr)
+    if small.status != "ok" or big.status != "ok" or a <= 0 or b <= 0:
         return None
-    return math.log(big.seconds / small.seconds) / math.log(big.customers / small.customers)
+    return math.log(b / a) / math.log(big.customers / small.customers)
 
 
 def rss_exponent(small: Measure, big: Measure) -> float | None:
@@ -213,9 +294,9 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
         f"Limits: {meta['timeout']:.0f} s and {meta['mem_limit_mb']:,.0f} MB per stage.",
         "",
         "| stage | "
-        + " | ".join(f"{n:,}: wall s / peak MB" for n in sizes)
-        + " | time exponent | RSS exponent |",
-        "|---|" + "---:|" * len(sizes) + "---:|---:|",
+        + " | ".join(f"{n:,}: wall s / CPU s / peak MB" for n in sizes)
+        + " | exponent: wall | CPU | RSS |",
+        "|---|" + "---:|" * len(sizes) + "---:|---:|---:|",
     ]
     for name in names:
         cells = []
@@ -224,21 +305,23 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
             if m is None:
                 cells.append("")
             elif m.status == "ok":
-                cells.append(f"{m.seconds:,.1f} / {m.peak_rss_mb:,.0f}")
+                cells.append(f"{m.seconds:,.1f} / {m.cpu_seconds:,.1f} / {m.peak_rss_mb:,.0f}")
             else:
                 cells.append(f"**{m.status}** ({m.seconds:,.0f} s, {m.peak_rss_mb:,.0f} MB)")
         pairs = [(by.get((name, a)), by.get((name, b))) for a, b in zip(sizes, sizes[1:], strict=False)]
+        w = [exponent(a, b, "seconds") for a, b in pairs if a and b]
         t = [exponent(a, b) for a, b in pairs if a and b]
         r = [rss_exponent(a, b) for a, b in pairs if a and b]
         fmt = lambda xs: ", ".join("n/a" if x is None else f"{x:.2f}" for x in xs) or "n/a"  # noqa: E731
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(t)} | {fmt(r)} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(w)} | {fmt(t)} | {fmt(r)} |")
     totals = []
     for n in sizes:
         ms = [m for m in results if m.customers == n]
         ok = all(m.status == "ok" for m in ms)
         peak = max((m.peak_rss_mb for m in ms), default=0)
         totals.append(
-            f"{n:,}: {sum(m.seconds for m in ms if m.status != 'skipped'):,.0f} s end to end"
+            f"{n:,}: {sum(m.seconds for m in ms if m.status != 'skipped'):,.0f} s end to end "
+            f"({sum(m.cpu_seconds for m in ms):,.0f} CPU s)"
             f"{'' if ok else ' (incomplete)'}, peak {peak:,.0f} MB"
         )
     lines += ["", "Totals: " + "; ".join(totals) + ".", ""]
@@ -246,6 +329,25 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
     if problems:
         lines += ["Stages that did not complete:", ""]
         lines += [f"- {m.customers:,} customers, {m.stage}: {m.status}: {m.reason}" for m in problems]
+        lines.append("")
+    for n, runs in meta.get("materialize_compare", {}).items():
+        lines += [
+            f"Materialization at {int(n):,} customers, every view into a fresh online store, Feast's own "
+            "`FeatureStore.materialize` vs the batched writer (`features/materialize.py`, what "
+            "`persona features materialize` runs), each in its own process (times exclude imports):",
+            "",
+            "| online store, writer | entity rows | seconds | rows/s | peak RSS MB | load |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in runs:
+            if "error" in r:
+                lines.append(f"| {r['engine']} | failed: {r['error']} | | | | {r['load']:.1f} |")
+                continue
+            rate = (r["rows"] or 0) / r["seconds"] if r["seconds"] else 0
+            lines.append(
+                f"| {r['engine']} | {r['rows'] or 0:,} | {r['seconds']:,.1f} | {rate:,.0f} | "
+                f"{r['peak_rss_mb']:,.0f} | {r['load']:.1f} |"
+            )
         lines.append("")
     lines += ["What each stage printed last (rows, counts):", ""]
     for m in results:
@@ -255,11 +357,16 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--compare-child"]:
+        compare_child(Path(sys.argv[2]), sys.argv[3], sys.argv[4] or None)
+        return 0
     sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,300000,1000000").split(",") if s.strip()]
     base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
     timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
     mem_limit = float(os.environ.get("SCALE_MEM_LIMIT_MB", str(0.85 * psutil.virtual_memory().total / 2**20)))
     keep = os.environ.get("SCALE_KEEP", "0") == "1"
+    # Feast's own materialize beside the batched one (slow and memory-hungry at 1M: 100k by default)
+    compare_sizes = {int(s) for s in os.environ.get("SCALE_COMPARE_SIZES", "100000").split(",") if s.strip()}
     base.mkdir(parents=True, exist_ok=True)
     redis_proc, redis_url = start_redis(base / "redis")
     meta = {
@@ -301,12 +408,15 @@ def main() -> int:
                     m.extra = _rows(data_dir)
                 results.append(m)
                 print(
-                    f"{n:>9,} {stage.name:<20} {m.status:<8} {m.seconds:8.1f} s {m.peak_rss_mb:8,.0f} MB "
+                    f"{n:>9,} {stage.name:<20} {m.status:<8} {m.seconds:8.1f} s {m.cpu_seconds:8.1f} CPU s "
+                    f"{m.peak_rss_mb:8,.0f} MB "
                     f"load {m.load_after:.1f} {m.reason}",
                     flush=True,
                 )
                 if m.status != "ok":
                     failed = m
+            if n in compare_sizes and failed is None:
+                meta.setdefault("materialize_compare", {})[str(n)] = compare_materialize(data_dir, redis_url)
             (RESULTS / "scale.json").write_text(
                 json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1),
                 encoding="utf-8",
