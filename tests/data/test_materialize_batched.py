@@ -157,3 +157,28 @@ def test_redis_rows_equal_feasts_own_materialize(tmp_path: Path) -> None:
             client.flushall()
         assert len(dumps[0]) > 0
         assert dumps[1] == dumps[0]
+
+
+def test_column_encoding_is_feasts_byte_for_byte() -> None:
+    import pyarrow as pa
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.utils import _columns_to_proto_values
+    from feast.value_type import ValueType
+
+    from features.materialize import encode_column
+
+    columns = {
+        "d": (
+            pa.array([0.0, 1.5, None, float("nan"), -0.0, float("inf"), 1e-300, -2.5e17]),
+            ValueType.DOUBLE,
+        ),
+        "i": (pa.array([0, 5, None, -3, 2**40, -1, 300, -(2**40)]), ValueType.INT64),
+        "s": (pa.array(["a", "", None, "ü北", "xyz", "a" * 200, "0", " "]), ValueType.STRING),
+        "f": (pa.array([1, 2, None, 4, 5, 6, 7, 8], pa.int32()), ValueType.INT32),  # Feast's own path
+    }
+    batch = pa.record_batch({k: v for k, (v, _) in columns.items()})
+    protos = _columns_to_proto_values(batch, [(k, t) for k, (_, t) in columns.items()], allow_missing=False)
+    for name, (array, value_type) in columns.items():
+        blobs, texts = encode_column(array, value_type)
+        assert blobs == [v.SerializeToString() for v in protos[name]], name
+        assert texts == [extract_text_and_num(v, False)[0] for v in protos[name]], name
