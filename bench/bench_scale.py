@@ -44,6 +44,7 @@ class Stage:
     name: str
     args: list[str]
     config: str | None = None  # a config file merged over base.yaml (the Redis online store)
+    command: list[str] | None = None  # a whole command instead of `persona <args>`
 
 
 @dataclass
@@ -94,7 +95,7 @@ def run_stage(
 ) -> Measure:
     """Run one stage as a child process tree, polling its RSS; stop it past `timeout` or `mem_limit_mb`."""
     m = Measure(stage.name, customers, load_before=os.getloadavg()[0])
-    cmd = [*PERSONA, *(["--config", stage.config] if stage.config else []), *stage.args]
+    cmd = stage.command or [*PERSONA, *(["--config", stage.config] if stage.config else []), *stage.args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(log, "wb") as out:
@@ -155,10 +156,15 @@ def compare_child(data_dir: Path, engine: str, redis_url: str | None) -> None:
     overrides: dict = {"sources": {"as_of": AS_OF}}
     if store_kind == "redis":
         overrides["feast"] = {"online_store": "redis", "redis_connection_string": redis_url}
-    else:
-        overrides["feast"] = {"sqlite_path": str(data_dir / "feast" / f"compare-{how}.db")}
     settings = load_settings(data_dir=str(data_dir), **overrides)
-    end = features_as_of(settings).to_pydatetime()
+    if store_kind == "sqlite":  # empty the online tables (made by apply): every run writes them afresh
+        import sqlite3
+
+        with sqlite3.connect(settings.path(settings.feast.sqlite_path)) as con:
+            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                con.execute(f'DELETE FROM "{table}"')
+    fixed_end = os.environ.get("SCALE_MATERIALIZE_END")  # synthetic feature tables: no build report
+    end = datetime.fromisoformat(fixed_end) if fixed_end else features_as_of(settings).to_pydatetime()
     store = feast_io.get_store(settings)
     views = [v for v in store.list_feature_views() if Path(v.batch_source.path).is_file()]
     started = time.perf_counter()
@@ -174,43 +180,141 @@ def compare_child(data_dir: Path, engine: str, redis_url: str | None) -> None:
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak, "views": len(views)}))
 
 
-def compare_materialize(data_dir: Path, redis_url: str | None) -> list[dict]:
-    """Feast's own materialize vs the batched one on the same feature tables, SQLite and Redis."""
+def compare_materialize(
+    data_dir: Path,
+    redis_url: str | None,
+    *,
+    customers: int = 0,
+    engines: tuple[str, ...] = ("sqlite-feast", "sqlite-batched", "redis-feast", "redis-batched"),
+    timeout: float = 2400,
+    mem_limit_mb: float = 12_000,
+    env: dict[str, str] | None = None,
+) -> list[dict]:
+    """Feast's own materialize vs the batched one on the same feature tables, SQLite and Redis, each a
+    child process measured as a stage (wall, CPU, peak RSS; stopped past the time or memory limit)."""
     out = []
-    for engine in (
-        "sqlite-feast",
-        "sqlite-batched",
-        *(("redis-feast", "redis-batched") if redis_url else ()),
-    ):
+    for engine in engines:
         if engine.startswith("redis"):
+            if not redis_url:
+                continue
             subprocess.run(["redis-cli", "-u", f"redis://{redis_url}", "FLUSHALL"], capture_output=True)
-        load = os.getloadavg()[0]
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.bench_scale",
-                "--compare-child",
-                str(data_dir),
-                engine,
-                redis_url or "",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        command = [
+            sys.executable,
+            "-m",
+            "bench.bench_scale",
+            "--compare-child",
+            str(data_dir),
+            engine,
+            redis_url or "",
+        ]
+        m = run_stage(
+            Stage(engine, [], command=command),
+            customers=customers,
+            env=env or dict(os.environ),
+            timeout=timeout,
+            mem_limit_mb=mem_limit_mb,
+            log=data_dir / f"bench-compare-{engine}.log",
         )
-        lines = done.stdout.strip().splitlines()
-        result = {"engine": engine, "load": load}
-        if done.returncode == 0 and lines:
-            result.update(json.loads(lines[-1]))
+        result = {"engine": engine, "load": m.load_before, **asdict(m)}
+        lines = [
+            x
+            for x in (data_dir / f"bench-compare-{engine}.log").read_text().splitlines()
+            if x.startswith("{")
+        ]
+        if m.status == "ok" and lines:
+            inner = json.loads(lines[-1])
+            result["seconds"] = inner["seconds"]  # the materialization itself, imports excluded
+            result["rows"] = inner["rows"]
         else:
-            result["error"] = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        print(f"  materialize {engine}: {result}", flush=True)
+            result["error"] = f"{m.status}: {m.reason}"
+        print(
+            f"  materialize {engine}: {m.status} {result.get('seconds', 0):.1f} s {m.cpu_seconds:.1f} CPU s "
+            f"{m.peak_rss_mb:,.0f} MB {m.reason}",
+            flush=True,
+        )
         out.append(result)
     rows = next((r.get("rows") for r in out if r.get("rows")), None)
     for r in out:
         r["rows"] = r.get("rows") or rows  # Feast's own reports no count: the same rows are written
     return out
+
+
+def materialize_only() -> int:
+    """`--materialize`: the online store alone, on random feature tables of the contract's shape (one
+    snapshot per customer; tests/feast_support.synthetic_tables), at SCALE_MAT_SIZES customers: Feast's
+    own materialize (up to SCALE_MAT_FEAST_MAX customers: it holds every protobuf at once) vs the
+    batched writer, SQLite and Redis. Writes bench/results/scale_materialize.md."""
+    from tests.feast_support import synthetic_tables, write_tables
+
+    sizes = [
+        int(x) for x in os.environ.get("SCALE_MAT_SIZES", "100000,300000,1000000").split(",") if x.strip()
+    ]
+    feast_max = int(os.environ.get("SCALE_MAT_FEAST_MAX", "300000"))
+    mem_limit = float(os.environ.get("SCALE_MEM_LIMIT_MB", "12000"))
+    base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve() / "materialize"
+    base.mkdir(parents=True, exist_ok=True)
+    redis_proc, redis_url = start_redis(base / "redis")
+    started = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    load_start = os.getloadavg()[0]
+    end = "2025-01-02T00:00:00+00:00"
+    runs: dict[int, list[dict]] = {}
+    try:
+        for n in sizes:
+            data_dir = base / f"n{n}"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            env = {**os.environ, "PERSONA_DATA_DIR": str(data_dir), "SCALE_MATERIALIZE_END": end}
+            from configs.settings import load_settings
+            from features import feast_io
+
+            settings = load_settings(data_dir=str(data_dir))
+            write_tables(
+                settings.path(settings.feast.source_dir),
+                synthetic_tables(customers=n, snapshots=["2025-01-01"]),
+            )
+            feast_io.apply_repo(settings)
+            engines = ("sqlite-batched", "redis-batched")
+            if n <= feast_max:
+                engines = ("sqlite-feast", "sqlite-batched", "redis-feast", "redis-batched")
+            runs[n] = compare_materialize(
+                data_dir, redis_url, customers=n, engines=engines, mem_limit_mb=mem_limit, env=env
+            )
+            shutil.rmtree(data_dir, ignore_errors=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait()
+    lines = [
+        "## Scale: Feast materialization of up to a million customers (`bench_scale --materialize`)",
+        "",
+        f"Command: `SCALE_MAT_SIZES={','.join(map(str, sizes))} .venv/bin/python -m bench.bench_scale "
+        f"--materialize`. Random feature tables of the contract's shape (4 views, 35 features, one snapshot "
+        f"per customer), every view into a fresh online store, each run a child process. Feast's own "
+        f"`FeatureStore.materialize` only up to {feast_max:,} customers. {os.cpu_count()} cores shared with "
+        f"other sessions: load {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"({started} to {datetime.now(UTC):%H:%M} UTC); CPU time is the steadier figure. Seconds: the "
+        "materialization itself (imports excluded); CPU and peak RSS: the whole child process.",
+        "",
+        "| customers | online store, writer | entity rows | seconds | rows/s | CPU s | peak RSS MB | load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, results in runs.items():
+        for r in results:
+            if "error" in r:
+                lines.append(
+                    f"| {n:,} | {r['engine']} | **{r['error']}** | | | {r['cpu_seconds']:,.0f} | "
+                    f"{r['peak_rss_mb']:,.0f} | {r['load']:.1f} |"
+                )
+                continue
+            rate = (r["rows"] or 0) / r["seconds"] if r["seconds"] else 0
+            lines.append(
+                f"| {n:,} | {r['engine']} | {r['rows'] or 0:,} | {r['seconds']:,.1f} | {rate:,.0f} | "
+                f"{r['cpu_seconds']:,.1f} | {r['peak_rss_mb']:,.0f} | {r['load']:.1f} |"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale_materialize.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / "scale_materialize.json").write_text(json.dumps(runs, indent=1, default=str), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
 
 
 def _free_port() -> int:
@@ -360,6 +464,8 @@ def main() -> int:
     if sys.argv[1:2] == ["--compare-child"]:
         compare_child(Path(sys.argv[2]), sys.argv[3], sys.argv[4] or None)
         return 0
+    if sys.argv[1:2] == ["--materialize"]:
+        return materialize_only()
     sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,300000,1000000").split(",") if s.strip()]
     base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
     timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
@@ -416,7 +522,9 @@ def main() -> int:
                 if m.status != "ok":
                     failed = m
             if n in compare_sizes and failed is None:
-                meta.setdefault("materialize_compare", {})[str(n)] = compare_materialize(data_dir, redis_url)
+                meta.setdefault("materialize_compare", {})[str(n)] = compare_materialize(
+                    data_dir, redis_url, customers=n, env=env, mem_limit_mb=mem_limit
+                )
             (RESULTS / "scale.json").write_text(
                 json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1),
                 encoding="utf-8",
