@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import socket
@@ -460,12 +461,64 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_LOG_LINE = re.compile(
+    r"^\s*([\d,]+) (\w+)\s+(\w+)\s+([\d.]+) s\s+([\d.]+) CPU s\s+([\d,]+) MB load ([\d.]+) ?(.*)$"
+)
+
+
+def report_from_files(log: str | None = None) -> int:
+    """`--report [LOG]`: rebuild scale.md from scale.json (sizes the run finished), plus the stages of
+    a size it was stopped in, read from the run's printed lines (LOG), e.g. when the deadline came first."""
+    data = json.loads((RESULTS / "scale.json").read_text(encoding="utf-8"))
+    meta = data["meta"]
+    results = [Measure(**m) for m in data["results"]]
+    done = {(m.customers, m.stage) for m in results}
+    if log:
+        for line in Path(log).read_text(encoding="utf-8").splitlines():
+            hit = _LOG_LINE.match(line)
+            if not hit:
+                continue
+            n, stage = int(hit.group(1).replace(",", "")), hit.group(2)
+            if (n, stage) in done:
+                continue
+            results.append(
+                Measure(
+                    stage,
+                    n,
+                    status=hit.group(3),
+                    seconds=float(hit.group(4)),
+                    cpu_seconds=float(hit.group(5)),
+                    peak_rss_mb=float(hit.group(6).replace(",", "")),
+                    load_after=float(hit.group(7)),
+                    reason=hit.group(8).strip(),
+                )
+            )
+            done.add((n, stage))
+        stopped = sorted({m.customers for m in results} - {m["customers"] for m in data["results"]})
+        for n in stopped:
+            meta.setdefault("note", []).append(
+                f"{n:,} customers: the run was stopped after the stages listed (the session's deadline), "
+                "not by a failure; the later stages were not run"
+            )
+    sizes = sorted({m.customers for m in results})
+    meta.setdefault("load_end", os.getloadavg()[0])
+    meta.setdefault("ended", f"{datetime.now(UTC):%Y-%m-%d %H:%M}")
+    text = report(results, sizes=sizes, meta=meta)
+    for note in meta.get("note", []):
+        text += f"\nNote: {note}.\n"
+    (RESULTS / "scale.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--compare-child"]:
         compare_child(Path(sys.argv[2]), sys.argv[3], sys.argv[4] or None)
         return 0
     if sys.argv[1:2] == ["--materialize"]:
         return materialize_only()
+    if sys.argv[1:2] == ["--report"]:
+        return report_from_files(*sys.argv[2:3])
     sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,300000,1000000").split(",") if s.strip()]
     base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
     timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
