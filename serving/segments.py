@@ -130,7 +130,7 @@ class SqlListsConnector(Connector):
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
         contacts = self.resolver.records_for({e.change.customer_id for e in entries})
-        rejected = {
+        unmatched = {
             e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
             for e in entries
             if not contacts.get(e.change.customer_id)
@@ -140,7 +140,7 @@ class SqlListsConnector(Connector):
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             for entry in entries:
-                if entry.id in rejected:
+                if entry.id in unmatched:
                     continue
                 change = entry.change
                 seq = change.seq or 0
@@ -162,7 +162,7 @@ class SqlListsConnector(Connector):
                     elif stored < seq:  # an older change or a re-delivery changes nothing
                         conn.execute(sa.update(t).where(key).values(**row))
                         applied += 1
-        return SendResult(rejected=rejected)
+        return SendResult(unmatched=unmatched)
 
 
 def build_segment_dispatcher(settings: Settings, *, engine: Engine):  # type: ignore[no-untyped-def]
