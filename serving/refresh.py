@@ -125,6 +125,11 @@ def refresh(
     """Run one refresh under the retrain lock (see module doc). Raises RetrainBusy when a retrain or
     another refresh holds the lock."""
     report = RefreshReport()
+    if settings.triggers.rules or settings.segments.sync:
+        from artifacts.catalog import load_catalog
+
+        # the rules are checked against the catalog before anything is read or written
+        check_rules(settings, {t.key: t.value_type for t in load_catalog(settings).tags})
     with RetrainLock(settings.path(settings.training.lock_path), job="refresh"):
         memory = load_refresh_state(settings)
         report.previous_as_of = memory.get("as_of")
@@ -177,7 +182,8 @@ def _recompute(  # type: ignore[no-untyped-def]
 
     state = load_state(settings)
     cadences = {t.key: t.cadence for t in state.catalog.tags}
-    check_rules(settings, set(cadences))
+    tag_types = {t.key: t.value_type for t in state.catalog.tags}
+    check_rules(settings, tag_types)
     last = dict(memory.get("tags", {}))
     report.recomputed = due_tags(
         cadences, as_of=as_of, last_computed=last, cadence=cadence, everything=everything
@@ -211,22 +217,34 @@ def _recompute(  # type: ignore[no-untyped-def]
 
         from serving.segments import sync_segments
 
-        report.segments = sync_segments(state.tag_store.engine, settings.segments.sync, at=datetime.now(UTC))
+        report.segments = sync_segments(
+            state.tag_store.engine, settings.segments.sync, at=datetime.now(UTC), tag_types=tag_types
+        )
     for tag in report.recomputed:
         last[tag] = as_of.isoformat()
     _save_refresh_state(settings, {"as_of": as_of.isoformat(), "tags": last, "snapshot": report.snapshot})
 
 
-def check_rules(settings: Settings, known: set[str]) -> None:
-    """Every tag a trigger or segment rule names is in the catalog (else a ConfigError naming the key)."""
-    from configs.settings import ConfigError
+def check_rules(settings: Settings, tag_types: dict[str, str]) -> None:
+    """Every tag a trigger or segment rule names is in the catalog (`tag_types`: tag -> type), every
+    segment expression parses and type-checks, and no trigger's list is a list segment sync keeps in step
+    (else a one-line ConfigError naming the key)."""
+    from core.errors import ConfigError
+    from serving.segments import check_segment_rules
 
     named = [(f"triggers.rules[{r.name}].tag", r.tag) for r in settings.triggers.rules]
     named += [(f"triggers.rules[{r.name}].where", t) for r in settings.triggers.rules for t in r.where]
-    named += [(f"segments.sync[{r.name}].where", t) for r in settings.segments.sync for t in r.where]
     for key, tag in named:
-        if tag not in known:
+        if tag not in tag_types:
             raise ConfigError(f"{key}: unknown tag {tag!r} (see `persona tags list`)")
+    check_segment_rules(settings.segments.sync, tag_types)
+    synced = {r.list_name for r in settings.segments.sync}
+    for rule in settings.triggers.rules:
+        if rule.add_to_list is not None and rule.add_to_list.name in synced:
+            raise ConfigError(
+                f"triggers.rules[{rule.name}].add_to_list.name: {rule.add_to_list.name!r} is a list "
+                "segments.sync keeps in step (its removes would undo the trigger's adds): use another list"
+            )
 
 
 def _deliver(settings: Settings, report: RefreshReport, *, timeout: float, connector: Any) -> None:
@@ -272,6 +290,9 @@ def describe(report: RefreshReport) -> Iterable[str]:
         ("lists", report.segments_delivered),
     ):
         if stats is not None:
-            yield f"{name}: delivered {stats.delivered:,}, retried {stats.retried:,}, dead-lettered {stats.dead:,}"
+            yield (
+                f"{name}: delivered {stats.delivered:,}, retried {stats.retried:,}, dead-lettered {stats.dead:,}, "
+                f"unmatched {stats.unmatched:,} (no CRM record key yet), released {stats.released:,}"
+            )
     if report.steps:
         yield "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.steps.items())
