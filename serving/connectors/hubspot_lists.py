@@ -79,9 +79,12 @@ class HubSpotConnector(Connector):
             ) from None
         status = response.status_code
         if status == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
+            if wait is None and interval.isdigit():  # HubSpot's rolling limits name their window instead
+                wait = int(interval) / 1000
             raise RateLimited(
-                f"CRM {self.where} rate limit (429): {_error_message(response)}",
-                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                f"CRM {self.where} rate limit (429): {_error_message(response)}", retry_after=wait
             )
         if status >= 500:
             raise TransientCrmError(

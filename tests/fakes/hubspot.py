@@ -5,7 +5,8 @@ Follows the documented contract: `POST /crm/v3/objects/contacts/batch/upsert` wi
 `Authorization: Bearer <token>`; 200 `{"status": "COMPLETE", "results": [...]}`; a 400 error body
 (`status`, `message`, `correlationId`, `category`) when any input is invalid; 207 multi-status with
 per-input `errors[].context.objectWriteTraceId` when `multi_status` is on and every input has a trace id;
-429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers. `GET /crm/v3/objects/contacts/{id}?idProperty=`
+429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers (`rate_limit_next`), or a rolling burst limit
+(`limit_max` requests per `limit_interval_ms`, as HubSpot's ten-secondly limit: 429 without Retry-After). `GET /crm/v3/objects/contacts/{id}?idProperty=`
 reads a contact back. `POST /crm/v3/objects/contacts/batch/read` (`idProperty`, `inputs: [{id}]`) answers
 the contacts' record ids. Lists (HubSpot Lists API v3, MANUAL lists of contacts, objectTypeId `0-1`):
 `POST /crm/v3/lists` creates one (`name`, `objectTypeId`, `processingType`) -> `{"list": {listId, ...}}`
@@ -68,6 +69,10 @@ class Faults:
     lost_ack_delay: float = 0.0  # (longer than the client's time-out: applied, acknowledgement lost)
     reject: Callable[[dict[str, Any]], str | None] | None = None  # input -> reason to refuse it, or None
     multi_status: bool = False  # 207 with per-input errors instead of 400 for the whole batch
+    # HubSpot's burst limit: at most `limit_max` requests per rolling `limit_interval_ms`; beyond it 429
+    # with policyName TEN_SECONDLY_ROLLING and the X-HubSpot-RateLimit-* headers (no Retry-After)
+    limit_max: int | None = None
+    limit_interval_ms: int = 10_000
 
 
 @dataclass
@@ -86,6 +91,7 @@ class _State:
     statuses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     batches: list[list[str]] = field(default_factory=list)  # trace ids of each applied request
+    window: list[float] = field(default_factory=list)  # monotonic times of requests let through
     lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # listId -> {name, members: set}
     activities: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {k: [] for k in ACTIVITY_KINDS}
@@ -221,6 +227,16 @@ class FakeHubSpot:
                 self.faults.fail_next -= 1
             if self.state.requests in self.faults.fail_requests:
                 faults.fail_next = max(faults.fail_next, 1)
+            remaining = None
+            if faults.limit_max is not None and faults.rate_limit_next <= 0:
+                now = time.monotonic()
+                horizon = now - faults.limit_interval_ms / 1000
+                self.state.window = [t for t in self.state.window if t > horizon]
+                if len(self.state.window) >= faults.limit_max:
+                    remaining = 0
+                else:
+                    self.state.window.append(now)
+                    remaining = faults.limit_max - len(self.state.window)
         if faults.delay:
             time.sleep(faults.delay)
         if self.token is not None and handler.headers.get("Authorization") != f"Bearer {self.token}":
@@ -229,6 +245,21 @@ class FakeHubSpot:
                 401,
                 self._error(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION"),
             )
+            return
+        if remaining == 0:
+            body = {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "TEN_SECONDLY_ROLLING",
+            }
+            headers = {
+                "X-HubSpot-RateLimit-Max": str(faults.limit_max),
+                "X-HubSpot-RateLimit-Remaining": "0",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(faults.limit_interval_ms),
+            }
+            self._reply(handler, 429, body, headers)
             return
         if faults.rate_limit_next > 0:
             headers = {
