@@ -361,7 +361,9 @@ class Outbox:
                 conn.execute(
                     sa.update(t)
                     .where(t.c.id == entry_id, t.c.status == PENDING)
-                    .values(status=UNMATCHED, last_error=reason[:2000], lease_owner=None, lease_expires_at=None)
+                    .values(
+                        status=UNMATCHED, last_error=reason[:2000], lease_owner=None, lease_expires_at=None
+                    )
                 )
             if not self.supersede:
                 return
@@ -389,7 +391,8 @@ class Outbox:
         t = self.table
         with self.engine.connect() as conn:
             return {
-                r[0] for r in conn.execute(sa.select(t.c.customer_id).where(t.c.status == UNMATCHED).distinct())
+                r[0]
+                for r in conn.execute(sa.select(t.c.customer_id).where(t.c.status == UNMATCHED).distinct())
             }
 
     def release_unmatched(self, customers: Iterable[str], *, now: float) -> int:
