@@ -1,10 +1,15 @@
 """`make bench`: run every bench/bench_*.py in its own process (clean memory figures), then gather
 bench/results/*.md into BENCHMARKS.md. `BENCH=name make bench` runs only bench_<name>.py;
-`python -m bench.run --gather` only rebuilds BENCHMARKS.md from the results already measured."""
+`python -m bench.run --gather` only rebuilds BENCHMARKS.md from the results already measured.
+
+Gathering is lossless: each generated section is preceded by a marker naming its results file and is
+replaced by that file; a section without a marker was written by hand (figures from a command run once,
+notes) and keeps its place. Results without a section yet are added at the end."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,6 +17,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+MARK = re.compile(r"^<!-- bench/results/([\w.-]+\.md) -->$")
+
+
+def _marker(name: str) -> str:
+    return f"<!-- bench/results/{name} -->"
+
+
+def gather(existing: str, results: dict[str, str]) -> list[str]:
+    """Sections of the new BENCHMARKS.md body: `existing` (the old body, header included or not) in its
+    order with marked sections refreshed from `results` (file name -> text), hand sections kept."""
+    blocks = re.split(r"(?m)^(?=<!-- bench/results/|## )", existing)
+    out: list[str] = []
+    seen: set[str] = set()
+    pending: str | None = None  # a marker waiting for its section
+    for block in blocks:
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        m = MARK.match(lines[0])
+        if m:
+            pending = m.group(1)
+            continue
+        if not lines[0].startswith("## "):
+            continue  # the file's own header is written anew
+        if pending is not None:
+            if pending in results and pending not in seen:
+                out.append(f"{_marker(pending)}\n{results[pending].strip()}")
+                seen.add(pending)
+            pending = None
+            continue
+        out.append(block.strip())
+    out += [f"{_marker(n)}\n{t.strip()}" for n, t in sorted(results.items()) if n not in seen]
+    return out
 
 
 def main() -> int:
@@ -28,13 +66,16 @@ def main() -> int:
         code = subprocess.call([sys.executable, "-m", f"bench.{script.stem}"], cwd=ROOT)
         if code:
             failed.append(script.stem)
-    sections = [p.read_text(encoding="utf-8").strip() for p in sorted(RESULTS.glob("*.md"))]
+    target = ROOT / "BENCHMARKS.md"
+    existing = target.read_text(encoding="utf-8") if target.exists() else ""
+    results = {p.name: p.read_text(encoding="utf-8") for p in RESULTS.glob("*.md")}
+    sections = gather(existing, results)
     header = (
         "# Benchmarks\n\nProduced by `make bench` (each section names its own command). Machine: "
         f"{os.cpu_count()} cores, shared with other work while these ran: each section records its load. "
         f"Last gathered {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n"
     )
-    (ROOT / "BENCHMARKS.md").write_text(header + "\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
+    target.write_text(header + "\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
         return 1

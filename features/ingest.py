@@ -151,6 +151,7 @@ def _type_source(
         _kind_key(source, cfg),
         raw,
         timezone=cfg.timezone,
+        date_format=cfg.date_format,
         quarantine=quarantine,
         source=source,
         location=raw_table.location,

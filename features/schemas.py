@@ -102,7 +102,14 @@ class Statuses:
 
 
 def type_columns(
-    kind_key: str, raw: pd.DataFrame, *, timezone: str, quarantine: Quarantine, source: str, location: str
+    kind_key: str,
+    raw: pd.DataFrame,
+    *,
+    timezone: str,
+    quarantine: Quarantine,
+    source: str,
+    location: str,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Typed copy of `raw`: ids/refs/text as trimmed strings, labels lower-cased, timestamps UTC,
     numbers float64, flags nullable boolean. Unparseable values are quarantined and become null."""
@@ -119,7 +126,7 @@ def type_columns(
             typed[name] = clean_labels(column)
             continue
         parser = {
-            "ts": lambda s: parse_timestamps(s, timezone=timezone),
+            "ts": lambda s: parse_timestamps(s, timezone=timezone, date_format=date_format),
             "num": parse_numbers,
             "flag": parse_flags,
         }

@@ -18,7 +18,11 @@ names the segment. Two guards keep names honest:
   segment that ranks first on recency among the segments: the most recent segment is never lapsed;
 - names are unique: segments sharing a name get a qualifier from the concept that separates them most
   (`QUALIFIERS`, e.g. tenure -> `_loyal` / `_new`), repeated with the next concept while still equal.
-  Never a number suffix.
+  Never a number suffix;
+- "new" is also absolute: a segment whose median customer has been with the business longer than
+  `NEW_TENURE_DAYS` is never called new (by a rule or a qualifier), however it ranks. Ranks are relative,
+  and in an old customer base the lowest-tenure segment may be two years old; a valuable one of those is
+  `high_value_loyal`. Without tenure in original units (not passed, or no tenure feature) ranks decide.
 
 Pure numpy; `rule_table()` gives the rules as text for reports and the README.
 """
@@ -42,6 +46,7 @@ CONCEPTS: dict[str, tuple[tuple[str, ...], bool]] = {
 }
 LAPSED = frozenset({"at_risk", "hibernating", "lost"})
 PROSPECT = "prospect"  # not a cluster: customers without an order get it by rule (models.segmentation)
+NEW_TENURE_DAYS = 180.0  # longer than this is not "new", whatever the rank (see module doc)
 
 Ranks = dict[str, float]
 
@@ -53,13 +58,17 @@ class Rule:
     test: Callable[[Ranks], bool]
 
 
-# First match wins. Ranks are shares of the population below the centroid (recent: 1 = most recent).
+# First match wins. Ranks are shares of the population below the centroid (recent: 1 = most recent);
+# `young` is 1.0 when the segment's median tenure is at most NEW_TENURE_DAYS (or unknown), else 0.0.
 PERSONA_RULES: tuple[Rule, ...] = (
     Rule(
         "high_value_loyal",
-        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6, tenure >= 0.5",
+        "recent >= 0.4, frequency >= 0.6, monetary >= 0.6, tenure >= 0.5 or older than NEW_TENURE_DAYS",
         lambda r: (
-            r["recent"] >= 0.4 and r["frequency"] >= 0.6 and r["monetary"] >= 0.6 and r["tenure"] >= 0.5
+            r["recent"] >= 0.4
+            and r["frequency"] >= 0.6
+            and r["monetary"] >= 0.6
+            and (r["tenure"] >= 0.5 or not _young(r))
         ),
     ),
     Rule(
@@ -72,12 +81,21 @@ PERSONA_RULES: tuple[Rule, ...] = (
         "recent < 0.4 and (frequency >= 0.5 or monetary >= 0.5): valuable, no longer buying",
         lambda r: r["recent"] < 0.4 and (r["frequency"] >= 0.5 or r["monetary"] >= 0.5),
     ),
-    Rule("new", "tenure < 0.2 and recent >= 0.4", lambda r: r["tenure"] < 0.2 and r["recent"] >= 0.4),
+    Rule(
+        "new",
+        "tenure < 0.2, recent >= 0.4, not older than NEW_TENURE_DAYS",
+        lambda r: r["tenure"] < 0.2 and r["recent"] >= 0.4 and _young(r),
+    ),
     Rule("potential", "recent >= 0.5 (recent, not yet valuable)", lambda r: r["recent"] >= 0.5),
     Rule("lost", "recent < 0.2 (and low value)", lambda r: r["recent"] < 0.2),
     Rule("hibernating", "recent < 0.4 (and low value)", lambda r: r["recent"] < 0.4),
     Rule("regular", "otherwise (around the middle)", lambda r: True),
 )
+
+
+def _young(r: Ranks) -> bool:
+    return r.get("young", 1.0) >= 0.5
+
 
 # concept -> (qualifier when the segment is the higher one, when it is the lower one)
 QUALIFIERS: dict[str, tuple[str, str]] = {
@@ -158,6 +176,10 @@ def _qualify(names: list[str], ranks: list[Ranks], fixed: set[int]) -> list[str]
             ]
             if not options:
                 break
+            # tenure's low word is "new": not an option when a segment that would get it is not young
+            t_mid = (max(ranks[i]["tenure"] for i in group) + min(ranks[i]["tenure"] for i in group)) / 2.0
+            if any(ranks[i]["tenure"] < t_mid and not _young(ranks[i]) for i in movable):
+                options = [c for c in options if c != "tenure"] or options
             spread = {c: max(ranks[i][c] for i in group) - min(ranks[i][c] for i in group) for c in options}
             concept = max(options, key=lambda c: spread[c])  # ties: QUALIFIERS order
             values = [ranks[i][concept] for i in group]
@@ -184,11 +206,18 @@ def name_segments(
     *,
     population_z: np.ndarray,
     fixed: dict[int, str] | None = None,
+    centroids_original: np.ndarray | None = None,
 ) -> list[str]:
     """A unique persona name per centroid row. `fixed` maps rows to names they keep (segments matched to
-    the champion's); the other rows are named by the rules and qualified where names clash."""
+    the champion's); the other rows are named by the rules and qualified where names clash.
+    `centroids_original` (same rows, original units) lets "new" be judged in days as well as by rank."""
     fixed = dict(fixed or {})
     ranks = concept_ranks(centroids_z, population_z, features)
+    tenure = _columns(features, CONCEPTS["tenure"][0])
+    if centroids_original is not None and tenure:
+        for row, r in enumerate(ranks):
+            days = float(centroids_original[row, tenure[0]])
+            r["young"] = 0.0 if np.isfinite(days) and days > NEW_TENURE_DAYS else 1.0
     top_recent = max(r["recent"] for r in ranks) if ranks else 0.0
     names = [fixed.get(row, base_name(r, may_lapse=r["recent"] < top_recent)) for row, r in enumerate(ranks)]
     return _qualify(names, ranks, set(fixed))

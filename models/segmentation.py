@@ -292,7 +292,9 @@ def fit_segmentation(
     # each segment is placed by its median customer (per feature): robust to a tail of outliers that
     # would drag a mean-centroid's recency away from where most of its customers are
     medians = np.vstack([np.median(z[raw == r], axis=0) if counts[r] else centroids[r] for r in range(k)])
-    names = name_segments(medians, features, population_z=z, fixed=fixed)
+    names = name_segments(
+        medians, features, population_z=z, fixed=fixed, centroids_original=scaler.inverse(medians.copy())
+    )
     free = iter(sorted(set(range(k)) - set(pairs.values())))
     ids_by_row = dict(pairs)
     for r in np.argsort(-counts, kind="stable"):  # unmatched clusters: free ids, biggest first

@@ -163,22 +163,26 @@ class Design:
         return np.column_stack(cols) if cols else np.empty((len(frame), 0))
 
 
+def _lightgbm_params(seed: int) -> dict:
+    # Few, large leaves and slow learning: uplift lives in a small difference of probabilities.
+    return {
+        "n_estimators": 200,
+        "learning_rate": 0.03,
+        "num_leaves": 8,
+        "min_child_samples": 200,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 5.0,
+        "random_state": seed,
+        "n_jobs": 1,
+        "verbose": -1,
+    }
+
+
 def _classifier(base: str, seed: int):
     if base == "lightgbm":
-        # Few, large leaves and slow learning: uplift lives in a small difference of probabilities.
-        return lgb.LGBMClassifier(
-            n_estimators=200,
-            learning_rate=0.03,
-            num_leaves=8,
-            min_child_samples=200,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.8,
-            reg_lambda=5.0,
-            random_state=seed,
-            n_jobs=1,
-            verbose=-1,
-        )
+        return lgb.LGBMClassifier(**_lightgbm_params(seed))
     if base == "logistic":
         from sklearn.linear_model import LogisticRegression
 
@@ -188,19 +192,7 @@ def _classifier(base: str, seed: int):
 
 def _regressor(base: str, seed: int):
     if base == "lightgbm":
-        return lgb.LGBMRegressor(
-            n_estimators=200,
-            learning_rate=0.03,
-            num_leaves=8,
-            min_child_samples=200,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.8,
-            reg_lambda=5.0,
-            random_state=seed,
-            n_jobs=1,
-            verbose=-1,
-        )
+        return lgb.LGBMRegressor(**_lightgbm_params(seed))
     from sklearn.linear_model import Ridge
 
     return Ridge(alpha=1.0)

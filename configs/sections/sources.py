@@ -88,6 +88,9 @@ class SourceConfig(BaseModel):
     csv_sep: str = ","
     # Time zone of timestamps written without an offset (IANA name).
     timezone: str = "UTC"
+    # Timestamps that are not ISO 8601: their one strptime format, e.g. "%m/%d/%Y %H:%M" (US) or
+    # "%d.%m.%Y" (German). Unset: ISO 8601 with or without an offset.
+    date_format: str | None = None
     # orders only: status values (compared trimmed and lower-cased); anything else is quarantined.
     completed_statuses: list[str] = Field(
         default_factory=lambda: ["completed", "complete", "paid", "shipped", "delivered"]
@@ -130,6 +133,15 @@ class SourceConfig(BaseModel):
             raise ValueError(
                 f"unknown time zone {v!r} (use an IANA name such as 'UTC' or 'Asia/Shanghai')"
             ) from None
+        return v
+
+    @field_validator("date_format")
+    @classmethod
+    def _a_date_format(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not any(d in v for d in ("%d", "%j")) or not any(y in v for y in ("%Y", "%y")):
+            raise ValueError(f"a strptime format with a day and a year, such as '%m/%d/%Y' (got {v!r})")
         return v
 
     @property

@@ -95,6 +95,21 @@ def test_clashing_names_get_qualifiers_never_numbers():
     assert fixed[0] == "high_value_loyal" and fixed[1] != "high_value_loyal"
 
 
+def test_new_is_absolute_too():
+    # all four segments are old customers (>= 400 days); the lowest-tenure ones rank low on tenure only
+    groups = np.array([[-1.0, 2, 2, 1], [-1.0, 2, 1.5, -2], [-1, -1, -1, -3], [2, -1, -1, 0]])
+    population = np.repeat(groups, 50, axis=0)
+    ranks_only = name_segments(groups, RFMT, population_z=population)
+    assert ranks_only[2] == "new" and ranks_only[1] == "high_value_new"
+    days = np.array([[5, 30, 5000, 1500], [5, 30, 5000, 400], [10, 1, 40, 420], [300, 1, 40, 900]], float)
+    names = name_segments(groups, RFMT, population_z=population, centroids_original=days)
+    assert not any(n == "new" or n.endswith("_new") or n.startswith("new_") for n in names), names
+    assert names[1].startswith("high_value_loyal") and len(set(names)) == 4
+    # a segment that IS young keeps its name
+    days[2, 3] = 30
+    assert name_segments(groups, RFMT, population_z=population, centroids_original=days)[2] == "new"
+
+
 def test_blobs_are_found_and_named():
     X = blobs(100, 1)
     model = fit_segmentation(X=X, features=RFMT, k=None, k_range=(2, 5), seed=1)
