@@ -357,14 +357,17 @@ class Outbox:
             return
         t = self.table
         with self.engine.begin() as conn:
-            for entry_id, reason in reasons.items():
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.id == entry_id, t.c.status == PENDING)
-                    .values(
-                        status=UNMATCHED, last_error=reason[:2000], lease_owner=None, lease_expires_at=None
-                    )
-                )
+            conn.execute(  # one statement, many parameter sets
+                sa.update(t)
+                .where(t.c.id == sa.bindparam("entry_id"), t.c.status == PENDING)
+                .values(
+                    status=UNMATCHED,
+                    last_error=sa.bindparam("reason"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ),
+                [{"entry_id": entry_id, "reason": reason[:2000]} for entry_id, reason in reasons.items()],
+            )
             if not self.supersede:
                 return
             parked = list(reasons)
