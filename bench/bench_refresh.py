@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -254,7 +255,12 @@ def main() -> int:
         (RESULTS / "refresh_storm.md").write_text(text, encoding="utf-8")
         print(text)
     if args.part in ("refresh", "all"):
-        text = refresh_world(args.customers, days=args.days)
+        workdir = Path(tempfile.mkdtemp(prefix="persona-refresh-bench-"))
+        try:
+            text = refresh_world(args.customers, days=args.days, workdir=workdir)
+        finally:
+            if not os.environ.get("PERSONA_BENCH_KEEP"):  # set it to look at the world afterwards
+                shutil.rmtree(workdir, ignore_errors=True)
         (RESULTS / "refresh.md").write_text(text, encoding="utf-8")
         print(text)
     return 0
