@@ -5,6 +5,8 @@
 #   docker run -v persona-data:/data persona:0.1.0 retrain                                      # a job
 # deploy/k8s/ runs it as a Deployment (serve) and CronJobs (retrain). The environment comes from uv.lock,
 # the same lock `make env` installs; nothing is resolved at build time.
+# Not built by the test suite (no Docker engine there): tests/code/test_deploy.py lints this file and
+# replays the build stage's COPY and `uv sync` steps in a fresh folder, then runs the result.
 
 # Pin a digest (python:3.11-slim-bookworm@sha256:...) for reproducible production builds.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

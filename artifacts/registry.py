@@ -5,10 +5,11 @@ registered version (what serving calls). Training's gate, promotion and comparis
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from artifacts.recommend_history import attach_history
 from core.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ def load_version(settings: Settings, kind: str, version: str) -> LoadedModel:
 
 
 def load_champion(settings: Settings, kind: str) -> LoadedModel:
-    """Load the `champion` of `kind` ("segments" | "churn" | "conversion"). Raises RegistryError if none."""
+    """Load the `champion` of `kind` (the recommender with the current histories attached). Raises
+    RegistryError if none."""
     c = client(settings)
     name = model_name(settings, kind)
     mv = alias_version(c, name, CHAMPION)
@@ -123,4 +125,7 @@ def load_champion(settings: Settings, kind: str) -> LoadedModel:
             f"no champion for {name} in {settings.url(settings.mlflow.tracking_uri)}",
             hint=f"train and promote one: persona train {kind}",
         )
-    return load_version(settings, kind, str(mv.version))
+    loaded = load_version(settings, kind, str(mv.version))
+    if kind == "recommend":  # the histories are not in the registered model: see recommend_history
+        loaded = replace(loaded, bundle=attach_history(settings, loaded.bundle))
+    return loaded

@@ -64,8 +64,8 @@ class Texts:
             return self._pick(own, lang, value)
         if value_type == "flag" or (value in self.flags and not value_type):
             return self._pick(self.flags.get(value), lang, value)
-        if value in self.personas and value_type in ("", "category"):
-            return self.persona(value, lang)
+        if value_type in ("", "category") and self._split_persona(value)[0] in self.personas:
+            return self.persona(value, lang)  # a persona, qualified or not (`potential_frequent`)
         return value
 
     def _split_persona(self, name: str) -> tuple[str, list[str]]:

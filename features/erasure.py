@@ -1,5 +1,6 @@
-"""Erasing one customer's derived rows from Persona's files: the feature tables (Feast's sources) and
-the clean event-level tables. Each file is rewritten without the customer's rows (same schema) and
+"""Erasing one customer's derived rows from Persona's files: the feature tables (Feast's sources), the
+recommender's purchase histories (`training.recommend.history`: the served recommender scores from them,
+the registered model holds no customer) and the clean event-level tables. Each file is rewritten without the customer's rows (same schema) and
 replaces the old one atomically; a file holding none of them is left untouched."""
 
 from __future__ import annotations
@@ -55,3 +56,8 @@ def erase_clean_rows(settings: Settings, customer_ids: Iterable[str]) -> dict[st
     ids = list(customer_ids)
     folder = clean_dir(settings)
     return {name: drop_rows(folder / f"{name}.parquet", ids) for name in CLEAN_EVENT_TABLES}
+
+
+def erase_history_rows(settings: Settings, customer_ids: Iterable[str]) -> int:
+    """Remove the customers' purchases from the recommender's history table; returns rows removed."""
+    return drop_rows(settings.path(settings.training.recommend.history), customer_ids)

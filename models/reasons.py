@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.errors import CatalogError
 
@@ -35,6 +36,8 @@ LANGUAGES = ("en", "zh")
 EFFECTS = ("raises", "lowers", "any")
 SEPARATOR = {"en": "; ", "zh": "；"}
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "=": operator.eq}
+MISSING = "missing"  # `if_value: missing`: the customer has no value (no sign-up, never ordered)
+UNKNOWN = {"en": "{feature}: not on record", "zh": "{feature}：无记录"}
 _COND = re.compile(r"^\s*(<=|>=|<|>|=)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -42,7 +45,7 @@ _COND = re.compile(r"^\s*(<=|>=|<|>|=)\s*(-?\d+(?:\.\d+)?)\s*$")
 class Phrase:
     feature: str
     effect: str
-    condition: tuple[str, float] | None
+    condition: tuple[str, float] | None  # (op, bound), or ("missing", nan) for `if_value: missing`
     text: Mapping[str, str]  # language -> template
 
     def matches(self, contribution: float, value: Any) -> bool:
@@ -51,6 +54,8 @@ class Phrase:
         if self.effect == "lowers" and not contribution < 0:
             return False
         if self.condition is not None:
+            if self.condition[0] == MISSING:
+                return _is_missing(value)
             if not _is_number(value):
                 return False
             op, bound = self.condition
@@ -63,10 +68,16 @@ class ReasonCatalog:
     phrases: tuple[Phrase, ...]
 
     def phrase(self, feature: str, contribution: float, value: Any, language: str) -> str:
-        """One reason in words (the fallback `feature = value` when no entry matches)."""
+        """One reason in words (the fallback `feature = value` when no entry matches). A missing value
+        never reaches a template that needs a number: without an `if_value: missing` entry it reads
+        "<feature>: not on record", never "signed up ? days ago"."""
         for p in self.phrases:
             if p.feature == feature and p.matches(contribution, value):
+                if _is_missing(value) and p.condition is None and "{" in p.text[language]:
+                    break
                 return _fill(p.text[language], value)
+        if _is_missing(value):
+            return UNKNOWN[language].format(feature=feature)
         return f"{feature} = {_show(value)}"
 
 
@@ -99,8 +110,12 @@ def parse_reason_catalog(
         condition = None
         if "if_value" in entry:
             m = _COND.match(str(entry["if_value"]))
-            if not m:
-                problems.append(f"{where}: if_value must be like '< 1' or '>= 30', got {entry['if_value']!r}")
+            if str(entry["if_value"]).strip() == MISSING:
+                condition = (MISSING, math.nan)
+            elif not m:
+                problems.append(
+                    f"{where}: if_value must be like '< 1', '>= 30' or 'missing', got {entry['if_value']!r}"
+                )
             else:
                 condition = (m.group(1), float(m.group(2)))
         text = {}
@@ -161,15 +176,25 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _fill(template: str, value: Any) -> str:
     if isinstance(value, str):  # a category (lead source, region): only a plain {value} makes sense
         try:
             return template.format(value=value, pct="?", pct_down="?", pct_up="?")
         except (ValueError, KeyError, IndexError):
             return re.sub(r"\{[^}]*\}", lambda _: value, template)
-    if not _is_number(value):
-        # a missing value: placeholders that need a number read "unknown"
-        return re.sub(r"\{[^}]*\}", "?", template) if "{" in template else template
+    if not _is_number(value):  # only templates without placeholders get here with a missing value
+        return template
     v = float(value)
     return template.format(value=v, pct=v * 100, pct_down=(1 - v) * 100, pct_up=(v - 1) * 100)
 

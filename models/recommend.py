@@ -7,23 +7,46 @@ Pure model code on purchase arrays (customer, item, day). Candidates, all behind
 - `cooccurrence`: item-item cosine similarity of who bought what, applied to the customer's history;
 - `als`: implicit-feedback matrix factorisation (`implicit`'s ALS, on CPU) of the customer x item counts;
 - `hybrid_cooccurrence` / `hybrid_als`: buy-again plus `weight` x the collaborative score (each scaled
-  to its per-customer maximum), so own habits and "customers like this" are weighed on validation.
+  to its per-customer maximum), so own habits and "customers like this" are weighed on validation;
+- `rerank`: a LightGBM LambdaRank model over the candidates' scores and point-in-time purchase features
+  of each (customer, item) pair (`RERANK_FEATURES`), trained on the horizon just before its clock (the
+  candidates fitted before that horizon, labels = what was bought in it), so it only sees the past.
 
 Every list is split by kind: `buy_again` (bought before) or `new` (never bought by this customer), each
 item with a short reason. Metrics: recall@k, hit-rate@k, NDCG@k, catalog coverage, and recall@k of the
 items new to the customer.
+
+Personal data stays out of the fitted model: what is registered (`without_history`) holds only item-level
+parts (popularity, similarity, item factors, the ranker). The purchases the histories are built from are a
+table of their own (`Purchases.to_frame`) that erasure rewrites; serving attaches it at load
+(`with_history`). ALS user factors are not stored either: they are solved from the history with the
+fitted item factors when scoring (implicit's own least-squares step), so an erased customer leaves
+nothing behind in the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-CANDIDATES = ("popularity", "buy_again", "cooccurrence", "als", "hybrid_cooccurrence", "hybrid_als")
+CANDIDATES = ("popularity", "buy_again", "cooccurrence", "als", "hybrid_cooccurrence", "hybrid_als", "rerank")
+# The re-ranker's inputs per (customer, item), all from purchases before the model's clock: the three
+# candidate scores, popularity, and the customer's own record with the item and overall.
+RERANK_FEATURES = (
+    "buy_again_score",
+    "cooccurrence_score",
+    "als_score",
+    "popularity",
+    "purchases",
+    "days_since_purchase",
+    "customer_purchases",
+    "customer_items",
+)
+RERANK_MAX_ITEMS = 50  # every item of every customer is a candidate pair: categories, small catalogs
 POPULARITY_DAYS = 365.0  # popularity counts buyers of the last year before the cut
 TIE_BREAK = 1e-6  # popularity breaks ties (and fills lists) under every model
 
@@ -63,6 +86,24 @@ class Purchases:
             day=day.astype(np.float64),
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """`customer_id`, `item`, `day`: what `from_stored` reads back."""
+        return pd.DataFrame(
+            {
+                "customer_id": pd.array(self.customer.astype(str), dtype="string"),
+                "item": pd.array(self.item.astype(str), dtype="string"),
+                "day": self.day,
+            }
+        )
+
+    @classmethod
+    def from_stored(cls, frame: pd.DataFrame) -> Purchases:
+        return cls(
+            customer=frame["customer_id"].astype(str).to_numpy(dtype=object),
+            item=frame["item"].astype(str).to_numpy(dtype=object),
+            day=frame["day"].to_numpy(dtype=np.float64),
+        )
+
     def before(self, cut_day: float) -> Purchases:
         keep = self.day < cut_day
         return Purchases(self.customer[keep], self.item[keep], self.day[keep])
@@ -97,8 +138,8 @@ class Recommender:
     decayed: sp.csr_matrix  # recency-weighted purchases per (customer, item)
     popularity: np.ndarray  # share of recently active customers buying each item
     similarity: np.ndarray | None = None  # cooccurrence: item x item cosine, zero diagonal
-    user_factors: np.ndarray | None = None  # als
-    item_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None  # als (user factors are solved from the history)
+    ranker: Any = None  # rerank: a lightgbm Booster over RERANK_FEATURES (None: too little history)
     features: tuple[str, ...] = ()  # the FeatureService inputs serving reads (presence, freshness)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -113,6 +154,13 @@ class Recommender:
         if name == "popularity" or not known.any():  # cold start too: the popular items
             return base + self.popularity
         r = rows[known]
+        if name == "rerank" and self.ranker is not None:
+            raw = self.ranker.predict(self.pair_features(r), num_threads=1).reshape(len(r), m)
+            out = base.copy()
+            out[known] += 1.0 / (1.0 + np.exp(-raw))  # a probability-like scale; the order is the ranker's
+            if not known.all():
+                out[~known] += self.popularity
+            return out
         own = _row_max_scaled(self.decayed[r].toarray())
         if name == "buy_again":
             part = own
@@ -122,15 +170,76 @@ class Recommender:
                 collab = self.decayed[r] @ self.similarity
                 collab = np.asarray(collab)
             else:
-                assert self.user_factors is not None and self.item_factors is not None
-                collab = self.user_factors[r] @ self.item_factors.T
+                assert self.item_factors is not None
+                collab = self.user_factors(r) @ self.item_factors.T
             collab = _row_max_scaled(np.maximum(collab, 0.0))
-            part = own + self.spec.weight * collab if name.startswith("hybrid") else collab
+            hybrid = name.startswith("hybrid") or name == "rerank"  # rerank without a ranker: hybrid_als
+            part = own + self.spec.weight * collab if hybrid else collab
         out = base.copy()
         out[known] += part
         if n and not known.all():
             out[~known] += self.popularity  # cold start: the popular items
         return out if m else out[:, :0]
+
+    def pair_features(self, rows: np.ndarray) -> np.ndarray:
+        """RERANK_FEATURES of every (history row, item) pair, row-major: (len(rows) x items, features)."""
+        assert self.similarity is not None and self.item_factors is not None
+        decayed = self.decayed[rows]
+        own = _row_max_scaled(decayed.toarray())
+        co = _row_max_scaled(np.maximum(np.asarray(decayed @ self.similarity), 0.0))
+        als = _row_max_scaled(np.maximum(self.user_factors(rows) @ self.item_factors.T, 0.0))
+        counts = self.counts[rows].toarray()
+        days = np.where(counts > 0, self.as_of_day - self.last_day[rows].toarray(), np.nan)
+        shape = counts.shape
+        columns = [
+            own,
+            co,
+            als,
+            np.broadcast_to(self.popularity, shape),
+            counts,
+            days,
+            np.broadcast_to(counts.sum(axis=1, keepdims=True), shape),
+            np.broadcast_to((counts > 0).sum(axis=1, keepdims=True), shape),
+        ]
+        return np.stack([np.asarray(c, dtype=np.float64).ravel() for c in columns], axis=1)
+
+    def user_factors(self, rows: np.ndarray) -> np.ndarray:
+        """ALS user factors of history rows: the least-squares step of implicit's ALS on the fitted item
+        factors, with confidence alpha x purchases (x = (Y'CY + reg I)^-1 Y'Cp), solved per customer."""
+        assert self.item_factors is not None
+        y = np.asarray(self.item_factors, dtype=np.float64)
+        f = y.shape[1]
+        conf = self.counts[rows].toarray() * self.spec.alpha
+        bought = conf > 0
+        a = y.T @ y + self.spec.regularization * np.eye(f)
+        a = a[None, :, :] + np.einsum("nm,mf,mg->nfg", np.where(bought, conf - 1.0, 0.0), y, y)
+        b = np.where(bought, conf, 0.0) @ y
+        return np.linalg.solve(a, b[:, :, None])[:, :, 0] if len(rows) else np.zeros((0, f))
+
+    # ---------------------------------------------------------------------------------- histories
+    def without_history(self) -> Recommender:
+        """The same model with no customer in it (what is registered): empty histories."""
+        empty = sp.csr_matrix((0, len(self.items)), dtype=np.float64)
+        return replace(self, customers={}, counts=empty, last_day=empty.copy(), decayed=empty.copy())
+
+    def with_history(self, purchases: Purchases, *, as_of_day: float) -> Recommender:
+        """The model scoring from `purchases` (those before `as_of_day`; items it does not know are
+        ignored), its histories rebuilt with its own half-life: any version can read the same table."""
+        known = np.isin(purchases.item.astype(str), self.items.astype(str))
+        kept = Purchases(purchases.customer[known], purchases.item[known], purchases.day[known])
+        index, counts, last_day, decayed = _matrices(
+            kept.before(as_of_day), self.items, as_of_day=as_of_day, half_life_days=self.spec.half_life_days
+        )
+        metadata = {**self.metadata, "as_of": _iso_day(as_of_day)}
+        return replace(
+            self,
+            as_of_day=as_of_day,
+            customers=index,
+            counts=counts,
+            last_day=last_day,
+            decayed=decayed,
+            metadata=metadata,
+        )
 
     def rows_of(self, customer_ids: list[str] | np.ndarray) -> np.ndarray:
         return np.asarray([self.customers.get(str(c), -1) for c in customer_ids], dtype=np.int64)
@@ -205,6 +314,10 @@ class Recommender:
         )
 
 
+def _iso_day(day: float) -> str:
+    return (pd.Timestamp(0, tz="UTC") + pd.Timedelta(days=day)).isoformat()
+
+
 def _row_max_scaled(matrix: np.ndarray) -> np.ndarray:
     peak = matrix.max(axis=1, keepdims=True) if matrix.size else matrix
     return np.divide(matrix, peak, out=np.zeros_like(matrix, dtype=np.float64), where=peak > 0)
@@ -259,8 +372,8 @@ def cooccurrence_similarity(counts: sp.csr_matrix) -> np.ndarray:
     return sim
 
 
-def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """User and item factors of implicit's ALS on confidence `alpha x counts` (CPU, one BLAS thread)."""
+def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> np.ndarray:
+    """Item factors of implicit's ALS on confidence `alpha x counts` (CPU, one BLAS thread)."""
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -274,7 +387,7 @@ def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> tuple[np.ndarray
             use_gpu=False,
         )
         model.fit((counts * spec.alpha).astype(np.float32).tocsr(), show_progress=False)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return np.asarray(model.item_factors)
 
 
 def fit_recommender(
@@ -292,6 +405,65 @@ def fit_recommender(
     """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then)."""
     if spec.name not in CANDIDATES:
         raise ValueError(f"unknown recommender {spec.name!r}; expected one of {', '.join(CANDIDATES)}")
+    common = dict(
+        items=items, horizon_days=horizon_days, top_k=top_k, level=level, seed=seed, features=features
+    )
+    model = _fit_parts(purchases, spec=spec, as_of_day=as_of_day, **common)
+    if spec.name == "rerank":
+        # trained on the horizon before the clock: candidates as of its start, labels = what was bought in it
+        earlier = _fit_parts(purchases, spec=spec, as_of_day=as_of_day - horizon_days, **common)
+        model.ranker = fit_ranker(earlier, purchases.between(as_of_day - horizon_days, as_of_day), seed=seed)
+    return model
+
+
+def fit_ranker(model: Recommender, window: Purchases, *, seed: int, min_customers: int = 20) -> Any:
+    """LightGBM LambdaRank over `model`'s pair features of the customers it knows who bought in `window`,
+    each customer one query, relevance 1 for the items bought. None with fewer than `min_customers`."""
+    import lightgbm as lgb
+
+    relevant = relevant_items(window, model.items)
+    ids = sorted(c for c in relevant if c in model.customers)
+    if len(ids) < min_customers:
+        return None
+    m = len(model.items)
+    labels = np.zeros((len(ids), m))
+    for i, c in enumerate(ids):
+        labels[i, sorted(relevant[c])] = 1.0
+    params = {
+        "objective": "lambdarank",
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 20,
+        "lambdarank_truncation_level": m,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 1,
+        "verbosity": -1,
+    }
+    data = lgb.Dataset(
+        model.pair_features(model.rows_of(ids)),
+        label=labels.ravel(),
+        group=[m] * len(ids),
+        feature_name=list(RERANK_FEATURES),
+        free_raw_data=True,
+    )
+    return lgb.train(params, data, num_boost_round=100)
+
+
+def _fit_parts(
+    purchases: Purchases,
+    *,
+    spec: Spec,
+    items: np.ndarray,
+    as_of_day: float,
+    horizon_days: int,
+    top_k: int,
+    level: str,
+    seed: int,
+    features: tuple[str, ...],
+) -> Recommender:
+    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker)."""
     past = purchases.before(as_of_day)
     index, counts, last_day, decayed = _matrices(
         past, items, as_of_day=as_of_day, half_life_days=spec.half_life_days
@@ -311,10 +483,10 @@ def fit_recommender(
         features=features,
         metadata={"model": spec.name, **{f"spec.{k}": v for k, v in spec.params().items()}},
     )
-    if spec.name.endswith("cooccurrence"):
+    if spec.name.endswith("cooccurrence") or spec.name == "rerank":
         model.similarity = cooccurrence_similarity(counts)
-    elif spec.name.endswith("als"):
-        model.user_factors, model.item_factors = fit_als(counts, spec, seed=seed)
+    if spec.name.endswith("als") or spec.name == "rerank":
+        model.item_factors = fit_als(counts, spec, seed=seed)
     return model
 
 
@@ -397,4 +569,5 @@ def candidate_specs(*, half_lives: tuple[float, ...] = (30.0, 90.0, 365.0)) -> l
     specs += [Spec("cooccurrence"), Spec("als")]
     specs += [Spec("hybrid_cooccurrence", weight=w) for w in (0.25, 0.5, 1.0)]
     specs += [Spec("hybrid_als", weight=w) for w in (0.25, 0.5, 1.0)]
+    specs += [Spec("rerank")]
     return specs

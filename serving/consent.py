@@ -4,7 +4,8 @@
   the state database (`features/consent.py`), then `enforce`.
 - `enforce(settings)`: for every listed customer not dealt with yet (a CLI withdrawal, or the CRM
   source's `consent_profiling = N` found by `persona ingest`): delete their online rows (Feast), drop
-  their rows from the feature tables (so no materialization brings them back), and queue the clearing
+  their rows from the feature tables (so no materialization brings them back) and from the
+  recommender's purchase histories (what the served recommender scores from), and queue the clearing
   of every Persona field they hold in the CRM through the outbox (tag store + outbox in one
   transaction: the same sequences, retries and dead letters as any tag change).
 - `forget(settings, key)`: the right to be forgotten: withdraw and enforce, then erase the derived
@@ -49,6 +50,7 @@ class EnforceReport:
     customers: int = 0
     online_rows_deleted: int = 0
     feature_rows_deleted: int = 0
+    history_rows_deleted: int = 0  # the recommender's purchase histories
     crm_fields_cleared: int = 0  # clearing changes queued in the outbox
     notes: list[str] = field(default_factory=list)
 
@@ -112,7 +114,7 @@ def withdraw(settings: Settings, key: str, *, actor: str | None = None) -> tuple
 def enforce(settings: Settings, *, customer_ids: list[str] | None = None) -> EnforceReport:
     """Delete online rows and feature rows of listed customers and queue the clearing of their CRM
     fields (default: every listed customer not enforced yet). Safe to repeat."""
-    from features.erasure import erase_feature_rows
+    from features.erasure import erase_feature_rows, erase_history_rows
 
     engine = _engine(settings)
     ids = sorted(set(customer_ids)) if customer_ids is not None else consent.unenforced(engine)
@@ -121,6 +123,7 @@ def enforce(settings: Settings, *, customer_ids: list[str] | None = None) -> Enf
         return report
     report.online_rows_deleted = _delete_online(settings, ids, report)
     report.feature_rows_deleted = sum(erase_feature_rows(settings, ids).values())
+    report.history_rows_deleted = erase_history_rows(settings, ids)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         changes = _clearing_changes(settings, engine, conn, ids, now)
@@ -187,6 +190,7 @@ def forget(settings: Settings, key: str, *, actor: str | None = None) -> ForgetR
     erased: dict[str, int] = {
         "online_rows": enforced.online_rows_deleted,
         "feature_rows": enforced.feature_rows_deleted,
+        "recommend_history_rows": enforced.history_rows_deleted,
         "crm_fields_cleared": enforced.crm_fields_cleared,
     }
     erased.update({f"clean_{k}_rows": v for k, v in erase_clean_rows(settings, [customer_id]).items()})

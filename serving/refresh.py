@@ -234,6 +234,9 @@ def _recompute(  # type: ignore[no-untyped-def]
         also=also,
     )
     report.steps["score"] = time.perf_counter() - started
+    from serving.dashboard.summary import write_summaries
+
+    write_summaries(settings)  # the dashboard's numbers of these scores, so no page computes them
     if settings.segments.sync:
         from datetime import UTC, datetime
 

@@ -125,15 +125,16 @@ def evaluate_and_register(
     valid_metrics = binary_metrics(y_valid, model.predict_proba(data.valid))
     base_valid_metrics = binary_metrics(y_valid, baseline.predict_proba(data.valid))
 
-    mlflow_client = client(settings)
-    before = champion_version(settings, data.kind, mlflow_client=mlflow_client)
-    champ_metrics = _score_champion(settings, data, before, store) if before else None
+    champion = current_champion(
+        settings, data.kind, score=lambda version: _score_champion(settings, data, version, store)
+    )
+    champ_metrics = champion.metrics
     decision = gate_classifier(
         challenger=metrics,
         baseline=base_metrics,
         champion=champ_metrics,
         config=settings.training.gate,
-        champion_version=before,
+        champion_version=champion.version,
         challenger_valid=valid_metrics,
         baseline_valid=base_valid_metrics,
     )
@@ -170,27 +171,24 @@ def evaluate_and_register(
             ),
         ),
         ("Data window", window),
-        (
-            "Gate",
-            {
-                "decision": "promote" if decision.promote else "reject",
-                "reason": decision.reason,
-                "previous champion": before or "none",
-            },
-        ),
+        gate_section(decision, champion),
         (
             "Tiers",
             {"names": ", ".join(model.tier_names), "cuts": ", ".join(f"{c:.4f}" for c in model.tier_cuts)},
         ),
     ]
-    run_id, version = _log_run(
+    return register_gated(
         settings,
         kind=data.kind,
         service=data.service,
         model=model,
-        metrics=logged,
-        window=window,
         decision=decision,
+        champion=champion,
+        promote=promote,
+        metrics=metrics,
+        extra={"baseline": base_metrics, "champion": champ_metrics, "window": window},
+        logged=logged,
+        window=window,
         input_example=_example(data.test, data.features),
         make_artifacts=artifacts,
         report_sections=report_sections,
@@ -198,36 +196,6 @@ def evaluate_and_register(
         target=LABEL,
         extra_params={"candidate_selection": selection},
     )
-    mark_challenger(
-        settings,
-        data.kind,
-        version=version,
-        service=data.service,
-        decision=decision,
-        mlflow_client=mlflow_client,
-    )
-    outcome = TrainOutcome(
-        kind=data.kind,
-        run_id=run_id,
-        version=version,
-        service=data.service,
-        metrics=metrics,
-        decision=decision,
-        champion_before=before,
-        extra={"baseline": base_metrics, "champion": champ_metrics, "window": window},
-    )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            data.kind,
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            metrics=decision.compared,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome
 
 
 def _permutation_importance(model: Any, data: ClassifierData, *, rows: int = 2000) -> dict[str, float]:
@@ -285,8 +253,8 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
 
     store = store or get_store(settings)
     data = segment_data(settings, store=store)
-    mlflow_client = client(settings)
-    before = champion_version(settings, "segments", mlflow_client=mlflow_client)
+    current = current_champion(settings, "segments")  # scored below, against the new partition
+    before = current.version
     champion = None
     if before:
         try:
@@ -322,14 +290,17 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
     def artifacts(out: Path) -> dict[str, Path]:
         return mlflow_io.segment_plots(profiles=profiles, sizes=sizes, out_dir=out)
 
-    run_id, version = _log_run(
+    return register_gated(
         settings,
         kind="segments",
         service=data.service,
         model=model,
-        metrics=metrics,
-        window=window,
         decision=decision,
+        champion=current,
+        promote=promote,
+        metrics=metrics,
+        logged=metrics,
+        window=window,
         input_example=_example(data.frame, data.features),
         make_artifacts=artifacts,
         report_sections=[
@@ -337,14 +308,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             ("Data window", window),
             ("Segment sizes", sizes),
             ("Segment profiles", profiles),
-            (
-                "Gate",
-                {
-                    "decision": "promote" if decision.promote else "reject",
-                    "reason": decision.reason,
-                    "previous champion": before or "none",
-                },
-            ),
+            gate_section(decision, current),
         ],
         datasets={"training": data.frame},
         extra_artifacts={
@@ -352,35 +316,6 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             "segment_sizes.json": sizes,
         },
     )
-    mark_challenger(
-        settings,
-        "segments",
-        version=version,
-        service=data.service,
-        decision=decision,
-        mlflow_client=mlflow_client,
-    )
-    outcome = TrainOutcome(
-        kind="segments",
-        run_id=run_id,
-        version=version,
-        service=data.service,
-        metrics=metrics,
-        decision=decision,
-        champion_before=before,
-    )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            "segments",
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            metrics=decision.compared,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome
 
 
 def _silhouette(space: np.ndarray, labels: np.ndarray, *, seed: int, sample: int = 5000) -> float:
@@ -401,6 +336,104 @@ def _example(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+# ------------------------------------------------------------------------------ gate and register
+@dataclass(frozen=True)
+class Champion:
+    """The champion a challenger is judged against: its version (None: first model) and its metrics on the
+    challenger's held-out data (None when there is none, or it could not be scored)."""
+
+    mlflow_client: Any
+    version: str | None
+    metrics: dict[str, float] | None
+
+
+def current_champion(
+    settings: Settings, kind: str, *, score: Callable[[str], dict[str, float] | None] | None = None
+) -> Champion:
+    """The `champion` of `kind` now and, with `score`, its metrics on the challenger's window."""
+    mlflow_client = client(settings)
+    before = champion_version(settings, kind, mlflow_client=mlflow_client)
+    metrics = score(before) if before and score is not None else None
+    return Champion(mlflow_client, before, metrics)
+
+
+def gate_section(decision: GateDecision, champion: Champion) -> tuple[str, dict[str, str]]:
+    """The report's "Gate" section (every job's report has one, where the job puts it)."""
+    return (
+        "Gate",
+        {
+            "decision": "promote" if decision.promote else "reject",
+            "reason": decision.reason,
+            "previous champion": champion.version or "none",
+        },
+    )
+
+
+def register_gated(
+    settings: Settings,
+    *,
+    kind: str,
+    service: str,
+    model: Any,
+    decision: GateDecision,
+    champion: Champion,
+    promote: bool,
+    metrics: dict[str, float],
+    logged: dict[str, float],
+    extra: dict[str, Any] | None = None,
+    **run: Any,
+) -> TrainOutcome:
+    """What every job does once its gate has decided: log the MLflow run and register the version
+    (`_log_run`, with `run`'s arguments), tag it `challenger` with its FeatureService and the decision,
+    and, with `promote` and a promoting decision, move `champion` to it (the promotion history records
+    the compared metrics). `metrics` are the held-out metrics the outcome reports, `logged` what the run
+    logs."""
+    run_id, version = _log_run(
+        settings, kind=kind, service=service, model=model, metrics=logged, decision=decision, **run
+    )
+    mark_challenger(
+        settings,
+        kind,
+        version=version,
+        service=service,
+        decision=decision,
+        mlflow_client=champion.mlflow_client,
+    )
+    log.info(
+        "%s v%s: gate %s (%s)", kind, version, "promotes" if decision.promote else "rejects", decision.reason
+    )
+    outcome = TrainOutcome(
+        kind=kind,
+        run_id=run_id,
+        version=version,
+        service=service,
+        metrics=metrics,
+        decision=decision,
+        champion_before=champion.version,
+        extra=dict(extra or {}),
+    )
+    if promote and decision.promote:
+        promote_gated(settings, outcome, mlflow_client=champion.mlflow_client)
+    return outcome
+
+
+def promote_gated(settings: Settings, outcome: TrainOutcome, *, mlflow_client: Any = None) -> str | None:
+    """Move `champion` to a version the gate accepted (at once, or after every kind trained: retrain);
+    the promotion history records the gate's reason and the numbers it compared. Returns the previous
+    champion."""
+    before = move_champion(
+        settings,
+        outcome.kind,
+        version=outcome.version,
+        promoted_by="gate",
+        note=outcome.decision.reason,
+        metrics=outcome.decision.compared,
+        mlflow_client=mlflow_client,
+    )
+    outcome.promoted = True
+    return before
 
 
 # ------------------------------------------------------------------------------------------ logging

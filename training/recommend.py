@@ -7,6 +7,10 @@ purchases before `as_of - H` and measured on the last H days (test: the gate). T
 chosen candidate fitted on everything up to `as_of`, so its histories are the latest the data has.
 The gate promotes it only if its test recall@k is no worse than either baseline's and beats the champion's
 (the champion's candidate refitted on the same window, so both are judged on unseen purchases).
+
+The registered version holds no customer: the purchases it scores from are written to
+`training.recommend.history` (artifacts.recommend_history), which serving attaches to whichever version is
+champion and erasure rewrites.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from artifacts.registry import champion_version, client, load_version
+from artifacts.recommend_history import write_history
+from artifacts.registry import load_version
 from core.errors import StageSkipped
-from training.jobs import TrainOutcome, _log_run
-from training.registry import GateDecision, mark_challenger, move_champion
+from training.jobs import TrainOutcome, current_champion, gate_section, register_gated
+from training.registry import GateDecision
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -111,7 +116,7 @@ def choose_spec(
 ) -> tuple[Spec, Spec, dict[str, dict[str, float]], str]:
     """Fit every candidate before the validation cut and pick the best NDCG@k on the next horizon.
     Returns the chosen spec, the best buy-again spec (the baseline), validation metrics and why."""
-    from models.recommend import Spec, candidate_specs, evaluate, fit_recommender
+    from models.recommend import RERANK_MAX_ITEMS, Spec, candidate_specs, evaluate, fit_recommender
 
     window = data.purchases.between(data.valid_cut, data.test_cut)
     ks = _ks(data, top_k)
@@ -132,18 +137,19 @@ def choose_spec(
         scored[_label(spec)] = (spec, metrics)
         return metrics.get(f"ndcg_at_{top_k}", float("nan"))
 
-    specs = candidate_specs()
+    specs = [s for s in candidate_specs() if s.name != "rerank" or len(data.items) <= RERANK_MAX_ITEMS]
+    combined = ("hybrid_cooccurrence", "hybrid_als", "rerank")
     for spec in specs:
-        if not spec.name.startswith("hybrid"):
+        if spec.name not in combined:
             run(spec)
-    # the hybrids use the buy-again half-life validation preferred
+    # the hybrids and the re-ranker use the buy-again half-life validation preferred
     buy_again = max(
         (s for s, _ in scored.values() if s.name == "buy_again"),
         key=lambda s: np.nan_to_num(scored[_label(s)][1].get(f"ndcg_at_{top_k}", np.nan), nan=-1.0),
     )
     best_half = buy_again.half_life_days
     for spec in specs:
-        if spec.name.startswith("hybrid"):
+        if spec.name in combined:
             run(Spec(spec.name, half_life_days=best_half, weight=spec.weight))
     key = f"ndcg_at_{top_k}"
     best = max(scored, key=lambda name: np.nan_to_num(scored[name][1].get(key, float("nan")), nan=-1.0))
@@ -160,6 +166,8 @@ def _label(spec: Spec) -> str:
         return f"buy_again(half-life {spec.half_life_days:g}d)"
     if spec.name.startswith("hybrid"):
         return f"{spec.name}(w {spec.weight:g}, half-life {spec.half_life_days:g}d)"
+    if spec.name == "rerank":
+        return f"rerank(lightgbm lambdarank, half-life {spec.half_life_days:g}d)"
     return spec.name
 
 
@@ -279,9 +287,12 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         for name, s in contenders.items()
     }
     metric = f"recall_at_{cfg.top_k}"
-    mlflow_client = client(settings)
-    before = champion_version(settings, KIND, mlflow_client=mlflow_client)
-    champ = _champion_metrics(settings, data, before, top_k=cfg.top_k, seed=seed) if before else None
+    champion = current_champion(
+        settings,
+        KIND,
+        score=lambda version: _champion_metrics(settings, data, version, top_k=cfg.top_k, seed=seed),
+    )
+    champ = champion.metrics
     baselines = {n: test[n] for n in BASELINES if contenders[n] != spec}
     decision = gate_recommend(
         challenger=test["candidate"],
@@ -289,10 +300,14 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         champion=champ,
         metric=metric,
         margin=settings.training.gate.margin,
-        champion_version=before,
+        champion_version=champion.version,
     )
-    served = _fit_at(data, spec, cut=data.as_of_day + 1e-9, top_k=cfg.top_k, seed=seed, features=features)
+    served_cut = data.as_of_day + 1e-9  # as_of's own day included
+    served = _fit_at(data, spec, cut=served_cut, top_k=cfg.top_k, seed=seed, features=features)
     served.metadata.update(candidate_selection=why, as_of=data.as_of.isoformat())
+    # The histories go to their own table (erasure rewrites it), the registered model holds no customer.
+    history = write_history(settings, data.purchases, as_of_day=served_cut)
+    registered = served.without_history()
     window = {
         "level": data.level,
         "items": len(data.items),
@@ -316,15 +331,24 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
         return recall_at_k_plot(curves=curves, ks=ks, out_dir=out)
 
     table = pd.DataFrame({**curves, **({"champion (refitted)": champ} if champ else {})})
-    example = pd.DataFrame({"customer_id": list(served.customers)[:5] or ["unknown"]})
-    run_id, version = _log_run(
+    example = pd.DataFrame({"customer_id": ["example-customer"]})  # no real id in MLflow
+    return register_gated(
         settings,
         kind=KIND,
         service=service,
-        model=served,
-        metrics=logged,
-        window=window,
+        model=registered,
         decision=decision,
+        champion=champion,
+        promote=promote,
+        metrics=test["candidate"],
+        logged=logged,
+        extra={
+            "baselines": {n: test[n] for n in BASELINES},
+            "champion": champ,
+            "selection": why,
+            "k": cfg.top_k,
+        },
+        window=window,
         input_example=example,
         make_artifacts=artifacts,
         # fitted on purchases (a customer x item matrix), not on a Feast training frame: no dataset input
@@ -333,46 +357,15 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
             ("Held-out test window (the last horizon)", table),
             ("Validation (candidate chosen on NDCG@k)", pd.DataFrame(valid_all)),
             ("Data window", window),
-            (
-                "Gate",
-                {
-                    "decision": "promote" if decision.promote else "reject",
-                    "reason": decision.reason,
-                    "previous champion": before or "none",
-                },
-            ),
+            gate_section(decision, champion),
         ],
-        extra_params={"model": spec.name, "candidate_selection": why, **served.metadata},
-    )
-    mark_challenger(
-        settings, KIND, version=version, service=service, decision=decision, mlflow_client=mlflow_client
-    )
-    outcome = TrainOutcome(
-        kind=KIND,
-        run_id=run_id,
-        version=version,
-        service=service,
-        metrics=test["candidate"],
-        decision=decision,
-        champion_before=before,
-        extra={
-            "baselines": {n: test[n] for n in BASELINES},
-            "champion": champ,
-            "selection": why,
-            "k": cfg.top_k,
+        extra_params={
+            "model": spec.name,
+            "candidate_selection": why,
+            "history_table": str(history),
+            **served.metadata,
         },
     )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            KIND,
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome
 
 
 def _iso(day: float) -> str:

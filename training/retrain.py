@@ -19,8 +19,8 @@ from core.errors import RegistryError, StageSkipped
 from core.lock import RetrainBusy, RetrainLock
 from features.build import build_features
 from features.feast_io import apply_repo, get_store, materialize
-from training.jobs import train_model
-from training.registry import move_champion, restore_champion
+from training.jobs import promote_gated, train_model
+from training.registry import restore_champion
 from training.tag_cutpoints import fit_and_save
 
 __all__ = ["RetrainBusy", "RetrainLock", "RetrainReport", "promote_all", "retrain"]
@@ -50,16 +50,8 @@ def promote_all(settings: Settings, outcomes: dict[str, TrainOutcome]) -> dict[s
         for kind, outcome in outcomes.items():
             if not outcome.decision.promote:
                 continue
-            before = move_champion(
-                settings,
-                kind,
-                version=outcome.version,
-                promoted_by="gate",
-                note=outcome.decision.reason,
-                metrics=outcome.decision.compared,
-            )
+            before = promote_gated(settings, outcome)
             moved[kind] = (before, outcome.version)
-            outcome.promoted = True
     except Exception as exc:
         for kind, (before, after) in moved.items():
             restore_champion(

@@ -319,12 +319,11 @@ def train_uplift(settings, *, promote: bool = True, store=None):
     customers beside a random ranking and the champion, logged to MLflow, registered, gated."""
     from pathlib import Path
 
-    from artifacts.registry import champion_version, client
     from features.feast_io import get_store
     from models.uplift import fit_bundle
     from training import mlflow_io
-    from training.jobs import TrainOutcome, _example, _log_run
-    from training.registry import gate_uplift, mark_challenger, move_champion
+    from training.jobs import _example, current_champion, gate_section, register_gated
+    from training.registry import gate_uplift
 
     store = store or get_store(settings)
     data = uplift_train_set(settings, store=store)
@@ -352,15 +351,16 @@ def train_uplift(settings, *, promote: bool = True, store=None):
     noise = np.random.default_rng(seed).random(test.outcome.size)
     metrics = uplift_metrics(test.outcome, scores, test.treatment)
     baseline = uplift_metrics(test.outcome, noise, test.treatment)
-    mlflow_client = client(settings)
-    before = champion_version(settings, KIND, mlflow_client=mlflow_client)
-    champ = _score_champion(settings, data, before, store) if before else None
+    champion = current_champion(
+        settings, KIND, score=lambda version: _score_champion(settings, data, version, store)
+    )
+    champ = champion.metrics
     decision = gate_uplift(
         challenger=metrics,
         baseline=baseline,
         champion=champ,
         config=settings.training.gate,
-        champion_version=before,
+        champion_version=champion.version,
     )
     counts = pd.Series(tiers).value_counts().to_dict()
     logged = {
@@ -382,14 +382,18 @@ def train_uplift(settings, *, promote: bool = True, store=None):
         )
 
     window = data.window()
-    run_id, version = _log_run(
+    return register_gated(
         settings,
         kind=KIND,
         service=data.service,
         model=bundle,
-        metrics=logged,
-        window=window,
         decision=decision,
+        champion=champion,
+        promote=promote,
+        metrics=metrics,
+        logged=logged,
+        extra={"baseline": baseline, "champion": champ, "selection": why, "window": window, "tiers": counts},
+        window=window,
         input_example=_example(test.frame, bundle.features),
         make_artifacts=artifacts,
         datasets={"training": data.train.frame, "test": test.frame},
@@ -406,14 +410,7 @@ def train_uplift(settings, *, promote: bool = True, store=None):
             ),
             ("Candidates: 5-fold cross-validated Qini on train", cv_qini),
             ("Campaigns", window),
-            (
-                "Gate",
-                {
-                    "decision": "promote" if decision.promote else "reject",
-                    "reason": decision.reason,
-                    "previous champion": before or "none",
-                },
-            ),
+            gate_section(decision, champion),
             (
                 "Uplift tiers",
                 {
@@ -430,30 +427,6 @@ def train_uplift(settings, *, promote: bool = True, store=None):
             "response_threshold": bundle.response_threshold,
         },
     )
-    mark_challenger(
-        settings, KIND, version=version, service=data.service, decision=decision, mlflow_client=mlflow_client
-    )
-    outcome = TrainOutcome(
-        kind=KIND,
-        run_id=run_id,
-        version=version,
-        service=data.service,
-        metrics=metrics,
-        decision=decision,
-        champion_before=before,
-        extra={"baseline": baseline, "champion": champ, "selection": why, "window": window, "tiers": counts},
-    )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            KIND,
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome
 
 
 def _folds(data: UpliftData, most: int = 5) -> int:

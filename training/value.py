@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from artifacts.registry import champion_version, client, load_version
+from artifacts.registry import load_version
 from models.clv import fit_btyd_value, fit_clv_regressor, rate_value, value_metrics
 from training import mlflow_io
-from training.jobs import ENTITY, TrainOutcome, _example, _log_run
-from training.registry import gate_value, mark_challenger, move_champion
+from training.jobs import ENTITY, TrainOutcome, _example, current_champion, gate_section, register_gated
+from training.registry import gate_value
 from training.trainsets import LABEL, ValueData, value_data
 
 if TYPE_CHECKING:
@@ -94,15 +94,16 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
     }
     valid_metrics = value_metrics(data.valid[LABEL], model.predict(data.valid))
 
-    mlflow_client = client(settings)
-    before = champion_version(settings, KIND, mlflow_client=mlflow_client)
-    champ_metrics = _score_champion(settings, data, before, store) if before else None
+    champion = current_champion(
+        settings, KIND, score=lambda version: _score_champion(settings, data, version, store)
+    )
+    champ_metrics = champion.metrics
     decision = gate_value(
         challenger=metrics,
         baselines={k: v for k, v in baselines.items() if k != chosen},
         champion=champ_metrics,
         config=settings.training.gate,
-        champion_version=before,
+        champion_version=champion.version,
     )
     window = {**data.split.window(), "label_horizon_days": data.horizon_days}
     logged = {
@@ -123,14 +124,18 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
         )
 
     tiers = pd.Series(model.tiers(predictions[chosen])).value_counts().to_dict()
-    run_id, version = _log_run(
+    return register_gated(
         settings,
         kind=KIND,
         service=data.service,
         model=model,
-        metrics=logged,
-        window=window,
         decision=decision,
+        champion=champion,
+        promote=promote,
+        metrics=metrics,
+        logged=logged,
+        extra={"baselines": baselines, "champion": champ_metrics, "selection": why},
+        window=window,
         input_example=_example(data.test, model.features),
         make_artifacts=artifacts,
         datasets={"training": data.train, "validation": data.valid, "test": data.test},
@@ -147,14 +152,7 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
                 ),
             ),
             ("Data window", window),
-            (
-                "Gate",
-                {
-                    "decision": "promote" if decision.promote else "reject",
-                    "reason": decision.reason,
-                    "previous champion": before or "none",
-                },
-            ),
+            gate_section(decision, champion),
             (
                 "Value tiers (cut on validation)",
                 {
@@ -171,27 +169,3 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
             **{f"bgnbd.{k}": v for k, v in models["bgnbd_gamma_gamma"].metadata.items() if k != "model"},
         },
     )
-    mark_challenger(
-        settings, KIND, version=version, service=data.service, decision=decision, mlflow_client=mlflow_client
-    )
-    outcome = TrainOutcome(
-        kind=KIND,
-        run_id=run_id,
-        version=version,
-        service=data.service,
-        metrics=metrics,
-        decision=decision,
-        champion_before=before,
-        extra={"baselines": baselines, "champion": champ_metrics, "selection": why},
-    )
-    if promote and decision.promote:
-        move_champion(
-            settings,
-            KIND,
-            version=version,
-            promoted_by="gate",
-            note=decision.reason,
-            mlflow_client=mlflow_client,
-        )
-        outcome.promoted = True
-    return outcome

@@ -48,6 +48,9 @@ class RecommendConfig(BaseModel):
     top_k: int = Field(3, ge=1, le=20)
     level: Literal["auto", "category", "product"] = "auto"
     max_products: int = Field(500, ge=2)  # product level only for catalogs up to this size
+    # Per-customer purchase histories the served recommender scores from; kept out of the registered
+    # model so erasure can rewrite them (artifacts.recommend_history).
+    history: str = "{data_dir}/models/recommend_history.parquet"
 
 
 # The FeatureServices each model kind may be trained on, in order of preference (see `services`).

@@ -10,7 +10,8 @@ from persona.commands._common import settings_from
 def _echo_enforced(report) -> None:  # type: ignore[no-untyped-def]
     click.echo(
         f"  online rows deleted {report.online_rows_deleted}, feature rows deleted "
-        f"{report.feature_rows_deleted}, CRM fields to clear queued {report.crm_fields_cleared}"
+        f"{report.feature_rows_deleted}, recommender history rows deleted {report.history_rows_deleted}, "
+        f"CRM fields to clear queued {report.crm_fields_cleared}"
     )
     for note in report.notes:
         click.echo(f"  {note}")

@@ -93,6 +93,9 @@ def score_cmd(ctx: click.Context, score_all: bool, write_back: bool, sync: bool)
     enforce_pending(settings)  # a withdrawal found by the last ingest is cleared before anyone is scored
     summary = score_everyone(settings, write_back=write_back)
     print_summary(summary)
+    from serving.dashboard.summary import write_summaries
+
+    write_summaries(settings)  # the dashboard's numbers of these scores, so no page computes them
     if sync:
         from serving.dispatcher import make_dispatcher
 

@@ -13,6 +13,7 @@ request; the bench measures both.
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from configs.settings import Settings
 from serving.auth import is_authorized
 from serving.dashboard.session import COOKIE, SessionSigner
 
+log = logging.getLogger("persona.dashboard")
 HERE = Path(__file__).parent
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 # No inline script may run; charts, styles and data come from this origin only.
@@ -47,6 +49,22 @@ class _Cache:
         self._values: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
         self._refreshing: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        with self._lock:
+            return name in self._values
+
+    def peek(self, name: str) -> tuple[Any, Any] | None:
+        with self._lock:
+            return self._values.get(name)
+
+    def set(self, name: str, key: Any, value: Any) -> None:
+        with self._lock:
+            self._values[name] = (key, value)
+
+    def put(self, name: str, key: Any, value: Any) -> None:
+        with self._lock:
+            self._values.setdefault(name, (key, value))
 
     def get(self, name: str, key: Any, compute: Callable[[], Any], *, stale: bool = False) -> Any:
         with self._lock:
@@ -118,19 +136,13 @@ class Dashboard:
     def warm(self) -> None:
         """Compute every page's numbers once (in the background at service start), so the first visitor
         does not wait for them; failures are left for the page to show."""
-        from serving.dashboard import sources
-
         try:
             self.overview_data()
             self.models_data()
-            settings = self._ready()
-            for table in ("orders", "events"):
-                sources.by_customer(settings, table)
+            self.lookups()
             self.customer_data("-")
         except Exception as exc:  # e.g. nothing built yet: the pages say what is missing
-            import logging
-
-            logging.getLogger("persona.dashboard").info("dashboard not warmed: %s", exc)
+            log.info("dashboard not warmed: %s", exc)
 
     # ---------------------------------------------------------------------------------- set-up
     def _ready(self) -> Settings:
@@ -220,21 +232,97 @@ class Dashboard:
         path = settings.tags.catalog_path()
         return self._cache.get("tags", path.stat().st_mtime, lambda: catalog_tags(settings))
 
-    def overview_data(self) -> Any:
-        """The overview's numbers (cached per state of the data)."""
+    def _engine(self) -> Any:
         from serving.dashboard import sources
-        from serving.dashboard.overview import build_overview
 
         settings = self._ready()
-        engine = self._cache.get("engine", settings.state_url, lambda: sources.state_engine(settings))
-        tags = self._catalog_tags()
-        key = (sources.files_fingerprint(settings), sources.state_fingerprint(engine), id(tags))
-        return self._cache.get(
-            "overview", key, lambda: build_overview(settings, tags=tags, engine=engine), stale=True
+        return self._cache.get("engine", settings.state_url, lambda: sources.state_engine(settings))
+
+    def _summarized(
+        self,
+        name: str,
+        key: Any,
+        compute: Callable[[], Any],
+        encode: Callable[[Any], dict[str, Any]],
+        decode: Callable[[dict[str, Any]], Any],
+    ) -> Any:
+        """A page's numbers for data state `key`: from memory; at a cold start from the summary file
+        (`summary.py`) when one exists, recomputed in the background if the data moved since it was
+        written; computed (and saved) here only when there is no file at all."""
+        from serving.dashboard import summary
+
+        key = summary.normal_key(key)
+        path = summary.folder(self._ready()) / f"{name}.json"
+        if not self._cache.has(name):
+            saved = summary.read(path)
+            if saved is not None:
+                try:
+                    self._cache.put(name, saved[0], decode(saved[1]))
+                except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or odd file: recompute
+                    log.info("dashboard summary %s not used: %s", path, exc)
+
+        def fresh() -> Any:
+            value = compute()
+            try:
+                summary.write(path, key, encode(value))
+            except OSError as exc:  # a read-only data dir: the page still works from memory
+                log.warning("dashboard summary %s not written: %s", path, exc)
+            return value
+
+        return self._cache.get(name, key, fresh, stale=True)
+
+    def _worded(self, name: str, data: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A page's words and chart specs in one language, kept while its numbers are the same object
+        (the numbers change with the data's state, so this is a cache per data state and language)."""
+        hit = self._cache.peek(name)
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        context = build()
+        self._cache.set(name, data, context)
+        return context
+
+    def overview_key(self) -> tuple[Any, ...]:
+        """The state of everything the overview reads (files, the state DB, the tag catalog)."""
+        from serving.dashboard import sources
+
+        settings = self._ready()
+        return (
+            sources.files_fingerprint(settings),
+            sources.state_fingerprint(self._engine()),
+            settings.tags.catalog_path().stat().st_mtime,
         )
 
-    def models_data(self) -> tuple[Any, Any, Any]:
+    def _compute_overview(self) -> Any:
+        from serving.dashboard.overview import build_overview
+
+        return build_overview(self._ready(), tags=self._catalog_tags(), engine=self._engine())
+
+    def overview_data(self) -> Any:
+        """The overview's numbers (kept per state of the data; see `_summarized`)."""
+        from serving.dashboard import summary
+
+        return self._summarized(
+            "overview",
+            self.overview_key(),
+            self._compute_overview,
+            summary.overview_payload,
+            summary.overview_from,
+        )
+
+    def models_key(self) -> tuple[Any, ...]:
         from artifacts.registry import configure_tracking
+        from serving.dashboard import sources
+
+        settings = self._ready()
+        uri = configure_tracking(settings)
+        registry = (
+            Path(uri.removeprefix("sqlite:///")).stat().st_mtime
+            if uri.startswith("sqlite:///")
+            else time.time() // 30
+        )
+        return (sources.files_fingerprint(settings), registry)
+
+    def _compute_models(self) -> tuple[Any, Any, Any]:
         from serving.dashboard import sources
         from serving.dashboard.model_health import (
             champions_key,
@@ -244,14 +332,8 @@ class Dashboard:
         )
 
         settings = self._ready()
-        uri = configure_tracking(settings)
-        registry_key = (
-            Path(uri.removeprefix("sqlite:///")).stat().st_mtime
-            if uri.startswith("sqlite:///")
-            else time.time() // 30
-        )
-        models = self._cache.get("registry", registry_key, lambda: registry_health(settings))
-        files = sources.files_fingerprint(settings)
+        files, registry = self.models_key()
+        models = self._cache.get("registry", registry, lambda: registry_health(settings))
         drift = self._cache.get(
             "drift", (files, champions_key(models)), lambda: feature_drift(settings, models)
         )
@@ -259,6 +341,36 @@ class Dashboard:
             "freshness", files, lambda: view_freshness(settings, sources.data_as_of(settings))
         )
         return models, drift, freshness
+
+    def models_data(self) -> tuple[Any, Any, Any]:
+        from serving.dashboard import summary
+
+        return self._summarized(
+            "models",
+            self.models_key(),
+            self._compute_models,
+            lambda value: summary.models_payload(*value),
+            summary.models_from,
+        )
+
+    def save_summaries(self) -> None:
+        """Compute both pages' numbers now and save them (after a batch scoring)."""
+        from serving.dashboard import summary
+
+        folder = summary.folder(self._ready())
+        summary.write(
+            folder / "overview.json", self.overview_key(), summary.overview_payload(self._compute_overview())
+        )
+        summary.write(
+            folder / "models.json", self.models_key(), summary.models_payload(*self._compute_models())
+        )
+        self.lookups()
+
+    def lookups(self) -> None:
+        """The sorted copies the 360 page's lookups read (built when their source changed)."""
+        from serving.dashboard import sources
+
+        sources.lookup_tables(self._ready())
 
     async def overview(self, request: Request) -> Response:
         self._ready()
@@ -270,7 +382,7 @@ class Dashboard:
 
         data = await run_in_threadpool(self.overview_data)
         lang = self._lang(request)
-        context = overview_context(data, self._texts, lang)
+        context = self._worded(f"overview.{lang}", data, lambda: overview_context(data, self._texts, lang))
         return self._render(
             request,
             "overview.html",
@@ -290,10 +402,12 @@ class Dashboard:
 
         from serving.dashboard.pages import models_context
 
-        models, drift, freshness = await run_in_threadpool(self.models_data)
+        data = await run_in_threadpool(self.models_data)
         lang = self._lang(request)
-        context = models_context(
-            models, drift, freshness, self._texts, lang, psi_warning=settings.dashboard.psi_warning
+        context = self._worded(
+            f"models.{lang}",
+            data,
+            lambda: models_context(*data, self._texts, lang, psi_warning=settings.dashboard.psi_warning),
         )
         return self._render(
             request,
@@ -307,24 +421,15 @@ class Dashboard:
         )
 
     def customer_data(self, query: str) -> Any:
-        from serving.dashboard import sources
-        from serving.dashboard.customer import KEY_SOURCES, load_customer
+        from serving.dashboard.customer import load_customer
         from serving.tag_store import TagStore
 
         settings = self._ready()
-        engine = self._cache.get("engine", settings.state_url, lambda: sources.state_engine(settings))
-        store = TagStore(engine)
         try:
             scorer = self._scorer()
         except Exception:  # the service is still loading or its store is down: batch scores instead
             scorer = None
-        identity = sources.clean_path(settings, "identity_map")
-        keys = self._cache.get(
-            "keys",
-            identity.stat().st_mtime if identity.is_file() else 0,
-            lambda: sources.business_keys(settings, KEY_SOURCES),
-        )
-        return load_customer(settings, query, keys=keys, scorer=scorer, tag_store=store)
+        return load_customer(settings, query, scorer=scorer, tag_store=TagStore(self._engine()))
 
     async def customer(self, request: Request) -> Response:
         self._ready()

@@ -149,3 +149,51 @@ def lines(x: Sequence[Any], series: dict[str, Sequence[float | None]], *, title:
             margin={"l": 48, "r": 16, "t": 36, "b": 20},
         ),
     )
+
+
+def effects(
+    labels: Sequence[str],
+    differences: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    *,
+    title: str,
+    unit: str = "",
+) -> dict[str, Any]:
+    """Each treatment's effect against control as a point with its interval, beside a zero line: an
+    interval that crosses zero is no evidence of an effect."""
+    colours = [
+        "#3c9d5d" if lo > 0 else "#d64545" if hi < 0 else "#888888"
+        for lo, hi in zip(lows, highs, strict=True)
+    ]
+    trace = {
+        "type": "scatter",
+        "mode": "markers",
+        "x": list(differences),
+        "y": list(labels),
+        "marker": {"size": 12, "color": colours},
+        "error_x": {
+            "type": "data",
+            "symmetric": False,
+            "array": [h - d for h, d in zip(highs, differences, strict=True)],
+            "arrayminus": [d - lo for d, lo in zip(differences, lows, strict=True)],
+            "thickness": 2,
+            "width": 6,
+        },
+        "hovertemplate": "%{y}: %{x:+.2f}" + (f" {unit}" if unit else "") + "<extra></extra>",
+    }
+    return figure(
+        [trace],
+        _layout(
+            title,
+            height=max(160, 50 * len(labels) + 90),
+            xaxis={
+                "zeroline": True,
+                "zerolinewidth": 2,
+                "zerolinecolor": "#555",
+                "ticksuffix": f" {unit}" if unit else "",
+                "automargin": True,
+            },
+            yaxis={"type": "category", "automargin": True},
+        ),
+    )

@@ -1,6 +1,6 @@
 """The customer 360 page's data: find a customer by Persona id or by the business's own key, then the
 profile, scores with their reasons, every current tag with what produced it, the tag history, recent
-orders and events, and the ids the customer is known by. Pseudonymous throughout: the clean tables hold
+orders and events, the campaigns they were assigned to, and the ids the customer is known by. Pseudonymous throughout: the clean tables hold
 no names, phones or emails, and none are read.
 """
 
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.settings import Settings
 from serving.dashboard import sources
+from serving.dashboard.campaigns import customer_campaigns
 
 PERSONA_ID = re.compile(r"P[0-9a-f]{12}")
 # Sources whose record ids are the business's own keys of a customer, in the order a key is looked up
@@ -37,31 +38,33 @@ class Customer:
     history: list[Any] = field(default_factory=list)  # serving.changes.TagChange
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     events: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def _filtered(path, columns: list[str], expression) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    if path is None or not path.is_file():
-        return pd.DataFrame(columns=columns)
-    names = pq.read_schema(path).names
-    return pq.read_table(path, columns=[c for c in columns if c in names], filters=expression).to_pandas()
+    campaigns: list[Any] = field(default_factory=list)  # serving.dashboard.campaigns.Assignment
 
 
 SOURCE_ORDER = ("contacts", "orders", "leads")  # which customer a key names when several sources share it
 
 
-def resolve(settings: Settings, query: str, *, keys: pd.DataFrame) -> str | None:
+def _keys(settings: Settings) -> tuple[Path, Path] | None:
+    return sources.key_lookups(settings, KEY_SOURCES)
+
+
+def resolve(settings: Settings, query: str) -> str | None:
     """The Persona id of `query`: itself if it is a known Persona id, else the customer a business key
-    (contact id, customer number, lead id; `keys` from `sources.business_keys`) belongs to."""
+    (contact id, customer number, lead id) belongs to. Both are lookups in sorted copies (one row group
+    read each), never a scan of the customer base."""
     query = query.strip()
     if not query:
         return None
     if PERSONA_ID.fullmatch(query):
-        found = _filtered(
-            sources.clean_path(settings, "customers"), ["customer_id"], pc.field("customer_id") == query
+        found = sources.lookup(
+            sources.by_customer(settings, "customers"), "customer_id", query, ["customer_id"]
         )
         if len(found):
             return query
-    hits = keys[keys["key"] == query]
+    paths = _keys(settings)
+    if paths is None:
+        return None
+    hits = sources.lookup(paths[0], "key", query, ["source", "key", "customer_id"])
     if hits.empty:
         return None
     order = {s: i for i, s in enumerate(SOURCE_ORDER)}
@@ -69,15 +72,20 @@ def resolve(settings: Settings, query: str, *, keys: pd.DataFrame) -> str | None
     return str(hits["customer_id"].iloc[0])
 
 
-def known_as(customer_id: str, *, keys: pd.DataFrame) -> list[tuple[str, str]]:
+def known_as(settings: Settings, customer_id: str) -> list[tuple[str, str]]:
     """The business keys this customer is known by: CRM contact ids, lead ids, customer numbers."""
-    mine = keys[keys["customer_id"] == customer_id]
+    paths = _keys(settings)
+    if paths is None:
+        return []
+    mine = sources.lookup(paths[1], "customer_id", customer_id, ["source", "key"])
     return list(dict.fromkeys(zip(mine["source"].astype(str), mine["key"].astype(str), strict=True)))
 
 
 def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: int) -> pd.DataFrame:
-    frame = _filtered(
+    frame = sources.lookup(
         sources.by_customer(settings, table),
+        "customer_id",
+        customer_id,
         [
             ts,
             "order_id",
@@ -90,7 +98,6 @@ def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: in
             "event_type",
             "channel",
         ],
-        pc.field("customer_id") == customer_id,
     )
     if frame.empty or ts not in frame.columns:
         return frame
@@ -98,15 +105,16 @@ def _recent(settings: Settings, table: str, ts: str, customer_id: str, limit: in
 
 
 def load_customer(
-    settings: Settings, query: str, *, keys: pd.DataFrame, scorer: Any = None, tag_store: Any = None
+    settings: Settings, query: str, *, scorer: Any = None, tag_store: Any = None
 ) -> Customer | None:
-    """Everything the 360 page shows of one customer, or None if `query` names nobody. `keys`: the
-    business keys (`sources.business_keys`), read once per identity map."""
-    customer_id = resolve(settings, query, keys=keys)
+    """Everything the 360 page shows of one customer, or None if `query` names nobody."""
+    customer_id = resolve(settings, query)
     if customer_id is None:
         return None
-    profile_frame = _filtered(
-        sources.clean_path(settings, "customers"),
+    profile_frame = sources.lookup(
+        sources.by_customer(settings, "customers"),
+        "customer_id",
+        customer_id,
         [
             "customer_id",
             "consent_profiling",
@@ -119,7 +127,6 @@ def load_customer(
             "is_customer",
             "sources",
         ],
-        pc.field("customer_id") == customer_id,
     )
     profile = profile_frame.iloc[0].to_dict() if len(profile_frame) else {}
     withdrawn = profile.get("consent_profiling") is False or profile.get("consent_profiling") == False  # noqa: E712
@@ -127,7 +134,7 @@ def load_customer(
         customer_id=customer_id, requested_id=query.strip(), consent_withdrawn=bool(withdrawn)
     )
     customer.profile = {k: v for k, v in profile.items() if k not in ("customer_id", "consent_profiling")}
-    customer.known_as = known_as(customer_id, keys=keys)
+    customer.known_as = known_as(settings, customer_id)
     limit = settings.dashboard.recent_rows
     customer.orders = _recent(settings, "orders", "order_ts", customer_id, limit)
     customer.events = _recent(settings, "events", "event_ts", customer_id, limit)
@@ -139,11 +146,12 @@ def load_customer(
         )
         customer.score = payload["items"][0] if payload.get("items") else None
     if customer.score is None:
-        scores = sources.latest_scores(settings)
-        if len(scores):
-            row = scores[scores["customer_id"].astype(str) == customer_id]
+        path = sources.by_customer(settings, "scores")
+        if path is not None:
+            row = sources.lookup(path, "customer_id", customer_id, pq.read_schema(path).names)
             customer.batch_scores = row.iloc[0].to_dict() if len(row) else None
     if tag_store is not None:
         customer.tags = tag_store.current(customer_id)
         customer.history = tag_store.history(customer_id, limit=limit * 2)
+        customer.campaigns = customer_campaigns(tag_store.engine, customer_id)
     return customer

@@ -1,6 +1,6 @@
 """The overview page's numbers, in no language: who is profiled, how fresh the data is, personas with a
 typical customer each, every tag's distribution, churn risk over time from the tag history, the CRM
-delivery queue. Built from `sources`; words are added when a page is rendered.
+delivery queue, campaign results. Built from `sources`; words are added when a page is rendered.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 
 from configs.settings import Settings
 from serving.dashboard import sources
+from serving.dashboard.campaigns import CampaignResult, campaign_results
 
 # What "typical" means for a persona: the median of these features over its customers.
 PROFILE_FEATURES = ("recency_days", "frequency_365d", "monetary_365d")
@@ -43,6 +44,7 @@ class Overview:
     churn_tag: str | None = None
     churn_history: pd.DataFrame = field(default_factory=pd.DataFrame)  # day, value, customers
     outbox: dict[str, int] = field(default_factory=dict)
+    campaigns: list[CampaignResult] = field(default_factory=list)
 
     @property
     def behind_days(self) -> float | None:
@@ -52,8 +54,12 @@ class Overview:
         return max((self.as_of - self.snapshot).total_seconds() / 86400.0, 0.0)
 
     def counts_of(self, tag: str) -> pd.DataFrame:
-        """(value, customers) of one tag, in the catalog's value order where it declares one."""
-        part = self.tag_counts[self.tag_counts["tag"] == tag][["value", "customers"]]
+        """(value, customers) of one tag, in the catalog's value order where it declares one; a tag
+        compacted by `compact_counts` (bins, or the top values and the rest) keeps its stored order."""
+        rows = self.tag_counts[self.tag_counts["tag"] == tag]
+        part = rows[["value", "customers"]]
+        if "kind" in rows.columns and rows["kind"].isin(["bin", "other"]).any():
+            return rows[["value", "customers", "kind"]].reset_index(drop=True)
         info = next((t for t in self.tags if t.key == tag), None)
         if info is not None and info.values:
             order = {v: i for i, v in enumerate(info.values)}
@@ -95,6 +101,78 @@ def persona_profiles(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFra
     return out.reset_index().sort_values("customers", ascending=False).reset_index(drop=True)
 
 
+# A distribution chart shows at most this many bars: a number tag with more distinct values (a predicted
+# spend) becomes a histogram, a text tag (reasons in words) its most common values and one bar for the rest.
+MAX_BARS = 15
+
+
+def _bin_edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Equal-width bins from the smallest value to the 99th percentile, and one open bin above it when
+    the tail goes further (a long tail would otherwise put nearly everyone in the first bin)."""
+    low, top, high = float(values.min()), float(np.quantile(values, 0.99)), float(values.max())
+    positive = values[values > 0]
+    if low >= 0 and len(positive) and high > 20 * float(np.median(positive)):
+        # money-like and long-tailed: 1-2-5 steps (0-100, 100-200, 200-500, ...) read better than equal
+        # widths that put nearly everyone in the first bar
+        start = int(np.floor(np.log10(float(np.quantile(positive, 0.05)))))
+        steps = [m * 10.0**e for e in range(start, int(np.ceil(np.log10(high))) + 1) for m in (1, 2, 5)]
+        nice = np.array([low, *[x for x in steps if low < x < high], high])
+        if len(nice) - 1 <= MAX_BARS:
+            return nice, False
+    if top <= low:
+        top = high
+    edges = np.linspace(low, top, MAX_BARS)
+    return (np.append(edges, high), True) if high > top else (edges, False)
+
+
+def _edge(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 10 or abs(x - round(x)) < 0.005 else f"{x:,.2f}"
+
+
+def _range_words(low: float, high: float, *, last: bool) -> str:
+    return f"≥ {_edge(low)}" if last else f"{_edge(low)} - {_edge(high)}"
+
+
+def compact_counts(counts: pd.DataFrame, tags: list[TagInfo]) -> pd.DataFrame:
+    """`counts` (tag, value, customers) with every tag at MAX_BARS values or fewer, and a `kind` column:
+    `value` (as stored), `bin` (a range of a number tag, in order) or `other` (value = how many values the
+    row stands for). Unset (None) stays its own row."""
+    if counts.empty:
+        return counts.assign(kind=pd.Series(dtype=object))
+    types = {t.key: t.value_type for t in tags}
+    parts = []
+    for tag, part in counts.groupby("tag", sort=False):
+        part = part.assign(kind="value")
+        known = part[part["value"].notna()]
+        if len(known) <= MAX_BARS or types.get(tag) in ("flag", "tier"):
+            parts.append(part)
+            continue
+        unset = part[part["value"].isna()]
+        numbers = pd.to_numeric(known["value"], errors="coerce")
+        if types.get(tag) == "number" and numbers.notna().all():
+            values = numbers.to_numpy(dtype=float)
+            edges, tail = _bin_edges(np.repeat(values, known["customers"].to_numpy()))
+            bins = len(edges) - 1
+            which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+            sums = np.bincount(which, weights=known["customers"].to_numpy(), minlength=bins)
+            words = [_range_words(edges[i], edges[i + 1], last=tail and i == bins - 1) for i in range(bins)]
+            binned = pd.DataFrame({"tag": tag, "value": words, "customers": sums.astype(int), "kind": "bin"})
+            parts.append(pd.concat([binned, unset], ignore_index=True))
+            continue
+        ranked = known.sort_values("customers", ascending=False)
+        top, rest = ranked.head(MAX_BARS - 1), ranked.iloc[MAX_BARS - 1 :]
+        other = pd.DataFrame(
+            {
+                "tag": [tag],
+                "value": [str(len(rest))],
+                "customers": [int(rest["customers"].sum())],
+                "kind": ["other"],
+            }
+        )
+        parts.append(pd.concat([top, other, unset], ignore_index=True))
+    return pd.concat(parts, ignore_index=True)
+
+
 def distribution_over_time(moves: pd.DataFrame) -> pd.DataFrame:
     """Customers per (day, value) after each day's changes: every change moves one customer from its old
     value to its new one, so the running sum of (+1 new, -1 old) is the distribution at the end of a day."""
@@ -129,10 +207,11 @@ def build_overview(settings: Settings, *, tags: list[TagInfo], engine: Any) -> O
         snapshot=None if snapshot is None or pd.isna(snapshot) else pd.Timestamp(snapshot),
         personas=persona_profiles(scores, features),
         tags=tags,
-        tag_counts=sources.tag_value_counts(engine),
+        tag_counts=compact_counts(sources.tag_value_counts(engine), tags),
         churn_tag=churn_tag,
         churn_history=distribution_over_time(sources.tag_moves(engine, churn_tag))
         if churn_tag
         else pd.DataFrame(),
         outbox=sources.outbox_counts(engine),
+        campaigns=campaign_results(settings),
     )

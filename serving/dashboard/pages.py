@@ -15,6 +15,7 @@ from serving.dashboard.customer import Customer
 from serving.dashboard.model_health import ModelHealth, ViewFreshness
 from serving.dashboard.overview import Overview, TagInfo
 
+CAMPAIGN_TAG = "persona_campaign_"  # configs.campaign: the CRM tag of an assignment
 STATUS_KEYS = {"pending": "status_pending", "delivered": "status_delivered", "dead": "status_dead"}
 
 
@@ -34,6 +35,19 @@ def _colours(tag: TagInfo | None, values: list[str]) -> list[str]:
     out = []
     for i, v in enumerate(values):
         out.append(charts.TIER_COLOURS.get(v, charts.PALETTE[i % len(charts.PALETTE)]))
+    return out
+
+
+def _short_labels(labels: list[str], width: int = 30) -> list[str]:
+    """Labels cut to `width` (reasons in words are long), still distinct: plotly draws equal category
+    labels as one bar."""
+    out: list[str] = []
+    for label in labels:
+        short = label if len(label) <= width else label[: width - 2] + "…"
+        base, k = short, 2
+        while short in out:
+            short, k = f"{base} ({k})", k + 1
+        out.append(short)
     return out
 
 
@@ -90,7 +104,16 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         if counts.empty:
             return None
         raw = [None if pd.isna(v) else str(v) for v in counts["value"]]
-        labels = [texts.value(info.key, v, lang, value_type=info.value_type) for v in raw]
+        kinds = list(counts["kind"]) if "kind" in counts.columns else ["value"] * len(raw)
+        labels = [
+            t("other_values", n=v)
+            if kind == "other"
+            else v
+            if kind == "bin" and v is not None
+            else texts.value(info.key, v, lang, value_type=info.value_type)
+            for v, kind in zip(raw, kinds, strict=True)
+        ]
+        labels = _short_labels(labels)
         return charts.bar(
             labels,
             [int(c) for c in counts["customers"]],
@@ -142,7 +165,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         chart
         for info in data.tags
         if info.value_type == "tier" and "value" in info.key
-        for chart in [tag_chart(info, title=f"{t('value_tiers')}: {texts.tag(info.key, lang)}")]
+        for chart in [tag_chart(info)]
         if chart
     ]
     every_tag = []
@@ -155,6 +178,7 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
         for status, n in data.outbox.items()
     ]
     return {
+        "campaigns": [campaign_context(c, data.tags, texts, lang) for c in data.campaigns],
         "cards": cards,
         "personas": personas,
         "persona_chart": persona_chart if personas else None,
@@ -168,10 +192,112 @@ def overview_context(data: Overview, texts: Texts, lang: str) -> dict[str, Any]:
     }
 
 
+# -------------------------------------------------------------------------------------- campaigns
+def _effect_words(value: float, kind: str) -> str:
+    """A difference in rates as percentage points, a difference in means as a number."""
+    return f"{value * 100:+.1f} pp" if kind == "rate" else f"{value:+,.2f}"
+
+
+def _outcome_words(value: float, kind: str) -> str:
+    return f"{value:.1%}" if kind == "rate" else f"{value:,.2f}"
+
+
+def _effect_row(e: dict[str, Any], kind: str, t: Any) -> dict[str, Any]:
+    low, high = e["ci_low"], e["ci_high"]
+    verdict = "effect_up" if low > 0 else "effect_down" if high < 0 else "effect_unclear"
+    return {
+        "arm": e["arm"],
+        "control": e["control"],
+        "difference": _effect_words(e["difference"], kind),
+        "ci": f"[{_effect_words(low, kind)}, {_effect_words(high, kind)}]",
+        "p": f"{e['p_value']:.2g}",
+        "lift": "-" if e.get("relative_lift") is None else f"{e['relative_lift']:+.0%}",
+        "verdict": verdict,
+        "verdict_label": t(verdict),
+    }
+
+
+def campaign_context(result: Any, tags: list[TagInfo], texts: Texts, lang: str) -> dict[str, Any]:
+    """One campaign in words: arms and their sizes, the primary outcome per arm, each treatment's effect
+    against control with its 95 % interval (and a chart of it), breakdowns by the tags recorded at
+    assignment (uplift tier first where the campaign recorded it), warnings."""
+
+    def t(key: str, **kw: Any) -> str:
+        return texts.ui_text(key, lang, **kw)
+
+    report = result.report or {}
+    outcome = (report.get("outcomes") or [None])[0]
+    kind = outcome["kind"] if outcome else "rate"
+    means = {a["arm"]: a for a in (outcome or {}).get("arms", [])}
+    arms = [
+        {
+            "name": arm,
+            "control": arm == result.control,
+            "assigned": _number(result.assigned.get(arm, 0)),
+            "outcome": _outcome_words(means[arm]["mean"], kind) if arm in means else "-",
+            "measured": _number(means[arm]["n"]) if arm in means else "-",
+        }
+        for arm in result.arms
+    ]
+    effects = [_effect_row(e, kind, t) for e in (outcome or {}).get("effects", [])]
+    chart = None
+    if outcome and outcome["effects"]:
+        scale = 100.0 if kind == "rate" else 1.0
+        chart = charts.effects(
+            [f"{e['arm']} vs {e['control']}" for e in outcome["effects"]],
+            [e["difference"] * scale for e in outcome["effects"]],
+            [e["ci_low"] * scale for e in outcome["effects"]],
+            [e["ci_high"] * scale for e in outcome["effects"]],
+            title=t("campaign_effect", outcome=outcome["outcome"]),
+            unit="pp" if kind == "rate" else "",
+        )
+    kinds = {tg.key: tg.value_type for tg in tags}
+    breakdowns = []
+    columns = list((outcome or {}).get("breakdowns", {}))
+    for col in sorted(columns, key=lambda c: c != "uplift_tier"):
+        rows = []
+        for row in outcome["breakdowns"][col]:
+            rows.append(
+                {
+                    "value": texts.value(col, row["value"], lang, value_type=kinds.get(col, "")),
+                    "n": _number(row["n"]),
+                    "effects": [_effect_row(e, kind, t) for e in row["effects"]],
+                }
+            )
+        if rows:
+            breakdowns.append({"key": col, "label": texts.tag(col, lang), "rows": rows})
+    status = report.get("status") or {}
+    if result.report is None:
+        state = t("campaign_not_evaluable")
+    elif status.get("complete"):
+        state = t("campaign_complete", as_of=_day(status.get("as_of")))
+    else:
+        state = t(
+            "campaign_open",
+            days=status.get("days_observed", 0),
+            window=_day(status.get("window_end")),
+            as_of=_day(status.get("as_of")),
+        )
+    return {
+        "name": result.name,
+        "description": result.description,
+        "period": f"{result.start or '-'} - {result.end or '-'}",
+        "audience": result.audience or "-",
+        "state": state,
+        "not_evaluable": result.not_evaluable,
+        "outcome": f"{outcome['outcome']} ({t('outcome_' + kind)})" if outcome else "",
+        "arms": arms,
+        "effects": effects,
+        "chart": chart,
+        "breakdowns": breakdowns,
+        "warnings": report.get("warnings") or [],
+    }
+
+
 # ------------------------------------------------------------------------------------ model health
 # Quality metrics on a 0-1 scale share one trend chart; counts and base rates describe the data, not the
 # model, and would flatten every other line.
-_NOT_QUALITY = ("_n", "positive_rate", "share", "ari_vs_champion")
+_NOT_QUALITY = ("_n", "positive_rate", "buyer_rate", "share", "ari_vs_champion")
 
 
 def trend_metrics(model: ModelHealth) -> list[str]:
@@ -244,7 +370,7 @@ def models_context(
                     "warn": bool(value > psi_warning),
                 }
             )
-        top = worst.head(20)
+        top = worst.dropna().head(20)  # NaN (no window found) is no bar, and is not valid JSON
         drift_chart = charts.bar(
             [texts.feature(str(f), lang) for f in top.index],
             [round(float(v), 4) for v in top.to_numpy()],
@@ -305,6 +431,11 @@ def customer_context(
         return texts.ui_text(key, lang, **kw)
 
     kinds = {tg.key: tg for tg in catalog_tags}
+
+    def tag_label(key: str) -> str:  # a campaign's CRM tag (`persona_campaign_<name>`) is no catalog tag
+        name = key.removeprefix(CAMPAIGN_TAG)
+        return f"{t('campaign')}: {name}" if name != key and key not in kinds else texts.tag(key, lang)
+
     tier_tag = {
         kind: next(
             (
@@ -372,7 +503,7 @@ def customer_context(
         info = kinds.get(current.tag)
         tags.append(
             {
-                "label": texts.tag(current.tag, lang),
+                "label": tag_label(current.tag),
                 "key": current.tag,
                 "value": texts.value(
                     current.tag, current.value, lang, value_type=info.value_type if info else ""
@@ -386,7 +517,7 @@ def customer_context(
     history = [
         {
             "changed_at": pd.Timestamp(h.changed_at).strftime("%Y-%m-%d %H:%M"),
-            "tag": texts.tag(h.tag, lang),
+            "tag": tag_label(h.tag),
             "old": texts.value(
                 h.tag, h.old_value, lang, value_type=kinds[h.tag].value_type if h.tag in kinds else ""
             ),
@@ -421,7 +552,19 @@ def customer_context(
         }
         for r in customer.events.to_dict("records")
     ]
+    campaigns = [
+        {
+            "campaign": a.campaign,
+            "description": a.description,
+            "arm": a.arm,
+            "role": t("control_arm") if a.control else t("treatment_arm"),
+            "assigned_at": _day(a.assigned_at),
+            "period": f"{a.start or '-'} - {a.end or '-'}",
+        }
+        for a in customer.campaigns
+    ]
     return {
+        "campaigns": campaigns,
         "customer_id": customer.customer_id,
         "requested_id": customer.requested_id,
         "withdrawn": customer.consent_withdrawn,

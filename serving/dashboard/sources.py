@@ -172,50 +172,110 @@ def latest_scores(settings: Settings) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- per-customer lookups
-INDEX_ROW_GROUP = 16_384  # rows per row group of a by-customer copy: one group read per lookup
+INDEX_ROW_GROUP = 4_096  # rows per row group of a sorted copy: one small group read per lookup
 
 
-def by_customer(settings: Settings, table: str) -> Path | None:
-    """A copy of a clean table sorted by customer_id in small row groups ({data_dir}/dashboard/), so a
-    lookup reads one row group (parquet statistics prune the rest) instead of the whole table; rebuilt
-    when the clean table is rewritten. None when the table does not exist."""
-    source = clean_path(settings, table)
+def sorted_copy(source: Path, target: Path, column: str, table: pa.Table | None = None) -> Path | None:
+    """`target`: `source` (or `table`, derived from it) sorted by `column` in small row groups, so a
+    lookup by `column` reads one row group (parquet statistics prune the rest) instead of the whole
+    table; rebuilt when `source` is rewritten. None when `source` does not exist."""
     if not source.is_file():
         return None
-    folder = settings.path("{data_dir}/dashboard")
-    target = folder / f"{table}_by_customer.parquet"
     if target.is_file() and _mtime(target) >= _mtime(source):
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    data = pq.read_table(source)
-    data = data.take(pc.sort_indices(data, sort_keys=[("customer_id", "ascending")]))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = pq.read_table(source) if table is None else table
+    data = data.take(pc.sort_indices(data, sort_keys=[(column, "ascending")]))
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     pq.write_table(data, tmp, row_group_size=INDEX_ROW_GROUP)
     tmp.replace(target)  # atomic: another worker building the same copy cannot leave half a file
     return target
 
 
-def business_keys(settings: Settings, sources_with_keys: tuple[str, ...]) -> pd.DataFrame:
+_FOOTERS: dict[tuple[str, float], pq.ParquetFile] = {}
+
+
+def lookup(path: Path | None, column: str, value: str, columns: list[str]) -> pd.DataFrame:
+    """The rows of a sorted copy whose `column` equals `value`: only the row groups whose statistics can
+    hold it are read (one, in a copy sorted by `column`); the file's footer is parsed once per version."""
+    if path is None or not path.is_file():
+        return pd.DataFrame(columns=columns)
+    stamp = (str(path), _mtime(path))
+    handle = _FOOTERS.get(stamp)
+    if handle is None:
+        handle = pq.ParquetFile(path)
+        if len(_FOOTERS) > 64:  # old versions of rewritten copies
+            _FOOTERS.clear()
+        _FOOTERS[stamp] = handle
+    names = handle.schema_arrow.names
+    wanted = [c for c in dict.fromkeys([column, *columns]) if c in names]
+    index = names.index(column)
+    meta = handle.metadata
+    groups = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.min <= value <= stats.max:
+            groups.append(rg)
+    if not groups:
+        return pd.DataFrame(columns=[c for c in columns if c in names])
+    table = handle.read_row_groups(groups, columns=wanted)
+    table = table.filter(pc.equal(table.column(column), value))
+    return table.select([c for c in columns if c in names]).to_pandas()
+
+
+def by_customer(settings: Settings, table: str) -> Path | None:
+    """A copy of a clean table (or of the batch scores, `table="scores"`) sorted by customer_id
+    ({data_dir}/dashboard/)."""
+    source = scores_path(settings) if table == "scores" else clean_path(settings, table)
+    target = settings.path("{data_dir}/dashboard") / f"{table}_by_customer.parquet"
+    return sorted_copy(source, target, "customer_id")
+
+
+def keys_table(settings: Settings, sources_with_keys: tuple[str, ...]) -> pa.Table:
     """(source, key, customer_id) of every business key: record ids of the sources that are customers
     (CRM contacts, leads) and, where the identity map has it, the key a record named its customer by."""
     path = clean_path(settings, "identity_map")
-    if not path.is_file():
-        return pd.DataFrame(columns=["source", "key", "customer_id"])
     names = pq.read_schema(path).names
     own = pq.read_table(
         path,
         columns=["source", "source_record_id", "customer_id"],
         filters=pc.field("source").isin(list(sources_with_keys)),
-    ).to_pandas()
-    frames = [own.rename(columns={"source_record_id": "key"})]
+    ).rename_columns(["source", "key", "customer_id"])
+    parts = [
+        own.cast(pa.schema([("source", pa.string()), ("key", pa.string()), ("customer_id", pa.string())]))
+    ]
     if "source_key" in names:
         named = pq.read_table(
             path, columns=["source", "source_key", "customer_id"], filters=pc.field("source_key").is_valid()
-        ).to_pandas()
-        frames.append(named.rename(columns={"source_key": "key"}).drop_duplicates())
-    keys = pd.concat(frames, ignore_index=True)
-    keys["key"] = keys["key"].astype(str)
-    return keys
+        ).rename_columns(["source", "key", "customer_id"])
+        parts.append(named.cast(parts[0].schema))
+    keys = pa.concat_tables(parts)
+    return pa.Table.from_pandas(keys.to_pandas().drop_duplicates(), preserve_index=False)
+
+
+def key_lookups(settings: Settings, sources_with_keys: tuple[str, ...]) -> tuple[Path, Path] | None:
+    """The business keys sorted by key (find a customer by a key) and by customer (the keys a customer
+    is known by); None without an identity map."""
+    source = clean_path(settings, "identity_map")
+    if not source.is_file():
+        return None
+    folder = settings.path("{data_dir}/dashboard")
+    targets = (folder / "keys_by_key.parquet", folder / "keys_by_customer.parquet")
+    if all(t.is_file() and _mtime(t) >= _mtime(source) for t in targets):
+        return targets
+    table = keys_table(settings, sources_with_keys)
+    sorted_copy(source, targets[0], "key", table)
+    sorted_copy(source, targets[1], "customer_id", table)
+    return targets
+
+
+def lookup_tables(settings: Settings) -> None:
+    """Every sorted copy the 360 page reads, built now where its source changed."""
+    from serving.dashboard.customer import KEY_SOURCES
+
+    for table in ("customers", ORDERS_TABLE, EVENTS_TABLE, "scores"):
+        by_customer(settings, table)
+    key_lookups(settings, KEY_SOURCES)
 
 
 # ------------------------------------------------------------------------------------ state database
@@ -235,8 +295,9 @@ def state_fingerprint(engine: sa.Engine) -> tuple[Any, ...]:
     than the page); other databases: high-water marks and the outbox's counts per status."""
     database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
     if database and database != ":memory:":
+        # An empty WAL file is what opening a connection leaves (no change): only a WAL with pages counts.
         return tuple(
-            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None
+            (p.stat().st_mtime_ns, p.stat().st_size) if p.exists() and p.stat().st_size else None
             for p in (Path(database), Path(f"{database}-wal"))
         )
     with engine.connect() as conn:
@@ -269,10 +330,14 @@ def tag_moves(engine: sa.Engine, tag: str) -> pd.DataFrame:
     with engine.connect() as conn:
         if not _has(conn, "tag_history"):
             return pd.DataFrame(columns=["day", "old_value", "new_value", "n"])
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("tag_history")}
+        day = "coalesce(as_of, changed_at)" if "as_of" in columns else "changed_at"  # a store made before
         rows = conn.execute(
             sa.text(
-                "select substr(cast(changed_at as text), 1, 10) as day, old_value, new_value, count(*) "
-                "from tag_history where tag = :tag group by day, old_value, new_value order by day"
+                # the data's day the change was computed at; the write time only where that is unknown
+                f"select substr(cast({day} as text), 1, 10) as day, old_value, "
+                "new_value, count(*) from tag_history where tag = :tag "
+                "group by day, old_value, new_value order by day"
             ),
             {"tag": tag},
         ).all()

@@ -3,6 +3,7 @@ rebuilt from tag changes, persona profiles, sessions, which paths are open, and 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -137,3 +138,212 @@ def test_qualified_persona_names_read_as_the_persona_and_its_qualifiers() -> Non
     assert texts.persona("potential_big_spenders_active", "en") == "Potential (big spenders, active)"
     assert texts.action("at_risk_frequent", "en") == texts.action("at_risk", "en") != ""
     assert texts.persona("something_else", "en") == "something_else"
+
+
+def _campaign(rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """A campaign whose offer truly lifts conversion among persuadables only, reported by the real
+    report builder, as the dashboard reads it."""
+    from configs.campaign import parse_campaign
+    from models.campaign_report import build_report
+    from serving.dashboard.campaigns import CampaignResult
+
+    spec = parse_campaign(
+        {
+            "name": "promo",
+            "audience": "true",
+            "arms": [{"name": "offer", "share": 0.5}, {"name": "holdout", "share": 0.5, "control": True}],
+            "start": "2026-01-01",
+            "end": "2026-01-31",
+            "outcome": {"kind": "conversion", "window_days": 30},
+            "breakdown_by": ["persona_name", "uplift_tier"],
+        },
+        origin="promo.yaml",
+    )
+    n = 4000
+    arm = rng.choice(["offer", "holdout"], n)
+    tier = rng.choice(["persuadable", "sure_thing"], n)
+    rate = np.where((arm == "offer") & (tier == "persuadable"), 0.30, 0.10)
+    frame = pd.DataFrame(
+        {
+            "arm": arm,
+            "conversion": (rng.random(n) < rate).astype(float),
+            "persona_name": rng.choice(["loyal", "at_risk"], n),
+            "uplift_tier": tier,
+        }
+    )
+    report = build_report(spec, frame, outcomes={"conversion": True}, status={"complete": True})
+    sizes = frame["arm"].value_counts().to_dict()
+    return CampaignResult(
+        name="promo",
+        description="",
+        start="2026-01-01",
+        end="2026-01-31",
+        audience=None,
+        control="holdout",
+        arms=["offer", "holdout"],
+        assigned={k: int(v) for k, v in sizes.items()},
+        report=report,
+    ), sizes
+
+
+def test_a_campaign_reads_as_arms_effect_with_interval_and_uplift_tiers_first() -> None:
+    from serving.dashboard.overview import TagInfo
+    from serving.dashboard.pages import campaign_context
+
+    result, sizes = _campaign(np.random.default_rng(3))
+    texts = read_texts(load_settings().dashboard.texts_path())
+    tags = [TagInfo("uplift_tier", "tier", ("persuadable", "sure_thing"), "persona-uplift", "")]
+    for lang in LANGUAGES:
+        ctx = campaign_context(result, tags, texts, lang)
+        arms = {a["name"]: a for a in ctx["arms"]}
+        assert arms["offer"]["assigned"] == f"{sizes['offer']:,}" and arms["holdout"]["control"]
+        (effect,) = ctx["effects"]
+        diff = result.report["outcomes"][0]["effects"][0]
+        assert effect["difference"] == f"{diff['difference'] * 100:+.1f} pp"
+        assert effect["verdict"] == "effect_up"  # +10 pp on half the customers: the interval is above 0
+        trace = ctx["chart"]["data"][0]
+        assert trace["x"] == [pytest.approx(diff["difference"] * 100)]
+        assert trace["error_x"]["array"][0] == pytest.approx((diff["ci_high"] - diff["difference"]) * 100)
+        assert [b["key"] for b in ctx["breakdowns"]] == ["uplift_tier", "persona_name"]
+        tiers = {r["value"]: r["effects"][0]["verdict"] for r in ctx["breakdowns"][0]["rows"]}
+        persuadable = texts.value("uplift_tier", "persuadable", lang, value_type="tier")
+        sure_thing = texts.value("uplift_tier", "sure_thing", lang, value_type="tier")
+        assert tiers[persuadable] == "effect_up" and tiers[sure_thing] == "effect_unclear"
+    assert "营销" in texts.ui_text("campaign_results", "zh")
+
+
+def test_a_campaign_not_evaluable_yet_still_shows_its_arms() -> None:
+    from serving.dashboard.campaigns import CampaignResult
+    from serving.dashboard.pages import campaign_context
+
+    texts = read_texts(load_settings().dashboard.texts_path())
+    result = CampaignResult(
+        "later",
+        "",
+        "2027-01-01",
+        None,
+        None,
+        "holdout",
+        ["offer", "holdout"],
+        {"offer": 5, "holdout": 4},
+        None,
+        "campaign 'later': start: 2027-01-01 is after the data's as-of 2026-02-01",
+    )
+    ctx = campaign_context(result, [], texts, "en")
+    assert [a["assigned"] for a in ctx["arms"]] == ["5", "4"] and not ctx["effects"] and ctx["chart"] is None
+    assert ctx["not_evaluable"].startswith("campaign 'later'") and ctx["state"] == "not evaluable yet"
+
+
+def test_the_saved_summaries_read_back_as_the_same_pages() -> None:
+    from serving.dashboard import summary
+    from serving.dashboard.model_health import ModelHealth, ModelVersion, ViewFreshness
+    from serving.dashboard.overview import Overview, TagInfo
+    from serving.dashboard.pages import models_context, overview_context
+
+    result, _ = _campaign(np.random.default_rng(4))
+    tags = [
+        TagInfo("churn_risk", "tier", ("low", "medium", "high"), "persona-churn", "risk"),
+        TagInfo("rfm_r", "number", None, None, "recency score"),
+    ]
+    overview = Overview(
+        known=10,
+        withdrawn=1,
+        profiled=9,
+        scored=9,
+        as_of=pd.Timestamp("2026-02-01", tz="UTC"),
+        snapshot=pd.Timestamp("2026-01-01", tz="UTC"),
+        personas=pd.DataFrame(
+            {
+                "persona": ["loyal"],
+                "customers": [9],
+                "recency_days": [np.nan],
+                "frequency_365d": [2.0],
+                "monetary_365d": [10.5],
+                "share": [1.0],
+            }
+        ),
+        tags=tags,
+        tag_counts=pd.DataFrame(
+            {
+                "tag": ["churn_risk", "churn_risk", "rfm_r"],
+                "value": ["high", None, "5"],
+                "customers": [4, 5, 9],
+            }
+        ),
+        churn_tag="churn_risk",
+        churn_history=pd.DataFrame({"day": ["2026-01-01"], "value": ["high"], "customers": [4]}),
+        outbox={"pending": 1, "delivered": 2, "dead": 0},
+        campaigns=[result],
+    )
+    texts = read_texts(load_settings().dashboard.texts_path())
+    back = summary.overview_from(json.loads(json.dumps(summary.overview_payload(overview))))
+    assert overview_context(back, texts, "zh") == overview_context(overview, texts, "zh")
+    version = ModelVersion(
+        1,
+        pd.Timestamp("2026-01-01", tz="UTC"),
+        {"test_auc": 0.8},
+        ["champion"],
+        "",
+        "",
+        "promote",
+        "churn_v1",
+        {"snapshot": "2026-01-01"},
+    )
+    models = [ModelHealth("churn", "persona-churn", [version]), ModelHealth("conversion", "persona-conv")]
+    drift = pd.DataFrame({"churn": [0.01, np.nan]}, index=["recency_days", "tenure_days"])
+    fresh = [
+        ViewFreshness("customer_transactions", pd.Timestamp("2026-01-01", tz="UTC"), 31.0, 90.0, "fresh")
+    ]
+    again = summary.models_from(json.loads(json.dumps(summary.models_payload(models, drift, fresh))))
+    assert models_context(*again, texts, "en", psi_warning=0.2) == models_context(
+        models, drift, fresh, texts, "en", psi_warning=0.2
+    )
+
+
+def test_a_tag_with_many_values_is_drawn_as_a_histogram_or_its_top_values() -> None:
+    from serving.dashboard.overview import MAX_BARS, Overview, TagInfo, compact_counts
+
+    rng = np.random.default_rng(0)
+    spend = np.round(rng.lognormal(3, 1, 2000), 2)
+    values, customers = np.unique(spend, return_counts=True)
+    reasons = [f"reason {i}" for i in range(40)]
+    counts = pd.concat(
+        [
+            pd.DataFrame(
+                {"tag": "predicted_value", "value": [str(v) for v in values], "customers": customers}
+            ),
+            pd.DataFrame({"tag": "predicted_value", "value": [None], "customers": [7]}),
+            pd.DataFrame({"tag": "churn_reasons_text", "value": reasons, "customers": range(1, 41)}),
+            pd.DataFrame({"tag": "churn_risk", "value": ["low", "high"], "customers": [5, 6]}),
+        ],
+        ignore_index=True,
+    )
+    tags = [
+        TagInfo("predicted_value", "number", None, "persona-value", ""),
+        TagInfo("churn_reasons_text", "category", None, None, ""),
+        TagInfo("churn_risk", "tier", ("low", "medium", "high"), "persona-churn", ""),
+    ]
+    data = Overview(tag_counts=compact_counts(counts, tags), tags=tags)
+    hist = data.counts_of("predicted_value")
+    bins = hist[hist["kind"] == "bin"]
+    assert len(bins) <= MAX_BARS and bins["customers"].sum() == 2000  # every customer in one bin
+    assert hist["value"].isna().sum() == 1 and hist.loc[hist["value"].isna(), "customers"].item() == 7
+    assert "10 - 20" in set(bins["value"]) and "20 - 50" in set(bins["value"])  # long-tailed: 1-2-5 steps
+    flat = compact_counts(
+        pd.DataFrame({"tag": "rfm_r", "value": [str(v) for v in range(100)], "customers": 1}),
+        [TagInfo("rfm_r", "number", None, None, "")],
+    )
+    assert len(flat) <= MAX_BARS and flat["customers"].sum() == 100 and flat["value"].iloc[0] == "0 - 7"
+    top = data.counts_of("churn_reasons_text")
+    assert len(top) == MAX_BARS and top["kind"].iloc[-1] == "other"
+    assert top["value"].iloc[-1] == str(40 - (MAX_BARS - 1))
+    assert top["customers"].sum() == sum(range(1, 41)) and top["customers"].iloc[0] == 40
+    assert list(data.counts_of("churn_risk")["value"]) == ["low", "high"]  # tiers untouched, in order
+
+
+def test_cut_labels_stay_distinct() -> None:
+    from serving.dashboard.pages import _short_labels
+
+    long = "no order for 120 days; no visit in 90 days; spent 0 in 30 days"
+    out = _short_labels([long + " a", long + " b", "short"])
+    assert len(set(out)) == 3 and all(len(x) <= 35 for x in out) and out[2] == "short"

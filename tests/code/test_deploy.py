@@ -194,3 +194,84 @@ def test_bentoml_build_accepts_the_bentofile(tmp_path):
     assert not (src / "data").exists() and not (src / "tests").exists()
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "lightgbm==" in requirements and "feast==" in requirements
+
+
+# ------------------------------------------------------------------------------ the image's build steps
+def _build_stage(text: str) -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile's first stage, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", text)
+    steps: list[tuple[str, str]] = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction == "FROM" and any(i == "FROM" for i, _ in steps):
+            break  # the runtime stage copies the build stage's /app as it is
+        steps.append((instruction, args.strip()))
+    return steps
+
+
+@pytest.mark.slow
+def test_the_dockerfile_build_steps_install_a_working_persona(tmp_path):
+    """No Docker daemon here, so the image itself is not built: its build stage is replayed instead. The
+    files it COPYs go to a fresh /app stand-in, its `uv sync` commands run there in its order with its
+    environment (the locked, no-dev environment, offline from uv's cache), and the result runs
+    `persona --version` and imports every shipped package: a package the Dockerfile forgets to COPY, or a
+    lock that does not match pyproject, fails here."""
+    app = tmp_path / "app"
+    app.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_", "PERSONA_"))}
+    ran = []
+    for instruction, args in _build_stage((ROOT / "Dockerfile").read_text()):
+        if instruction == "ENV":
+            for key, value in re.findall(r"(\w+)=(\S+)", args):
+                env[key] = value.replace("/app", str(app))
+        elif instruction == "COPY" and not args.startswith("--from"):
+            *sources, _dest = args.split()
+            for source in sources:
+                src = ROOT / source.rstrip("/")
+                if src.is_dir():
+                    shutil.copytree(src, app / src.name, ignore=shutil.ignore_patterns("__pycache__", "data"))
+                else:
+                    shutil.copy2(src, app / src.name)
+        elif instruction == "RUN" and "uv sync" in args:
+            command = args[args.index("uv sync") :].split()
+            # Link from the cache instead of copying and skip bytecode: neither changes what is installed.
+            run_env = {**env, "UV_LINK_MODE": "hardlink", "UV_COMPILE_BYTECODE": "0"}
+            done = subprocess.run(
+                [*_uv(), *command[1:], "--offline"], cwd=app, env=run_env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, f"{' '.join(command)}: {done.stderr[-3000:]}"
+            ran.append(" ".join(command))
+    assert ran == ["uv sync --frozen --no-dev --no-install-project", "uv sync --frozen --no-dev"]
+    venv = Path(env["UV_PROJECT_ENVIRONMENT"])
+    assert venv.is_relative_to(app)
+    elsewhere = tmp_path / "cwd"  # not the copy's folder: imports must come from the installed project
+    elsewhere.mkdir()
+    run_env = {**env, "PERSONA_DATA_DIR": str(tmp_path / "data")}
+    version = subprocess.run(
+        [str(venv / "bin" / "persona"), "--version"],
+        cwd=elsewhere,
+        env=run_env,
+        capture_output=True,
+        text=True,
+    )
+    assert version.returncode == 0, version.stderr[-2000:]
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] in version.stdout
+    packages = ["serving.service", "training.retrain", "training.jobs", "features.build", "persona.cli"]
+    imported = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            f"import {', '.join(packages)}; import serving.service as s; print(s.__file__)",
+        ],
+        cwd=elsewhere,
+        env=run_env,
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert Path(imported.stdout.strip()).is_relative_to(app)  # the copied code, not the repository
+    dev = subprocess.run([str(venv / "bin" / "python"), "-c", "import pytest"], capture_output=True)
+    assert dev.returncode != 0, "the image's environment must not hold the dev group"

@@ -177,3 +177,111 @@ def test_gate_needs_both_baselines_and_the_champion() -> None:
         champion_version="2",
     )
     assert not tie.promote and "champion v2" in tie.reason
+
+
+@pytest.mark.parametrize(
+    "spec", [Spec("buy_again"), Spec("hybrid_cooccurrence", weight=0.5), Spec("als"), Spec("hybrid_als")]
+)
+def test_registered_model_holds_no_customer_and_scores_the_same_from_the_history(spec: Spec) -> None:
+    """What is registered holds item-level parts only; with the purchases attached it answers as fitted."""
+    import pickle
+
+    day = epoch_day(AS_OF) + 1e-9
+    fitted = fit_recommender(HISTORY, spec=spec, items=ITEMS, as_of_day=day, horizon_days=30, top_k=2)
+    registered = fitted.without_history()
+    assert registered.customers == {} and registered.counts.shape == (0, len(ITEMS))
+    pinned = b"\x01a\x94"  # how pickle writes the customer id "a"
+    assert pinned in pickle.dumps(fitted) and pinned not in pickle.dumps(registered)
+    ids = ["a", "b", "c", "d", "e", "nobody"]
+    assert all(r == -1 for r in registered.rows_of(ids))  # everyone is cold without the history
+    served = registered.with_history(HISTORY, as_of_day=day)
+    np.testing.assert_allclose(served.scores(served.rows_of(ids)), fitted.scores(fitted.rows_of(ids)))
+    assert served.recommend(ids) == fitted.recommend(ids)
+
+
+def test_history_without_a_customer_forgets_them() -> None:
+    day = epoch_day(AS_OF) + 1e-9
+    fitted = fit_recommender(
+        HISTORY, spec=Spec("buy_again"), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    )
+    keep = HISTORY.customer != "a"
+    erased = Purchases(HISTORY.customer[keep], HISTORY.item[keep], HISTORY.day[keep])
+    served = fitted.without_history().with_history(erased, as_of_day=day)
+    assert "a" not in served.customers
+    # a is cold now: the popularity list, nothing "bought"
+    got = served.recommend(["a"])[0]
+    assert [e["kind"] for e in got["items"]] == ["new", "new"]
+    assert got["items"][0]["reason"].startswith("popular")
+
+
+def test_als_user_factors_are_implicits_least_squares_step() -> None:
+    """The user factors solved at scoring time equal implicit's own recalculation on the item factors."""
+    from implicit.cpu.als import user_factor
+
+    spec = Spec("als", factors=2, regularization=0.1, alpha=10.0)
+    model = fit_recommender(
+        HISTORY, spec=spec, items=ITEMS, as_of_day=epoch_day(AS_OF) + 1e-9, horizon_days=30, top_k=2
+    )
+    y = np.asarray(model.item_factors, dtype=np.float64)
+    conf = (model.counts * spec.alpha).tocsr()
+    rows = np.arange(len(model.customers))
+    ours = model.user_factors(rows)
+    for r in rows:
+        theirs = user_factor(y, y.T @ y, conf, r, spec.regularization, y.shape[1])
+        np.testing.assert_allclose(ours[r], theirs, rtol=1e-8, atol=1e-10)
+
+
+def test_reranker_sees_only_the_past_and_falls_back_without_enough_history() -> None:
+    """Purchases after the clock change nothing; with too few customers in the horizon before the clock
+    there is no ranker and the re-ranker scores as the buy-again + ALS hybrid."""
+    day = epoch_day(AS_OF) - 10
+    fitted = fit_recommender(
+        HISTORY, spec=Spec("rerank"), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    )
+    assert fitted.ranker is None  # 5 customers, fewer than fit_ranker's minimum
+    hybrid = fit_recommender(
+        HISTORY, spec=Spec("hybrid_als", weight=1.0), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    )
+    ids = ["a", "b", "c", "d", "e"]
+    np.testing.assert_allclose(fitted.scores(fitted.rows_of(ids)), hybrid.scores(hybrid.rows_of(ids)))
+    later = Purchases(
+        np.append(HISTORY.customer, "a"), np.append(HISTORY.item, "toys"), np.append(HISTORY.day, day + 1)
+    )
+    again = fit_recommender(later, spec=Spec("rerank"), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2)
+    np.testing.assert_allclose(again.scores(again.rows_of(ids)), fitted.scores(fitted.rows_of(ids)))
+
+
+def test_reranker_learns_the_order_from_the_horizon_before_its_clock() -> None:
+    """Long ago, books and toys were bought together; in the last horizon, customers whose habit is
+    apparel but who had books bought toys, not apparel again. The ranker, trained on that horizon, ranks
+    toys first for such a customer, above their own habit."""
+    rows = []
+    for i in range(30):
+        rows += [(f"old{i:02d}", "books", 300), (f"old{i:02d}", "toys", 290)]
+    for i in range(60):
+        c = f"c{i:02d}"
+        rows += [(c, "apparel", 200), (c, "apparel", 150), (c, "books", 120), (c, "toys", 10)]
+    purchases = _purchases(rows)
+    day = epoch_day(AS_OF) + 1e-9
+    model = fit_recommender(
+        purchases, spec=Spec("rerank"), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    )
+    assert model.ranker is not None
+    probe = _purchases([("new", "apparel", 100), ("new", "apparel", 90), ("new", "books", 80)])
+    served = model.with_history(served_purchases(purchases, probe), as_of_day=day)
+    got = served.recommend(["new"], k=2)[0]
+    assert [e["item"] for e in got["items"]][0] == "toys", got
+    assert got["items"][0]["kind"] == "new"
+    # what it re-ranks would not: the buy-again + ALS hybrid keeps the habit first
+    hybrid = fit_recommender(
+        purchases, spec=Spec("hybrid_als", weight=1.0), items=ITEMS, as_of_day=day, horizon_days=30, top_k=2
+    ).with_history(served_purchases(purchases, probe), as_of_day=day)
+    assert hybrid.recommend(["new"], k=1)[0]["items"][0]["item"] == "apparel"
+
+
+def served_purchases(purchases: Purchases, probe: Purchases) -> Purchases:
+    return Purchases(
+        np.append(purchases.customer, probe.customer),
+        np.append(purchases.item, probe.item),
+        np.append(purchases.day, probe.day),
+    )

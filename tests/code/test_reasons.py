@@ -34,7 +34,19 @@ def test_repository_phrases(repo_catalog, feature, value, en, zh) -> None:
 
 def test_unknown_feature_falls_back_and_missing_value_reads_unknown(repo_catalog) -> None:
     assert repo_catalog.phrase("not_in_catalog", 0.3, 2.5, "en") == "not_in_catalog = 2.50"
-    assert repo_catalog.phrase("recency_days", 0.3, None, "en") == "no order for ? days"
+    # a missing value never fills a placeholder ("signed up ? days ago" read like a bug in the CRM)
+    assert repo_catalog.phrase("recency_days", 0.3, None, "en") == "never ordered"
+    assert repo_catalog.phrase("signup_tenure_days", 0.3, float("nan"), "zh") == "无注册记录"
+    assert repo_catalog.phrase("customer_type", 0.3, None, "en") == "customer type unknown"
+    assert repo_catalog.phrase("frequency_30d", 0.3, None, "en") == "frequency_30d: not on record"
+    assert repo_catalog.phrase("not_in_catalog", 0.3, None, "zh") == "not_in_catalog：无记录"
+
+
+def test_no_repository_phrase_shows_a_question_mark(repo_catalog) -> None:
+    for p in repo_catalog.phrases:
+        for value in (None, float("nan"), 0.0, 3.0, "x"):
+            for lang in ("en", "zh"):
+                assert "?" not in repo_catalog.phrase(p.feature, 0.3, value, lang), (p.feature, value)
 
 
 def test_effect_picks_the_phrase_by_the_sign_of_the_contribution() -> None:

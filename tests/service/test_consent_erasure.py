@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -225,3 +226,37 @@ def test_running_service_answers_consent_withdrawn_within_seconds(copy: Path, tm
         print(f"\nconsent_withdrawn answered {time.monotonic() - withdrawn_at:.2f}s after the withdrawal")
     finally:
         _stop(proc)
+
+
+def test_forget_leaves_no_recommender_history_anywhere(copy: Path) -> None:
+    """The registered recommender holds no customer; the history table it is served with loses the
+    forgotten customer; a freshly loaded service neither knows nor answers them; a retrain keeps them out."""
+    from artifacts.recommend_history import history_path
+    from artifacts.registry import champion_version, load_version
+    from configs.settings import load_settings
+    from serving.scoring import Scorer, load_state
+
+    settings = load_settings()
+    table = history_path(settings)
+    history = pd.read_parquet(table)
+    withdrawn = set(load_state(settings).withdrawn)
+    buyers = history.loc[~history["customer_id"].isin(withdrawn), "customer_id"].value_counts()
+    customer_id = str(buyers.index[0])
+
+    registered = load_version(settings, "recommend", champion_version(settings, "recommend")).bundle
+    assert registered.customers == {} and registered.counts.shape[0] == 0  # nothing personal in MLflow
+    before = load_state(settings)
+    assert customer_id in before.models["recommend"].bundle.customers
+    answer = Scorer(before).score([customer_id], write_back=False, now=datetime.now(UTC))["items"][0]
+    assert any(e["kind"] == "buy_again" for e in answer["recommendations"]["items"])
+
+    persona("forget", customer_id)
+    assert customer_id not in set(pd.read_parquet(table)["customer_id"])
+    assert len(pd.read_parquet(table)) == len(history) - int(buyers.iloc[0])  # nobody else lost
+    after = load_state(settings)
+    assert customer_id not in after.models["recommend"].bundle.customers
+    answer = Scorer(after).score([customer_id], write_back=False, now=datetime.now(UTC))["items"][0]
+    assert answer["status"] == "consent_withdrawn" and not answer.get("recommendations")
+
+    persona("train", "recommend")
+    assert customer_id not in set(pd.read_parquet(table)["customer_id"])

@@ -29,11 +29,28 @@ PAGES = {"overview": "/dashboard/", "models": "/dashboard/models", "customer": "
 @pytest.fixture(scope="module")
 def scored_world(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the world, scored in batch and delivered to its CRM (the shared world stays untouched)."""
+    from features.clock import clean_as_of
     from persona.cli import main
 
     data_dir = tmp_path_factory.mktemp("dash") / "data"
     shutil.copytree(world, data_dir)
     with env(PERSONA_DATA_DIR=str(data_dir)):
+        assert main(["score", "--all"]) == 0
+        # A campaign that started 20 days before the data's as-of: its window is open, its outcome read
+        # from the orders since the start; the next scoring saves the dashboard's numbers with it.
+        from configs.settings import load_settings
+
+        start = (clean_as_of(load_settings()) - pd.Timedelta(days=20)).date()
+        spec = data_dir / "promo.yaml"
+        spec.write_text(
+            'name: promo\ndescription: A test offer\naudience: "true"\n'
+            "arms:\n  - {name: offer, share: 0.5}\n  - {name: holdout, share: 0.5, control: true}\n"
+            f"start: {start}\nend: {start + pd.Timedelta(days=30)}\n"
+            "outcome: {kind: conversion, window_days: 30}\nbreakdown_by: [persona_name]\n",
+            encoding="utf-8",
+        )
+        assert main(["campaign", "create", "promo", "--file", str(spec)]) == 0
+        assert main(["campaign", "assign", "promo"]) == 0
         assert main(["score", "--all"]) == 0
         assert main(["crm", "sync"]) == 0
     return data_dir
@@ -60,11 +77,27 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def _a_contact(world: Path) -> tuple[str, str]:
-    """(CRM contact id, Persona id) of a scored customer who has a CRM contact record."""
+def _assignments(world: Path, campaign: str) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{world / 'state' / 'persona.sqlite'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select customer_id, arm from campaign_assignments where campaign = :c"), {"c": campaign}
+        ).all()
+    engine.dispose()
+    return pd.DataFrame(rows, columns=["customer_id", "arm"])
+
+
+def _a_contact(world: Path, *, campaign: str | None = None) -> tuple[str, str]:
+    """(CRM contact id, Persona id) of a scored customer who has a CRM contact record (and was assigned
+    to `campaign`)."""
     ids = pd.read_parquet(world / "clean" / "identity_map.parquet")
     scores = pd.read_parquet(world / "scores" / "latest.parquet")
-    contacts = ids[(ids["source"] == "contacts") & ids["customer_id"].isin(scores["customer_id"])]
+    pool = scores["customer_id"]
+    if campaign is not None:
+        pool = pool[pool.isin(_assignments(world, campaign)["customer_id"])]
+    contacts = ids[(ids["source"] == "contacts") & ids["customer_id"].isin(pool)]
     row = contacts.iloc[0]
     return str(row["source_record_id"]), str(row["customer_id"])
 
@@ -88,7 +121,10 @@ def test_nothing_answers_without_a_key_or_a_session(server: str) -> None:
 
 def test_every_page_in_both_languages_in_a_real_browser(server: str, browser, scored_world: Path) -> None:  # type: ignore[no-untyped-def]
     shots = Path(os.environ.get("PERSONA_SCREENSHOTS") or scored_world / "screenshots")
-    contact_id, customer_id = _a_contact(scored_world)
+    contact_id, customer_id = _a_contact(scored_world, campaign="promo")
+    arms = _assignments(scored_world, "promo")
+    assigned = dict(zip(arms["customer_id"], arms["arm"], strict=True))
+    sizes = arms["arm"].value_counts().to_dict()
     context = browser.new_context(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
     page = context.new_page()
     sign_in(page, server, API_KEY)
@@ -110,19 +146,30 @@ def test_every_page_in_both_languages_in_a_real_browser(server: str, browser, sc
             if name != "customer":
                 assert seen.charts >= 3, f"{name} {lang}: only {seen.charts} charts"
             chinese = {
-                "overview": ["画像客户数", "流失风险", "客户画像分群", "建议动作"],
+                "overview": ["画像客户数", "流失风险", "客户画像分群", "建议动作", "营销活动效果", "对照组"],
                 "models": ["模型健康", "特征漂移"],
-                "customer": ["标签及原因", "最近订单"],
+                "customer": ["标签及原因", "最近订单", "营销活动分配"],
             }
             english = {
-                "overview": ["Customers in profile", "Churn risk", "Suggested action"],
+                "overview": ["Customers in profile", "Churn risk", "Suggested action", "Campaign results"],
                 "models": ["Feature drift"],
-                "customer": ["Tags and why", "Recent orders"],
+                "customer": ["Tags and why", "Recent orders", "Campaign assignments"],
             }
             for label in (chinese if lang == "zh" else english)[name]:
                 assert label in seen.text, f"{name} {lang}: no {label!r}"
             if name == "customer":
                 assert customer_id in seen.text  # found by the business's own key
+                arm = assigned.get(customer_id)
+                assert arm is not None and f"{arm} (" in seen.text, "the 360 page names the customer's arm"
+            if name == "overview":
+                campaign = page.locator('[data-campaign="promo"]')
+                assert campaign.count() == 1, "the campaign's results are on the overview"
+                for arm in ("offer", "holdout"):  # arm sizes as assigned
+                    row = campaign.locator(f'.campaign-arms tr[data-arm="{arm}"]').inner_text()
+                    assert f"{sizes[arm]:,}" in row, (arm, row)
+                effect = campaign.locator(".campaign-effects").inner_text()
+                assert "offer vs holdout" in effect and " pp" in effect and "[" in effect
+                assert campaign.locator(".chart svg").count() >= 1  # the effect chart drew
     # by Persona id, too; and an unknown id says so
     by_id = visit(page, f"{server}{PAGES['customer']}?id={customer_id}&lang=en")
     assert by_id.status == 200 and customer_id in by_id.text and "Scores and reasons" in by_id.text

@@ -4,7 +4,8 @@ everyone -> the embedded SQL CRM, by the documented one-liner (`persona --config
 
 No CRM contacts, events or leads: the models train on the orders-only FeatureServices, conversion is
 reported once as not configured, its scores say `no_model`, and the tags land on CDNOW's own customer
-numbers. Skipped, with the reason, only when the shared data folder is absent.
+numbers. No product categories either: the recommender is skipped with the reason, its answers say
+`no_model` with empty lists, while the value model (90-day horizon) trains, scores and tags. Skipped, with the reason, only when the shared data folder is absent.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def test_the_one_liner_runs_to_the_crm(cdnow_run) -> None:
     # Conversion cannot exist without leads: said once, and nothing stopped.
     assert result.output.count("conversion model not configured") == 1, result.output
     assert "conversion: not scored (no champion for persona-conversion)" in result.output
+    # No categories and no product lines: the recommender steps aside once, saying why.
+    assert result.output.count("recommend model not configured: the orders name no category") == 1, (
+        result.output
+    )
 
 
 def test_models_train_on_the_orders_only_feature_services(cdnow_run) -> None:
@@ -76,6 +81,8 @@ def test_models_train_on_the_orders_only_feature_services(cdnow_run) -> None:
     assert load_champion(settings, "churn").feature_service == "churn_orders_v1"
     assert load_champion(settings, "segments").feature_service == "segmentation_orders_v1"
     assert champion_version(settings, "conversion") is None
+    assert champion_version(settings, "recommend") is None
+    assert load_champion(settings, "clv").feature_service == "clv_v1"
 
 
 def test_tags_land_in_the_crm_keyed_by_cdnow_customer_numbers(cdnow_run) -> None:
@@ -95,7 +102,8 @@ def test_tags_land_in_the_crm_keyed_by_cdnow_customer_numbers(cdnow_run) -> None
     # Tags that read what an orders-only business does not have (events, leads) are not written.
     fields = set(tags["crm_field"])
     assert "persona_lifecycle_stage" in fields and "persona_churn_risk" in fields
-    assert not {"persona_channel_inactive", "persona_conversion_tier"} & fields
+    assert {"persona_value_tier", "persona_predicted_value"} <= fields
+    assert not {"persona_channel_inactive", "persona_conversion_tier", "persona_next_best_category"} & fields
     scores = pd.read_parquet(data_dir / "scores" / "latest.parquet")
     assert scores["conversion_probability"].isna().all()
     assert scores["churn_probability"].notna().any() and scores["segment_id"].notna().all()
@@ -108,17 +116,22 @@ def test_online_scoring_skips_the_missing_model_and_takes_the_business_id(cdnow_
 
     _, settings, _ = cdnow_run
     state = load_state(settings)
-    assert set(state.readiness()["models"]) == {"segments", "churn"}
-    # no leads: no conversion model; 18 months of orders cannot label a 365-day value horizon three times;
-    # no categories: no recommender; no finished campaign: no uplift model
-    assert set(state.readiness()["not_loaded"]) == {"conversion", "clv", "recommend", "uplift"}
+    assert set(state.readiness()["models"]) == {"segments", "churn", "clv"}
+    # no leads: no conversion model; no categories: no recommender; no finished campaign: no uplift model
+    assert set(state.readiness()["not_loaded"]) == {"conversion", "recommend", "uplift"}
     payload = Scorer(state).score(["00001", "00002"], write_back=False, now=datetime.now(UTC))
     assert payload["scored"] == 2, payload
     for item in payload["items"]:
         assert item["status"] == "ok"
         assert item["conversion"]["not_scored_reason"] == "no_model"
         assert item["conversion"]["probability"] is None and item["conversion"]["model_version"] is None
-        assert item["value"]["not_scored_reason"] == "no_model" and item["value"]["predicted_value"] is None
+        assert item["value"]["not_scored_reason"] is None and item["value"]["predicted_value"] >= 0
+        assert item["value"]["model_version"] == state.models["clv"].version
+        assert item["value"]["horizon_days"] == 90
+        rec = item["recommendations"]
+        assert rec["not_scored_reason"] == "no_model" and rec["model_version"] is None
+        assert rec["items"] == [] and rec["new"] == []
+        assert item["tags"]["next_best_category"] is None
         assert item["segment"]["segment_id"] is not None
         assert item["tags"]["channel_inactive"] is None  # no events: unset, not "true"
     assert "conversion" not in payload["model_versions"]
