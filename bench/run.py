@@ -1,5 +1,6 @@
 """`make bench`: run every bench/bench_*.py in its own process (clean memory figures), then gather
-bench/results/*.md into BENCHMARKS.md. `BENCH=name make bench` runs only bench_<name>.py;
+bench/results/*.md into BENCHMARKS.md. `BENCH=name make bench` runs only bench_<name>.py
+(`BENCH=scale`, the long scale run, only so);
 `python -m bench.run --gather` only rebuilds BENCHMARKS.md from the results already measured.
 
 Gathering is lossless: each generated section is preceded by a marker naming its results file and is
@@ -17,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# Benches that run for an hour or more: only when BENCH names them (`BENCH=scale make bench`).
+ON_REQUEST = {"bench_scale"}
 MARK = re.compile(r"^<!-- bench/results/([\w.-]+\.md) -->$")
 
 
@@ -60,6 +63,8 @@ def main() -> int:
         if not scripts:
             print(f"bench: no bench/bench_{only}.py", file=sys.stderr)
             return 2
+    else:
+        scripts = [s for s in scripts if s.stem not in ON_REQUEST]
     failed = []
     for script in scripts:
         print(f"== {script.stem}", flush=True)

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.sections.dashboard import DashboardConfig
+from configs.sections.engine import DuckdbConfig, Engine, SparkConfig
 from configs.sections.feast import FeastConfig
 from configs.sections.features import FeaturesConfig
 from configs.sections.generator import GeneratorConfig
@@ -44,6 +45,10 @@ class Settings(BaseSettings):
     # Persona's own state (current tags, tag history, outbox): one database, so a tag change and its
     # outbox entry commit in one transaction.
     state_url: str = "sqlite:///{data_dir}/state/persona.sqlite"
+    # Where ingest and features compute: DuckDB in this process (default) or Apache Spark.
+    engine: Engine = "duckdb"
+    duckdb: DuckdbConfig = Field(default_factory=DuckdbConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sources: SourcesConfig
     identity: IdentityConfig = Field(default_factory=IdentityConfig)

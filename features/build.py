@@ -4,8 +4,10 @@
 the Feast repository and the models test their schemas against it. Each table module defines its
 features precisely: `features/transactions.py`, `engagement.py`, `leads_features.py`, `profile.py`.
 
-`compute_feature_tables` is pure (DataFrames in, DataFrames out); `build_features` reads
-`{data_dir}/clean`, computes, and writes `{data_dir}/features/<table>.parquet` atomically.
+`compute_feature_tables` is pure (clean tables in, DataFrames out): the tables are Ibis expressions run
+on the configured engine (features/engine.py: DuckDB by default, Spark); only the finished feature
+tables come back as pandas. `build_features` reads `{data_dir}/clean` (orders, events and leads in
+place, by the engine), computes, and writes `{data_dir}/features/<table>.parquet` atomically.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,10 +31,13 @@ from configs.settings import ConfigError
 from core.errors import SourceError, ValidationFailed
 from features.clock import BUILD_REPORT, clean_as_of
 from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
+from features.engine import Engine, open_engine
 from features.ingest import load_clean
 from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
+from features.pit import first_seen_from, in_spine_order
+from features.pit import spine as build_spine
 from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
-from features.snapshots import TS_DTYPE, build_spine, snapshot_dates
+from features.snapshots import snapshot_dates
 from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
 
 if TYPE_CHECKING:
@@ -95,6 +101,7 @@ class FeatureBuild:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    engine: str = ""  # what computed the tables: duckdb | spark
 
 
 @dataclass
@@ -104,6 +111,7 @@ class BuildReport:
     snapshots: list[pd.Timestamp]
     written: dict[str, tuple[Path, int]] = field(default_factory=dict)
     as_of: pd.Timestamp | None = None  # the data's clock the tables were built at
+    engine: str = ""  # what computed the tables: duckdb | spark
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -127,30 +135,6 @@ def _check_customers(customers: pd.DataFrame) -> None:
             f"clean table 'customers' has customer_id {first} more than once (first at row {row}); "
             "one row per customer is required"
         )
-
-
-def derive_first_seen(
-    customers: pd.DataFrame,
-    *,
-    orders: pd.DataFrame,
-    events: pd.DataFrame | None = None,
-    leads: pd.DataFrame | None = None,
-) -> pd.Series:
-    """When `customers` has no `first_seen_ts`: the earliest of signup, order, event and lead creation.
-
-    Only a minimum over all time, so rows after a snapshot never make a customer "known" before it.
-    Returned aligned to `customers` (NaT for a customer with no timestamp anywhere).
-    """
-    stamps = []
-    if "signup_ts" in customers:
-        stamps.append(pd.DataFrame({"customer_id": customers["customer_id"], "ts": customers["signup_ts"]}))
-    for frame, column in ((orders, "order_ts"), (events, "event_ts"), (leads, "created_ts")):
-        if frame is not None:
-            stamps.append(pd.DataFrame({"customer_id": frame["customer_id"], "ts": frame[column]}))
-    stacked = pd.concat(stamps, ignore_index=True)
-    stacked["ts"] = pd.to_datetime(stacked["ts"], utc=True)
-    earliest = stacked.groupby("customer_id")["ts"].min()
-    return customers["customer_id"].map(earliest).astype(TS_DTYPE)
 
 
 def _has_contacts(customers: pd.DataFrame) -> bool:
@@ -188,25 +172,50 @@ def _finish(frame: pd.DataFrame, *, table: str, features: list[str], created: pd
     return out
 
 
+# customers' columns the features read (the rest, e.g. the `sources` list, stays out of the engine)
+_CUSTOMER_FEATURE_COLUMNS = (
+    "customer_id",
+    "consent_profiling",
+    "signup_ts",
+    "first_seen_ts",
+    *PROFILE_STRING_COLUMNS,
+)
+
+
 def compute_feature_tables(
     *,
     customers: pd.DataFrame,
-    orders: pd.DataFrame,
-    events: pd.DataFrame | None,
-    leads: pd.DataFrame | None,
+    orders: pd.DataFrame | ibis.Table,
+    events: pd.DataFrame | ibis.Table | None,
+    leads: pd.DataFrame | ibis.Table | None,
     snapshots: list[pd.Timestamp],
     windows_days: Iterable[int] = CONTRACT_WINDOWS_DAYS,
     created: pd.Timestamp,
     progress: Callable[[list], Iterable] | None = None,
+    engine: Engine | None = None,
 ) -> FeatureBuild:
-    """Every feature table for every snapshot, from the clean tables (pure: no I/O).
+    """Every feature table for every snapshot, from the clean tables (pure: no I/O but the engine's).
 
     Rows: one per (customer, snapshot) for customers with `first_seen_ts < snapshot` whose consent to
     profiling is not withdrawn, identical across tables. A table whose source is absent (`events`,
     `leads` None, or no CRM contacts in `customers`) is skipped and `skipped[table]` says why.
     `created` is the build time stamped on every row; `progress` wraps the list of tables to compute
-    (e.g. `core.progress.track`).
+    (e.g. `core.progress.track`). `orders`, `events`, `leads` are pandas frames or tables of `engine`
+    (e.g. `engine.read_parquet`); without `engine`, an embedded DuckDB computes.
     """
+    if engine is None:
+        with open_engine() as own:
+            return compute_feature_tables(
+                customers=customers,
+                orders=orders,
+                events=events,
+                leads=leads,
+                snapshots=snapshots,
+                windows_days=windows_days,
+                created=created,
+                progress=progress,
+                engine=own,
+            )
     windows = sorted(set(windows_days))
     missing_windows = sorted(set(CONTRACT_WINDOWS_DAYS) - set(windows))
     if missing_windows:
@@ -221,25 +230,32 @@ def compute_feature_tables(
     if leads is not None:
         _require_columns(leads, REQUIRED_LEAD_COLUMNS, table="leads")
 
-    result = FeatureBuild(snapshots=sorted(set(snapshots)))  # sorted: row order is by snapshot first
+    def on_engine(source: pd.DataFrame | ibis.Table) -> ibis.Table:
+        return engine.table(source) if isinstance(source, pd.DataFrame) else source
+
+    # sorted: row order is by snapshot first
+    result = FeatureBuild(snapshots=sorted(set(snapshots)), engine=engine.name)
+    orders_t = on_engine(orders)
+    events_t = on_engine(events) if events is not None else None
+    leads_t = on_engine(leads) if leads is not None else None
+    customers_t = engine.table(customers[[c for c in _CUSTOMER_FEATURE_COLUMNS if c in customers]])
     if "first_seen_ts" not in customers:
-        customers = customers.assign(
-            first_seen_ts=derive_first_seen(customers, orders=orders, events=events, leads=leads)
-        )
+        stamped = [(orders_t, "order_ts")]
+        stamped += [(events_t, "event_ts")] if events_t is not None else []
+        stamped += [(leads_t, "created_ts")] if leads_t is not None else []
+        customers_t = first_seen_from(customers_t, stamped)
         result.notes.append(
             "customers has no first_seen_ts: derived from the earliest signup, order, event or lead"
         )
-    spine = build_spine(customers, result.snapshots)
+    spine = build_spine(customers_t, result.snapshots)
 
-    planned: dict[str, Callable[[], pd.DataFrame] | None] = {
-        "customer_transactions": lambda: transaction_features(
-            orders, spine=spine, customers=customers, windows_days=windows
-        ),
-        "customer_engagement": (lambda: engagement_features(events, spine=spine))
-        if events is not None
+    planned: dict[str, Callable[[], ibis.Table] | None] = {
+        "customer_transactions": lambda: transaction_features(orders_t, spine=spine, windows_days=windows),
+        "customer_engagement": (lambda: engagement_features(events_t, spine=spine))
+        if events_t is not None
         else None,
-        "customer_leads": (lambda: lead_features(leads, spine=spine)) if leads is not None else None,
-        "customer_profile": (lambda: profile_features(customers, spine=spine))
+        "customer_leads": (lambda: lead_features(leads_t, spine=spine)) if leads_t is not None else None,
+        "customer_profile": (lambda: profile_features(customers_t, spine=spine))
         if _has_contacts(customers)
         else None,
     }
@@ -253,7 +269,8 @@ def compute_feature_tables(
         features = (
             transaction_columns(windows) if table == "customer_transactions" else list(FEATURE_TABLES[table])
         )
-        result.tables[table] = _finish(compute(), table=table, features=features, created=created)
+        frame = engine.execute(in_spine_order(compute()))
+        result.tables[table] = _finish(frame, table=table, features=features, created=created)
     return result
 
 
@@ -315,6 +332,44 @@ def read_clean(settings: Settings, table: str) -> pd.DataFrame | None:
     return frame
 
 
+def read_clean_table(settings: Settings, engine: Engine, table: str) -> ibis.Table | None:
+    """A clean table read in place by the engine (not through pandas); None for an absent optional source."""
+    path = Path(settings.data_dir) / "clean" / f"{table}.parquet"
+    if not path.is_file():
+        frame = read_clean(settings, table)  # None for an absent optional source, else SourceError
+        return None if frame is None else engine.table(frame)
+    try:
+        return engine.read_parquet(path)
+    except Exception as exc:  # each engine reports a damaged file with its own exception type
+        raise SourceError(
+            f"cannot read clean table '{table}' at {path}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def _compute(
+    settings: Settings,
+    *,
+    snapshots: list[pd.Timestamp],
+    created: pd.Timestamp,
+    progress: Callable[[list], Iterable] | None = None,
+) -> FeatureBuild:
+    """The feature tables from `{data_dir}/clean` on the configured engine (`engine:`)."""
+    customers = read_clean(settings, "customers")  # one row per customer; consent list applied
+    assert customers is not None  # read_clean raises when the required table is missing
+    with open_engine(settings) as engine:
+        return compute_feature_tables(
+            customers=customers,
+            orders=read_clean_table(settings, engine, "orders"),
+            events=read_clean_table(settings, engine, "events"),
+            leads=read_clean_table(settings, engine, "leads"),
+            snapshots=snapshots,
+            windows_days=settings.features.windows_days,
+            created=created,
+            progress=progress,
+            engine=engine,
+        )
+
+
 def build_features(
     settings: Settings,
     *,
@@ -341,19 +396,15 @@ def build_features(
         )
     # `created` is Feast's row-version stamp (newest wins on equal event times): a real build time.
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
-    tables = {name: read_clean(settings, name) for name in ("customers", "orders", "events", "leads")}
-    build = compute_feature_tables(
-        customers=tables["customers"],
-        orders=tables["orders"],
-        events=tables["events"],
-        leads=tables["leads"],
-        snapshots=dates,
-        windows_days=settings.features.windows_days,
-        created=stamp,
-        progress=progress,
-    )
+    build = _compute(settings, snapshots=dates, created=stamp, progress=progress)
     out_dir = settings.data_dir / "features"
-    report = BuildReport(snapshots=dates, skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of)
+    report = BuildReport(
+        snapshots=dates,
+        skipped=dict(build.skipped),
+        notes=list(build.notes),
+        as_of=as_of,
+        engine=build.engine,
+    )
     if len(dates) < len(planned):
         later = [t for t in planned if t > as_of]
         report.notes.append(
@@ -373,6 +424,7 @@ def build_features(
                 "as_of": as_of.isoformat(),
                 "snapshots": [t.isoformat() for t in dates],
                 "created": stamp.isoformat(),
+                "engine": build.engine,
             },
             indent=2,
         )
@@ -409,18 +461,13 @@ def append_snapshot(
         )
     out_dir = settings.data_dir / "features"
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
-    tables = {name: read_clean(settings, name) for name in ("customers", "orders", "events", "leads")}
-    build = compute_feature_tables(
-        customers=tables["customers"],
-        orders=tables["orders"],
-        events=tables["events"],
-        leads=tables["leads"],
-        snapshots=[snapshot],
-        windows_days=settings.features.windows_days,
-        created=stamp,
-    )
+    build = _compute(settings, snapshots=[snapshot], created=stamp)
     report = BuildReport(
-        snapshots=[snapshot], skipped=dict(build.skipped), notes=list(build.notes), as_of=as_of
+        snapshots=[snapshot],
+        skipped=dict(build.skipped),
+        notes=list(build.notes),
+        as_of=as_of,
+        engine=build.engine,
     )
     for name, frame in build.tables.items():
         path = out_dir / f"{name}.parquet"

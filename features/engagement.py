@@ -15,11 +15,9 @@ Counts are 0 without activity.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import ibis.expr.types as ir
 
-from features.snapshots import US_PER_DAY, Spine, to_epoch_us
-from features.timeline import Probe, Timeline, pick
+from features.pit import before_snapshot, days_between, epoch_us, ratio, within
 
 REQUIRED_EVENT_COLUMNS = ("customer_id", "event_ts", "event_type")
 
@@ -50,29 +48,27 @@ _COUNTS = {
 }
 
 
-def engagement_features(events: pd.DataFrame, *, spine: Spine) -> pd.DataFrame:
-    """Event features for every spine row, in spine order: `customer_id`, `snapshot_us`, then
-    `ENGAGEMENT_COLUMNS`. Pure: no I/O."""
-    code = spine.encode(events["customer_id"])
-    ts_us = to_epoch_us(events["event_ts"])
-    keep = (code >= 0) & ts_us.notna().to_numpy()  # profiled customers, events with a time
-    code, ts = code[keep], ts_us.to_numpy(dtype="int64", na_value=0)[keep]
-    kinds = events["event_type"].astype(str).to_numpy()[keep]
-    q, s_sec, s_us = spine.code, spine.snapshot_sec, spine.snapshot_us
-    n_codes = len(spine.ids)
-
-    by_kind: dict[str, Probe] = {}
-    out = spine.frame()
-    for name, (kind, window) in _COUNTS.items():
-        if kind not in by_kind:  # one timeline per event type, shared by its windows
-            mask = kinds == kind
-            by_kind[kind] = Probe(Timeline(code[mask], ts[mask], n_codes=n_codes, what="events"), q, s_sec)
-        out[name] = by_kind[kind].count(window)
-    opens = out["email_opens_90d"].to_numpy(dtype="float64")
-    rate = np.full(len(q), np.nan)
-    np.divide(out["email_clicks_90d"].to_numpy(dtype="float64"), opens, out=rate, where=opens != 0)
-    out["email_click_rate_90d"] = rate
-    out["complaints_365d"] = by_kind["complaint"].count(365)
-    every = Probe(Timeline(code, ts, n_codes=n_codes, what="events"), q, s_sec)
-    out["days_since_last_event"] = (s_us - pick(every.timeline.ts_us, every.last())) / US_PER_DAY
-    return out[["customer_id", "snapshot_us", *ENGAGEMENT_COLUMNS]]
+def engagement_features(events: ir.Table, *, spine: ir.Table) -> ir.Table:
+    """Event features for every spine row (`features.pit.spine`): `customer_id`, `snapshot_us`, then
+    `ENGAGEMENT_COLUMNS`. An Ibis expression (DuckDB or Spark): no I/O."""
+    rows = events.filter(events.event_ts.notnull()).select(
+        rid=events.customer_id.cast("string"),
+        ts_us=epoch_us(events.event_ts),
+        kind=events.event_type.cast("string"),
+    )
+    j = before_snapshot(rows, spine)
+    counts = {
+        name: j.ts_us.count(where=(j.kind == kind) & within(j, w)) for name, (kind, w) in _COUNTS.items()
+    }
+    g = j.group_by(["customer_id", "snapshot_us"]).aggregate(
+        **counts,
+        complaints_365d=j.ts_us.count(where=(j.kind == "complaint") & within(j, 365)),
+        last_us=j.ts_us.max(),
+    )
+    columns = {
+        **{name: g[name].cast("int64") for name in _COUNTS},
+        "email_click_rate_90d": ratio(g.email_clicks_90d, g.email_opens_90d),
+        "complaints_365d": g.complaints_365d.cast("int64"),
+        "days_since_last_event": days_between(g.snapshot_us, g.last_us),
+    }
+    return g.select("customer_id", "snapshot_us", **{c: columns[c] for c in ENGAGEMENT_COLUMNS})

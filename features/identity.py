@@ -3,8 +3,9 @@
 Deterministic rules: two records are the same person when they share a CRM contact id, an exact
 normalised email or an exact normalised (E.164) phone; "same person" is transitive (connected
 components of the graph whose nodes are these keys and whose edges are the records holding two or
-more of them). Vectorised: keys are factorised per kind and the components come from
-`scipy.sparse.csgraph.connected_components`.
+more of them). The components come from iterative minimum-label propagation written once in Ibis, so
+they run on the configured engine (DuckDB out of core, or Spark: features/engine.py); only the result,
+one row per record, comes back as pandas.
 
 A person's `customer_id` is "P" + the first 12 hex characters of SHA-256(salt, canonical key), the
 canonical key being the smallest key of the cluster (contact ids before emails before phones), so
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 
+import ibis
 import numpy as np
 import pandas as pd
+
+from features.engine import Engine, open_engine
 
 KEY_KINDS = ("contact_id", "email", "phone")
 # match_rule by the kind of key a record shares with another record of its cluster (first that applies).
@@ -33,8 +37,8 @@ def customer_id_for(canonical_keys: pd.Series | list[str], *, salt: str) -> np.n
     )
 
 
-def resolve(records: pd.DataFrame, *, salt: str) -> pd.DataFrame:
-    """Cluster `records` into persons.
+def resolve(records: pd.DataFrame, *, salt: str, engine: Engine | None = None) -> pd.DataFrame:
+    """Cluster `records` into persons (on `engine`; an embedded DuckDB when None).
 
     `records` has one row per source record, in priority order (the first record of a cluster is its
     anchor, rule `new`), with columns `contact_id`, `email`, `phone` (normalised keys, null when absent;
@@ -42,66 +46,116 @@ def resolve(records: pd.DataFrame, *, salt: str) -> pd.DataFrame:
     the kind of key the record shares with another record of its person (`contact_id`, `email_exact`,
     `phone_e164`), or `new` for the anchor and for a person seen once.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    if engine is None:
+        with open_engine() as own:
+            return resolve(records, salt=salt, engine=own)
     n = len(records)
-    node_of: dict[str, np.ndarray] = {}  # per kind: node id per record (-1 = no key)
-    labels: list[np.ndarray] = []  # node id -> canonical text, kind by kind
-    offset = 0
-    for kind in KEY_KINDS:
-        values = records[kind] if kind in records else pd.Series(pd.NA, index=records.index, dtype="string")
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        # Number the keys in sorted order (sorting the few distinct keys, not the millions of records).
-        order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
-        rank = np.empty(len(uniques), dtype=np.int64)
-        rank[order] = np.arange(len(uniques))
-        node_of[kind] = np.where(codes >= 0, rank[np.maximum(codes, 0)] + offset, -1) if len(rank) else codes
-        labels.append(np.asarray(uniques, dtype=object)[order])
-        offset += len(uniques)
-    if n and (np.stack([node_of[k] for k in KEY_KINDS]) < 0).all(axis=0).any():
+    keys = pd.DataFrame(
+        {
+            kind: (records[kind] if kind in records else pd.Series(pd.NA, index=records.index))
+            .astype("string")
+            .to_numpy()
+            for kind in KEY_KINDS
+        }
+    )
+    if n and keys.isna().all(axis=1).any():
         raise ValueError("every record needs at least one identity key (contact_id, email or phone)")
+    keys.insert(0, "rec", np.arange(n, dtype="int64"))
+    found = engine.execute(components(engine.table(keys), engine=engine)).sort_values("rec")
+    if len(found) != n:  # every record has a key, so every record is in a component
+        raise ValueError(f"identity resolution lost records ({len(found)} of {n} resolved)")
 
-    # Edges: each record ties its first key to each other key it holds.
-    stacked = np.stack([node_of[k] for k in KEY_KINDS], axis=1)  # (n, 3), -1 where absent
-    first = np.where(
-        stacked[:, 0] >= 0, stacked[:, 0], np.where(stacked[:, 1] >= 0, stacked[:, 1], stacked[:, 2])
-    )
-    src = np.concatenate([first[stacked[:, j] >= 0] for j in range(3)])
-    dst = np.concatenate([stacked[stacked[:, j] >= 0, j] for j in range(3)])
-    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(offset, offset))
-    _, component = connected_components(graph, directed=False)
-
-    # Canonical key per component: the smallest node id, i.e. contact ids first, then emails, then
-    # phones, each sorted, so the choice does not depend on row order.
-    node_label = np.concatenate(labels) if labels else np.array([], dtype=object)
-    node_kind = np.repeat(np.array(KEY_KINDS, dtype=object), [len(x) for x in labels])
-    smallest = pd.Series(np.arange(offset)).groupby(component).min()
-    canonical = [f"{node_kind[i]}:{node_label[i]}" for i in smallest.to_numpy()]
-    person_of_component = pd.Series(customer_id_for(canonical, salt=salt), index=smallest.index)
-    if person_of_component.duplicated().any():
+    canonical = found["canonical"].to_numpy(dtype=object)
+    # components in the order of their canonical node (contact ids, then emails, then phones, each
+    # sorted): the same category order whatever engine found them
+    nodes = np.sort(pd.unique(canonical)) if n else np.array([], dtype=object)
+    texts = [f"{KEY_KINDS[int(node[0])]}:{node[2:]}" for node in nodes]
+    ids = customer_id_for(texts, salt=salt)
+    if len(set(ids)) != len(ids):
         raise ValueError("customer id hash collision: change identity.salt")
-    record_component = component[first]
-    # Categorical: millions of records share a few hundred thousand ids.
-    person_codes = pd.Series(np.arange(len(smallest)), index=smallest.index)
-    customer_id = pd.Categorical.from_codes(
-        person_codes.reindex(record_component).to_numpy(), categories=person_of_component.to_numpy()
-    )
+    customer_id = pd.Categorical.from_codes(np.searchsorted(nodes, canonical), categories=ids)
 
-    # Rule: the first kind of key this record shares with another record.
-    uses = np.bincount(stacked[stacked >= 0], minlength=offset)
+    shared = found["shared_kind"].to_numpy(dtype="float64")
     rule = np.full(n, NEW, dtype=object)
-    decided = np.zeros(n, dtype=bool)
     for j, kind in enumerate(KEY_KINDS):
-        node = stacked[:, j]
-        shared = (node >= 0) & ~decided
-        shared[shared] = uses[node[shared]] >= 2
-        rule[shared] = RULES[kind]
-        decided |= shared
-    anchor = ~pd.Series(record_component).duplicated().to_numpy()
-    rule[anchor] = NEW
+        rule[shared == j] = RULES[kind]
+    rule[found["is_anchor"].to_numpy(dtype=bool)] = NEW
     match_rule = pd.Categorical(rule, categories=[NEW, *RULES.values()])
     return pd.DataFrame({"customer_id": customer_id, "match_rule": match_rule}, index=records.index)
+
+
+def components(records: ibis.Table, *, engine: Engine, max_rounds: int = 1_000) -> ibis.Table:
+    """Connected components of the key graph by minimum-label propagation (any Ibis engine).
+
+    `records`: `rec` (priority order) and the key columns `KEY_KINDS` (null when absent). A node is a
+    key tagged with its kind's rank (`0\x1f<contact id>`, `1\x1f<email>`, `2\x1f<phone>`), so the
+    smallest node of a component is its canonical key: contact ids before emails before phones.
+    Each round a node takes the smallest label among itself and its neighbours, and then the label of
+    its label (pointer jumping: rounds grow with the log of a component's diameter, not the diameter).
+    Returns per record: `rec`, `canonical` (its component's smallest node), `shared_kind` (rank of the
+    first key kind it shares with another record, null if none), `is_anchor` (first record of its
+    component).
+    """
+    tagged = records.select(
+        "rec",
+        **{
+            f"k{j}": ibis.literal(f"{j}\x1f") + records[kind].cast("string")
+            for j, kind in enumerate(KEY_KINDS)
+        },
+    )
+    first = tagged.select("rec", first=ibis.coalesce(tagged.k0, tagged.k1, tagged.k2))
+    held = ibis.union(
+        *(tagged.select("rec", node=tagged[f"k{j}"], kind=ibis.literal(j)) for j in range(len(KEY_KINDS)))
+    )
+    held = engine.materialize(held.filter(held.node.notnull()))
+    # edges: each record ties its first key to each other key it holds, in both directions
+    tie = held.join(first, "rec")
+    tie = tie.filter(tie.node != tie.first).select(a="first", b="node")
+    edges = engine.materialize(ibis.union(tie, tie.select(a="b", b="a"), distinct=True))
+    nodes = held.select("node").distinct()
+    labels = engine.materialize(nodes.select("node", label=nodes.node))
+    for _ in range(max_rounds):
+        step = edges.join(labels, edges.a == labels.node)
+        best = step.group_by(bnode=step.b).aggregate(m=step.label.min())
+        merged = labels.left_join(best, labels.node == best.bnode)
+        lowered = engine.materialize(
+            merged.select(
+                node=merged.node, label=ibis.ifelse(merged.m < merged.label, merged.m, merged.label)
+            )
+        )
+        # a distinct view: Ibis would read a self-join's predicate as a filter of one side
+        hop = lowered.view()
+        hop = hop.select(hnode=hop.node, hlabel=hop.label)
+        jumped = lowered.left_join(hop, lowered.label == hop.hnode)
+        new = engine.materialize(
+            jumped.select(
+                node=jumped.node,
+                label=ibis.ifelse(jumped.hlabel < jumped.label, jumped.hlabel, jumped.label),
+            )
+        )
+        previous = labels.select(pnode=labels.node, plabel=labels.label)
+        check = new.join(previous, new.node == previous.pnode)
+        changed = int(engine.execute(check.filter(check.label != check.plabel).count()))
+        labels = new
+        if changed == 0:
+            break
+    else:
+        raise ValueError(f"identity resolution did not converge in {max_rounds} rounds")
+
+    uses = held.group_by("node").aggregate(uses=held.rec.count())
+    usage = held.join(uses, "node")
+    shared = usage.group_by("rec").aggregate(
+        shared_kind=usage.kind.min(where=usage.uses >= 2),
+    )
+    per_rec = first.join(labels, first.first == labels.node).select("rec", canonical=labels.label)
+    anchors = per_rec.group_by("canonical").aggregate(anchor=per_rec.rec.min())
+    out = per_rec.join(anchors, "canonical").join(shared, "rec")
+    return out.select(
+        "rec",
+        "canonical",
+        shared_kind=out.shared_kind,
+        is_anchor=out.rec == out.anchor,
+    )
 
 
 def pairwise_precision_recall(predicted: pd.Series, truth: pd.Series) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,8 +29,10 @@ from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
 from features.clock import as_utc, check_as_of, derive_as_of
+from features.engine import Engine, open_engine
 from features.identity import resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
+from features.pit import micro_units, money
 from features.quarantine import Quarantine
 from features.readers import RawTable, read_source
 from features.salt_guard import require_private_salt
@@ -259,9 +262,13 @@ def return_lines(lines: pd.DataFrame, *, return_prefixes: tuple[str, ...] = ()) 
 
 
 def aggregate_order_lines(
-    lines: pd.DataFrame, *, statuses: Statuses, return_prefixes: tuple[str, ...] = ()
+    lines: pd.DataFrame,
+    *,
+    statuses: Statuses,
+    return_prefixes: tuple[str, ...] = (),
+    engine: Engine | None = None,
 ) -> pd.DataFrame:
-    """Order lines -> one row per `order_id` (pure).
+    """Order lines -> one row per `order_id` (pure; computed by `engine`, an embedded DuckDB without).
 
     `lines` has `order_id`, `order_ts`, `quantity`, `unit_price` and optionally `discount`, `category`,
     `status`. Purchase lines (quantity > 0, not a return document: see `return_lines`) give the order's
@@ -270,58 +277,92 @@ def aggregate_order_lines(
     `is_cancelled` = every purchase line has a cancelled status. Returns `order_id`, `order_ts`
     (earliest line), `gross`, `discount`, `quantity`, `category`, `is_returned`, `is_cancelled`,
     `purchase_lines`, in first-seen order. An order without purchase lines is a return document, to be
-    linked to the purchase it returns (`link_returns`).
+    linked to the purchase it returns (`link_returns`). Money is summed in exact micro-units
+    (`features.pit`), so every engine gives the same value whatever order it adds in.
     """
+    if engine is None:
+        with open_engine() as own:
+            return aggregate_order_lines(
+                lines, statuses=statuses, return_prefixes=return_prefixes, engine=own
+            )
     status = lines["status"] if "status" in lines else pd.Series(pd.NA, index=lines.index, dtype="string")
     back = return_lines(lines, return_prefixes=return_prefixes)
-    purchase = (lines["quantity"] > 0).to_numpy() & ~back
-    returned = back | status.isin(statuses.returned).fillna(False).to_numpy(bool)
-    cancelled = status.isin(statuses.cancelled).fillna(False).to_numpy(bool)
-    discount = lines["discount"].fillna(0.0) if "discount" in lines else pd.Series(0.0, index=lines.index)
-    work = pd.DataFrame(
-        {
-            "order_id": lines["order_id"].to_numpy(),
-            "order_ts": lines["order_ts"].to_numpy(),
-            "gross": np.where(purchase, lines["quantity"] * lines["unit_price"], 0.0),
-            "discount": np.where(purchase, discount, 0.0),
-            "quantity": np.where(purchase, lines["quantity"], 0.0),
-            "purchase_lines": purchase.astype("int64"),
-            "cancelled_lines": (purchase & cancelled).astype("int64"),
-            "returned": returned,
-        }
-    )
-    orders = work.groupby("order_id", sort=False).agg(
-        order_ts=("order_ts", "min"),
-        gross=("gross", "sum"),
-        discount=("discount", "sum"),
-        quantity=("quantity", "sum"),
-        purchase_lines=("purchase_lines", "sum"),
-        cancelled_lines=("cancelled_lines", "sum"),
-        is_returned=("returned", "any"),
-    )
-    orders["is_cancelled"] = (orders["purchase_lines"] > 0) & (
-        orders["cancelled_lines"] == orders["purchase_lines"]
-    )
-    if "category" in lines:
-        by_category = (
-            pd.DataFrame(
-                {
-                    "order_id": work["order_id"],
-                    "category": lines["category"].to_numpy(),
-                    "gross": work["gross"],
-                }
-            )
-            .dropna(subset=["category"])
-            .groupby(["order_id", "category"], sort=False)["gross"]
-            .sum()
-            .reset_index()
+    category = lines["category"] if "category" in lines else pd.Series(pd.NA, index=lines.index)
+    discount = lines["discount"] if "discount" in lines else pd.Series(0.0, index=lines.index)
+    work = engine.table(
+        pd.DataFrame(
+            {
+                "_row": np.arange(len(lines), dtype="int64"),  # first-seen order, kept through the engine
+                "order_id": lines["order_id"].astype("string").to_numpy(),
+                "order_ts": lines["order_ts"].to_numpy(),
+                "quantity": lines["quantity"].astype("float64").to_numpy(),
+                "unit_price": lines["unit_price"].astype("float64").to_numpy(),
+                "discount": pd.to_numeric(discount).astype("float64").to_numpy(),
+                "category": category.astype("string").to_numpy(),
+                "back": back,
+                "returned_status": status.isin(statuses.returned).fillna(False).to_numpy(bool),
+                "cancelled_status": status.isin(statuses.cancelled).fillna(False).to_numpy(bool),
+            }
         )
-        top = by_category.sort_values("gross", ascending=False, kind="stable").drop_duplicates("order_id")
-        orders["category"] = top.set_index("order_id")["category"].reindex(orders.index)
-    else:
-        orders["category"] = pd.NA
-    orders["quantity"] = orders["quantity"].astype("int64")
-    return orders.drop(columns="cancelled_lines").reset_index()
+    )
+    orders = engine.execute(order_line_totals(work)).sort_values("_row", kind="stable")
+    orders = orders.drop(columns="_row").reset_index(drop=True)
+    orders["order_ts"] = pd.to_datetime(orders["order_ts"], utc=True).astype(lines["order_ts"].dtype)
+    orders["category"] = orders["category"].astype(object).where(orders["category"].notna(), pd.NA)
+    for column in ("quantity", "purchase_lines"):
+        orders[column] = orders[column].astype("int64")
+    orders["is_returned"] = orders["is_returned"].astype(bool)
+    orders["is_cancelled"] = orders["is_cancelled"].astype(bool)
+    return orders
+
+
+def order_line_totals(lines: ibis.Table) -> ibis.Table:
+    """The Ibis definition behind `aggregate_order_lines` (any engine): `lines` has `_row` (first-seen
+    position), `order_id`, `order_ts`, `quantity`, `unit_price`, `discount`, `category`, and the flags
+    `back` (a return line), `returned_status`, `cancelled_status`."""
+    purchase = (lines.quantity > 0) & ~lines.back
+    line = lines.mutate(
+        gross_u=ibis.ifelse(purchase, micro_units(lines.quantity * lines.unit_price), 0),
+        discount_u=ibis.ifelse(purchase, micro_units(lines.discount), 0),
+        qty=ibis.ifelse(purchase, lines.quantity, 0.0),
+        purchase=ibis.ifelse(purchase, 1, 0),
+        cancelled=ibis.ifelse(purchase & lines.cancelled_status, 1, 0),
+        returned=ibis.ifelse(lines.back | lines.returned_status, 1, 0),
+    )
+    totals = line.group_by("order_id").aggregate(
+        _row=line._row.min(),
+        order_ts=line.order_ts.min(),
+        gross_u=line.gross_u.sum(),
+        discount_u=line.discount_u.sum(),
+        quantity=line.qty.sum(),
+        purchase_lines=line.purchase.sum(),
+        cancelled_lines=line.cancelled.sum(),
+        returned=line.returned.max(),
+    )
+    # the category with the largest value; ties: the one seen first in the order's lines
+    by_category = (
+        line.filter(line.category.notnull())
+        .group_by(["order_id", "category"])
+        .aggregate(value=line.gross_u.sum(), seen=line._row.min())
+    )
+    rank = ibis.row_number().over(
+        group_by=by_category.order_id, order_by=[ibis.desc(by_category.value), by_category.seen]
+    )
+    top = by_category.mutate(_rank=rank)
+    top = top.filter(top._rank == 0).select(cat_order="order_id", category="category")
+    joined = totals.left_join(top, totals.order_id == top.cat_order)
+    return joined.select(
+        "_row",
+        "order_id",
+        "order_ts",
+        gross=money(joined.gross_u),
+        discount=money(joined.discount_u),
+        quantity=joined.quantity.round().cast("int64"),
+        purchase_lines=joined.purchase_lines.cast("int64"),
+        is_returned=joined.returned == 1,
+        is_cancelled=(joined.purchase_lines > 0) & (joined.cancelled_lines == joined.purchase_lines),
+        category=joined.category,
+    )
 
 
 def _customer_key(frame: pd.DataFrame) -> pd.Series:
@@ -383,6 +424,7 @@ def _orders_from_lines(
     statuses: Statuses,
     return_prefixes: tuple[str, ...],
     quarantine: Quarantine,
+    engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """(purchase orders with the keys of their first line, kept lines, return document -> purchase).
 
@@ -404,7 +446,7 @@ def _orders_from_lines(
         rule="order_has_rejected_line",
         raw=raw,
     )
-    orders = aggregate_order_lines(typed, statuses=statuses, return_prefixes=return_prefixes)
+    orders = aggregate_order_lines(typed, statuses=statuses, return_prefixes=return_prefixes, engine=engine)
     linked = link_returns(typed, orders)
     unmatched = linked.index[linked.isna().to_numpy()]
     typed = _reject(
@@ -488,6 +530,7 @@ def ingest_frames(
     sources: SourcesConfig,
     identity: IdentityConfig,
     as_of: pd.Timestamp | None = None,
+    engine: Engine | None = None,
 ) -> IngestResult:
     """Validate, resolve and shape the sources into the clean tables (pure: no I/O).
 
@@ -495,7 +538,8 @@ def ingest_frames(
     (orders must be present). `as_of` is the data's clock; None derives it from the sources
     (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
-    `as_of` is before every row of a source.
+    `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
+    when None).
     """
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
@@ -615,6 +659,7 @@ def ingest_frames(
             statuses=_statuses(sources.orders),
             return_prefixes=tuple(sources.orders.return_prefixes),
             quarantine=quarantine,
+            engine=engine,
         )
         reports["orders"].notes.append(f"{len(kept_lines)} order lines -> {len(orders_frame)} orders")
         if len(linked_returns):
@@ -657,7 +702,7 @@ def ingest_frames(
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve(records, salt=identity.salt.get_secret_value())
+    resolved = resolve(records, salt=identity.salt.get_secret_value(), engine=engine)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
@@ -974,7 +1019,10 @@ def run_ingest(
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
     raw_tables = read_sources(settings, progress=progress)
-    result = ingest_frames(raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp)
+    with open_engine(settings) as engine:  # order lines aggregate on the configured engine
+        result = ingest_frames(
+            raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp, engine=engine
+        )
     crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)
     from core.statedb import make_state_engine

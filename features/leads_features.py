@@ -15,46 +15,43 @@ score may reflect activity after `s`; a source with score history should feed it
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import ibis
+import ibis.expr.types as ir
 
-from features.snapshots import US_PER_DAY, Spine, to_epoch_us
-from features.timeline import Timeline, pick
+from features.pit import before_snapshot, days_between, epoch_us
 
 REQUIRED_LEAD_COLUMNS = ("lead_id", "customer_id", "created_ts", "source", "engagement_score", "converted_ts")
 
 LEAD_COLUMNS = ["lead_engagement_score", "lead_age_days", "lead_source", "is_open_lead"]
 
 
-def lead_features(leads: pd.DataFrame, *, spine: Spine) -> pd.DataFrame:
-    """Lead features for every spine row, in spine order: `customer_id`, `snapshot_us`, then
-    `LEAD_COLUMNS`. Pure: no I/O."""
-    code = spine.encode(leads["customer_id"])
-    created = to_epoch_us(leads["created_ts"])
-    keep = (code >= 0) & created.notna().to_numpy()  # a lead without a creation time is never "before"
-    code = code[keep]
-    created_us = created.to_numpy(dtype="int64", na_value=0)[keep]
-    converted_us = to_epoch_us(leads["converted_ts"]).to_numpy(dtype="float64", na_value=np.nan)[keep]
-    lead_ids = leads["lead_id"].astype(str).to_numpy()[keep]
-    sources = leads["source"].to_numpy(dtype=object)[keep]
-    scores = pd.to_numeric(leads["engagement_score"]).astype("float64").to_numpy()[keep]
-    q, s_sec, s_us = spine.code, spine.snapshot_sec, spine.snapshot_us
-    n_codes = len(spine.ids)
-
-    # ties at one instant: the greater lead_id sorts last, so it is the "latest"
-    created_tl = Timeline(code, created_us, n_codes=n_codes, tiebreak=lead_ids, what="leads")
-    latest = created_tl.last_before(q, s_sec)
-    order = created_tl.order  # sorted position -> kept row
-    out = spine.frame()
-    out["lead_engagement_score"] = pick(scores[order], latest)
-    out["lead_age_days"] = (s_us - pick(created_tl.ts_us, latest)) / US_PER_DAY
-    out["lead_source"] = pd.Series(pick(sources[order], latest, missing=None), dtype=object)
-    # open = created before s and not converted before s. A lead is "created and converted before s"
-    # exactly when the later of its two times is before s, so: leads created - leads closed > 0.
-    converted = ~np.isnan(converted_us)
-    closed_at = np.maximum(created_us[converted], converted_us[converted].astype("int64"))
-    closed_tl = Timeline(code[converted], closed_at, n_codes=n_codes, what="leads")
-    before = created_tl.count(q, np.iinfo(np.int32).min, s_sec)
-    closed = closed_tl.count(q, np.iinfo(np.int32).min, s_sec)
-    out["is_open_lead"] = (before - closed > 0).astype("int64")
-    return out[["customer_id", "snapshot_us", *LEAD_COLUMNS]]
+def lead_features(leads: ir.Table, *, spine: ir.Table) -> ir.Table:
+    """Lead features for every spine row (`features.pit.spine`): `customer_id`, `snapshot_us`, then
+    `LEAD_COLUMNS`. An Ibis expression (DuckDB or Spark): no I/O."""
+    rows = leads.filter(leads.created_ts.notnull()).select(  # no creation time: never "before"
+        rid=leads.customer_id.cast("string"),
+        ts_us=epoch_us(leads.created_ts),
+        converted_us=epoch_us(leads.converted_ts),
+        lead_id=leads.lead_id.cast("string"),
+        source=leads.source.cast("string"),
+        score=leads.engagement_score.cast("float64"),
+    )
+    j = before_snapshot(rows, spine)
+    # the latest lead: greatest created time, ties to the greater lead_id (deterministic on any engine)
+    rank = ibis.row_number().over(
+        group_by=[j.customer_id, j.snapshot_us], order_by=[ibis.desc(j.ts_us), ibis.desc(j.lead_id)]
+    )
+    # open = created before s (the join) and not converted before s
+    still_open = j.ts_us.notnull() & (j.converted_us.isnull() | (j.converted_us >= j.snapshot_us))
+    ranked = j.mutate(_rank=rank, _open=ibis.ifelse(still_open, 1, 0))
+    opened = ranked.group_by(["customer_id", "snapshot_us"]).aggregate(is_open_lead=ranked._open.max())
+    latest = ranked.filter(ranked._rank == 0)
+    out = latest.join(opened, ["customer_id", "snapshot_us"])
+    return out.select(
+        "customer_id",
+        "snapshot_us",
+        lead_engagement_score=out.score,
+        lead_age_days=days_between(out.snapshot_us, out.ts_us),
+        lead_source=out.source,
+        is_open_lead=out.is_open_lead.cast("int64"),
+    )

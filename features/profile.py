@@ -13,34 +13,32 @@ Definitions (snapshot `s`):
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import ibis
+import ibis.expr.types as ir
 
-from features.snapshots import US_PER_DAY, Spine, to_epoch_us
+from features.pit import days_between
 
 PROFILE_STRING_COLUMNS = ["region", "customer_type", "acquisition_channel"]
 PROFILE_COLUMNS = [*PROFILE_STRING_COLUMNS, "signup_tenure_days"]
 
 
-def profile_features(customers: pd.DataFrame, *, spine: Spine) -> pd.DataFrame:
-    """Profile features for every spine row, in spine order: `customer_id`, `snapshot_us`, then
-    `PROFILE_COLUMNS`. Pure: no I/O."""
-    code = spine.encode(customers["customer_id"])
-    known = code >= 0
-    out = spine.frame()
-    signup = np.full(len(spine.ids), np.nan)
-    if "signup_ts" in customers:
-        signup[code[known]] = to_epoch_us(customers["signup_ts"]).to_numpy(dtype="float64", na_value=np.nan)[
-            known
-        ]
-    # Epoch microseconds stay exact in float64 (below 2**53 until the year 2255).
-    age_us = spine.snapshot_us - signup[spine.code]
-    contact_exists = age_us > 0  # NaN (no signup) compares False: no contact, no profile
-    for column in PROFILE_STRING_COLUMNS:
-        by_code = np.full(len(spine.ids), None, dtype=object)
-        if column in customers:
-            values = customers[column]
-            by_code[code[known]] = values.astype(object).where(values.notna(), None).to_numpy()[known]
-        out[column] = np.where(contact_exists, by_code[spine.code], None)
-    out["signup_tenure_days"] = np.where(contact_exists, age_us / US_PER_DAY, np.nan)
-    return out[["customer_id", "snapshot_us", *PROFILE_COLUMNS]]
+def profile_features(customers: ir.Table, *, spine: ir.Table) -> ir.Table:
+    """Profile features for every spine row (`features.pit.spine`, which carries `signup_us`):
+    `customer_id`, `snapshot_us`, then `PROFILE_COLUMNS`. An Ibis expression: no I/O."""
+    values = customers.select(
+        rid=customers.customer_id.cast("string"),
+        **{
+            c: (customers[c].cast("string") if c in customers.columns else ibis.null("string"))
+            for c in PROFILE_STRING_COLUMNS
+        },
+    )
+    j = spine.left_join(values, spine.customer_id == values.rid)
+    contact_exists = j.signup_us < j.snapshot_us  # no signup (null): no contact, no profile
+    return j.select(
+        "customer_id",
+        "snapshot_us",
+        **{c: ibis.ifelse(contact_exists, j[c], ibis.null("string")) for c in PROFILE_STRING_COLUMNS},
+        signup_tenure_days=ibis.ifelse(
+            contact_exists, days_between(j.snapshot_us, j.signup_us), ibis.null("float64")
+        ),
+    )

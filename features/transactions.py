@@ -21,15 +21,17 @@ Definitions (snapshot `s`; a window of `W` days holds orders with `s - W days <=
 
 `frequency_*`/`monetary_*` exist for every window in `windows_days` (the contract's are 30, 90, 365);
 the 90- and 365-day features above are fixed by the contract.
+
+One Ibis expression (features/pit.py): it runs on DuckDB or Spark (features/engine.py); money is
+summed in exact integer micro-units, so both engines give the same bits.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import ibis
+import ibis.expr.types as ir
 
-from features.snapshots import US_PER_DAY, Spine, to_epoch_us
-from features.timeline import Probe, Timeline, pick
+from features.pit import before_snapshot, days_between, epoch_us, micro_units, money, ratio, within
 
 REQUIRED_ORDER_COLUMNS = (
     "customer_id",
@@ -61,71 +63,63 @@ def transaction_columns(windows_days: list[int]) -> list[str]:
     ]
 
 
-def transaction_features(
-    orders: pd.DataFrame, *, spine: Spine, customers: pd.DataFrame, windows_days: list[int]
-) -> pd.DataFrame:
-    """Order features for every spine row, in spine order: `customer_id`, `snapshot_us`, then
-    `transaction_columns(windows_days)`. `customers` supplies `signup_ts` for tenure. Pure: no I/O."""
+def transaction_features(orders: ir.Table, *, spine: ir.Table, windows_days: list[int]) -> ir.Table:
+    """Order features for every spine row (`features.pit.spine`: customer_id, snapshot_us, signup_us):
+    `customer_id`, `snapshot_us`, then `transaction_columns(windows_days)`. An expression: no I/O."""
     windows = sorted(set(windows_days))
-    code = spine.encode(orders["customer_id"])
-    ts_us = to_epoch_us(orders["order_ts"])
-    cancelled = orders["is_cancelled"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    # purchases: orders of profiled customers, with a time, not cancelled
-    keep = (code >= 0) & ts_us.notna().to_numpy() & ~cancelled
-    returned = orders["is_returned"].astype("boolean").fillna(False).to_numpy(dtype=bool)[keep]
-    amount = pd.to_numeric(orders["amount"]).astype("float64").fillna(0.0).to_numpy()[keep]
-    discount = pd.to_numeric(orders["discount"]).astype("float64").fillna(0.0).to_numpy()[keep]
-    category = orders["category"].to_numpy(dtype=object)[keep]
-    p_code, p_ts = code[keep], ts_us.to_numpy(dtype="int64", na_value=0)[keep]
-    purchases = Timeline(p_code, p_ts, n_codes=len(spine.ids), what="orders")
-
-    q, s_sec, s_us = spine.code, spine.snapshot_sec, spine.snapshot_us
-    at = Probe(purchases, q, s_sec)
-    kept_amount = purchases.running_sum(np.where(returned, 0.0, amount))
-    kept_count = purchases.running_sum((~returned).astype("float64"))
-    returned_count = purchases.running_sum(returned.astype("float64"))
-    discounts = purchases.running_sum(discount)
-    gross = purchases.running_sum(amount + discount)
-
-    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-        out = np.full(len(numerator), np.nan)
-        np.divide(numerator, denominator, out=out, where=denominator != 0)
-        return out
-
-    out = spine.frame()
-    out["recency_days"] = (s_us - pick(purchases.ts_us, at.last())) / US_PER_DAY
-    for w in windows:
-        out[f"frequency_{w}d"] = at.count(w)
-    for w in windows:
-        out[f"monetary_{w}d"] = at.total(kept_amount, w)
-    out["avg_order_value_365d"] = ratio(at.total(kept_amount, 365), at.total(kept_count, 365))
-    out["frequency_trend_90d"] = ratio(at.count(90).astype("float64"), at.count(180, 90).astype("float64"))
-    out["monetary_trend_90d"] = ratio(at.total(kept_amount, 90), at.total(kept_amount, 180, 90))
-    out["return_rate_365d"] = ratio(at.total(returned_count, 365), at.count(365).astype("float64"))
-    out["discount_rate_365d"] = ratio(at.total(discounts, 365), at.total(gross, 365))
-    breadth = np.zeros(len(q), dtype="int64")
-    present = pd.notna(category)
-    for value in pd.unique(category[present]):  # one pass per category (a short list), not per customer
-        mask = category == value
-        of_category = Timeline(p_code[mask], p_ts[mask], n_codes=len(spine.ids), what="orders")
-        breadth += Probe(of_category, q, s_sec).count(365) > 0
-    out["category_breadth_365d"] = breadth
-    out["orders_lifetime"] = at.count(None)
-    out["monetary_lifetime"] = at.total(kept_amount, None)
-    first_purchase = pick(purchases.ts_us, np.where(at.position(0) > at.first, at.first, -1))
-    signup = _signup_us(customers, spine)
-    # the older of the signup (if before s) and the first purchase (if before s); NaN when neither
-    since = np.fmin(first_purchase, np.where(signup < s_us, signup, np.nan))
-    out["tenure_days"] = (s_us - since) / US_PER_DAY
-    return out
-
-
-def _signup_us(customers: pd.DataFrame, spine: Spine) -> np.ndarray:
-    """Each spine row's signup time (epoch microseconds as float64, NaN when unknown)."""
-    if "signup_ts" not in customers:
-        return np.full(len(spine), np.nan)
-    by_code = np.full(len(spine.ids), np.nan)
-    code = spine.encode(customers["customer_id"])
-    signup = to_epoch_us(customers["signup_ts"]).to_numpy(dtype="float64", na_value=np.nan)
-    by_code[code[code >= 0]] = signup[code >= 0]
-    return by_code[spine.code]
+    cancelled = orders.is_cancelled.cast("boolean").fill_null(False)
+    returned = orders.is_returned.cast("boolean").fill_null(False)
+    amount, discount = micro_units(orders.amount), micro_units(orders.discount)
+    # purchases: orders with a time, not cancelled
+    purchases = orders.filter(~cancelled & orders.order_ts.notnull()).select(
+        rid=orders.customer_id.cast("string"),
+        ts_us=epoch_us(orders.order_ts),
+        kept=ibis.ifelse(returned, 0, amount),
+        is_kept=ibis.ifelse(returned, 0, 1),
+        is_returned=ibis.ifelse(returned, 1, 0),
+        discount=discount,
+        gross=amount + discount,
+        category=orders.category.cast("string"),
+    )
+    j = before_snapshot(purchases, spine)
+    has = j.ts_us.notnull()
+    y = within(j, 365)
+    aggs = {
+        "last_us": j.ts_us.max(),
+        "first_us": j.ts_us.min(),
+        **{f"frequency_{w}d": j.ts_us.count(where=within(j, w)) for w in windows},
+        **{f"_kept_{w}": j.kept.sum(where=within(j, w)) for w in windows},
+        "_kept_count_365": j.is_kept.sum(where=y),
+        "_freq_prev_90": j.ts_us.count(where=within(j, 180, 90)),
+        "_kept_prev_90": j.kept.sum(where=within(j, 180, 90)),
+        "_returned_365": j.is_returned.sum(where=y),
+        "_discount_365": j.discount.sum(where=y),
+        "_gross_365": j.gross.sum(where=y),
+        "category_breadth_365d": j.category.nunique(where=y),
+        "orders_lifetime": j.ts_us.count(where=has),
+        "_kept_lifetime": j.kept.sum(where=has),
+    }
+    g = j.group_by(["customer_id", "snapshot_us", "signup_us"]).aggregate(**aggs)
+    s = g.snapshot_us
+    # tenure: from the older of the signup (if before s) and the first purchase; null when neither
+    signup = ibis.ifelse(g.signup_us < s, g.signup_us, ibis.null("int64"))
+    since = ibis.cases(
+        (g.first_us.isnull(), signup),
+        (signup.isnull(), g.first_us),
+        else_=ibis.least(g.first_us, signup),
+    )
+    columns = {
+        "recency_days": days_between(s, g.last_us),
+        **{f"frequency_{w}d": g[f"frequency_{w}d"].cast("int64") for w in windows},
+        **{f"monetary_{w}d": money(g[f"_kept_{w}"]) for w in windows},
+        "avg_order_value_365d": ratio(money(g._kept_365), g._kept_count_365.fill_null(0)),
+        "frequency_trend_90d": ratio(g.frequency_90d, g._freq_prev_90),
+        "monetary_trend_90d": ratio(g._kept_90.fill_null(0), g._kept_prev_90.fill_null(0)),
+        "return_rate_365d": ratio(g._returned_365.fill_null(0), g.frequency_365d),
+        "discount_rate_365d": ratio(g._discount_365.fill_null(0), g._gross_365.fill_null(0)),
+        "category_breadth_365d": g.category_breadth_365d.cast("int64"),
+        "orders_lifetime": g.orders_lifetime.cast("int64"),
+        "monetary_lifetime": money(g._kept_lifetime),
+        "tenure_days": days_between(s, since),
+    }
+    return g.select("customer_id", "snapshot_us", **{c: columns[c] for c in transaction_columns(windows)})

@@ -130,19 +130,41 @@ def _mid_rank(population: np.ndarray, value: float) -> float:
     return float((below + 0.5 * equal) / population.size)
 
 
-def concept_ranks(centroids_z: np.ndarray, population_z: np.ndarray, features: list[str]) -> list[Ranks]:
-    """Per centroid row, its rank on each concept against the population (same scaled space; the
-    scaling is monotone per feature, so ranks equal those in original units)."""
-    out: list[Ranks] = [{} for _ in range(len(centroids_z))]
+def feature_ranks(
+    centroids_z: np.ndarray, population_z: np.ndarray, features: list[str]
+) -> list[dict[str, list[float]]]:
+    """Per centroid row and concept, its rank on each of the concept's features present (oriented like
+    the concept: for `recent`, 1 = most recent)."""
+    out: list[dict[str, list[float]]] = [{} for _ in range(len(centroids_z))]
     for concept, (spec, reverse) in CONCEPTS.items():
         idx = _columns(features, spec)
         for row, c in enumerate(centroids_z):
-            if not idx:
-                out[row][concept] = 0.5
-                continue
-            rank = float(np.mean([_mid_rank(population_z[:, j], c[j]) for j in idx]))
-            out[row][concept] = 1.0 - rank if reverse else rank
+            ranks = [_mid_rank(population_z[:, j], c[j]) for j in idx]
+            out[row][concept] = [1.0 - r if reverse else r for r in ranks]
     return out
+
+
+def concept_ranks(centroids_z: np.ndarray, population_z: np.ndarray, features: list[str]) -> list[Ranks]:
+    """Per centroid row, its rank on each concept against the population (same scaled space; the
+    scaling is monotone per feature, so ranks equal those in original units): the mean of its
+    features' ranks, 0.5 when none is present."""
+    return [
+        {concept: float(np.mean(r)) if r else 0.5 for concept, r in row.items()}
+        for row in feature_ranks(centroids_z, population_z, features)
+    ]
+
+
+def _agrees(per_feature: list[dict[str, list[float]]], concept: str, high: list[int], low: list[int]) -> bool:
+    """Every feature of `concept` puts each `high` segment at or above each `low` one: a qualifier
+    ("frequent" / "occasional") that one of the concept's features contradicts is not given (the
+    profile shows the features, and "frequent" with fewer orders a year reads as a bug)."""
+    if not high or not low:
+        return True
+    n = len(per_feature[high[0]][concept])
+    return all(
+        min(per_feature[i][concept][j] for i in high) >= max(per_feature[i][concept][j] for i in low)
+        for j in range(n)
+    )
 
 
 def base_name(ranks: Ranks, *, may_lapse: bool) -> str:
@@ -155,8 +177,14 @@ def base_name(ranks: Ranks, *, may_lapse: bool) -> str:
     return "regular"
 
 
-def _qualify(names: list[str], ranks: list[Ranks], fixed: set[int]) -> list[str]:
-    """Make names unique with concept qualifiers (see module doc); names of `fixed` rows never change."""
+def _qualify(
+    names: list[str],
+    ranks: list[Ranks],
+    fixed: set[int],
+    per_feature: list[dict[str, list[float]]] | None = None,
+) -> list[str]:
+    """Make names unique with concept qualifiers (see module doc); names of `fixed` rows never change.
+    With `per_feature`, a concept whose features disagree on the order of the segments is not used."""
     names = list(names)
     used: dict[int, set[str]] = {i: set() for i in range(len(names))}
     for _ in range(len(QUALIFIERS) + 1):
@@ -180,6 +208,13 @@ def _qualify(names: list[str], ranks: list[Ranks], fixed: set[int]) -> list[str]
             t_mid = (max(ranks[i]["tenure"] for i in group) + min(ranks[i]["tenure"] for i in group)) / 2.0
             if any(ranks[i]["tenure"] < t_mid and not _young(ranks[i]) for i in movable):
                 options = [c for c in options if c != "tenure"] or options
+            if per_feature is not None:
+
+                def split(c: str, group=group) -> tuple[list[int], list[int]]:
+                    mid = (max(ranks[i][c] for i in group) + min(ranks[i][c] for i in group)) / 2.0
+                    return [i for i in group if ranks[i][c] >= mid], [i for i in group if ranks[i][c] < mid]
+
+                options = [c for c in options if _agrees(per_feature, c, *split(c))] or options
             spread = {c: max(ranks[i][c] for i in group) - min(ranks[i][c] for i in group) for c in options}
             concept = max(options, key=lambda c: spread[c])  # ties: QUALIFIERS order
             values = [ranks[i][concept] for i in group]
@@ -212,7 +247,8 @@ def name_segments(
     the champion's); the other rows are named by the rules and qualified where names clash.
     `centroids_original` (same rows, original units) lets "new" be judged in days as well as by rank."""
     fixed = dict(fixed or {})
-    ranks = concept_ranks(centroids_z, population_z, features)
+    per_feature = feature_ranks(centroids_z, population_z, features)
+    ranks = [{c: float(np.mean(r)) if r else 0.5 for c, r in row.items()} for row in per_feature]
     tenure = _columns(features, CONCEPTS["tenure"][0])
     if centroids_original is not None and tenure:
         for row, r in enumerate(ranks):
@@ -220,4 +256,4 @@ def name_segments(
             r["young"] = 0.0 if np.isfinite(days) and days > NEW_TENURE_DAYS else 1.0
     top_recent = max(r["recent"] for r in ranks) if ranks else 0.0
     names = [fixed.get(row, base_name(r, may_lapse=r["recent"] < top_recent)) for row, r in enumerate(ranks)]
-    return _qualify(names, ranks, set(fixed))
+    return _qualify(names, ranks, set(fixed), per_feature)

@@ -13,4 +13,5 @@ else
 fi
 # Precompile bytecode: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise recompile
 # feast, mlflow and bentoml from source (tens of seconds per start-up on 2 cores).
-"${UV[@]}" sync --frozen --quiet --compile-bytecode
+# --extra spark: engine: spark and its tests (PySpark); the serving image leaves it out.
+"${UV[@]}" sync --frozen --quiet --compile-bytecode --extra spark

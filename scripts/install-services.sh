@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install the servers the integration tests start, from Debian's packages, when they are missing, and the
-# browser the dashboard tests drive (chromium + CJK fonts for the Chinese pages; Playwright's own browser
-# download cannot work offline).
+# Install the servers the integration tests start, from Debian's packages, when they are missing: Redis,
+# PostgreSQL, the Java 17 runtime Spark needs (engine: spark), and the browser the dashboard tests drive
+# (chromium + CJK fonts for the Chinese pages; Playwright's own browser download cannot work offline).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -9,6 +9,11 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
   need+=(postgresql)
 fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# engine: spark (and its tests) run PySpark 4, which needs a Java 17+ runtime
+java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+  need+=(openjdk-17-jre-headless)
+fi
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
   || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -133,6 +133,7 @@ def score_everyone(  # type: ignore[no-untyped-def]
                 produced_by=produced_by,
                 inputs=tag_input,
                 at=now,
+                as_of=None if state.as_of is None else pd.Timestamp(state.as_of).to_pydatetime(),
                 also=None if also is None else (lambda conn, changes, frame=tags: also(conn, changes, frame)),
             )
             summary.queued_changes += len(changes)

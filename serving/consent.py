@@ -178,7 +178,7 @@ def _clearing_changes(
 def forget(settings: Settings, key: str, *, actor: str | None = None) -> ForgetReport:
     """`persona forget KEY`: withdraw, clear the CRM fields, erase every derived row, audit."""
     from features.erasure import erase_clean_rows
-    from serving.outbox import PENDING, Outbox
+    from serving.outbox import PENDING, UNMATCHED, Outbox
     from serving.tag_store import TagStore, tag_current, tag_history
 
     customer_id = resolve_customer(settings, key)
@@ -209,7 +209,7 @@ def forget(settings: Settings, key: str, *, actor: str | None = None) -> ForgetR
         # values not yet sent will never be: the clearing queued above supersedes them
         conn.execute(
             sa.update(o)
-            .where(mine, o.c.status == PENDING, o.c.produced_by != WITHDRAWN_BY)
+            .where(mine, o.c.status.in_((PENDING, UNMATCHED)), o.c.produced_by != WITHDRAWN_BY)
             .values(status="superseded", lease_owner=None, lease_expires_at=None)
         )
         # what stays of the outbox is delivery bookkeeping: no value, no input, no old value

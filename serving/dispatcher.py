@@ -15,7 +15,9 @@ send only the latest value per (record, field) (http). Failures:
   spends no attempt;
 - the CRM refuses a batch as a whole (400): the batch is split in halves until the bad record is alone,
   which is dead-lettered with the CRM's reason; the good ones are delivered;
-- per-record rejections (207): those entries are dead-lettered, the rest delivered.
+- per-record rejections (207): those entries are dead-lettered, the rest delivered;
+- the customer has no CRM record key (an email- or phone-only customer): parked as `unmatched`, not dead;
+  `run_until_empty` first releases those whose customer has a key by now.
 Time comes from an injected `clock` and `sleep` so tests run without waiting.
 """
 
@@ -57,6 +59,8 @@ class DispatchStats:
     duplicates: int = 0  # the CRM had already applied the key (a re-delivery)
     requests: int = 0  # connector.send calls
     rate_limited: int = 0  # 429 answers
+    unmatched: int = 0  # parked: the customer has no CRM record key yet
+    released: int = 0  # parked entries back in the queue: their customer got a key
 
     def add(self, other: DispatchStats) -> None:
         for f in fields(self):
@@ -192,13 +196,16 @@ class Dispatcher:
         if self.outage_failures:
             log.info("CRM reachable again after %d failed probe(s): circuit closed", self.outage_failures)
         self.outage_failures = 0
-        delivered = [e.id for e in chunk if e.id not in result.rejected]
+        delivered = [e.id for e in chunk if e.id not in result.rejected and e.id not in result.unmatched]
         self.outbox.mark_delivered(delivered, now=self.clock())
         stats.delivered += len(delivered)
         stats.duplicates += result.duplicates
         if result.rejected:
             self.outbox.dead_letter(result.rejected)
             stats.dead += len(result.rejected)
+        if result.unmatched:
+            self.outbox.park_unmatched(result.unmatched)
+            stats.unmatched += len(result.unmatched)
         if result.pause_for:
             self.paused_until = max(self.paused_until, self.clock() + result.pause_for)
 
@@ -251,9 +258,12 @@ class Dispatcher:
     # -- loops ---------------------------------------------------------------------------------
     def rounds(self, deadline: float | None = None) -> Iterator[DispatchStats]:
         """Yield the stats of each round until nothing is pending (or `deadline` on `clock` passes),
-        sleeping between rounds until the next entry is due."""
+        sleeping between rounds until the next entry is due. Parked entries that can be addressed by
+        now are released first (counted in the first round's `released`)."""
+        released = self.release_unmatched()
         while True:
             stats = self.run_once()
+            stats.released, released = released, 0
             yield stats
             if deadline is not None and self.clock() >= deadline:
                 return
@@ -267,8 +277,21 @@ class Dispatcher:
                 return
             self.sleep(max(wake - self.clock(), 0.001))
 
+    def release_unmatched(self) -> int:
+        """Re-queue parked entries whose customer the connector can now address (a later ingest gave
+        the customer a CRM record key); returns how many."""
+        waiting = self.outbox.unmatched_customers()
+        if not waiting:
+            return 0
+        ready = self.connector.with_record(waiting)
+        released = self.outbox.release_unmatched(ready, now=self.clock()) if ready else 0
+        if released:
+            log.info("released %d parked entries: their customers now have a CRM record key", released)
+        return released
+
     def run_until_empty(self, deadline: float | None = None) -> DispatchStats:
-        """Drain the outbox: returns the totals. Entries that are dead stay for `persona crm replay`."""
+        """Drain the outbox (see `rounds`): returns the totals. Entries that are dead stay for `persona
+        crm replay`; unmatched ones wait for a record key."""
         total = DispatchStats()
         for stats in self.rounds(deadline):
             total.add(stats)

@@ -7,7 +7,9 @@ delivered again), and settles them as delivered, retried later, dead-lettered or
 
 Statuses: `pending` (waiting or leased), `delivered`, `dead` (needs `persona crm replay`), `superseded`
 (a newer change of the same customer's tag was enqueued before this one went out; sending it would
-overwrite the newer value).
+overwrite the newer value), `unmatched` (the customer has no CRM record key yet, e.g. an email- or
+phone-only customer: parked, not dead; `release_unmatched` puts it back in the queue once a later ingest
+gives the customer a key, and a newer change of the same tag supersedes it meanwhile).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from serving.changes import TagChange
 
 __all__ = ["Outbox", "OutboxEntry", "DeadLetter", "make_state_engine", "add_missing_columns"]
 
-PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
-STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED)
+PENDING, DELIVERED, DEAD, SUPERSEDED, UNMATCHED = "pending", "delivered", "dead", "superseded", "unmatched"
+STATUSES = (PENDING, DELIVERED, DEAD, SUPERSEDED, UNMATCHED)
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 
 metadata = sa.MetaData()
@@ -143,36 +145,37 @@ class Outbox:
         """Add `changes` in the caller's transaction; returns how many rows were stored.
 
         Idempotent by `TagChange.idempotency_key`: a change whose key equals the latest entry already
-        queued for the same (customer, tag) is not stored again (a retried scoring request enqueues
-        nothing). A value that flips back (A -> B -> A under one model version) repeats an older key but
-        is a real change, so only the *latest* entry per (customer, tag) is compared.
+        queued for the same (customer, tag, crm_field) is not stored again (a retried scoring request
+        enqueues nothing). A value that flips back (A -> B -> A under one model version) repeats an older
+        key but is a real change, so only the *latest* entry per (customer, tag, crm_field) is compared.
+        (A tag and a segment have one CRM field each; a trigger rule has one entry per action.)
         """
         if not changes:
             return 0
         t = self.table
         stamp = datetime.now(UTC).timestamp() if now is None else now
         customers = sorted({c.customer_id for c in changes})
-        latest: dict[tuple[str, str], str] = {}
-        seqs: dict[tuple[str, str], int] = {}
+        latest: dict[tuple[str, str, str], str] = {}
+        seqs: dict[tuple[str, str, str], int] = {}
         for chunk in _chunks(customers):
             newest = (
                 sa.select(sa.func.max(t.c.id))
                 .where(t.c.customer_id.in_(chunk))
-                .group_by(t.c.customer_id, t.c.tag)
+                .group_by(t.c.customer_id, t.c.tag, t.c.crm_field)
                 .scalar_subquery()
             )
-            for customer_id, tag, key, seq, entry_id in conn.execute(
-                sa.select(t.c.customer_id, t.c.tag, t.c.idempotency_key, t.c.seq, t.c.id).where(
-                    t.c.id.in_(newest)
-                )
+            for customer_id, tag, crm_field, key, seq, entry_id in conn.execute(
+                sa.select(
+                    t.c.customer_id, t.c.tag, t.c.crm_field, t.c.idempotency_key, t.c.seq, t.c.id
+                ).where(t.c.id.in_(newest))
             ):
-                latest[(customer_id, tag)] = key
+                latest[(customer_id, tag, crm_field)] = key
                 # rows of an older release have no seq: their id orders them just as well
-                seqs[(customer_id, tag)] = seq if seq is not None else entry_id
+                seqs[(customer_id, tag, crm_field)] = seq if seq is not None else entry_id
         rows = []
         for change in changes:
             key = change.idempotency_key
-            pair = (change.customer_id, change.tag)
+            pair = (change.customer_id, change.tag, change.crm_field)
             if latest.get(pair) == key:
                 continue
             latest[pair] = key
@@ -345,6 +348,69 @@ class Outbox:
                         lease_expires_at=None,
                     )
                 )
+
+    def park_unmatched(self, reasons: dict[int, str]) -> None:
+        """Park entries whose customer has no CRM record key yet (status `unmatched`, not dead). Where a
+        newer change of the same tag supersedes older ones, older parked entries of the same (customer,
+        tag) become `superseded`: one parked entry per customer and tag waits for the key."""
+        if not reasons:
+            return
+        t = self.table
+        with self.engine.begin() as conn:
+            conn.execute(  # one statement, many parameter sets
+                sa.update(t)
+                .where(t.c.id == sa.bindparam("entry_id"), t.c.status == PENDING)
+                .values(
+                    status=UNMATCHED,
+                    last_error=sa.bindparam("reason"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ),
+                [{"entry_id": entry_id, "reason": reason[:2000]} for entry_id, reason in reasons.items()],
+            )
+            if not self.supersede:
+                return
+            parked = list(reasons)
+            pairs: dict[tuple[str, str], int] = {}
+            for chunk in _chunks(parked):
+                for entry_id, customer_id, tag in conn.execute(
+                    sa.select(t.c.id, t.c.customer_id, t.c.tag).where(t.c.id.in_(chunk))
+                ):
+                    pairs[(customer_id, tag)] = max(entry_id, pairs.get((customer_id, tag), 0))
+            stale: list[int] = []
+            for chunk in _chunks(sorted({c for c, _ in pairs})):
+                for entry_id, customer_id, tag in conn.execute(
+                    sa.select(t.c.id, t.c.customer_id, t.c.tag).where(
+                        t.c.customer_id.in_(chunk), t.c.status == UNMATCHED
+                    )
+                ):
+                    if entry_id < pairs.get((customer_id, tag), 0):
+                        stale.append(entry_id)
+            for chunk in _chunks(stale):
+                conn.execute(sa.update(t).where(t.c.id.in_(chunk)).values(status=SUPERSEDED))
+
+    def unmatched_customers(self) -> set[str]:
+        """Customers with parked (`unmatched`) entries."""
+        t = self.table
+        with self.engine.connect() as conn:
+            return {
+                r[0]
+                for r in conn.execute(sa.select(t.c.customer_id).where(t.c.status == UNMATCHED).distinct())
+            }
+
+    def release_unmatched(self, customers: Iterable[str], *, now: float) -> int:
+        """Put the parked entries of `customers` (who now have a CRM record key) back in the queue, due
+        now; returns how many."""
+        t = self.table
+        done = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(sorted(set(customers))):
+                done += conn.execute(
+                    sa.update(t)
+                    .where(t.c.customer_id.in_(chunk), t.c.status == UNMATCHED)
+                    .values(status=PENDING, next_attempt_at=now, last_error=None)
+                ).rowcount
+        return done
 
     def next_due(self) -> float | None:
         """Earliest time a pending entry becomes claimable (its retry time or its lease expiry)."""

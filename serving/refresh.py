@@ -1,11 +1,17 @@
 """`persona refresh`: new source data -> features of the new snapshot -> materialize -> score -> queue
 tag changes (and trigger firings) -> deliver, without training. Runs under the retrain lock.
 
-Incremental where the sources allow: a run whose ingested data is no newer than the last run's `as_of`
-(the data's clock) computes nothing and only delivers what is still pending, so a re-run is harmless;
-otherwise only the new snapshot's feature rows are computed and added (history stays as retrain built
-it), and the online store is materialized from where it ended. Sources are files and tables without a
-change feed, so ingest reads them in full each time (and resolves identities again).
+Incremental where the sources allow:
+- file sources whose size and modification time (and the `sources` config) are those of the last run
+  are not read again: ingest is skipped (a database source has no such signal: it is always read);
+- a run whose data is no newer than the last run's `as_of` (the data's clock) computes nothing and only
+  delivers what is still pending, so a re-run is harmless;
+- otherwise only the new snapshot's feature rows are computed and added (history stays as retrain built
+  it), and the online store is materialized from where it ended; the run reports the rows newer than
+  the last `as_of` per source (`new_rows`).
+Ingest itself still reads a changed source in full and resolves identities over all of it: identity
+resolution and quarantine look at a customer's whole history, and a row-level append belongs in the
+ingest port to Ibis rather than in a filter here.
 
 Each tag's `cadence` decides whether this run recomputes it: with `cadence` given (`--cadence daily`),
 every tag whose cadence is that often or more often; otherwise a tag is due when the data's clock has
@@ -89,6 +95,8 @@ class RefreshReport:
     delivered: DispatchStats | None = None
     triggers_delivered: DispatchStats | None = None
     steps: dict[str, float] = field(default_factory=dict)
+    ingest_skipped: bool = False  # the file sources were those of the last run
+    new_rows: dict[str, int] = field(default_factory=dict)  # clean rows newer than the last as_of
 
 
 def load_refresh_state(settings: Settings) -> dict[str, Any]:
@@ -125,16 +133,33 @@ def refresh(
     """Run one refresh under the retrain lock (see module doc). Raises RetrainBusy when a retrain or
     another refresh holds the lock."""
     report = RefreshReport()
+    if settings.triggers.rules or settings.segments.sync:
+        from artifacts.catalog import load_catalog
+
+        # the rules are checked against the catalog before anything is read or written
+        check_rules(settings, {t.key: t.value_type for t in load_catalog(settings).tags})
     with RetrainLock(settings.path(settings.training.lock_path), job="refresh"):
         memory = load_refresh_state(settings)
         report.previous_as_of = memory.get("as_of")
-        if ingest:
+        sources = source_fingerprint(settings)
+        if ingest and sources is not None and sources == memory.get("sources") and _clean_exists(settings):
+            report.ingest_skipped = True
+            say("ingest: the source files are those of the last refresh (size, modification time): skipped")
+        elif ingest:
             from features.ingest import run_ingest
 
             started = time.perf_counter()
             result = run_ingest(settings)
             report.steps["ingest"] = time.perf_counter() - started
             say(f"ingest: {sum(len(t) for t in result.tables.values() if t is not None):,} clean rows")
+            if report.previous_as_of:
+                report.new_rows = new_rows_since(result.tables, pd.Timestamp(report.previous_as_of))
+                if report.new_rows:
+                    say(
+                        "new since the last as_of: "
+                        + ", ".join(f"{n:,} {name}" for name, n in report.new_rows.items())
+                    )
+        memory["sources"] = sources
         from features.clock import clean_as_of
 
         as_of = clean_as_of(settings)
@@ -144,6 +169,8 @@ def refresh(
             say(
                 f"no source data newer than the last refresh's as_of {report.previous_as_of}: nothing recomputed"
             )
+            if memory.get("sources") != load_refresh_state(settings).get("sources"):
+                _save_refresh_state(settings, memory)  # remember the sources: the next run skips ingest
         else:
             _recompute(settings, report, memory, as_of=as_of, cadence=cadence, everything=everything, say=say)
         if deliver:
@@ -177,7 +204,8 @@ def _recompute(  # type: ignore[no-untyped-def]
 
     state = load_state(settings)
     cadences = {t.key: t.cadence for t in state.catalog.tags}
-    check_rules(settings, set(cadences))
+    tag_types = {t.key: t.value_type for t in state.catalog.tags}
+    check_rules(settings, tag_types)
     last = dict(memory.get("tags", {}))
     report.recomputed = due_tags(
         cadences, as_of=as_of, last_computed=last, cadence=cadence, everything=everything
@@ -214,22 +242,81 @@ def _recompute(  # type: ignore[no-untyped-def]
 
         from serving.segments import sync_segments
 
-        report.segments = sync_segments(state.tag_store.engine, settings.segments.sync, at=datetime.now(UTC))
+        report.segments = sync_segments(
+            state.tag_store.engine, settings.segments.sync, at=datetime.now(UTC), tag_types=tag_types
+        )
     for tag in report.recomputed:
         last[tag] = as_of.isoformat()
-    _save_refresh_state(settings, {"as_of": as_of.isoformat(), "tags": last, "snapshot": report.snapshot})
+    _save_refresh_state(
+        settings,
+        {
+            "as_of": as_of.isoformat(),
+            "tags": last,
+            "snapshot": report.snapshot,
+            "sources": memory.get("sources"),
+        },
+    )
 
 
-def check_rules(settings: Settings, known: set[str]) -> None:
-    """Every tag a trigger or segment rule names is in the catalog (else a ConfigError naming the key)."""
-    from configs.settings import ConfigError
+def source_fingerprint(settings: Settings) -> dict[str, Any] | None:
+    """Size and modification time of every configured source file, with the `sources` config; None
+    when a source is a database table (no cheap signal of change: always ingested)."""
+    out: dict[str, Any] = {"config": settings.sources.model_dump(mode="json")}
+    for name, cfg in settings.sources:
+        if not getattr(cfg, "configured", False):
+            continue
+        if not cfg.path:
+            return None
+        path = settings.path(cfg.path)
+        if not path.is_file():
+            return None
+        stat = path.stat()
+        out[name] = [stat.st_size, stat.st_mtime_ns]
+    return out
+
+
+def _clean_exists(settings: Settings) -> bool:
+    from features.ingest import clean_dir
+
+    return (clean_dir(settings) / "ingest_report.json").is_file()
+
+
+# the clean tables' time of activity (features.ingest.ACTIVITY_TIMESTAMPS and the leads' creation)
+NEW_ROW_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "created_ts"}
+
+
+def new_rows_since(tables: dict[str, pd.DataFrame | None], since: pd.Timestamp) -> dict[str, int]:
+    """Clean rows per table dated after `since` (the last run's as_of)."""
+    out = {}
+    for name, column in NEW_ROW_TIMESTAMPS.items():
+        table = tables.get(name)
+        if table is not None and column in table.columns:
+            count = int((pd.to_datetime(table[column], utc=True) > since).sum())
+            if count:
+                out[name] = count
+    return out
+
+
+def check_rules(settings: Settings, tag_types: dict[str, str]) -> None:
+    """Every tag a trigger or segment rule names is in the catalog (`tag_types`: tag -> type), every
+    segment expression parses and type-checks, and no trigger's list is a list segment sync keeps in step
+    (else a one-line ConfigError naming the key)."""
+    from core.errors import ConfigError
+    from serving.segments import check_segment_rules
 
     named = [(f"triggers.rules[{r.name}].tag", r.tag) for r in settings.triggers.rules]
     named += [(f"triggers.rules[{r.name}].where", t) for r in settings.triggers.rules for t in r.where]
-    named += [(f"segments.sync[{r.name}].where", t) for r in settings.segments.sync for t in r.where]
     for key, tag in named:
-        if tag not in known:
+        if tag not in tag_types:
             raise ConfigError(f"{key}: unknown tag {tag!r} (see `persona tags list`)")
+    check_segment_rules(settings.segments.sync, tag_types)
+    synced = {r.list_name for r in settings.segments.sync}
+    for rule in settings.triggers.rules:
+        if rule.add_to_list is not None and rule.add_to_list.name in synced:
+            raise ConfigError(
+                f"triggers.rules[{rule.name}].add_to_list.name: {rule.add_to_list.name!r} is a list "
+                "segments.sync keeps in step (its removes would undo the trigger's adds): use another list"
+            )
 
 
 def _deliver(settings: Settings, report: RefreshReport, *, timeout: float, connector: Any) -> None:
@@ -275,6 +362,9 @@ def describe(report: RefreshReport) -> Iterable[str]:
         ("lists", report.segments_delivered),
     ):
         if stats is not None:
-            yield f"{name}: delivered {stats.delivered:,}, retried {stats.retried:,}, dead-lettered {stats.dead:,}"
+            yield (
+                f"{name}: delivered {stats.delivered:,}, retried {stats.retried:,}, dead-lettered {stats.dead:,}, "
+                f"unmatched {stats.unmatched:,} (no CRM record key yet), released {stats.released:,}"
+            )
     if report.steps:
         yield "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.steps.items())

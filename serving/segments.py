@@ -1,5 +1,6 @@
-"""Segment sync: a persona, RFM segment, campaign arm or any combination of tag values kept in step as a
-list in the CRM. On each refresh the members (customers whose current tags match the rule) are compared
+"""Segment sync: a persona, RFM segment, campaign arm or any tag expression (`models/tag_expr.py`, as
+campaign audiences: `churn_risk = 'high' and value_tier in ('top', 'high')`) kept in step as a list in
+the CRM. On each refresh the members (customers whose current tags match the rule) are compared
 with the members already synced; adds and removes are recorded and queued in one transaction in the
 `segment_outbox` and delivered by the same dispatcher as CRM tags (at least once, back-off, breaker,
 dead letters). Removes of customers who withdrew consent follow from their tags being cleared.
@@ -10,12 +11,16 @@ true or false, applied only by a newer `seq`, so a re-delivery or an older chang
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import sqlalchemy as sa
 
+from core.errors import ConfigError, ValidationFailed
+from models.audience import Audience, compile_audience
 from serving.changes import TagChange
 from serving.connectors.base import Connector, SendResult, no_record_reason
 from serving.outbox import Outbox, OutboxEntry, segment_outbox_table
@@ -67,8 +72,55 @@ def segment_outbox(engine: Engine) -> Outbox:
     return outbox
 
 
-def members_of(conn: sa.Connection, rule: SegmentRule) -> set[str]:
-    """Customers whose current tags (tag store) match every entry of `rule.where`."""
+def compile_where(rule: SegmentRule, tag_types: Mapping[str, str]) -> Audience | None:
+    """`rule.where` as a compiled tag expression (None for the tag -> values mapping); a ConfigError
+    naming `segments.sync[<name>].where` when it does not parse or type-check against the catalog."""
+    if not isinstance(rule.where, str):
+        unknown = sorted(set(rule.where) - set(tag_types))
+        if unknown:
+            raise ConfigError(
+                f"segments.sync[{rule.name}].where: unknown tag {unknown[0]!r} (see `persona tags list`)"
+            )
+        return None
+    try:
+        return compile_audience(rule.where, tag_types=tag_types, field=f"segments.sync[{rule.name}].where")
+    except ValidationFailed as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_segment_rules(rules: list[SegmentRule], tag_types: Mapping[str, str]) -> None:
+    """Every rule's `where` is valid against the catalog (else a one-line ConfigError naming the key)."""
+    for rule in rules:
+        compile_where(rule, tag_types)
+
+
+def _current_values(conn: sa.Connection, tags: tuple[str, ...]) -> pd.DataFrame:
+    """customer_id + one column per tag (stored strings, None = unset) for every customer with any
+    current tag."""
+    t = tag_current
+    everyone = pd.DataFrame(
+        conn.execute(sa.select(t.c.customer_id).distinct()).all(), columns=["customer_id"]
+    )
+    rows = pd.DataFrame(
+        conn.execute(sa.select(t.c.customer_id, t.c.tag, t.c.value).where(t.c.tag.in_(tags))).all(),
+        columns=["customer_id", "tag", "value"],
+    )
+    wide = rows.pivot(index="customer_id", columns="tag", values="value") if len(rows) else pd.DataFrame()
+    out = everyone.merge(wide, left_on="customer_id", right_index=True, how="left")
+    for tag in tags:
+        if tag not in out:
+            out[tag] = None
+    return out.astype(object).where(out.notna(), None)
+
+
+def members_of(conn: sa.Connection, rule: SegmentRule, audience: Audience | None = None) -> set[str]:
+    """Customers whose current tags (tag store) match `rule.where`: the compiled expression
+    (`audience`, see `compile_where`) or every entry of the tag -> values mapping."""
+    if audience is not None:
+        values = _current_values(conn, audience.tags)
+        return set(values.loc[audience.select(values), "customer_id"].astype(str))
+    if isinstance(rule.where, str):
+        raise ValueError(f"segment {rule.name}: compile its expression first (compile_where)")
     found: set[str] | None = None
     t = tag_current
     for tag, wanted in rule.where.items():
@@ -79,15 +131,26 @@ def members_of(conn: sa.Connection, rule: SegmentRule) -> set[str]:
     return found or set()
 
 
-def sync_segments(engine: Engine, rules: list[SegmentRule], *, at: datetime) -> dict[str, SegmentSync]:
+def sync_segments(
+    engine: Engine,
+    rules: list[SegmentRule],
+    *,
+    at: datetime,
+    tag_types: Mapping[str, str] | None = None,
+) -> dict[str, SegmentSync]:
     """Compare each rule's members with those synced before; record and queue adds and removes in one
-    transaction. Running it again with no tag change queues nothing."""
+    transaction. Running it again with no tag change queues nothing. `tag_types` (tag -> catalog type)
+    is needed for rules whose `where` is an expression."""
+    compiled = {
+        rule.name: compile_where(rule, tag_types or {}) if isinstance(rule.where, str) else None
+        for rule in rules
+    }
     outbox = segment_outbox(engine)
     out: dict[str, SegmentSync] = {}
     s = segment_members
     with engine.begin() as conn:
         for rule in rules:
-            wanted = members_of(conn, rule)
+            wanted = members_of(conn, rule, compiled[rule.name])
             held = {r[0] for r in conn.execute(sa.select(s.c.customer_id).where(s.c.segment == rule.name))}
             added, removed = sorted(wanted - held), sorted(held - wanted)
             if added:
@@ -107,7 +170,7 @@ def sync_segments(engine: Engine, rules: list[SegmentRule], *, at: datetime) -> 
                     new_value=MEMBER if value else None,
                     changed_at=at,
                     produced_by=f"segment:{rule.name}",
-                    inputs={"where": dict(rule.where)},
+                    inputs={"where": rule.where if isinstance(rule.where, str) else dict(rule.where)},
                 )
                 for customers, value in ((added, True), (removed, False))
                 for customer in customers
@@ -130,7 +193,7 @@ class SqlListsConnector(Connector):
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
         contacts = self.resolver.records_for({e.change.customer_id for e in entries})
-        rejected = {
+        unmatched = {
             e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
             for e in entries
             if not contacts.get(e.change.customer_id)
@@ -140,7 +203,7 @@ class SqlListsConnector(Connector):
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             for entry in entries:
-                if entry.id in rejected:
+                if entry.id in unmatched:
                     continue
                 change = entry.change
                 seq = change.seq or 0
@@ -162,7 +225,7 @@ class SqlListsConnector(Connector):
                     elif stored < seq:  # an older change or a re-delivery changes nothing
                         conn.execute(sa.update(t).where(key).values(**row))
                         applied += 1
-        return SendResult(rejected=rejected)
+        return SendResult(unmatched=unmatched)
 
 
 def build_segment_dispatcher(settings: Settings, *, engine: Engine):  # type: ignore[no-untyped-def]

@@ -54,9 +54,12 @@ tag_history = sa.Table(
     sa.Column("tag", sa.String(128), nullable=False),
     sa.Column("old_value", sa.Text, nullable=True),
     sa.Column("new_value", sa.Text, nullable=True),
-    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),  # when written (bookkeeping)
     sa.Column("produced_by", sa.String(256), nullable=False),
     sa.Column("inputs", sa.Text, nullable=False),  # JSON object
+    # the data's as_of the change was computed at (null: not known, e.g. a consent withdrawal):
+    # a tag's history over time is read on the data's clock, not on the days the jobs happened to run
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_tag_history_customer", "customer_id", "changed_at"),
 )
 
@@ -131,8 +134,14 @@ class TagStore:
         return cls(engine, crm_fields=catalog.crm_fields, tag_inputs=catalog.tag_inputs)
 
     def create_schema(self) -> None:
-        """Create `tag_current` and `tag_history` (and their indexes) if missing; idempotent."""
+        """Create `tag_current` and `tag_history` (and their indexes) if missing; idempotent. A store
+        made before `tag_history.as_of` existed gets the column (null for its old rows)."""
         metadata.create_all(self.engine, checkfirst=True)
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("tag_history")}
+        if "as_of" not in columns:
+            kind = tag_history.c.as_of.type.compile(dialect=self.engine.dialect)
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE tag_history ADD COLUMN as_of {kind}"))
 
     # ----------------------------------------------------------------------------------------- write
     def apply(
@@ -143,8 +152,10 @@ class TagStore:
         produced_by: Mapping[str, str],
         inputs: pd.DataFrame | Mapping[str, Mapping[str, Any]] | None = None,
         at: datetime,
+        as_of: datetime | None = None,
     ) -> list[TagChange]:
-        """Record the tag values in `tags` (column `customer_id` + one column per tag) as of `at`.
+        """Record the tag values in `tags` (column `customer_id` + one column per tag) as of `at`
+        (when written), computed on the data of `as_of` (the data's clock, kept in the history).
 
         Only values that differ from the stored ones are written (to `tag_current` and `tag_history`)
         and returned as TagChange; runs in the caller's transaction `conn`. `produced_by` maps every
@@ -187,6 +198,7 @@ class TagStore:
                     texts=texts,
                     produced_by=produced_by[tag],
                     at=at,
+                    as_of=None if as_of is None else _as_utc(as_of),
                 )
             )
         return changes
@@ -276,17 +288,20 @@ class TagStore:
         texts: list[str],
         produced_by: str,
         at: datetime,
+        as_of: datetime | None,
     ) -> list[TagChange]:
         cids, olds, news = ids[changed].tolist(), old[changed].tolist(), new[changed].tolist()
         # the time as the dialect stores it, converted once (not per row by SQLAlchemy)
         process = tag_history.c.changed_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         when = process(at) if process else at
+        data_when = None if as_of is None else (process(as_of) if process else as_of)
         _execute_many(
             conn,
-            "INSERT INTO tag_history (customer_id, tag, old_value, new_value, changed_at, produced_by, inputs) "
-            "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+            "INSERT INTO tag_history "
+            "(customer_id, tag, old_value, new_value, changed_at, produced_by, inputs, as_of) "
+            "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
             [
-                (c, tag, o, n, when, produced_by, x)
+                (c, tag, o, n, when, produced_by, x, data_when)
                 for c, o, n, x in zip(cids, olds, news, texts, strict=True)
             ],
         )

@@ -1,11 +1,16 @@
 """Triggers: a tag change that starts work. Rules (`triggers.rules` in the config) are matched against
-the changes a scoring run records; each firing is queued in the `trigger_outbox`, in the same
-transaction as the tag change that fired it, and delivered by the same dispatcher as CRM tags (at least
-once, back-off, circuit breaker, time-bounded retries, dead letters, `persona crm replay --triggers`).
+the changes a scoring run records; each firing of each action is queued in the `trigger_outbox`, in the
+same transaction as the tag change that fired it, and delivered by the same dispatcher as CRM tags (at
+least once, back-off, circuit breaker, time-bounded retries, dead letters, `persona crm replay
+--triggers`). Actions: `webhook` (a signed JSON POST), `crm_task` / `crm_note` (on the customer's CRM
+contact records, `serving.connectors.activities`), `add_to_list` (a list membership through the HubSpot
+lists contract, or the SQL CRM's lists). An outbox entry's `tag` is the rule, its `crm_field` the action.
 
-A firing's idempotency key is (customer, rule, new value, producer and the change's time): a re-run on
-the same data records no tag change and so fires nothing; a customer who leaves `high` and comes back
-fires again. Each delivery carries the firing's `change_id`, so a receiver drops a re-delivery.
+A firing's idempotency key is (customer, rule, action, new value, producer and the change's time): a
+re-run on the same data records no tag change and so fires nothing; a customer who leaves `high` and
+comes back fires again. Each delivery carries the firing's `change_id`, so a receiver drops a
+re-delivery (webhooks), the CRM keeps one task or note per change id (activities), and adding a list
+member twice changes nothing (lists).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,11 +31,14 @@ from serving.changes import TagChange
 from serving.connectors.base import Connector, SendResult, TransientCrmError
 from serving.outbox import Outbox, OutboxEntry, trigger_outbox_table
 
+MEMBER = "member"  # as serving.segments: a list membership's value
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from configs.sections.triggers import TriggerRule
     from configs.settings import Settings
+    from serving.connectors.activities import Activity
 
 SIGNATURE_HEADER = "X-Persona-Signature"
 TIMESTAMP_HEADER = "X-Persona-Timestamp"
@@ -64,17 +73,18 @@ def fire(rules: list[TriggerRule], changes: list[TagChange], tags: pd.DataFrame 
             ):
                 continue
             where = {k: _text(row.get(k)) for k in rule.where} if row is not None else {}
-            out.append(
+            out.extend(
                 TagChange(
                     customer_id=change.customer_id,
                     tag=rule.name,
-                    crm_field="webhook",
+                    crm_field=action,
                     old_value=change.old_value,
                     new_value=change.new_value,
                     changed_at=change.changed_at,
                     produced_by=f"{change.produced_by}@{change.changed_at.isoformat()}",
                     inputs={"tag": change.tag, "where": where, "reasons": change.inputs},
                 )
+                for action in rule.actions
             )
     return out
 
@@ -110,6 +120,35 @@ def payload(entry: OutboxEntry) -> dict[str, Any]:
         "where": change.inputs.get("where", {}),
         "reasons": change.inputs.get("reasons", {}),
     }
+
+
+def render(rule: TriggerRule, entry: OutboxEntry) -> Activity:
+    """The task or note a firing of `rule` asks for, its texts filled in from the change."""
+    from datetime import timedelta
+
+    from serving.connectors.activities import Activity
+
+    change = entry.change
+    fields = {
+        "trigger": rule.name,
+        "customer_id": change.customer_id,
+        "tag": change.inputs.get("tag", ""),
+        "old_value": change.old_value if change.old_value is not None else "(unset)",
+        "new_value": change.new_value if change.new_value is not None else "(unset)",
+        "changed_at": change.changed_at.isoformat(),
+    }
+    if change.crm_field == "crm_note" and rule.crm_note is not None:
+        return Activity(kind="crm_note", subject="", body=rule.crm_note.body.format(**fields))
+    task = rule.crm_task
+    if change.crm_field != "crm_task" or task is None:
+        raise KeyError(f"trigger {rule.name} has no {change.crm_field} action")
+    return Activity(
+        kind="crm_task",
+        subject=task.subject.format(**fields),
+        body=task.body.format(**fields),
+        priority=task.priority,
+        due_at=change.changed_at + timedelta(days=task.due_in_days),
+    )
 
 
 def sign(secret: str, *, timestamp: str, body: bytes) -> str:
@@ -156,8 +195,10 @@ class WebhookConnector(Connector):
         result = SendResult()
         for entry in entries:
             rule = self.rules.get(entry.change.tag)
-            if rule is None:
-                result.rejected[entry.id] = f"no trigger rule {entry.change.tag!r} in the config any more"
+            if rule is None or rule.webhook is None:
+                result.rejected[entry.id] = (
+                    f"no webhook of trigger rule {entry.change.tag!r} in the config any more"
+                )
                 continue
             body = json.dumps(payload(entry), sort_keys=True, default=str).encode()
             stamp = str(int(self.clock()))
@@ -194,14 +235,127 @@ class WebhookConnector(Connector):
         self.client.close()
 
 
-def build_trigger_dispatcher(settings: Settings, *, engine: Engine):  # type: ignore[no-untyped-def]
+class TriggerConnector(Connector):
+    """Routes each trigger action to its connector: one request carries one action's entries."""
+
+    name = "triggers"
+
+    def __init__(self, rules: list[TriggerRule], connectors: dict[str, Connector]) -> None:
+        self.rules = {r.name: r for r in rules}
+        self.connectors = connectors
+        self.max_batch = max((c.max_batch for c in connectors.values()), default=1)
+
+    def split(self, entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
+        by_action: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            by_action.setdefault(entry.change.crm_field, []).append(entry)
+        groups: list[list[OutboxEntry]] = []
+        for action, own in by_action.items():
+            connector = self.connectors.get(action)
+            groups += connector.split(own) if connector is not None else [own]
+        return groups
+
+    def with_record(self, customer_ids: set[str]) -> set[str]:
+        # a webhook needs no CRM record; parked entries are of the CRM actions, which share the resolver
+        found: set[str] = set()
+        for action, connector in self.connectors.items():
+            if action != "webhook":
+                found |= connector.with_record(customer_ids)
+        return found
+
+    def send(self, entries: list[OutboxEntry]) -> SendResult:
+        action = entries[0].change.crm_field
+        connector = self.connectors.get(action)
+        if connector is None:
+            return SendResult(
+                rejected={
+                    e.id: f"no {action} action configured for trigger {e.change.tag!r}" for e in entries
+                }
+            )
+        if action != "add_to_list":
+            return connector.send(entries)
+        # a list membership: the list connectors read the list from crm_field, a member from new_value
+        result = SendResult()
+        ready = []
+        for entry in entries:
+            rule = self.rules.get(entry.change.tag)
+            if rule is None or rule.add_to_list is None:
+                result.rejected[entry.id] = (
+                    f"no add_to_list of trigger rule {entry.change.tag!r} in the config any more"
+                )
+                continue
+            change = replace(entry.change, crm_field=rule.add_to_list.name, new_value=MEMBER)
+            ready.append(replace(entry, change=change))
+        if ready:
+            sent = connector.send(ready)
+            result.rejected.update(sent.rejected)
+            result.unmatched.update(sent.unmatched)
+            result.duplicates += sent.duplicates
+            result.pause_for = sent.pause_for
+        return result
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            connector.close()
+
+
+def make_trigger_connector(settings: Settings) -> TriggerConnector:
+    """The connectors the configured actions need, on the configured CRM (`crm.connector`)."""
+    import sqlalchemy as sa
+
+    from serving.connectors.activities import HubSpotActivitiesConnector, SqlActivitiesConnector
+    from serving.record_keys import RecordKeys
+    from serving.segments import SqlListsConnector
+
+    rules = settings.triggers.rules
+    wanted = {action for rule in rules for action in rule.actions}
+    crm = settings.crm
+    resolver = RecordKeys(settings.path("{data_dir}/clean/identity_map.parquet"), record_key=crm.record_key)
+    by_name = {r.name: r for r in rules}
+
+    def rendered(entry: OutboxEntry) -> Activity:
+        return render(by_name[entry.change.tag], entry)
+
+    connectors: dict[str, Connector] = {}
+    if "webhook" in wanted:
+        connectors["webhook"] = WebhookConnector(rules)
+    crm_actions = wanted & {"crm_task", "crm_note", "add_to_list"}
+    if crm_actions and crm.connector == "http":
+        from serving.connectors.hubspot_lists import HubSpotListsConnector
+
+        http = {
+            "token": crm.token.get_secret_value() if crm.token else None,
+            "id_property": crm.id_property,
+            "resolver": resolver,
+            "timeout": crm.timeout_seconds,
+        }
+        activities = HubSpotActivitiesConnector(settings.url(crm.url), render=rendered, **http)
+        for action in crm_actions - {"add_to_list"}:
+            connectors[action] = activities
+        if "add_to_list" in crm_actions:
+            connectors["add_to_list"] = HubSpotListsConnector(settings.url(crm.url), **http)
+    elif crm_actions and crm.connector == "sql":
+        engine = sa.create_engine(settings.url(crm.url))
+        sql_activities = SqlActivitiesConnector(engine, resolver=resolver, render=rendered)
+        for action in crm_actions - {"add_to_list"}:
+            connectors[action] = sql_activities
+        if "add_to_list" in crm_actions:
+            connectors["add_to_list"] = SqlListsConnector(engine, resolver=resolver)
+    elif crm_actions:
+        raise CrmError(
+            f"triggers: no connector for crm_task / crm_note / add_to_list on crm.connector {crm.connector!r}"
+        )
+    return TriggerConnector(rules, connectors)
+
+
+def build_trigger_dispatcher(settings: Settings, *, engine: Engine, connector: Connector | None = None):  # type: ignore[no-untyped-def]
     """A dispatcher for the trigger outbox, with the CRM's delivery settings."""
     from serving.dispatcher import Dispatcher
 
     crm = settings.crm
     return Dispatcher(
         trigger_outbox(engine),
-        WebhookConnector(settings.triggers.rules),
+        connector if connector is not None else make_trigger_connector(settings),
         batch_size=crm.batch_size,
         give_up_after=crm.give_up_after,
         base_delay=crm.base_delay_seconds,

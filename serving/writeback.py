@@ -24,6 +24,7 @@ class TagStoreLike(Protocol):
         produced_by: Any,
         inputs: Any,
         at: datetime,
+        as_of: datetime | None = None,
     ) -> list[TagChange]: ...
 
 
@@ -35,6 +36,7 @@ def record_and_enqueue(
     produced_by: Any,
     inputs: Mapping[str, Any] | Any,
     at: datetime,
+    as_of: datetime | None = None,
     outbox: Outbox | None = None,
     also: Callable[[Connection, list[TagChange]], object] | None = None,
 ) -> list[TagChange]:
@@ -42,11 +44,12 @@ def record_and_enqueue(
 
     If anything fails (the tag store or the outbox), neither the tag change nor its outbox entry is
     kept, so the CRM never misses a change Persona recorded and never gets one Persona did not.
-    `engine` must be the state database holding both the tag tables and the outbox.
+    `engine` must be the state database holding both the tag tables and the outbox. `as_of` is the
+    data's clock the tags were computed at (kept in the tag history).
     """
     queue = outbox if outbox is not None else Outbox(engine)
     with engine.begin() as conn:
-        changes = tag_store.apply(conn, tags=tags, produced_by=produced_by, inputs=inputs, at=at)
+        changes = tag_store.apply(conn, tags=tags, produced_by=produced_by, inputs=inputs, at=at, as_of=as_of)
         queue.enqueue(conn, changes)
         if also is not None and changes:  # e.g. triggers: queued with the changes that fire them
             also(conn, changes)

@@ -140,6 +140,8 @@ def evaluate_and_register(
     )
     importance = model.metadata.get("feature_importance_gain") or _permutation_importance(model, data)
     window = {**data.split.window(), "label_horizon_days": data.split.horizon_days}
+    if data.sampling is not None:
+        window["sampling"] = data.sampling.statement()
     logged = {
         **{f"test_{k}": v for k, v in metrics.items()},
         **{f"baseline_test_{k}": v for k, v in base_metrics.items()},
@@ -194,7 +196,7 @@ def evaluate_and_register(
         report_sections=report_sections,
         datasets={"training": data.train, "validation": data.valid, "test": data.test},
         target=LABEL,
-        extra_params={"candidate_selection": selection},
+        extra_params={"candidate_selection": selection, **(data.sampling.params() if data.sampling else {})},
     )
 
 

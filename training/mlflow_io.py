@@ -93,6 +93,8 @@ def describe_run(*, kind: str, model: Any, service: str, window: Mapping[str, An
         )
         if "label_horizon_days" in window:
             when += f"; labels over the {window['label_horizon_days']} days after each snapshot"
+        if "sampling" in window:
+            when += f"; rows: {window['sampling']}"
     return (
         f"{what}, trained on the Feast FeatureService `{service}` ({len(features)} features: "
         f"{', '.join(features)}); {when}. Code at commit {commit[:12]}; configuration in config.json."

@@ -1,11 +1,17 @@
 """Training sets: labels from the clean tables, time split, then features from the FeatureService by
-point-in-time retrieval (`features.feast_io.training_frame`)."""
+point-in-time retrieval (`features.feast_io.training_frame`).
+
+At scale the labelled rows (customers x snapshots) outgrow memory long before LightGBM needs them all:
+above `training.max_train_rows` training rows, whole customers are sampled before any feature is
+retrieved (`sample_split`), and the sampling is stated on the run (`Sampling`, logged by training.jobs).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from core.errors import StageSkipped, ValidationFailed
@@ -20,6 +26,67 @@ if TYPE_CHECKING:
     from configs.settings import Settings
 
 LABEL = "label"
+SAMPLING_METHOD = "whole customers, by a hash of customer_id and training.seed; same share in every split"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which share of the labelled rows a model was trained and evaluated on."""
+
+    max_train_rows: int
+    fraction: float  # 1.0: the full frame
+    available: dict[str, int] = field(default_factory=dict)  # labelled rows per split
+    used: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        return self.fraction >= 1.0
+
+    def statement(self) -> str:
+        """One sentence for the run's description and report."""
+        if self.full:
+            return (
+                f"full frame ({self.used.get('train', 0):,} training rows, at most {self.max_train_rows:,})"
+            )
+        parts = ", ".join(f"{k} {self.used[k]:,} of {self.available[k]:,}" for k in self.available)
+        return (
+            f"sampled {self.fraction:.1%} of customers ({SAMPLING_METHOD}) to stay under "
+            f"training.max_train_rows={self.max_train_rows:,}: {parts} rows"
+        )
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sampling.fraction": round(self.fraction, 6),
+            "sampling.max_train_rows": self.max_train_rows,
+            "sampling.method": "full frame" if self.full else SAMPLING_METHOD,
+        }
+        for split, rows in self.available.items():
+            out[f"sampling.{split}_rows_available"] = rows
+            out[f"sampling.{split}_rows_used"] = self.used.get(split, rows)
+        return out
+
+
+def customer_share(ids: pd.Series, *, seed: int) -> np.ndarray:
+    """A stable number in [0, 1) per customer id (the same id always gets the same number for a seed)."""
+    key = f"{seed % 10**16:016d}"  # pandas' hash key: exactly 16 characters
+    hashed = pd.util.hash_pandas_object(ids.astype(str), index=False, hash_key=key).to_numpy()
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def sample_split(split: TimeSplit, *, max_train_rows: int, seed: int) -> tuple[TimeSplit, Sampling]:
+    """`split` itself when its train part fits in `max_train_rows`; else the rows of a share of the
+    customers (the same customers in every split, so no split learns from another's population)."""
+    names = ("train", "valid", "test")
+    available = {n: len(getattr(split, n)) for n in names}
+    if available["train"] <= max_train_rows:
+        return split, Sampling(max_train_rows, 1.0, available, dict(available))
+    fraction = max_train_rows / available["train"]
+    frames = {}
+    for n in names:
+        frame = getattr(split, n)
+        frames[n] = frame[customer_share(frame["customer_id"], seed=seed) < fraction].reset_index(drop=True)
+    used = {n: len(frames[n]) for n in names}
+    return replace(split, **frames), Sampling(max_train_rows, fraction, available, used)
 
 
 @dataclass
@@ -34,6 +101,7 @@ class ClassifierData:
     test: pd.DataFrame
     features: list[str]
     categorical: list[str]
+    sampling: Sampling | None = None
 
 
 @dataclass
@@ -49,6 +117,7 @@ class ValueData:
     features: list[str]
     categorical: list[str]
     horizon_days: int
+    sampling: Sampling | None = None
 
 
 @dataclass
@@ -149,7 +218,12 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
     )
     labels = labels_for(settings, kind)
     service = choose_service(settings, kind, store=store)
-    split = time_split(labels, horizon_days=horizon)
+    split, sampling = sample_split(
+        time_split(labels, horizon_days=horizon),
+        max_train_rows=settings.training.max_train_rows,
+        seed=settings.training.seed,
+    )
+    del labels
     features = service_features(store, service)
     frames = {
         name: training_frame(store, entity_df=getattr(split, name), service=service)
@@ -169,6 +243,7 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
         split=split,
         features=features,
         categorical=categorical_features(frames["train"], features),
+        sampling=sampling,
         **frames,
     )
 
@@ -190,7 +265,11 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
         data_end=clean_as_of(settings),
     )
     try:
-        split = time_split(labels, horizon_days=horizon)
+        split, sampling = sample_split(
+            time_split(labels, horizon_days=horizon),
+            max_train_rows=settings.training.max_train_rows,
+            seed=settings.training.seed,
+        )
     except ValidationFailed as exc:  # data too short for this horizon: the other models still train
         raise StageSkipped(
             f"clv model skipped: {exc.message}",
@@ -214,6 +293,7 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
         features=features,
         categorical=categorical_features(frames["train"], features),
         horizon_days=horizon,
+        sampling=sampling,
         **frames,
     )
 

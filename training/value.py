@@ -106,6 +106,8 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
         champion_version=champion.version,
     )
     window = {**data.split.window(), "label_horizon_days": data.horizon_days}
+    if data.sampling is not None:
+        window["sampling"] = data.sampling.statement()
     logged = {
         **{f"test_{k}": v for k, v in metrics.items()},
         **{f"{name}_test_{k}": v for name, m in baselines.items() for k, v in m.items()},
@@ -166,6 +168,7 @@ def train_value(settings: Settings, *, promote: bool = True, store: Any = None) 
             "model": model.metadata.get("model", chosen),
             "best_iteration": model.metadata.get("best_iteration", ""),
             "candidate_selection": why,
+            **(data.sampling.params() if data.sampling else {}),
             **{f"bgnbd.{k}": v for k, v in models["bgnbd_gamma_gamma"].metadata.items() if k != "model"},
         },
     )

@@ -6,14 +6,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SegmentRule(BaseModel):
-    """Customers whose current tags match every `where` entry (tag -> value or list of values) are
-    members of the CRM list `list_name` (default: `name`)."""
+    """Customers whose current tags match `where` are members of the CRM list `list_name` (default:
+    `name`). `where` is a tag expression (the catalog's language over current tag values, e.g.
+    `churn_risk = 'high' and (value_tier in ('top', 'high') or clv_12m > 500)`) or, in short, a mapping
+    tag -> value or list of values that must all hold. The expression is checked against the tag catalog
+    when `persona refresh` loads the config (configs import nothing of the expression language)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    where: dict[str, str | list[str]] = Field(min_length=1)
+    where: dict[str, str | list[str]] | str = Field(min_length=1)
     list_name: str = ""
+
+    @field_validator("where")
+    @classmethod
+    def _not_blank(cls, value: dict[str, str | list[str]] | str) -> dict[str, str | list[str]] | str:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a tag expression, e.g. churn_risk = 'high' and value_tier = 'top'")
+        return value
 
     def model_post_init(self, _context: object) -> None:
         if not self.list_name:

@@ -75,6 +75,10 @@ class TrainingConfig(BaseModel):
     clv_horizon_days: int = Field(365, gt=0)
     # A customer is "active" at snapshot t with a completed order in the `activity_window_days` before t.
     activity_window_days: int = Field(365, gt=0)
+    # Most labelled (customer, snapshot) rows a model is trained on: above it, whole customers are sampled
+    # (by a hash of customer_id and `seed`, the same share in train, validation and test) before their
+    # features are retrieved, so memory stops growing with customers x history; below it, the full frame.
+    max_train_rows: int = Field(2_000_000, ge=100)
     # LightGBM overrides passed to models.classifier.fit_classifier (also calibration, tier_shares, ...)
     params: dict[str, float | int | str | list[float]] = Field(default_factory=dict)
     # The FeatureServices each model kind may be trained on, in order of preference: training takes the

@@ -27,14 +27,18 @@ class Contacts:
     created: np.ndarray  # days since window start (may be negative: before the window)
     primary_of: np.ndarray  # per person: row of the first contact, -1 if none
     second_of: np.ndarray  # per person: row of the second contact, -1 if none
+    first_id: int = 0  # contacts of earlier chunks: row i is contact number first_id + i + 1
 
     def ids(self, rows: np.ndarray) -> pa.Array:
         """Contact id strings for contact rows."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return text.join([text.constant("C", rows.size), text.digits(rows + 1, 7)])
+        number = np.asarray(rows, dtype=np.int64) + self.first_id + 1
+        width = max(7, len(str(self.first_id + self.person.size)))  # one width per chunk
+        return text.join([text.constant("C", number.size), text.digits(number, width)])
 
 
-def simulate_contacts(rng: np.random.Generator, persons: Persons, *, window: Window) -> Contacts:
+def simulate_contacts(
+    rng: np.random.Generator, persons: Persons, *, window: Window, first_id: int = 0
+) -> Contacts:
     """Customers get a contact at sign-up, a few a second one later; some prospects are in the CRM too."""
     horizon = float(window.days)
     first = np.flatnonzero(persons.n_contacts >= 1)
@@ -52,7 +56,7 @@ def simulate_contacts(rng: np.random.Generator, persons: Persons, *, window: Win
     rows = np.arange(person.size)
     primary_of[person[~is_second]] = rows[~is_second]
     second_of[person[is_second]] = rows[is_second]
-    return Contacts(person, is_second, created, primary_of, second_of)
+    return Contacts(person, is_second, created, primary_of, second_of, first_id)
 
 
 def render_contacts(

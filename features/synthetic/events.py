@@ -148,6 +148,7 @@ def render_events(
     *,
     window: Window,
     rates: mess.MessRates,
+    first_id: int = 0,
 ) -> tuple[pa.Table, pa.Array, np.ndarray]:
     """The events.csv.gz table (with re-sent duplicates), the distinct event ids and their true persons."""
     n = events.person.size
@@ -173,7 +174,7 @@ def render_events(
     seconds[future] = end_epoch + rng.integers(3600, 400 * clock.DAY_SECONDS, future.sum())
     table = pa.table(
         {
-            "event_id": text.sequential_ids("E", n, 9),
+            "event_id": text.sequential_ids("E", n, 9, start=first_id),
             "user_ref": ref,
             "event_type": text.labels(vocab.EVENT_TYPES, events.event_type),
             "event_ts": clock.render(rng, seconds, mix=EVENT_TS_MIX),

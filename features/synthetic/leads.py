@@ -14,7 +14,7 @@ LEAD_PHONE_STYLES = (0.55, 0.20, 0.10, 0.10, 0.05)
 
 
 def render_leads(
-    rng: np.random.Generator, persons: Persons, *, window: Window, rates: mess.MessRates
+    rng: np.random.Generator, persons: Persons, *, window: Window, rates: mess.MessRates, first_id: int = 0
 ) -> tuple[pa.Table, pa.Array, np.ndarray]:
     """The leads.csv table (ids in creation order, some re-sent rows), the distinct lead ids and their
     true persons."""
@@ -60,7 +60,7 @@ def render_leads(
 
     table = pa.table(
         {
-            "lead_id": text.sequential_ids("L", n, 7),
+            "lead_id": text.sequential_ids("L", n, 7, start=first_id),
             "email": mess.emails(
                 rng, persons.ids.email.take(pa.array(person)), rates=rates, valid=~email_missing
             ),

@@ -76,7 +76,13 @@ def simulate_orders(rng: np.random.Generator, persons: Persons, *, window: Windo
 
 
 def render_orders(
-    rng: np.random.Generator, orders: Orders, persons: Persons, *, window: Window, rates: mess.MessRates
+    rng: np.random.Generator,
+    orders: Orders,
+    persons: Persons,
+    *,
+    window: Window,
+    rates: mess.MessRates,
+    first_id: int = 0,
 ) -> tuple[pa.Table, pa.Array, np.ndarray]:
     """The orders.csv.gz table (with re-sent duplicates), the distinct order ids and their true persons."""
     n = orders.person.size
@@ -107,7 +113,7 @@ def render_orders(
 
     table = pa.table(
         {
-            "order_id": text.sequential_ids("O", n, 8),
+            "order_id": text.sequential_ids("O", n, 8, start=first_id),
             "customer_ref": ref,
             "order_ts": clock.render(rng, seconds, mix=ORDER_TS_MIX),
             "amount": pa.array(amount, pa.float64()),

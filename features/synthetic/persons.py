@@ -95,8 +95,12 @@ def _noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     return np.exp(rng.normal(-sigma * sigma / 2, sigma, n))
 
 
-def make_persons(rng: np.random.Generator, *, n: int, window: Window) -> Persons:
-    """Draw `n` persons: ~70% direct customers, ~30% leads of whom a minority converts."""
+def make_persons(
+    rng: np.random.Generator, *, n: int, window: Window, first: int = 0, phone_offset: int | None = None
+) -> Persons:
+    """Draw `n` persons: ~70% direct customers, ~30% leads of whom a minority converts.
+
+    `first`/`phone_offset`: this is a chunk of a larger population (pii.make_identities)."""
     horizon = float(window.days)
     has_lead = rng.random(n) < LEAD_SHARE
 
@@ -172,7 +176,7 @@ def make_persons(rng: np.random.Generator, *, n: int, window: Window) -> Persons
 
     drawn = Persons(
         n=n,
-        ids=make_identities(rng, n),
+        ids=make_identities(rng, n, first=first, phone_offset=phone_offset),
         archetype=archetype.astype(np.int64),
         is_customer=is_customer,
         signup=signup,

@@ -21,6 +21,8 @@ class Identities:
     email: pa.Array
     alt_email: pa.Array
     phone: np.ndarray  # int64, 11 digits
+    # the random offset of the phone bijection: shared by every chunk of one population
+    phone_offset: int = 0
 
 
 def _lower(piece: text.Piece) -> text.Piece:
@@ -30,9 +32,15 @@ def _lower(piece: text.Piece) -> text.Piece:
     return text.Piece(matrix, piece.lengths)
 
 
-def make_identities(rng: np.random.Generator, n: int) -> Identities:
-    """Names like "Kalo Tavex", emails like "kalo.tavex.12@example.com", phones like 13800138000."""
-    if n >= 10**8:
+def make_identities(
+    rng: np.random.Generator, n: int, *, first: int = 0, phone_offset: int | None = None
+) -> Identities:
+    """Names like "Kalo Tavex", emails like "kalo.tavex.12@example.com", phones like 13800138000.
+
+    `first` is the number of the first person (a chunk of a larger population); a chunk after the
+    first passes the first chunk's `phone_offset`, so numbers and phones stay unique population-wide.
+    """
+    if first + n >= 10**8:
         raise ValueError("at most 99,999,999 persons")
     s = len(vocab.GIVEN_SYLLABLES)
     g1, g2 = rng.integers(0, s, n), rng.integers(0, s, n)
@@ -40,7 +48,7 @@ def make_identities(rng: np.random.Generator, n: int) -> Identities:
     end = rng.integers(0, len(vocab.FAMILY_ENDS), n)
     domain = rng.integers(0, len(vocab.EMAIL_DOMAINS), n)
     alt_domain = (domain + 1 + rng.integers(0, len(vocab.EMAIL_DOMAINS) - 1, n)) % len(vocab.EMAIL_DOMAINS)
-    number = np.arange(n, dtype=np.int64)
+    number = np.arange(first, first + n, dtype=np.int64)
 
     given_first = text.choice([x.capitalize() for x in vocab.GIVEN_SYLLABLES], g1)
     given_rest = text.choice(list(vocab.GIVEN_SYLLABLES), g2)
@@ -50,7 +58,7 @@ def make_identities(rng: np.random.Generator, n: int) -> Identities:
     full_name = text.join([given_first, given_rest, space, family_stem, family_end])
 
     # The number without padding: digits() pads, so cut each row to its own length.
-    width = len(str(max(n - 1, 0)))
+    width = len(str(max(first + n - 1, 0)))
     padded = text.digits(number, width)
     own_len = np.maximum(1, np.floor(np.log10(np.maximum(number, 1))).astype(np.int64) + 1)
     own = text.Piece(
@@ -85,6 +93,13 @@ def make_identities(rng: np.random.Generator, n: int) -> Identities:
         ]
     )
     prefix = np.asarray(vocab.PHONE_PREFIXES, dtype=np.int64)[rng.integers(0, len(vocab.PHONE_PREFIXES), n)]
-    offset = int(rng.integers(0, 10**8))
+    drawn = int(rng.integers(0, 10**8))  # drawn always, so the other draws do not depend on the chunk
+    offset = drawn if phone_offset is None else phone_offset
     suffix = (number * _PHONE_MULTIPLIER + offset) % 10**8
-    return Identities(full_name=full_name, email=email, alt_email=alt_email, phone=prefix * 10**8 + suffix)
+    return Identities(
+        full_name=full_name,
+        email=email,
+        alt_email=alt_email,
+        phone=prefix * 10**8 + suffix,
+        phone_offset=offset,
+    )

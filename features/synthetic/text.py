@@ -143,6 +143,8 @@ def labels(
     return join([choice(list(options), codes)], valid=valid)
 
 
-def sequential_ids(prefix: str, n: int, width: int) -> pa.Array:
-    """`prefix` + zero-padded 1..n, e.g. O00000001."""
-    return join([constant(prefix, n), digits(np.arange(1, n + 1), width)])
+def sequential_ids(prefix: str, n: int, width: int, *, start: int = 0) -> pa.Array:
+    """`prefix` + zero-padded start+1..start+n, e.g. O00000001; wider only where a number needs it
+    (a streamed generator cannot know the total count in advance)."""
+    width = max(width, len(str(start + n)))
+    return join([constant(prefix, n), digits(np.arange(start + 1, start + n + 1), width)])

@@ -1,5 +1,5 @@
-"""Byte-reproducible writers (no timestamps in gzip headers, fixed SQLite page layout, plain parquet)
-and the atomic publication of a finished dataset directory."""
+"""Byte-reproducible streaming writers (no timestamps in gzip headers, fixed SQLite page layout, plain
+parquet), appended to chunk by chunk, and the atomic publication of a finished dataset directory."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -16,37 +17,87 @@ import pyarrow.parquet as pq
 from core.errors import PersonaError
 
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=True, batch_size=65_536, quoting_style="needed")
+_CSV_NO_HEADER = pacsv.WriteOptions(include_header=False, batch_size=65_536, quoting_style="needed")
 
 
-def write_csv(table: pa.Table, path: Path, *, gzip_level: int | None = None) -> None:
-    """CSV (strings quoted only where needed, nulls as empty fields); gzip with mtime 0 when asked."""
-    with open(path, "wb") as raw:
-        if gzip_level is None:
-            pacsv.write_csv(table, raw, write_options=_CSV_OPTIONS)
-            return
-        # filename="" and mtime=0 keep the gzip header identical from run to run.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=gzip_level, mtime=0) as gz:
-            pacsv.write_csv(table, gz, write_options=_CSV_OPTIONS)
+class CsvStream:
+    """One CSV file written chunk by chunk (header once; strings quoted only where needed, nulls as
+    empty fields); gzip with mtime 0 when asked, so the bytes depend on the data only."""
+
+    def __init__(self, path: Path, *, gzip_level: int | None = None) -> None:
+        self._raw = open(path, "wb")  # noqa: SIM115 (closed in __exit__)
+        self._sink: BinaryIO = self._raw
+        if gzip_level is not None:
+            # filename="" and mtime=0 keep the gzip header identical from run to run.
+            self._sink = gzip.GzipFile(
+                filename="", mode="wb", fileobj=self._raw, compresslevel=gzip_level, mtime=0
+            )
+        self._header = True
+
+    def write(self, table: pa.Table) -> None:
+        options = _CSV_OPTIONS if self._header else _CSV_NO_HEADER
+        pacsv.write_csv(table, self._sink, write_options=options)
+        self._header = False
+
+    def __enter__(self) -> CsvStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sink is not self._raw:
+            self._sink.close()
+        self._raw.close()
 
 
-def write_sqlite(table: pa.Table, path: Path, *, name: str, primary_key: str) -> None:
-    """One table of TEXT columns in a fresh SQLite file, written in a single transaction."""
-    columns = table.column_names
-    ddl = ", ".join(f'"{c}" TEXT{" PRIMARY KEY" if c == primary_key else ""}' for c in columns)
-    con = sqlite3.connect(path)
-    try:
-        with con:
-            con.execute(f'CREATE TABLE "{name}" ({ddl})')
+class SqliteStream:
+    """One table of TEXT columns in a fresh SQLite file, appended chunk by chunk (a transaction each)."""
+
+    def __init__(self, path: Path, *, name: str, primary_key: str) -> None:
+        self._con = sqlite3.connect(path)
+        self._name, self._primary_key = name, primary_key
+        self._created = False
+
+    def write(self, table: pa.Table) -> None:
+        columns = table.column_names
+        with self._con:
+            if not self._created:
+                ddl = ", ".join(
+                    f'"{c}" TEXT{" PRIMARY KEY" if c == self._primary_key else ""}' for c in columns
+                )
+                self._con.execute(f'CREATE TABLE "{self._name}" ({ddl})')
+                self._created = True
             rows = zip(*(table.column(c).to_pylist() for c in columns), strict=True)
-            con.executemany(f'INSERT INTO "{name}" VALUES ({", ".join("?" * len(columns))})', rows)
-    finally:
-        con.close()
+            self._con.executemany(
+                f'INSERT INTO "{self._name}" VALUES ({", ".join("?" * len(columns))})', rows
+            )
+
+    def __enter__(self) -> SqliteStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Parquet (zstd level 1) without pandas metadata or the Arrow schema: the bytes depend on the data
-    only, and dictionary-encoded columns read back as plain strings."""
-    pq.write_table(table, path, compression="zstd", compression_level=1, store_schema=False)
+class ParquetStream:
+    """Parquet (zstd level 1), a row group per chunk, without pandas metadata or the Arrow schema: the
+    bytes depend on the data only, and dictionary-encoded columns read back as plain strings."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._path, table.schema, compression="zstd", compression_level=1, store_schema=False
+            )
+        self._writer.write_table(table)
+
+    def __enter__(self) -> ParquetStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def check_target(out: Path, *, force: bool) -> None:

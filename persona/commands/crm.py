@@ -36,8 +36,11 @@ def _summary(dispatcher: Dispatcher, stats: DispatchStats) -> None:
         f"rate-limited {stats.rate_limited:,} times"
     )
     click.echo(
-        f"outbox: {counts['pending']:,} pending, {counts['delivered']:,} delivered, {counts['dead']:,} dead"
+        f"outbox: {counts['pending']:,} pending, {counts['delivered']:,} delivered, {counts['dead']:,} dead, "
+        f"{counts['unmatched']:,} unmatched"
     )
+    if stats.released:
+        click.echo(f"released {stats.released:,} parked change(s): their customers now have a CRM record key")
     if counts["pending"]:
         due = dispatcher.outbox.next_due()
         if due is not None:
@@ -112,8 +115,15 @@ def register(cli: click.Group) -> None:
     )
     @click.pass_context
     def status(ctx: click.Context, limit: int) -> None:
-        """Outbox counts (pending / delivered / dead / superseded) and the oldest dead letters."""
-        from serving.outbox import Outbox, make_state_engine
+        """Outbox counts (pending / delivered / dead / superseded / unmatched) of CRM tags, trigger actions
+        and segment lists, and the oldest dead letters."""
+        from serving.outbox import (
+            STATUSES,
+            Outbox,
+            make_state_engine,
+            segment_outbox_table,
+            trigger_outbox_table,
+        )
 
         settings = settings_from(ctx)
         require_data_dir(settings)
@@ -125,13 +135,22 @@ def register(cli: click.Group) -> None:
         outbox = Outbox(make_state_engine(settings.url(settings.state_url)))
         outbox.create_schema()
         counts = outbox.counts()
-        click.echo(
-            f"outbox ({where}): "
-            + ", ".join(f"{counts[s]:,} {s}" for s in ("pending", "delivered", "dead", "superseded"))
-        )
+        click.echo(f"outbox ({where}): " + ", ".join(f"{counts[s]:,} {s}" for s in STATUSES))
         due = outbox.next_due()
         if counts["pending"] and due is not None:
             click.echo(f"next delivery due in {max(0.0, due - time.time()):.0f}s")
+        if counts["unmatched"]:
+            click.echo(
+                f"  unmatched: {counts['unmatched']:,} change(s) of {len(outbox.unmatched_customers()):,} "
+                "customer(s) with no CRM record key yet (e.g. email- or phone-only customers); they are "
+                "sent once an ingest gives the customer one (crm.record_key)"
+            )
+        for label, table in (("triggers", trigger_outbox_table), ("lists", segment_outbox_table)):
+            other = Outbox(outbox.engine, table=table)
+            other.create_schema()
+            held = other.counts()
+            if any(held.values()):
+                click.echo(f"{label} outbox: " + ", ".join(f"{held[s]:,} {s}" for s in STATUSES))
         for dead in outbox.dead_letters(limit=limit):
             click.echo(
                 f"  dead #{dead.id:,} customer {dead.customer_id} tag {dead.tag}={dead.new_value!r} "

@@ -37,6 +37,8 @@ class SendResult:
     been applied). `pause_for` asks the dispatcher to wait before its next request (rate-limit headers)."""
 
     rejected: dict[int, str] = field(default_factory=dict)  # outbox id -> reason (permanent)
+    # outbox id -> reason: the customer has no CRM record key yet (parked as `unmatched`, not dead)
+    unmatched: dict[int, str] = field(default_factory=dict)
     pause_for: float | None = None
     duplicates: int = 0  # entries whose idempotency key the CRM had already applied
 
@@ -64,8 +66,17 @@ class Connector(ABC):
         """Release connections (default: nothing to release)."""
         return None
 
+    def with_record(self, customer_ids: set[str]) -> set[str]:
+        """Those of `customer_ids` the CRM can be addressed for now (default: all; connectors that look
+        records up by key answer from their resolver)."""
+        resolver = getattr(self, "resolver", None)
+        if resolver is None:
+            return set(customer_ids)
+        return {c for c, records in resolver.records_for(customer_ids).items() if records}
+
 
 def no_record_reason(customer_id: str, record_key: str) -> str:
-    """Why an entry cannot be sent: its customer has no key the CRM knows (reported as a dead letter)."""
+    """Why an entry cannot be sent yet: its customer has no key the CRM knows (the entry is parked as
+    `unmatched` until a later ingest gives the customer one)."""
     other = "" if record_key == "contacts" else f" and no {record_key} key (crm.record_key)"
     return f"no CRM record for customer {customer_id}: no CRM contact id{other}"

@@ -174,14 +174,14 @@ class HttpConnector(Connector):
 
     def send(self, entries: list[OutboxEntry]) -> SendResult:
         """Upsert `entries` (one group of `split`) in one request; those of customers without a CRM
-        record come back rejected (not sent)."""
+        record key come back unmatched (not sent, parked)."""
         inputs, by_trace, unaddressable = self._inputs(entries)
         if not inputs:
-            return SendResult(rejected=unaddressable)
+            return SendResult(unmatched=unaddressable)
         if len(inputs) > MAX_INPUTS:  # callers go through split(); never send what HubSpot refuses
             raise ValueError(f"{len(inputs)} records in one request (HubSpot takes {MAX_INPUTS})")
         result = self._post(inputs, by_trace)
-        result.rejected.update(unaddressable)
+        result.unmatched.update(unaddressable)
         return result
 
     def _post(self, inputs: list[dict[str, Any]], by_trace: dict[str, list[int]]) -> SendResult:

@@ -4,7 +4,7 @@ Tables (created if missing):
 - `persona_tags`: the current value of each tag per CRM record (`contact_id`: the CRM's own id of the
   record, see `serving.record_keys`: a contact id, else e.g. the orders' customer number), with the
   `seq` and `change_id` of the change that set it. A customer with no record id is not written: its
-  entries come back rejected (dead letters that say why).
+  entries come back unmatched (parked in the outbox until a later ingest gives it a key).
 - `persona_tag_history`: every applied change.
 A change is applied only if its sequence number (per customer and tag, from the outbox) is newer than
 the stored one: a value that flips back (low -> high -> low) lands, a re-delivered or replayed change
@@ -120,12 +120,12 @@ class SqlConnector(Connector):
 
     def _apply(self, entries: list[OutboxEntry]) -> SendResult:
         contacts = self.resolver.records_for({e.change.customer_id for e in entries})
-        rejected = {
+        unmatched = {
             e.id: no_record_reason(e.change.customer_id, self.resolver.record_key)
             for e in entries
             if not contacts.get(e.change.customer_id)
         }
-        entries = [e for e in entries if e.id not in rejected]
+        entries = [e for e in entries if e.id not in unmatched]
         now = datetime.now(UTC)
         # the newest change per (customer, contact, field) in this batch; older ones are duplicates
         wanted: dict[tuple[str, str, str], OutboxEntry] = {}
@@ -179,7 +179,7 @@ class SqlConnector(Connector):
                 conn.execute(sa.insert(history_table), history)
                 self._write_current(conn, current)
         return SendResult(
-            rejected=rejected, duplicates=sum(1 for e in entries if e.id not in applied_entries)
+            unmatched=unmatched, duplicates=sum(1 for e in entries if e.id not in applied_entries)
         )
 
     def _write_current(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

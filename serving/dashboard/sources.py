@@ -330,10 +330,14 @@ def tag_moves(engine: sa.Engine, tag: str) -> pd.DataFrame:
     with engine.connect() as conn:
         if not _has(conn, "tag_history"):
             return pd.DataFrame(columns=["day", "old_value", "new_value", "n"])
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("tag_history")}
+        day = "coalesce(as_of, changed_at)" if "as_of" in columns else "changed_at"  # a store made before
         rows = conn.execute(
             sa.text(
-                "select substr(cast(changed_at as text), 1, 10) as day, old_value, new_value, count(*) "
-                "from tag_history where tag = :tag group by day, old_value, new_value order by day"
+                # the data's day the change was computed at; the write time only where that is unknown
+                f"select substr(cast({day} as text), 1, 10) as day, old_value, "
+                "new_value, count(*) from tag_history where tag = :tag "
+                "group by day, old_value, new_value order by day"
             ),
             {"tag": tag},
         ).all()

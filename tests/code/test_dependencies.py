@@ -48,9 +48,14 @@ def third_party(found: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 def direct_dependencies() -> set[str]:
+    """The required dependencies and those of the extras (an extra's package, e.g. pyspark for
+    `engine: spark`, is imported only where that extra is configured, and declared there)."""
+    specs = [*PYPROJECT["project"]["dependencies"]]
+    for extra in PYPROJECT["project"].get("optional-dependencies", {}).values():
+        specs += extra
     return {
         _normal(re.match(r"[A-Za-z0-9_.-]+", spec).group(0))  # type: ignore[union-attr]
-        for spec in PYPROJECT["project"]["dependencies"]
+        for spec in specs
     }
 
 

@@ -176,7 +176,7 @@ def test_batch_split_isolates_the_bad_record(outbox: Outbox) -> None:
     again = make(outbox, crm, clock).run_until_empty()
     assert again.delivered == 1
     assert crm.applied[changes[42].idempotency_key] == 1
-    assert outbox.counts() == {"pending": 0, "delivered": 100, "dead": 0, "superseded": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": 100, "dead": 0, "superseded": 0, "unmatched": 0}
 
 
 def test_retries_are_bounded_by_time_not_by_attempts(outbox: Outbox) -> None:

@@ -95,6 +95,18 @@ def test_clashing_names_get_qualifiers_never_numbers():
     assert fixed[0] == "high_value_loyal" and fixed[1] != "high_value_loyal"
 
 
+def test_a_qualifier_no_feature_of_its_concept_contradicts():
+    # two recent mid segments: A has more orders in all but fewer in the last year (spread larger on
+    # frequency than on spend); "frequent" for A would contradict the orders a year the profile shows
+    feats = ["recency_days", "orders_lifetime", "frequency_365d", "monetary_365d", "tenure_days"]
+    population = np.random.default_rng(3).normal(size=(4000, 5))
+    groups = np.array([[-1.0, 1.5, -0.2, 0.1, 0], [-1.0, -1.0, 0.2, -0.1, 0]])
+    names = name_segments(groups, feats, population_z=population)
+    assert names[0].split("_")[0] == names[1].split("_")[0] == "potential", names
+    assert not any(w in n for n in names for w in ("frequent", "occasional")), names
+    assert names == ["potential_big_spenders", "potential_small_spenders"]
+
+
 def test_new_is_absolute_too():
     # all four segments are old customers (>= 400 days); the lowest-tenure ones rank low on tenure only
     groups = np.array([[-1.0, 2, 2, 1], [-1.0, 2, 1.5, -2], [-1, -1, -1, -3], [2, -1, -1, 0]])

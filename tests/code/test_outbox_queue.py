@@ -114,7 +114,7 @@ def test_retry_dead_letter_and_replay(outbox: Outbox) -> None:
     assert (
         outbox.retry_later({i: 1100.0 for i in ids}, error="503 internal error", give_up_before=1000.0) == 2
     )
-    assert outbox.counts() == {"pending": 0, "delivered": 0, "dead": 2, "superseded": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": 0, "dead": 2, "superseded": 0, "unmatched": 0}
     (dead, _) = outbox.dead_letters(limit=10)
     assert dead.customer_id == "P1" and dead.attempts == 2
     assert dead.reason == "gave up retrying (crm.give_up_after): 503 internal error"
@@ -122,7 +122,7 @@ def test_retry_dead_letter_and_replay(outbox: Outbox) -> None:
     entries, _ = outbox.claim(limit=10, now=2000.0, lease_seconds=30)
     assert [(e.id, e.attempts) for e in entries] == [(ids[0], 0)]
     outbox.mark_delivered([ids[0]], now=2001.0)
-    assert outbox.counts() == {"pending": 0, "delivered": 1, "dead": 1, "superseded": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": 1, "dead": 1, "superseded": 0, "unmatched": 0}
 
 
 def test_rate_limit_release_spends_no_attempt(outbox: Outbox) -> None:

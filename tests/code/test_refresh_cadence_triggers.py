@@ -232,3 +232,115 @@ def test_segment_lists_follow_the_tags(tmp_path) -> None:  # type: ignore[no-unt
     tag({"A": ("high", "top"), "B": ("high", "top"), "C": ("low", "top"), "D": ("high", "high")})
     sync_segments(engine, [rule], at=AT)
     assert deliver() == {"CA", "CB", "CD"}
+
+
+def test_segment_where_is_any_tag_expression(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from configs.sections.segments import SegmentRule
+    from serving.outbox import make_state_engine
+    from serving.segments import sync_segments
+    from serving.tag_store import TagStore
+
+    engine = make_state_engine(f"sqlite:///{tmp_path}/state.sqlite")
+    store = TagStore(engine, crm_fields={"churn_risk": "a", "value_tier": "b", "rfm_r": "c", "is_new": "d"})
+    store.create_schema()
+    types = {"churn_risk": "tier", "value_tier": "tier", "rfm_r": "number", "is_new": "flag"}
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "E"],
+            "churn_risk": ["high", "high", "high", "low", None],
+            "value_tier": ["top", "standard", "standard", "top", "top"],
+            "rfm_r": ["2", "4", "1", None, "5"],
+            "is_new": ["false", "false", "true", "false", "false"],
+        }
+    )
+    with engine.begin() as conn:
+        store.apply(conn, tags=frame, produced_by={k: "rule:x@1" for k in types}, at=AT)
+    rule = SegmentRule(
+        name="save_them",
+        where="churn_risk = 'high' and (value_tier in ('top', 'high') or rfm_r >= 4) and not is_new",
+    )
+    synced = sync_segments(engine, [rule], at=AT, tag_types=types)["save_them"]
+    # A: top; B: recent enough; C: new (excluded); D: not high; E: churn_risk unset (null compares false)
+    assert (synced.members, synced.added, synced.removed) == (2, 2, 0)
+    with engine.connect() as conn:
+        members = {r[0] for r in conn.exec_driver_sql("select customer_id from segment_members")}
+    assert members == {"A", "B"}
+    # nulls: `is null` asks for them explicitly
+    unset = SegmentRule(name="unknown_risk", where="churn_risk is null")
+    assert sync_segments(engine, [unset], at=AT, tag_types=types)["unknown_risk"].members == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (
+            "churn_rsk = 'high'",
+            "segments.sync[bad].where: unknown tag 'churn_rsk' (did you mean 'churn_risk'?) at character 1",
+        ),
+        ("churn_risk = 'high' and", "segments.sync[bad].where: "),
+        ("rfm_r = 'high'", "segments.sync[bad].where: comparison '=': cannot mix a number and a string"),
+        ("rfm_r + 1", "segments.sync[bad].where: must be a condition (true or false)"),
+    ],
+)
+def test_segment_expressions_are_checked_with_the_config_key(where: str, message: str) -> None:
+    from configs.sections.segments import SegmentRule
+    from core.errors import ConfigError
+    from serving.segments import check_segment_rules
+
+    types = {"churn_risk": "tier", "rfm_r": "number"}
+    with pytest.raises(ConfigError) as caught:
+        check_segment_rules([SegmentRule(name="bad", where=where)], types)
+    text = str(caught.value)
+    assert text.startswith(message) and "\n" not in text, text
+    with pytest.raises(ValueError, match="a tag expression"):
+        SegmentRule(name="blank", where="  ")
+
+
+def test_refresh_refuses_a_bad_segment_expression_before_any_work(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from persona.cli import main
+
+    config = tmp_path / "persona.yaml"
+    config.write_text(
+        "segments:\n  sync:\n    - {name: vip, where: \"value_tier = 'top' and churn_rsk = 'high'\"}\n"
+    )
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "data"))
+    assert main(["--config", str(config), "refresh"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: segments.sync[vip].where: unknown tag 'churn_rsk'") and "\n" not in err, err
+    assert not (tmp_path / "data" / "state").exists()  # nothing locked, read or written
+
+
+def test_unchanged_source_files_are_not_ingested_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from configs.settings import load_settings
+    from serving.refresh import new_rows_since, source_fingerprint
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    orders = raw / "orders.csv"
+    orders.write_text("order_id,customer_ref,order_ts\n1,a,2026-01-01T00:00:00Z\n")
+    files_only = {"orders": {"path": str(orders)}, "contacts": {"url": None, "table": None}}
+    files_only |= {name: {"path": None} for name in ("events", "leads")}
+    settings = load_settings(data_dir=str(tmp_path), sources=files_only)
+    first = source_fingerprint(settings)
+    assert first is not None and first == source_fingerprint(settings)
+    with orders.open("a") as handle:  # a new day of orders: the file changed
+        handle.write("2,b,2026-01-02T00:00:00Z\n")
+    assert source_fingerprint(settings) != first
+    touched = source_fingerprint(settings)
+    os.utime(orders, ns=(1, 1))  # same content, another modification time: read again, to be safe
+    assert source_fingerprint(settings) != touched
+    # a database source gives no signal of change: always ingested
+    database = load_settings(
+        data_dir=str(tmp_path),
+        sources={**files_only, "contacts": {"url": "sqlite:///crm.sqlite", "table": "contacts"}},
+    )
+    assert source_fingerprint(database) is None
+    tables = {
+        "orders": pd.DataFrame(
+            {"order_ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True)}
+        ),
+        "events": None,
+    }
+    assert new_rows_since(tables, pd.Timestamp("2026-01-01T12:00Z")) == {"orders": 2}

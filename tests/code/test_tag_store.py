@@ -186,3 +186,31 @@ def test_customers_missing_from_inputs_or_batch(store, monkeypatch):
         "P2": {"monetary_365d": None, "recency_days": None},
     }
     assert store.current("P9")[0].value == "true"
+
+
+def test_history_keeps_the_data_clock_and_old_stores_gain_the_column(tmp_path):
+    data_day = datetime(2024, 6, 30, tzinfo=UTC)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    with engine.begin() as conn:  # a store written before tag_history.as_of existed
+        conn.execute(
+            sa.text(
+                "CREATE TABLE tag_history (id INTEGER PRIMARY KEY, customer_id VARCHAR(64), tag VARCHAR(128), "
+                "old_value TEXT, new_value TEXT, changed_at DATETIME, produced_by VARCHAR(256), inputs TEXT)"
+            )
+        )
+    store = TagStore(engine)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        store.apply(
+            conn,
+            tags=pd.DataFrame({"customer_id": ["P1"], "vip": ["yes"]}),
+            produced_by=PRODUCED,
+            at=T0,
+            as_of=data_day,
+        )
+        store.apply(
+            conn, tags=pd.DataFrame({"customer_id": ["P1"], "vip": ["no"]}), produced_by=PRODUCED, at=T1
+        )
+    rows = _rows(store, tag_history)
+    assert [r.as_of.date() if r.as_of else None for r in rows] == [data_day.date(), None]
+    assert [r.changed_at.date() for r in rows] == [T0.date(), T1.date()]

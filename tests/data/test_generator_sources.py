@@ -325,7 +325,7 @@ def test_a_failed_run_leaves_no_partial_dataset(tmp_path: Path, monkeypatch: pyt
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(writers, "write_parquet", broken)
+    monkeypatch.setattr(writers.ParquetStream, "write", broken)
     with pytest.raises(OSError, match="disk full"):
         generate(GeneratorConfig(customers=100, seed=1), out=out)
     assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,8 @@ Follows the documented contract: `POST /crm/v3/objects/contacts/batch/upsert` wi
 `Authorization: Bearer <token>`; 200 `{"status": "COMPLETE", "results": [...]}`; a 400 error body
 (`status`, `message`, `correlationId`, `category`) when any input is invalid; 207 multi-status with
 per-input `errors[].context.objectWriteTraceId` when `multi_status` is on and every input has a trace id;
-429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers. `GET /crm/v3/objects/contacts/{id}?idProperty=`
+429 with `Retry-After` and `X-HubSpot-RateLimit-*` headers (`rate_limit_next`), or a rolling burst limit
+(`limit_max` requests per `limit_interval_ms`, as HubSpot's ten-secondly limit: 429 without Retry-After). `GET /crm/v3/objects/contacts/{id}?idProperty=`
 reads a contact back. `POST /crm/v3/objects/contacts/batch/read` (`idProperty`, `inputs: [{id}]`) answers
 the contacts' record ids. Lists (HubSpot Lists API v3, MANUAL lists of contacts, objectTypeId `0-1`):
 `POST /crm/v3/lists` creates one (`name`, `objectTypeId`, `processingType`) -> `{"list": {listId, ...}}`
@@ -13,6 +14,13 @@ the contacts' record ids. Lists (HubSpot Lists API v3, MANUAL lists of contacts,
 `PUT /crm/v3/lists/{listId}/memberships/add-and-remove` with `recordIdsToAdd` / `recordIdsToRemove`
 -> `recordIdsAdded`, `recordIdsRemoved`, `recordIdsMissing` (unknown record ids); `GET
 /crm/v3/lists/{listId}/memberships` -> `results: [{recordId}]`. `members(name)` reads a list in tests.
+Activities (CRM v3 objects `tasks` and `notes`): `POST /crm/v3/objects/{tasks|notes}/batch/create` with
+`inputs: [{properties, associations: [{to: {id}, types: [{associationCategory: HUBSPOT_DEFINED,
+associationTypeId}]}], objectWriteTraceId?}]`, at most 100 inputs, `hs_timestamp` required, associations
+only to existing contacts with the default type (204 task -> contact, 202 note -> contact), else 400
+VALIDATION_ERROR for the whole batch; 201 `{"status": "COMPLETE", "results": [{id, properties, ...}]}`.
+`POST /crm/v3/objects/{tasks|notes}/search` with `filterGroups` (at most 5, each at most 6 filters; `EQ`
+and `CONTAINS_TOKEN`) -> `{"total", "results"}`. `activities(kind)` reads them in tests.
 
 It records what happened: `applied` gets one (id, property, value) entry each time a stored property
 value actually changes (re-sending the same value changes nothing, as in HubSpot), `received` counts
@@ -25,6 +33,7 @@ ECONNREFUSED, as from a CRM that is down) until `accept_connections()` reopens t
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -40,6 +49,8 @@ UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 BATCH_READ = "/crm/v3/objects/contacts/batch/read"
 LISTS = "/crm/v3/lists"
 CONTACT = "/crm/v3/objects/contacts/"
+ACTIVITY_KINDS = {"tasks": 204, "notes": 202}  # HubSpot-defined association type id to a contact
+MAX_FILTER_GROUPS, MAX_FILTERS = 5, 6
 
 
 @dataclass
@@ -58,6 +69,10 @@ class Faults:
     lost_ack_delay: float = 0.0  # (longer than the client's time-out: applied, acknowledgement lost)
     reject: Callable[[dict[str, Any]], str | None] | None = None  # input -> reason to refuse it, or None
     multi_status: bool = False  # 207 with per-input errors instead of 400 for the whole batch
+    # HubSpot's burst limit: at most `limit_max` requests per rolling `limit_interval_ms`; beyond it 429
+    # with policyName TEN_SECONDLY_ROLLING and the X-HubSpot-RateLimit-* headers (no Retry-After)
+    limit_max: int | None = None
+    limit_interval_ms: int = 10_000
 
 
 @dataclass
@@ -76,7 +91,11 @@ class _State:
     statuses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     batches: list[list[str]] = field(default_factory=list)  # trace ids of each applied request
+    window: list[float] = field(default_factory=list)  # monotonic times of requests let through
     lists: dict[str, dict[str, Any]] = field(default_factory=dict)  # listId -> {name, members: set}
+    activities: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {k: [] for k in ACTIVITY_KINDS}
+    )
 
 
 def _now() -> str:
@@ -208,6 +227,16 @@ class FakeHubSpot:
                 self.faults.fail_next -= 1
             if self.state.requests in self.faults.fail_requests:
                 faults.fail_next = max(faults.fail_next, 1)
+            remaining = None
+            if faults.limit_max is not None and faults.rate_limit_next <= 0:
+                now = time.monotonic()
+                horizon = now - faults.limit_interval_ms / 1000
+                self.state.window = [t for t in self.state.window if t > horizon]
+                if len(self.state.window) >= faults.limit_max:
+                    remaining = 0
+                else:
+                    self.state.window.append(now)
+                    remaining = faults.limit_max - len(self.state.window)
         if faults.delay:
             time.sleep(faults.delay)
         if self.token is not None and handler.headers.get("Authorization") != f"Bearer {self.token}":
@@ -216,6 +245,21 @@ class FakeHubSpot:
                 401,
                 self._error(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION"),
             )
+            return
+        if remaining == 0:
+            body = {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "TEN_SECONDLY_ROLLING",
+            }
+            headers = {
+                "X-HubSpot-RateLimit-Max": str(faults.limit_max),
+                "X-HubSpot-RateLimit-Remaining": "0",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(faults.limit_interval_ms),
+            }
+            self._reply(handler, 429, body, headers)
             return
         if faults.rate_limit_next > 0:
             headers = {
@@ -239,6 +283,10 @@ class FakeHubSpot:
             self._reply(handler, status, self._error(status, "internal error", "INTERNAL_ERROR"))
             return
         path = urlparse(handler.path)
+        parts = path.path.removeprefix("/crm/v3/objects/").split("/")
+        if method == "POST" and parts[0] in ACTIVITY_KINDS and parts[1:] in (["batch", "create"], ["search"]):
+            self._activities(handler, parts[0], parts[1], raw, faults)
+            return
         if path.path.startswith(LISTS) or path.path == BATCH_READ:
             self._lists(handler, method, path.path, raw)
             return
@@ -257,6 +305,133 @@ class FakeHubSpot:
                 if held["name"] == name:
                     return set(held["members"])
         return set()
+
+    def activities(self, kind: str) -> list[dict[str, Any]]:
+        """The tasks or notes created, each {id, properties, contacts (associated record ids)}."""
+        with self.lock:
+            return [dict(a) for a in self.state.activities[kind]]
+
+    def _activities(
+        self, handler: BaseHTTPRequestHandler, kind: str, verb: str, raw: bytes, faults: Faults
+    ) -> None:
+        try:
+            body = json.loads(raw)
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            self._reply(handler, 400, self._error(400, "Invalid input JSON on line 1", "VALIDATION_ERROR"))
+            return
+        if verb == "search":
+            self._search(handler, kind, body)
+            return
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or len(inputs) > 100:
+            message = "Batch size of 100 inputs exceeded" if isinstance(inputs, list) else "inputs required"
+            self._reply(handler, 400, self._error(400, message, "VALIDATION_ERROR"))
+            return
+        with self.lock:
+            known = {c.id for c in self.state.contacts.values()}
+        problems = []
+        for index, item in enumerate(inputs):
+            props = item.get("properties") if isinstance(item, dict) else None
+            if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+                problems.append(f"inputs[{index}]: properties must map names to string values")
+                continue
+            if not props.get("hs_timestamp"):
+                problems.append(f"inputs[{index}]: hs_timestamp is required")
+            for assoc in item.get("associations") or []:
+                to = str((assoc.get("to") or {}).get("id"))
+                types = assoc.get("types") or []
+                if to not in known:
+                    problems.append(f"inputs[{index}]: no contact with id {to} to associate")
+                if not types or any(
+                    t.get("associationCategory") != "HUBSPOT_DEFINED"
+                    or t.get("associationTypeId") != ACTIVITY_KINDS[kind]
+                    for t in types
+                ):
+                    problems.append(f"inputs[{index}]: invalid association type for {kind} -> contacts")
+            if faults.reject is not None and (reason := faults.reject(item)):
+                problems.append(f"inputs[{index}]: {reason}")
+        if problems:
+            self._reply(
+                handler,
+                400,
+                self._error(400, problems[0], "VALIDATION_ERROR", errors=[{"message": m} for m in problems]),
+            )
+            return
+        started = _now()
+        results = []
+        with self.lock:
+            lose_ack = self.faults.lost_ack_next > 0
+            if lose_ack:
+                self.faults.lost_ack_next -= 1
+            for item in inputs:
+                held = self.state.activities[kind]
+                stamp = _now()
+                record = {
+                    "id": str(len(self.state.activities["tasks"]) + len(self.state.activities["notes"]) + 1),
+                    "properties": dict(item["properties"]),
+                    "contacts": [str(a["to"]["id"]) for a in item.get("associations") or []],
+                    "createdAt": stamp,
+                }
+                held.append(record)
+                result = {
+                    "id": record["id"],
+                    "properties": dict(item["properties"]),
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "archived": False,
+                }
+                if item.get("objectWriteTraceId"):
+                    result["objectWriteTraceId"] = item["objectWriteTraceId"]
+                results.append(result)
+        if lose_ack:
+            time.sleep(faults.lost_ack_delay)
+        self._reply(
+            handler,
+            201,
+            {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now()},
+        )
+
+    def _search(self, handler: BaseHTTPRequestHandler, kind: str, body: dict[str, Any]) -> None:
+        groups = body.get("filterGroups") or []
+        if len(groups) > MAX_FILTER_GROUPS or any(len(g.get("filters") or []) > MAX_FILTERS for g in groups):
+            self._reply(
+                handler,
+                400,
+                self._error(
+                    400,
+                    f"at most {MAX_FILTER_GROUPS} filterGroups of {MAX_FILTERS} filters",
+                    "VALIDATION_ERROR",
+                ),
+            )
+            return
+
+        def holds(props: dict[str, str], rule: dict[str, Any]) -> bool:
+            value = props.get(rule.get("propertyName", ""))
+            if rule.get("operator") == "EQ":
+                return value == str(rule.get("value"))
+            if rule.get("operator") == "CONTAINS_TOKEN":
+                return value is not None and str(rule.get("value")).lower() in re.split(r"\W+", value.lower())
+            return False
+
+        with self.lock:
+            found = [
+                a
+                for a in self.state.activities[kind]
+                if not groups
+                or any(all(holds(a["properties"], f) for f in g.get("filters") or []) for g in groups)
+            ]
+        limit = int(body.get("limit") or 10)
+        results = [
+            {
+                "id": a["id"],
+                "properties": dict(a["properties"]),
+                "createdAt": a["createdAt"],
+                "archived": False,
+            }
+            for a in found[:limit]
+        ]
+        self._reply(handler, 200, {"total": len(found), "results": results})
 
     def record_id(self, id_value: str) -> str | None:
         with self.lock:

@@ -59,7 +59,7 @@ def test_demo_runs_the_campaign_to_its_report(demo) -> None:
     assert set(assigned.customer_id) == expected - withdrawn
     assert set(assigned.arm) == {"offer", "holdout"}
     # The assignment reached the CRM: the arm of every assigned customer with a CRM record; the rest
-    # (no record key to write under) are dead letters saying so, none still pending.
+    # (no record key to write under) wait as unmatched saying so (not dead), none still pending.
     crm = dict(_crm(settings, "persona_campaign_winback").itertuples(index=False))
     arms = dict(zip(assigned.customer_id, assigned.arm, strict=True))
     assert crm and all(arms[c] == v for c, v in crm.items())
@@ -71,7 +71,11 @@ def test_demo_runs_the_campaign_to_its_report(demo) -> None:
         ).all()
     assert {c for c, _, _ in entries} == set(arms)
     for customer, status, error in entries:
-        assert (status, customer in crm) in (("delivered", True), ("dead", False)), (customer, status, error)
+        assert (status, customer in crm) in (("delivered", True), ("unmatched", False)), (
+            customer,
+            status,
+            error,
+        )
     # The simulated outcomes arrived through the raw orders and ingest, inside the window.
     start, end = outcome_window(spec)
     assert start > pd.Timestamp("2025-12-31", tz="UTC")  # the day after the generated data ends

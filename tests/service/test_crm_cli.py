@@ -85,7 +85,7 @@ def test_sync_status_replay(
     assert main(["crm", "replay"]) == 0
     out = capsys.readouterr().out
     assert "re-queued 1 dead letter(s)" in out and "delivered 1," in out
-    assert box.counts() == {"pending": 0, "delivered": 5, "dead": 0, "superseded": 0}
+    assert box.counts() == {"pending": 0, "delivered": 5, "dead": 0, "superseded": 0, "unmatched": 0}
     assert hubspot.property_of("P2", "persona_segment") == "bargain_hunter"
     assert len(hubspot.applied) == 5
 
@@ -130,8 +130,51 @@ def test_sync_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothi
     hubspot.set_faults(delay=0.0)
     again = subprocess.run(persona, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert box.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0}
+    assert box.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0, "unmatched": 0}
     applied = hubspot.applied
     assert len(applied) == n
     assert Counter(applied) == Counter((c.customer_id, c.crm_field, c.new_value) for c in changes)
     assert max(hubspot.state.received.values()) == 2  # the unacknowledged batch was sent again
+
+
+def test_customers_without_a_record_key_wait_as_unmatched_then_go_out(
+    hubspot: FakeHubSpot, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    for key, value in env_for(data_dir, hubspot).items():
+        monkeypatch.setenv(key, value)
+    (data_dir / "clean").mkdir()
+    identity = data_dir / "clean" / "identity_map.parquet"
+
+    def write_map(keys: dict[str, str | None]) -> None:
+        pd.DataFrame(
+            {
+                "source": ["orders"] * len(keys),
+                "source_record_id": [f"O{c}" for c in keys],
+                "source_key": list(keys.values()),
+                "customer_id": list(keys),
+                "match_rule": ["new"] * len(keys),
+            }
+        ).to_parquet(identity)
+
+    write_map({"P1": "K-1", "P2": None})  # P2: an email-only customer, no key the CRM knows
+    fill_outbox(data_dir, [change("P1", "loyal"), change("P2", "loyal")])
+    assert main(["crm", "sync"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 1, retried 0, dead-lettered 0" in out and "0 dead, 1 unmatched" in out, out
+
+    assert main(["crm", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "0 pending, 1 delivered, 0 dead, 0 superseded, 1 unmatched" in out, out
+    assert "unmatched: 1 change(s) of 1 customer(s) with no CRM record key yet" in out
+    assert "dead #" not in out
+
+    write_map({"P1": "K-1", "P2": "K-2"})  # a later ingest found P2's customer number
+    os.utime(identity, (time.time() + 5, time.time() + 5))
+    assert main(["crm", "sync"]) == 0
+    out = capsys.readouterr().out
+    assert "released 1 parked change(s)" in out and "delivered 1," in out, out
+    assert hubspot.property_of("K-2", "persona_segment") == "loyal"
+    assert main(["crm", "status"]) == 0
+    assert "0 pending, 2 delivered, 0 dead, 0 superseded, 0 unmatched" in capsys.readouterr().out

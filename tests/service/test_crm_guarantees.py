@@ -139,7 +139,7 @@ def test_seven_minutes_of_refused_connections_dead_letter_nothing(
     hubspot.refuse_connections()
     clock.on_sleep = lambda now: hubspot.accept_connections() if now >= back_at else None
     stats = dispatcher(outbox, connector(hubspot), clock, batch_size=500).run_until_empty()
-    assert outbox.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0, "unmatched": 0}
     assert stats.dead == 0
     # while down: one refused probe per back-off step; nothing was sent more than once after
     probes = stats.requests - hubspot.state.requests

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,7 +112,7 @@ def test_wrong_token_settles_nothing(hubspot: FakeHubSpot, outbox: Outbox) -> No
     with pytest.raises(CrmError, match=r"refused the credentials \(401\)") as err:
         dispatcher(outbox, bad, FakeClock()).run_once()
     assert "wrong" not in str(err.value)  # the token never shows up in messages
-    assert outbox.counts() == {"pending": 1, "delivered": 0, "dead": 0, "superseded": 0}
+    assert outbox.counts() == {"pending": 1, "delivered": 0, "dead": 0, "superseded": 0, "unmatched": 0}
     (entry,), _ = outbox.claim(limit=1, now=1_000.0, lease_seconds=1)
     assert entry.attempts == 0
 
@@ -123,7 +125,7 @@ def test_wrong_url_is_a_configuration_error_not_a_dead_letter(hubspot: FakeHubSp
     with pytest.raises(CrmError, match="answered 404") as err:
         dispatcher(outbox, lost, FakeClock()).run_until_empty()
     assert "crm.url" in str(err.value)
-    assert outbox.counts() == {"pending": 2, "delivered": 0, "dead": 0, "superseded": 0}
+    assert outbox.counts() == {"pending": 2, "delivered": 0, "dead": 0, "superseded": 0, "unmatched": 0}
 
 
 def test_400_for_one_record_is_isolated_then_replayed(hubspot: FakeHubSpot, outbox: Outbox) -> None:
@@ -184,11 +186,25 @@ def test_customers_map_to_their_crm_contacts(hubspot: FakeHubSpot, outbox: Outbo
     enqueue(outbox, [change("P1", "high"), change("P2", "low"), change("P3", "low"), change("P4", "low")])
     stats = dispatcher(outbox, connector(hubspot, identity_map=identity), FakeClock()).run_until_empty()
     # both CRM records of P1 get the tag; P4 is addressed by its orders' customer number; P3 has no
-    # key the CRM knows: dead-lettered with the reason, never sent under an empty id
-    assert stats.delivered == 3 and stats.dead == 1
+    # key the CRM knows: parked as unmatched (not a dead letter), never sent under an empty id
+    assert stats.delivered == 3 and stats.dead == 0 and stats.unmatched == 1
     assert sorted(hubspot.state.contacts) == ["C0000001", "C0000002", "C0000007", "K-77"]
-    assert "no CRM record for customer P3" in outbox.dead_letters()[0].reason
+    assert outbox.counts()["unmatched"] == 1 and outbox.dead_letters() == []
     assert hubspot.property_of("C0000007", "persona_churn_risk") == "high"
+    # a newer change of P3 while it waits supersedes the parked one: one entry per tag waits
+    enqueue(outbox, [change("P3", "high")])
+    again = dispatcher(outbox, connector(hubspot, identity_map=identity), FakeClock()).run_until_empty()
+    assert again.unmatched == 1 and again.released == 0
+    assert outbox.counts()["unmatched"] == 1 and outbox.counts()["superseded"] == 1
+    # a later ingest gives P3 an orders key: its parked change is released and delivered, once
+    frame = pd.read_parquet(identity)
+    frame.loc[frame["customer_id"] == "P3", "source_key"] = "K-3"
+    frame.to_parquet(identity)
+    os.utime(identity, (time.time() + 5, time.time() + 5))
+    later = dispatcher(outbox, connector(hubspot, identity_map=identity), FakeClock()).run_until_empty()
+    assert later.released == 1 and later.delivered == 1 and later.unmatched == 0
+    assert hubspot.property_of("K-3", "persona_churn_risk") == "high"
+    assert outbox.counts()["unmatched"] == 0 and outbox.counts()["dead"] == 0
 
 
 def test_make_connector_reads_url_and_token_from_settings(
@@ -221,7 +237,7 @@ def test_10k_changes_through_outages_are_applied_exactly_once(hubspot: FakeHubSp
         rate_limit_next=3, retry_after="1", fail_next=30, fail_status=500, lost_ack_next=5, lost_ack_delay=0.6
     )
     stats = dispatcher(outbox, connector(hubspot, timeout=0.3), clock).run_until_empty()
-    assert outbox.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0, "unmatched": 0}
     applied = hubspot.applied
     assert len(applied) == n
     assert Counter(applied) == Counter((c.customer_id, c.crm_field, c.new_value) for c in changes)

@@ -91,8 +91,9 @@ def test_tags_land_on_every_contact_record_of_the_customer(settings, data_dir: P
     assert isinstance(connector, SqlConnector)
     batch = [change("P1", "high"), change("P2", "low"), change("P3", "medium"), change("P4", "low")]
     result = connector.send(entries(batch))
-    # P3 has no key the CRM knows: reported, never written under an empty id
-    assert result.rejected == {
+    # P3 has no key the CRM knows: reported as unmatched (parked, not dead), never written under an empty id
+    assert result.rejected == {}
+    assert result.unmatched == {
         3: "no CRM record for customer P3: no CRM contact id and no orders key (crm.record_key)"
     }
     assert result.duplicates == 0
@@ -223,7 +224,7 @@ def test_10k_changes_through_failures_are_applied_exactly_once(tmp_path: Path) -
         rng=random.Random(5),
     )
     stats = dispatcher.run_until_empty()
-    assert state.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0}
+    assert state.counts() == {"pending": 0, "delivered": n, "dead": 0, "superseded": 0, "unmatched": 0}
     # faults happened, including committed batches whose acknowledgement was lost
     assert flaky.calls["down"] == 12 and flaky.calls["before"] > 0 and flaky.calls["after"] > 0
     # ...and their re-delivery found the keys already applied

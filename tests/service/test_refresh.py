@@ -36,7 +36,7 @@ def _next_day_orders(raw: Path, clean: Path, *, customers: int = 25) -> pd.Times
 
 def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
     """The CRM list `At risk` holds exactly the customers whose current rfm_segment says so (those
-    without a CRM record are dead letters, not members). Returns the members."""
+    without a CRM record key are parked as unmatched, not members and not dead). Returns the members."""
     state = sa.create_engine(settings.url(settings.state_url))
     crm = sa.create_engine(settings.url(settings.crm.url))
     with state.connect() as conn:
@@ -51,8 +51,11 @@ def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
         }
         no_record = {
             r[0]
-            for r in conn.execute(sa.text("select customer_id from segment_outbox where status = 'dead'"))
+            for r in conn.execute(
+                sa.text("select customer_id from segment_outbox where status = 'unmatched'")
+            )
         }
+        dead = conn.execute(sa.text("select count(*) from segment_outbox where status = 'dead'")).scalar_one()
         pending = conn.execute(
             sa.text("select count(*) from segment_outbox where status = 'pending'")
         ).scalar_one()
@@ -65,7 +68,7 @@ def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
                 )
             )
         }
-    assert pending == 0 and wanted, (pending, len(wanted))
+    assert pending == 0 and dead == 0 and wanted, (pending, dead, len(wanted))
     assert held == wanted - no_record
     return held
 
@@ -88,8 +91,11 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             "triggers:\n  rules:\n"
             "    - name: recency_moved\n      tag: rfm_r\n"
             f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n"
+            "      crm_note: {body: 'recency score {old_value} -> {new_value}'}\n"
             "segments:\n  sync:\n"
-            "    - {name: at_risk, where: {rfm_segment: [at_risk, cant_lose]}, list_name: At risk}\n",
+            "    - name: at_risk\n"
+            "      where: \"rfm_segment in ('at_risk', 'cant_lose')\"\n"
+            "      list_name: At risk\n",
             encoding="utf-8",
         )
         with env(
@@ -107,7 +113,7 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             out = capsys.readouterr().out
             first = load_refresh_state(settings)
             assert "tags recomputed: " in out and "not due: 0" in out, out
-            assert "crm: delivered " in out and "dead-lettered 0" in out, out
+            assert "crm: delivered " in out and "dead-lettered 0," in out, out
             assert "segment at_risk: " in out and "lists: delivered " in out, out
             members_first = _in_step(settings)
             queued_first = int(out.split("tag changes queued: ")[1].split()[0].replace(",", ""))
@@ -154,14 +160,41 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
                 {"last": last_id},
             ).all()
         )
-        fired = conn.execute(sa.text("select count(*), count(distinct change_id) from trigger_outbox")).one()
+        fired = conn.execute(
+            sa.text(
+                "select count(*), count(distinct change_id) from trigger_outbox where crm_field = 'webhook'"
+            )
+        ).one()
         undelivered = conn.execute(
-            sa.text("select count(*) from trigger_outbox where status != 'delivered'")
+            sa.text(
+                "select count(*) from trigger_outbox where status != 'delivered' and crm_field = 'webhook'"
+            )
         ).scalar_one()
+        # notes: delivered, or parked for customers with no CRM record key (none dead, none pending)
+        notes_by_status = dict(
+            conn.execute(
+                sa.text(
+                    "select status, count(*) from trigger_outbox where crm_field = 'crm_note' group by status"
+                )
+            ).all()
+        )
     # the trigger: exactly one accepted call per firing, every signature valid, none lost or repeated
     assert receiver.bad_signatures == 0
     ids = Counter(c["change_id"] for c in receiver.calls)
     assert set(ids.values()) == {1} and len(ids) == fired[0] == fired[1] and undelivered == 0
+    assert set(notes_by_status) <= {"delivered", "unmatched"} and sum(notes_by_status.values()) == len(ids)
+    # the same firings made one note each on the customer's CRM contact records (SQL CRM), none twice
+    crm = sa.create_engine(settings.url(settings.crm.url))
+    with crm.connect() as conn:
+        notes = conn.execute(
+            sa.text(
+                "select count(distinct change_id), count(*) from persona_crm_activities where kind = 'note'"
+            )
+        ).one()
+        contacts = conn.execute(
+            sa.text("select count(distinct change_id || contact_id) from persona_crm_activities")
+        ).scalar_one()
+    assert notes[0] == notes_by_status["delivered"] and notes[1] == contacts
     new_calls = [c for c in receiver.calls if c["change_id"] not in before]
     assert new_calls, "the new day moved some customers' recency score"
     call = new_calls[0]

@@ -243,3 +243,26 @@ def test_failed_alias_move_restores_the_ones_already_moved(pipeline) -> None:
         "persona-conversion has no version 999"
         in client(settings).get_model_version("persona-churn", newest).tags["champion.reverted"]
     )
+
+
+def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipeline) -> None:
+    from training.jobs import train_classifier
+
+    settings, report, _, _ = pipeline
+    full = client(settings).get_run(report.outcomes["churn"].run_id).data.params
+    assert full["sampling.method"] == "full frame" and float(full["sampling.fraction"]) == 1.0
+    available = int(full["sampling.train_rows_available"])
+    assert available == int(full["window.train_rows"]) > 300
+    small = settings.model_copy(
+        update={"training": settings.training.model_copy(update={"max_train_rows": available // 2})}
+    )
+    outcome = train_classifier(small, "churn", promote=False)
+    run = client(settings).get_run(outcome.run_id)
+    params = run.data.params
+    fraction = float(params["sampling.fraction"])
+    assert 0.4 < fraction < 0.6 and "hash of customer_id" in params["sampling.method"]
+    used = int(params["sampling.train_rows_used"])
+    assert used == int(params["window.train_rows"]) and 0.3 * available < used < 0.7 * available
+    for split in ("valid", "test"):
+        assert int(params[f"sampling.{split}_rows_used"]) < int(params[f"sampling.{split}_rows_available"])
+    assert "sampled" in run.data.tags["mlflow.note.content"]

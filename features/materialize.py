@@ -1,0 +1,251 @@
+"""Materialization at scale: one feature view into the online store in bounded batches.
+
+Feast's own `materialize` loads a view's latest rows whole, turns every value into a protobuf at once
+and, on SQLite, writes one `execute` per feature value: memory grows with the customers. Here the
+latest row per customer is streamed from the feature table by DuckDB in record batches. On SQLite each
+batch is encoded column by column (doubles, int64 and strings without a protobuf object per value;
+the bytes are what Feast's conversion gives, which the tests check byte for byte) and written in one
+`executemany`; on Redis and any other store each batch goes through Feast's conversion and its own
+pipelined batch write. The view's materialized interval is then recorded in the registry, as
+`FeatureStore.materialize` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+
+# Customers per batch: large enough that per-statement overhead vanishes, small enough that a batch's
+# protobufs (about 40 values a customer) stay in the tens of MB.
+BATCH_ROWS = 20_000
+# SQLite page cache of the writing connection: the B-tree of a million customers' rows stays hot.
+SQLITE_CACHE_MB = 256
+# DuckDB's own ceiling for finding the latest row per customer (it spills to disk past it).
+DUCKDB_MEMORY = "2GB"
+
+
+@dataclass(frozen=True)
+class ViewWrite:
+    rows: int  # customers written (latest row per customer in the interval)
+    batches: int
+
+
+def latest_batches(
+    path: Path,
+    *,
+    keys: list[str],
+    timestamp: str,
+    columns: list[str],
+    start: datetime,
+    end: datetime,
+    created: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The latest row per entity (`keys`) with `start <= timestamp <= end` (ties: the latest `created`), as
+    Feast's offline store selects it, in record batches of at most `batch_rows`."""
+    order = f'"{timestamp}" DESC' + (f', "{created}" DESC' if created else "")
+    wanted = [*keys, *columns, timestamp, *([created] if created else [])]
+    partition = ", ".join(f'"{k}"' for k in keys)
+    select = ", ".join(f'"{c}"' for c in dict.fromkeys(wanted))
+    query = (
+        f"SELECT {select} FROM read_parquet(?) "
+        f'WHERE "{timestamp}" >= ? AND "{timestamp}" <= ? '
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
+    )
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        yield from con.sql(query, params=[str(path), start, end]).to_arrow_reader(batch_rows)
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # int64 as protobuf writes it: two's complement, 10 bytes if negative
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_DOUBLE_TAG, _INT64_TAG, _STRING_TAG = (
+    b"\x29",
+    b"\x20",
+    b"\x12",
+)  # Value.double_val=5, int64_val=4, string_val=2
+
+
+def encode_column(array: pa.Array, value_type: Any) -> tuple[list[bytes], list[str | None]]:
+    """`(ValueProto.SerializeToString(), value_text)` per row of one feature column, as Feast's
+    conversion and SQLite writer produce them (a missing value or NaN: an empty Value and no text).
+    Doubles, int64 and strings are encoded here without building a protobuf per value; any other
+    type goes through Feast's own conversion."""
+    from feast.value_type import ValueType
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    kind = array.type
+    if value_type == ValueType.DOUBLE and pa.types.is_float64(kind):
+        values = array.to_numpy(zero_copy_only=False)
+        valid = ~np.isnan(values)
+        blob = np.empty((len(values), 9), dtype=np.uint8)
+        blob[:, 0] = _DOUBLE_TAG[0]
+        blob[:, 1:] = values.astype("<f8").view(np.uint8).reshape(-1, 8)
+        raw = blob.tobytes()
+        floats = values.tolist()
+        return (
+            [raw[9 * i : 9 * i + 9] if ok else b"" for i, ok in enumerate(valid.tolist())],
+            [str(x) if ok else None for x, ok in zip(floats, valid.tolist(), strict=True)],
+        )
+    if value_type == ValueType.INT64 and pa.types.is_integer(kind):
+        ints = array.to_pylist()
+        cache: dict[int, bytes] = {}
+        blobs = []
+        for x in ints:
+            if x is None:
+                blobs.append(b"")
+                continue
+            encoded = cache.get(x)
+            if encoded is None:
+                encoded = cache[x] = _INT64_TAG + _varint(x)
+            blobs.append(encoded)
+        return blobs, [None if x is None else str(x) for x in ints]
+    if value_type == ValueType.STRING and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        texts = array.to_pylist()
+        blobs = []
+        for x in texts:
+            if x is None:
+                blobs.append(b"")
+            else:
+                data = x.encode("utf-8")
+                blobs.append(_STRING_TAG + _varint(len(data)) + data)
+        return blobs, texts
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.utils import _columns_to_proto_values
+
+    name = "__column"
+    protos = _columns_to_proto_values(
+        pa.record_batch({name: array}), [(name, value_type)], allow_missing=False
+    )
+    return [v.SerializeToString() for v in protos[name]], [
+        extract_text_and_num(v, False)[0] for v in protos[name]
+    ]
+
+
+def _timestamps(array: pa.Array) -> list[datetime]:
+    # exactly Feast's path (utils._convert_arrow_fv_to_proto, then the SQLite writer's to_naive_utc)
+    from feast.utils import _coerce_datetime, to_naive_utc
+
+    return [to_naive_utc(_coerce_datetime(v)) for v in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
+
+
+def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
+    """A bulk writer into Feast's SQLite table for `view`: the same rows, columns and encodings as
+    `SqliteOnlineStore.online_write_batch` after Feast's conversion, in one `executemany` per batch.
+    None where that store writes extra columns (vectors, value_num): Feast's own writer then."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.utils import _build_entity_keys, _columns_to_proto_values
+
+    config = store.config
+    online = config.online_store
+    if getattr(online, "type", "sqlite") != "sqlite":
+        return None
+    if getattr(online, "vector_enabled", False) or getattr(online, "enable_openai_compatible_store", False):
+        return None
+    conn = store._get_provider().online_store._get_conn(config)
+    table = _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    sql = (
+        f"INSERT INTO {_quote_id(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+        "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts"
+    )
+    version = config.entity_key_serialization_version
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    features = [(f.name, f.dtype.to_value_type()) for f in view.features]
+    names = sorted(name for name, _ in features)
+    source = view.batch_source
+    conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_MB * 1024}")  # this connection's page cache
+
+    def write(batch: pa.RecordBatch) -> None:
+        n = batch.num_rows
+        key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
+        keys = [
+            serialize_entity_key(k, entity_key_serialization_version=version)
+            for k in _build_entity_keys(n, join_keys, key_values)
+        ]
+        stamps = _timestamps(batch.column(source.timestamp_field))
+        created = (
+            _timestamps(batch.column(source.created_timestamp_column))
+            if source.created_timestamp_column
+            else [None] * n
+        )
+        encoded = {name: encode_column(batch.column(name), value_type) for name, value_type in features}
+        # In primary-key order (entity_key, feature_name): SQLite then appends to its B-tree pages
+        # instead of inserting at random places, about half the cost.
+        order = sorted(range(n), key=keys.__getitem__)
+        params = [
+            (keys[i], name, encoded[name][0][i], encoded[name][1][i], stamps[i], created[i])
+            for i in order
+            for name in names
+        ]
+        with conn:
+            conn.executemany(sql, params)
+
+    return write
+
+
+def write_view(
+    store: FeatureStore,
+    view: FeatureView,
+    *,
+    start: datetime,
+    end: datetime,
+    batch_rows: int = BATCH_ROWS,
+    record: bool = True,
+) -> ViewWrite:
+    """Write the latest row per customer of `view` in [start, end] to the online store, batch by
+    batch, then (`record`) record [start, end] as materialized in the registry."""
+    from feast.utils import _convert_arrow_to_proto
+
+    source = view.batch_source
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    write = _sqlite_writer(store, view)
+    if write is None:
+        provider = store._get_provider()
+
+        def write(batch: pa.RecordBatch) -> None:
+            rows = _convert_arrow_to_proto(batch, view, join_keys)
+            provider.online_write_batch(store.config, view, rows, None)
+
+    rows = batches = 0
+    for batch in latest_batches(
+        Path(source.path),
+        keys=list(join_keys),
+        timestamp=source.timestamp_field,
+        columns=[f.name for f in view.features],
+        created=source.created_timestamp_column or None,
+        start=start,
+        end=end,
+        batch_rows=batch_rows,
+    ):
+        if batch.num_rows == 0:
+            continue
+        write(batch)
+        rows += batch.num_rows
+        batches += 1
+    if record:
+        store.registry.apply_materialization(view, store.project, start, end)
+    return ViewWrite(rows=rows, batches=batches)
