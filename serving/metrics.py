@@ -78,6 +78,12 @@ class ServiceMetrics:
             multiprocess_mode="livemostrecent",
             **kw,
         )
+        self.outbox_unmatched = prom.Gauge(
+            "persona_outbox_unmatched",
+            "Tag changes parked for customers without a CRM record key yet (released when one appears).",
+            multiprocess_mode="livemostrecent",
+            **kw,
+        )
         self.delivered = prom.Counter(
             "persona_crm_delivered", "Tag changes delivered to the CRM by the service's dispatcher.", **kw
         )
@@ -143,3 +149,4 @@ class ServiceMetrics:
         if counts is not None:
             self.outbox_pending.set(counts.get("pending", 0))
             self.outbox_dead.set(counts.get("dead", 0))
+            self.outbox_unmatched.set(counts.get("unmatched", 0))

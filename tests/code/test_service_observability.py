@@ -91,13 +91,14 @@ def test_dispatcher_rounds_feed_counters_and_outbox_gauges():
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     stats = SimpleNamespace(delivered=5, retried=2, dead=1)
-    metrics.dispatched(stats, {"pending": 67_058, "dead": 3, "delivered": 10})
+    metrics.dispatched(stats, {"pending": 67_058, "dead": 3, "delivered": 10, "unmatched": 412})
     metrics.dispatched(SimpleNamespace(delivered=1, retried=0, dead=0), None)  # counts not read this round
     assert _sample(registry, "persona_crm_delivered_total") == 6
     assert _sample(registry, "persona_crm_retried_total") == 2
     assert _sample(registry, "persona_crm_dead_lettered_total") == 1
     assert _sample(registry, "persona_outbox_pending") == 67_058
     assert _sample(registry, "persona_outbox_dead_letters") == 3
+    assert _sample(registry, "persona_outbox_unmatched") == 412
 
 
 def test_the_versions_served_are_an_info_metric():
