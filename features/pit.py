@@ -59,10 +59,16 @@ def first_seen_from(customers: ir.Table, stamped: Iterable[tuple[ir.Table, str]]
 
     Only a minimum over all time, so rows after a snapshot never make a customer "known" before it.
     """
-    parts = [t.select(customer_id=t.customer_id.cast("string"), ts=t[col]) for t, col in stamped]
+    # one timestamp type for the union: parquet files written elsewhere carry ns or ms, ours us
+    ts_type = ibis.dtype("timestamp('UTC', 6)")
+    parts = [
+        t.select(customer_id=t.customer_id.cast("string"), ts=t[col].cast(ts_type)) for t, col in stamped
+    ]
     if "signup_ts" in customers.columns:
         parts.append(
-            customers.select(customer_id=customers.customer_id.cast("string"), ts=customers.signup_ts)
+            customers.select(
+                customer_id=customers.customer_id.cast("string"), ts=customers.signup_ts.cast(ts_type)
+            )
         )
     stacked = ibis.union(*parts) if len(parts) > 1 else parts[0]
     earliest = (
