@@ -178,7 +178,7 @@ def print_summary(summary: BatchSummary) -> None:
     if summary.no_crm_record:
         click.echo(
             f"  {summary.no_crm_record:,} of these customers have no record the CRM knows (no CRM contact id, "
-            "no crm.record_key key): their changes are reported as dead letters, not sent"
+            "no crm.record_key key): their changes wait as unmatched and are sent once they have one"
         )
     if summary.scores_path:
         click.echo(f"scores written to {summary.scores_path}")
