@@ -155,14 +155,15 @@ def concept_ranks(centroids_z: np.ndarray, population_z: np.ndarray, features: l
 
 
 def _agrees(per_feature: list[dict[str, list[float]]], concept: str, high: list[int], low: list[int]) -> bool:
-    """Every feature of `concept` puts each `high` segment at or above each `low` one: a qualifier
-    ("frequent" / "occasional") that one of the concept's features contradicts is not given (the
-    profile shows the features, and "frequent" with fewer orders a year reads as a bug)."""
+    """Every feature of `concept` puts each `high` segment strictly above each `low` one: a qualifier
+    ("frequent" / "occasional") that one of the concept's features contradicts or does not show is not
+    given (the profile shows the features, and "frequent" with as many or fewer orders a year reads as
+    a bug)."""
     if not high or not low:
         return True
     n = len(per_feature[high[0]][concept])
     return all(
-        min(per_feature[i][concept][j] for i in high) >= max(per_feature[i][concept][j] for i in low)
+        min(per_feature[i][concept][j] for i in high) > max(per_feature[i][concept][j] for i in low)
         for j in range(n)
     )
 
