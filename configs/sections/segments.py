@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from configs.sections import unique_names
+
 
 class SegmentRule(BaseModel):
     """Customers whose current tags match `where` are members of the CRM list `list_name` (default:
@@ -38,8 +40,4 @@ class SegmentsConfig(BaseModel):
     @field_validator("sync")
     @classmethod
     def _unique_names(cls, rules: list[SegmentRule]) -> list[SegmentRule]:
-        names = [r.name for r in rules]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"segment names must be unique: {', '.join(dup)}")
-        return rules
+        return unique_names(rules, "segment")

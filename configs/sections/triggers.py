@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from configs.sections import unique_names
+
 # what a task or note text may name: {trigger} {customer_id} {tag} {old_value} {new_value} {changed_at}
 TEMPLATE_FIELDS = ("trigger", "customer_id", "tag", "old_value", "new_value", "changed_at")
 
@@ -114,8 +116,4 @@ class TriggersConfig(BaseModel):
     @field_validator("rules")
     @classmethod
     def _unique_names(cls, rules: list[TriggerRule]) -> list[TriggerRule]:
-        names = [r.name for r in rules]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"trigger names must be unique: {', '.join(dup)}")
-        return rules
+        return unique_names(rules, "trigger")

@@ -72,7 +72,7 @@ class HubSpotActivitiesConnector(HubSpotConnector):
             "hs_task_body": text,
             "hs_task_status": "NOT_STARTED",
             "hs_task_priority": activity.priority,
-            "hs_task_type": "TODO",
+            "hs_task_type": "TODO",  # HubSpot's task type for a to-do (the others: CALL, EMAIL)
         }
 
     def _already_created(self, kind: str, entries: list[OutboxEntry]) -> set[int]:
