@@ -223,7 +223,7 @@ def _recompute(  # type: ignore[no-untyped-def]
         outbox = trigger_outbox(state.tag_store.engine)
 
         def also(conn, changes, tags) -> None:  # type: ignore[no-untyped-def]
-            report.firings += outbox.enqueue(conn, fire(rules, changes, tags))
+            report.firings += outbox.enqueue(conn, fire(rules, changes, tags, tag_types=tag_types))
 
     started = time.perf_counter()
     report.batch = score_everyone(
@@ -299,16 +299,13 @@ def new_rows_since(tables: dict[str, pd.DataFrame | None], since: pd.Timestamp) 
 
 def check_rules(settings: Settings, tag_types: dict[str, str]) -> None:
     """Every tag a trigger or segment rule names is in the catalog (`tag_types`: tag -> type), every
-    segment expression parses and type-checks, and no trigger's list is a list segment sync keeps in step
-    (else a one-line ConfigError naming the key)."""
+    `where` expression parses and type-checks, and no trigger's list is a list segment sync keeps in
+    step (else a one-line ConfigError naming the key)."""
     from core.errors import ConfigError
     from serving.segments import check_segment_rules
+    from serving.triggers import check_trigger_rules
 
-    named = [(f"triggers.rules[{r.name}].tag", r.tag) for r in settings.triggers.rules]
-    named += [(f"triggers.rules[{r.name}].where", t) for r in settings.triggers.rules for t in r.where]
-    for key, tag in named:
-        if tag not in tag_types:
-            raise ConfigError(f"{key}: unknown tag {tag!r} (see `persona tags list`)")
+    check_trigger_rules(settings.triggers.rules, tag_types)
     check_segment_rules(settings.segments.sync, tag_types)
     synced = {r.list_name for r in settings.segments.sync}
     for rule in settings.triggers.rules:

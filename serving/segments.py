@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
-from core.errors import ConfigError, ValidationFailed
-from models.audience import Audience, compile_audience
+from serving import conditions
 from serving.changes import TagChange
+from serving.conditions import Condition
 from serving.connectors.base import Connector, SendResult, no_record_reason
 from serving.outbox import Outbox, OutboxEntry, segment_outbox_table
 from serving.tag_store import tag_current
@@ -72,20 +72,10 @@ def segment_outbox(engine: Engine) -> Outbox:
     return outbox
 
 
-def compile_where(rule: SegmentRule, tag_types: Mapping[str, str]) -> Audience | None:
-    """`rule.where` as a compiled tag expression (None for the tag -> values mapping); a ConfigError
-    naming `segments.sync[<name>].where` when it does not parse or type-check against the catalog."""
-    if not isinstance(rule.where, str):
-        unknown = sorted(set(rule.where) - set(tag_types))
-        if unknown:
-            raise ConfigError(
-                f"segments.sync[{rule.name}].where: unknown tag {unknown[0]!r} (see `persona tags list`)"
-            )
-        return None
-    try:
-        return compile_audience(rule.where, tag_types=tag_types, field=f"segments.sync[{rule.name}].where")
-    except ValidationFailed as exc:
-        raise ConfigError(str(exc)) from None
+def compile_where(rule: SegmentRule, tag_types: Mapping[str, str] | None) -> Condition:
+    """`rule.where` compiled (`serving.conditions`); a ConfigError naming `segments.sync[<name>].where`
+    when it names an unknown tag or does not parse or type-check against the catalog."""
+    return conditions.compile_where(rule.where, tag_types=tag_types, key=f"segments.sync[{rule.name}].where")
 
 
 def check_segment_rules(rules: list[SegmentRule], tag_types: Mapping[str, str]) -> None:
@@ -113,22 +103,10 @@ def _current_values(conn: sa.Connection, tags: tuple[str, ...]) -> pd.DataFrame:
     return out.astype(object).where(out.notna(), None)
 
 
-def members_of(conn: sa.Connection, rule: SegmentRule, audience: Audience | None = None) -> set[str]:
-    """Customers whose current tags (tag store) match `rule.where`: the compiled expression
-    (`audience`, see `compile_where`) or every entry of the tag -> values mapping."""
-    if audience is not None:
-        values = _current_values(conn, audience.tags)
-        return set(values.loc[audience.select(values), "customer_id"].astype(str))
-    if isinstance(rule.where, str):
-        raise ValueError(f"segment {rule.name}: compile its expression first (compile_where)")
-    found: set[str] | None = None
-    t = tag_current
-    for tag, wanted in rule.where.items():
-        values = wanted if isinstance(wanted, list) else [wanted]
-        rows = conn.execute(sa.select(t.c.customer_id).where(t.c.tag == tag, t.c.value.in_(values)))
-        ids = {r[0] for r in rows}
-        found = ids if found is None else found & ids
-    return found or set()
+def members_of(conn: sa.Connection, condition: Condition) -> set[str]:
+    """Customers whose current tags (tag store) meet `condition` (see `compile_where`)."""
+    values = _current_values(conn, condition.tags)
+    return set(values.loc[condition.select(values), "customer_id"].astype(str))
 
 
 def sync_segments(
@@ -141,16 +119,13 @@ def sync_segments(
     """Compare each rule's members with those synced before; record and queue adds and removes in one
     transaction. Running it again with no tag change queues nothing. `tag_types` (tag -> catalog type)
     is needed for rules whose `where` is an expression."""
-    compiled = {
-        rule.name: compile_where(rule, tag_types or {}) if isinstance(rule.where, str) else None
-        for rule in rules
-    }
+    compiled = {rule.name: compile_where(rule, tag_types) for rule in rules}
     outbox = segment_outbox(engine)
     out: dict[str, SegmentSync] = {}
     s = segment_members
     with engine.begin() as conn:
         for rule in rules:
-            wanted = members_of(conn, rule, compiled[rule.name])
+            wanted = members_of(conn, compiled[rule.name])
             held = {r[0] for r in conn.execute(sa.select(s.c.customer_id).where(s.c.segment == rule.name))}
             added, removed = sorted(wanted - held), sorted(held - wanted)
             if added:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core.errors import CrmError
+from core.errors import ConfigError, CrmError
 from serving.changes import TagChange
+from serving.conditions import Condition, compile_where
 from serving.connectors.base import Connector, SendResult, TransientCrmError
 from serving.outbox import Outbox, OutboxEntry, trigger_outbox_table
 
@@ -52,27 +53,59 @@ def trigger_outbox(engine: Engine) -> Outbox:
     return outbox
 
 
-def fire(rules: list[TriggerRule], changes: list[TagChange], tags: pd.DataFrame | None) -> list[TagChange]:
-    """The firings of `rules` for `changes`. `tags` (customer_id + one column per tag, values after the
-    run) answers each rule's `where`; a customer absent from it matches no `where`."""
+def conditions_of(rules: list[TriggerRule], tag_types: Mapping[str, str] | None) -> dict[str, Condition]:
+    """Each rule's `where` compiled (`serving.conditions`; rules without one are left out); a
+    ConfigError naming `triggers.rules[<name>].where` when it does not hold against the catalog."""
+    return {
+        rule.name: compile_where(rule.where, tag_types=tag_types, key=f"triggers.rules[{rule.name}].where")
+        for rule in rules
+        if rule.where
+    }
+
+
+def check_trigger_rules(rules: list[TriggerRule], tag_types: Mapping[str, str]) -> None:
+    """Every rule's `tag` is in the catalog (`tag_types`: tag -> type) and its `where` parses and
+    type-checks (else a one-line ConfigError naming the key)."""
+    for rule in rules:
+        if rule.tag not in tag_types:
+            raise ConfigError(
+                f"triggers.rules[{rule.name}].tag: unknown tag {rule.tag!r} (see `persona tags list`)"
+            )
+    conditions_of(rules, tag_types)
+
+
+def fire(
+    rules: list[TriggerRule],
+    changes: list[TagChange],
+    tags: pd.DataFrame | None,
+    *,
+    tag_types: Mapping[str, str] | None = None,
+) -> list[TagChange]:
+    """The firings of `rules` for `changes`. The change that fires is explicit (`tag`, `becomes`); the
+    condition on the customer (`where`) reads `tags` (customer_id + one column per tag, values after the
+    run, as stored); a customer absent from it meets no `where`. `tag_types` (tag -> catalog type) is
+    needed for rules whose `where` is an expression."""
     if not rules or not changes:
         return []
-    current: dict[str, Mapping[str, Any]] = {}
-    if tags is not None and any(r.where for r in rules):
+    conditions = conditions_of(rules, tag_types)
+    rows: dict[str, Mapping[str, Any]] = {}
+    meets: dict[str, set[str]] = {name: set() for name in conditions}
+    if tags is not None and conditions:
         wanted = {change.customer_id for change in changes}
-        rows = tags[tags["customer_id"].astype(str).isin(wanted)]
-        current = {str(row["customer_id"]): row for row in rows.to_dict("records")}
+        current = tags[tags["customer_id"].astype(str).isin(wanted)].reset_index(drop=True)
+        ids = current["customer_id"].astype(str)
+        rows = {customer: row for customer, row in zip(ids, current.to_dict("records"), strict=True)}
+        meets = {name: set(ids[c.select(current)]) for name, c in conditions.items()}
     out = []
     for change in changes:
         for rule in rules:
             if change.tag != rule.tag or (rule.becomes is not None and change.new_value not in rule.becomes):
                 continue
-            row = current.get(change.customer_id)
-            if rule.where and (
-                row is None or not all(_matches(row.get(k), v) for k, v in rule.where.items())
-            ):
+            condition = conditions.get(rule.name)
+            if condition is not None and change.customer_id not in meets[rule.name]:
                 continue
-            where = {k: _text(row.get(k)) for k in rule.where} if row is not None else {}
+            row = rows.get(change.customer_id, {})
+            where = {t: _text(row.get(t)) for t in condition.tags} if condition is not None else {}
             out.extend(
                 TagChange(
                     customer_id=change.customer_id,
@@ -91,11 +124,6 @@ def fire(rules: list[TriggerRule], changes: list[TagChange], tags: pd.DataFrame 
 
 def _text(value: Any) -> str | None:
     return None if value is None or (isinstance(value, float) and value != value) else str(value)
-
-
-def _matches(value: Any, wanted: str | list[str]) -> bool:
-    text = _text(value)
-    return text in wanted if isinstance(wanted, list) else text == wanted
 
 
 def enqueue_firings(conn: Connection, outbox: Outbox, firings: list[TagChange]) -> int:

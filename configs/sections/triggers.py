@@ -77,16 +77,19 @@ ACTIONS = ("webhook", "crm_task", "crm_note", "add_to_list")
 
 
 class TriggerRule(BaseModel):
-    """When tag `tag` changes to `becomes` (any value when null) for a customer whose other tags match
-    `where` (tag -> value or list of values, after this run), run the actions (at least one of
-    `webhook`, `crm_task`, `crm_note`, `add_to_list`; each is delivered on its own)."""
+    """When tag `tag` changes to `becomes` (any value when null) for a customer whose tags after this
+    run match `where`, run the actions (at least one of `webhook`, `crm_task`, `crm_note`,
+    `add_to_list`; each is delivered on its own). `where` is a tag expression in the catalog's language
+    (as `segments.sync`: `value_tier = 'top' and persona_name != 'Lapsed'`) or, in short, a mapping
+    tag -> value or list of values that must all hold; empty: every customer. The expression is checked
+    against the tag catalog when `persona refresh` loads the config."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     tag: str
     becomes: str | list[str] | None = None
-    where: dict[str, str | list[str]] = Field(default_factory=dict)
+    where: dict[str, str | list[str]] | str = Field(default_factory=dict)
     webhook: WebhookAction | None = None
     crm_task: TaskAction | None = None
     crm_note: NoteAction | None = None
@@ -96,6 +99,13 @@ class TriggerRule(BaseModel):
     @classmethod
     def _as_list(cls, value: str | list[str] | None) -> list[str] | None:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("where")
+    @classmethod
+    def _not_blank(cls, value: dict[str, str | list[str]] | str) -> dict[str, str | list[str]] | str:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a tag expression, e.g. value_tier = 'top' and persona_name != 'Lapsed'")
+        return value
 
     @model_validator(mode="after")
     def _some_action(self) -> TriggerRule:

@@ -112,6 +112,97 @@ def test_a_repeated_change_has_the_same_key_a_new_one_another() -> None:
     assert fire([RULE], [moved], tags)[0].idempotency_key != once.idempotency_key
 
 
+TYPES = {
+    "churn_risk": "tier",
+    "value_tier": "tier",
+    "persona_name": "category",
+    "rfm_r": "number",
+    "is_new": "flag",
+}
+
+
+def test_trigger_where_is_any_tag_expression() -> None:
+    rule = TriggerRule(
+        name="save_top",
+        tag="churn_risk",
+        becomes="high",
+        where="value_tier == 'top' and persona_name != 'Lapsed' and (rfm_r >= 3 or not is_new)",
+        webhook={"url": "http://127.0.0.1:1/hook"},
+    )
+    tags = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "F", "G"],
+            "churn_risk": ["high"] * 6,
+            "value_tier": ["top", "top", "standard", "top", "top", None],
+            "persona_name": ["Loyal", "Lapsed", "Loyal", None, "Loyal", "Loyal"],
+            "rfm_r": ["4", "4", "4", "4", "1", "4"],
+            "is_new": ["false", "false", "false", "false", "true", "false"],
+        }
+    )
+    changes = [change(c, "churn_risk", "medium", "high") for c in "ABCDEFG"]
+    changes.append(change("A", "churn_risk", "high", "medium"))  # the change that fires stays explicit
+    fired = fire([rule], changes, tags, tag_types=TYPES)
+    # B: Lapsed; C: not top; D: persona unset (a comparison with null is false); E: no current tags;
+    # F: recency 1 and new; G: value tier unset
+    assert [(f.customer_id, f.new_value) for f in fired] == [("A", "high")]
+    body = payload(type("E", (), {"change": fired[0], "id": 1})())
+    assert body["where"] == {"value_tier": "top", "persona_name": "Loyal", "rfm_r": "4", "is_new": "false"}
+    # the mapping form is the same condition as the expression that spells it out
+    mapping = rule.model_copy(update={"where": {"value_tier": "top", "persona_name": ["Loyal", "New"]}})
+    spelled = rule.model_copy(update={"where": "value_tier = 'top' and persona_name in ('Loyal', 'New')"})
+    by_mapping = fire([mapping], changes, tags, tag_types=TYPES)
+    assert [f.customer_id for f in by_mapping] == ["A", "F"]
+    assert [f.customer_id for f in fire([spelled], changes, tags, tag_types=TYPES)] == ["A", "F"]
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        (
+            {"where": "value_tier = 'top' and churn_rsk = 'high'"},
+            "triggers.rules[bad].where: unknown tag 'churn_rsk' (did you mean 'churn_risk'?) at character 24",
+        ),
+        ({"where": "value_tier = 'top' and"}, "triggers.rules[bad].where: "),
+        (
+            {"where": "rfm_r = 'high'"},
+            "triggers.rules[bad].where: comparison '=': cannot mix a number and a string",
+        ),
+        ({"where": "rfm_r + 1"}, "triggers.rules[bad].where: must be a condition (true or false)"),
+        ({"where": {"value_tiers": "top"}}, "triggers.rules[bad].where: unknown tag 'value_tiers'"),
+        ({"tag": "churn"}, "triggers.rules[bad].tag: unknown tag 'churn'"),
+    ],
+)
+def test_trigger_conditions_are_checked_with_the_config_key(update: dict, message: str) -> None:  # type: ignore[type-arg]
+    from core.errors import ConfigError
+    from serving.triggers import check_trigger_rules
+
+    rule = TriggerRule(**{"name": "bad", "tag": "churn_risk", "webhook": {"url": "http://x"}, **update})
+    with pytest.raises(ConfigError) as caught:
+        check_trigger_rules([rule], TYPES)
+    text = str(caught.value)
+    assert text.startswith(message) and "\n" not in text, text
+    with pytest.raises(ValueError, match="a tag expression"):
+        TriggerRule(name="blank", tag="churn_risk", where=" ", webhook={"url": "http://x"})
+
+
+def test_refresh_refuses_a_bad_trigger_expression_before_any_work(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from persona.cli import main
+
+    config = tmp_path / "persona.yaml"
+    config.write_text(
+        "triggers:\n  rules:\n    - name: vip_alert\n      tag: churn_risk\n      becomes: high\n"
+        "      where: \"value_tier = 'top' and churn_rsk = 'high'\"\n"
+        "      webhook: {url: 'http://127.0.0.1:1/hook'}\n"
+    )
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "data"))
+    assert main(["--config", str(config), "refresh"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: triggers.rules[vip_alert].where: unknown tag 'churn_rsk'") and "\n" not in err
+    )
+    assert not (tmp_path / "data" / "state").exists()  # nothing locked, read or written
+
+
 def test_signature_round_trip_and_tamper() -> None:
     sig = sign("s3cret", timestamp="1767225600", body=b'{"a":1}')
     assert sig.startswith("sha256=") and len(sig) == 7 + 64
