@@ -17,7 +17,8 @@ send only the latest value per (record, field) (http). Failures:
   which is dead-lettered with the CRM's reason; the good ones are delivered;
 - per-record rejections (207): those entries are dead-lettered, the rest delivered;
 - the customer has no CRM record key (an email- or phone-only customer): parked as `unmatched`, not dead;
-  `run_until_empty` first releases those whose customer has a key by now.
+  `run_until_empty` first releases those whose customer has a key by now, and the service's
+  `run_forever` does so every RELEASE_UNMATCHED_SECONDS (a later ingest may give them one any time).
 Time comes from an injected `clock` and `sleep` so tests run without waiting.
 """
 
@@ -38,6 +39,9 @@ from serving.connectors.base import BatchRejected, Connector, RateLimited, Trans
 from serving.outbox import Outbox, OutboxEntry, make_state_engine
 
 OBSERVE_COUNTS_SECONDS = 10.0  # how often the service's loop reads the outbox counts for its gauges
+# how often the service's loop looks for parked entries whose customer got a CRM record key: keys come
+# with an ingest (hours apart), and each look reads the parked customers and asks the key resolver
+RELEASE_UNMATCHED_SECONDS = 30.0
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -303,17 +307,25 @@ class Dispatcher:
         *,
         poll_seconds: float | None = None,
         observe: Callable[[DispatchStats, dict[str, int] | None], None] | None = None,
+        release_seconds: float = RELEASE_UNMATCHED_SECONDS,
     ) -> None:
         """Background loop for the service: deliver while there is work, idle-wait on `stop_event`
-        (at most `poll_seconds`, default the dispatcher's own) so new entries go out promptly.
+        (at most `poll_seconds`, default the dispatcher's own) so new entries go out promptly. Parked
+        (`unmatched`) entries whose customer has a CRM record key by now are released at the start and
+        then every `release_seconds` (`release_unmatched`, as `run_until_empty` does).
 
         `observe(stats, counts)` follows every round (the service's metrics); `counts` (the outbox by
         status) is read at most every OBSERVE_COUNTS_SECONDS, else None."""
         poll_seconds = self.poll_seconds if poll_seconds is None else poll_seconds
-        counted_at = -math.inf
+        counted_at = released_at = -math.inf
         while not stop_event.is_set():
             try:
+                released = 0
+                if self.clock() - released_at >= release_seconds:
+                    released_at = self.clock()  # a failing look waits its turn too: delivery goes on
+                    released = self.release_unmatched()
                 stats = self.run_once()
+                stats.released = released
                 if observe is not None:
                     counts = None
                     if self.clock() - counted_at >= OBSERVE_COUNTS_SECONDS:

@@ -287,3 +287,72 @@ def test_run_forever_delivers_and_stops_on_event(outbox: Outbox) -> None:
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert outbox.counts()["delivered"] == 30 and sum(crm.applied.values()) == 30
+
+
+def test_running_dispatcher_releases_unmatched_when_a_key_appears(outbox: Outbox, tmp_path: Path) -> None:
+    """The service's loop: a customer with no CRM record key waits as `unmatched`; once an ingest gives
+    it one (the identity map is rewritten), the running loop releases and delivers it, exactly once."""
+    import os
+    import time
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from serving.connectors.sql import SqlConnector, tags_table
+    from serving.record_keys import RecordKeys
+
+    identity = tmp_path / "identity_map.parquet"
+    keys = pd.DataFrame(
+        {
+            "source": ["orders", "orders"],
+            "source_record_id": ["O1", "O2"],
+            "source_key": ["K-1", None],  # P2 bought under an email only: no customer number yet
+            "customer_id": ["P1", "P2"],
+        }
+    )
+    keys.to_parquet(identity)
+    crm = sa.create_engine(f"sqlite:///{tmp_path}/crm.sqlite")
+    sent: Counter[str] = Counter()
+
+    class Counting(SqlConnector):
+        def send(self, entries: list[OutboxEntry]) -> SendResult:
+            result = super().send(entries)
+            sent.update(e.change.customer_id for e in entries if e.id not in result.unmatched)
+            return result
+
+    connector = Counting(crm, resolver=RecordKeys(identity, record_key="orders"))
+    with outbox.engine.begin() as conn:
+        outbox.enqueue(conn, [change("P1"), change("P2")], now=time.time())
+    dispatcher = Dispatcher(outbox, connector, batch_size=10, rng=random.Random(1))
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=dispatcher.run_forever, args=(stop,), kwargs={"poll_seconds": 0.02, "release_seconds": 0.05}
+    )
+
+    def wait_for(status: str, count: int) -> None:
+        for _ in range(200):
+            if outbox.counts()[status] == count:
+                return
+            stop.wait(0.05)
+        raise AssertionError(f"{status} never reached {count}: {outbox.counts()}")
+
+    thread.start()
+    try:
+        wait_for("unmatched", 1)
+        assert outbox.counts()["delivered"] == 1 and sent == Counter({"P1": 1})
+        stop.wait(0.3)  # several release looks while P2 still has no key: it stays parked
+        assert outbox.counts()["unmatched"] == 1 and sent["P2"] == 0
+        keys.loc[keys["customer_id"] == "P2", "source_key"] = "K-2"  # a later ingest: a customer number
+        keys.to_parquet(identity)
+        os.utime(identity, (time.time() + 5, time.time() + 5))  # a new map, even within one mtime tick
+        wait_for("delivered", 2)
+        stop.wait(0.3)  # more looks and rounds: nothing is sent again
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert sent == Counter({"P1": 1, "P2": 1})
+    assert outbox.counts()["unmatched"] == 0 and outbox.dead_letters() == []
+    with crm.connect() as conn:
+        rows = conn.execute(sa.select(tags_table.c.customer_id, tags_table.c.contact_id)).all()
+    assert sorted(rows) == [("P1", "K-1"), ("P2", "K-2")]
