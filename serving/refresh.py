@@ -218,12 +218,15 @@ def _recompute(  # type: ignore[no-untyped-def]
     rules = settings.triggers.rules
     also = None
     if rules:
-        from serving.triggers import fire, trigger_outbox
+        from serving.triggers import fire_in_run, trigger_outbox
 
         outbox = trigger_outbox(state.tag_store.engine)
 
         def also(conn, changes, tags) -> None:  # type: ignore[no-untyped-def]
-            report.firings += outbox.enqueue(conn, fire(rules, changes, tags, tag_types=tag_types))
+            firings = fire_in_run(
+                conn, rules, changes, tags, tag_types=tag_types, not_recomputed=report.not_due
+            )
+            report.firings += outbox.enqueue(conn, firings)
 
     started = time.perf_counter()
     report.batch = score_everyone(

@@ -20,7 +20,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,46 @@ def fire(
                 for action in rule.actions
             )
     return out
+
+
+def fire_in_run(
+    conn: Connection,
+    rules: list[TriggerRule],
+    changes: list[TagChange],
+    tags: pd.DataFrame,
+    *,
+    tag_types: Mapping[str, str],
+    not_recomputed: Collection[str],
+) -> list[TagChange]:
+    """`fire` inside a refresh's transaction. A run evaluates every tag but records only those whose
+    cadence is due; a `where` on a tag it did not record (`not_recomputed`) reads the value the tag
+    store holds, i.e. what the CRM shows, not one the run computed and dropped."""
+    read = {tag for condition in conditions_of(rules, tag_types).values() for tag in condition.tags}
+    held = sorted(read & set(not_recomputed))
+    if held and changes:
+        tags = _with_stored(conn, tags, {change.customer_id for change in changes}, held)
+    return fire(rules, changes, tags, tag_types=tag_types)
+
+
+def _with_stored(conn: Connection, tags: pd.DataFrame, customers: set[str], held: list[str]) -> pd.DataFrame:
+    """The rows of `customers` in `tags`, the columns `held` replaced by the tag store's current values."""
+    import sqlalchemy as sa
+
+    from serving.tag_store import tag_current
+
+    rows = tags[tags["customer_id"].astype(str).isin(customers)].copy()
+    t = tag_current
+    stored: dict[tuple[str, str], str | None] = {}
+    ids = sorted(customers)
+    for start in range(0, len(ids), 500):
+        query = sa.select(t.c.customer_id, t.c.tag, t.c.value).where(
+            t.c.customer_id.in_(ids[start : start + 500]), t.c.tag.in_(held)
+        )
+        stored.update({(str(c), str(tag)): value for c, tag, value in conn.execute(query)})
+    keys = rows["customer_id"].astype(str)
+    for tag in held:
+        rows[tag] = [stored.get((customer, tag)) for customer in keys]
+    return rows
 
 
 def _text(value: Any) -> str | None:

@@ -155,6 +155,32 @@ def test_trigger_where_is_any_tag_expression() -> None:
     assert [f.customer_id for f in fire([spelled], changes, tags, tag_types=TYPES)] == ["A", "F"]
 
 
+def test_where_in_a_run_reads_the_stored_value_of_a_tag_not_due(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from serving.outbox import make_state_engine
+    from serving.tag_store import TagStore
+    from serving.triggers import fire_in_run
+
+    engine = make_state_engine(f"sqlite:///{tmp_path}/state.sqlite")
+    store = TagStore(engine, crm_fields={"churn_risk": "a", "value_tier": "b"})
+    store.create_schema()
+    held = pd.DataFrame({"customer_id": ["A", "B"], "value_tier": ["standard", "top"]})
+    with engine.begin() as conn:
+        store.apply(conn, tags=held, produced_by={"value_tier": "rule:x@1"}, at=AT)
+    rule = RULE.model_copy(update={"where": "value_tier = 'top'"})
+    # this run evaluated value_tier afresh (A: top, B: standard) but records only the due churn_risk
+    evaluated = pd.DataFrame(
+        {"customer_id": ["A", "B", "C"], "churn_risk": ["high"] * 3, "value_tier": ["top", "standard", "top"]}
+    )
+    changes = [change(c, "churn_risk", "low", "high") for c in "ABC"]
+    with engine.begin() as conn:
+        kept = fire_in_run(conn, [rule], changes, evaluated, tag_types=TYPES, not_recomputed=["value_tier"])
+        fresh = fire_in_run(conn, [rule], changes, evaluated, tag_types=TYPES, not_recomputed=[])
+    # not due: the CRM still shows A standard and B top (C has no stored value_tier: unset)
+    assert [(f.customer_id, f.inputs["where"]) for f in kept] == [("B", {"value_tier": "top"})]
+    # due: the value the run records is the one the CRM gets
+    assert [f.customer_id for f in fresh] == ["A", "C"]
+
+
 @pytest.mark.parametrize(
     ("update", "message"),
     [
