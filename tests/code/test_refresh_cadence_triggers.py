@@ -461,3 +461,23 @@ def test_unchanged_source_files_are_not_ingested_again(tmp_path) -> None:  # typ
         "events": None,
     }
     assert new_rows_since(tables, pd.Timestamp("2026-01-01T12:00Z")) == {"orders": 2}
+
+
+def test_readme_trigger_and_segment_example_holds_against_the_catalog(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The README's `triggers` / `segments` YAML is what a user copies: it loads and every rule passes
+    the checks `persona refresh` makes before it starts."""
+    from pathlib import Path
+
+    import yaml
+
+    from artifacts.catalog import load_catalog
+    from configs.settings import load_settings
+    from serving.refresh import check_rules
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\ntriggers:\n", 1)[1].split("```", 1)[0]
+    example = yaml.safe_load("triggers:\n" + block)
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
+    settings = load_settings(**example)
+    assert any(isinstance(r.where, str) for r in settings.triggers.rules)
+    check_rules(settings, {t.key: t.value_type for t in load_catalog(settings).tags})
