@@ -84,19 +84,23 @@ def check_segment_rules(rules: list[SegmentRule], tag_types: Mapping[str, str]) 
         compile_where(rule, tag_types)
 
 
-def _current_values(conn: sa.Connection, tags: tuple[str, ...]) -> pd.DataFrame:
+def _current_values(conn: sa.Connection, tags: tuple[str, ...], *, everyone: bool) -> pd.DataFrame:
     """customer_id + one column per tag (stored strings, None = unset) for every customer with any
-    current tag."""
+    current tag (`everyone`), else for those with one of `tags`."""
     t = tag_current
-    everyone = pd.DataFrame(
-        conn.execute(sa.select(t.c.customer_id).distinct()).all(), columns=["customer_id"]
-    )
     rows = pd.DataFrame(
         conn.execute(sa.select(t.c.customer_id, t.c.tag, t.c.value).where(t.c.tag.in_(tags))).all(),
         columns=["customer_id", "tag", "value"],
     )
     wide = rows.pivot(index="customer_id", columns="tag", values="value") if len(rows) else pd.DataFrame()
-    out = everyone.merge(wide, left_on="customer_id", right_index=True, how="left")
+    ids = (
+        conn.execute(sa.select(t.c.customer_id).distinct()).all()
+        if everyone
+        else [(c,) for c in rows["customer_id"].unique()]
+    )
+    out = pd.DataFrame(ids, columns=["customer_id"]).merge(
+        wide, left_on="customer_id", right_index=True, how="left"
+    )
     for tag in tags:
         if tag not in out:
             out[tag] = None
@@ -105,7 +109,9 @@ def _current_values(conn: sa.Connection, tags: tuple[str, ...]) -> pd.DataFrame:
 
 def members_of(conn: sa.Connection, condition: Condition) -> set[str]:
     """Customers whose current tags (tag store) meet `condition` (see `compile_where`)."""
-    values = _current_values(conn, condition.tags)
+    # an expression may ask for unset tags (`is null`): it reads every tagged customer; a mapping
+    # holds only for customers with its tags set, so it skips the scan for the others
+    values = _current_values(conn, condition.tags, everyone=condition.audience is not None)
     return set(values.loc[condition.select(values), "customer_id"].astype(str))
 
 
