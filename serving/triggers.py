@@ -1,5 +1,7 @@
 """Triggers: a tag change that starts work. Rules (`triggers.rules` in the config) are matched against
-the changes a scoring run records; each firing of each action is queued in the `trigger_outbox`, in the
+the changes a scoring run records: the change that fires is explicit (`tag`, `becomes`), the condition
+on the customer (`where`) is a tag expression or mapping as segment sync's (`serving.conditions`); each
+firing of each action is queued in the `trigger_outbox`, in the
 same transaction as the tag change that fired it, and delivered by the same dispatcher as CRM tags (at
 least once, back-off, circuit breaker, time-bounded retries, dead letters, `persona crm replay
 --triggers`). Actions: `webhook` (a signed JSON POST), `crm_task` / `crm_note` (on the customer's CRM
