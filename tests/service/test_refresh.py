@@ -1,11 +1,12 @@
-"""`persona refresh` on a copy of the session's world: the first run tags everyone, a re-run on the same
-data changes nothing, a next day of orders is taken in with only the due cadence's tags recomputed, and a
-trigger fires a signed webhook to a real HTTP receiver on 127.0.0.1, once per change (a 503 in between
-is retried, not duplicated)."""
+"""`persona refresh` on a copy of the session's world (issue 16's "done when"): the first run tags
+everyone, a re-run on the same data changes nothing, a second day of generated orders (`persona data
+generate --continue`, as the demo) is taken in with only the due cadence's tags recomputed, triggers fire
+signed webhooks to a real HTTP receiver on 127.0.0.1, once per change (a 503 in between is retried, not
+duplicated), one of them only for customers whose tags meet its `where` expression, and a segment list
+is kept in step."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -17,21 +18,10 @@ import sqlalchemy as sa
 from tests.fakes.webhook import SECRET, Receiver
 from tests.service.conftest import env
 
-
-def _next_day_orders(raw: Path, clean: Path, *, customers: int = 25) -> pd.Timestamp:
-    """Append one day of orders (after the data's as_of) for some active customers to the raw orders."""
-    orders = pd.read_csv(raw / "orders.csv.gz", dtype=str)
-    report = json.loads((clean / "ingest_report.json").read_text())
-    as_of = pd.Timestamp(report["as_of"])
-    recent = orders.dropna(subset=["customer_ref"]).drop_duplicates("customer_ref").head(customers)
-    day = (as_of.floor("D") + pd.Timedelta(days=1, hours=10)).tz_convert("UTC")
-    new = recent.assign(
-        order_id=[f"NEXTDAY-{i}" for i in range(len(recent))],
-        order_ts=[(day + pd.Timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(len(recent))],
-        status="completed" if "status" in recent.columns else None,
-    )
-    pd.concat([orders, new], ignore_index=True).to_csv(raw / "orders.csv.gz", index=False)
-    return day
+# the expression trigger's condition: discount_sensitive is weekly (not recomputed by the daily run of
+# day 2: read from the tag store), lifecycle_stage daily (recomputed with the rfm_r change that fires)
+STAGES = ("active", "mature", "at_risk")
+VALUED = f"not discount_sensitive and lifecycle_stage in {STAGES}"
 
 
 def _in_step(settings) -> set[str]:  # type: ignore[no-untyped-def]
@@ -92,6 +82,9 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             "    - name: recency_moved\n      tag: rfm_r\n"
             f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n"
             "      crm_note: {body: 'recency score {old_value} -> {new_value}'}\n"
+            "    - name: valued_recency_moved\n      tag: rfm_r\n"
+            f'      where: "{VALUED}"\n'
+            f"      webhook: {{url: '{receiver.url}', secret_env: PERSONA_TEST_HOOK_SECRET}}\n"
             "segments:\n  sync:\n"
             "    - name: at_risk\n"
             "      where: \"rfm_segment in ('at_risk', 'cant_lose')\"\n"
@@ -130,8 +123,10 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             engine = sa.create_engine(settings.url(settings.state_url))
             with engine.connect() as conn:
                 last_id = conn.execute(sa.text("select max(id) from crm_outbox")).scalar_one()
-            # day 2: one more day of orders; the daily run recomputes daily tags only
-            _next_day_orders(copy_of_world / "raw", copy_of_world / "clean")
+            # day 2: the generator's next day of orders (the demo's step); the daily run recomputes
+            # daily tags only
+            assert main(["data", "generate", "--continue", "--days", "1"]) == 0
+            assert "added " in capsys.readouterr().out
             before = {c["change_id"] for c in receiver.calls}
             assert main(["refresh", "--cadence", "daily"]) == 0
             out = capsys.readouterr().out
@@ -182,7 +177,9 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
     assert receiver.bad_signatures == 0
     ids = Counter(c["change_id"] for c in receiver.calls)
     assert set(ids.values()) == {1} and len(ids) == fired[0] == fired[1] and undelivered == 0
-    assert set(notes_by_status) <= {"delivered", "unmatched"} and sum(notes_by_status.values()) == len(ids)
+    recency_calls = [c for c in receiver.calls if c["trigger"] == "recency_moved"]
+    assert set(notes_by_status) <= {"delivered", "unmatched"}
+    assert sum(notes_by_status.values()) == len(recency_calls)
     # the same firings made one note each on the customer's CRM contact records (SQL CRM), none twice
     crm = sa.create_engine(settings.url(settings.crm.url))
     with crm.connect() as conn:
@@ -195,8 +192,46 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             sa.text("select count(distinct change_id || contact_id) from persona_crm_activities")
         ).scalar_one()
     assert notes[0] == notes_by_status["delivered"] and notes[1] == contacts
-    new_calls = [c for c in receiver.calls if c["change_id"] not in before]
+    new_calls = [c for c in recency_calls if c["change_id"] not in before]
     assert new_calls, "the new day moved some customers' recency score"
+    # the `where` expression: of the customers whose recency score moved on day 2, exactly those whose
+    # tags after the run (as the CRM holds them) meet it got the second trigger, once each
+    with engine.connect() as conn:
+        moved = {
+            r[0]
+            for r in conn.execute(
+                sa.text("select customer_id from crm_outbox where id > :last and tag = 'rfm_r'"),
+                {"last": last_id},
+            )
+        }
+        held = (
+            pd.DataFrame(
+                conn.execute(
+                    sa.text(
+                        "select customer_id, tag, value from tag_current "
+                        "where tag in ('discount_sensitive', 'lifecycle_stage')"
+                    )
+                ).all(),
+                columns=["customer_id", "tag", "value"],
+            )
+            .pivot(index="customer_id", columns="tag", values="value")
+            .reindex(index=sorted(moved), columns=["discount_sensitive", "lifecycle_stage"])
+        )
+    # a flag unset reads false; a comparison with an unset tier is false
+    meets = (held["discount_sensitive"] != "true") & held["lifecycle_stage"].isin(STAGES)
+    expected = set(held.index[meets])
+    fired_valued = Counter(
+        c["customer_id"]
+        for c in receiver.calls
+        if c["trigger"] == "valued_recency_moved" and c["change_id"] not in before
+    )
+    assert expected and expected != moved, (len(expected), len(moved), held.value_counts(dropna=False))
+    assert set(fired_valued) == expected and set(fired_valued.values()) == {1}
+    assert all(
+        c["where"]["lifecycle_stage"] in STAGES and c["where"]["discount_sensitive"] != "true"
+        for c in receiver.calls
+        if c["trigger"] == "valued_recency_moved"
+    )
     call = new_calls[0]
     assert call["trigger"] == "recency_moved" and call["change"]["tag"] == "rfm_r"
     assert call["change"]["new_value"] != call["change"]["old_value"] and "recency_days" in call["reasons"]
