@@ -49,18 +49,29 @@ def _summary(dispatcher: Dispatcher, stats: DispatchStats) -> None:
         click.echo("dead letters: `persona crm status` shows why; `persona crm replay` re-sends them")
 
 
-def _dispatcher(settings, *, triggers: bool) -> Dispatcher:  # type: ignore[no-untyped-def]
-    """The CRM tags' dispatcher, or with `triggers` the one of the trigger outbox (webhooks)."""
+def _dispatcher(settings, *, triggers: bool, segments: bool) -> Dispatcher:  # type: ignore[no-untyped-def]
+    """The CRM tags' dispatcher, or with `triggers` the one of the trigger outbox (webhooks, tasks,
+    notes, list adds), with `segments` the one of the segment-list outbox."""
     from serving.dispatcher import build_dispatcher
     from serving.outbox import make_state_engine
-    from serving.triggers import build_trigger_dispatcher
 
-    if not triggers:
-        return build_dispatcher(settings)
-    return build_trigger_dispatcher(settings, engine=make_state_engine(settings.url(settings.state_url)))
+    if triggers and segments:
+        raise click.UsageError("--triggers or --segments, not both")
+    if triggers:
+        from serving.triggers import build_trigger_dispatcher
+
+        return build_trigger_dispatcher(settings, engine=make_state_engine(settings.url(settings.state_url)))
+    if segments:
+        from serving.segments import build_segment_dispatcher
+
+        return build_segment_dispatcher(settings, engine=make_state_engine(settings.url(settings.state_url)))
+    return build_dispatcher(settings)
 
 
 TRIGGERS = click.option("--triggers", is_flag=True, help="The trigger outbox (webhooks) instead of CRM tags.")
+SEGMENTS = click.option(
+    "--segments", is_flag=True, help="The segment-list outbox (segments.sync) instead of CRM tags."
+)
 
 
 def register(cli: click.Group) -> None:
@@ -79,10 +90,12 @@ def register(cli: click.Group) -> None:
         help="Stop waiting for retries after this many seconds (entries stay queued).",
     )
     @TRIGGERS
+    @SEGMENTS
     @click.pass_context
-    def sync(ctx: click.Context, timeout: float, triggers: bool) -> None:
-        """Deliver every queued tag change to the CRM once (retrying with back-off until done)."""
-        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers)
+    def sync(ctx: click.Context, timeout: float, triggers: bool, segments: bool) -> None:
+        """Deliver every queued tag change to the CRM once (retrying with back-off until done); parked
+        changes whose customer has a CRM record key by now go too."""
+        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers, segments=segments)
         try:
             stats = _drain(dispatcher, timeout=timeout, description="delivering to CRM")
             _summary(dispatcher, stats)
@@ -94,12 +107,18 @@ def register(cli: click.Group) -> None:
     @click.option("--no-send", is_flag=True, help="Only re-queue; the next `crm sync` or the service sends.")
     @click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True)
     @TRIGGERS
+    @SEGMENTS
     @click.pass_context
     def replay(
-        ctx: click.Context, ids: tuple[int, ...], no_send: bool, timeout: float, triggers: bool
+        ctx: click.Context,
+        ids: tuple[int, ...],
+        no_send: bool,
+        timeout: float,
+        triggers: bool,
+        segments: bool,
     ) -> None:
         """Re-queue dead-lettered changes (after fixing their cause) and send them."""
-        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers)
+        dispatcher = _dispatcher(settings_from(ctx), triggers=triggers, segments=segments)
         try:
             count = dispatcher.outbox.replay(now=time.time(), ids=list(ids) if ids else None)
             click.echo(f"re-queued {count:,} dead letter(s)")

@@ -178,3 +178,61 @@ def test_customers_without_a_record_key_wait_as_unmatched_then_go_out(
     assert hubspot.property_of("K-2", "persona_segment") == "loyal"
     assert main(["crm", "status"]) == 0
     assert "0 pending, 2 delivered, 0 dead, 0 superseded, 0 unmatched" in capsys.readouterr().out
+
+
+def test_parked_list_memberships_go_out_with_crm_sync_segments(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segment lists (embedded SQL CRM): a member with no CRM record key waits as unmatched; `persona crm
+    sync --segments` releases and delivers it once an ingest gives the customer a key."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from serving.segments import list_members, segment_outbox
+
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(data_dir))
+    (data_dir / "clean").mkdir()
+    (data_dir / "raw").mkdir()
+    identity = data_dir / "clean" / "identity_map.parquet"
+
+    def write_map(keys: dict[str, str | None]) -> None:
+        pd.DataFrame(
+            {
+                "source": ["orders"] * len(keys),
+                "source_record_id": [f"O{c}" for c in keys],
+                "source_key": list(keys.values()),
+                "customer_id": list(keys),
+                "match_rule": ["new"] * len(keys),
+            }
+        ).to_parquet(identity)
+
+    write_map({"P1": "K-1", "P2": None})
+    box = segment_outbox(make_state_engine(f"sqlite:///{data_dir.resolve()}/state/persona.sqlite"))
+    joins = [
+        TagChange(
+            customer_id=customer,
+            tag="at_risk",
+            crm_field="At risk",
+            old_value=None,
+            new_value="member",
+            changed_at=datetime(2026, 1, 5, tzinfo=UTC),
+            produced_by="segment:at_risk",
+        )  # fmt: skip
+        for customer in ("P1", "P2")
+    ]
+    with box.engine.begin() as conn:
+        box.enqueue(conn, joins)
+    assert main(["crm", "sync", "--segments"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 1," in out and "0 dead, 1 unmatched" in out, out
+
+    write_map({"P1": "K-1", "P2": "K-2"})  # a later ingest found P2's customer number
+    os.utime(identity, (time.time() + 5, time.time() + 5))
+    assert main(["crm", "sync", "--segments"]) == 0
+    out = capsys.readouterr().out
+    assert "released 1 parked change(s)" in out and "delivered 1," in out and "0 unmatched" in out, out
+    crm = sa.create_engine(f"sqlite:///{data_dir.resolve()}/raw/crm.sqlite")
+    with crm.connect() as conn:
+        rows = conn.execute(sa.select(list_members.c.contact_id, list_members.c.member)).all()
+    assert sorted(rows) == [("K-1", True), ("K-2", True)]
+    assert main(["crm", "sync", "--segments", "--triggers"]) == 2
