@@ -137,7 +137,10 @@ def refresh(
         from artifacts.catalog import load_catalog
 
         # the rules are checked against the catalog before anything is read or written
-        check_rules(settings, {t.key: t.value_type for t in load_catalog(settings).tags})
+        catalog = load_catalog(settings)
+        check_rules(
+            settings, {t.key: t.value_type for t in catalog.tags}, {t.key: t.values for t in catalog.tags}
+        )
     with RetrainLock(settings.path(settings.training.lock_path), job="refresh"):
         memory = load_refresh_state(settings)
         report.previous_as_of = memory.get("as_of")
@@ -205,7 +208,7 @@ def _recompute(  # type: ignore[no-untyped-def]
     state = load_state(settings)
     cadences = {t.key: t.cadence for t in state.catalog.tags}
     tag_types = {t.key: t.value_type for t in state.catalog.tags}
-    check_rules(settings, tag_types)
+    check_rules(settings, tag_types, {t.key: t.values for t in state.catalog.tags})
     last = dict(memory.get("tags", {}))
     report.recomputed = due_tags(
         cadences, as_of=as_of, last_computed=last, cadence=cadence, everything=everything
@@ -300,15 +303,18 @@ def new_rows_since(tables: dict[str, pd.DataFrame | None], since: pd.Timestamp) 
     return out
 
 
-def check_rules(settings: Settings, tag_types: dict[str, str]) -> None:
-    """Every tag a trigger or segment rule names is in the catalog (`tag_types`: tag -> type), every
+def check_rules(
+    settings: Settings, tag_types: dict[str, str], tag_values: dict[str, tuple[str, ...] | None] | None = None
+) -> None:
+    """Every tag a trigger or segment rule names is in the catalog (`tag_types`: tag -> type; a trigger's
+    `becomes` among the tag's declared `tag_values`), every
     `where` expression parses and type-checks, and no trigger's list is a list segment sync keeps in
     step (else a one-line ConfigError naming the key)."""
     from core.errors import ConfigError
     from serving.segments import check_segment_rules
     from serving.triggers import check_trigger_rules
 
-    check_trigger_rules(settings.triggers.rules, tag_types)
+    check_trigger_rules(settings.triggers.rules, tag_types, tag_values)
     check_segment_rules(settings.segments.sync, tag_types)
     synced = {r.list_name for r in settings.segments.sync}
     for rule in settings.triggers.rules:

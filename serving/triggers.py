@@ -65,13 +65,25 @@ def conditions_of(rules: list[TriggerRule], tag_types: Mapping[str, str] | None)
     }
 
 
-def check_trigger_rules(rules: list[TriggerRule], tag_types: Mapping[str, str]) -> None:
-    """Every rule's `tag` is in the catalog (`tag_types`: tag -> type) and its `where` parses and
-    type-checks (else a one-line ConfigError naming the key)."""
+def check_trigger_rules(
+    rules: list[TriggerRule],
+    tag_types: Mapping[str, str],
+    tag_values: Mapping[str, tuple[str, ...] | None] | None = None,
+) -> None:
+    """Every rule's `tag` is in the catalog (`tag_types`: tag -> type), its `becomes` is one of the
+    tag's declared values where the catalog declares them (`tag_values`: a typo would never fire), and
+    its `where` parses and type-checks (else a one-line ConfigError naming the key)."""
     for rule in rules:
         if rule.tag not in tag_types:
             raise ConfigError(
                 f"triggers.rules[{rule.name}].tag: unknown tag {rule.tag!r} (see `persona tags list`)"
+            )
+        allowed = (tag_values or {}).get(rule.tag)
+        unknown = [v for v in rule.becomes or () if allowed is not None and v not in allowed]
+        if unknown:
+            raise ConfigError(
+                f"triggers.rules[{rule.name}].becomes: {unknown[0]!r} is not a value of tag {rule.tag!r} "
+                f"(its values: {', '.join(allowed)})"
             )
     conditions_of(rules, tag_types)
 

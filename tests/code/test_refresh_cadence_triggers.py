@@ -196,6 +196,10 @@ def test_where_in_a_run_reads_the_stored_value_of_a_tag_not_due(tmp_path) -> Non
         ({"where": "rfm_r + 1"}, "triggers.rules[bad].where: must be a condition (true or false)"),
         ({"where": {"value_tiers": "top"}}, "triggers.rules[bad].where: unknown tag 'value_tiers'"),
         ({"tag": "churn"}, "triggers.rules[bad].tag: unknown tag 'churn'"),
+        (
+            {"becomes": ["medium", "hihg"]},
+            "triggers.rules[bad].becomes: 'hihg' is not a value of tag 'churn_risk'",
+        ),
     ],
 )
 def test_trigger_conditions_are_checked_with_the_config_key(update: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -204,7 +208,7 @@ def test_trigger_conditions_are_checked_with_the_config_key(update: dict, messag
 
     rule = TriggerRule(**{"name": "bad", "tag": "churn_risk", "webhook": {"url": "http://x"}, **update})
     with pytest.raises(ConfigError) as caught:
-        check_trigger_rules([rule], TYPES)
+        check_trigger_rules([rule], TYPES, {"churn_risk": ("low", "medium", "high")})
     text = str(caught.value)
     assert text.startswith(message) and "\n" not in text, text
     with pytest.raises(ValueError, match="a tag expression"):
@@ -480,4 +484,5 @@ def test_readme_trigger_and_segment_example_holds_against_the_catalog(tmp_path, 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
     settings = load_settings(**example)
     assert any(isinstance(r.where, str) for r in settings.triggers.rules)
-    check_rules(settings, {t.key: t.value_type for t in load_catalog(settings).tags})
+    tags = load_catalog(settings).tags
+    check_rules(settings, {t.key: t.value_type for t in tags}, {t.key: t.values for t in tags})

@@ -122,7 +122,11 @@ def test_the_dispatcher_loop_reports_each_round(tmp_path):
             self.poll_seconds = 0.01
             self.paused_until = 0.0
             self.clock = __import__("time").time
-            self.outbox = SimpleNamespace(counts=lambda: {"pending": 7, "dead": 1}, next_due=lambda: None)
+            self.outbox = SimpleNamespace(
+                counts=lambda: {"pending": 7, "dead": 1},
+                next_due=lambda: None,
+                unmatched_customers=lambda: [],
+            )
 
         def run_once(self):
             return DispatchStats(claimed=0, delivered=2)
