@@ -30,7 +30,7 @@ from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
-from features.identity import resolve
+from features.identity import KEY_KINDS, RULES, resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.pit import micro_units, money
 from features.quarantine import Quarantine
@@ -478,6 +478,57 @@ def _orders_from_lines(
     return orders, typed, linked
 
 
+def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None = None) -> pd.DataFrame:
+    """`features.identity.resolve` of `records`, with the engine given one record per repeated key.
+
+    Most records (every order and event) hold a single key that the person's other orders and events
+    repeat. A repeat adds no edge to the key graph, so only its first holder goes to the engine: the
+    engine's work and the frames it returns shrink from one row per order and event to about one per
+    key. The repeats take their first holder's person; they share its key, so their rule is the key's
+    kind; and the first holder's rule becomes the key's kind too unless it is its person's anchor
+    (exactly what `resolve` over every record gives). Returns `customer_id` and `match_rule` aligned
+    to `records`.
+    """
+    n = len(records)
+    held = np.column_stack([records[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
+    if not n or not held.any(axis=1).all():
+        return resolve(records, salt=salt, engine=engine)  # empty, or keyless rows: resolve refuses
+    single = held.sum(axis=1) == 1
+    kind = held.argmax(axis=1)
+    first = np.arange(n)  # the first record holding the same single key (itself for others)
+    repeats = np.zeros(n, dtype="int64")  # records holding a first holder's key, itself included
+    for j, name in enumerate(KEY_KINDS):
+        rows = np.flatnonzero(single & (kind == j))
+        if not len(rows):
+            continue
+        codes, _ = pd.factorize(records[name].iloc[rows], use_na_sentinel=True)
+        _, first_at = np.unique(codes, return_index=True)  # codes are numbered in order of appearance
+        first[rows] = rows[first_at[codes]]
+        repeats[rows[first_at]] = np.bincount(codes)
+    kept = first == np.arange(n)
+    reduced = resolve(records.loc[kept, list(KEY_KINDS)].reset_index(drop=True), salt=salt, engine=engine)
+    at = (np.cumsum(kept) - 1)[first]  # each record's row in `reduced`
+    person = reduced["customer_id"].cat.codes.to_numpy()
+    anchor = np.zeros(len(reduced), dtype=bool)
+    anchor[np.unique(person, return_index=True)[1]] = True  # records are in priority order
+    rules = reduced["match_rule"].cat.categories
+    kind_rule = np.array([rules.get_loc(RULES[k]) for k in KEY_KINDS], dtype="int8")
+    shared_first = kept & single & (repeats > 1)
+    shared_first[kept] &= ~anchor
+    full_rule = reduced["match_rule"].cat.codes.to_numpy()[at]
+    by_kind = shared_first | ~kept
+    full_rule[by_kind] = kind_rule[kind[by_kind]]
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Categorical.from_codes(
+                person[at], categories=reduced["customer_id"].cat.categories
+            ),
+            "match_rule": pd.Categorical.from_codes(full_rule, categories=rules),
+        },
+        index=records.index,
+    )
+
+
 def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     """The business's own key of each resolved record, the one its CRM or ERP knows the customer by:
     a contact's id, a lead's id, the customer number (or CRM contact id) an order or event names.
@@ -702,7 +753,7 @@ def ingest_frames(
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve(records, salt=identity.salt.get_secret_value(), engine=engine)
+    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
