@@ -149,7 +149,8 @@ def _type_source(
     )
     duplicated = raw.duplicated(keep="first")
     report.duplicates_removed = int(duplicated.sum())
-    raw = raw[~duplicated.to_numpy()]
+    if report.duplicates_removed:  # no copy of a source without duplicates
+        raw = raw[~duplicated.to_numpy()]
     typed = type_columns(
         _kind_key(source, cfg),
         raw,
@@ -240,14 +241,15 @@ def _reject(
 ) -> pd.DataFrame:
     """Quarantine the rows of `frame` where `mask` holds; return the others."""
     rows = frame.index[mask.to_numpy()]
-    if len(rows):
-        quarantine.add(
-            source,
-            rows,
-            column=column,
-            rule=rule,
-            values=raw[column].loc[rows] if column in raw else pd.Series(index=rows, dtype=object),
-        )
+    if not len(rows):
+        return frame  # no copy when nothing is rejected
+    quarantine.add(
+        source,
+        rows,
+        column=column,
+        rule=rule,
+        values=raw[column].loc[rows] if column in raw else pd.Series(index=rows, dtype=object),
+    )
     return frame[~mask.to_numpy()]
 
 
@@ -608,6 +610,9 @@ def ingest_frames(
         typed[name], raws[name], reports[name] = _type_source(
             table, cfg=getattr(sources, name), quarantine=quarantine
         )
+    # Intermediate frames are let go as soon as they are used up (`del`): the peak memory of a run is
+    # the sum of the copies alive at once. The raw tables stay alive while the caller holds them.
+    del raw_tables, table
     activity = {
         f"{name}.{column}": typed[name][column]
         for name, columns in ACTIVITY_TIMESTAMPS.items()
@@ -621,6 +626,7 @@ def ingest_frames(
         raise ValidationFailed(
             f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
         )
+    del activity
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
@@ -723,6 +729,7 @@ def ingest_frames(
         if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
             rows = (orders_frame.index + 1).astype(str)
             orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+    del typed, raws, keys, with_keys, frame  # the quarantine holds the raw values it needs
     # A source with no valid row stops the run (nothing is written, so the previous good output stays
     # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
     for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
@@ -864,7 +871,8 @@ def ingest_frames(
         contacts=keyed["contacts"].assign(customer_id=cid["contacts"]) if "contacts" in keyed else None,
     )
     # Categorical columns stay categorical in memory; the parquet writer stores them as plain text.
-    identity_map = records[IDENTITY_COLUMNS].copy()
+    identity_map = pd.DataFrame({c: records[c].array for c in IDENTITY_COLUMNS}, copy=False)
+    del records
 
     # Counts: a row counts as quarantined once however many rules it broke.
     for name in present:
@@ -1069,10 +1077,14 @@ def run_ingest(
 
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
-    raw_tables = read_sources(settings, progress=progress)
     with open_engine(settings) as engine:  # order lines aggregate on the configured engine
+        # not held here: ingest_frames lets the raw tables go once they are typed
         result = ingest_frames(
-            raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp, engine=engine
+            read_sources(settings, progress=progress),
+            sources=settings.sources,
+            identity=settings.identity,
+            as_of=stamp,
+            engine=engine,
         )
     crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)
