@@ -192,6 +192,14 @@ ACTIVITY_TIMESTAMPS = {
     "events": ("event_ts",),
     "leads": ("created_at", "converted_at"),
 }
+# The raw columns whose values later rejections quote (by identity key, by order): the only ones
+# kept after validation (the raw text of every column is a second copy of the source).
+RAW_QUOTED = {
+    "contacts": (),
+    "leads": ("email", "phone"),
+    "orders": ("order_id", "customer_ref", "quantity", "discount"),
+    "events": ("user_ref",),
+}
 # A source whose every row is after `as_of` means a wrong `as_of`, not bad rows.
 REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "created_at"}
 
@@ -642,6 +650,7 @@ def ingest_frames(
             latest=as_of + tolerance,
             quarantine=quarantine,
         )
+        raws[name] = raws[name][[c for c in RAW_QUOTED[name] if c in raws[name]]]
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
     keyed: dict[str, pd.DataFrame] = {}

@@ -60,7 +60,8 @@ for fname in (
     "ingest_frames",
 ):
     _wrap(ingest, fname)
-_wrap(schemas, "validate")
+for fname in ("validate", "type_columns", "parse_timestamps", "clean_labels", "parse_numbers"):
+    _wrap(schemas, fname)
 settings = load_settings()
 ingest.run_ingest(settings)
 print(f"max rss {psutil.Process().memory_info().rss / 2**20:.0f} MB (now)")
