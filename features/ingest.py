@@ -22,6 +22,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.sections.identity import IdentityConfig
@@ -547,9 +548,12 @@ def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     carry a person downstream. A key that looks like an email (a business that numbers customers by
     email) is dropped for the same reason; such records simply have no business key.
     """
-    source = records["source"].astype(str).to_numpy()
-    named = np.where(source == "leads", records["source_record_id"], records["contact_id"])
-    keys = pd.Series(named, index=records.index, dtype="string[pyarrow]")
+    leads = pa.array((records["source"] == "leads").to_numpy(dtype=bool))
+    text = {
+        c: pa.array(records[c].astype("string[pyarrow]").array) for c in ("source_record_id", "contact_id")
+    }
+    named = pc.if_else(leads, text["source_record_id"], text["contact_id"])  # arrow: no Python strings
+    keys = pd.Series(pd.arrays.ArrowStringArray(named), index=records.index)
     return keys.mask(looks_like_email(keys)).array
 
 
@@ -760,11 +764,19 @@ def ingest_frames(
     present = [n for n in SOURCES if n in keyed]
     frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
-    def record_frame(n: str) -> pd.DataFrame:
-        keys = frames[n][["contact_id", "email", "phone"]].astype("string[pyarrow]").reset_index(drop=True)
-        return keys.assign(source_record_id=record_ids[n].astype("string[pyarrow]").to_numpy())
+    def stacked(columns: dict[str, pd.Series]) -> pd.Series:
+        # arrow-backed text concatenates as chunks: the records share the sources' buffers
+        return pd.concat(
+            [columns[n].astype("string[pyarrow]").reset_index(drop=True) for n in present], ignore_index=True
+        )
 
-    records = pd.concat([record_frame(n) for n in present], ignore_index=True)
+    records = pd.DataFrame(
+        {
+            **{k: stacked({n: frames[n][k] for n in present}) for k in KEY_KINDS},
+            "source_record_id": stacked(record_ids),
+        },
+        copy=False,
+    )
     sizes = [len(frames[n]) for n in present]
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
