@@ -22,6 +22,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.sections.identity import IdentityConfig
@@ -30,7 +31,7 @@ from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
-from features.identity import resolve
+from features.identity import KEY_KINDS, RULES, resolve
 from features.normalize import TS_DTYPE, looks_like_email, normalize_emails, normalize_phones
 from features.pit import micro_units, money
 from features.quarantine import Quarantine
@@ -149,7 +150,8 @@ def _type_source(
     )
     duplicated = raw.duplicated(keep="first")
     report.duplicates_removed = int(duplicated.sum())
-    raw = raw[~duplicated.to_numpy()]
+    if report.duplicates_removed:  # no copy of a source without duplicates
+        raw = raw[~duplicated.to_numpy()]
     typed = type_columns(
         _kind_key(source, cfg),
         raw,
@@ -190,6 +192,14 @@ ACTIVITY_TIMESTAMPS = {
     "orders": ("order_ts",),
     "events": ("event_ts",),
     "leads": ("created_at", "converted_at"),
+}
+# The raw columns whose values later rejections quote (by identity key, by order): the only ones
+# kept after validation (the raw text of every column is a second copy of the source).
+RAW_QUOTED = {
+    "contacts": (),
+    "leads": ("email", "phone"),
+    "orders": ("order_id", "customer_ref", "quantity", "discount"),
+    "events": ("user_ref",),
 }
 # A source whose every row is after `as_of` means a wrong `as_of`, not bad rows.
 REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "created_at"}
@@ -240,14 +250,15 @@ def _reject(
 ) -> pd.DataFrame:
     """Quarantine the rows of `frame` where `mask` holds; return the others."""
     rows = frame.index[mask.to_numpy()]
-    if len(rows):
-        quarantine.add(
-            source,
-            rows,
-            column=column,
-            rule=rule,
-            values=raw[column].loc[rows] if column in raw else pd.Series(index=rows, dtype=object),
-        )
+    if not len(rows):
+        return frame  # no copy when nothing is rejected
+    quarantine.add(
+        source,
+        rows,
+        column=column,
+        rule=rule,
+        values=raw[column].loc[rows] if column in raw else pd.Series(index=rows, dtype=object),
+    )
     return frame[~mask.to_numpy()]
 
 
@@ -478,6 +489,57 @@ def _orders_from_lines(
     return orders, typed, linked
 
 
+def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None = None) -> pd.DataFrame:
+    """`features.identity.resolve` of `records`, with the engine given one record per repeated key.
+
+    Most records (every order and event) hold a single key that the person's other orders and events
+    repeat. A repeat adds no edge to the key graph, so only its first holder goes to the engine: the
+    engine's work and the frames it returns shrink from one row per order and event to about one per
+    key. The repeats take their first holder's person; they share its key, so their rule is the key's
+    kind; and the first holder's rule becomes the key's kind too unless it is its person's anchor
+    (exactly what `resolve` over every record gives). Returns `customer_id` and `match_rule` aligned
+    to `records`.
+    """
+    n = len(records)
+    held = np.column_stack([records[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
+    if not n or not held.any(axis=1).all():
+        return resolve(records, salt=salt, engine=engine)  # empty, or keyless rows: resolve refuses
+    single = held.sum(axis=1) == 1
+    kind = held.argmax(axis=1)
+    first = np.arange(n)  # the first record holding the same single key (itself for others)
+    repeats = np.zeros(n, dtype="int64")  # records holding a first holder's key, itself included
+    for j, name in enumerate(KEY_KINDS):
+        rows = np.flatnonzero(single & (kind == j))
+        if not len(rows):
+            continue
+        codes, _ = pd.factorize(records[name].iloc[rows], use_na_sentinel=True)
+        _, first_at = np.unique(codes, return_index=True)  # codes are numbered in order of appearance
+        first[rows] = rows[first_at[codes]]
+        repeats[rows[first_at]] = np.bincount(codes)
+    kept = first == np.arange(n)
+    reduced = resolve(records.loc[kept, list(KEY_KINDS)].reset_index(drop=True), salt=salt, engine=engine)
+    at = (np.cumsum(kept) - 1)[first]  # each record's row in `reduced`
+    person = reduced["customer_id"].cat.codes.to_numpy()
+    anchor = np.zeros(len(reduced), dtype=bool)
+    anchor[np.unique(person, return_index=True)[1]] = True  # records are in priority order
+    rules = reduced["match_rule"].cat.categories
+    kind_rule = np.array([rules.get_loc(RULES[k]) for k in KEY_KINDS], dtype="int8")
+    shared_first = kept & single & (repeats > 1)
+    shared_first[kept] &= ~anchor
+    full_rule = reduced["match_rule"].cat.codes.to_numpy()[at]
+    by_kind = shared_first | ~kept
+    full_rule[by_kind] = kind_rule[kind[by_kind]]
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Categorical.from_codes(
+                person[at], categories=reduced["customer_id"].cat.categories
+            ),
+            "match_rule": pd.Categorical.from_codes(full_rule, categories=rules),
+        },
+        index=records.index,
+    )
+
+
 def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     """The business's own key of each resolved record, the one its CRM or ERP knows the customer by:
     a contact's id, a lead's id, the customer number (or CRM contact id) an order or event names.
@@ -486,9 +548,12 @@ def source_keys(records: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     carry a person downstream. A key that looks like an email (a business that numbers customers by
     email) is dropped for the same reason; such records simply have no business key.
     """
-    source = records["source"].astype(str).to_numpy()
-    named = np.where(source == "leads", records["source_record_id"], records["contact_id"])
-    keys = pd.Series(named, index=records.index, dtype="string[pyarrow]")
+    leads = pa.array((records["source"] == "leads").to_numpy(dtype=bool))
+    text = {
+        c: pa.array(records[c].astype("string[pyarrow]").array) for c in ("source_record_id", "contact_id")
+    }
+    named = pc.if_else(leads, text["source_record_id"], text["contact_id"])  # arrow: no Python strings
+    keys = pd.Series(pd.arrays.ArrowStringArray(named), index=records.index)
     return keys.mask(looks_like_email(keys)).array
 
 
@@ -557,6 +622,9 @@ def ingest_frames(
         typed[name], raws[name], reports[name] = _type_source(
             table, cfg=getattr(sources, name), quarantine=quarantine
         )
+    # Intermediate frames are let go as soon as they are used up (`del`): the peak memory of a run is
+    # the sum of the copies alive at once. The raw tables stay alive while the caller holds them.
+    del raw_tables, table
     activity = {
         f"{name}.{column}": typed[name][column]
         for name, columns in ACTIVITY_TIMESTAMPS.items()
@@ -570,6 +638,7 @@ def ingest_frames(
         raise ValidationFailed(
             f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
         )
+    del activity
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
@@ -585,6 +654,7 @@ def ingest_frames(
             latest=as_of + tolerance,
             quarantine=quarantine,
         )
+        raws[name] = raws[name][[c for c in RAW_QUOTED[name] if c in raws[name]]]
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
     keyed: dict[str, pd.DataFrame] = {}
@@ -672,6 +742,7 @@ def ingest_frames(
         if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
             rows = (orders_frame.index + 1).astype(str)
             orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+    del typed, raws, keys, with_keys, frame  # the quarantine holds the raw values it needs
     # A source with no valid row stops the run (nothing is written, so the previous good output stays
     # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
     for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
@@ -693,16 +764,24 @@ def ingest_frames(
     present = [n for n in SOURCES if n in keyed]
     frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
-    def record_frame(n: str) -> pd.DataFrame:
-        keys = frames[n][["contact_id", "email", "phone"]].astype("string[pyarrow]").reset_index(drop=True)
-        return keys.assign(source_record_id=record_ids[n].astype("string[pyarrow]").to_numpy())
+    def stacked(columns: dict[str, pd.Series]) -> pd.Series:
+        # arrow-backed text concatenates as chunks: the records share the sources' buffers
+        return pd.concat(
+            [columns[n].astype("string[pyarrow]").reset_index(drop=True) for n in present], ignore_index=True
+        )
 
-    records = pd.concat([record_frame(n) for n in present], ignore_index=True)
+    records = pd.DataFrame(
+        {
+            **{k: stacked({n: frames[n][k] for n in present}) for k in KEY_KINDS},
+            "source_record_id": stacked(record_ids),
+        },
+        copy=False,
+    )
     sizes = [len(frames[n]) for n in present]
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve(records, salt=identity.salt.get_secret_value(), engine=engine)
+    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
@@ -813,7 +892,8 @@ def ingest_frames(
         contacts=keyed["contacts"].assign(customer_id=cid["contacts"]) if "contacts" in keyed else None,
     )
     # Categorical columns stay categorical in memory; the parquet writer stores them as plain text.
-    identity_map = records[IDENTITY_COLUMNS].copy()
+    identity_map = pd.DataFrame({c: records[c].array for c in IDENTITY_COLUMNS}, copy=False)
+    del records
 
     # Counts: a row counts as quarantined once however many rules it broke.
     for name in present:
@@ -1018,10 +1098,14 @@ def run_ingest(
 
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
-    raw_tables = read_sources(settings, progress=progress)
     with open_engine(settings) as engine:  # order lines aggregate on the configured engine
+        # not held here: ingest_frames lets the raw tables go once they are typed
         result = ingest_frames(
-            raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp, engine=engine
+            read_sources(settings, progress=progress),
+            sources=settings.sources,
+            identity=settings.identity,
+            as_of=stamp,
+            engine=engine,
         )
     crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)

@@ -79,3 +79,32 @@ def test_source_keys_keep_business_ids_and_never_an_email() -> None:
     recs["source"] = pd.Categorical(["contacts", "leads", "orders", "orders", "orders"])
     recs["source_record_id"] = ["C1", "L9", "O1", "O2", "O3"]
     assert list(source_keys(recs)) == ["C1", "L9", "K-17", pd.NA, pd.NA]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resolving_repeated_keys_once_changes_nothing(seed) -> None:
+    """Ingest sends the engine one record per repeated single key: same persons, same rules as
+    resolving every record (repeats before and after multi-key records, anchors made of repeats)."""
+    import numpy as np
+
+    from features.engine import open_engine
+    from features.ingest import resolve_records
+
+    rng = np.random.default_rng(seed)
+    pools = {
+        "contact_id": [f"C{i}" for i in range(10)],
+        "email": [f"{i}@x.cn" for i in range(30)],
+        "phone": [f"+86{i}" for i in range(20)],
+    }
+    rows = []
+    for _ in range(400):
+        held = [k for k in pools if rng.random() < 0.1] or [str(rng.choice(list(pools)))]
+        rows.append(tuple(str(rng.choice(pools[k])) if k in held else None for k in pools))
+    recs = records(rows)
+    assert recs.notna().sum(axis=1).eq(1).sum() > 100  # mostly single keys, as orders and events are
+    with open_engine() as engine:
+        expected = resolve(recs, salt=SALT, engine=engine)
+        got = resolve_records(recs, salt=SALT, engine=engine)
+    pd.testing.assert_frame_equal(got, expected)
+    assert set(got["match_rule"]) == {"new", "contact_id", "email_exact", "phone_e164"}
+    assert got["customer_id"].nunique() > 5

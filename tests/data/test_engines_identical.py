@@ -173,3 +173,32 @@ def test_identity_resolution_is_identical_on_duckdb_and_spark():
     persons = on_duckdb["customer_id"].nunique()
     assert 10 < persons < n  # keys do link records, and not everything into one person
     assert set(on_duckdb["match_rule"]) == {"new", "contact_id", "email_exact", "phone_e164"}
+
+
+@pytest.mark.slow  # a Spark JVM (shared with the other tests of this module when run together)
+def test_ingest_resolution_of_repeated_keys_is_identical_on_spark():
+    """Ingest resolves one record per repeated single key (orders, events): on Spark as on DuckDB,
+    and as resolving every record."""
+    import numpy as np
+
+    from features.engine import open_engine
+    from features.identity import resolve
+    from features.ingest import resolve_records
+
+    rng = np.random.default_rng(11)
+    n = 800
+    multi = rng.random(n) < 0.2  # contacts with several keys; the rest hold one, as orders and events
+    kind = rng.integers(0, 3, n)
+
+    def keys(j: int, prefix: str, pool: int):
+        values = np.char.add(prefix, rng.integers(0, pool, n).astype(str)).astype(object)
+        return pd.array(np.where(multi | (kind == j), values, None), dtype="string[pyarrow]")
+
+    records = pd.DataFrame(
+        {"contact_id": keys(0, "C", 60), "email": keys(1, "e@x.cn", 120), "phone": keys(2, "+86", 200)}
+    )
+    everything = resolve(records, salt="engines-salt")
+    with open_engine(name="spark") as spark:
+        on_spark = resolve_records(records, salt="engines-salt", engine=spark)
+    pd.testing.assert_frame_equal(on_spark, everything, check_exact=True)
+    assert 10 < everything["customer_id"].nunique() < n
