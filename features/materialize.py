@@ -2,11 +2,11 @@
 
 Feast's own `materialize` loads a view's latest rows whole, turns every value into a protobuf at once
 and, on SQLite, writes one `execute` per feature value: memory grows with the customers. Here the
-latest row per customer is streamed from the feature table by DuckDB in record batches. On SQLite each
+latest row per customer is streamed from the feature table by DuckDB in record batches, and each
 batch is encoded column by column (doubles, int64 and strings without a protobuf object per value;
-the bytes are what Feast's conversion gives, which the tests check byte for byte) and written in one
-`executemany`; on Redis and any other store each batch goes through Feast's conversion and its own
-pipelined batch write. The view's materialized interval is then recorded in the registry, as
+the bytes are what Feast's conversion gives, which the tests check byte for byte): on SQLite written
+in one `executemany`, on Redis as one HSET per customer in one pipeline per batch. Any other store
+gets Feast's conversion and its own batch write. The view's materialized interval is then recorded in the registry, as
 `FeatureStore.materialize` does.
 """
 
@@ -67,6 +67,50 @@ def latest_batches(
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
         yield from con.sql(query, params=[str(path), start, end]).to_arrow_reader(batch_rows)
+
+
+def spark_latest_batches(
+    store: FeatureStore,
+    view: FeatureView,
+    *,
+    start: datetime,
+    end: datetime,
+    staging: Path,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """`latest_batches` through Feast's Spark offline store (`offline_store: type: spark`): its query for
+    the latest row per entity in [start, end], written by Spark to parquet parts under `staging` (the
+    driver never holds the whole view; on a cluster, a folder every node sees) and streamed back in
+    record batches of at most `batch_rows`. The parts are removed afterwards."""
+    import contextlib
+    import io
+    import shutil
+    import uuid
+    import warnings
+
+    import pyarrow.dataset as ds
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkOfflineStore
+
+    source = view.batch_source
+    folder = staging / f"{view.name}-{uuid.uuid4().hex}"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # Feast prints and warns "experimental" on every call: noise in the CLI's output
+        warnings.simplefilter("ignore", RuntimeWarning)
+        job = SparkOfflineStore.pull_latest_from_table_or_query(
+            config=store.config,
+            data_source=source,
+            join_key_columns=[e.name for e in view.entity_columns],
+            feature_name_columns=[f.name for f in view.features],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=start,
+            end_date=end,
+        )
+        job.to_spark_df().write.mode("overwrite").parquet(str(folder))
+    try:
+        yield from ds.dataset(folder, format="parquet").to_batches(batch_size=batch_rows)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _varint(value: int) -> bytes:
@@ -150,13 +194,24 @@ def _timestamps(array: pa.Array) -> list[datetime]:
     return [to_naive_utc(_coerce_datetime(v)) for v in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
 
 
+def _entity_keys(batch: pa.RecordBatch, view: FeatureView, version: int) -> list[bytes]:
+    """Feast's serialized entity key of each row (the key both online stores are addressed by)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.utils import _build_entity_keys, _columns_to_proto_values
+
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
+    return [
+        serialize_entity_key(k, entity_key_serialization_version=version)
+        for k in _build_entity_keys(batch.num_rows, join_keys, key_values)
+    ]
+
+
 def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
     """A bulk writer into Feast's SQLite table for `view`: the same rows, columns and encodings as
     `SqliteOnlineStore.online_write_batch` after Feast's conversion, in one `executemany` per batch.
     None where that store writes extra columns (vectors, value_num): Feast's own writer then."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.sqlite import _quote_id, _table_id
-    from feast.utils import _build_entity_keys, _columns_to_proto_values
 
     config = store.config
     online = config.online_store
@@ -172,8 +227,6 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
         "created_ts = excluded.created_ts"
     )
-    version = config.entity_key_serialization_version
-    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     features = [(f.name, f.dtype.to_value_type()) for f in view.features]
     names = sorted(name for name, _ in features)
     source = view.batch_source
@@ -181,11 +234,7 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
 
     def write(batch: pa.RecordBatch) -> None:
         n = batch.num_rows
-        key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
-        keys = [
-            serialize_entity_key(k, entity_key_serialization_version=version)
-            for k in _build_entity_keys(n, join_keys, key_values)
-        ]
+        keys = _entity_keys(batch, view, config.entity_key_serialization_version)
         stamps = _timestamps(batch.column(source.timestamp_field))
         created = (
             _timestamps(batch.column(source.created_timestamp_column))
@@ -207,6 +256,78 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
     return write
 
 
+def _proto_timestamp(moment: datetime) -> tuple[int, bytes]:
+    """(nanoseconds since the epoch, `google.protobuf.Timestamp` bytes) as Feast's Redis writer makes
+    them from a row's event time (naive = UTC)."""
+    from feast.utils import make_tzaware
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stamp = Timestamp()
+    stamp.FromDatetime(make_tzaware(moment))
+    return stamp.seconds * 1_000_000_000 + stamp.nanos, stamp.SerializeToString()
+
+
+def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
+    """A bulk writer into Feast's Redis layout for `view`: the hashes `RedisOnlineStore.online_write_batch`
+    writes (key: entity key + project; fields: `_ts:<view>` and murmur3 of `<view>:<feature>`), with the
+    same rule for rows already there (an older or equal event time is not overwritten, unless
+    `skip_dedup`), but values encoded column by column and one pipeline (no transaction) per batch
+    instead of a protobuf object per value. None for other stores."""
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.infra.online_stores.redis import _versioned_fv_name
+
+    config = store.config
+    online = config.online_store
+    if getattr(online, "type", "") != "redis":
+        return None
+    client = store._get_provider().online_store._get_client(online)
+    project = config.project.encode("utf-8")
+    view_name = _versioned_fv_name(view, config)
+    ts_field = f"_ts:{view_name}".encode()
+    features = [(f.name, f.dtype.to_value_type()) for f in view.features]
+    fields = [_mmh3(f"{view_name}:{name}") for name, _ in features]
+    timestamp = view.batch_source.timestamp_field
+    ttl = online.key_ttl_seconds
+
+    def write(batch: pa.RecordBatch) -> None:
+        keys = [k + project for k in _entity_keys(batch, view, config.entity_key_serialization_version)]
+        stamps: dict[datetime, tuple[int, bytes]] = {}  # snapshots share a handful of times
+        nanos, blobs = [], []
+        for moment in _timestamps(batch.column(timestamp)):
+            encoded = stamps.get(moment)
+            if encoded is None:
+                encoded = stamps[moment] = _proto_timestamp(moment)
+            nanos.append(encoded[0])
+            blobs.append(encoded[1])
+        values = [encode_column(batch.column(name), value_type)[0] for name, value_type in features]
+        keep = range(len(keys))
+        if not online.skip_dedup:
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, ts_field)
+                previous = pipe.execute()
+            keep = [i for i, old in enumerate(previous) if old is None or _nanos(old) < nanos[i]]
+        with client.pipeline(transaction=False) as pipe:
+            for i in keep:
+                # field, value pairs flat: HSET without building a mapping per row
+                pairs = [ts_field, blobs[i]]
+                for field_key, column in zip(fields, values, strict=True):
+                    pairs += (field_key, column[i])
+                pipe.execute_command("HSET", keys[i], *pairs)
+                if ttl:
+                    pipe.expire(keys[i], ttl)
+            pipe.execute()
+
+    return write
+
+
+def _nanos(blob: bytes) -> int:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stamp = Timestamp.FromString(blob)
+    return stamp.seconds * 1_000_000_000 + stamp.nanos
+
+
 def write_view(
     store: FeatureStore,
     view: FeatureView,
@@ -215,14 +336,17 @@ def write_view(
     end: datetime,
     batch_rows: int = BATCH_ROWS,
     record: bool = True,
+    staging: Path | None = None,
 ) -> ViewWrite:
     """Write the latest row per customer of `view` in [start, end] to the online store, batch by
-    batch, then (`record`) record [start, end] as materialized in the registry."""
+    batch, then (`record`) record [start, end] as materialized in the registry. The latest rows are
+    read by the store's offline store: DuckDB over the parquet file, or Feast's Spark offline store
+    (its results staged as parquet under `staging`)."""
     from feast.utils import _convert_arrow_to_proto
 
     source = view.batch_source
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-    write = _sqlite_writer(store, view)
+    write = _sqlite_writer(store, view) or _redis_writer(store, view)
     if write is None:
         provider = store._get_provider()
 
@@ -230,17 +354,25 @@ def write_view(
             rows = _convert_arrow_to_proto(batch, view, join_keys)
             provider.online_write_batch(store.config, view, rows, None)
 
+    if getattr(store.config.offline_store, "type", "") == "spark":
+        if staging is None:
+            raise ValueError("the Spark offline store needs a staging folder for materialization")
+        batches_in = spark_latest_batches(
+            store, view, start=start, end=end, staging=staging, batch_rows=batch_rows
+        )
+    else:
+        batches_in = latest_batches(
+            Path(source.path),
+            keys=list(join_keys),
+            timestamp=source.timestamp_field,
+            columns=[f.name for f in view.features],
+            created=source.created_timestamp_column or None,
+            start=start,
+            end=end,
+            batch_rows=batch_rows,
+        )
     rows = batches = 0
-    for batch in latest_batches(
-        Path(source.path),
-        keys=list(join_keys),
-        timestamp=source.timestamp_field,
-        columns=[f.name for f in view.features],
-        created=source.created_timestamp_column or None,
-        start=start,
-        end=end,
-        batch_rows=batch_rows,
-    ):
+    for batch in batches_in:
         if batch.num_rows == 0:
             continue
         write(batch)
