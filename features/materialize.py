@@ -187,19 +187,42 @@ def encode_column(array: pa.Array, value_type: Any) -> tuple[list[bytes], list[s
     ]
 
 
-def _timestamps(array: pa.Array) -> list[datetime]:
-    # exactly Feast's path (utils._convert_arrow_fv_to_proto, then the SQLite writer's to_naive_utc)
+def _timestamps(array: pa.Array, convert: Callable[[datetime], Any] | None = None) -> list[Any]:
+    """Each row's time as Feast's path makes it (utils._convert_arrow_fv_to_proto, then the online
+    writers' to_naive_utc), passed through `convert`. Worked out once per distinct time: a batch holds
+    a handful (the snapshots), so per row this is a list lookup, not a datetime conversion."""
     from feast.utils import _coerce_datetime, to_naive_utc
 
-    return [to_naive_utc(_coerce_datetime(v)) for v in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
+    stamps = pd.to_datetime(array.to_numpy(zero_copy_only=False))
+    codes, distinct = pd.factorize(stamps, use_na_sentinel=False)  # a null time: as Feast treats it
+    done = [to_naive_utc(_coerce_datetime(v)) for v in distinct]
+    if convert is not None:
+        done = [convert(v) for v in done]
+    return [done[c] for c in codes.tolist()]
 
 
 def _entity_keys(batch: pa.RecordBatch, view: FeatureView, version: int) -> list[bytes]:
-    """Feast's serialized entity key of each row (the key both online stores are addressed by)."""
+    """Feast's serialized entity key of each row (the key both online stores are addressed by).
+
+    One string join key (a customer id), version 3: the bytes of `serialize_entity_key` put together
+    here (count, key type, key name, value type, value); other keys go through Feast's function."""
+    import struct
+
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.utils import _build_entity_keys, _columns_to_proto_values
+    from feast.value_type import ValueType
 
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    if version >= 3 and list(join_keys.values()) == [ValueType.STRING]:
+        (name,) = join_keys
+        column = batch.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = name.encode("utf-8")
+            head = struct.pack("<III", 1, ValueType.STRING.value, len(encoded)) + encoded
+            head += struct.pack("<I", ValueType.STRING.value)
+            pack = struct.Struct("<I").pack
+            values = [v.encode("utf-8") for v in column.to_pylist()]
+            return [head + pack(len(v)) + v for v in values]
     key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
     return [
         serialize_entity_key(k, entity_key_serialization_version=version)
@@ -211,7 +234,7 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
     """A bulk writer into Feast's SQLite table for `view`: the same rows, columns and encodings as
     `SqliteOnlineStore.online_write_batch` after Feast's conversion, in one `executemany` per batch.
     None where that store writes extra columns (vectors, value_num): Feast's own writer then."""
-    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id, adapt_datetime_epoch
 
     config = store.config
     online = config.online_store
@@ -235,9 +258,10 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
     def write(batch: pa.RecordBatch) -> None:
         n = batch.num_rows
         keys = _entity_keys(batch, view, config.entity_key_serialization_version)
-        stamps = _timestamps(batch.column(source.timestamp_field))
+        # the epoch seconds Feast's sqlite3 adapter stores for a datetime, worked out per distinct time
+        stamps = _timestamps(batch.column(source.timestamp_field), adapt_datetime_epoch)
         created = (
-            _timestamps(batch.column(source.created_timestamp_column))
+            _timestamps(batch.column(source.created_timestamp_column), adapt_datetime_epoch)
             if source.created_timestamp_column
             else [None] * n
         )
@@ -291,14 +315,9 @@ def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Record
 
     def write(batch: pa.RecordBatch) -> None:
         keys = [k + project for k in _entity_keys(batch, view, config.entity_key_serialization_version)]
-        stamps: dict[datetime, tuple[int, bytes]] = {}  # snapshots share a handful of times
-        nanos, blobs = [], []
-        for moment in _timestamps(batch.column(timestamp)):
-            encoded = stamps.get(moment)
-            if encoded is None:
-                encoded = stamps[moment] = _proto_timestamp(moment)
-            nanos.append(encoded[0])
-            blobs.append(encoded[1])
+        stamps = _timestamps(batch.column(timestamp), _proto_timestamp)
+        nanos = [n for n, _ in stamps]
+        blobs = [b for _, b in stamps]
         values = [encode_column(batch.column(name), value_type)[0] for name, value_type in features]
         keep = range(len(keys))
         if not online.skip_dedup:
