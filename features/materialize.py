@@ -53,7 +53,7 @@ def latest_batches(
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """The latest row per entity (`keys`) with `start <= timestamp <= end` (ties: the latest `created`), as
-    Feast's offline store selects it, in record batches of at most `batch_rows`."""
+    Feast's offline store selects it, in record batches of at most `batch_rows`, ordered by the keys."""
     order = f'"{timestamp}" DESC' + (f', "{created}" DESC' if created else "")
     wanted = [*keys, *columns, timestamp, *([created] if created else [])]
     partition = ", ".join(f'"{k}"' for k in keys)
@@ -61,7 +61,10 @@ def latest_batches(
     query = (
         f"SELECT {select} FROM read_parquet(?) "
         f'WHERE "{timestamp}" >= ? AND "{timestamp}" <= ? '
-        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1 "
+        # In key order across batches: SQLite's online table (primary key entity_key, feature_name) then
+        # grows at its right edge instead of taking inserts all over a B-tree larger than its cache.
+        f"ORDER BY {partition}"
     )
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
