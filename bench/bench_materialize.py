@@ -7,6 +7,7 @@ BENCH_MAT_CUSTOMERS customers (default 1,000,000), kept in data/bench/materializ
 Each online store is filled from empty by `persona features materialize --full` as the CLI runs it
 (`feast_io.materialize`), in its own child process so its wall time, CPU time and peak RSS are its own.
 Redis: a throw-away `redis-server` on BENCH_MAT_REDIS_PORT (default 18510), no persistence.
+BENCH_MAT_STORES: which stores, in order (default `redis,sqlite`).
 """
 
 from __future__ import annotations
@@ -135,20 +136,24 @@ def main() -> int:
     data_dir = _tables(customers)
     shutil.rmtree(data_dir / "feast", ignore_errors=True)  # online stores and registries from empty
     load_before = os.getloadavg()
-    runs = {"sqlite": _run_child("sqlite", data_dir, None)}
-    print(f"  sqlite: {runs['sqlite']}", flush=True)
-    server = _redis(port, data_dir / "redis")
-    try:
-        import redis
+    stores = os.environ.get("BENCH_MAT_STORES", "redis,sqlite").split(",")
+    runs = {}
+    if "redis" in stores:
+        server = _redis(port, data_dir / "redis")
+        try:
+            import redis
 
-        runs["redis"] = _run_child("redis", data_dir, f"127.0.0.1:{port}")
-        info = redis.Redis(host="127.0.0.1", port=port).info("memory")
-        runs["redis"]["server_mb"] = info["used_memory"] / 2**20
-        print(f"  redis: {runs['redis']}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    sqlite_mb = (data_dir / "feast" / "online_store.db").stat().st_size / 2**20
+            runs["redis"] = _run_child("redis", data_dir, f"127.0.0.1:{port}")
+            info = redis.Redis(host="127.0.0.1", port=port).info("memory")
+            runs["redis"]["size_mb"] = info["used_memory"] / 2**20
+            print(f"  redis: {runs['redis']}", flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if "sqlite" in stores:
+        runs["sqlite"] = _run_child("sqlite", data_dir, None)
+        runs["sqlite"]["size_mb"] = (data_dir / "feast" / "online_store.db").stat().st_size / 2**20
+        print(f"  sqlite: {runs['sqlite']}", flush=True)
 
     lines = [
         "## Feast materialization at a million customers (`bench_materialize`)",
@@ -168,7 +173,7 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for store, run in runs.items():
-        size = sqlite_mb if store == "sqlite" else run["server_mb"]
+        size = run["size_mb"]
         lines.append(
             f"| {store} | {run['rows']:,} | {run['seconds']:.1f} | {run['rows'] / run['seconds']:,.0f} "
             f"| {run['cpu_seconds']:.1f} | {run['peak_rss_mb']:,.0f} | {size:,.0f} "
