@@ -285,13 +285,36 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
 
 def _proto_timestamp(moment: datetime) -> tuple[int, bytes]:
     """(nanoseconds since the epoch, `google.protobuf.Timestamp` bytes) as Feast's Redis writer makes
-    them from a row's event time (naive = UTC)."""
-    from feast.utils import make_tzaware
-    from google.protobuf.timestamp_pb2 import Timestamp
+    them from a row's event time (naive = UTC): `Timestamp.FromDatetime` then `SerializeToString`,
+    i.e. field 1 `seconds` and field 2 `nanos` as varints, each left out when zero."""
+    import calendar
 
-    stamp = Timestamp()
-    stamp.FromDatetime(make_tzaware(moment))
-    return stamp.seconds * 1_000_000_000 + stamp.nanos, stamp.SerializeToString()
+    from feast.utils import make_tzaware
+
+    aware = make_tzaware(moment)
+    seconds = calendar.timegm(aware.utctimetuple())
+    nanos = aware.microsecond * 1000
+    blob = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+    return seconds * 1_000_000_000 + nanos, blob
+
+
+def _timestamp_nanos(blob: bytes) -> int:
+    """Nanoseconds since the epoch of a serialized `google.protobuf.Timestamp` (what Redis holds)."""
+    fields = {1: 0, 2: 0}
+    i = 0
+    while i < len(blob):
+        tag = blob[i]
+        i += 1
+        value = shift = 0
+        while True:
+            byte = blob[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        fields[tag >> 3] = value - (1 << 64) if value >= 1 << 63 else value  # int64 two's complement
+    return fields[1] * 1_000_000_000 + fields[2]
 
 
 def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
@@ -328,7 +351,7 @@ def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Record
                 for key in keys:
                     pipe.hget(key, ts_field)
                 previous = pipe.execute()
-            keep = [i for i, old in enumerate(previous) if old is None or _nanos(old) < nanos[i]]
+            keep = [i for i, old in enumerate(previous) if old is None or _timestamp_nanos(old) < nanos[i]]
         with client.pipeline(transaction=False) as pipe:
             for i in keep:
                 # field, value pairs flat: HSET without building a mapping per row
@@ -341,13 +364,6 @@ def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Record
             pipe.execute()
 
     return write
-
-
-def _nanos(blob: bytes) -> int:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    stamp = Timestamp.FromString(blob)
-    return stamp.seconds * 1_000_000_000 + stamp.nanos
 
 
 def write_view(

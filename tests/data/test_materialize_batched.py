@@ -222,3 +222,23 @@ def test_redis_keeps_newer_rows_as_feast_does(tmp_path: Path) -> None:
             client.flushall()
         assert len(dumps[0]) > 0
         assert dumps[1] == dumps[0]
+
+
+def test_redis_timestamps_are_protobufs_byte_for_byte() -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from features.materialize import _proto_timestamp, _timestamp_nanos
+
+    moments = [
+        datetime(2025, 12, 1),  # naive: UTC
+        datetime(2025, 12, 1, 3, 4, 5, 123456, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),  # both fields zero: no bytes at all
+        datetime(1960, 5, 1, 0, 0, 0, 5, tzinfo=UTC),  # negative seconds: ten-byte varint
+        datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),
+    ]
+    for moment in moments:
+        stamp = Timestamp()
+        stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        nanos, blob = _proto_timestamp(moment)
+        assert blob == stamp.SerializeToString(), moment
+        assert nanos == _timestamp_nanos(blob) == stamp.seconds * 1_000_000_000 + stamp.nanos, moment
