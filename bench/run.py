@@ -18,8 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-# Benches that run for an hour or more: only when BENCH names them (`BENCH=scale make bench`).
-ON_REQUEST = {"bench_scale"}
+# Benches that run for an hour or more, or fill stores with a million customers: only when BENCH names
+# them (`BENCH=scale make bench`, `BENCH=materialize make bench`).
+ON_REQUEST = {"bench_scale", "bench_materialize"}
 MARK = re.compile(r"^<!-- bench/results/([\w.-]+\.md) -->$")
 
 

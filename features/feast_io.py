@@ -172,11 +172,33 @@ def repo_config(settings: Settings) -> Any:
         provider="local",
         registry=registry,
         online_store=online,
-        # DuckDB keeps entity rows without a feature row in the TTL (the file store drops them).
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store_config(settings),
         entity_key_serialization_version=3,
         repo_path=repo_path(settings),
     )
+
+
+def offline_store_config(settings: Settings) -> dict[str, Any]:
+    """Feast's offline store for the configured engine (what `offline_store:` of feature_store.yaml says).
+
+    `engine: duckdb`: Feast's DuckDB store, which keeps entity rows without a feature row in the TTL
+    (the file store drops them). `engine: spark`: Feast's Spark store over the same parquet tables
+    (SparkSource), its session built from `spark:` as `features/engine.py` builds the engine's, so
+    one JVM serves both when they run in one process (Feast reuses the active session).
+    """
+    if settings.engine != "spark":
+        return {"type": "duckdb"}
+    spark = settings.spark
+    conf = {
+        "spark.master": spark.master,
+        "spark.app.name": spark.app_name,
+        "spark.sql.session.timeZone": "UTC",  # feature times are UTC; Feast compares them as text
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "8",
+        **spark.conf,
+    }
+    return {"type": "spark", "spark_conf": conf}
 
 
 def get_store(settings: Settings) -> FeatureStore:
@@ -213,7 +235,6 @@ def load_definitions(settings: Settings) -> RepoContents:
     from feast.entity import Entity
     from feast.feature_service import FeatureService
     from feast.feature_view import DUMMY_ENTITY, FeatureView
-    from feast.infra.offline_stores.file_source import FileSource
     from feast.repo_contents import RepoContents
     from feast.repo_operations import get_repo_files
 
@@ -276,12 +297,43 @@ def load_definitions(settings: Settings) -> RepoContents:
                 add(contents.feature_services, obj)
     contents.entities.append(DUMMY_ENTITY)
 
+    # Same file name, folder from settings, and the source kind the engine's offline store reads: the
+    # definitions run unchanged in any data dir and on either engine.
     folder = source_dir(settings)
+    kinds: dict[int, DataSource] = {}
     for source in contents.data_sources:
-        if isinstance(source, FileSource):
-            # Same file name, folder from settings: the definitions run unchanged in any data dir.
-            source.file_options.uri = str(folder / Path(source.path).name)
+        kinds[id(source)] = _offline_source(settings.engine, source, folder)
+    for view in contents.feature_views:
+        if view.batch_source is not None:
+            view.batch_source = view.data_source = kinds[id(view.batch_source)]
+    contents.data_sources[:] = kinds.values()
     return contents
+
+
+def _offline_source(engine: str, source: Any, folder: Path) -> Any:
+    """`source` (a parquet feature table) as the offline store of `engine` reads it: a FileSource for
+    DuckDB, a SparkSource over the same parquet file for Spark, at `folder` / its file name."""
+    from feast import FileSource
+    from feast.data_format import ParquetFormat
+
+    path = str(folder / Path(source.path).name)
+    common = {
+        "name": source.name,
+        "timestamp_field": source.timestamp_field,
+        "created_timestamp_column": source.created_timestamp_column,
+        "field_mapping": source.field_mapping,
+        "description": source.description,
+        "tags": source.tags,
+        "owner": source.owner,
+    }
+    if engine == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(path=path, file_format="parquet", **common)
+    if isinstance(source, FileSource):
+        source.file_options.uri = path
+        return source
+    return FileSource(path=path, file_format=ParquetFormat(), **common)
 
 
 def check_feature_tables(settings: Settings, contents: RepoContents) -> list[str]:
@@ -352,6 +404,19 @@ def apply_repo(settings: Settings) -> None:
 # Materialize
 
 
+def _check_source_kind(store: FeatureStore, view: Any) -> None:
+    """Views are applied with the source kind of the engine (`_offline_source`); a registry applied
+    under the other engine cannot be read by this offline store."""
+    applied = "spark" if type(view.batch_source).__name__ == "SparkSource" else "duckdb"
+    configured = "spark" if getattr(store.config.offline_store, "type", "") == "spark" else "duckdb"
+    if applied != configured:
+        raise FeatureStoreError(
+            f"feature view {view.name!r} was applied for engine: {applied}, and engine: {configured} is "
+            "configured",
+            hint=f"run `persona features apply` under engine: {configured}",
+        )
+
+
 def _utc(moment: datetime) -> datetime:
     # Naive datetimes are taken as UTC, as Feast does.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -392,6 +457,7 @@ def materialize(
         end = features_as_of(settings).to_pydatetime()
     end = _utc(end)
 
+    staging = settings.data_dir.resolve() / "tmp" / "materialize"  # Spark's latest rows, read back
     started = time.perf_counter()
     per_view: dict[str, int] = {}
     skipped: list[str] = []
@@ -403,6 +469,7 @@ def materialize(
                 raise FeatureStoreError(f"feature table not found: {path}", hint=BUILD_HINT)
             skipped.append(view.name)
             continue
+        _check_source_kind(store, view)
         previous_end = None if full else view.most_recent_end_time
         if previous_end is not None and previous_end.astimezone(UTC) > end:
             previous_end = None  # the data's clock went back (a rebuilt history): reload from the start
@@ -412,7 +479,7 @@ def materialize(
             continue
         try:
             # Batched, bounded memory, byte-identical online rows to Feast's own materialize.
-            rows = write_view(store, view, start=start, end=end).rows
+            rows = write_view(store, view, start=start, end=end, staging=staging).rows
         except Exception as exc:
             raise FeatureStoreError(
                 f"materializing view {view.name!r} from {path} failed: {type(exc).__name__}: {exc}",
@@ -531,6 +598,7 @@ def training_frame(
     query = _check_entity_df(entity_df, features)
     for projection in fs.feature_view_projections:
         view = store.get_feature_view(projection.name, allow_registry_cache=True)
+        _check_source_kind(store, view)
         path = Path(view.batch_source.path)
         if not path.is_file():
             raise FeatureStoreError(

@@ -2,11 +2,11 @@
 
 Feast's own `materialize` loads a view's latest rows whole, turns every value into a protobuf at once
 and, on SQLite, writes one `execute` per feature value: memory grows with the customers. Here the
-latest row per customer is streamed from the feature table by DuckDB in record batches. On SQLite each
+latest row per customer is streamed from the feature table by DuckDB in record batches, and each
 batch is encoded column by column (doubles, int64 and strings without a protobuf object per value;
-the bytes are what Feast's conversion gives, which the tests check byte for byte) and written in one
-`executemany`; on Redis and any other store each batch goes through Feast's conversion and its own
-pipelined batch write. The view's materialized interval is then recorded in the registry, as
+the bytes are what Feast's conversion gives, which the tests check byte for byte): on SQLite written
+in one `executemany`, on Redis as one HSET per customer in one pipeline per batch. Any other store
+gets Feast's conversion and its own batch write. The view's materialized interval is then recorded in the registry, as
 `FeatureStore.materialize` does.
 """
 
@@ -53,7 +53,7 @@ def latest_batches(
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """The latest row per entity (`keys`) with `start <= timestamp <= end` (ties: the latest `created`), as
-    Feast's offline store selects it, in record batches of at most `batch_rows`."""
+    Feast's offline store selects it, in record batches of at most `batch_rows`, ordered by the keys."""
     order = f'"{timestamp}" DESC' + (f', "{created}" DESC' if created else "")
     wanted = [*keys, *columns, timestamp, *([created] if created else [])]
     partition = ", ".join(f'"{k}"' for k in keys)
@@ -61,12 +61,59 @@ def latest_batches(
     query = (
         f"SELECT {select} FROM read_parquet(?) "
         f'WHERE "{timestamp}" >= ? AND "{timestamp}" <= ? '
-        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1 "
+        # In key order across batches: SQLite's online table (primary key entity_key, feature_name) then
+        # grows at its right edge instead of taking inserts all over a B-tree larger than its cache.
+        f"ORDER BY {partition}"
     )
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
         yield from con.sql(query, params=[str(path), start, end]).to_arrow_reader(batch_rows)
+
+
+def spark_latest_batches(
+    store: FeatureStore,
+    view: FeatureView,
+    *,
+    start: datetime,
+    end: datetime,
+    staging: Path,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """`latest_batches` through Feast's Spark offline store (`offline_store: type: spark`): its query for
+    the latest row per entity in [start, end], written by Spark to parquet parts under `staging` (the
+    driver never holds the whole view; on a cluster, a folder every node sees) and streamed back in
+    record batches of at most `batch_rows`. The parts are removed afterwards."""
+    import contextlib
+    import io
+    import shutil
+    import uuid
+    import warnings
+
+    import pyarrow.dataset as ds
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkOfflineStore
+
+    source = view.batch_source
+    folder = staging / f"{view.name}-{uuid.uuid4().hex}"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # Feast prints and warns "experimental" on every call: noise in the CLI's output
+        warnings.simplefilter("ignore", RuntimeWarning)
+        job = SparkOfflineStore.pull_latest_from_table_or_query(
+            config=store.config,
+            data_source=source,
+            join_key_columns=[e.name for e in view.entity_columns],
+            feature_name_columns=[f.name for f in view.features],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=start,
+            end_date=end,
+        )
+        job.to_spark_df().write.mode("overwrite").parquet(str(folder))
+    try:
+        yield from ds.dataset(folder, format="parquet").to_batches(batch_size=batch_rows)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _varint(value: int) -> bytes:
@@ -143,20 +190,54 @@ def encode_column(array: pa.Array, value_type: Any) -> tuple[list[bytes], list[s
     ]
 
 
-def _timestamps(array: pa.Array) -> list[datetime]:
-    # exactly Feast's path (utils._convert_arrow_fv_to_proto, then the SQLite writer's to_naive_utc)
+def _timestamps(array: pa.Array, convert: Callable[[datetime], Any] | None = None) -> list[Any]:
+    """Each row's time as Feast's path makes it (utils._convert_arrow_fv_to_proto, then the online
+    writers' to_naive_utc), passed through `convert`. Worked out once per distinct time: a batch holds
+    a handful (the snapshots), so per row this is a list lookup, not a datetime conversion."""
     from feast.utils import _coerce_datetime, to_naive_utc
 
-    return [to_naive_utc(_coerce_datetime(v)) for v in pd.to_datetime(array.to_numpy(zero_copy_only=False))]
+    stamps = pd.to_datetime(array.to_numpy(zero_copy_only=False))
+    codes, distinct = pd.factorize(stamps, use_na_sentinel=False)  # a null time: as Feast treats it
+    done = [to_naive_utc(_coerce_datetime(v)) for v in distinct]
+    if convert is not None:
+        done = [convert(v) for v in done]
+    return [done[c] for c in codes.tolist()]
+
+
+def _entity_keys(batch: pa.RecordBatch, view: FeatureView, version: int) -> list[bytes]:
+    """Feast's serialized entity key of each row (the key both online stores are addressed by).
+
+    One string join key (a customer id), version 3: the bytes of `serialize_entity_key` put together
+    here (count, key type, key name, value type, value); other keys go through Feast's function."""
+    import struct
+
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.utils import _build_entity_keys, _columns_to_proto_values
+    from feast.value_type import ValueType
+
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    if version >= 3 and list(join_keys.values()) == [ValueType.STRING]:
+        (name,) = join_keys
+        column = batch.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = name.encode("utf-8")
+            head = struct.pack("<III", 1, ValueType.STRING.value, len(encoded)) + encoded
+            head += struct.pack("<I", ValueType.STRING.value)
+            pack = struct.Struct("<I").pack
+            values = [v.encode("utf-8") for v in column.to_pylist()]
+            return [head + pack(len(v)) + v for v in values]
+    key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
+    return [
+        serialize_entity_key(k, entity_key_serialization_version=version)
+        for k in _build_entity_keys(batch.num_rows, join_keys, key_values)
+    ]
 
 
 def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
     """A bulk writer into Feast's SQLite table for `view`: the same rows, columns and encodings as
     `SqliteOnlineStore.online_write_batch` after Feast's conversion, in one `executemany` per batch.
     None where that store writes extra columns (vectors, value_num): Feast's own writer then."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.infra.online_stores.sqlite import _quote_id, _table_id
-    from feast.utils import _build_entity_keys, _columns_to_proto_values
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id, adapt_datetime_epoch
 
     config = store.config
     online = config.online_store
@@ -172,8 +253,6 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
         "created_ts = excluded.created_ts"
     )
-    version = config.entity_key_serialization_version
-    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     features = [(f.name, f.dtype.to_value_type()) for f in view.features]
     names = sorted(name for name, _ in features)
     source = view.batch_source
@@ -181,14 +260,11 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
 
     def write(batch: pa.RecordBatch) -> None:
         n = batch.num_rows
-        key_values = _columns_to_proto_values(batch, list(join_keys.items()), allow_missing=False)
-        keys = [
-            serialize_entity_key(k, entity_key_serialization_version=version)
-            for k in _build_entity_keys(n, join_keys, key_values)
-        ]
-        stamps = _timestamps(batch.column(source.timestamp_field))
+        keys = _entity_keys(batch, view, config.entity_key_serialization_version)
+        # the epoch seconds Feast's sqlite3 adapter stores for a datetime, worked out per distinct time
+        stamps = _timestamps(batch.column(source.timestamp_field), adapt_datetime_epoch)
         created = (
-            _timestamps(batch.column(source.created_timestamp_column))
+            _timestamps(batch.column(source.created_timestamp_column), adapt_datetime_epoch)
             if source.created_timestamp_column
             else [None] * n
         )
@@ -207,6 +283,89 @@ def _sqlite_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.Recor
     return write
 
 
+def _proto_timestamp(moment: datetime) -> tuple[int, bytes]:
+    """(nanoseconds since the epoch, `google.protobuf.Timestamp` bytes) as Feast's Redis writer makes
+    them from a row's event time (naive = UTC): `Timestamp.FromDatetime` then `SerializeToString`,
+    i.e. field 1 `seconds` and field 2 `nanos` as varints, each left out when zero."""
+    import calendar
+
+    from feast.utils import make_tzaware
+
+    aware = make_tzaware(moment)
+    seconds = calendar.timegm(aware.utctimetuple())
+    nanos = aware.microsecond * 1000
+    blob = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+    return seconds * 1_000_000_000 + nanos, blob
+
+
+def _timestamp_nanos(blob: bytes) -> int:
+    """Nanoseconds since the epoch of a serialized `google.protobuf.Timestamp` (what Redis holds)."""
+    fields = {1: 0, 2: 0}
+    i = 0
+    while i < len(blob):
+        tag = blob[i]
+        i += 1
+        value = shift = 0
+        while True:
+            byte = blob[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        fields[tag >> 3] = value - (1 << 64) if value >= 1 << 63 else value  # int64 two's complement
+    return fields[1] * 1_000_000_000 + fields[2]
+
+
+def _redis_writer(store: FeatureStore, view: FeatureView) -> Callable[[pa.RecordBatch], None] | None:
+    """A bulk writer into Feast's Redis layout for `view`: the hashes `RedisOnlineStore.online_write_batch`
+    writes (key: entity key + project; fields: `_ts:<view>` and murmur3 of `<view>:<feature>`), with the
+    same rule for rows already there (an older or equal event time is not overwritten, unless
+    `skip_dedup`), but values encoded column by column and one pipeline (no transaction) per batch
+    instead of a protobuf object per value. None for other stores."""
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.infra.online_stores.redis import _versioned_fv_name
+
+    config = store.config
+    online = config.online_store
+    if getattr(online, "type", "") != "redis":
+        return None
+    client = store._get_provider().online_store._get_client(online)
+    project = config.project.encode("utf-8")
+    view_name = _versioned_fv_name(view, config)
+    ts_field = f"_ts:{view_name}".encode()
+    features = [(f.name, f.dtype.to_value_type()) for f in view.features]
+    fields = [_mmh3(f"{view_name}:{name}") for name, _ in features]
+    timestamp = view.batch_source.timestamp_field
+    ttl = online.key_ttl_seconds
+
+    def write(batch: pa.RecordBatch) -> None:
+        keys = [k + project for k in _entity_keys(batch, view, config.entity_key_serialization_version)]
+        stamps = _timestamps(batch.column(timestamp), _proto_timestamp)
+        nanos = [n for n, _ in stamps]
+        blobs = [b for _, b in stamps]
+        values = [encode_column(batch.column(name), value_type)[0] for name, value_type in features]
+        keep = range(len(keys))
+        if not online.skip_dedup:
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, ts_field)
+                previous = pipe.execute()
+            keep = [i for i, old in enumerate(previous) if old is None or _timestamp_nanos(old) < nanos[i]]
+        with client.pipeline(transaction=False) as pipe:
+            for i in keep:
+                # field, value pairs flat: HSET without building a mapping per row
+                pairs = [ts_field, blobs[i]]
+                for field_key, column in zip(fields, values, strict=True):
+                    pairs += (field_key, column[i])
+                pipe.execute_command("HSET", keys[i], *pairs)
+                if ttl:
+                    pipe.expire(keys[i], ttl)
+            pipe.execute()
+
+    return write
+
+
 def write_view(
     store: FeatureStore,
     view: FeatureView,
@@ -215,14 +374,17 @@ def write_view(
     end: datetime,
     batch_rows: int = BATCH_ROWS,
     record: bool = True,
+    staging: Path | None = None,
 ) -> ViewWrite:
     """Write the latest row per customer of `view` in [start, end] to the online store, batch by
-    batch, then (`record`) record [start, end] as materialized in the registry."""
+    batch, then (`record`) record [start, end] as materialized in the registry. The latest rows are
+    read by the store's offline store: DuckDB over the parquet file, or Feast's Spark offline store
+    (its results staged as parquet under `staging`)."""
     from feast.utils import _convert_arrow_to_proto
 
     source = view.batch_source
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-    write = _sqlite_writer(store, view)
+    write = _sqlite_writer(store, view) or _redis_writer(store, view)
     if write is None:
         provider = store._get_provider()
 
@@ -230,17 +392,25 @@ def write_view(
             rows = _convert_arrow_to_proto(batch, view, join_keys)
             provider.online_write_batch(store.config, view, rows, None)
 
+    if getattr(store.config.offline_store, "type", "") == "spark":
+        if staging is None:
+            raise ValueError("the Spark offline store needs a staging folder for materialization")
+        batches_in = spark_latest_batches(
+            store, view, start=start, end=end, staging=staging, batch_rows=batch_rows
+        )
+    else:
+        batches_in = latest_batches(
+            Path(source.path),
+            keys=list(join_keys),
+            timestamp=source.timestamp_field,
+            columns=[f.name for f in view.features],
+            created=source.created_timestamp_column or None,
+            start=start,
+            end=end,
+            batch_rows=batch_rows,
+        )
     rows = batches = 0
-    for batch in latest_batches(
-        Path(source.path),
-        keys=list(join_keys),
-        timestamp=source.timestamp_field,
-        columns=[f.name for f in view.features],
-        created=source.created_timestamp_column or None,
-        start=start,
-        end=end,
-        batch_rows=batch_rows,
-    ):
+    for batch in batches_in:
         if batch.num_rows == 0:
             continue
         write(batch)

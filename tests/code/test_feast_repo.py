@@ -37,6 +37,29 @@ def test_redis_override_file_switches_the_online_store(data_dir):
     assert config.online_store.connection_string == "127.0.0.1:6379"
 
 
+def test_engine_spark_gives_feasts_spark_offline_store_over_the_same_tables(data_dir):
+    from features import feast_io
+
+    settings = load_settings(
+        data_dir=str(data_dir), engine="spark", spark={"master": "local[3]", "conf": {"spark.x.y": "7"}}
+    )
+    config = feast_io.repo_config(settings)
+    assert config.offline_store.type == "spark"
+    conf = config.offline_store.spark_conf
+    assert conf["spark.master"] == "local[3]" and conf["spark.x.y"] == "7"
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    contents = feast_io.load_definitions(settings)
+    sources = {v.name: v.batch_source for v in contents.feature_views}
+    assert {type(s).__name__ for s in sources.values()} == {"SparkSource"}
+    assert set(contents.data_sources) == set(sources.values())
+    for name, source in sources.items():
+        assert source.path == str((data_dir / "features" / f"{name}.parquet").resolve())
+        assert source.file_format == "parquet" and source.created_timestamp_column == "created"
+    # and back: the same definitions under duckdb are FileSources
+    duck = feast_io.load_definitions(load_settings(data_dir=str(data_dir)))
+    assert {type(v.batch_source).__name__ for v in duck.feature_views} == {"FileSource"}
+
+
 def test_sql_registry_url_gives_a_sql_registry(data_dir):
     from features import feast_io
 
