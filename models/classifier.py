@@ -142,6 +142,24 @@ def _encode_frame(
     return out
 
 
+def encode_columns(
+    columns: Mapping[str, np.ndarray], *, features: list[str], categories: dict[str, list[str]], where: str
+) -> np.ndarray:
+    """`_encode_frame` from feature name -> numpy array (the serving path; no DataFrame to build)."""
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise ValidationFailed(f"{where}: missing column(s) {missing}")
+    n = len(columns[features[0]]) if features else 0
+    out = np.empty((n, len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        values = np.asarray(columns[name])
+        if name in categories:
+            out[:, j] = _category_codes_array(values, categories[name])
+        else:
+            out[:, j] = _numeric_array(values, name)
+    return out
+
+
 def _labels(frame: pd.DataFrame, label: str, *, where: str) -> np.ndarray:
     _check_columns(frame, [label], where=where)
     col = frame[label]
@@ -304,19 +322,12 @@ class ClassifierBundle:
 
     def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """`encode` from feature name -> numpy array (the serving path; no DataFrame to build)."""
-        missing = [f for f in self.features if f not in columns]
-        if missing:
-            raise ValidationFailed(f"{self.kind} model input: missing column(s) {missing}")
-        n = len(columns[self.features[0]]) if self.features else 0
-        categories = self.metadata["categories"]
-        out = np.empty((n, len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            values = np.asarray(columns[name])
-            if name in categories:
-                out[:, j] = _category_codes_array(values, categories[name])
-            else:
-                out[:, j] = _numeric_array(values, name)
-        return out
+        return encode_columns(
+            columns,
+            features=self.features,
+            categories=self.metadata["categories"],
+            where=f"{self.kind} model input",
+        )
 
     def _matrix(self, X: np.ndarray) -> np.ndarray:
         x = np.asarray(X, dtype=np.float64)

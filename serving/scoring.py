@@ -329,11 +329,17 @@ def run_models(
     *,
     has_features: dict[str, np.ndarray],
     explain: tuple[str, ...] = (),
+    words: tuple[str, ...] | None = None,
     customer_ids: np.ndarray | None = None,
 ) -> ModelOutputs:
     """Score every row of `features` (bare feature names -> arrays, or a DataFrame) with the three
     champions. For the classifiers in `explain`, the per-feature contributions come from the same pass
     of the model as the probabilities (`ModelOutputs.contributions`).
+
+    `words`: the classifiers whose reasons in words (`ModelOutputs.reasons_text`, the catalog's
+    `churn_reasons` / `conversion_reasons` inputs) are computed; None means every one the catalog reads
+    (`words_for`). A classifier in neither `explain` nor `words` is scored without TreeSHAP
+    contributions, which cost several times the prediction itself.
 
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
@@ -364,7 +370,7 @@ def run_models(
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
     reasons_text: dict[str, np.ndarray] = {}
-    words = words_for(state)
+    words = words_for(state) if words is None else words
     for kind in CLASSIFIERS:
         if kind not in state.models:
             outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
@@ -403,7 +409,8 @@ def run_models(
         not_scored["clv"] = np.where(ok, None, "no_features").astype(object)
         if ok.any():
             rows = np.flatnonzero(ok)
-            value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
+            part = None if len(rows) == n else rows
+            value[ok] = bundle.predict_columns({f: _take(features[f], part) for f in bundle.inputs()})
             value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
             scored_rows["clv"] = rows
     next_best, next_best_list = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
@@ -581,6 +588,9 @@ class Scorer:
         self.views_of_kind = {
             kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
         }
+        # The tags that read reasons in words (`churn_reasons_text`, ...): left out of a request that
+        # neither explains nor writes back (see `score`).
+        self.worded_tags = tuple(state.catalog.depending_on({f"{kind}_reasons" for kind in words_for(state)}))
 
     def _read(self, ids: list[str], as_of: datetime | None) -> Any:
         try:
@@ -612,8 +622,10 @@ class Scorer:
 
         `explain`: the reasons of each score (`reasons` of churn, conversion and value). None (the
         default) means true up to `serving.explain_up_to` ids and false above: a bulk request pays for
-        per-feature contributions only when it asks for them. Tags that read reasons (`churn_reasons`)
-        are computed either way.
+        per-feature contributions only when it asks for them. The tags that read reasons in words
+        (`churn_reasons_text`, `conversion_reasons_text`) need the same contributions: they are in `tags`
+        when the request explains or writes back (a write-back never clears them in the CRM), and left
+        out of `tags` otherwise.
 
         An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
         customer number, a lead id); each item names the Persona id and the id as it was asked for.
@@ -694,12 +706,15 @@ class Scorer:
         features: dict[str, np.ndarray] = finite_columns(
             result.columns if every else {f: col[found] for f, col in result.columns.items()}
         )
-        explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
+        # Reasons in words only where an answer carries them: the tags that read them (when the request
+        # explains or writes back); without them, no TreeSHAP pass at all for a bulk read.
+        worded = only is None and (explain or write_back)
         outputs = run_models(
             state,
             features,
             has_features=has_features,
-            explain=explain,
+            explain=tuple(k for k in CLASSIFIERS if top_k and only in (None, k)),
+            words=None if worded else (),
             customer_ids=np.asarray(ids, dtype=object),
         )
         # Degraded by a missing view only where a model scored the customer on defaults for it: a
@@ -760,6 +775,10 @@ class Scorer:
                 len(ids),
             )
             tag_records = evaluate_tags(state, tag_inputs, len(ids))
+            if not worded and self.worded_tags:
+                for record in tag_records:
+                    for key in self.worded_tags:
+                        record.pop(key, None)
             if write_back:
                 changes = self._write_back(ids, tag_records, tag_inputs, now)
                 queued = len(changes)
