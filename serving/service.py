@@ -136,8 +136,10 @@ class _PersonaService:
         self._stop.set()
         gc.unfreeze()  # let the interpreter tear the loaded objects down normally at exit
 
-    def __is_ready__(self) -> bool:
-        # Loading happens on the reload thread only: readiness never waits for it.
+    async def __is_ready__(self) -> bool:
+        # Loading happens on the reload thread only: readiness never waits for it. Async, so BentoML
+        # answers it on the event loop instead of handing it to a thread (a hop that waits for the
+        # interpreter lock behind scoring under load).
         return self.reloader.current is not None
 
     # -- endpoints ----------------------------------------------------------------------------------
@@ -231,5 +233,8 @@ PersonaService.mount_asgi_app(DASHBOARD, path="/dashboard", name="dashboard")
 PersonaService.add_asgi_middleware(RequestGuard, max_body_bytes=_SETTINGS.serving.max_body_bytes)
 # after the guard: admission by cost (customers in flight per worker), 429 + Retry-After at once
 PersonaService.add_asgi_middleware(
-    AdmissionMiddleware, max_inflight_customers=_SETTINGS.serving.max_inflight_customers
+    AdmissionMiddleware,
+    max_inflight_customers=_SETTINGS.serving.max_inflight_customers,
+    # resolved at the first refusal, inside the worker (the metrics exist only there: serving/metrics.py)
+    on_refused=lambda path: ServiceMetrics.shared().refused(path),
 )
