@@ -192,19 +192,24 @@ class _ValueModel:
         return replace(self, tier_cuts=_tier_cuts(np.asarray(valid_value, dtype=np.float64), tuple(shares)))
 
     def reasons(self, frame: pd.DataFrame, *, top_k: int = 3) -> list[list[dict]]:
+        """Per row, what explains the value: [{"feature", "value", "contribution"}], at most `top_k`."""
+        return self.reasons_columns(frame_columns(frame, self.reason_inputs()), top_k=top_k)
+
+    def reason_inputs(self) -> list[str]:
+        """The columns `reasons_columns` reads."""
+        return list(HISTORY_FEATURES)
+
+    def reasons_columns(self, columns: Columns, *, top_k: int = 3) -> list[list[dict]]:
         """The history behind each value (the probabilistic models have no per-feature attribution)."""
-        h = history_from_features(frame)
+        h = history_from_columns(columns)
+        monetary = _floats(columns, "monetary_lifetime")
         return [
             [
                 {"feature": "orders_lifetime", "value": float(h.x[i] + (h.T[i] > 0)), "contribution": None},
                 {"feature": "recency_days", "value": float(h.T[i] - h.t_x[i]), "contribution": None},
-                {
-                    "feature": "monetary_lifetime",
-                    "value": _finite(frame["monetary_lifetime"].iloc[i]),
-                    "contribution": None,
-                },
+                {"feature": "monetary_lifetime", "value": _finite(monetary[i]), "contribution": None},
             ][:top_k]
-            for i in range(len(frame))
+            for i in range(len(h.x))
         ]
 
 
@@ -325,9 +330,14 @@ class ClvRegressor(_ValueModel):
         self, frame: pd.DataFrame, horizon_days: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log of the predicted value and each feature's contribution to it (TreeSHAP, log scale)."""
-        x = self.encode(frame)
+        return self.raw_and_contributions_columns(frame_columns(frame, self.inputs()), horizon_days)
+
+    def raw_and_contributions_columns(
+        self, columns: Columns, horizon_days: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = self.encode_columns(columns)
         full = self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)
-        raw = full.sum(axis=1) + self.base_margin(frame, horizon_days) + np.log(self.scale)
+        raw = full.sum(axis=1) + self.base_margin_columns(columns, len(x), horizon_days) + np.log(self.scale)
         return raw, full[:, :-1]
 
     def predict_columns(self, columns: Columns, horizon_days: float | None = None) -> np.ndarray:
@@ -335,13 +345,18 @@ class ClvRegressor(_ValueModel):
         raw = self.booster.predict(x, raw_score=True, num_threads=0 if len(x) >= 256 else 1)
         return np.exp(raw + self.base_margin_columns(columns, len(x), horizon_days)) * self.scale
 
-    def reasons(self, frame: pd.DataFrame, *, top_k: int = 3) -> list[list[dict]]:
+    def reason_inputs(self) -> list[str]:
+        return self.inputs()
+
+    def reasons_columns(self, columns: Columns, *, top_k: int = 3) -> list[list[dict]]:
         """Per row, the features that move the value most (contribution: log-value; +0.69 doubles it)."""
-        _, contrib = self.raw_and_contributions(frame)
-        values = frame[self.features].to_numpy(dtype=object)
+        _, contrib = self.raw_and_contributions_columns(columns)
+        values = np.empty(contrib.shape, dtype=object)
+        for j, name in enumerate(self.features):
+            values[:, j] = columns[name]
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out = []
-        for i in range(len(frame)):
+        for i in range(len(contrib)):
             out.append(
                 [
                     {

@@ -754,7 +754,7 @@ class Scorer:
         if top_k and only is None and "clv" in outputs.scored_rows:
             bundle = state.models["clv"].bundle
             rows = outputs.scored_rows["clv"]
-            got = bundle.reasons(value_frame(bundle, features, rows), top_k=top_k)
+            got = bundle.reasons_columns({f: features[f][rows] for f in bundle.reason_inputs()}, top_k=top_k)
             for row, r in zip(rows, got, strict=True):
                 value_reasons[row] = [
                     {

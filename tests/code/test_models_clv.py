@@ -169,5 +169,12 @@ def test_serving_columns_give_the_frame_predictions_and_the_pandas_reference():
         np.testing.assert_allclose(from_columns, reference[rows], rtol=1e-12, atol=0)
     np.testing.assert_allclose(from_frame, reference, rtol=1e-12, atol=0)
     assert np.isfinite(from_frame).all() and len(set(np.round(from_frame, 6))) > 100
+    # reasons: the same features, values and contributions from both inputs
+    head = test.iloc[:12]
+    by_frame = model.reasons(head)
+    by_columns = model.reasons_columns(columns_of(head[model.reason_inputs()]))
+    assert by_frame == by_columns
+    assert any(r["value"] is None for rows in by_frame for r in rows)  # NaN and unseen are missing
+    assert offset.reasons(head) == offset.reasons_columns(columns_of(head[offset.reason_inputs()]))
     naive = rate_value(horizon_days=180)
     np.testing.assert_allclose(naive.predict_columns(columns_of(test)), naive.predict(test), rtol=0, atol=0)
