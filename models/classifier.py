@@ -234,11 +234,6 @@ class LightGBMEstimator:
         """Per-feature contributions to the raw score (log-odds), without the bias column."""
         return self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))[:, :-1]
 
-    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both from one pass: TreeSHAP contributions plus the bias add up to the raw score."""
-        full = self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))
-        return full.sum(axis=1), full[:, :-1]
-
 
 @dataclass
 class LinearEstimator:
@@ -286,10 +281,6 @@ class LinearEstimator:
         """Coefficient x standardized value per numeric feature; for a categorical feature, the
         coefficient of the row's category (0 when unknown or missing)."""
         return self._terms(x)
-
-    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        terms = self._terms(x)
-        return terms.sum(axis=1) + self.intercept, terms
 
 
 # ------------------------------------------------------------------------------------------ bundle
@@ -370,10 +361,12 @@ class ClassifierBundle:
         return self.reasons_from(self.estimator.contributions(self._matrix(x)), values, top_k=top_k)
 
     def predict_with_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated P(positive) and the per-feature contributions (for `reasons_from`) from ONE pass of
-        the model, for callers that need both: the serving path explains every score it returns."""
-        raw, contrib = self.estimator.raw_and_contributions(self._matrix(X))
-        return self.calibrator.apply(raw), contrib
+        """Calibrated P(positive) and the per-feature contributions (for `reasons_from`). The probability
+        comes from the raw score, exactly as `predict_proba_array` gives it: TreeSHAP's contributions add
+        up to the raw score only to the last bits, and asking for reasons must not move a probability
+        (a raw-score pass costs a fraction of the contributions)."""
+        x = self._matrix(X)
+        return self.calibrator.apply(self.estimator.raw(x)), self.estimator.contributions(x)
 
     def reasons_from(self, contrib: np.ndarray, values: np.ndarray, *, top_k: int = 3) -> list[list[dict]]:
         """`reasons` from contributions already computed (`predict_with_contributions`)."""
