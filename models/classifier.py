@@ -142,6 +142,24 @@ def _encode_frame(
     return out
 
 
+def encode_columns(
+    columns: Mapping[str, np.ndarray], *, features: list[str], categories: dict[str, list[str]], where: str
+) -> np.ndarray:
+    """`_encode_frame` from feature name -> numpy array (the serving path; no DataFrame to build)."""
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise ValidationFailed(f"{where}: missing column(s) {missing}")
+    n = len(columns[features[0]]) if features else 0
+    out = np.empty((n, len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        values = np.asarray(columns[name])
+        if name in categories:
+            out[:, j] = _category_codes_array(values, categories[name])
+        else:
+            out[:, j] = _numeric_array(values, name)
+    return out
+
+
 def _labels(frame: pd.DataFrame, label: str, *, where: str) -> np.ndarray:
     _check_columns(frame, [label], where=where)
     col = frame[label]
@@ -216,11 +234,6 @@ class LightGBMEstimator:
         """Per-feature contributions to the raw score (log-odds), without the bias column."""
         return self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))[:, :-1]
 
-    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both from one pass: TreeSHAP contributions plus the bias add up to the raw score."""
-        full = self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))
-        return full.sum(axis=1), full[:, :-1]
-
 
 @dataclass
 class LinearEstimator:
@@ -269,10 +282,6 @@ class LinearEstimator:
         coefficient of the row's category (0 when unknown or missing)."""
         return self._terms(x)
 
-    def raw_and_contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        terms = self._terms(x)
-        return terms.sum(axis=1) + self.intercept, terms
-
 
 # ------------------------------------------------------------------------------------------ bundle
 @dataclass
@@ -304,19 +313,12 @@ class ClassifierBundle:
 
     def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """`encode` from feature name -> numpy array (the serving path; no DataFrame to build)."""
-        missing = [f for f in self.features if f not in columns]
-        if missing:
-            raise ValidationFailed(f"{self.kind} model input: missing column(s) {missing}")
-        n = len(columns[self.features[0]]) if self.features else 0
-        categories = self.metadata["categories"]
-        out = np.empty((n, len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            values = np.asarray(columns[name])
-            if name in categories:
-                out[:, j] = _category_codes_array(values, categories[name])
-            else:
-                out[:, j] = _numeric_array(values, name)
-        return out
+        return encode_columns(
+            columns,
+            features=self.features,
+            categories=self.metadata["categories"],
+            where=f"{self.kind} model input",
+        )
 
     def _matrix(self, X: np.ndarray) -> np.ndarray:
         x = np.asarray(X, dtype=np.float64)
@@ -359,10 +361,12 @@ class ClassifierBundle:
         return self.reasons_from(self.estimator.contributions(self._matrix(x)), values, top_k=top_k)
 
     def predict_with_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated P(positive) and the per-feature contributions (for `reasons_from`) from ONE pass of
-        the model, for callers that need both: the serving path explains every score it returns."""
-        raw, contrib = self.estimator.raw_and_contributions(self._matrix(X))
-        return self.calibrator.apply(raw), contrib
+        """Calibrated P(positive) and the per-feature contributions (for `reasons_from`). The probability
+        comes from the raw score, exactly as `predict_proba_array` gives it: TreeSHAP's contributions add
+        up to the raw score only to the last bits, and asking for reasons must not move a probability
+        (a raw-score pass costs a fraction of the contributions)."""
+        x = self._matrix(X)
+        return self.calibrator.apply(self.estimator.raw(x)), self.estimator.contributions(x)
 
     def reasons_from(self, contrib: np.ndarray, values: np.ndarray, *, top_k: int = 3) -> list[list[dict]]:
         """`reasons` from contributions already computed (`predict_with_contributions`)."""

@@ -19,6 +19,7 @@ capture and Spearman correlation among buyers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +33,9 @@ from models.classifier import (
     _check_columns,
     _encode_frame,
     _learn_categories,
+    _numeric_array,
     _tier_cuts,
+    encode_columns,
 )
 
 try:
@@ -46,6 +49,8 @@ except ImportError:  # a bundle loaded with only `models/` + libraries (how MLfl
 VALUE_TIERS: tuple[str, str, str] = ("top", "high", "standard")
 # The transaction features the BG/NBD x Gamma-Gamma and the rate baseline read.
 HISTORY_FEATURES: tuple[str, ...] = ("orders_lifetime", "recency_days", "tenure_days", "monetary_lifetime")
+# feature name -> one numpy array per customer (serving's input: no DataFrame per request)
+Columns = Mapping[str, np.ndarray]
 # Floor of the rate baseline's denominator: a customer who first bought yesterday has no rate yet.
 RATE_MIN_DAYS = 30.0
 
@@ -123,12 +128,28 @@ def history_from_features(frame: pd.DataFrame) -> History:
     little longer than BG/NBD's "since first purchase"), and `m` includes the first purchase (the
     Gamma-Gamma model's is over repeat purchases). Customers with no purchase yet get x = t_x = 0 and the
     population prior through T (0 when unknown)."""
-    _check_columns(frame, list(HISTORY_FEATURES), where="value model input")
-    orders = frame["orders_lifetime"].to_numpy(dtype=np.float64, na_value=np.nan)
-    orders = np.nan_to_num(orders, nan=0.0)
-    tenure = np.nan_to_num(frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
-    recency = frame["recency_days"].to_numpy(dtype=np.float64, na_value=np.nan)
-    monetary = np.nan_to_num(frame["monetary_lifetime"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+    return history_from_columns(frame_columns(frame, list(HISTORY_FEATURES)))
+
+
+def frame_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
+    """`names` of `frame` as numpy arrays: the frame entry points of the value models convert once and
+    share the array code serving calls directly."""
+    _check_columns(frame, names, where="value model input")
+    return {name: frame[name].to_numpy() for name in dict.fromkeys(names)}
+
+
+def _floats(columns: Columns, name: str) -> np.ndarray:
+    if name not in columns:
+        raise ValidationFailed(f"value model input: missing column(s) {[name]}")
+    return _numeric_array(np.asarray(columns[name]), name)
+
+
+def history_from_columns(columns: Columns) -> History:
+    """`history_from_features` from feature name -> numpy array."""
+    orders = np.nan_to_num(_floats(columns, "orders_lifetime"), nan=0.0)
+    tenure = np.nan_to_num(_floats(columns, "tenure_days"), nan=0.0)
+    recency = _floats(columns, "recency_days")
+    monetary = np.nan_to_num(_floats(columns, "monetary_lifetime"), nan=0.0)
     x = np.maximum(orders - 1.0, 0.0)
     T = np.maximum(tenure, 0.0)
     t_x = np.where(x > 0, np.clip(T - np.nan_to_num(recency, nan=0.0), 0.0, T), 0.0)
@@ -147,7 +168,17 @@ class _ValueModel:
     tier_names: tuple[str, ...] = VALUE_TIERS
     metadata: dict = field(default_factory=dict)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:  # pragma: no cover - overridden
+    def inputs(self) -> list[str]:
+        """The columns `predict_columns` reads."""
+        return list(self.features)
+
+    def predict(self, frame: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
+        """Predicted spend over the horizon for each row of a DataFrame holding `inputs()`."""
+        return self.predict_columns(frame_columns(frame, self.inputs()), horizon_days)
+
+    def predict_columns(
+        self, columns: Columns, horizon_days: float | None = None
+    ) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def tiers(self, value: np.ndarray) -> np.ndarray:
@@ -161,19 +192,24 @@ class _ValueModel:
         return replace(self, tier_cuts=_tier_cuts(np.asarray(valid_value, dtype=np.float64), tuple(shares)))
 
     def reasons(self, frame: pd.DataFrame, *, top_k: int = 3) -> list[list[dict]]:
+        """Per row, what explains the value: [{"feature", "value", "contribution"}], at most `top_k`."""
+        return self.reasons_columns(frame_columns(frame, self.reason_inputs()), top_k=top_k)
+
+    def reason_inputs(self) -> list[str]:
+        """The columns `reasons_columns` reads."""
+        return list(HISTORY_FEATURES)
+
+    def reasons_columns(self, columns: Columns, *, top_k: int = 3) -> list[list[dict]]:
         """The history behind each value (the probabilistic models have no per-feature attribution)."""
-        h = history_from_features(frame)
+        h = history_from_columns(columns)
+        monetary = _floats(columns, "monetary_lifetime")
         return [
             [
                 {"feature": "orders_lifetime", "value": float(h.x[i] + (h.T[i] > 0)), "contribution": None},
                 {"feature": "recency_days", "value": float(h.T[i] - h.t_x[i]), "contribution": None},
-                {
-                    "feature": "monetary_lifetime",
-                    "value": _finite(frame["monetary_lifetime"].iloc[i]),
-                    "contribution": None,
-                },
+                {"feature": "monetary_lifetime", "value": _finite(monetary[i]), "contribution": None},
             ][:top_k]
-            for i in range(len(frame))
+            for i in range(len(h.x))
         ]
 
 
@@ -198,8 +234,11 @@ class BtydValue(_ValueModel):
         h = history_from_features(frame)
         return self.bgnbd.p_alive(x=h.x, t_x=h.t_x, T=h.T)
 
-    def predict(self, frame: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
-        h = history_from_features(frame)
+    def inputs(self) -> list[str]:
+        return list(HISTORY_FEATURES)
+
+    def predict_columns(self, columns: Columns, horizon_days: float | None = None) -> np.ndarray:
+        h = history_from_columns(columns)
         t = self.horizon_days if horizon_days is None else horizon_days
         spend = self.gamma_gamma.expected_spend(x=h.x, m=h.m)
         return self.bgnbd.expected_purchases(t, x=h.x, t_x=h.t_x, T=h.T) * spend
@@ -228,11 +267,13 @@ def fit_btyd_value(frame: pd.DataFrame, *, horizon_days: float) -> BtydValue:
 class RateValue(_ValueModel):
     """Naive rate: lifetime spend / max(tenure, RATE_MIN_DAYS) x horizon."""
 
-    def predict(self, frame: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
-        _check_columns(frame, ["monetary_lifetime", "tenure_days"], where="value model input")
+    def inputs(self) -> list[str]:
+        return ["monetary_lifetime", "tenure_days"]
+
+    def predict_columns(self, columns: Columns, horizon_days: float | None = None) -> np.ndarray:
         t = self.horizon_days if horizon_days is None else horizon_days
-        spend = np.nan_to_num(frame["monetary_lifetime"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
-        tenure = np.nan_to_num(frame["tenure_days"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+        spend = np.nan_to_num(_floats(columns, "monetary_lifetime"), nan=0.0)
+        tenure = np.nan_to_num(_floats(columns, "tenure_days"), nan=0.0)
         return spend / np.maximum(tenure, RATE_MIN_DAYS) * t
 
 
@@ -261,34 +302,61 @@ class ClvRegressor(_ValueModel):
             where="value model input",
         )
 
+    def encode_columns(self, columns: Columns) -> np.ndarray:
+        return encode_columns(
+            columns,
+            features=self.features,
+            categories=self.metadata.get("categories", {}),
+            where="value model input",
+        )
+
+    def inputs(self) -> list[str]:
+        offset = self.offset.inputs() if self.offset is not None else []
+        return list(dict.fromkeys([*self.features, *offset]))
+
     def base_margin(self, frame: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
         """log of the offset model's prediction (0 without an offset)."""
         if self.offset is None:
             return np.zeros(len(frame))
+        return self.base_margin_columns(frame_columns(frame, self.offset.inputs()), len(frame), horizon_days)
+
+    def base_margin_columns(self, columns: Columns, n: int, horizon_days: float | None = None) -> np.ndarray:
+        if self.offset is None:
+            return np.zeros(n)
         t = self.horizon_days if horizon_days is None else horizon_days
-        return _log_offset(self.offset.predict(frame, t))
+        return _log_offset(self.offset.predict_columns(columns, t))
 
     def raw_and_contributions(
         self, frame: pd.DataFrame, horizon_days: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log of the predicted value and each feature's contribution to it (TreeSHAP, log scale)."""
-        x = self.encode(frame)
+        return self.raw_and_contributions_columns(frame_columns(frame, self.inputs()), horizon_days)
+
+    def raw_and_contributions_columns(
+        self, columns: Columns, horizon_days: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = self.encode_columns(columns)
         full = self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)
-        raw = full.sum(axis=1) + self.base_margin(frame, horizon_days) + np.log(self.scale)
+        raw = full.sum(axis=1) + self.base_margin_columns(columns, len(x), horizon_days) + np.log(self.scale)
         return raw, full[:, :-1]
 
-    def predict(self, frame: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
-        x = self.encode(frame)
+    def predict_columns(self, columns: Columns, horizon_days: float | None = None) -> np.ndarray:
+        x = self.encode_columns(columns)
         raw = self.booster.predict(x, raw_score=True, num_threads=0 if len(x) >= 256 else 1)
-        return np.exp(raw + self.base_margin(frame, horizon_days)) * self.scale
+        return np.exp(raw + self.base_margin_columns(columns, len(x), horizon_days)) * self.scale
 
-    def reasons(self, frame: pd.DataFrame, *, top_k: int = 3) -> list[list[dict]]:
+    def reason_inputs(self) -> list[str]:
+        return self.inputs()
+
+    def reasons_columns(self, columns: Columns, *, top_k: int = 3) -> list[list[dict]]:
         """Per row, the features that move the value most (contribution: log-value; +0.69 doubles it)."""
-        _, contrib = self.raw_and_contributions(frame)
-        values = frame[self.features].to_numpy(dtype=object)
+        _, contrib = self.raw_and_contributions_columns(columns)
+        values = np.empty(contrib.shape, dtype=object)
+        for j, name in enumerate(self.features):
+            values[:, j] = columns[name]
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out = []
-        for i in range(len(frame)):
+        for i in range(len(contrib)):
             out.append(
                 [
                     {

@@ -257,17 +257,20 @@ class Recommender:
         rows = self.rows_of(customer_ids)
         scores = self.scores(rows)
         now = self.as_of_day if as_of_day is None else as_of_day
+        orders = np.argsort(-scores, axis=1, kind="stable")
         out = []
         for i, row in enumerate(rows):
             bought = self._bought(row)
-            order = np.argsort(-scores[i], kind="stable")
-            new_order = [j for j in order if j not in bought]
-            out.append(
-                {
-                    "items": [self._entry(row, j, scores[i, j], bought, now) for j in order[:k]],
-                    "new": [self._entry(row, j, scores[i, j], bought, now) for j in new_order[:k]],
-                }
-            )
+            order = orders[i].tolist()
+            top = order[:k]
+            new = [j for j in order if j not in bought][:k]
+            # an item in both lists is described once; what explains new items is read once per customer
+            explainers = self._explainers(row, bought)
+            entries = {
+                j: self._entry(row, j, scores[i, j], bought, now, explainers)
+                for j in dict.fromkeys(top + new)
+            }
+            out.append({"items": [entries[j] for j in top], "new": [dict(entries[j]) for j in new]})
         return out
 
     def _bought(self, row: int) -> dict[int, tuple[int, float]]:
@@ -277,8 +280,26 @@ class Recommender:
         last = dict(zip(*(a.tolist() for a in _csr_row(self.last_day, row)), strict=True))
         return {j: (int(n), last[j]) for j, n in zip(c_items.tolist(), c_data.tolist(), strict=True)}
 
+    def _explainers(
+        self, row: int, bought: dict[int, tuple[int, float]]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The items a customer bought (in `bought` order) and their recency-decayed weights: what a new
+        item's reason names (None where reasons do not read them)."""
+        if row < 0 or not bought or self.spec.name in ("popularity", "buy_again") or self.similarity is None:
+            return None
+        d_items, d_data = _csr_row(self.decayed, row)
+        weight = dict(zip(d_items.tolist(), d_data.tolist(), strict=True))
+        sources = np.fromiter(bought, dtype=np.int64, count=len(bought))
+        return sources, np.asarray([weight.get(b, 0.0) for b in bought])
+
     def _entry(
-        self, row: int, j: int, score: float, bought: dict[int, tuple[int, float]], now: float
+        self,
+        row: int,
+        j: int,
+        score: float,
+        bought: dict[int, tuple[int, float]],
+        now: float,
+        explainers: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, Any]:
         item = str(self.items[j])
         if j in bought:
@@ -287,25 +308,32 @@ class Recommender:
             noun = "time" if times == 1 else "times"
             reason = f"bought {times} {noun}, last {days} day{'s' if days != 1 else ''} ago"
             return {"item": item, "score": float(score), "kind": "buy_again", "reason": reason}
-        reason = self._new_reason(row, j, bought)
+        if explainers is None:
+            explainers = self._explainers(row, bought)
+        reason = self._new_reason(row, j, bought, explainers)
         return {"item": item, "score": float(score), "kind": "new", "reason": reason}
 
-    def _new_reason(self, row: int, j: int, bought: dict[int, tuple[int, float]]) -> str:
+    def _new_reason(
+        self,
+        row: int,
+        j: int,
+        bought: dict[int, tuple[int, float]],
+        explainers: tuple[np.ndarray, np.ndarray] | None,
+    ) -> str:
         item = str(self.items[j])
-        popular = f"popular: bought by {100 * self.popularity[j]:.0f}% of recent customers"
         if row < 0 or not bought or self.spec.name in ("popularity", "buy_again"):
-            return popular
-        if self.similarity is not None:
+            return self._popular(j)
+        if self.similarity is not None and explainers is not None:
             # the bought item that most explains j (first of equals, in `bought` order)
-            d_items, d_data = _csr_row(self.decayed, row)
-            weight = dict(zip(d_items.tolist(), d_data.tolist(), strict=True))
-            sources = list(bought)
-            strength = self.similarity[sources, j] * np.asarray([weight.get(b, 0.0) for b in sources])
-            source = sources[int(np.argmax(strength))]
+            sources, weights = explainers
+            source = int(sources[int(np.argmax(self.similarity[sources, j] * weights))])
             if self.similarity[source, j] > 0:
                 return f"customers who buy {self.items[source]} also buy {item}"
-            return popular
+            return self._popular(j)
         return f"customers like this buy {item}"
+
+    def _popular(self, j: int) -> str:
+        return f"popular: bought by {100 * self.popularity[j]:.0f}% of recent customers"
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The pyfunc view: `customer_id` -> the top item and the top-k list (comma-separated)."""

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from serving.http_guard import _replay
@@ -64,9 +65,15 @@ class Budget:
 class AdmissionMiddleware:
     """Pure ASGI middleware in front of the scoring routes (after the size and content-type guard)."""
 
-    def __init__(self, app: Any, max_inflight_customers: int = 1200) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_inflight_customers: int = 1200,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.budget = Budget(max_inflight_customers)
+        self.on_refused = on_refused  # called with the path of each refused request (the 429 counter)
         self._logged_at = 0.0
         self._logged_refused = 0
 
@@ -78,6 +85,8 @@ class AdmissionMiddleware:
         cost = request_cost(body)
         if not self.budget.take(cost):
             self._log_refusals()
+            if self.on_refused is not None:
+                self.on_refused(scope["path"])
             await _too_busy(send, cost, self.budget.limit)
             return
         try:

@@ -84,6 +84,13 @@ class ServiceMetrics:
             multiprocess_mode="livemostrecent",
             **kw,
         )
+        self.admission_refused = prom.Counter(
+            "persona_admission_refused",
+            "Scoring requests refused with 429 + Retry-After by admission (customers in flight at the "
+            "bound serving.max_inflight_customers), by endpoint.",
+            ["endpoint"],
+            **kw,
+        )
         self.delivered = prom.Counter(
             "persona_crm_delivered", "Tag changes delivered to the CRM by the service's dispatcher.", **kw
         )
@@ -104,6 +111,10 @@ class ServiceMetrics:
                 self.model_info.labels(*labels).set(0)
         for labels in now:
             self.model_info.labels(*labels).set(1)
+
+    def refused(self, path: str) -> None:
+        """Count one admission refusal (429) of the scoring route `path` (/v1/score -> score)."""
+        self.admission_refused.labels(path.rsplit("/", 1)[-1]).inc()
 
     def answered(self, endpoint: str, payload: Mapping[str, Any]) -> None:
         """Count a `ScoreResponse` payload's items and observe its probabilities."""

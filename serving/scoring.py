@@ -329,11 +329,17 @@ def run_models(
     *,
     has_features: dict[str, np.ndarray],
     explain: tuple[str, ...] = (),
+    words: tuple[str, ...] | None = None,
     customer_ids: np.ndarray | None = None,
 ) -> ModelOutputs:
     """Score every row of `features` (bare feature names -> arrays, or a DataFrame) with the three
     champions. For the classifiers in `explain`, the per-feature contributions come from the same pass
     of the model as the probabilities (`ModelOutputs.contributions`).
+
+    `words`: the classifiers whose reasons in words (`ModelOutputs.reasons_text`, the catalog's
+    `churn_reasons` / `conversion_reasons` inputs) are computed; None means every one the catalog reads
+    (`words_for`). A classifier in neither `explain` nor `words` is scored without TreeSHAP
+    contributions, which cost several times the prediction itself.
 
     `has_features[kind]` is False where none of that model's features were found: such rows are not
     scored (reason `no_features`). Rows outside a model's population are not scored either.
@@ -364,7 +370,7 @@ def run_models(
     scored_rows: dict[str, np.ndarray] = {}
     contributions: dict[str, np.ndarray] = {}
     reasons_text: dict[str, np.ndarray] = {}
-    words = words_for(state)
+    words = words_for(state) if words is None else words
     for kind in CLASSIFIERS:
         if kind not in state.models:
             outputs[kind] = (np.full(n, np.nan), np.full(n, None, dtype=object))
@@ -403,7 +409,8 @@ def run_models(
         not_scored["clv"] = np.where(ok, None, "no_features").astype(object)
         if ok.any():
             rows = np.flatnonzero(ok)
-            value[ok] = bundle.predict(value_frame(bundle, features, None if len(rows) == n else rows))
+            part = None if len(rows) == n else rows
+            value[ok] = bundle.predict_columns({f: _take(features[f], part) for f in bundle.inputs()})
             value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
             scored_rows["clv"] = rows
     next_best, next_best_list = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
@@ -581,6 +588,9 @@ class Scorer:
         self.views_of_kind = {
             kind: tuple(service_views(state.store, service)) for kind, service in state.services.items()
         }
+        # The tags that read reasons in words (`churn_reasons_text`, ...): left out of a request that
+        # neither explains nor writes back (see `score`).
+        self.worded_tags = tuple(state.catalog.depending_on({f"{kind}_reasons" for kind in words_for(state)}))
 
     def _read(self, ids: list[str], as_of: datetime | None) -> Any:
         try:
@@ -612,8 +622,10 @@ class Scorer:
 
         `explain`: the reasons of each score (`reasons` of churn, conversion and value). None (the
         default) means true up to `serving.explain_up_to` ids and false above: a bulk request pays for
-        per-feature contributions only when it asks for them. Tags that read reasons (`churn_reasons`)
-        are computed either way.
+        per-feature contributions only when it asks for them. The tags that read reasons in words
+        (`churn_reasons_text`, `conversion_reasons_text`) need the same contributions: they are in `tags`
+        when the request explains or writes back (a write-back never clears them in the CRM), and left
+        out of `tags` otherwise.
 
         An id may be a Persona id or a business key the identity map knows (a CRM contact id, an orders
         customer number, a lead id); each item names the Persona id and the id as it was asked for.
@@ -694,12 +706,15 @@ class Scorer:
         features: dict[str, np.ndarray] = finite_columns(
             result.columns if every else {f: col[found] for f, col in result.columns.items()}
         )
-        explain = tuple(k for k in CLASSIFIERS if top_k and only in (None, k))
+        # Reasons in words only where an answer carries them: the tags that read them (when the request
+        # explains or writes back); without them, no TreeSHAP pass at all for a bulk read.
+        worded = only is None and (explain or write_back)
         outputs = run_models(
             state,
             features,
             has_features=has_features,
-            explain=explain,
+            explain=tuple(k for k in CLASSIFIERS if top_k and only in (None, k)),
+            words=None if worded else (),
             customer_ids=np.asarray(ids, dtype=object),
         )
         # Degraded by a missing view only where a model scored the customer on defaults for it: a
@@ -739,7 +754,7 @@ class Scorer:
         if top_k and only is None and "clv" in outputs.scored_rows:
             bundle = state.models["clv"].bundle
             rows = outputs.scored_rows["clv"]
-            got = bundle.reasons(value_frame(bundle, features, rows), top_k=top_k)
+            got = bundle.reasons_columns({f: features[f][rows] for f in bundle.reason_inputs()}, top_k=top_k)
             for row, r in zip(rows, got, strict=True):
                 value_reasons[row] = [
                     {
@@ -760,6 +775,10 @@ class Scorer:
                 len(ids),
             )
             tag_records = evaluate_tags(state, tag_inputs, len(ids))
+            if not worded and self.worded_tags:
+                for record in tag_records:
+                    for key in self.worded_tags:
+                        record.pop(key, None)
             if write_back:
                 changes = self._write_back(ids, tag_records, tag_inputs, now)
                 queued = len(changes)
@@ -768,18 +787,45 @@ class Scorer:
         seconds = result.view_seconds if every else {v: sec[found] for v, sec in result.view_seconds.items()}
         freshness = self._freshness(view_status, seconds, as_of)
         versions = state.versions
+        # Per-row values as Python lists, once: indexing numpy arrays scalar by scalar in the loop below
+        # cost more than the loop itself on a 1,000-customer request.
+        stale, missing = stale_any.tolist(), missing_any.tolist()
+        seg_reasons = outputs.not_scored["segments"].tolist()
+        seg_ids = [
+            None if reason or seg != seg else int(seg)
+            for reason, seg in zip(seg_reasons, outputs.segment_id.tolist(), strict=True)
+        ]
+        personas = outputs.persona.tolist()
+        classifier = {
+            kind: (
+                [None if p != p else p for p in getattr(outputs, f"{kind}_probability").tolist()],
+                getattr(outputs, f"{kind}_tier").tolist(),
+                outputs.not_scored[kind].tolist(),
+            )
+            for kind in CLASSIFIERS
+            if only in (None, kind)
+        }
+        if only is None:
+            amounts = [None if v != v else round(v, 2) for v in outputs.clv_value.tolist()]
+            value_tiers, value_not_scored = outputs.clv_tier.tolist(), outputs.not_scored["clv"].tolist()
+            # the horizon the champion was trained for (the demo's differs from the default)
+            horizon = (
+                int(state.models["clv"].bundle.horizon_days)
+                if "clv" in state.models
+                else state.settings.training.clv_horizon_days
+            )
         for row, cid in enumerate(ids):
             warnings = []
-            if stale_any[row]:
+            if stale[row]:
                 warnings.append("some features are older than their view's TTL (stale)")
-            if missing_any[row]:
+            if missing[row]:
                 warnings.append("some feature views have no row for this customer: model defaults used")
             item: dict[str, Any] = {
                 "customer_id": cid,
                 "requested_id": None,
                 "status": "ok",
                 "reason": None,
-                "degraded": bool(stale_any[row] or missing_any[row]),
+                "degraded": stale[row] or missing[row],
                 "warnings": warnings,
                 "segment": None,
                 "churn": None,
@@ -791,37 +837,28 @@ class Scorer:
                 "written_back": changes_by_customer.get(cid, 0),
             }
             if only in (None, "segments"):
-                seg_reason = outputs.not_scored["segments"][row]
-                seg_id = outputs.segment_id[row]
                 item["segment"] = {
-                    "segment_id": None if seg_reason or np.isnan(seg_id) else int(seg_id),
-                    "persona": outputs.persona[row],
+                    "segment_id": seg_ids[row],
+                    "persona": personas[row],
                     "model_version": versions.get("segments"),
-                    "not_scored_reason": seg_reason,
+                    "not_scored_reason": seg_reasons[row],
                 }
-            for kind in CLASSIFIERS:
-                if only not in (None, kind):
-                    continue
-                proba = getattr(outputs, f"{kind}_probability")[row]
+            for kind, (probabilities, tiers, not_scored) in classifier.items():
                 item[kind] = {
-                    "probability": None if np.isnan(proba) else float(proba),
-                    "tier": getattr(outputs, f"{kind}_tier")[row],
+                    "probability": probabilities[row],
+                    "tier": tiers[row],
                     "reasons": reasons[kind][row],
                     "model_version": versions.get(kind),
-                    "not_scored_reason": outputs.not_scored[kind][row],
+                    "not_scored_reason": not_scored[row],
                 }
             if only is None:
-                amount = outputs.clv_value[row]
                 item["value"] = {
-                    "predicted_value": None if np.isnan(amount) else round(float(amount), 2),
-                    # the horizon the champion was trained for (the demo's differs from the default)
-                    "horizon_days": int(state.models["clv"].bundle.horizon_days)
-                    if "clv" in state.models
-                    else state.settings.training.clv_horizon_days,
-                    "tier": outputs.clv_tier[row],
+                    "predicted_value": amounts[row],
+                    "horizon_days": horizon,
+                    "tier": value_tiers[row],
                     "reasons": value_reasons[row],
                     "model_version": versions.get("clv"),
-                    "not_scored_reason": outputs.not_scored["clv"][row],
+                    "not_scored_reason": value_not_scored[row],
                 }
                 item["recommendations"] = recommended[row]
             if tag_records is not None:
@@ -853,7 +890,9 @@ class Scorer:
         lists = loaded.bundle.recommend([ids[r] for r in rows], as_of_day=day)
         for row, got in zip(rows, lists, strict=True):
             for key in ("items", "new"):
-                out[row][key] = [{**e, "score": round(e["score"], 6)} for e in got[key]]
+                for entry in got[key]:  # fresh dicts of this call: rounded in place
+                    entry["score"] = round(entry["score"], 6)
+                out[row][key] = got[key]
         return out
 
     def _freshness(
@@ -864,21 +903,26 @@ class Scorer:
         now_s = as_of.timestamp() if as_of is not None else None
         n = len(next(iter(view_status.values()))) if view_status else 0
         out: list[dict[str, Any]] = [{} for _ in range(n)]
-        stamp: dict[int, tuple[str, float]] = {}  # customers share few snapshots: format each once
         for view, status in view_status.items():
-            seconds = view_seconds[view]
-            for row in range(n):
-                sec = int(seconds[row])
-                if sec < 0:
-                    out[row][view] = {"as_of": None, "age_days": None, "status": "not_found"}
-                    continue
-                if sec not in stamp:
-                    stamp[sec] = (
-                        datetime.fromtimestamp(sec, tz=UTC).isoformat(),
-                        None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
-                    )
-                snapshot_at, age = stamp[sec]
-                out[row][view] = {"as_of": snapshot_at, "age_days": age, "status": str(status[row])}
+            # Customers share few (snapshot, status) pairs: each is built once and the same (read-only)
+            # dict is given to every customer that has it.
+            shared: dict[tuple[int, str], dict[str, Any]] = {}
+            for row, (sec, state) in enumerate(
+                zip(view_seconds[view].tolist(), status.tolist(), strict=True)
+            ):
+                sec = int(sec)
+                entry = shared.get((sec, state))
+                if entry is None:
+                    if sec < 0:
+                        entry = {"as_of": None, "age_days": None, "status": "not_found"}
+                    else:
+                        entry = {
+                            "as_of": datetime.fromtimestamp(sec, tz=UTC).isoformat(),
+                            "age_days": None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
+                            "status": str(state),
+                        }
+                    shared[(sec, state)] = entry
+                out[row][view] = entry
         return out
 
     def _write_back(

@@ -135,3 +135,28 @@ def test_health_and_metrics_cost_nothing(path: str) -> None:
 
     assert asyncio.run(run()) == 200
     assert app.app.budget.in_flight == 0  # type: ignore[attr-defined]
+
+
+def test_refusals_are_counted_per_endpoint() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from serving.metrics import ServiceMetrics
+
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    app, _ = _app(1000)
+    app.app.on_refused = metrics.refused  # type: ignore[attr-defined]
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
+            body = {"customer_ids": [f"P{i}" for i in range(1000)]}
+            return [
+                r.status_code
+                for r in await asyncio.gather(*(c.post("/v1/score", json=body) for _ in range(4)))
+            ]
+
+    codes = asyncio.run(run())
+    assert sorted(codes) == [200, 429, 429, 429]
+    refused = registry.get_sample_value("persona_admission_refused_total", {"endpoint": "score"})
+    assert refused == 3
+    assert registry.get_sample_value("persona_admission_refused_total", {"endpoint": "churn"}) is None

@@ -125,3 +125,56 @@ def test_regressor_refuses_negative_spend_with_its_row():
         fit_clv_regressor(
             train=bad, valid=train, features=["orders_lifetime"], label="spend", horizon_days=180
         )
+
+
+def test_serving_columns_give_the_frame_predictions_and_the_pandas_reference():
+    """Serving feeds the value model numpy columns (as the online read gives them: floats with NaN, a
+    category as objects with None); training feeds frames. Both equal the pandas encoding of before."""
+    from models.classifier import _encode_frame
+    from models.clv import _log_offset
+    from serving.scoring import columns_of
+
+    train, valid = _world(3000, 1), _world(1500, 2)
+    rng = np.random.default_rng(4)
+    for frame in (train, valid):
+        frame["region"] = rng.choice(["north", "south", "east"], size=len(frame)).astype(object)
+    test = _world(400, 3)
+    test["region"] = rng.choice(["north", "south", "west"], size=len(test)).astype(object)  # west: unseen
+    test.loc[::7, "region"] = None
+    test.loc[::5, "recency_days"] = np.nan
+    test["orders_lifetime"] = pd.array(test["orders_lifetime"].astype(int), dtype="Int64")
+    test.loc[3, "orders_lifetime"] = pd.NA
+    features = ["orders_lifetime", "recency_days", "tenure_days", "monetary_lifetime", "region"]
+    offset = fit_btyd_value(train, horizon_days=180)
+    model = fit_clv_regressor(
+        train=train,
+        valid=valid,
+        features=features,
+        label="spend",
+        horizon_days=180,
+        offset=offset,
+        categorical=["region"],
+        seed=7,
+        params={"num_threads": 1, "learning_rate": 0.1, "num_boost_round": 100},
+    )
+    reference_x = _encode_frame(
+        test, features=features, categories=model.metadata["categories"], where="reference"
+    )
+    raw = model.booster.predict(reference_x, raw_score=True, num_threads=1)
+    reference = np.exp(raw + _log_offset(offset.predict(test, 180.0))) * model.scale
+    from_frame = model.predict(test)
+    for rows in (slice(None), slice(0, 1), slice(5, 9)):
+        part = test.iloc[rows]
+        from_columns = model.predict_columns(columns_of(part[model.inputs()]))
+        np.testing.assert_allclose(from_columns, reference[rows], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(from_frame, reference, rtol=1e-12, atol=0)
+    assert np.isfinite(from_frame).all() and len(set(np.round(from_frame, 6))) > 100
+    # reasons: the same features, values and contributions from both inputs
+    head = test.iloc[:12]
+    by_frame = model.reasons(head)
+    by_columns = model.reasons_columns(columns_of(head[model.reason_inputs()]))
+    assert by_frame == by_columns
+    assert any(r["value"] is None for rows in by_frame for r in rows)  # NaN and unseen are missing
+    assert offset.reasons(head) == offset.reasons_columns(columns_of(head[offset.reason_inputs()]))
+    naive = rate_value(horizon_days=180)
+    np.testing.assert_allclose(naive.predict_columns(columns_of(test)), naive.predict(test), rtol=0, atol=0)

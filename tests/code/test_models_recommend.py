@@ -285,3 +285,31 @@ def served_purchases(purchases: Purchases, probe: Purchases) -> Purchases:
         np.append(purchases.item, probe.item),
         np.append(purchases.day, probe.day),
     )
+
+
+@pytest.mark.parametrize("name", ["popularity", "buy_again", "hybrid_cooccurrence", "als"])
+def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
+    """`recommend` describes an item once per customer and reads the customer's history once; the lists
+    are what each entry built on its own (`_entry` without shared context) gives, in score order."""
+    rng = np.random.default_rng(3)
+    people = [f"c{i}" for i in range(40)]
+    rows = [
+        (str(rng.choice(people)), str(rng.choice(ITEMS, p=[0.4, 0.3, 0.2, 0.1])), int(rng.integers(1, 300)))
+        for _ in range(160)
+    ]
+    model = fit_recommender(
+        _purchases(rows), spec=Spec(name), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=3
+    )
+    ids = [*people, "stranger"]
+    got = model.recommend(ids)
+    scores = model.scores(model.rows_of(ids))
+    now = model.as_of_day
+    kinds = set()
+    for i, (row, lists) in enumerate(zip(model.rows_of(ids), got, strict=True)):
+        bought = model._bought(row)
+        order = [int(j) for j in np.argsort(-scores[i], kind="stable")]
+        fresh = [j for j in order if j not in bought]
+        assert lists["items"] == [model._entry(row, j, scores[i, j], bought, now) for j in order[:3]]
+        assert lists["new"] == [model._entry(row, j, scores[i, j], bought, now) for j in fresh[:3]]
+        kinds |= {e["reason"].split(" ")[0] for e in lists["items"] + lists["new"]}
+    assert len(kinds) >= 2, kinds  # more than one kind of reason is checked

@@ -132,6 +132,31 @@ def test_reasons_in_words_for_the_crm(state, language: str) -> None:  # type: ig
         assert count == min(raising, 2)
 
 
+def test_no_contribution_pass_when_neither_reasons_nor_words_are_asked(state) -> None:  # type: ignore[no-untyped-def]
+    """`words=()` and no `explain`: the probabilities without TreeSHAP, equal to the explained pass."""
+    from models.reasons import parse_reason_catalog
+
+    worded = SimpleNamespace(
+        **vars(state),
+        reasons=parse_reason_catalog([{"feature": "recency_days", "en": "r {value:.0f}", "zh": "r"}]),
+        language="en",
+        catalog=SimpleNamespace(input_types={"churn_reasons": "string"}),
+        settings=SimpleNamespace(serving=SimpleNamespace(top_reasons=2)),
+    )
+    frame = _frame(300, 5)[FEATURES]
+    has = {kind: np.ones(len(frame), dtype=bool) for kind in ("segments", "churn", "conversion")}
+    full = run_models(worded, columns_of(frame), has_features=has)  # words: what the catalog reads
+    bare = run_models(worded, columns_of(frame), has_features=has, words=())
+    assert set(full.contributions) == {"churn"} and set(full.reasons_text) == {"churn"}
+    assert not bare.contributions and not bare.reasons_text
+    assert bare.columns()["churn_reasons"].tolist() == [None] * len(frame)
+    for kind in ("churn", "conversion"):
+        np.testing.assert_allclose(
+            getattr(bare, f"{kind}_probability"), getattr(full, f"{kind}_probability"), rtol=0, atol=1e-12
+        )
+        assert getattr(bare, f"{kind}_tier").tolist() == getattr(full, f"{kind}_tier").tolist()
+
+
 @pytest.mark.parametrize("absent", ["conversion", "segments", "churn"])
 def test_a_model_without_champion_is_skipped_not_fatal(state, absent: str) -> None:  # type: ignore[no-untyped-def]
     partial = SimpleNamespace(

@@ -265,6 +265,29 @@ def test_a_missing_view_degrades_only_the_models_that_scored_on_it(world, world_
     assert seen_outside > 0, "the world needs customers conversion did not score"
 
 
+def test_a_write_back_without_explain_still_writes_the_reasons_in_words(world, world_ids) -> None:  # type: ignore[no-untyped-def]
+    """The reasons-in-words tags are left out of a bulk read (explain false), never out of a write-back:
+    the CRM field must not be cleared because a request did not ask for reasons."""
+    from datetime import UTC, datetime
+
+    from configs.settings import load_settings
+    from serving.scoring import Scorer, load_state
+
+    with env(PERSONA_DATA_DIR=str(world)):
+        scorer = Scorer(load_state(load_settings()))
+    assert set(scorer.worded_tags) == {"churn_reasons_text", "conversion_reasons_text"}
+    ids = world_ids["active"][-4:]
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    explained = scorer.score(ids, write_back=False, now=now, explain=True)["items"]
+    read = scorer.score(ids, write_back=False, now=now, explain=False)["items"]
+    written = scorer.score(ids, write_back=True, now=now, explain=False)["items"]
+    for e, r, w in zip(explained, read, written, strict=True):
+        assert w["tags"] == e["tags"]
+        assert r["tags"] == {k: v for k, v in e["tags"].items() if k not in scorer.worded_tags}
+        assert w["churn"]["reasons"] == [] and e["churn"]["reasons"]
+    assert any(w["tags"]["churn_reasons_text"] for w in written)
+
+
 def test_responses_are_exactly_the_declared_model(client, world_ids) -> None:  # type: ignore[no-untyped-def]
     """The service encodes the scorer's payload directly: it must be what `ScoreResponse` would give,
     field for field, for every kind of item, small (scalar tags) and large (vectorised tags) requests."""
@@ -329,11 +352,14 @@ def test_explain_defaults_by_size_and_never_changes_a_score(client, world_ids) -
     assert not has_reasons(default_big)
     explained_big = post(big, explain=True)
     assert has_reasons(explained_big)
+    worded = {"churn_reasons_text", "conversion_reasons_text"}  # read reasons in words: explained only
     for cid, item in default_big.items():
         other = explained_big[cid]
         assert item["churn"]["probability"] == other["churn"]["probability"]
-        assert item["tags"] == other["tags"]
+        assert not worded & set(item["tags"]) and worded <= set(other["tags"])
+        assert item["tags"] == {k: v for k, v in other["tags"].items() if k not in worded}
         assert item["value"]["predicted_value"] == other["value"]["predicted_value"]
+    assert any(i["tags"]["churn_reasons_text"] for i in explained_big.values())
     assert (
         client.post(
             "/v1/score", json={"customer_ids": active[:1], "explain": "yes"}, headers=AUTH
