@@ -31,7 +31,7 @@ from serving.admission import AdmissionMiddleware
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.campaign_api import make_app
 from serving.dashboard.app import Dashboard
-from serving.dispatcher import make_dispatcher
+from serving.dispatcher import service_dispatchers
 from serving.http_guard import RequestGuard
 from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
@@ -62,7 +62,6 @@ class _PersonaService:
         self.settings: Settings = load_settings()
         self.metrics = ServiceMetrics.shared()
         self._stop = threading.Event()
-        self._dispatcher_thread: threading.Thread | None = None
         self._withdrawn: frozenset[str] | None = None  # the consent watcher's latest list
         self.reloader: Reloader[Scorer] = Reloader(
             fingerprint=lambda: registry_fingerprint(self.settings),
@@ -126,16 +125,26 @@ class _PersonaService:
         threading.Thread(target=watcher.run, args=(self._stop,), name="consent-watcher", daemon=True).start()
 
     def _start_dispatcher(self) -> None:
-        def run() -> None:
+        def run(name: str, dispatcher: Any) -> None:
             try:
-                make_dispatcher(self.settings).run_forever(
-                    self._stop, poll_seconds=self.settings.crm.poll_seconds, observe=self.metrics.dispatched
+                dispatcher.run_forever(
+                    self._stop,
+                    poll_seconds=self.settings.crm.poll_seconds,
+                    # the outbox gauges are the CRM tags'; the other outboxes report through the CLI
+                    observe=self.metrics.dispatched if name == "crm" else None,
                 )
             except Exception:  # the dispatcher retries inside; this only guards the thread itself
-                log.exception("outbox dispatcher stopped")
+                log.exception("%s outbox dispatcher stopped", name)
 
-        self._dispatcher_thread = threading.Thread(target=run, name="outbox-dispatcher", daemon=True)
-        self._dispatcher_thread.start()
+        try:
+            dispatchers = service_dispatchers(self.settings)
+        except Exception:  # a CRM not reachable at start-up must not keep the scoring API down
+            log.exception("outbox dispatchers not started")
+            return
+        for name, dispatcher in dispatchers:
+            threading.Thread(
+                target=run, args=(name, dispatcher), name=f"{name}-dispatcher", daemon=True
+            ).start()
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:

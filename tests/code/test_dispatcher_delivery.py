@@ -356,3 +356,27 @@ def test_running_dispatcher_releases_unmatched_when_a_key_appears(outbox: Outbox
     with crm.connect() as conn:
         rows = conn.execute(sa.select(tags_table.c.customer_id, tags_table.c.contact_id)).all()
     assert sorted(rows) == [("P1", "K-1"), ("P2", "K-2")]
+
+
+def test_the_service_keeps_every_configured_outbox_delivering(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CRM tags always; the trigger and segment-list outboxes only with rules, each its own table."""
+    import sqlalchemy as sa
+    import yaml
+
+    from configs.settings import load_settings
+    from serving.dispatcher import service_dispatchers
+    from serving.segments import segment_outbox_table
+    from serving.triggers import trigger_outbox_table
+
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
+    (tmp_path / "raw").mkdir()
+    sa.create_engine(f"sqlite:///{tmp_path}/raw/crm.sqlite").connect().close()  # the embedded SQL CRM
+    assert [name for name, _ in service_dispatchers(load_settings())] == ["crm"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\ntriggers:\n", 1)[1].split("```", 1)[0]
+    example = yaml.safe_load("triggers:\n" + block)
+    assert example.get("segments", {}).get("sync"), "the README example syncs a segment"
+    found = dict(service_dispatchers(load_settings(**example)))
+    assert list(found) == ["crm", "triggers", "segments"]
+    assert found["triggers"].outbox.table is trigger_outbox_table
+    assert found["segments"].outbox.table is segment_outbox_table
