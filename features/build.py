@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.settings import ConfigError
@@ -102,6 +103,7 @@ class FeatureBuild:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     engine: str = ""  # what computed the tables: duckdb | spark
+    written: dict[str, int] = field(default_factory=dict)  # rows per table streamed to `out_dir`
 
 
 @dataclass
@@ -146,30 +148,55 @@ def _has_contacts(customers: pd.DataFrame) -> bool:
     return bool(profile_cols) and bool(customers[profile_cols].notna().any().any())
 
 
-def _finish(frame: pd.DataFrame, *, table: str, features: list[str], created: pd.Timestamp) -> pd.DataFrame:
-    """Keys first, contract dtypes, rows already in (event_timestamp, customer_id) order."""
-    n = len(frame)
-    snapshots = frame["snapshot_us"].to_numpy(dtype="int64").astype("datetime64[us]")
-    # vectorised timestamp columns (going through Timestamp objects costs seconds per million rows)
-    out = pd.DataFrame(
-        {
-            "customer_id": pd.Series(frame["customer_id"].to_numpy(), dtype=object),
-            "event_timestamp": pd.Series(snapshots).dt.tz_localize("UTC"),
-            "created": pd.Series(np.full(n, created.as_unit("us").to_datetime64())).dt.tz_localize("UTC"),
-        }
-    )
+_ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+BATCH_ROWS = 200_000  # rows per batch streamed from the engine to the Parquet file
+
+
+def _contract_columns(expr: ibis.Table, features: list[str]) -> ibis.Table:
+    """The engine's side of a finished table: keys and features cast to the contract's dtypes, rows in
+    (snapshot, customer_id) order. The rest (timestamps, non-finite values) is done per Arrow batch."""
+    columns = {"customer_id": expr.customer_id.cast("string"), "snapshot_us": expr.snapshot_us.cast("int64")}
+    columns.update({name: expr[name].cast(feature_dtype(name)) for name in features})
+    return in_spine_order(expr.select(**columns))
+
+
+def _finish_batch(
+    batch: pa.RecordBatch, *, table: str, features: list[str], schema: pa.Schema, created_us: int
+) -> pa.RecordBatch:
+    """One batch of the engine's result in the file's schema: microsecond UTC timestamps, a missing
+    value for every NaN or inf (features never hold inf: an overflowed ratio or sum is missing)."""
+    timestamp = pa.timestamp("us", tz="UTC")
+    arrays = [
+        batch.column("customer_id"),
+        batch.column("snapshot_us").cast(timestamp),
+        pa.array(np.full(batch.num_rows, created_us, dtype="int64")).cast(timestamp),
+    ]
     for name in features:
-        kind = feature_dtype(name)
-        values = frame[name].reset_index(drop=True)
-        if kind == "string":
-            out[name] = pd.Series(values.to_numpy(dtype=object), dtype=object).where(values.notna(), None)
-        elif kind == "int64":
-            if values.isna().any():  # a count is never undefined: a NaN here is a bug, not data
-                raise ValidationFailed(f"feature table '{table}': count column '{name}' has missing values")
-            out[name] = values.astype("int64")
-        else:
-            out[name] = values.astype("float64")
-    return out
+        values = batch.column(name).cast(_ARROW_TYPES[feature_dtype(name)])
+        if feature_dtype(name) == "int64" and values.null_count:
+            # a count is never undefined: a missing one here is a bug, not data
+            raise ValidationFailed(f"feature table '{table}': count column '{name}' has missing values")
+        if feature_dtype(name) == "float64":
+            values = pc.if_else(pc.is_finite(values), values, pa.scalar(None, pa.float64()))
+        arrays.append(values)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _feature_schema(features: list[str]) -> pa.Schema:
+    return arrow_schema(pd.DataFrame(columns=[*KEY_COLUMNS, *features]))
+
+
+def _finished_batches(
+    engine: Engine, expr: ibis.Table, *, table: str, features: list[str], created: pd.Timestamp
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The finished table as a stream of Arrow batches straight from the engine (never all in pandas)."""
+    schema = _feature_schema(features)
+    created_us = int(created.as_unit("us").value // 1_000)
+    reader = engine.batches(_contract_columns(expr, features), rows=BATCH_ROWS)
+    finished = (
+        _finish_batch(b, table=table, features=features, schema=schema, created_us=created_us) for b in reader
+    )
+    return schema, finished
 
 
 # customers' columns the features read (the rest, e.g. the `sources` list, stays out of the engine)
@@ -193,6 +220,7 @@ def compute_feature_tables(
     created: pd.Timestamp,
     progress: Callable[[list], Iterable] | None = None,
     engine: Engine | None = None,
+    out_dir: Path | None = None,
 ) -> FeatureBuild:
     """Every feature table for every snapshot, from the clean tables (pure: no I/O but the engine's).
 
@@ -202,6 +230,10 @@ def compute_feature_tables(
     `created` is the build time stamped on every row; `progress` wraps the list of tables to compute
     (e.g. `core.progress.track`). `orders`, `events`, `leads` are pandas frames or tables of `engine`
     (e.g. `engine.read_parquet`); without `engine`, an embedded DuckDB computes.
+
+    With `out_dir`, each table streams from the engine to `out_dir/.<table>.parquet.building` (Arrow
+    batches, never the whole table in pandas) and `tables` stays empty: `build_features` renames the
+    files into place once every table is done.
     """
     if engine is None:
         with open_engine() as own:
@@ -215,6 +247,7 @@ def compute_feature_tables(
                 created=created,
                 progress=progress,
                 engine=own,
+                out_dir=out_dir,
             )
     windows = sorted(set(windows_days))
     missing_windows = sorted(set(CONTRACT_WINDOWS_DAYS) - set(windows))
@@ -269,9 +302,26 @@ def compute_feature_tables(
         features = (
             transaction_columns(windows) if table == "customer_transactions" else list(FEATURE_TABLES[table])
         )
-        frame = engine.execute(in_spine_order(compute()))
-        result.tables[table] = _finish(frame, table=table, features=features, created=created)
+        schema, batches = _finished_batches(
+            engine, compute(), table=table, features=features, created=created
+        )
+        if out_dir is None:
+            result.tables[table] = pa.Table.from_batches(list(batches), schema=schema).to_pandas()
+            continue
+        path = building_path(out_dir, table)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(path, schema) as writer:
+            rows = 0
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        result.written[table] = rows
     return result
+
+
+def building_path(out_dir: Path, table: str) -> Path:
+    """Where a table is written before it is renamed into place (readers never see half a file)."""
+    return out_dir / f".{table}.parquet.building"
 
 
 def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
@@ -352,8 +402,10 @@ def _compute(
     snapshots: list[pd.Timestamp],
     created: pd.Timestamp,
     progress: Callable[[list], Iterable] | None = None,
+    out_dir: Path | None = None,
 ) -> FeatureBuild:
-    """The feature tables from `{data_dir}/clean` on the configured engine (`engine:`)."""
+    """The feature tables from `{data_dir}/clean` on the configured engine (`engine:`); with `out_dir`,
+    streamed to files there (see `compute_feature_tables`)."""
     customers = read_clean(settings, "customers")  # one row per customer; consent list applied
     assert customers is not None  # read_clean raises when the required table is missing
     with open_engine(settings) as engine:
@@ -367,6 +419,7 @@ def _compute(
             created=created,
             progress=progress,
             engine=engine,
+            out_dir=out_dir,
         )
 
 
@@ -396,8 +449,13 @@ def build_features(
         )
     # `created` is Feast's row-version stamp (newest wins on equal event times): a real build time.
     stamp = pd.Timestamp(created or datetime.now(UTC)).tz_convert("UTC").floor("us")
-    build = _compute(settings, snapshots=dates, created=stamp, progress=progress)
     out_dir = settings.data_dir / "features"
+    try:
+        build = _compute(settings, snapshots=dates, created=stamp, progress=progress, out_dir=out_dir)
+    except BaseException:
+        for name in FEATURE_TABLES:
+            building_path(out_dir, name).unlink(missing_ok=True)
+        raise
     report = BuildReport(
         snapshots=dates,
         skipped=dict(build.skipped),
@@ -411,10 +469,10 @@ def build_features(
             f"{len(later)} snapshot(s) after the data's as_of {as_of:%Y-%m-%d %H:%M} UTC not built "
             f"({', '.join(str(t.date()) for t in later[:3])}{', ...' if len(later) > 3 else ''})"
         )
-    for name, frame in build.tables.items():
+    for name, rows in build.written.items():  # every table computed: now they replace the old ones
         path = out_dir / f"{name}.parquet"
-        write_parquet_atomic(frame, path)
-        report.written[name] = (path, len(frame))
+        os.replace(building_path(out_dir, name), path)
+        report.written[name] = (path, rows)
     # The data's clock travels with the tables: materialization ends at it, serving judges staleness by it.
     stamp_path = out_dir / BUILD_REPORT
     tmp = stamp_path.with_name(f".{BUILD_REPORT}.tmp")

@@ -22,6 +22,7 @@ from core.errors import PersonaError
 
 if TYPE_CHECKING:
     import ibis
+    import pyarrow as pa
     from pyspark.sql import SparkSession
 
     from configs.sections.engine import DuckdbConfig, SparkConfig
@@ -57,6 +58,15 @@ class Engine:
 
     def execute(self, expr: ibis.Table) -> pd.DataFrame:
         return self.con.execute(expr)
+
+    def batches(self, expr: ibis.Table, *, rows: int) -> pa.RecordBatchReader:
+        """`expr`'s result as Arrow batches of at most `rows` rows, in the expression's order (DuckDB
+        streams them; Spark collects its result as Arrow first), without a pandas frame."""
+        if self.name != "duckdb":
+            return self.con.to_pyarrow_batches(expr, chunk_size=rows)
+        # Ibis 12's DuckDB batches call a cursor method DuckDB 2.0 removed; a relation's reader streams
+        self.con._run_pre_execute_hooks(expr)  # registers the in-memory tables `expr` reads
+        return self.con.con.sql(str(self.con.compile(expr))).to_arrow_reader(batch_size=rows)
 
     def materialize(self, expr: ibis.Table) -> ibis.Table:
         """`expr` computed once and kept by the engine (a temporary table; Spark: a cached view), for

@@ -54,6 +54,11 @@ DEFAULT_LGB_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "deterministic": True,
     "force_row_wise": True,
+    # One training thread: the same trees as with more (deterministic, row-wise histograms), and on
+    # a machine whose cores are busy LightGBM's OpenMP threads spin at every barrier: 150 rounds on
+    # 90k rows took 208-284 s wall (42-48 CPU s) with both cores against 30-38 s (4-5 CPU s) with one
+    # at load 13-16 on 2 cores. `training.params.num_threads` (0 = all cores) for a dedicated machine.
+    "num_threads": 1,
 }
 # Keys of `params` that steer fitting rather than LightGBM itself.
 _CONTROL_KEYS = ("calibration", "tier_shares", "num_boost_round", "early_stopping_rounds")

@@ -67,6 +67,7 @@ DEFAULT_CLV_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "deterministic": True,
     "force_row_wise": True,
+    "num_threads": 1,  # as models.classifier: the same trees, without OpenMP spinning on busy cores
 }
 _CONTROL_KEYS = ("tier_shares", "num_boost_round", "early_stopping_rounds", "offset")
 

@@ -552,37 +552,59 @@ def ranking_metrics(
     """recall@k (|top k ∩ bought| / |bought|), hit_rate@k, ndcg@k (binary gains), coverage (share of
     the catalog in any top-k list) and, with `bought` (items known before the cut), new_recall@k: recall
     of the items new to each customer by the top k among items they never bought."""
-    top = ranked[:, :k]
-    recall, hit, ndcg, new_recall = [], [], [], []
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for i, rel in enumerate(relevant):
-        if not rel:
-            continue
-        got = [j in rel for j in top[i]]
-        recall.append(sum(got) / len(rel))
-        hit.append(float(any(got)))
-        ideal = discounts[: min(len(rel), k)].sum()
-        ndcg.append(float(np.dot(got, discounts[: len(got)]) / ideal))
-        if bought is not None:
-            fresh = rel - bought[i]
-            if fresh:
-                new_top = [j for j in ranked[i] if j not in bought[i]][:k]
-                new_recall.append(len(fresh & set(new_top)) / len(fresh))
-    covered = len(set(top.ravel().tolist())) / n_items if n_items else float("nan")
-    out = {
-        f"recall_at_{k}": _mean(recall),
-        f"hit_rate_at_{k}": _mean(hit),
-        f"ndcg_at_{k}": _mean(ndcg),
-        "coverage": covered,
-        "customers": float(len(recall)),
-    }
-    if bought is not None:
-        out[f"new_recall_at_{k}"] = _mean(new_recall)
+    return _ranking_metrics(
+        ranked,
+        _as_matrix(relevant, n_items),
+        k=k,
+        n_items=n_items,
+        bought=None if bought is None else _as_matrix(bought, n_items),
+    )
+
+
+def _as_matrix(sets: list[set[int]], n_items: int) -> np.ndarray:
+    """Item-index sets as a customers x items boolean matrix."""
+    out = np.zeros((len(sets), n_items), dtype=bool)
+    for i, members in enumerate(sets):
+        out[i, list(members)] = True
     return out
 
 
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
+def _ranking_metrics(
+    ranked: np.ndarray, relevant: np.ndarray, *, k: int, n_items: int, bought: np.ndarray | None
+) -> dict[str, float]:
+    """`ranking_metrics` on boolean customers x items matrices, vectorised (a Python loop per customer
+    cost a tenth of `train all` at 20k customers). Rows without a relevant item are left out."""
+    top = ranked[:, :k]
+    n_relevant = relevant.sum(axis=1)
+    keep = n_relevant > 0
+    got = np.take_along_axis(relevant, top, axis=1)[keep]
+    n_relevant = n_relevant[keep]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.asarray([discounts[:m].sum() for m in range(k + 1)])[np.minimum(n_relevant, k)]
+    gain = np.zeros(len(got))
+    for j in range(got.shape[1]):  # left to right, as the per-customer sum added them
+        gain = gain + got[:, j] * discounts[j]
+    out = {
+        f"recall_at_{k}": _mean(got.sum(axis=1) / n_relevant),
+        f"hit_rate_at_{k}": _mean(got.any(axis=1).astype(np.float64)),
+        f"ndcg_at_{k}": _mean(gain / ideal),
+        "coverage": len(np.unique(top)) / n_items if n_items else float("nan"),
+        "customers": float(len(got)),
+    }
+    if bought is not None:
+        fresh = relevant[keep] & ~bought[keep]
+        n_fresh = fresh.sum(axis=1)
+        # each customer's top k among the items they never bought, in ranked order
+        never = ~np.take_along_axis(bought[keep], ranked[keep], axis=1)
+        new_top = never & (np.cumsum(never, axis=1) <= k)
+        hits = (np.take_along_axis(fresh, ranked[keep], axis=1) & new_top).sum(axis=1)
+        has_fresh = n_fresh > 0
+        out[f"new_recall_at_{k}"] = _mean(hits[has_fresh] / n_fresh[has_fresh])
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def evaluate(model: Recommender, window: Purchases, *, ks: tuple[int, ...]) -> dict[str, float]:
@@ -593,12 +615,16 @@ def evaluate(model: Recommender, window: Purchases, *, ks: tuple[int, ...]) -> d
         return {}
     rows = model.rows_of(ids)
     ranked = np.argsort(-model.scores(rows), axis=1, kind="stable")
-    bought = [set(model.counts[r].indices.tolist()) if r >= 0 else set() for r in rows]
-    rel = [relevant[c] for c in ids]
+    n_items = len(model.items)
+    known = np.flatnonzero(rows >= 0)
+    history = model.counts[rows[known]]  # items each customer bought before the cut
+    bought = np.zeros((len(ids), n_items), dtype=bool)
+    bought[np.repeat(known, np.diff(history.indptr)), history.indices] = True
+    rel = _as_matrix([relevant[c] for c in ids], n_items)
     out: dict[str, float] = {}
     for k in ks:
-        out.update(ranking_metrics(ranked, rel, k=k, n_items=len(model.items), bought=bought))
-    out["coverage"] = ranking_metrics(ranked, rel, k=model.top_k, n_items=len(model.items))["coverage"]
+        out.update(_ranking_metrics(ranked, rel, k=k, n_items=n_items, bought=bought))
+    out["coverage"] = _ranking_metrics(ranked, rel, k=model.top_k, n_items=n_items, bought=None)["coverage"]
     return out
 
 

@@ -27,7 +27,15 @@ from models.metrics import binary_metrics
 from models.segmentation import adjusted_rand, fit_segmentation, segmentation_metrics
 from training import mlflow_io
 from training.registry import GateDecision, gate_classifier, gate_segments, mark_challenger, move_champion
-from training.trainsets import LABEL, ClassifierData, SegmentData, classifier_data, segment_data
+from training.trainsets import (
+    LABEL,
+    ClassifierData,
+    Sampling,
+    SegmentData,
+    classifier_data,
+    sample_customers,
+    segment_data,
+)
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -235,19 +243,26 @@ def train_classifier(
 
 
 # ------------------------------------------------------------------------------------ segmentation
-def fit_segments(data: SegmentData, settings: Settings, *, reference: Any = None) -> Any:
-    """The segmentation model on the latest snapshot's customers (pure model code)."""
+def fit_segments(data: SegmentData, settings: Settings, *, reference: Any = None) -> tuple[Any, Sampling]:
+    """The segmentation model on the latest snapshot's customers (pure model code), fitted on a hashed
+    share of them above `training.segments.max_fit_customers` (K-means costs grow with the rows; the
+    centroids of a few hundred thousand customers are as good). Returns the model and the sampling."""
 
     cfg = settings.training.segments
-    return fit_segmentation(
-        X=data.frame,
+    seed = settings.training.seed
+    fit_on, sampling = sample_customers(
+        data.frame, max_rows=cfg.max_fit_customers, seed=seed, limit="training.segments.max_fit_customers"
+    )
+    model = fit_segmentation(
+        X=fit_on,
         features=data.features,
         k=cfg.k,
         k_range=tuple(cfg.k_range),
-        seed=settings.training.seed,
+        seed=seed,
         reference=reference,
-        reference_X=data.frame if reference is not None else None,
+        reference_X=fit_on if reference is not None else None,
     )
+    return model, sampling
 
 
 def train_segments(settings: Settings, *, promote: bool = True, store: Any = None) -> TrainOutcome:
@@ -263,7 +278,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             champion = load_version(settings, "segments", before)
         except RegistryError as exc:
             log.warning("segments champion v%s could not be loaded: %s", before, exc)
-    model = fit_segments(data, settings, reference=champion.bundle if champion else None)
+    model, sampling = fit_segments(data, settings, reference=champion.bundle if champion else None)
     metrics = {k: float(v) for k, v in segmentation_metrics(model, data.frame).items() if _is_number(v)}
     ari = champion_silhouette = None
     silhouette = metrics.get("silhouette", float("nan"))
@@ -287,7 +302,11 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
     labels = pd.Series(np.asarray(model.predict(data.frame)))
     sizes = {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
     profiles = model.profiles()
-    window = {"snapshot": data.snapshot.isoformat(), "rows": len(data.frame)}
+    window = {
+        "snapshot": data.snapshot.isoformat(),
+        "rows": len(data.frame),
+        "sampling": sampling.statement(),
+    }
 
     def artifacts(out: Path) -> dict[str, Path]:
         return mlflow_io.segment_plots(profiles=profiles, sizes=sizes, out_dir=out)
@@ -313,6 +332,7 @@ def train_segments(settings: Settings, *, promote: bool = True, store: Any = Non
             gate_section(decision, current),
         ],
         datasets={"training": data.frame},
+        extra_params=sampling.params(),
         extra_artifacts={
             "segment_profiles.json": profiles.reset_index().to_dict(orient="records"),
             "segment_sizes.json": sizes,

@@ -84,6 +84,8 @@ def describe_run(*, kind: str, model: Any, service: str, window: Mapping[str, An
     if kind == "segments":
         what = f"Segmentation (k-means, k={meta.get('k', '?')}) of {window.get('rows', '?'):,} customers"
         when = f"at the feature snapshot {window.get('snapshot', '?')}"
+        if "sampling" in window:
+            when += f"; k-means fitted on the {window['sampling']}"
     else:
         what = f"{kind.capitalize()} classifier ({meta.get('model', 'lightgbm')}, beside a logistic baseline)"
         when = "; ".join(

@@ -37,6 +37,8 @@ class Sampling:
     fraction: float  # 1.0: the full frame
     available: dict[str, int] = field(default_factory=dict)  # labelled rows per split
     used: dict[str, int] = field(default_factory=dict)
+    seed: int | None = None  # the hash key's seed (training.seed)
+    limit: str = "training.max_train_rows"  # the setting the rows were held under
 
     @property
     def full(self) -> bool:
@@ -45,20 +47,20 @@ class Sampling:
     def statement(self) -> str:
         """One sentence for the run's description and report."""
         if self.full:
-            return (
-                f"full frame ({self.used.get('train', 0):,} training rows, at most {self.max_train_rows:,})"
-            )
+            first = next(iter(self.used), "train")
+            return f"full frame ({self.used.get(first, 0):,} {first} rows, at most {self.max_train_rows:,})"
         parts = ", ".join(f"{k} {self.used[k]:,} of {self.available[k]:,}" for k in self.available)
         return (
-            f"sampled {self.fraction:.1%} of customers ({SAMPLING_METHOD}) to stay under "
-            f"training.max_train_rows={self.max_train_rows:,}: {parts} rows"
+            f"sampled {self.fraction:.1%} of customers ({SAMPLING_METHOD}, seed {self.seed}) to stay under "
+            f"{self.limit}={self.max_train_rows:,}: {parts} rows"
         )
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "sampling.fraction": round(self.fraction, 6),
-            "sampling.max_train_rows": self.max_train_rows,
+            f"sampling.{self.limit.rsplit('.', 1)[-1]}": self.max_train_rows,
             "sampling.method": "full frame" if self.full else SAMPLING_METHOD,
+            "sampling.seed": self.seed,
         }
         for split, rows in self.available.items():
             out[f"sampling.{split}_rows_available"] = rows
@@ -79,14 +81,27 @@ def sample_split(split: TimeSplit, *, max_train_rows: int, seed: int) -> tuple[T
     names = ("train", "valid", "test")
     available = {n: len(getattr(split, n)) for n in names}
     if available["train"] <= max_train_rows:
-        return split, Sampling(max_train_rows, 1.0, available, dict(available))
+        return split, Sampling(max_train_rows, 1.0, available, dict(available), seed=seed)
     fraction = max_train_rows / available["train"]
     frames = {}
     for n in names:
         frame = getattr(split, n)
         frames[n] = frame[customer_share(frame["customer_id"], seed=seed) < fraction].reset_index(drop=True)
     used = {n: len(frames[n]) for n in names}
-    return replace(split, **frames), Sampling(max_train_rows, fraction, available, used)
+    return replace(split, **frames), Sampling(max_train_rows, fraction, available, used, seed=seed)
+
+
+def sample_customers(
+    frame: pd.DataFrame, *, max_rows: int, seed: int, limit: str
+) -> tuple[pd.DataFrame, Sampling]:
+    """`frame` itself when it has at most `max_rows` rows; else the rows of a share of its customers
+    (the same hash as `sample_split`), with the sampling stated under `limit` (the setting's name)."""
+    available = {"fit": len(frame)}
+    if len(frame) <= max_rows:
+        return frame, Sampling(max_rows, 1.0, available, dict(available), seed=seed, limit=limit)
+    fraction = max_rows / len(frame)
+    kept = frame[customer_share(frame["customer_id"], seed=seed) < fraction].reset_index(drop=True)
+    return kept, Sampling(max_rows, fraction, available, {"fit": len(kept)}, seed=seed, limit=limit)
 
 
 @dataclass

@@ -31,6 +31,9 @@ class SegmentsConfig(BaseModel):
 
     k: int | None = Field(None, ge=2)  # fixed k, or None to pick from k_range by silhouette
     k_range: list[int] = Field(default_factory=lambda: [3, 8])
+    # Above this many customers K-means is fitted on a share of them (hash of customer_id and the
+    # training seed; stated and logged on the run); the metrics are still computed on all of them.
+    max_fit_customers: int = Field(200_000, ge=100)
 
     @model_validator(mode="after")
     def _range(self) -> "SegmentsConfig":

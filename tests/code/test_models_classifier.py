@@ -187,6 +187,26 @@ def test_isotonic_option_is_used_when_asked():
     assert p.min() >= 0 and p.max() <= 1
 
 
+def test_training_uses_one_thread_by_default_and_more_give_the_same_model(fitted):
+    """One LightGBM thread by default (OpenMP threads spin on busy cores); `num_threads` in params
+    overrides it, and the trees do not depend on it (deterministic, row-wise histograms)."""
+    bundle, _, valid = fitted
+    assert bundle.metadata["params"]["num_threads"] == 1
+    kwargs = {
+        "kind": "churn",
+        "train": _frame(1500, 1),
+        "valid": valid,
+        "features": ["signal", "noise", "plan"],
+        "label": "y",
+        "categorical": ["plan"],
+        "seed": 3,
+    }
+    both_cores = fit_classifier(**kwargs, params={"num_threads": 2})
+    assert both_cores.metadata["params"]["num_threads"] == 2
+    assert both_cores.metadata["best_iteration"] == bundle.metadata["best_iteration"]
+    np.testing.assert_array_equal(both_cores.predict_proba(valid), bundle.predict_proba(valid))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

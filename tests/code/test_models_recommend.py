@@ -313,3 +313,41 @@ def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
         assert lists["new"] == [model._entry(row, j, scores[i, j], bought, now) for j in fresh[:3]]
         kinds |= {e["reason"].split(" ")[0] for e in lists["items"] + lists["new"]}
     assert len(kinds) >= 2, kinds  # more than one kind of reason is checked
+
+
+def _per_customer_metrics(ranked, relevant, *, k, bought):
+    """The metrics one customer at a time, as written before `ranking_metrics` was vectorised."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    recall, hit, ndcg, new_recall = [], [], [], []
+    for i, rel in enumerate(relevant):
+        if not rel:
+            continue
+        got = [j in rel for j in ranked[i, :k]]
+        recall.append(sum(got) / len(rel))
+        hit.append(float(any(got)))
+        ndcg.append(float(np.dot(got, discounts[: len(got)]) / discounts[: min(len(rel), k)].sum()))
+        fresh = rel - bought[i]
+        if fresh:
+            new_top = [j for j in ranked[i] if j not in bought[i]][:k]
+            new_recall.append(len(fresh & set(new_top)) / len(fresh))
+    return {
+        f"recall_at_{k}": np.mean(recall),
+        f"hit_rate_at_{k}": np.mean(hit),
+        f"ndcg_at_{k}": np.mean(ndcg),
+        f"new_recall_at_{k}": np.mean(new_recall),
+        "customers": float(len(recall)),
+    }
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 10])
+def test_vectorised_metrics_equal_the_per_customer_ones(k: int) -> None:
+    rng = np.random.default_rng(k)
+    n, m = 3000, 12
+    ranked = np.argsort(rng.random((n, m)), axis=1)
+    relevant = [set(np.flatnonzero(rng.random(m) < rng.uniform(0, 0.5)).tolist()) for _ in range(n)]
+    bought = [set(np.flatnonzero(rng.random(m) < 0.3).tolist()) for _ in range(n)]
+    got = ranking_metrics(ranked, relevant, k=k, n_items=m, bought=bought)
+    expected = _per_customer_metrics(ranked, relevant, k=k, bought=bought)
+    assert 0 < expected["customers"] < n  # some customers have nothing relevant and are left out
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-12, abs=0), name

@@ -66,3 +66,51 @@ def test_sampling_is_deterministic_for_a_seed() -> None:
     first, _ = sample_split(split, max_train_rows=1000, seed=7)
     again, _ = sample_split(split, max_train_rows=1000, seed=7)
     pd.testing.assert_frame_equal(first.train, again.train)
+
+
+def _segment_data(customers: int):
+    from training.trainsets import SegmentData
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"P{i:06d}" for i in range(customers)],
+            "recency_days": rng.exponential(60, customers),
+            "frequency_365d": rng.poisson(3, customers) + 1,
+            "monetary_365d": rng.gamma(2.0, 50.0, customers),
+        }
+    )
+    features = ["recency_days", "frequency_365d", "monetary_365d"]
+    return SegmentData("segmentation_v1", frame, features, pd.Timestamp("2025-01-01", tz="UTC"))
+
+
+def _settings(max_fit_customers: int):
+    from configs.settings import load_settings
+
+    return load_settings(
+        training={"seed": 7, "segments": {"k": 3, "max_fit_customers": max_fit_customers}},
+    )
+
+
+def test_segments_below_the_limit_fit_on_every_customer_as_before() -> None:
+    from models.segmentation import fit_segmentation
+    from training.jobs import fit_segments
+
+    data = _segment_data(1500)
+    model, sampling = fit_segments(data, _settings(1500))
+    direct = fit_segmentation(X=data.frame, features=data.features, k=3, k_range=(3, 8), seed=7)
+    np.testing.assert_array_equal(model.centroids, direct.centroids)
+    assert sampling.full and sampling.used == {"fit": 1500} and model.metadata["n_train"] == 1500
+
+
+def test_segments_above_the_limit_fit_on_a_stated_share_of_customers() -> None:
+    from training.jobs import fit_segments
+
+    data = _segment_data(1500)
+    model, sampling = fit_segments(data, _settings(500))
+    used = sampling.used["fit"]
+    assert 400 < used < 600 and model.metadata["n_train"] == used and sampling.available == {"fit": 1500}
+    params = sampling.params()
+    assert params["sampling.max_fit_customers"] == 500 and params["sampling.seed"] == 7
+    assert params["sampling.fit_rows_used"] == used and 0.3 < params["sampling.fraction"] < 0.4
+    assert "training.segments.max_fit_customers=500" in sampling.statement()

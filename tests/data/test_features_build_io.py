@@ -69,6 +69,42 @@ def test_a_failed_build_leaves_the_previous_tables_untouched(settings, data_dir)
     with pytest.raises(SourceError, match="clean table 'events' lacks column\\(s\\) event_type"):
         build_features(settings, snapshots=[date(2024, 5, 1)])
     assert path.read_bytes() == before
+    assert not list((data_dir / "features").glob(".*.building"))  # no half-built table left behind
+
+
+def test_tables_streamed_by_the_engine_equal_the_pandas_path(settings, data_dir, tmp_path):
+    """`build_features` writes the engine's batches straight to Parquet; the file is the one the pandas
+    result of `compute_feature_tables` gives through `write_parquet_atomic` (schema and values)."""
+    import pyarrow.parquet as pq
+
+    from features.build import compute_feature_tables, write_parquet_atomic
+
+    _orders_only(data_dir)
+    events = events_frame([("P1", "2024-03-02", "visit"), ("P2", "2024-04-20", "page_view")])
+    write_clean(data_dir, events=events)
+    snapshots = [date(2024, 4, 1), date(2024, 5, 1)]
+    created = pd.Timestamp("2024-06-01", tz="UTC")
+    report = build_features(settings, snapshots=snapshots, created=created.to_pydatetime())
+    clean = data_dir / "clean"
+    in_pandas = compute_feature_tables(
+        customers=pd.read_parquet(clean / "customers.parquet"),
+        orders=pd.read_parquet(clean / "orders.parquet"),
+        events=pd.read_parquet(clean / "events.parquet"),
+        leads=None,
+        snapshots=[pd.Timestamp(d, tz="UTC") for d in snapshots],
+        created=created,
+    )
+    assert set(report.written) == set(in_pandas.tables) == {"customer_transactions", "customer_engagement"}
+    for name, frame in in_pandas.tables.items():
+        assert len(frame) == 4  # two customers at two snapshots
+        write_parquet_atomic(frame, tmp_path / f"{name}.parquet")
+        streamed, expected = (
+            pq.read_table(report.written[name][0]),
+            pq.read_table(tmp_path / f"{name}.parquet"),
+        )
+        assert streamed.schema.remove_metadata() == expected.schema.remove_metadata(), name
+        assert streamed.schema.field("customer_id").nullable is False
+        assert streamed.equals(expected), name
 
 
 def test_missing_orders_is_a_clear_error(settings, data_dir):

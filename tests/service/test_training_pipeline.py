@@ -266,3 +266,35 @@ def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipelin
     for split in ("valid", "test"):
         assert int(params[f"sampling.{split}_rows_used"]) < int(params[f"sampling.{split}_rows_available"])
     assert "sampled" in run.data.tags["mlflow.note.content"]
+
+
+def test_segments_fit_on_a_hashed_share_of_many_customers_and_the_run_says_so(pipeline) -> None:
+    from training.jobs import train_segments
+
+    settings, report, _, _ = pipeline
+    full = client(settings).get_run(report.outcomes["segments"].run_id).data.params
+    rows = int(full["window.rows"])
+    assert full["sampling.method"] == "full frame" and float(full["sampling.fraction"]) == 1.0
+    assert int(full["sampling.fit_rows_used"]) == int(full["sampling.fit_rows_available"]) == rows > 200
+    limit = rows // 2
+    small = settings.model_copy(
+        update={
+            "training": settings.training.model_copy(
+                update={
+                    "segments": settings.training.segments.model_copy(update={"max_fit_customers": limit})
+                }
+            )
+        }
+    )
+    outcome = train_segments(small, promote=False)
+    run = client(settings).get_run(outcome.run_id)
+    params = run.data.params
+    used = int(params["sampling.fit_rows_used"])
+    assert 0.3 * rows < used < 0.7 * rows and int(params["sampling.fit_rows_available"]) == rows
+    assert (
+        0.4 < float(params["sampling.fraction"]) < 0.6 and "hash of customer_id" in params["sampling.method"]
+    )
+    assert params["sampling.seed"] == str(settings.training.seed)
+    assert int(params["sampling.max_fit_customers"]) == limit
+    assert int(params["window.rows"]) == rows  # the metrics still cover every customer
+    assert "k-means fitted on the sampled" in run.data.tags["mlflow.note.content"]
