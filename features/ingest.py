@@ -1023,6 +1023,13 @@ def run_ingest(
         result = ingest_frames(
             raw_tables, sources=settings.sources, identity=settings.identity, as_of=stamp, engine=engine
         )
+    publish(result, settings)
+    return result
+
+
+def publish(result: IngestResult, settings: Settings) -> None:
+    """Apply the consent list to `result`, write its clean tables and sync the CRM's withdrawals (the
+    end of `run_ingest`, shared with the incremental ingest of `persona refresh`)."""
     crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)
     from core.statedb import make_state_engine
@@ -1030,7 +1037,6 @@ def run_ingest(
 
     # after the clean tables are written: the list never names a withdrawal the tables do not carry
     consent.sync_from_crm(make_state_engine(settings.url(settings.state_url)), crm_withdrawn)
-    return result
 
 
 def honour_consent_list(result: IngestResult, settings: Settings) -> set[str]:
