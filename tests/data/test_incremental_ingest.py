@@ -5,6 +5,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from configs.sections.generator import GeneratorConfig
 from configs.settings import load_settings
 from features.incremental import ingest_incremental, stage_dir
-from features.ingest import CLEAN_TABLES, clean_dir, load_clean, run_ingest
+from features.ingest import CLEAN_TABLES, REPORT_FILE, clean_dir, load_clean, run_ingest
+from features.readers import read_source_since
 from features.synthetic import generate
 from features.synthetic.continuation import continue_orders
 
@@ -94,7 +96,11 @@ def test_day_two_incremental_equals_a_full_ingest_of_both_days(day1_raw: Path, t
         )
     orders_path = raw / "orders.csv.gz"
     past = pd.read_csv(orders_path, dtype=str, keep_default_na=False, na_values=[""]).iloc[-1].to_dict()
-    late = {**past, "order_id": "OLATE0001", "order_ts": pd.Timestamp(watermark).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    late = {
+        **past,
+        "order_id": "OLATE0001",
+        "order_ts": pd.Timestamp(watermark).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     bad = {**past, "order_id": "OBAD00001", "amount": "-5", "order_ts": f"{day2}T10:00:00Z"}
     _append_orders(orders_path, [late, bad])
 
@@ -112,6 +118,9 @@ def test_day_two_incremental_equals_a_full_ingest_of_both_days(day1_raw: Path, t
     run_ingest(full)
     expected = _tables(full)
     _assert_same(_tables(incremental), expected)
+    report = json.loads((clean_dir(incremental) / REPORT_FILE).read_text(encoding="utf-8"))
+    truth = json.loads((clean_dir(full) / REPORT_FILE).read_text(encoding="utf-8"))
+    assert report["as_of"] == truth["as_of"] and report["match_rules"] == truth["match_rules"]
 
     quarantine = load_clean(incremental, "quarantine")
     assert quarantine is not None
@@ -141,3 +150,27 @@ def test_a_cursor_must_name_a_timestamp_column_of_its_source(tmp_path: Path) -> 
         load_settings(data_dir=str(tmp_path), sources={"orders": {"incremental": {"cursor": "amount"}}})
     said = [line for line in str(caught.value).splitlines() if "incremental" in line]
     assert len(said) == 1 and "orders.incremental.cursor: 'amount' is not a timestamp column" in said[0]
+
+
+def test_a_database_cursor_is_filtered_in_the_database(tmp_path: Path) -> None:
+    crm = tmp_path / "crm.sqlite"
+    with sqlite3.connect(crm) as con:
+        con.execute("CREATE TABLE contacts (contact_id TEXT, email TEXT, last_updated TEXT)")
+        con.executemany(
+            "INSERT INTO contacts VALUES (?, ?, ?)",
+            [
+                ("C1", "a@example.com", "2025-01-01"),
+                ("C2", "b@example.com", "2025-03-01T08:00:00+08:00"),
+                ("C3", "c@example.com", None),
+                ("C4", "d@example.com", "2025-03-02"),
+            ],
+        )
+    settings = load_settings(
+        data_dir=str(tmp_path),
+        sources={"contacts": {"url": f"sqlite:///{crm}", "table": "contacts", "columns": {}}},
+    )
+    cfg = settings.sources.contacts
+    since = pd.Timestamp("2025-03-01T12:00:00Z")
+    table = read_source_since("contacts", cfg, settings=settings, cursor="last_updated", since=since)
+    # a day of margin before the watermark (time zones), and rows without a cursor value
+    assert sorted(table.frame["contact_id"]) == ["C2", "C3", "C4"]
