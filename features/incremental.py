@@ -170,7 +170,16 @@ def _cursor(cfg: SourceConfig) -> str | None:
     return cfg.incremental.cursor if cfg.incremental is not None else None
 
 
-def _state_after(settings: Settings, staged: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str, Any]:
+def _signatures(settings: Settings) -> dict[str, list[int]]:
+    """Size and modification time of each file source, taken before it is read (a file written while
+    it is read is read again next time)."""
+    files = {n: _file_signature(settings, getattr(settings.sources, n)) for n in SOURCES}
+    return {n: s for n, s in files.items() if s is not None}
+
+
+def _state_after(
+    settings: Settings, staged: dict[str, pd.DataFrame], as_of: pd.Timestamp, files: dict[str, list[int]]
+) -> dict[str, Any]:
     watermarks = {}
     for name, frame in staged.items():
         cursor = _cursor(getattr(settings.sources, name))
@@ -183,11 +192,7 @@ def _state_after(settings: Settings, staged: dict[str, pd.DataFrame], as_of: pd.
         "clean_created": _clean_report(settings).get("created"),
         "as_of": as_of.isoformat(),
         "watermarks": watermarks,
-        "files": {
-            name: _file_signature(settings, getattr(settings.sources, name))
-            for name in staged
-            if _file_signature(settings, getattr(settings.sources, name)) is not None
-        },
+        "files": {name: files[name] for name in staged if name in files},
         "staged": sorted(staged),
     }
 
@@ -319,6 +324,7 @@ def _write_staged(
 # --------------------------------------------------------------------------------------------- full
 def _full(settings: Settings, reason: str) -> IncrementalOutcome:
     """`persona ingest` (the same pure core and writer), then stage every row read."""
+    files = _signatures(settings)
     raw_tables = read_sources(settings)
     with open_engine(settings) as engine:
         result = ingest_frames(
@@ -351,7 +357,7 @@ def _full(settings: Settings, reason: str) -> IncrementalOutcome:
         reason=reason,
         new_rows={name: len(frame) for name, frame in staged.items()},
         customers=0 if customers is None else len(customers),
-        state=_state_after(settings, staged, result.as_of),
+        state=_state_after(settings, staged, result.as_of, files),
         result=result,
     )
 
@@ -498,6 +504,7 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
     if sorted(names) != sorted(state.get("staged", [])):
         raise _NeedsFull("the configured sources changed")
     staged = _read_staged(settings, names)
+    files = _signatures(settings)
     old_as_of = pd.Timestamp(state["as_of"])
     watermarks = {n: pd.Timestamp(v) for n, v in state.get("watermarks", {}).items()}
     region, cache = settings.identity.default_region, {}
@@ -506,8 +513,7 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
     locations: dict[str, str] = {}
     for name in names:  # contacts first: orders and events route references by their ids
         cfg: SourceConfig = getattr(sources, name)
-        signature = _file_signature(settings, cfg)
-        if signature is not None and signature == state.get("files", {}).get(name):
+        if name in files and files[name] == state.get("files", {}).get(name):
             continue
         change = _apply(
             settings,
@@ -533,7 +539,7 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
         raise _NeedsFull("the data's clock moved back")
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     if not changes and as_of == old_as_of:
-        return IncrementalOutcome(full=False, state={**state, **_signatures(settings, names)})
+        return IncrementalOutcome(full=False, state={**state, "files": files})
 
     # seeds: the keys of new, replaced and removed rows, and of rows dated past the old clock
     seeds = [np.zeros(0, dtype="uint64")]
@@ -597,14 +603,9 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
         full=False,
         new_rows=new_rows,
         customers=customers,
-        state=_state_after(settings, staged, as_of),
+        state=_state_after(settings, staged, as_of, files),
         result=merged_result,
     )
-
-
-def _signatures(settings: Settings, names: list[str]) -> dict[str, Any]:
-    files = {n: _file_signature(settings, getattr(settings.sources, n)) for n in names}
-    return {"files": {n: s for n, s in files.items() if s is not None}}
 
 
 def _location(settings: Settings, cfg: SourceConfig) -> str:
