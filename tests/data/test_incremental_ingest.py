@@ -104,11 +104,18 @@ def test_day_two_incremental_equals_a_full_ingest_of_both_days(day1_raw: Path, t
     bad = {**past, "order_id": "OBAD00001", "amount": "-5", "order_ts": f"{day2}T10:00:00Z"}
     _append_orders(orders_path, [late, bad])
 
+    # a lead converts: its row changes in place in a source without a cursor
+    leads = pd.read_csv(raw / "leads.csv", dtype=str, keep_default_na=False)
+    converts = leads.index[leads["converted"] == "0"][0]
+    leads.loc[converts, ["converted", "converted_at"]] = ["1", f"{day2}T09:00:00Z"]
+    leads.to_csv(raw / "leads.csv", index=False)
+
     outcome = ingest_incremental(incremental, state=day1.state)
     print(outcome.line())
     assert not outcome.full, outcome.reason
     assert outcome.result is not None
     assert outcome.new_rows["orders"] >= 3 and outcome.new_rows["contacts"] == 2
+    assert outcome.new_rows["leads"] == 1
     assert 0 < outcome.customers < len(load_clean(incremental, "customers"))
     assert "customers re-ingested" in outcome.line()
 
@@ -133,6 +140,8 @@ def test_day_two_incremental_equals_a_full_ingest_of_both_days(day1_raw: Path, t
     assert ids["CX900001"] == ids[first["contact_id"]] == ids[second["contact_id"]]  # one person now
     assert "OLATE0001" in set(load_clean(incremental, "orders")["order_id"])
     assert "OBAD00001" not in set(load_clean(incremental, "orders")["order_id"])
+    converted = load_clean(incremental, "leads").set_index("lead_id")["converted_ts"]
+    assert pd.notna(converted[leads.at[converts, "lead_id"]])
 
     # a re-run of the same refresh: nothing new, nothing written, nothing duplicated
     written = (clean_dir(incremental) / "orders.parquet").stat().st_mtime_ns
@@ -174,3 +183,17 @@ def test_a_database_cursor_is_filtered_in_the_database(tmp_path: Path) -> None:
     table = read_source_since("contacts", cfg, settings=settings, cursor="last_updated", since=since)
     # a day of margin before the watermark (time zones), and rows without a cursor value
     assert sorted(table.frame["contact_id"]) == ["C2", "C3", "C4"]
+
+
+def test_clean_tables_written_by_persona_ingest_since_mean_a_full_ingest(
+    day1_raw: Path, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=str(tmp_path))
+    shutil.copytree(day1_raw, tmp_path / "raw")
+    first = ingest_incremental(settings, state=None)
+    run_ingest(settings)  # the clean tables are no longer those the staged rows describe
+    again = ingest_incremental(settings, state=first.state)
+    assert again.full and again.reason == "the clean tables were written by another run"
+    assert again.line().startswith("ingest: full (the clean tables were written by another run): ")
+    forced = ingest_incremental(settings, state=again.state, full=True)
+    assert forced.full and forced.reason == "--full"
