@@ -57,7 +57,6 @@ from features.ingest import (
     IngestResult,
     clean_dir,
     ingest_frames,
-    load_clean,
     publish,
     read_sources,
     resolve_as_of,
@@ -294,9 +293,8 @@ def _contact_ids(frame: pd.DataFrame | None) -> pd.Index:
 
 
 def _read_staged(settings: Settings, names: list[str]) -> dict[str, pd.DataFrame]:
-    mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
     return {
-        name: pq.read_table(stage_dir(settings) / f"{name}.parquet").to_pandas(types_mapper=mapping.get)
+        name: pq.read_table(stage_dir(settings) / f"{name}.parquet").to_pandas(types_mapper=_ARROW_TEXT.get)
         for name in names
     }
 
@@ -387,6 +385,15 @@ def _read_new(
     return table.frame, table.location, True
 
 
+def _maybe_since(values: pd.Series, since: pd.Timestamp, cfg: SourceConfig) -> np.ndarray:
+    """A quick cut of the rows that may be at or after `since` (ISO text read as UTC, a day of margin
+    for the time zone; anything not read this way stays) before the exact parse of the rest."""
+    if cfg.date_format is not None or pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return np.ones(len(values), dtype=bool)
+    quick = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    return ((quick >= since - pd.Timedelta(days=1)) | quick.isna()).to_numpy(bool)
+
+
 def _apply(
     settings: Settings,
     name: str,
@@ -408,6 +415,7 @@ def _apply(
     by_row = staged.set_index("_row")
     no_keys = np.zeros(0, dtype="uint64")
     if cursor and since is not None and cursor in frame:
+        frame = frame[_maybe_since(frame[cursor], since, cfg)]
         stamps = parse_timestamps(frame[cursor], timezone=cfg.timezone, date_format=cfg.date_format)
         frame = frame[((stamps >= since) | stamps.isna()).to_numpy()]
     elif positioned:
@@ -634,6 +642,18 @@ def _match_rules(identity_map: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts[counts > 0].items()}
 
 
+_ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+
+
+def _load(settings: Settings, name: str) -> pd.DataFrame | None:
+    """A clean table with arrow-backed text (`load_clean` makes Python strings: slow at millions of
+    rows); None when it was not written (an absent optional source)."""
+    path = clean_dir(settings) / f"{name}.parquet"
+    if not path.is_file():
+        return None
+    return pq.read_table(path).to_pandas(types_mapper=_ARROW_TEXT.get)
+
+
 def _merge(
     settings: Settings,
     result: IngestResult,
@@ -643,7 +663,7 @@ def _merge(
 ) -> tuple[dict[str, pd.DataFrame | None], int]:
     """The clean tables with the re-ingested persons' rows replaced (see module doc, 4.); returns them
     and the number of persons re-ingested."""
-    old_map = load_clean(settings, "identity_map")
+    old_map = _load(settings, "identity_map")
     assert old_map is not None
     new_customers = result.tables["customers"]
     assert new_customers is not None
@@ -660,31 +680,32 @@ def _merge(
         for name, frame in part.items()
     ]
     records = pd.concat(wanted, ignore_index=True).dropna()
-    key = old_map["source"].astype(str) + "\x1f" + old_map["source_record_id"].astype(str)
-    mine = key.isin(records["source"] + "\x1f" + records["id"].astype(str)).to_numpy()
-    old_ids = pd.Index(old_map.loc[mine, "customer_id"].astype(str).unique())
-    whole = old_map[old_map["customer_id"].astype(str).isin(old_ids)]
-    if len(whole) != int(mine.sum()):
+    key = old_map["source"] + "\x1f" + old_map["source_record_id"]
+    wanted_keys = (records["source"] + "\x1f" + records["id"].astype("string[pyarrow]")).unique()
+    mine = key.isin(wanted_keys).fillna(False).to_numpy(bool)
+    old_ids = pd.Index(old_map.loc[mine, "customer_id"].dropna().unique())
+    whole = int(old_map["customer_id"].isin(old_ids).sum())
+    if whole != int(mine.sum()):
         raise _NeedsFull("a person's rows were not all among the rows to re-ingest")
-    drop = old_ids.union(pd.Index(new_customers["customer_id"].astype(str)))
+    drop = old_ids.union(pd.Index(new_customers["customer_id"].astype(str))).astype(str)
     merged: dict[str, pd.DataFrame | None] = {}
     for name in PERSON_TABLES:
-        old = load_clean(settings, name)
+        old = _load(settings, name)
         new = result.tables.get(name)
         if old is None and new is None:
             merged[name] = None
             continue
         parts = []
         if old is not None:
-            parts.append(old[~old["customer_id"].astype(str).isin(drop)])
+            parts.append(old[~old["customer_id"].isin(drop).fillna(False).to_numpy(bool)])
         if new is not None:
             categorical = [c for c in new.columns if isinstance(new[c].dtype, pd.CategoricalDtype)]
-            parts.append(new.astype(dict.fromkeys(categorical, object)))
+            parts.append(new.astype(dict.fromkeys(categorical, "string[pyarrow]")))
         frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
         if name in SORT_KEYS:
             frame = frame.sort_values(SORT_KEYS[name], kind="stable").reset_index(drop=True)
         merged[name] = frame
-    quarantine = load_clean(settings, "quarantine")
+    quarantine = _load(settings, "quarantine")
     assert quarantine is not None
     redone = pd.concat(
         [
