@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from configs.sections.sources import SourceConfig
@@ -386,12 +387,16 @@ def _read_new(
 
 
 def _maybe_since(values: pd.Series, since: pd.Timestamp, cfg: SourceConfig) -> np.ndarray:
-    """A quick cut of the rows that may be at or after `since` (ISO text read as UTC, a day of margin
-    for the time zone; anything not read this way stays) before the exact parse of the rest."""
+    """A quick cut before the exact parse: ISO 8601 text whose date is two days or more before `since`
+    (any time zone) is older; anything else (other text, empty) stays a candidate."""
     if cfg.date_format is not None or pd.api.types.is_datetime64_any_dtype(values.dtype):
         return np.ones(len(values), dtype=bool)
-    quick = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
-    return ((quick >= since - pd.Timedelta(days=1)) | quick.isna()).to_numpy(bool)
+    text = values.astype("string[pyarrow]").str.strip()
+    day = text.str.slice(0, 10)
+    iso = day.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).to_numpy(bool)
+    bound = (since - pd.Timedelta(days=2)).date().isoformat()
+    older = iso & (day < bound).fillna(False).to_numpy(bool)
+    return ~older
 
 
 def _apply(
@@ -645,6 +650,14 @@ def _match_rules(identity_map: pd.DataFrame) -> dict[str, int]:
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 
 
+def _isin(values: pd.Series, wanted: Any) -> np.ndarray:
+    """`values.isin(wanted)` for text, in Arrow (pandas turns Arrow text into Python objects first)."""
+    found = pc.is_in(
+        pa.array(values, type=pa.large_string()), value_set=pa.array(wanted, type=pa.large_string())
+    )
+    return found.to_numpy(zero_copy_only=False).astype(bool)
+
+
 def _load(settings: Settings, name: str) -> pd.DataFrame | None:
     """A clean table with arrow-backed text (`load_clean` makes Python strings: slow at millions of
     rows); None when it was not written (an absent optional source)."""
@@ -682,9 +695,9 @@ def _merge(
     records = pd.concat(wanted, ignore_index=True).dropna()
     key = old_map["source"] + "\x1f" + old_map["source_record_id"]
     wanted_keys = (records["source"] + "\x1f" + records["id"].astype("string[pyarrow]")).unique()
-    mine = key.isin(wanted_keys).fillna(False).to_numpy(bool)
+    mine = _isin(key, pd.Series(wanted_keys).dropna())
     old_ids = pd.Index(old_map.loc[mine, "customer_id"].dropna().unique())
-    whole = int(old_map["customer_id"].isin(old_ids).sum())
+    whole = int(_isin(old_map["customer_id"], old_ids.astype(str)).sum())
     if whole != int(mine.sum()):
         raise _NeedsFull("a person's rows were not all among the rows to re-ingest")
     drop = old_ids.union(pd.Index(new_customers["customer_id"].astype(str))).astype(str)
@@ -697,7 +710,7 @@ def _merge(
             continue
         parts = []
         if old is not None:
-            parts.append(old[~old["customer_id"].isin(drop).fillna(False).to_numpy(bool)])
+            parts.append(old[~_isin(old["customer_id"], drop)])
         if new is not None:
             categorical = [c for c in new.columns if isinstance(new[c].dtype, pd.CategoricalDtype)]
             parts.append(new.astype(dict.fromkeys(categorical, "string[pyarrow]")))
