@@ -643,7 +643,7 @@ def _derive_as_of(staged: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
 
 
 def _match_rules(identity_map: pd.DataFrame) -> dict[str, int]:
-    counts = identity_map["match_rule"].astype(str).value_counts()
+    counts = identity_map["match_rule"].value_counts()  # Arrow text: no Python strings
     return {str(k): int(v) for k, v in counts[counts > 0].items()}
 
 
