@@ -1107,6 +1107,13 @@ def run_ingest(
             as_of=stamp,
             engine=engine,
         )
+    publish(result, settings)
+    return result
+
+
+def publish(result: IngestResult, settings: Settings) -> None:
+    """Apply the consent list to `result`, write its clean tables and sync the CRM's withdrawals (the
+    end of `run_ingest`, shared with the incremental ingest of `persona refresh`)."""
     crm_withdrawn = honour_consent_list(result, settings)
     write_clean(result, settings)
     from core.statedb import make_state_engine
@@ -1114,7 +1121,6 @@ def run_ingest(
 
     # after the clean tables are written: the list never names a withdrawal the tables do not carry
     consent.sync_from_crm(make_state_engine(settings.url(settings.state_url)), crm_withdrawn)
-    return result
 
 
 def honour_consent_list(result: IngestResult, settings: Settings) -> set[str]:

@@ -2,16 +2,16 @@
 tag changes (and trigger firings) -> deliver, without training. Runs under the retrain lock.
 
 Incremental where the sources allow:
-- file sources whose size and modification time (and the `sources` config) are those of the last run
-  are not read again: ingest is skipped (a database source has no such signal: it is always read);
+- ingest is row-level (`features.incremental`): a source with `incremental.cursor` is read from the last
+  run's `as_of` on (in the database for a SQL table), a file whose size and modification time are those
+  of the last run is not read at all, and only the persons the new rows touch are re-ingested and
+  replaced in the clean tables; the per-source watermarks live in the refresh state and move only after
+  the clean tables are written (`--full` re-ingests everything);
 - a run whose data is no newer than the last run's `as_of` (the data's clock) computes nothing and only
   delivers what is still pending, so a re-run is harmless;
 - otherwise only the new snapshot's feature rows are computed and added (history stays as retrain built
   it), and the online store is materialized from where it ended; the run reports the rows newer than
   the last `as_of` per source (`new_rows`).
-Ingest itself still reads a changed source in full and resolves identities over all of it: identity
-resolution and quarantine look at a customer's whole history, and a row-level append belongs in the
-ingest port to Ibis rather than in a filter here.
 
 Each tag's `cadence` decides whether this run recomputes it: with `cadence` given (`--cadence daily`),
 every tag whose cadence is that often or more often; otherwise a tag is due when the data's clock has
@@ -95,7 +95,9 @@ class RefreshReport:
     delivered: DispatchStats | None = None
     triggers_delivered: DispatchStats | None = None
     steps: dict[str, float] = field(default_factory=dict)
-    ingest_skipped: bool = False  # the file sources were those of the last run
+    ingest_skipped: bool = False  # no source row was new: the clean tables are those of the last run
+    source_rows: dict[str, int] = field(default_factory=dict)  # source -> rows read that were new
+    reingested: int = 0  # persons re-ingested
     new_rows: dict[str, int] = field(default_factory=dict)  # clean rows newer than the last as_of
 
 
@@ -126,12 +128,13 @@ def refresh(
     everything: bool = False,
     ingest: bool = True,
     deliver: bool = True,
+    full: bool = False,
     deliver_timeout: float = 300.0,
     say: Callable[[str], None] = print,
     connector: Any = None,
 ) -> RefreshReport:
-    """Run one refresh under the retrain lock (see module doc). Raises RetrainBusy when a retrain or
-    another refresh holds the lock."""
+    """Run one refresh under the retrain lock (see module doc); `full` re-ingests every source row.
+    Raises RetrainBusy when a retrain or another refresh holds the lock."""
     report = RefreshReport()
     if settings.triggers.rules or settings.segments.sync:
         from artifacts.catalog import load_catalog
@@ -144,25 +147,26 @@ def refresh(
     with RetrainLock(settings.path(settings.training.lock_path), job="refresh"):
         memory = load_refresh_state(settings)
         report.previous_as_of = memory.get("as_of")
-        sources = source_fingerprint(settings)
-        if ingest and sources is not None and sources == memory.get("sources") and _clean_exists(settings):
-            report.ingest_skipped = True
-            say("ingest: the source files are those of the last refresh (size, modification time): skipped")
-        elif ingest:
-            from features.ingest import run_ingest
+        if ingest:
+            from features.incremental import ingest_incremental
 
             started = time.perf_counter()
-            result = run_ingest(settings)
+            outcome = ingest_incremental(settings, state=memory.get("ingest"), full=full)
             report.steps["ingest"] = time.perf_counter() - started
-            say(f"ingest: {sum(len(t) for t in result.tables.values() if t is not None):,} clean rows")
-            if report.previous_as_of:
-                report.new_rows = new_rows_since(result.tables, pd.Timestamp(report.previous_as_of))
+            report.ingest_skipped = outcome.result is None
+            report.source_rows = outcome.new_rows
+            report.reingested = outcome.customers
+            say(outcome.line())
+            # the clean tables are written: the watermarks may move
+            memory["ingest"] = outcome.state
+            _save_refresh_state(settings, memory)
+            if report.previous_as_of and outcome.result is not None:
+                report.new_rows = new_rows_since(outcome.result.tables, pd.Timestamp(report.previous_as_of))
                 if report.new_rows:
                     say(
                         "new since the last as_of: "
                         + ", ".join(f"{n:,} {name}" for name, n in report.new_rows.items())
                     )
-        memory["sources"] = sources
         from features.clock import clean_as_of
 
         as_of = clean_as_of(settings)
@@ -172,8 +176,6 @@ def refresh(
             say(
                 f"no source data newer than the last refresh's as_of {report.previous_as_of}: nothing recomputed"
             )
-            if memory.get("sources") != load_refresh_state(settings).get("sources"):
-                _save_refresh_state(settings, memory)  # remember the sources: the next run skips ingest
         else:
             _recompute(settings, report, memory, as_of=as_of, cadence=cadence, everything=everything, say=say)
         if deliver:
@@ -259,32 +261,9 @@ def _recompute(  # type: ignore[no-untyped-def]
             "as_of": as_of.isoformat(),
             "tags": last,
             "snapshot": report.snapshot,
-            "sources": memory.get("sources"),
+            "ingest": memory.get("ingest"),
         },
     )
-
-
-def source_fingerprint(settings: Settings) -> dict[str, Any] | None:
-    """Size and modification time of every configured source file, with the `sources` config; None
-    when a source is a database table (no cheap signal of change: always ingested)."""
-    out: dict[str, Any] = {"config": settings.sources.model_dump(mode="json")}
-    for name, cfg in settings.sources:
-        if not getattr(cfg, "configured", False):
-            continue
-        if not cfg.path:
-            return None
-        path = settings.path(cfg.path)
-        if not path.is_file():
-            return None
-        stat = path.stat()
-        out[name] = [stat.st_size, stat.st_mtime_ns]
-    return out
-
-
-def _clean_exists(settings: Settings) -> bool:
-    from features.ingest import clean_dir
-
-    return (clean_dir(settings) / "ingest_report.json").is_file()
 
 
 # the clean tables' time of activity (features.ingest.ACTIVITY_TIMESTAMPS and the leads' creation)

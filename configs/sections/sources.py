@@ -64,8 +64,24 @@ LEAD_COLUMNS = (
     ("email", "phone", "source", "campaign", "engagement_score", "converted", "converted_at"),
 )
 WHITESPACE = "whitespace"  # `csv_sep` value: columns separated by runs of blanks
+# Persona's timestamp columns per source: the columns an incremental cursor may name.
+TIMESTAMP_COLUMNS = {
+    "orders": ("order_ts",),
+    "contacts": ("last_updated", "signup_date"),
+    "events": ("event_ts",),
+    "leads": ("created_at", "converted_at"),
+}
 # Names accepted in a mapping but deliberately never read (raw PII that nothing downstream needs).
 IGNORED_COLUMNS = {"contacts": ("full_name",)}
+
+
+class IncrementalConfig(BaseModel):
+    """How `persona refresh` reads only a source's new rows: `cursor` is the Persona name of a timestamp
+    column that grows with new (or updated) rows; rows before the last run's `as_of` are not read again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cursor: str
 
 
 class SourceConfig(BaseModel):
@@ -106,6 +122,9 @@ class SourceConfig(BaseModel):
     # quarantined as `number_not_finite` whatever the bounds.
     max_amount: float = Field(1e8, gt=0)
     max_quantity: float = Field(1e6, gt=0)
+    # `persona refresh` reads only rows at or after the last run's `as_of` by this cursor (null: the
+    # whole source is read, and only rows not seen before are ingested).
+    incremental: IncrementalConfig | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":
@@ -196,6 +215,17 @@ class SourcesConfig(BaseModel):
             for layout in layouts:
                 required, optional = known_columns(name, layout)
                 allowed |= set(required) | set(optional)
+            if source.incremental is not None:
+                cursor = source.incremental.cursor
+                if cursor not in TIMESTAMP_COLUMNS[name]:
+                    raise ValueError(
+                        f"{name}.incremental.cursor: {cursor!r} is not a timestamp column of {name}; "
+                        f"one of {list(TIMESTAMP_COLUMNS[name])}"
+                    )
+                if cursor in source.columns and source.columns[cursor] is None:
+                    raise ValueError(
+                        f"{name}.incremental.cursor: {cursor!r} is mapped to null in {name}.columns"
+                    )
             unknown = sorted(set(source.columns) - allowed)
             if unknown:
                 raise ValueError(

@@ -10,11 +10,17 @@ from persona.commands._common import settings_from
 CADENCES = ("realtime", "hourly", "daily", "weekly", "monthly")
 
 
-def run_refresh(settings, *, cadence=None, everything=False, ingest=True, deliver=True) -> None:  # type: ignore[no-untyped-def]
+def run_refresh(settings, *, cadence=None, everything=False, ingest=True, deliver=True, full=False) -> None:  # type: ignore[no-untyped-def]
     from serving.refresh import describe, refresh
 
     report = refresh(
-        settings, cadence=cadence, everything=everything, ingest=ingest, deliver=deliver, say=click.echo
+        settings,
+        cadence=cadence,
+        everything=everything,
+        ingest=ingest,
+        deliver=deliver,
+        full=full,
+        say=click.echo,
     )
     for line in describe(report):
         click.echo(line)
@@ -34,11 +40,21 @@ def register(cli: click.Group) -> None:
     @click.option("--all", "everything", is_flag=True, help="Recompute every tag, new data or not.")
     @click.option("--skip-ingest", is_flag=True, help="Use the clean tables as they are.")
     @click.option(
+        "--full",
+        is_flag=True,
+        help="Re-ingest every source row (default: only the new rows and the customers they touch).",
+    )
+    @click.option(
         "--no-deliver", is_flag=True, help="Queue the changes; leave delivery to `persona crm sync`."
     )
     @click.pass_context
     def refresh_cmd(
-        ctx: click.Context, cadence: str | None, everything: bool, skip_ingest: bool, no_deliver: bool
+        ctx: click.Context,
+        cadence: str | None,
+        everything: bool,
+        skip_ingest: bool,
+        full: bool,
+        no_deliver: bool,
     ) -> None:
         """Ingest new source data, compute features of the new snapshot, materialize, score, queue tag
         changes and triggers, deliver: no training. Locked like retrain."""
@@ -48,6 +64,7 @@ def register(cli: click.Group) -> None:
             everything=everything,
             ingest=not skip_ingest,
             deliver=not no_deliver,
+            full=full,
         )
 
     @cli.command("schedule")

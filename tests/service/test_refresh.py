@@ -130,6 +130,10 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             before = {c["change_id"] for c in receiver.calls}
             assert main(["refresh", "--cadence", "daily"]) == 0
             out = capsys.readouterr().out
+            # only the new day's orders are read, and only their customers re-ingested
+            ingest_line = out.split("ingest: ")[1].splitlines()[0]
+            assert ingest_line.startswith("25 new rows (orders 25) -> "), ingest_line
+            assert ingest_line.endswith(" customers re-ingested"), ingest_line
             second = load_refresh_state(settings)
             members_second = _in_step(settings)
             assert members_first != members_second, "the list did not move with the new day"
