@@ -61,3 +61,22 @@ def erase_clean_rows(settings: Settings, customer_ids: Iterable[str]) -> dict[st
 def erase_history_rows(settings: Settings, customer_ids: Iterable[str]) -> int:
     """Remove the customers' purchases from the recommender's history table; returns rows removed."""
     return drop_rows(settings.path(settings.training.recommend.history), customer_ids)
+
+
+def erase_staged_rows(settings: Settings) -> int:
+    """Remove the incremental ingest's staged copy of the source rows (`features.incremental`): it holds
+    every person's rows as read, the forgotten one's too, under hashed keys that cannot be matched to one
+    person without the others. The next refresh sees it missing and rebuilds it with a full ingest.
+    Returns the staged rows removed."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from features.incremental import stage_dir
+
+    folder = stage_dir(settings)
+    if not folder.is_dir():
+        return 0
+    rows = sum(pq.read_metadata(path).num_rows for path in folder.glob("*.parquet"))
+    shutil.rmtree(folder)
+    return rows

@@ -177,7 +177,7 @@ def _clearing_changes(
 
 def forget(settings: Settings, key: str, *, actor: str | None = None) -> ForgetReport:
     """`persona forget KEY`: withdraw, clear the CRM fields, erase every derived row, audit."""
-    from features.erasure import erase_clean_rows
+    from features.erasure import erase_clean_rows, erase_staged_rows
     from serving.outbox import PENDING, UNMATCHED, Outbox
     from serving.tag_store import TagStore, tag_current, tag_history
 
@@ -194,6 +194,7 @@ def forget(settings: Settings, key: str, *, actor: str | None = None) -> ForgetR
         "crm_fields_cleared": enforced.crm_fields_cleared,
     }
     erased.update({f"clean_{k}_rows": v for k, v in erase_clean_rows(settings, [customer_id]).items()})
+    erased["staged_source_rows"] = erase_staged_rows(settings)
     TagStore(engine).create_schema()
     outbox = Outbox(engine)
     outbox.create_schema()

@@ -197,3 +197,23 @@ def test_clean_tables_written_by_persona_ingest_since_mean_a_full_ingest(
     assert again.line().startswith("ingest: full (the clean tables were written by another run): ")
     forced = ingest_incremental(settings, state=again.state, full=True)
     assert forced.full and forced.reason == "--full"
+
+
+def test_forget_erases_the_staged_copy_and_the_next_refresh_rebuilds_it(
+    day1_raw: Path, tmp_path: Path
+) -> None:
+    """The staged rows are a copy of the sources (a forgotten person's raw rows too): `persona forget`
+    removes them (features.erasure.erase_staged_rows), and the next run ingests in full."""
+    from features.erasure import erase_staged_rows
+
+    settings = load_settings(data_dir=str(tmp_path))
+    shutil.copytree(day1_raw, tmp_path / "raw")
+    first = ingest_incremental(settings, state=None)
+    staged = sum(len(pd.read_parquet(p)) for p in stage_dir(settings).glob("*.parquet"))
+    assert staged > 0
+    assert erase_staged_rows(settings) == staged
+    assert not stage_dir(settings).exists()
+    assert erase_staged_rows(settings) == 0
+    again = ingest_incremental(settings, state=first.state)
+    assert again.full and again.reason.startswith("staged rows of ") and again.reason.endswith(" missing")
+    assert (stage_dir(settings) / "orders.parquet").is_file()
