@@ -351,7 +351,9 @@ class ClvRegressor(_ValueModel):
 
     def reasons_columns(self, columns: Columns, *, top_k: int = 3) -> list[list[dict]]:
         """Per row, the features that move the value most (contribution: log-value; +0.69 doubles it)."""
-        _, contrib = self.raw_and_contributions_columns(columns)
+        # Only the contributions: the raw value (and the offset model under it) is not needed here.
+        x = self.encode_columns(columns)
+        contrib = self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)[:, :-1]
         values = np.empty(contrib.shape, dtype=object)
         for j, name in enumerate(self.features):
             values[:, j] = columns[name]
