@@ -174,6 +174,12 @@ def test_serving_columns_give_the_frame_predictions_and_the_pandas_reference():
     by_frame = model.reasons(head)
     by_columns = model.reasons_columns(columns_of(head[model.reason_inputs()]))
     assert by_frame == by_columns
+    # the reasons are the top TreeSHAP contributions of the full pass (raw value included), exactly
+    _, contrib = model.raw_and_contributions_columns(columns_of(head[model.inputs()]))
+    for i, reasons in enumerate(by_columns):
+        top = np.argsort(-np.abs(contrib[i]), kind="stable")[: len(reasons)]
+        assert [r["feature"] for r in reasons] == [features[j] for j in top]
+        assert [r["contribution"] for r in reasons] == [float(contrib[i, j]) for j in top]
     assert any(r["value"] is None for rows in by_frame for r in rows)  # NaN and unseen are missing
     assert offset.reasons(head) == offset.reasons_columns(columns_of(head[offset.reason_inputs()]))
     naive = rate_value(horizon_days=180)

@@ -315,6 +315,36 @@ def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
     assert len(kinds) >= 2, kinds  # more than one kind of reason is checked
 
 
+@pytest.mark.parametrize("name", ["buy_again", "hybrid_cooccurrence", "als", "hybrid_als", "rerank"])
+def test_one_customer_rows_cut_from_the_arrays_score_as_scipy_indexing(name: str, monkeypatch) -> None:
+    """One customer (the usual online request) has its history row cut from the CSR arrays; the scores
+    and lists are, to the last bit, those scipy's row indexing gives."""
+    import models.recommend as recommend
+
+    rng = np.random.default_rng(5)
+    people = [f"c{i}" for i in range(30)]
+    rows = [
+        (str(rng.choice(people)), str(rng.choice(ITEMS, p=[0.4, 0.3, 0.2, 0.1])), int(rng.integers(1, 400)))
+        for _ in range(200)
+    ]
+    model = fit_recommender(
+        _purchases(rows), spec=Spec(name), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=3
+    )
+    ids = [*people, "stranger"]
+    for r in model.rows_of(people):
+        for matrix in (model.counts, model.last_day, model.decayed):
+            cut, indexed = recommend._take_rows(matrix, np.asarray([r])), matrix[np.asarray([r])]
+            assert cut.shape == indexed.shape
+            for part in ("data", "indices", "indptr"):
+                assert np.array_equal(getattr(cut, part), getattr(indexed, part))
+    fast = [(model.scores(model.rows_of([c])), model.recommend([c])) for c in ids]
+    monkeypatch.setattr(recommend, "_take_rows", lambda matrix, rows: matrix[rows])
+    slow = [(model.scores(model.rows_of([c])), model.recommend([c])) for c in ids]
+    assert len({tuple(s[0]) for s, _ in slow}) > 5  # customers differ: a row mix-up would show
+    for cid, (f_scores, f_lists), (s_scores, s_lists) in zip(ids, fast, slow, strict=True):
+        assert np.array_equal(f_scores, s_scores) and f_lists == s_lists, cid
+
+
 def _per_customer_metrics(ranked, relevant, *, k, bought):
     """The metrics one customer at a time, as written before `ranking_metrics` was vectorised."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
