@@ -69,10 +69,16 @@ def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+class FiniteColumns(dict[str, np.ndarray]):
+    """Columns `finite_columns` already cleaned: the online path cleans them once, before `run_models`."""
+
+
 def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
     """Numeric columns with +-inf as NaN (missing): a value that overflowed upstream must neither reach
     a model nor a response (JSON has no inf), so it is scored like any missing value."""
-    out: dict[str, np.ndarray] = {}
+    if isinstance(columns, FiniteColumns):
+        return columns
+    out: dict[str, np.ndarray] = FiniteColumns()
     for name, col in columns.items():
         if col.dtype.kind == "f":
             inf = np.isinf(col)  # one pass (NaN is not inf): this runs per feature on every request

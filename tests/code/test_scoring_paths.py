@@ -11,7 +11,7 @@ import pytest
 
 from models.classifier import fit_baseline, fit_classifier
 from models.segmentation import fit_segmentation
-from serving.scoring import Population, columns_of, compile_populations, run_models
+from serving.scoring import Population, columns_of, compile_populations, finite_columns, run_models
 
 FEATURES = ["recency_days", "frequency_365d", "plan"]
 
@@ -190,3 +190,19 @@ def test_tags_depending_on_an_absent_input_follow_the_catalog_order() -> None:
     assert "lifecycle_stage" not in unset and "rfm_segment" not in unset
     # Without the conversion model: its tier tag, and whatever reads that tag.
     assert catalog.depending_on({"conversion_tier", "conversion_probability"}) == ["buying_intent"]
+
+
+def test_finite_columns_clean_once_and_pass_cleaned_columns_through() -> None:
+    """The online path cleans the read once and `run_models` receives the cleaned columns: cleaning them
+    again hands back the same mapping, whose infinities are already missing."""
+    raw = {
+        "x": np.asarray([1.0, np.inf, -np.inf, np.nan]),
+        "y": np.asarray([2.0, 3.0, 4.0, 5.0]),
+        "name": np.asarray(["a", None, "b", "c"], dtype=object),
+    }
+    clean = finite_columns(raw)
+    assert clean is not raw and np.isinf(raw["x"]).sum() == 2  # the input is not modified
+    np.testing.assert_array_equal(clean["x"], [1.0, np.nan, np.nan, np.nan])
+    assert clean["y"] is raw["y"] and clean["name"] is raw["name"]  # nothing to clean: no copy
+    assert finite_columns(clean) is clean
+    assert finite_columns(dict(clean)) is not clean  # a plain mapping is always checked
