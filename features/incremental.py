@@ -17,7 +17,8 @@ test_incremental_ingest.py holds it to that, row for row). How:
 3. **Affected persons.** From the keys of the new, replaced and removed rows (contact id, normalised
    email and phone, an order's id; hashed) the staged rows sharing a key, transitively: exactly the
    persons a full ingest would build from rows touching them, and a person two new keys merge. Rows that
-   were dated past the last `as_of` are looked at again when the clock moves (they may be valid now).
+   the last `as_of` (+ tolerance) quarantined as future-dated and the new one admits are looked at again
+   when the clock moves; rows still past the new clock are not (their quarantine rows are the same).
 4. **Ingest and merge.** `features.ingest.ingest_frames` runs on those rows (with their positions, so
    quarantine rows and row-named records are those of a full run, and the run's `as_of` of all staged
    rows); the customers it returns, and the ones their rows belonged to before, replace theirs in the
@@ -554,7 +555,7 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
     if not changes and as_of == old_as_of:
         return IncrementalOutcome(full=False, state={**state, "files": files})
 
-    # seeds: the keys of new, replaced and removed rows, and of rows dated past the old clock
+    # seeds: the keys of new, replaced and removed rows, and of rows the moved clock admits
     seeds = [np.zeros(0, dtype="uint64")]
     touched: dict[str, np.ndarray] = {}
     for name, frame in staged.items():
@@ -563,8 +564,11 @@ def _incremental(settings: Settings, state: dict[str, Any]) -> IncrementalOutcom
             mask |= frame["_row"].isin(changes[name].changed_rows).to_numpy()
             seeds.append(changes[name].old_keys.astype("uint64"))
         if as_of > old_as_of:
+            # only rows the old clock quarantined as future-dated and the new one admits: rows still past
+            # the new clock are quarantined alike by both (they were most of the seeds, issue 16)
             latest = pd.to_datetime(frame["_latest"], utc=True)
-            mask |= (latest > old_as_of + tolerance).fillna(False).to_numpy(bool)
+            admitted = (latest > old_as_of + tolerance) & (latest <= as_of + tolerance)
+            mask |= admitted.fillna(False).to_numpy(bool)
         touched[name] = mask
         seeds.append(frame.loc[mask, list(KEYS)].to_numpy().ravel().astype("uint64"))
     for frame in staged.values():

@@ -217,3 +217,49 @@ def test_forget_erases_the_staged_copy_and_the_next_refresh_rebuilds_it(
     again = ingest_incremental(settings, state=first.state)
     assert again.full and again.reason.startswith("staged rows of ") and again.reason.endswith(" missing")
     assert (stage_dir(settings) / "orders.parquet").is_file()
+
+
+def test_a_day_of_orders_re_ingests_only_the_persons_they_touch(day1_raw: Path, tmp_path: Path) -> None:
+    """Issue 16: rows still dated past the moved clock (stray future orders) are quarantined alike by
+    both clocks, so their persons are not re-ingested; only the new orders' persons are (plus at most one
+    known person per source, which the subset carries so no source is empty)."""
+    settings = load_settings(data_dir=str(tmp_path / "inc"))
+    raw = tmp_path / "inc" / "raw"
+    shutil.copytree(day1_raw, raw)
+    orders_path = raw / "orders.csv.gz"
+    orders = pd.read_csv(orders_path, dtype=str, keep_default_na=False, na_values=[""])
+    stamps = pd.to_datetime(orders["order_ts"], utc=True, errors="coerce", format="mixed")
+    # 20 persons with one order each dated weeks ahead, one per day (a thin tail: the clock ignores it)
+    picked = orders[orders["customer_ref"].notna()].drop_duplicates("customer_ref").iloc[:20]
+    ahead = [
+        {
+            **row,
+            "order_id": f"OFUT{i:05d}",
+            "order_ts": (stamps.max() + pd.Timedelta(days=30 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        for i, row in enumerate(picked.to_dict("records"))
+    ]
+    _append_orders(orders_path, ahead)
+    day1 = ingest_incremental(settings, state=None)
+    assert day1.full
+
+    before = set(pd.read_csv(orders_path, dtype=str)["order_id"])
+    continue_orders(raw, days=1, seed=3)
+    new_ids = set(pd.read_csv(orders_path, dtype=str)["order_id"]) - before
+    assert new_ids
+    outcome = ingest_incremental(settings, state=day1.state)
+    assert not outcome.full, outcome.reason
+    assert outcome.new_rows == {"orders": len(new_ids)}
+
+    full = load_settings(data_dir=str(tmp_path / "full"))
+    shutil.copytree(raw, tmp_path / "full" / "raw")
+    run_ingest(full)
+    _assert_same(_tables(settings), _tables(full))
+
+    clean_orders = load_clean(full, "orders")
+    assert clean_orders is not None
+    owner = clean_orders.set_index("order_id")["customer_id"]
+    touched = set(owner[owner.index.isin(new_ids)])
+    future_owners = set(owner[picked["order_id"]])
+    assert len(future_owners - touched) >= 10  # else the bound below could not tell the fix apart
+    assert len(touched) <= outcome.customers <= len(touched) + len(day1.state["staged"])
