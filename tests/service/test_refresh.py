@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from features.ingest import clean_dir
 from tests.fakes.webhook import SECRET, Receiver
 from tests.service.conftest import env
 
@@ -126,14 +127,19 @@ def test_refresh_day_two_with_triggers(copy_of_world: Path, tmp_path: Path, caps
             # day 2: the generator's next day of orders (the demo's step); the daily run recomputes
             # daily tags only
             assert main(["data", "generate", "--continue", "--days", "1"]) == 0
-            assert "added " in capsys.readouterr().out
+            generated = capsys.readouterr().out
+            added = int(generated.split("added ")[1].split(" orders")[0].replace(",", ""))
+            assert added > 0, generated
             before = {c["change_id"] for c in receiver.calls}
             assert main(["refresh", "--cadence", "daily"]) == 0
             out = capsys.readouterr().out
             # only the new day's orders are read, and only their customers re-ingested
             ingest_line = out.split("ingest: ")[1].splitlines()[0]
-            assert ingest_line.startswith("25 new rows (orders 25) -> "), ingest_line
+            assert ingest_line.startswith(f"{added} new rows (orders {added}) -> "), ingest_line
             assert ingest_line.endswith(" customers re-ingested"), ingest_line
+            touched = int(ingest_line.split(" -> ")[1].split(" ")[0].replace(",", ""))
+            everyone = len(pd.read_parquet(clean_dir(settings) / "customers.parquet"))
+            assert 0 < touched < everyone / 2, (touched, everyone)  # a day of orders is not a full ingest
             second = load_refresh_state(settings)
             members_second = _in_step(settings)
             assert members_first != members_second, "the list did not move with the new day"
