@@ -133,18 +133,21 @@ def test_uplift_model_from_the_finished_campaign_tags_customers_and_the_crm(demo
     withdrawn = set(load_clean(settings, "customers").query("~consent_profiling").customer_id)
     assert not withdrawn & set(crm.customer_id)
 
-    # The next campaign's audience reads the tier.
+    # The next campaign's audience reads the tier. Which tiers a model trained on one small demo campaign
+    # (about a hundred customers) gives is not this test's point (its gate may refuse it: forced above),
+    # so the audience is the tier it gave most customers.
+    tiers = current_tags(state_engine(settings), ["uplift_tier"])
+    tier = tiers.uplift_tier.value_counts().index[0]
     nxt = parse_campaign(
         {
-            "name": "persuadables",
-            "audience": "uplift_tier = 'persuadable'",
+            "name": "next_by_uplift",
+            "audience": f"uplift_tier = '{tier}'",
             "arms": [{"name": "offer", "share": 0.5}, {"name": "holdout", "share": 0.5, "control": True}],
             "start": "2026-03-01",
             "end": "2026-03-31",
             "outcome": {"kind": "conversion", "window_days": 30},
         },
-        origin="persuadables.yaml",
+        origin="next_by_uplift.yaml",
     )
     made = create_campaign(settings, nxt, catalog=load_catalog(settings))
-    tiers = current_tags(state_engine(settings), ["uplift_tier"])
-    assert made.audience_size == int((tiers.uplift_tier == "persuadable").sum()) > 0
+    assert made.audience_size == int((tiers.uplift_tier == tier).sum()) > 0
