@@ -6,6 +6,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from configs.sections import unique_names
 
+Where = dict[str, str | list[str]] | str  # a tag expression, or tag -> value(s) that must all hold
+
+
+def not_blank(value: Where, *, example: str) -> Where:
+    """A `where` given as text must say something (else one line with an `example`)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"a tag expression, e.g. {example}")
+    return value
+
 
 class SegmentRule(BaseModel):
     """Customers whose current tags match `where` are members of the CRM list `list_name` (default:
@@ -22,10 +31,8 @@ class SegmentRule(BaseModel):
 
     @field_validator("where")
     @classmethod
-    def _not_blank(cls, value: dict[str, str | list[str]] | str) -> dict[str, str | list[str]] | str:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("a tag expression, e.g. churn_risk = 'high' and value_tier = 'top'")
-        return value
+    def _not_blank(cls, value: Where) -> Where:
+        return not_blank(value, example="churn_risk = 'high' and value_tier = 'top'")
 
     def model_post_init(self, _context: object) -> None:
         if not self.list_name:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from configs.sections import unique_names
+from configs.sections.segments import Where, not_blank
 
 # what a task or note text may name: {trigger} {customer_id} {tag} {old_value} {new_value} {changed_at}
 TEMPLATE_FIELDS = ("trigger", "customer_id", "tag", "old_value", "new_value", "changed_at")
@@ -102,10 +103,8 @@ class TriggerRule(BaseModel):
 
     @field_validator("where")
     @classmethod
-    def _not_blank(cls, value: dict[str, str | list[str]] | str) -> dict[str, str | list[str]] | str:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("a tag expression, e.g. value_tier = 'top' and persona_name != 'Lapsed'")
-        return value
+    def _not_blank(cls, value: Where) -> Where:
+        return not_blank(value, example="value_tier = 'top' and persona_name != 'Lapsed'")
 
     @model_validator(mode="after")
     def _some_action(self) -> TriggerRule:

@@ -287,19 +287,26 @@ def served_purchases(purchases: Purchases, probe: Purchases) -> Purchases:
     )
 
 
-@pytest.mark.parametrize("name", ["popularity", "buy_again", "hybrid_cooccurrence", "als"])
-def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
-    """`recommend` describes an item once per customer and reads the customer's history once; the lists
-    are what each entry built on its own (`_entry` without shared context) gives, in score order."""
-    rng = np.random.default_rng(3)
-    people = [f"c{i}" for i in range(40)]
+def _random_world(name: str, *, seed: int, customers: int, purchases: int, days: int):  # type: ignore[no-untyped-def]
+    """`customers` people buying `purchases` times at random (skewed items) over `days`, and the fitted
+    recommender `name` (top 3, 90-day horizon)."""
+    rng = np.random.default_rng(seed)
+    people = [f"c{i}" for i in range(customers)]
     rows = [
-        (str(rng.choice(people)), str(rng.choice(ITEMS, p=[0.4, 0.3, 0.2, 0.1])), int(rng.integers(1, 300)))
-        for _ in range(160)
+        (str(rng.choice(people)), str(rng.choice(ITEMS, p=[0.4, 0.3, 0.2, 0.1])), int(rng.integers(1, days)))
+        for _ in range(purchases)
     ]
     model = fit_recommender(
         _purchases(rows), spec=Spec(name), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=3
     )
+    return people, model
+
+
+@pytest.mark.parametrize("name", ["popularity", "buy_again", "hybrid_cooccurrence", "als"])
+def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
+    """`recommend` describes an item once per customer and reads the customer's history once; the lists
+    are what each entry built on its own (`_entry` without shared context) gives, in score order."""
+    people, model = _random_world(name, seed=3, customers=40, purchases=160, days=300)
     ids = [*people, "stranger"]
     got = model.recommend(ids)
     scores = model.scores(model.rows_of(ids))
@@ -321,15 +328,7 @@ def test_one_customer_rows_cut_from_the_arrays_score_as_scipy_indexing(name: str
     and lists are, to the last bit, those scipy's row indexing gives."""
     import models.recommend as recommend
 
-    rng = np.random.default_rng(5)
-    people = [f"c{i}" for i in range(30)]
-    rows = [
-        (str(rng.choice(people)), str(rng.choice(ITEMS, p=[0.4, 0.3, 0.2, 0.1])), int(rng.integers(1, 400)))
-        for _ in range(200)
-    ]
-    model = fit_recommender(
-        _purchases(rows), spec=Spec(name), items=ITEMS, as_of_day=epoch_day(AS_OF), horizon_days=90, top_k=3
-    )
+    people, model = _random_world(name, seed=5, customers=30, purchases=200, days=400)
     ids = [*people, "stranger"]
     for r in model.rows_of(people):
         for matrix in (model.counts, model.last_day, model.decayed):

@@ -119,6 +119,21 @@ def test_latest_row_per_customer_in_any_batch_size(tmp_path: Path) -> None:
     assert utc(SNAPSHOTS[-1]) not in set(whole["event_timestamp"])
 
 
+def _redis_world(data_dir: Path, url: str, tables):  # type: ignore[no-untyped-def]
+    """Settings on the Redis online store at `url`, with `tables` written and the Feast repo applied."""
+    from configs.settings import PROJECT_ROOT, load_settings
+    from features import feast_io
+
+    settings = load_settings(
+        PROJECT_ROOT / "configs" / "redis.yaml",
+        data_dir=str(data_dir),
+        feast={"redis_connection_string": url},
+    )
+    write_tables(settings.path(settings.feast.source_dir), tables)
+    feast_io.apply_repo(settings)
+    return settings
+
+
 @pytest.mark.integration
 def test_redis_rows_equal_feasts_own_materialize(tmp_path: Path) -> None:
     import shutil
@@ -127,7 +142,6 @@ def test_redis_rows_equal_feasts_own_materialize(tmp_path: Path) -> None:
         pytest.skip("redis-server is not installed here; `make services` installs it")
     import redis
 
-    from configs.settings import PROJECT_ROOT, load_settings
     from features import feast_io
     from tests.feast_support import redis_server
 
@@ -140,13 +154,7 @@ def test_redis_rows_equal_feasts_own_materialize(tmp_path: Path) -> None:
 
         dumps = []
         for name in ("feast", "ours"):
-            settings = load_settings(
-                PROJECT_ROOT / "configs" / "redis.yaml",
-                data_dir=str(tmp_path / name),
-                feast={"redis_connection_string": url},
-            )
-            write_tables(settings.path(settings.feast.source_dir), tables)
-            feast_io.apply_repo(settings)
+            settings = _redis_world(tmp_path / name, url, tables)
             if name == "feast":
                 feast_io.get_store(settings).materialize(
                     start_date=datetime(1970, 1, 1, tzinfo=UTC), end_date=END
@@ -194,7 +202,6 @@ def test_redis_keeps_newer_rows_as_feast_does(tmp_path: Path) -> None:
         pytest.skip("redis-server is not installed here; `make services` installs it")
     import redis
 
-    from configs.settings import PROJECT_ROOT, load_settings
     from features import feast_io
     from tests.feast_support import redis_server
 
@@ -204,13 +211,7 @@ def test_redis_keeps_newer_rows_as_feast_does(tmp_path: Path) -> None:
         client = redis.Redis(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
         dumps = []
         for name in ("feast", "ours"):
-            settings = load_settings(
-                PROJECT_ROOT / "configs" / "redis.yaml",
-                data_dir=str(tmp_path / name),
-                feast={"redis_connection_string": url},
-            )
-            write_tables(settings.path(settings.feast.source_dir), tables)
-            feast_io.apply_repo(settings)
+            settings = _redis_world(tmp_path / name, url, tables)
             for end in (late, early):  # the newer rows first, then an older interval over them
                 if name == "feast":
                     feast_io.get_store(settings).materialize(

@@ -137,10 +137,24 @@ def test_sync_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothi
     assert max(hubspot.state.received.values()) == 2  # the unacknowledged batch was sent again
 
 
+def write_identity_map(path: Path, keys: dict[str, str | None]) -> None:
+    """An identity map of one order per customer: customer id -> the CRM record key (None: none yet)."""
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "source": ["orders"] * len(keys),
+            "source_record_id": [f"O{c}" for c in keys],
+            "source_key": list(keys.values()),
+            "customer_id": list(keys),
+            "match_rule": ["new"] * len(keys),
+        }
+    ).to_parquet(path)
+
+
 def test_customers_without_a_record_key_wait_as_unmatched_then_go_out(
     hubspot: FakeHubSpot, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import pandas as pd
 
     for key, value in env_for(data_dir, hubspot).items():
         monkeypatch.setenv(key, value)
@@ -148,15 +162,7 @@ def test_customers_without_a_record_key_wait_as_unmatched_then_go_out(
     identity = data_dir / "clean" / "identity_map.parquet"
 
     def write_map(keys: dict[str, str | None]) -> None:
-        pd.DataFrame(
-            {
-                "source": ["orders"] * len(keys),
-                "source_record_id": [f"O{c}" for c in keys],
-                "source_key": list(keys.values()),
-                "customer_id": list(keys),
-                "match_rule": ["new"] * len(keys),
-            }
-        ).to_parquet(identity)
+        write_identity_map(identity, keys)
 
     write_map({"P1": "K-1", "P2": None})  # P2: an email-only customer, no key the CRM knows
     fill_outbox(data_dir, [change("P1", "loyal"), change("P2", "loyal")])
@@ -185,7 +191,6 @@ def test_parked_list_memberships_go_out_with_crm_sync_segments(
 ) -> None:
     """Segment lists (embedded SQL CRM): a member with no CRM record key waits as unmatched; `persona crm
     sync --segments` releases and delivers it once an ingest gives the customer a key."""
-    import pandas as pd
     import sqlalchemy as sa
 
     from serving.segments import list_members, segment_outbox
@@ -196,15 +201,7 @@ def test_parked_list_memberships_go_out_with_crm_sync_segments(
     identity = data_dir / "clean" / "identity_map.parquet"
 
     def write_map(keys: dict[str, str | None]) -> None:
-        pd.DataFrame(
-            {
-                "source": ["orders"] * len(keys),
-                "source_record_id": [f"O{c}" for c in keys],
-                "source_key": list(keys.values()),
-                "customer_id": list(keys),
-                "match_rule": ["new"] * len(keys),
-            }
-        ).to_parquet(identity)
+        write_identity_map(identity, keys)
 
     write_map({"P1": "K-1", "P2": None})
     box = segment_outbox(make_state_engine(f"sqlite:///{data_dir.resolve()}/state/persona.sqlite"))
