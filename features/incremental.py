@@ -130,9 +130,11 @@ def ingest_incremental(
 # ------------------------------------------------------------------------------------------- state
 def _config_digest(settings: Settings) -> str:
     """What the staged rows and clean tables depend on besides the data: the sources' mapping and the
-    identity rules (the salt only as a hash)."""
+    identity rules (the salt only as a hash). Not the data's clock `sources.as_of`: a scheduled refresh
+    gives a later one every run, and a clock that moves on is what the incremental run handles (one that
+    moves back falls back to a full ingest)."""
     payload = {
-        "sources": settings.sources.model_dump(mode="json"),
+        "sources": settings.sources.model_dump(mode="json", exclude={"as_of"}),
         "region": settings.identity.default_region,
         "salt": hashlib.sha256(settings.identity.salt.get_secret_value().encode("utf-8")).hexdigest(),
     }
@@ -400,6 +402,39 @@ def _maybe_since(values: pd.Series, since: pd.Timestamp, cfg: SourceConfig) -> n
     return ~older
 
 
+def _require_rows_in_place(
+    name: str,
+    frame: pd.DataFrame,
+    columns: list[str],
+    by_row: pd.DataFrame,
+    *,
+    cursor: str,
+    since: pd.Timestamp,
+) -> np.ndarray:
+    """A file read by cursor is taken in from the watermark on, so its earlier rows must still be where
+    they were: a row's position is its identity (its quarantine row number, the record id of an order
+    without a number). A row inserted or removed before the end moves every row after it (CDNOW's file
+    is sorted by customer: a later purchase lands among earlier ones); that, or an earlier row edited in
+    place, needs a full ingest. A row at or after the watermark may change in place, unless its old
+    content moved elsewhere. Returns the content hash of every row of `frame` (by position)."""
+    hashes = _row_hash(frame, columns)
+    where = frame.index.get_indexer(by_row.index)
+    now = np.where(where >= 0, hashes[np.maximum(where, 0)], 0)
+    differ = (where < 0) | (now != by_row["_hash"].to_numpy())
+    if differ.any():
+        stamps = pd.to_datetime(by_row[f"_ts_{cursor}"], utc=True)
+        older = (stamps < since).fillna(False).to_numpy(bool)
+        moved = pd.Series(by_row["_hash"].to_numpy()).isin(hashes).to_numpy()
+        bad = np.flatnonzero(differ & (older | moved))
+        if len(bad):
+            row = int(by_row.index[bad[0]]) + 1
+            raise _NeedsFull(
+                f"{len(bad):,} earlier rows of {name} moved or changed (first: row {row:,}); a source "
+                "read by cursor must only grow at the end"
+            )
+    return hashes
+
+
 def _apply(
     settings: Settings,
     name: str,
@@ -420,7 +455,10 @@ def _apply(
     cursor = _cursor(cfg)
     by_row = staged.set_index("_row")
     no_keys = np.zeros(0, dtype="uint64")
+    all_hashes = None
     if cursor and since is not None and cursor in frame:
+        if positioned:
+            all_hashes = _require_rows_in_place(name, frame, columns, by_row, cursor=cursor, since=since)
         frame = frame[_maybe_since(frame[cursor], since, cfg)]
         stamps = parse_timestamps(frame[cursor], timezone=cfg.timezone, date_format=cfg.date_format)
         frame = frame[((stamps >= since) | stamps.isna()).to_numpy()]
@@ -449,7 +487,8 @@ def _apply(
         out = pd.concat([kept, new], ignore_index=True).sort_values("_row", kind="stable")
         return _Change(out.reset_index(drop=True), new["_row"].to_numpy(), old, gone, location)
     # rows seen before (at the watermark, or read again from the day before it) are not new
-    fresh = ~pd.Series(_row_hash(frame, columns)).isin(staged["_hash"])
+    hashes = _row_hash(frame, columns) if all_hashes is None else all_hashes[frame.index.to_numpy()]
+    fresh = ~pd.Series(hashes).isin(staged["_hash"])
     frame = frame[fresh.to_numpy()]
     if frame.empty:
         return None
