@@ -22,7 +22,7 @@ import pytest
 
 from configs.settings import load_settings
 from features.incremental import ingest_incremental
-from features.ingest import CLEAN_TABLES, load_clean, run_ingest
+from features.ingest import CLEAN_TABLES, clean_dir, load_clean, run_ingest
 from features.shared_data import shared_data_dir
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,8 @@ def test_day_two_of_cdnow_incrementally_equals_a_full_ingest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outcome, settings, full, new = _day_two(tmp_path, monkeypatch, append=True)
-    assert not outcome.full, outcome.reason
+    assert not outcome.full, outcome.reason  # the clock given anew (a later as_of) is no config change
+    assert pd.Timestamp(outcome.state["as_of"]) == pd.Timestamp(DAY2_AS_OF)
     assert outcome.new_rows == {"orders": len(new)} and len(new) > 100
     _assert_same(_tables(settings), _tables(full))
     # only the customers the new purchases touch (CDNOW's number is the customer key), plus at most the
@@ -118,6 +119,12 @@ def test_day_two_of_cdnow_incrementally_equals_a_full_ingest(
         outcome.line()
         == f"ingest: {len(new):,} new rows (orders {len(new):,}) -> {outcome.customers:,} customers re-ingested"
     )
+
+    # the same file again: not read (its size and modification time are those of the last run)
+    written = (clean_dir(settings) / "orders.parquet").stat().st_mtime_ns
+    again = ingest_incremental(settings, state=outcome.state)
+    assert not again.full and again.result is None and again.new_rows == {}
+    assert (clean_dir(settings) / "orders.parquet").stat().st_mtime_ns == written
 
 
 def test_purchases_inserted_among_earlier_rows_mean_a_full_ingest(
