@@ -13,8 +13,9 @@ test_incremental_ingest.py holds it to that, row for row). How:
    time skip it altogether); rows before `as_of` are not looked at, rows at or after it whose content
    was staged already are not new (a re-run adds nothing). An updated SQL row replaces the staged row
    of the same record key (contact id, lead id, order id, event id). A file's rows before the
-   watermark must still be where they were (a file grows at the end), else the run is a full one. A source without a cursor is read
-   whole and compared with the staged rows position by position (changed, added, removed rows).
+   watermark must still be where they were (a file grows at the end), else the run is a full one. A
+   source without a cursor is read whole and compared with the staged rows position by position
+   (changed, added, removed rows).
 3. **Affected persons.** From the keys of the new, replaced and removed rows (contact id, normalised
    email and phone, an order's id; hashed) the staged rows sharing a key, transitively: exactly the
    persons a full ingest would build from rows touching them, and a person two new keys merge. Rows that
