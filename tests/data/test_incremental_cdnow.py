@@ -22,8 +22,9 @@ import pytest
 
 from configs.settings import load_settings
 from features.incremental import ingest_incremental
-from features.ingest import CLEAN_TABLES, clean_dir, load_clean, run_ingest
+from features.ingest import clean_dir, load_clean, run_ingest
 from features.shared_data import shared_data_dir
+from tests.data.test_incremental_ingest import _assert_same, _tables  # the same row-for-row comparison
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONFIG = PROJECT / "configs" / "datasets" / "cdnow.yaml"
@@ -55,28 +56,6 @@ def _settings(data_dir: Path, orders: Path, as_of: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("PERSONA_SOURCES__AS_OF", as_of)
     monkeypatch.setenv("PERSONA_IDENTITY__SALT", "cdnow-test-salt-0123456789")  # real data: not the demo's
     return load_settings(CONFIG)
-
-
-def _tables(settings) -> dict[str, pd.DataFrame | None]:  # type: ignore[no-untyped-def]
-    """Every clean table, sorted on all its columns, as comparable text."""
-    out = {}
-    for name in CLEAN_TABLES:
-        frame = load_clean(settings, name)
-        if frame is None:
-            out[name] = None
-            continue
-        text = frame.astype(str)
-        out[name] = text.sort_values(list(text.columns)).reset_index(drop=True)
-    return out
-
-
-def _assert_same(left: dict, right: dict) -> None:
-    assert left.keys() == right.keys()
-    for name in left:
-        if left[name] is None or right[name] is None:
-            assert left[name] is None and right[name] is None, name
-            continue
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
 
 
 def _day_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, append: bool):  # type: ignore[no-untyped-def]
