@@ -404,7 +404,7 @@ def _maybe_since(values: pd.Series, since: pd.Timestamp, cfg: SourceConfig) -> n
     return ~older
 
 
-def _require_rows_in_place(
+def _changed_in_place(
     name: str,
     frame: pd.DataFrame,
     columns: list[str],
@@ -417,24 +417,34 @@ def _require_rows_in_place(
     they were: a row's position is its identity (its quarantine row number, the record id of an order
     without a number). A row inserted or removed before the end moves every row after it (CDNOW's file
     is sorted by customer: a later purchase lands among earlier ones); that, or an earlier row edited in
-    place, needs a full ingest. A row at or after the watermark may change in place, unless its old
-    content moved elsewhere. Returns the content hash of every row of `frame` (by position)."""
-    hashes = _row_hash(frame, columns)
+    place, needs a full ingest. Returns the staged rows (positions in `by_row`) at or after the
+    watermark whose place now holds other content: they may have changed in place, or moved (the
+    caller tells them apart). Compares values, not hashes: hashing every row of a large file each run
+    costs far more than reading it."""
     where = frame.index.get_indexer(by_row.index)
-    now = np.where(where >= 0, hashes[np.maximum(where, 0)], 0)
-    differ = (where < 0) | (now != by_row["_hash"].to_numpy())
-    if differ.any():
-        stamps = pd.to_datetime(by_row[f"_ts_{cursor}"], utc=True)
-        older = (stamps < since).fillna(False).to_numpy(bool)
-        moved = pd.Series(by_row["_hash"].to_numpy()).isin(hashes).to_numpy()
-        bad = np.flatnonzero(differ & (older | moved))
-        if len(bad):
-            row = int(by_row.index[bad[0]]) + 1
-            raise _NeedsFull(
-                f"{len(bad):,} earlier rows of {name} moved or changed (first: row {row:,}); a source "
-                "read by cursor must only grow at the end"
-            )
-    return hashes
+    present = where >= 0
+    same = present.copy()
+    for column in columns:
+        now = frame[column].iloc[where[present]].reset_index(drop=True)
+        was = by_row[column][present].reset_index(drop=True)
+        equal = (now == was).fillna(False).to_numpy(bool) | (now.isna() & was.isna()).to_numpy(bool)
+        same[present] &= equal
+    differ = ~same
+    if not differ.any():
+        return np.zeros(0, dtype="int64")
+    stamps = pd.to_datetime(by_row[f"_ts_{cursor}"], utc=True)
+    older = differ & (stamps < since).fillna(False).to_numpy(bool)
+    if older.any():
+        _moved(name, by_row, np.flatnonzero(older))
+    return np.flatnonzero(differ)
+
+
+def _moved(name: str, by_row: pd.DataFrame, bad: np.ndarray) -> None:
+    row = int(by_row.index[bad[0]]) + 1
+    raise _NeedsFull(
+        f"{len(bad):,} earlier rows of {name} moved or changed (first: row {row:,}); a source read by "
+        "cursor must only grow at the end"
+    )
 
 
 def _apply(
@@ -457,10 +467,10 @@ def _apply(
     cursor = _cursor(cfg)
     by_row = staged.set_index("_row")
     no_keys = np.zeros(0, dtype="uint64")
-    all_hashes = None
+    late = np.zeros(0, dtype="int64")  # staged rows past the watermark whose place holds other content
     if cursor and since is not None and cursor in frame:
         if positioned:
-            all_hashes = _require_rows_in_place(name, frame, columns, by_row, cursor=cursor, since=since)
+            late = _changed_in_place(name, frame, columns, by_row, cursor=cursor, since=since)
         frame = frame[_maybe_since(frame[cursor], since, cfg)]
         stamps = parse_timestamps(frame[cursor], timezone=cfg.timezone, date_format=cfg.date_format)
         frame = frame[((stamps >= since) | stamps.isna()).to_numpy()]
@@ -489,7 +499,13 @@ def _apply(
         out = pd.concat([kept, new], ignore_index=True).sort_values("_row", kind="stable")
         return _Change(out.reset_index(drop=True), new["_row"].to_numpy(), old, gone, location)
     # rows seen before (at the watermark, or read again from the day before it) are not new
-    hashes = _row_hash(frame, columns) if all_hashes is None else all_hashes[frame.index.to_numpy()]
+    hashes = _row_hash(frame, columns)
+    if len(late):
+        # a changed row may stay; one whose old content is now elsewhere moved (its cursor value moved
+        # with it, so it is among the rows read from the watermark on)
+        moved = late[np.isin(by_row["_hash"].to_numpy()[late], hashes)]
+        if len(moved):
+            _moved(name, by_row, moved)
     fresh = ~pd.Series(hashes).isin(staged["_hash"])
     frame = frame[fresh.to_numpy()]
     if frame.empty:
