@@ -10,9 +10,15 @@
   private app). Counts fired, delivered, tasks created per change id and list members: none lost, none
   twice. Writes `bench/results/refresh_storm.md`.
 
-    BENCH=refresh make bench                             # both parts, 100,000 customers
+- `cdnow`: the ingest step of a refresh on CDNOW's real purchase file (configs/datasets/cdnow.yaml, cursor
+  `order_ts`): day 1 = purchases up to 1998-06-15, day 2 = the whole file (the later purchases appended);
+  the day-2 incremental ingest against a full ingest of day 2, alternated, medians of 3 rounds. Writes
+  `bench/results/refresh_cdnow.md`.
+
+    BENCH=refresh make bench                             # every part, 100,000 customers
     .venv/bin/python -m bench.bench_refresh --part storm --customers 100000
     .venv/bin/python -m bench.bench_refresh --part refresh --customers 20000
+    .venv/bin/python -m bench.bench_refresh --part cdnow
 """
 
 from __future__ import annotations
@@ -243,9 +249,97 @@ def refresh_world(customers: int, *, days: int, workdir: Path | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- cdnow
+CDNOW_SPLIT = "19980615"
+
+
+def cdnow_incremental(*, rounds: int = 3, workdir: Path) -> str:
+    """Day-2 incremental ingest vs a full ingest of day 2 on CDNOW, side by side (see module doc)."""
+    import functools
+    import statistics
+
+    from configs.settings import load_settings
+    from features.incremental import ingest_incremental
+    from features.ingest import run_ingest
+    from features.shared_data import shared_data_dir
+
+    source = shared_data_dir() / "cdnow" / "CDNOW_master.txt"
+    if not source.is_file():
+        return f"## Incremental ingest on CDNOW\n\nNot measured: {source} not found (PERSONA_SHARED_DATA).\n"
+    header, *rows = source.read_text(encoding="ascii").splitlines(keepends=True)
+    early = [row for row in rows if row.split()[1] <= CDNOW_SPLIT]
+    late = [row for row in rows if row.split()[1] > CDNOW_SPLIT]
+    config = ROOT / "configs" / "datasets" / "cdnow.yaml"
+    saved = dict(os.environ)
+
+    def settings(data_dir: Path, orders: Path, as_of: str):  # type: ignore[no-untyped-def]
+        os.environ.update(
+            PERSONA_DATA_DIR=str(data_dir),
+            PERSONA_SOURCES__ORDERS__PATH=str(orders),
+            PERSONA_SOURCES__AS_OF=as_of,
+            PERSONA_IDENTITY__SALT="cdnow-bench-salt-0123456789",
+        )
+        return load_settings(config)
+
+    def timed(job):  # type: ignore[no-untyped-def]
+        load = os.getloadavg()[0]
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = job()
+        return time.perf_counter() - wall, time.process_time() - cpu, load, out
+
+    incremental, full, line = [], [], ""
+    try:
+        for i in range(rounds):
+            orders = workdir / f"inc{i}" / "orders.txt"
+            orders.parent.mkdir(parents=True)
+            orders.write_text("".join([header, *early]), encoding="ascii")
+            first = ingest_incremental(settings(orders.parent, orders, "1998-06-16T00:00:00Z"), state=None)
+            orders.write_text("".join([header, *early, *late]), encoding="ascii")
+            day2 = settings(orders.parent, orders, "1998-07-01T00:00:00Z")
+            *measured, outcome = timed(functools.partial(ingest_incremental, day2, state=first.state))
+            assert not outcome.full, outcome.reason
+            incremental.append(measured)
+            line = outcome.line()
+            whole = settings(workdir / f"full{i}", orders, "1998-07-01T00:00:00Z")
+            *measured, _ = timed(functools.partial(run_ingest, whole))
+            full.append(measured)
+            print(f"bench cdnow: round {i + 1}: incremental {incremental[-1]}, full {full[-1]}", flush=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+    def median(runs: list, k: int) -> float:
+        return statistics.median(r[k] for r in runs)
+
+    return (
+        "\n".join(
+            [
+                "## Incremental ingest on CDNOW (the ingest step of `persona refresh`)",
+                "",
+                "Command: `.venv/bin/python -m bench.bench_refresh --part cdnow`. CDNOW's purchase file through "
+                "configs/datasets/cdnow.yaml alone: day 1 = purchases up to 1998-06-15 ingested in full (as of "
+                "1998-06-16), day 2 = the whole file with the later purchases appended (as of 1998-07-01). Timed: "
+                f"the day-2 incremental ingest (`{line}`) and a full ingest of the same day-2 file into another "
+                f"data dir, alternated, {rounds} rounds, in one process (CPU = process time, all threads). 2 cores "
+                f"shared with other work; load average (1 min) at each start: incremental "
+                f"{', '.join(f'{r[2]:.1f}' for r in incremental)}, full {', '.join(f'{r[2]:.1f}' for r in full)}; "
+                f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+                "",
+                "| median of the rounds | incremental day 2 | full ingest of day 2 | ratio |",
+                "|---|---|---|---|",
+                f"| wall (s) | {median(incremental, 0):.2f} | {median(full, 0):.2f} | "
+                f"{median(incremental, 0) / median(full, 0):.2f} |",
+                f"| CPU (s) | {median(incremental, 1):.2f} | {median(full, 1):.2f} | "
+                f"{median(incremental, 1) / median(full, 1):.2f} |",
+            ]
+        )
+        + "\n"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("storm", "refresh", "all"), default="all")
+    parser.add_argument("--part", choices=("storm", "refresh", "cdnow", "all"), default="all")
     parser.add_argument(
         "--customers", type=int, default=int(os.environ.get("PERSONA_BENCH_CUSTOMERS", 100_000))
     )
@@ -266,6 +360,14 @@ def main() -> int:
             if not os.environ.get("PERSONA_BENCH_KEEP"):  # set it to look at the world afterwards
                 shutil.rmtree(workdir, ignore_errors=True)
         (RESULTS / "refresh.md").write_text(text, encoding="utf-8")
+        print(text)
+    if args.part in ("cdnow", "all"):
+        workdir = Path(tempfile.mkdtemp(prefix="persona-refresh-cdnow-bench-"))
+        try:
+            text = cdnow_incremental(workdir=workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        (RESULTS / "refresh_cdnow.md").write_text(text, encoding="utf-8")
         print(text)
     return 0
 

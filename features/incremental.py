@@ -12,8 +12,10 @@ test_incremental_ingest.py holds it to that, row for row). How:
    (in the database for a SQL table; after reading for a file, whose unchanged size and modification
    time skip it altogether); rows before `as_of` are not looked at, rows at or after it whose content
    was staged already are not new (a re-run adds nothing). An updated SQL row replaces the staged row
-   of the same record key (contact id, lead id, order id, event id). A source without a cursor is read
-   whole and compared with the staged rows position by position (changed, added, removed rows).
+   of the same record key (contact id, lead id, order id, event id). A file's rows before the
+   watermark must still be where they were (a file grows at the end), else the run is a full one. A
+   source without a cursor is read whole and compared with the staged rows position by position
+   (changed, added, removed rows).
 3. **Affected persons.** From the keys of the new, replaced and removed rows (contact id, normalised
    email and phone, an order's id; hashed) the staged rows sharing a key, transitively: exactly the
    persons a full ingest would build from rows touching them, and a person two new keys merge. Rows that
@@ -130,9 +132,11 @@ def ingest_incremental(
 # ------------------------------------------------------------------------------------------- state
 def _config_digest(settings: Settings) -> str:
     """What the staged rows and clean tables depend on besides the data: the sources' mapping and the
-    identity rules (the salt only as a hash)."""
+    identity rules (the salt only as a hash). Not the data's clock `sources.as_of`: a scheduled refresh
+    gives a later one every run, and a clock that moves on is what the incremental run handles (one that
+    moves back falls back to a full ingest)."""
     payload = {
-        "sources": settings.sources.model_dump(mode="json"),
+        "sources": settings.sources.model_dump(mode="json", exclude={"as_of"}),
         "region": settings.identity.default_region,
         "salt": hashlib.sha256(settings.identity.salt.get_secret_value().encode("utf-8")).hexdigest(),
     }
@@ -400,6 +404,49 @@ def _maybe_since(values: pd.Series, since: pd.Timestamp, cfg: SourceConfig) -> n
     return ~older
 
 
+def _changed_in_place(
+    name: str,
+    frame: pd.DataFrame,
+    columns: list[str],
+    by_row: pd.DataFrame,
+    *,
+    cursor: str,
+    since: pd.Timestamp,
+) -> np.ndarray:
+    """A file read by cursor is taken in from the watermark on, so its earlier rows must still be where
+    they were: a row's position is its identity (its quarantine row number, the record id of an order
+    without a number). A row inserted or removed before the end moves every row after it (CDNOW's file
+    is sorted by customer: a later purchase lands among earlier ones); that, or an earlier row edited in
+    place, needs a full ingest. Returns the staged rows (positions in `by_row`) at or after the
+    watermark whose place now holds other content: they may have changed in place, or moved (the
+    caller tells them apart). Compares values, not hashes: hashing every row of a large file each run
+    costs far more than reading it."""
+    where = frame.index.get_indexer(by_row.index)
+    present = where >= 0
+    same = present.copy()
+    for column in columns:
+        now = frame[column].iloc[where[present]].reset_index(drop=True)
+        was = by_row[column][present].reset_index(drop=True)
+        equal = (now == was).fillna(False).to_numpy(bool) | (now.isna() & was.isna()).to_numpy(bool)
+        same[present] &= equal
+    differ = ~same
+    if not differ.any():
+        return np.zeros(0, dtype="int64")
+    stamps = pd.to_datetime(by_row[f"_ts_{cursor}"], utc=True)
+    older = differ & (stamps < since).fillna(False).to_numpy(bool)
+    if older.any():
+        _moved(name, by_row, np.flatnonzero(older))
+    return np.flatnonzero(differ)
+
+
+def _moved(name: str, by_row: pd.DataFrame, bad: np.ndarray) -> None:
+    row = int(by_row.index[bad[0]]) + 1
+    raise _NeedsFull(
+        f"{len(bad):,} earlier rows of {name} moved or changed (first: row {row:,}); a source read by "
+        "cursor must only grow at the end"
+    )
+
+
 def _apply(
     settings: Settings,
     name: str,
@@ -420,7 +467,10 @@ def _apply(
     cursor = _cursor(cfg)
     by_row = staged.set_index("_row")
     no_keys = np.zeros(0, dtype="uint64")
+    late = np.zeros(0, dtype="int64")  # staged rows past the watermark whose place holds other content
     if cursor and since is not None and cursor in frame:
+        if positioned:
+            late = _changed_in_place(name, frame, columns, by_row, cursor=cursor, since=since)
         frame = frame[_maybe_since(frame[cursor], since, cfg)]
         stamps = parse_timestamps(frame[cursor], timezone=cfg.timezone, date_format=cfg.date_format)
         frame = frame[((stamps >= since) | stamps.isna()).to_numpy()]
@@ -449,7 +499,14 @@ def _apply(
         out = pd.concat([kept, new], ignore_index=True).sort_values("_row", kind="stable")
         return _Change(out.reset_index(drop=True), new["_row"].to_numpy(), old, gone, location)
     # rows seen before (at the watermark, or read again from the day before it) are not new
-    fresh = ~pd.Series(_row_hash(frame, columns)).isin(staged["_hash"])
+    hashes = _row_hash(frame, columns)
+    if len(late):
+        # a changed row may stay; one whose old content is now elsewhere moved (its cursor value moved
+        # with it, so it is among the rows read from the watermark on)
+        moved = late[np.isin(by_row["_hash"].to_numpy()[late], hashes)]
+        if len(moved):
+            _moved(name, by_row, moved)
+    fresh = ~pd.Series(hashes).isin(staged["_hash"])
     frame = frame[fresh.to_numpy()]
     if frame.empty:
         return None

@@ -368,10 +368,11 @@ make_dispatcher = build_dispatcher  # the name next to `make_connector`
 
 
 def service_dispatchers(settings: Settings) -> list[tuple[str, Dispatcher]]:
-    """The outboxes a running service keeps delivering, by name: CRM tags always, and the trigger and
-    segment-list outboxes when rules are configured, so a trigger or a list change that met a CRM outage
-    is retried within the poll interval rather than at the next refresh or `persona crm sync`. Each
-    claims by lease, so a refresh delivering at the same time never sends an entry twice."""
+    """The outboxes a running service keeps delivering, by name (the `outbox` label of the outbox
+    gauges): CRM tags always, and the trigger and segment-list outboxes when rules are configured, so a
+    trigger or a list change that met a CRM outage is retried within the poll interval rather than at
+    the next refresh or `persona crm sync`. Each claims by lease, so a refresh delivering at the same
+    time never sends an entry twice."""
     engine = make_state_engine(settings.url(settings.state_url))
     out = [("crm", build_dispatcher(settings, engine=engine))]
     if settings.triggers.rules:

@@ -4,13 +4,15 @@ BentoML runs several worker processes and merges their metrics through prometheu
 mode, which it switches on in each worker after importing the service module: the metrics are therefore
 created when the service is constructed in its worker (`ServiceMetrics()`), never at import time.
 Counters add up over workers; the outbox gauges show the most recent reading of any live worker (they
-count rows of the one shared outbox); the model-version info gauge is 1 per version served (0 once a hot
-reload replaced it).
+count rows of the shared outbox tables, one series per `outbox`: `crm` tag changes, `triggers` actions,
+`segments` list memberships, the names of `serving.dispatcher.service_dispatchers`); the model-version
+info gauge is 1 per version served (0 once a hot reload replaced it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -66,21 +68,28 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
             **kw,
         )
+        # one gauge per status, labelled by outbox (crm, triggers, segments): each outbox the service's
+        # dispatchers deliver reports its own series
         self.outbox_pending = prom.Gauge(
             "persona_outbox_pending",
-            "Tag changes queued for the CRM, not yet delivered.",
+            "Entries queued, not yet delivered, per outbox (crm tag changes, triggers, segments).",
+            ["outbox"],
             multiprocess_mode="livemostrecent",
             **kw,
         )
         self.outbox_dead = prom.Gauge(
             "persona_outbox_dead_letters",
-            "Tag changes the CRM rejected for good or that ran out of attempts (persona crm replay).",
+            "Entries rejected for good or out of attempts, per outbox "
+            "(persona crm replay [--triggers | --segments]).",
+            ["outbox"],
             multiprocess_mode="livemostrecent",
             **kw,
         )
         self.outbox_unmatched = prom.Gauge(
             "persona_outbox_unmatched",
-            "Tag changes parked for customers without a CRM record key yet (released when one appears).",
+            "Entries parked for customers without a CRM record key yet (released when one appears), "
+            "per outbox.",
+            ["outbox"],
             multiprocess_mode="livemostrecent",
             **kw,
         )
@@ -149,15 +158,21 @@ class ServiceMetrics:
                 bucket.inc(int(count))
         histogram._sum.inc(float(values.sum()))
 
-    def dispatched(self, stats: Any, counts: Mapping[str, int] | None) -> None:
-        """After a dispatcher round: its DispatchStats and, when read, the outbox's counts by status."""
-        if stats.delivered:
-            self.delivered.inc(stats.delivered)
-        if stats.retried:
-            self.retried.inc(stats.retried)
-        if stats.dead:
-            self.dead_lettered.inc(stats.dead)
+    def dispatched(self, stats: Any, counts: Mapping[str, int] | None, *, outbox: str) -> None:
+        """After a round of `outbox`'s dispatcher: its DispatchStats and, when read, the outbox's counts
+        by status. The delivery counters (`persona_crm_*`) are the CRM tags' only."""
+        if outbox == "crm":
+            if stats.delivered:
+                self.delivered.inc(stats.delivered)
+            if stats.retried:
+                self.retried.inc(stats.retried)
+            if stats.dead:
+                self.dead_lettered.inc(stats.dead)
         if counts is not None:
-            self.outbox_pending.set(counts.get("pending", 0))
-            self.outbox_dead.set(counts.get("dead", 0))
-            self.outbox_unmatched.set(counts.get("unmatched", 0))
+            self.outbox_pending.labels(outbox).set(counts.get("pending", 0))
+            self.outbox_dead.labels(outbox).set(counts.get("dead", 0))
+            self.outbox_unmatched.labels(outbox).set(counts.get("unmatched", 0))
+
+    def observer(self, outbox: str) -> Callable[[Any, Mapping[str, int] | None], None]:
+        """The `observe` callback of `outbox`'s dispatcher loop (`Dispatcher.run_forever`)."""
+        return functools.partial(self.dispatched, outbox=outbox)

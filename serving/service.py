@@ -130,8 +130,7 @@ class _PersonaService:
                 dispatcher.run_forever(
                     self._stop,
                     poll_seconds=self.settings.crm.poll_seconds,
-                    # the outbox gauges are the CRM tags'; the other outboxes report through the CLI
-                    observe=self.metrics.dispatched if name == "crm" else None,
+                    observe=self.metrics.observer(name),  # each outbox's gauges
                 )
             except Exception:  # the dispatcher retries inside; this only guards the thread itself
                 log.exception("%s outbox dispatcher stopped", name)

@@ -91,14 +91,59 @@ def test_dispatcher_rounds_feed_counters_and_outbox_gauges():
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     stats = SimpleNamespace(delivered=5, retried=2, dead=1)
-    metrics.dispatched(stats, {"pending": 67_058, "dead": 3, "delivered": 10, "unmatched": 412})
-    metrics.dispatched(SimpleNamespace(delivered=1, retried=0, dead=0), None)  # counts not read this round
+    counts = {"pending": 67_058, "dead": 3, "delivered": 10, "unmatched": 412}
+    metrics.dispatched(stats, counts, outbox="crm")
+    # counts not read this round
+    metrics.dispatched(SimpleNamespace(delivered=1, retried=0, dead=0), None, outbox="crm")
     assert _sample(registry, "persona_crm_delivered_total") == 6
     assert _sample(registry, "persona_crm_retried_total") == 2
     assert _sample(registry, "persona_crm_dead_lettered_total") == 1
-    assert _sample(registry, "persona_outbox_pending") == 67_058
-    assert _sample(registry, "persona_outbox_dead_letters") == 3
-    assert _sample(registry, "persona_outbox_unmatched") == 412
+    crm = {"outbox": "crm"}
+    assert _sample(registry, "persona_outbox_pending", crm) == 67_058
+    assert _sample(registry, "persona_outbox_dead_letters", crm) == 3
+    assert _sample(registry, "persona_outbox_unmatched", crm) == 412
+
+
+def test_every_outbox_the_service_delivers_reports_its_own_gauges(tmp_path, monkeypatch):
+    """CRM tags, trigger actions and segment lists (the README's example configures all three): each
+    dispatcher's loop observer sets its outbox's gauges from its own table; only the CRM tags'
+    deliveries count in `persona_crm_*`."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    import yaml
+
+    from configs.settings import load_settings
+    from serving.changes import TagChange
+    from serving.dispatcher import DispatchStats, service_dispatchers
+
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
+    (tmp_path / "raw").mkdir()
+    sa.create_engine(f"sqlite:///{tmp_path}/raw/crm.sqlite").connect().close()  # the embedded SQL CRM
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\ntriggers:\n", 1)[1].split("```", 1)[0]
+    dispatchers = dict(service_dispatchers(load_settings(**yaml.safe_load("triggers:\n" + block))))
+    queued = {"crm": 3, "triggers": 2, "segments": 1}
+    assert set(dispatchers) == set(queued)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    for name, n in queued.items():
+        outbox = dispatchers[name].outbox
+        changes = [
+            TagChange(f"P{i}", "rfm_r", "persona_rfm_r", None, "3", at, "rule:rfm_r@v1") for i in range(n)
+        ]
+        with outbox.engine.begin() as conn:
+            assert outbox.enqueue(conn, changes) == n
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    for name, dispatcher in dispatchers.items():
+        metrics.observer(name)(DispatchStats(delivered=1), dispatcher.outbox.counts())
+    for name, n in queued.items():
+        outbox = {"outbox": name}
+        assert _sample(registry, "persona_outbox_pending", outbox) == n, name
+        assert _sample(registry, "persona_outbox_dead_letters", outbox) == 0, name
+        assert _sample(registry, "persona_outbox_unmatched", outbox) == 0, name
+    assert _sample(registry, "persona_crm_delivered_total") == 1
 
 
 def test_the_versions_served_are_an_info_metric():
@@ -228,6 +273,9 @@ def test_the_grafana_dashboard_charts_every_persona_metric_and_only_real_ones():
         f for f in families if any(re.search(rf"\b{f}(_total|_bucket|_sum|_count)?\b", e) for e in exprs)
     }
     assert charted == families, families - charted
+    # one series per outbox (crm, triggers, segments), never one number that mixes them
+    outboxes = [e for e in exprs if "persona_outbox_" in e]
+    assert len(outboxes) == 3 and all(e.startswith("max by (outbox) (") for e in outboxes), outboxes
     bentoml_metrics = {m for e in exprs for m in re.findall(r"\b(bentoml_[a-z_]+)", e)}
     assert bentoml_metrics <= {
         "bentoml_service_request_total",
