@@ -79,9 +79,14 @@ def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
     if isinstance(columns, FiniteColumns):
         return columns
     out: dict[str, np.ndarray] = FiniteColumns()
+    floats = [col for col in columns.values() if col.dtype.kind == "f"]
+    # the usual case, no inf anywhere: one check for all features, not two numpy calls per feature
+    if not floats or not np.isinf(np.concatenate(floats)).any():
+        out.update(columns)
+        return out
     for name, col in columns.items():
         if col.dtype.kind == "f":
-            inf = np.isinf(col)  # one pass (NaN is not inf): this runs per feature on every request
+            inf = np.isinf(col)  # one pass (NaN is not inf)
             if inf.any():
                 col = np.where(inf, np.nan, col)
         out[name] = col
