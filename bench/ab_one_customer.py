@@ -43,7 +43,9 @@ def worker(world: Path) -> None:
 
     for _ in range(30):
         call()
-    print("ready", flush=True)
+    import serving.scoring
+
+    print("ready", serving.scoring.__file__, flush=True)
     for line in sys.stdin:
         out = []
         for _ in range(int(line)):
@@ -69,7 +71,9 @@ def main(old_tree: Path) -> int:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        assert procs[name].stdout.readline().strip() == "ready", f"{name} tree did not load"  # type: ignore[union-attr]
+        ready = procs[name].stdout.readline().split()  # type: ignore[union-attr]
+        assert ready[:1] == ["ready"], f"{name} tree did not load"
+        print(f"{name}: {ready[1]}")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in procs}
     loads = [os.getloadavg()[0]]
     for r in range(rounds):
