@@ -38,7 +38,7 @@ STAGES = (
     ("  of which reasons in words (tag churn_reasons)", "serving/scoring.py", "_reasons_in_words"),
     ("  of which segments", "models/segmentation.py", "predict_columns"),
     ("  of which value (CLV)", "models/clv.py", "predict_columns"),
-    ("  of which next best (top items)", "models/recommend.py", "top_items"),
+    ("  of which next best (top items)", "models/recommend.py", "scores_of"),
     ("  of which populations", "serving/scoring.py", "mask"),
     ("  of which input encoding (classifiers and value)", "models/classifier.py", "encode_columns"),
     ("value reasons (explain)", "models/clv.py", "reasons_columns"),

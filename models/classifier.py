@@ -25,6 +25,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from models.single_row import picklable_state, single_row_of
+
 try:
     from core.errors import ValidationFailed
 except ImportError:  # a bundle loaded with only `models/` + libraries (how MLflow ships it)
@@ -228,16 +230,25 @@ def _threads(x: np.ndarray) -> int:
 
 @dataclass
 class LightGBMEstimator:
-    """A LightGBM booster; one thread for small inputs, all cores for large ones."""
+    """A LightGBM booster; one thread for small inputs, all cores for large ones, and LightGBM's
+    single-row path for one row (the one customer a CRM usually asks for: same numbers, no per-call
+    set-up, see `models.single_row`)."""
 
     booster: Any
 
     def raw(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 1:
+            return single_row_of(self).raw(x)
         return self.booster.predict(x, raw_score=True, num_threads=_threads(x))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (log-odds), without the bias column."""
+        if len(x) == 1:
+            return single_row_of(self).contributions(x)[:, :-1]
         return self.booster.predict(x, pred_contrib=True, num_threads=_threads(x))[:, :-1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return picklable_state(self)
 
 
 @dataclass

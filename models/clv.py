@@ -37,6 +37,7 @@ from models.classifier import (
     _tier_cuts,
     encode_columns,
 )
+from models.single_row import picklable_state, single_row_of
 
 try:
     from core.errors import ValidationFailed
@@ -337,13 +338,25 @@ class ClvRegressor(_ValueModel):
         self, columns: Columns, horizon_days: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         x = self.encode_columns(columns)
-        full = self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)
+        full = self._contributions(x)
         raw = full.sum(axis=1) + self.base_margin_columns(columns, len(x), horizon_days) + np.log(self.scale)
         return raw, full[:, :-1]
 
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
+        """TreeSHAP contributions with the bias column; one row through LightGBM's single-row path."""
+        if len(x) == 1:
+            return single_row_of(self).contributions(x)
+        return self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return picklable_state(self)
+
     def predict_columns(self, columns: Columns, horizon_days: float | None = None) -> np.ndarray:
         x = self.encode_columns(columns)
-        raw = self.booster.predict(x, raw_score=True, num_threads=0 if len(x) >= 256 else 1)
+        if len(x) == 1:
+            raw = single_row_of(self).raw(x)
+        else:
+            raw = self.booster.predict(x, raw_score=True, num_threads=0 if len(x) >= 256 else 1)
         return np.exp(raw + self.base_margin_columns(columns, len(x), horizon_days)) * self.scale
 
     def reason_inputs(self) -> list[str]:
@@ -353,7 +366,7 @@ class ClvRegressor(_ValueModel):
         """Per row, the features that move the value most (contribution: log-value; +0.69 doubles it)."""
         # Only the contributions: the raw value (and the offset model under it) is not needed here.
         x = self.encode_columns(columns)
-        contrib = self.booster.predict(x, pred_contrib=True, num_threads=0 if len(x) >= 256 else 1)[:, :-1]
+        contrib = self._contributions(x)[:, :-1]
         values = np.empty(contrib.shape, dtype=object)
         for j, name in enumerate(self.features):
             values[:, j] = columns[name]

@@ -161,15 +161,13 @@ class Recommender:
             if not known.all():
                 out[~known] += self.popularity
             return out
-        decayed = _take_rows(self.decayed, r)  # once: both terms read the same rows
-        own = _row_max_scaled(decayed.toarray())
+        own = _row_max_scaled(_dense_rows(self.decayed, r))
         if name == "buy_again":
             part = own
         else:
             if name.endswith("cooccurrence"):
                 assert self.similarity is not None
-                collab = decayed @ self.similarity
-                collab = np.asarray(collab)
+                collab = _rows_times(self.decayed, r, self.similarity)
             else:
                 assert self.item_factors is not None
                 collab = self.user_factors(r) @ self.item_factors.T
@@ -210,7 +208,7 @@ class Recommender:
         assert self.item_factors is not None
         y = np.asarray(self.item_factors, dtype=np.float64)
         f = y.shape[1]
-        conf = _take_rows(self.counts, rows).toarray() * self.spec.alpha
+        conf = _dense_rows(self.counts, rows) * self.spec.alpha
         bought = conf > 0
         a = y.T @ y + self.spec.regularization * np.eye(f)
         a = a[None, :, :] + np.einsum("nm,mf,mg->nfg", np.where(bought, conf - 1.0, 0.0), y, y)
@@ -245,18 +243,32 @@ class Recommender:
     def rows_of(self, customer_ids: list[str] | np.ndarray) -> np.ndarray:
         return np.asarray([self.customers.get(str(c), -1) for c in customer_ids], dtype=np.int64)
 
+    def scores_of(self, customer_ids: list[str] | np.ndarray) -> np.ndarray:
+        """Scores (len(ids) x items) of customers by id."""
+        return self.scores(self.rows_of(customer_ids))
+
+    def top_of(self, scores: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Item indices of `scores`' rows, best first (rows x k)."""
+        return _top(scores, k or self.top_k)
+
     def top_items(self, customer_ids: list[str] | np.ndarray, k: int | None = None) -> np.ndarray:
         """Item indices, best first (len(ids) x k)."""
-        return _top(self.scores(self.rows_of(customer_ids)), k or self.top_k)
+        return self.top_of(self.scores_of(customer_ids), k)
 
     def recommend(
-        self, customer_ids: list[str] | np.ndarray, *, k: int | None = None, as_of_day: float | None = None
+        self,
+        customer_ids: list[str] | np.ndarray,
+        *,
+        k: int | None = None,
+        as_of_day: float | None = None,
+        scores: np.ndarray | None = None,
     ) -> list[dict[str, list[dict[str, Any]]]]:
         """Per customer: `items` (the top k, each `buy_again` or `new`) and `new` (the top k never bought),
-        each entry {item, score, kind, reason}."""
+        each entry {item, score, kind, reason}. `scores`: `scores_of(customer_ids)` when the caller has
+        them already (serving scored the same customers for `next_best`)."""
         k = k or self.top_k
         rows = self.rows_of(customer_ids)
-        scores = self.scores(rows)
+        scores = self.scores(rows) if scores is None else scores
         now = self.as_of_day if as_of_day is None else as_of_day
         orders = np.argsort(-scores, axis=1, kind="stable")
         out = []
@@ -363,6 +375,29 @@ def _take_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     cols, values = _csr_row(matrix, int(rows[0]))
     indptr = np.asarray([0, len(cols)], dtype=matrix.indptr.dtype)
     return sp.csr_matrix((values, cols, indptr), shape=(1, matrix.shape[1]))
+
+
+def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """`matrix[rows].toarray()`; one row straight from the CSR arrays (building a one-row sparse matrix
+    cost more than scoring the customer)."""
+    if len(rows) != 1:
+        return _take_rows(matrix, rows).toarray()
+    cols, values = _csr_row(matrix, int(rows[0]))
+    out = np.zeros((1, matrix.shape[1]), dtype=matrix.dtype)
+    out[0, cols] += values  # as toarray: each stored value added to 0 (the columns of a row are unique)
+    return out
+
+
+def _rows_times(matrix: sp.csr_matrix, rows: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """`matrix[rows] @ dense` as scipy computes it for one row (each stored value times its row of
+    `dense`, added in stored order: the same sums, bit for bit), without building a sparse matrix."""
+    if len(rows) != 1:
+        return np.asarray(_take_rows(matrix, rows) @ dense)
+    cols, values = _csr_row(matrix, int(rows[0]))
+    out = np.zeros(dense.shape[1], dtype=np.result_type(values, dense))
+    for j, value in zip(cols.tolist(), values.tolist(), strict=True):
+        out += value * dense[j]
+    return out[None, :]
 
 
 def _iso_day(day: float) -> str:

@@ -79,9 +79,14 @@ def finite_columns(columns: Columns) -> dict[str, np.ndarray]:
     if isinstance(columns, FiniteColumns):
         return columns
     out: dict[str, np.ndarray] = FiniteColumns()
+    floats = [col for col in columns.values() if col.dtype.kind == "f"]
+    # the usual case, no inf anywhere: one check for all features, not two numpy calls per feature
+    if not floats or not np.isinf(np.concatenate(floats)).any():
+        out.update(columns)
+        return out
     for name, col in columns.items():
         if col.dtype.kind == "f":
-            inf = np.isinf(col)  # one pass (NaN is not inf): this runs per feature on every request
+            inf = np.isinf(col)  # one pass (NaN is not inf)
             if inf.any():
                 col = np.where(inf, np.nan, col)
         out[name] = col
@@ -287,6 +292,8 @@ class ModelOutputs:
     contributions: dict[str, np.ndarray] = field(default_factory=dict)
     # kind -> per row, the reasons raising the probability in words (None = none / not scored)
     reasons_text: dict[str, np.ndarray] = field(default_factory=dict)
+    # the recommender's scores of its scored rows (the lists with reasons reuse them: one pass per request)
+    recommend_scores: np.ndarray | None = None
 
     def columns(self) -> dict[str, np.ndarray]:
         """The outputs as tag-catalog inputs (name -> array)."""
@@ -420,6 +427,7 @@ def run_models(
             value_tier[ok] = np.asarray(bundle.tiers(value[ok]), dtype=object)
             scored_rows["clv"] = rows
     next_best, next_best_list = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+    recommend_scores = None
     if "recommend" not in state.models or customer_ids is None:
         not_scored["recommend"] = no_model.copy()
     else:
@@ -428,7 +436,8 @@ def run_models(
         not_scored["recommend"] = np.where(ok, None, "no_features").astype(object)
         if ok.any():
             rows = np.flatnonzero(ok)
-            names = bundle.items[bundle.top_items(np.asarray(customer_ids, dtype=object)[rows])]
+            recommend_scores = bundle.scores_of(np.asarray(customer_ids, dtype=object)[rows])
+            names = bundle.items[bundle.top_of(recommend_scores)]
             next_best[rows] = names[:, 0]
             next_best_list[rows] = np.asarray([", ".join(map(str, r)) for r in names], dtype=object)
             scored_rows["recommend"] = rows
@@ -461,6 +470,7 @@ def run_models(
         scored_rows=scored_rows,
         contributions=contributions,
         reasons_text=reasons_text,
+        recommend_scores=recommend_scores,
     )
 
 
@@ -893,7 +903,9 @@ class Scorer:
         if loaded is None or rows is None or not len(rows):
             return out
         day = None if as_of is None else pd.Timestamp(as_of).timestamp() / 86400.0
-        lists = loaded.bundle.recommend([ids[r] for r in rows], as_of_day=day)
+        lists = loaded.bundle.recommend(
+            [ids[r] for r in rows], as_of_day=day, scores=outputs.recommend_scores
+        )
         for row, got in zip(rows, lists, strict=True):
             for key in ("items", "new"):
                 for entry in got[key]:  # fresh dicts of this call: rounded in place

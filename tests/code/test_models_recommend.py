@@ -324,8 +324,9 @@ def test_the_lists_equal_entry_by_entry_construction(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["buy_again", "hybrid_cooccurrence", "als", "hybrid_als", "rerank"])
 def test_one_customer_rows_cut_from_the_arrays_score_as_scipy_indexing(name: str, monkeypatch) -> None:
-    """One customer (the usual online request) has its history row cut from the CSR arrays; the scores
-    and lists are, to the last bit, those scipy's row indexing gives."""
+    """One customer (the usual online request) has its history row cut from the CSR arrays (densified
+    and multiplied by the similarity without a sparse matrix); the scores and lists are, to the last bit,
+    those scipy's row indexing and sparse product give."""
     import models.recommend as recommend
 
     people, model = _random_world(name, seed=5, customers=30, purchases=200, days=400)
@@ -337,7 +338,13 @@ def test_one_customer_rows_cut_from_the_arrays_score_as_scipy_indexing(name: str
             for part in ("data", "indices", "indptr"):
                 assert np.array_equal(getattr(cut, part), getattr(indexed, part))
     fast = [(model.scores(model.rows_of([c])), model.recommend([c])) for c in ids]
+    # the lists from scores computed once by the caller (serving's `next_best` pass) are the same lists
+    assert [model.recommend([c], scores=model.scores_of([c])) for c in ids] == [lists for _, lists in fast]
     monkeypatch.setattr(recommend, "_take_rows", lambda matrix, rows: matrix[rows])
+    monkeypatch.setattr(recommend, "_dense_rows", lambda matrix, rows: matrix[rows].toarray())
+    monkeypatch.setattr(
+        recommend, "_rows_times", lambda matrix, rows, dense: np.asarray(matrix[rows] @ dense)
+    )
     slow = [(model.scores(model.rows_of([c])), model.recommend([c])) for c in ids]
     assert len({tuple(s[0]) for s, _ in slow}) > 5  # customers differ: a row mix-up would show
     for cid, (f_scores, f_lists), (s_scores, s_lists) in zip(ids, fast, slow, strict=True):

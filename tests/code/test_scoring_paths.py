@@ -206,3 +206,5 @@ def test_finite_columns_clean_once_and_pass_cleaned_columns_through() -> None:
     assert clean["y"] is raw["y"] and clean["name"] is raw["name"]  # nothing to clean: no copy
     assert finite_columns(clean) is clean
     assert finite_columns(dict(clean)) is not clean  # a plain mapping is always checked
+    finite = finite_columns({"y": raw["y"], "name": raw["name"]})  # no inf at all: passed through as is
+    assert finite["y"] is raw["y"] and finite["name"] is raw["name"] and finite_columns(finite) is finite
