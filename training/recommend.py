@@ -31,7 +31,7 @@ from training.registry import GateDecision
 
 if TYPE_CHECKING:
     from configs.settings import Settings
-    from models.recommend import Purchases, Recommender, Spec
+    from models.recommend import EncodedPurchases, Purchases, Recommender, Spec
 
 log = logging.getLogger(__name__)
 KIND = "recommend"
@@ -41,9 +41,11 @@ BASELINES = ("popularity", "buy_again")
 
 @dataclass
 class RecommendData:
-    """Purchases of consenting customers, the catalog and the cuts (epoch days)."""
+    """Purchases of consenting customers (as read, and encoded once against the catalog for every fit and
+    evaluation), the catalog and the cuts (epoch days)."""
 
     purchases: Purchases
+    encoded: EncodedPurchases
     items: np.ndarray
     level: str
     as_of: pd.Timestamp
@@ -69,7 +71,7 @@ def recommend_data(settings: Settings) -> RecommendData:
     when the orders name no categories and no small product catalog (e.g. CDNOW)."""
     from features.build import read_clean
     from features.clock import clean_as_of
-    from models.recommend import Purchases
+    from models.recommend import EncodedPurchases, Purchases
 
     cfg = settings.training.recommend
     orders = read_clean(settings, "orders")
@@ -100,11 +102,12 @@ def recommend_data(settings: Settings) -> RecommendData:
     frame = frame[~frame["customer_id"].isin(withdrawn)]
     purchases = Purchases.from_frame(frame, item=item)
     items = np.asarray(sorted(pd.unique(purchases.item)), dtype=object)
-    data = RecommendData(purchases, items, level, clean_as_of(settings), cfg.horizon_days)
-    before_valid = purchases.before(data.valid_cut)
-    if len(items) < 2 or not len(before_valid.customer):
+    encoded = EncodedPurchases.encode(purchases, items)
+    data = RecommendData(purchases, encoded, items, level, clean_as_of(settings), cfg.horizon_days)
+    before_valid = int(np.count_nonzero(encoded.day < data.valid_cut))
+    if len(items) < 2 or not before_valid:
         raise StageSkipped(
-            f"recommend model skipped: {len(items)} {level}(s), {len(before_valid.customer)} purchases "
+            f"recommend model skipped: {len(items)} {level}(s), {before_valid} purchases "
             f"before the validation cut (as_of - 2 x {data.horizon_days} days)",
             hint="training.recommend.horizon_days needs about 3 horizons of orders",
         )
@@ -118,13 +121,13 @@ def choose_spec(
     Returns the chosen spec, the best buy-again spec (the baseline), validation metrics and why."""
     from models.recommend import RERANK_MAX_ITEMS, Spec, candidate_specs, evaluate, fit_recommender
 
-    window = data.purchases.between(data.valid_cut, data.test_cut)
+    window = data.encoded.between(data.valid_cut, data.test_cut)
     ks = _ks(data, top_k)
     scored: dict[str, tuple[Spec, dict[str, float]]] = {}
 
     def run(spec: Spec) -> float:
         model = fit_recommender(
-            data.purchases,
+            data.encoded,
             spec=spec,
             items=data.items,
             as_of_day=data.valid_cut,
@@ -181,7 +184,7 @@ def _fit_at(
     from models.recommend import fit_recommender
 
     return fit_recommender(
-        data.purchases,
+        data.encoded,
         spec=spec,
         items=data.items,
         as_of_day=cut,
@@ -258,7 +261,7 @@ def _champion_metrics(settings: Settings, data: RecommendData, version: str, *, 
         spec = load_version(settings, KIND, version).bundle.spec
         model = _fit_at(data, spec, cut=data.test_cut, top_k=top_k, seed=seed)
         return evaluate(
-            model, data.purchases.between(data.test_cut, data.as_of_day + 1e-9), ks=_ks(data, top_k)
+            model, data.encoded.between(data.test_cut, data.as_of_day + 1e-9), ks=_ks(data, top_k)
         )
     except Exception as exc:  # an unloadable champion must not block a new model: record it instead
         log.warning("champion v%s of %s could not be scored: %s", version, KIND, exc)
@@ -280,7 +283,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
     spec, buy_again, valid_all, why = choose_spec(data, top_k=cfg.top_k, seed=seed)
     log.info("recommend candidate: %s", why)
     ks = _ks(data, cfg.top_k)
-    test_window = data.purchases.between(data.test_cut, data.as_of_day + 1e-9)  # as_of's own day included
+    test_window = data.encoded.between(data.test_cut, data.as_of_day + 1e-9)  # as_of's own day included
     contenders = {"candidate": spec, "popularity": Spec("popularity"), "buy_again": buy_again}
     test = {
         name: evaluate(_fit_at(data, s, cut=data.test_cut, top_k=cfg.top_k, seed=seed), test_window, ks=ks)
