@@ -525,14 +525,22 @@ def fit_recommender(
     level: str = "category",
     seed: int = 0,
     features: tuple[str, ...] = (),
+    parts: dict[tuple, Any] | None = None,
 ) -> Recommender:
-    """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then). Encode the
-    purchases once (`EncodedPurchases.encode`) when fitting several candidates on them."""
+    """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then). Fitting
+    several candidates on the same purchases: encode them once (`EncodedPurchases.encode`) and pass one
+    `parts` dict to every fit, which then share the item-level parts of each cut (see `_fit_parts`)."""
     if spec.name not in CANDIDATES:
         raise ValueError(f"unknown recommender {spec.name!r}; expected one of {', '.join(CANDIDATES)}")
     purchases = _encoded(purchases, items)
     common = dict(
-        items=items, horizon_days=horizon_days, top_k=top_k, level=level, seed=seed, features=features
+        items=items,
+        horizon_days=horizon_days,
+        top_k=top_k,
+        level=level,
+        seed=seed,
+        features=features,
+        parts=parts,
     )
     model = _fit_parts(purchases, spec=spec, as_of_day=as_of_day, **common)
     if spec.name == "rerank":
@@ -589,8 +597,19 @@ def _fit_parts(
     level: str,
     seed: int,
     features: tuple[str, ...],
+    parts: dict[tuple, Any] | None,
 ) -> Recommender:
-    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker)."""
+    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker). The item-level
+    parts (popularity, similarity, ALS item factors) depend on the cut and not on the half-life or the
+    hybrid's weight: with `parts` they are fitted once per cut and shared by every candidate."""
+
+    def shared(key: tuple, make):  # type: ignore[no-untyped-def]
+        if parts is None:
+            return make()
+        if key not in parts:
+            parts[key] = make()
+        return parts[key]
+
     past = purchases.before(as_of_day)
     index, counts, last_day, decayed = _matrices(
         past, as_of_day=as_of_day, half_life_days=spec.half_life_days
@@ -606,14 +625,15 @@ def _fit_parts(
         counts=counts,
         last_day=last_day,
         decayed=decayed,
-        popularity=popularity_of(past, items, as_of_day=as_of_day),
+        popularity=shared(("popularity", as_of_day), lambda: popularity_of(past, items, as_of_day=as_of_day)),
         features=features,
         metadata={"model": spec.name, **{f"spec.{k}": v for k, v in spec.params().items()}},
     )
     if spec.name.endswith("cooccurrence") or spec.name == "rerank":
-        model.similarity = cooccurrence_similarity(counts)
+        model.similarity = shared(("similarity", as_of_day), lambda: cooccurrence_similarity(counts))
     if spec.name.endswith("als") or spec.name == "rerank":
-        model.item_factors = fit_als(counts, spec, seed=seed)
+        als = (spec.factors, spec.regularization, spec.alpha, spec.iterations, seed)
+        model.item_factors = shared(("als", as_of_day, *als), lambda: fit_als(counts, spec, seed=seed))
     return model
 
 

@@ -16,7 +16,7 @@ champion and erasure rewrites.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class RecommendData:
     level: str
     as_of: pd.Timestamp
     horizon_days: int
+    parts: dict[tuple, Any] = field(default_factory=dict)  # item-level parts per cut, shared by the fits
 
     @property
     def as_of_day(self) -> float:
@@ -135,6 +136,7 @@ def choose_spec(
             top_k=top_k,
             level=data.level,
             seed=seed,
+            parts=data.parts,
         )
         metrics = evaluate(model, window, ks=ks)
         scored[_label(spec)] = (spec, metrics)
@@ -193,6 +195,7 @@ def _fit_at(
         level=data.level,
         seed=seed,
         features=tuple(features),
+        parts=data.parts,
     )
 
 

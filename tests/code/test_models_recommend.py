@@ -447,3 +447,34 @@ def test_an_encoding_is_refused_against_another_catalog() -> None:
         fit_recommender(
             encoded, spec=Spec("buy_again"), items=ITEMS[:3], as_of_day=0.0, horizon_days=30, top_k=2
         )
+
+
+def test_candidates_sharing_parts_fit_each_cut_once_and_score_as_fitted_alone(monkeypatch) -> None:
+    """With one `parts` dict, the ALS factors (and similarity, popularity) of a cut are fitted once for
+    every candidate that needs them, and each candidate scores exactly as when fitted on its own."""
+    import models.recommend as recommend
+    from models.recommend import EncodedPurchases
+
+    purchases = _messy_purchases(3)
+    encoded, parts = EncodedPurchases.encode(purchases, ITEMS), {}
+    day = epoch_day(AS_OF) - 30
+    calls = []
+    fit_als = recommend.fit_als
+    monkeypatch.setattr(
+        recommend,
+        "fit_als",
+        lambda counts, spec, *, seed: calls.append(counts.shape) or fit_als(counts, spec, seed=seed),
+    )
+    specs = [
+        Spec("als"),
+        *(Spec("hybrid_als", weight=w, half_life_days=h) for w, h in ((0.5, 30.0), (1.0, 365.0))),
+        Spec("rerank"),
+    ]
+    rows = np.arange(50)
+    for spec in specs:
+        common = dict(spec=spec, items=ITEMS, as_of_day=day, horizon_days=90, top_k=2, seed=7)
+        shared = fit_recommender(encoded, parts=parts, **common)
+        alone = fit_recommender(purchases, **common)
+        assert np.array_equal(shared.scores(rows), alone.scores(rows)), spec
+    # alone: one fit per candidate (two for rerank); shared: the cut and rerank's earlier cut, once each
+    assert len(calls) == len(specs) + 1 + 2, calls
