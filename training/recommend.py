@@ -41,10 +41,9 @@ BASELINES = ("popularity", "buy_again")
 
 @dataclass
 class RecommendData:
-    """Purchases of consenting customers (as read, and encoded once against the catalog for every fit and
-    evaluation), the catalog and the cuts (epoch days)."""
+    """Purchases of consenting customers (encoded once against the catalog for every fit and evaluation:
+    the strings as read are let go), the catalog and the cuts (epoch days)."""
 
-    purchases: Purchases
     encoded: EncodedPurchases
     items: np.ndarray
     level: str
@@ -70,9 +69,31 @@ class RecommendData:
 def recommend_data(settings: Settings) -> RecommendData:
     """Purchases (completed, not cancelled or returned) at the configured level; skipped with the reason
     when the orders name no categories and no small product catalog (e.g. CDNOW)."""
-    from features.build import read_clean
     from features.clock import clean_as_of
-    from models.recommend import EncodedPurchases, Purchases
+    from models.recommend import EncodedPurchases
+
+    cfg = settings.training.recommend
+    level, purchases = _purchases(settings)
+    items = np.asarray(sorted(pd.unique(purchases.item)), dtype=object)
+    # the fits read the codes only: the strings as read (an object per row) are let go here
+    encoded = EncodedPurchases.encode(purchases, items)
+    del purchases
+    data = RecommendData(encoded, items, level, clean_as_of(settings), cfg.horizon_days)
+    before_valid = int(np.count_nonzero(encoded.day < data.valid_cut))
+    if len(items) < 2 or not before_valid:
+        raise StageSkipped(
+            f"recommend model skipped: {len(items)} {level}(s), {before_valid} purchases "
+            f"before the validation cut (as_of - 2 x {data.horizon_days} days)",
+            hint="training.recommend.horizon_days needs about 3 horizons of orders",
+        )
+    return data
+
+
+def _purchases(settings: Settings) -> tuple[str, Purchases]:
+    """The level and the purchases of consenting customers at it (the clean tables are read here and
+    let go on return)."""
+    from features.build import read_clean
+    from models.recommend import Purchases
 
     cfg = settings.training.recommend
     orders = read_clean(settings, "orders")
@@ -95,24 +116,13 @@ def recommend_data(settings: Settings) -> RecommendData:
                     f"recommend model not configured: {n_products} products exceed "
                     f"training.recommend.max_products ({cfg.max_products}) and the orders name no category"
                 )
-    if frame is None:
+    if frame is None or level is None or item is None:
         raise StageSkipped(
             "recommend model not configured: the orders name no category (sources.orders.columns.category) "
             "and no products (layout: order_lines with product_id)"
         )
     frame = frame[~frame["customer_id"].isin(withdrawn)]
-    purchases = Purchases.from_frame(frame, item=item)
-    items = np.asarray(sorted(pd.unique(purchases.item)), dtype=object)
-    encoded = EncodedPurchases.encode(purchases, items)
-    data = RecommendData(purchases, encoded, items, level, clean_as_of(settings), cfg.horizon_days)
-    before_valid = int(np.count_nonzero(encoded.day < data.valid_cut))
-    if len(items) < 2 or not before_valid:
-        raise StageSkipped(
-            f"recommend model skipped: {len(items)} {level}(s), {before_valid} purchases "
-            f"before the validation cut (as_of - 2 x {data.horizon_days} days)",
-            hint="training.recommend.horizon_days needs about 3 horizons of orders",
-        )
-    return data
+    return level, Purchases.from_frame(frame, item=item)
 
 
 def choose_spec(
@@ -312,7 +322,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
     served = _fit_at(data, spec, cut=served_cut, top_k=cfg.top_k, seed=seed, features=features)
     served.metadata.update(candidate_selection=why, as_of=data.as_of.isoformat())
     # The histories go to their own table (erasure rewrites it), the registered model holds no customer.
-    history = write_history(settings, data.purchases, as_of_day=served_cut)
+    history = write_history(settings, data.encoded.decode(), as_of_day=served_cut)
     registered = served.without_history()
     window = {
         "level": data.level,

@@ -419,6 +419,9 @@ def test_encoded_purchases_give_the_histories_the_strings_gave(seed: int) -> Non
 
     purchases = _messy_purchases(seed)
     encoded = EncodedPurchases.encode(purchases, ITEMS)
+    decoded = encoded.decode()  # what the histories table is written from
+    for column in ("customer", "item", "day"):
+        assert getattr(decoded, column).tolist() == getattr(purchases, column).tolist()
     for cut in (epoch_day(AS_OF) - 400, epoch_day(AS_OF) - 90.25, epoch_day(AS_OF) + 1):
         want = _matrices_by_strings(purchases.before(cut), ITEMS, as_of_day=cut, half_life_days=30.0)
         got = _matrices(encoded.before(cut), as_of_day=cut, half_life_days=30.0)
