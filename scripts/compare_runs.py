@@ -1,5 +1,5 @@
 """Compare the MLflow runs of two `persona train all` on the same world: every metric of every model's
-latest run (by run name) must be identical, and so must the params that are not timings or paths.
+latest run (one experiment per model) must be identical, and so must the params that are not timings or paths.
 
     .venv/bin/python scripts/compare_runs.py data/w20k_old/mlflow/mlflow.db data/w20k/mlflow/mlflow.db
 Prints each model's metric count and the first differences; exit 1 on any difference (a metric missing on
@@ -16,7 +16,7 @@ IGNORED_PARAMS = ("git_commit", "history_table", "run_", "path", "duration", "se
 
 
 def _latest_runs(db: Path) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
-    """Run name -> (metrics, params) of the latest run of each name across the experiments."""
+    """Experiment (one per model) -> (metrics, params) of its latest run."""
     from mlflow import MlflowClient
 
     mlflow_client = MlflowClient(tracking_uri=f"sqlite:///{db.resolve()}")
@@ -25,7 +25,7 @@ def _latest_runs(db: Path) -> dict[str, tuple[dict[str, float], dict[str, str]]]
     for run in mlflow_client.search_runs(
         experiments, order_by=["attributes.start_time ASC"], max_results=5000
     ):
-        name = f"{mlflow_client.get_experiment(run.info.experiment_id).name}/{run.info.run_name}"
+        name = mlflow_client.get_experiment(run.info.experiment_id).name  # run names carry the time
         out[name] = (dict(run.data.metrics), dict(run.data.params))
     return out
 
