@@ -113,6 +113,79 @@ class Purchases:
         return Purchases(self.customer[keep], self.item[keep], self.day[keep])
 
 
+@dataclass(frozen=True)
+class EncodedPurchases:
+    """Purchases as integer codes, encoded once and shared by every fit and evaluation of a training run.
+
+    `customer` indexes `ids` (the customer ids, sorted as strings: code order is the histories' row
+    order), `item` indexes `items`; rows keep the order of the purchases they came from, so the sparse
+    sums are the same as from the strings. `by_pair` orders the rows by (customer, item, day), built with
+    one sort: a cut keeps that order, so the latest purchase per pair and the buyers per item are read off
+    without sorting again (each candidate used to re-sort every purchase as strings)."""
+
+    ids: np.ndarray  # customer ids (object), sorted
+    items: np.ndarray  # item names (object)
+    customer: np.ndarray  # int32 codes into ids
+    item: np.ndarray  # int32 codes into items
+    day: np.ndarray  # float64 epoch days
+    by_pair: np.ndarray  # row positions sorted by (customer, item, day)
+
+    @classmethod
+    def encode(cls, purchases: Purchases, items: np.ndarray) -> EncodedPurchases:
+        """Codes of `purchases` against the catalog `items` (purchases of other items are left out)."""
+        item_code = pd.Index(np.asarray(items, dtype=object).astype(str)).get_indexer(
+            purchases.item.astype(str)
+        )
+        known = item_code >= 0
+        names = purchases.customer[known].astype(str)
+        first_seen, uniques = pd.factorize(names, sort=False)
+        order = np.argsort(uniques.astype(str), kind="stable")  # np.unique's order: code points
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        # 32-bit codes: a billion purchases still fit, at half the memory of the default 64-bit ones
+        customer = rank[first_seen].astype(np.int32) if len(names) else np.zeros(0, dtype=np.int32)
+        item = item_code[known].astype(np.int32)
+        day = np.asarray(purchases.day[known], dtype=np.float64)
+        by_pair = np.lexsort((day, item, customer)).astype(np.int32)
+        return cls(
+            ids=np.asarray(uniques, dtype=object)[order],
+            items=np.asarray(items, dtype=object),
+            customer=customer,
+            item=item,
+            day=day,
+            by_pair=by_pair,
+        )
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def decode(self) -> Purchases:
+        """The purchases as ids and names again (rows in the same order; the strings are shared)."""
+        return Purchases(self.ids[self.customer], self.items[self.item], self.day)
+
+    def _where(self, keep: np.ndarray) -> EncodedPurchases:
+        position = np.cumsum(keep, dtype=np.int32) - 1  # new position of each kept row
+        by_pair = position[self.by_pair[keep[self.by_pair]]]
+        return replace(
+            self, customer=self.customer[keep], item=self.item[keep], day=self.day[keep], by_pair=by_pair
+        )
+
+    def before(self, cut_day: float) -> EncodedPurchases:
+        return self._where(self.day < cut_day)
+
+    def between(self, start_day: float, end_day: float) -> EncodedPurchases:
+        return self._where((self.day >= start_day) & (self.day < end_day))
+
+
+def _encoded(purchases: Purchases | EncodedPurchases, items: np.ndarray) -> EncodedPurchases:
+    """`purchases` as codes against `items` (already encoded ones must be against the same catalog)."""
+    if isinstance(purchases, EncodedPurchases):
+        if not np.array_equal(purchases.items.astype(str), np.asarray(items, dtype=object).astype(str)):
+            raise ValueError("purchases were encoded against another item catalog")
+        return purchases
+    return EncodedPurchases.encode(purchases, items)
+
+
 def epoch_day(ts: pd.Timestamp) -> float:
     return (pd.Timestamp(ts).tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).total_seconds() / 86400.0
 
@@ -221,13 +294,12 @@ class Recommender:
         empty = sp.csr_matrix((0, len(self.items)), dtype=np.float64)
         return replace(self, customers={}, counts=empty, last_day=empty.copy(), decayed=empty.copy())
 
-    def with_history(self, purchases: Purchases, *, as_of_day: float) -> Recommender:
+    def with_history(self, purchases: Purchases | EncodedPurchases, *, as_of_day: float) -> Recommender:
         """The model scoring from `purchases` (those before `as_of_day`; items it does not know are
         ignored), its histories rebuilt with its own half-life: any version can read the same table."""
-        known = np.isin(purchases.item.astype(str), self.items.astype(str))
-        kept = Purchases(purchases.customer[known], purchases.item[known], purchases.day[known])
+        kept = _encoded(purchases, self.items).before(as_of_day)  # items it does not know are dropped
         index, counts, last_day, decayed = _matrices(
-            kept.before(as_of_day), self.items, as_of_day=as_of_day, half_life_days=self.spec.half_life_days
+            kept, as_of_day=as_of_day, half_life_days=self.spec.half_life_days
         )
         metadata = {**self.metadata, "as_of": _iso_day(as_of_day)}
         return replace(
@@ -416,36 +488,42 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ fitting
 def _matrices(
-    purchases: Purchases, items: np.ndarray, *, as_of_day: float, half_life_days: float
+    purchases: EncodedPurchases, *, as_of_day: float, half_life_days: float
 ) -> tuple[dict[str, int], sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    customers, cust_code = np.unique(purchases.customer.astype(str), return_inverse=True)
-    index = {str(c): i for i, c in enumerate(customers)}
-    item_pos = {str(name): j for j, name in enumerate(items)}
-    item_code = np.asarray([item_pos[str(x)] for x in purchases.item], dtype=np.int64)
-    shape = (len(customers), len(items))
+    n_ids = len(purchases.ids)
+    present = np.flatnonzero(np.bincount(purchases.customer, minlength=n_ids))
+    row_of = np.full(n_ids, -1, dtype=np.int64)
+    row_of[present] = np.arange(len(present))
+    index = dict(zip(purchases.ids[present].tolist(), range(len(present)), strict=True))
+    cust_code, item_code = row_of[purchases.customer], purchases.item
+    shape = (len(present), len(purchases.items))
     counts = sp.csr_matrix((np.ones(len(item_code)), (cust_code, item_code)), shape=shape)
     counts.sum_duplicates()
     weight = np.power(0.5, np.maximum(as_of_day - purchases.day, 0.0) / half_life_days)
     decayed = sp.csr_matrix((weight, (cust_code, item_code)), shape=shape)
     decayed.sum_duplicates()
-    # latest purchase per (customer, item): sort by day so the last write of each pair wins
-    order = np.argsort(purchases.day, kind="stable")
-    last = pd.Series(purchases.day[order]).groupby([cust_code[order], item_code[order]]).last()
-    last_day = sp.csr_matrix(
-        (last.to_numpy(), (last.index.get_level_values(0), last.index.get_level_values(1))), shape=shape
-    )
+    # latest purchase per (customer, item): the last row of each pair in (customer, item, day) order
+    order = purchases.by_pair
+    rows, cols = cust_code[order], item_code[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    last_day = sp.csr_matrix((purchases.day[order][last], (rows[last], cols[last])), shape=shape)
     return index, counts.tocsr(), last_day.tocsr(), decayed.tocsr()
 
 
-def popularity_of(purchases: Purchases, items: np.ndarray, *, as_of_day: float) -> np.ndarray:
+def popularity_of(
+    purchases: Purchases | EncodedPurchases, items: np.ndarray, *, as_of_day: float
+) -> np.ndarray:
     """Share of the customers active in the last POPULARITY_DAYS who bought each item then."""
-    recent = purchases.between(as_of_day - POPULARITY_DAYS, as_of_day)
-    if not len(recent.customer):
+    recent = _encoded(purchases, items).between(as_of_day - POPULARITY_DAYS, as_of_day)
+    if not len(recent):
         return np.zeros(len(items))
-    pairs = pd.DataFrame({"c": recent.customer, "i": recent.item}).drop_duplicates()
-    buyers = pairs["i"].value_counts()
-    share = np.asarray([buyers.get(str(x), 0) for x in items], dtype=np.float64)
-    return share / pairs["c"].nunique()
+    # one buyer per (customer, item): the first row of each pair in (customer, item, day) order
+    rows, cols = recent.customer[recent.by_pair], recent.item[recent.by_pair]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    buyers = np.bincount(cols[first], minlength=len(items)).astype(np.float64)
+    return buyers / (1 + np.count_nonzero(rows[1:] != rows[:-1]))
 
 
 def cooccurrence_similarity(counts: sp.csr_matrix) -> np.ndarray:
@@ -477,7 +555,7 @@ def fit_als(counts: sp.csr_matrix, spec: Spec, *, seed: int) -> np.ndarray:
 
 
 def fit_recommender(
-    purchases: Purchases,
+    purchases: Purchases | EncodedPurchases,
     *,
     spec: Spec,
     items: np.ndarray,
@@ -487,12 +565,22 @@ def fit_recommender(
     level: str = "category",
     seed: int = 0,
     features: tuple[str, ...] = (),
+    parts: dict[tuple, Any] | None = None,
 ) -> Recommender:
-    """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then)."""
+    """Fit `spec` on the purchases before `as_of_day` (the histories it keeps are as of then). Fitting
+    several candidates on the same purchases: encode them once (`EncodedPurchases.encode`) and pass one
+    `parts` dict to every fit, which then share the item-level parts of each cut (see `_fit_parts`)."""
     if spec.name not in CANDIDATES:
         raise ValueError(f"unknown recommender {spec.name!r}; expected one of {', '.join(CANDIDATES)}")
+    purchases = _encoded(purchases, items)
     common = dict(
-        items=items, horizon_days=horizon_days, top_k=top_k, level=level, seed=seed, features=features
+        items=items,
+        horizon_days=horizon_days,
+        top_k=top_k,
+        level=level,
+        seed=seed,
+        features=features,
+        parts=parts,
     )
     model = _fit_parts(purchases, spec=spec, as_of_day=as_of_day, **common)
     if spec.name == "rerank":
@@ -502,19 +590,20 @@ def fit_recommender(
     return model
 
 
-def fit_ranker(model: Recommender, window: Purchases, *, seed: int, min_customers: int = 20) -> Any:
+def fit_ranker(
+    model: Recommender, window: Purchases | EncodedPurchases, *, seed: int, min_customers: int = 20
+) -> Any:
     """LightGBM LambdaRank over `model`'s pair features of the customers it knows who bought in `window`,
     each customer one query, relevance 1 for the items bought. None with fewer than `min_customers`."""
     import lightgbm as lgb
 
-    relevant = relevant_items(window, model.items)
-    ids = sorted(c for c in relevant if c in model.customers)
-    if len(ids) < min_customers:
+    ids, relevant = relevant_matrix(window, model.items)
+    rows = model.rows_of(ids)
+    known = rows >= 0
+    if known.sum() < min_customers:
         return None
     m = len(model.items)
-    labels = np.zeros((len(ids), m))
-    for i, c in enumerate(ids):
-        labels[i, sorted(relevant[c])] = 1.0
+    labels = relevant[known].astype(np.float64)
     params = {
         "objective": "lambdarank",
         "learning_rate": 0.05,
@@ -528,9 +617,9 @@ def fit_ranker(model: Recommender, window: Purchases, *, seed: int, min_customer
         "verbosity": -1,
     }
     data = lgb.Dataset(
-        model.pair_features(model.rows_of(ids)),
+        model.pair_features(rows[known]),
         label=labels.ravel(),
-        group=[m] * len(ids),
+        group=[m] * int(known.sum()),
         feature_name=list(RERANK_FEATURES),
         free_raw_data=True,
     )
@@ -538,7 +627,7 @@ def fit_ranker(model: Recommender, window: Purchases, *, seed: int, min_customer
 
 
 def _fit_parts(
-    purchases: Purchases,
+    purchases: EncodedPurchases,
     *,
     spec: Spec,
     items: np.ndarray,
@@ -548,11 +637,22 @@ def _fit_parts(
     level: str,
     seed: int,
     features: tuple[str, ...],
+    parts: dict[tuple, Any] | None,
 ) -> Recommender:
-    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker)."""
+    """The candidate's own parts fitted on the purchases before `as_of_day` (no ranker). The item-level
+    parts (popularity, similarity, ALS item factors) depend on the cut and not on the half-life or the
+    hybrid's weight: with `parts` they are fitted once per cut and shared by every candidate."""
+
+    def shared(key: tuple, make):  # type: ignore[no-untyped-def]
+        if parts is None:
+            return make()
+        if key not in parts:
+            parts[key] = make()
+        return parts[key]
+
     past = purchases.before(as_of_day)
     index, counts, last_day, decayed = _matrices(
-        past, items, as_of_day=as_of_day, half_life_days=spec.half_life_days
+        past, as_of_day=as_of_day, half_life_days=spec.half_life_days
     )
     model = Recommender(
         spec=spec,
@@ -565,26 +665,29 @@ def _fit_parts(
         counts=counts,
         last_day=last_day,
         decayed=decayed,
-        popularity=popularity_of(past, items, as_of_day=as_of_day),
+        popularity=shared(("popularity", as_of_day), lambda: popularity_of(past, items, as_of_day=as_of_day)),
         features=features,
         metadata={"model": spec.name, **{f"spec.{k}": v for k, v in spec.params().items()}},
     )
     if spec.name.endswith("cooccurrence") or spec.name == "rerank":
-        model.similarity = cooccurrence_similarity(counts)
+        model.similarity = shared(("similarity", as_of_day), lambda: cooccurrence_similarity(counts))
     if spec.name.endswith("als") or spec.name == "rerank":
-        model.item_factors = fit_als(counts, spec, seed=seed)
+        als = (spec.factors, spec.regularization, spec.alpha, spec.iterations, seed)
+        model.item_factors = shared(("als", as_of_day, *als), lambda: fit_als(counts, spec, seed=seed))
     return model
 
 
 # ------------------------------------------------------------------------------------------ metrics
-def relevant_items(window: Purchases, items: np.ndarray) -> dict[str, set[int]]:
-    """Items each customer bought in an evaluation window (customer id -> item indices)."""
-    pos = {str(name): j for j, name in enumerate(items)}
-    out: dict[str, set[int]] = {}
-    for c, i in zip(window.customer, window.item, strict=True):
-        if str(i) in pos:
-            out.setdefault(str(c), set()).add(pos[str(i)])
-    return out
+def relevant_matrix(window: Purchases | EncodedPurchases, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The customers who bought a catalog item in an evaluation window (ids, sorted) and which items they
+    bought there (a customers x items boolean matrix)."""
+    window = _encoded(window, items)
+    present = np.flatnonzero(np.bincount(window.customer, minlength=len(window.ids)))
+    row_of = np.zeros(len(window.ids), dtype=np.int64)
+    row_of[present] = np.arange(len(present))
+    bought = np.zeros((len(present), len(items)), dtype=bool)
+    bought[row_of[window.customer], window.item] = True
+    return window.ids[present], bought
 
 
 def ranking_metrics(
@@ -653,11 +756,12 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def evaluate(model: Recommender, window: Purchases, *, ks: tuple[int, ...]) -> dict[str, float]:
+def evaluate(
+    model: Recommender, window: Purchases | EncodedPurchases, *, ks: tuple[int, ...]
+) -> dict[str, float]:
     """Metrics of `model` on the purchases of the window that follows its `as_of_day`, at each k."""
-    relevant = relevant_items(window, model.items)
-    ids = sorted(relevant)
-    if not ids:
+    ids, rel = relevant_matrix(window, model.items)
+    if not len(ids):
         return {}
     rows = model.rows_of(ids)
     ranked = np.argsort(-model.scores(rows), axis=1, kind="stable")
@@ -666,7 +770,6 @@ def evaluate(model: Recommender, window: Purchases, *, ks: tuple[int, ...]) -> d
     history = model.counts[rows[known]]  # items each customer bought before the cut
     bought = np.zeros((len(ids), n_items), dtype=bool)
     bought[np.repeat(known, np.diff(history.indptr)), history.indices] = True
-    rel = _as_matrix([relevant[c] for c in ids], n_items)
     out: dict[str, float] = {}
     for k in ks:
         out.update(_ranking_metrics(ranked, rel, k=k, n_items=n_items, bought=bought))

@@ -262,6 +262,7 @@ def fit_segments(data: SegmentData, settings: Settings, *, reference: Any = None
         reference=reference,
         reference_X=fit_on if reference is not None else None,
     )
+    log.info("segments fitted on the %s", sampling.statement())
     return model, sampling
 
 

@@ -16,7 +16,7 @@ champion and erasure rewrites.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from training.registry import GateDecision
 
 if TYPE_CHECKING:
     from configs.settings import Settings
-    from models.recommend import Purchases, Recommender, Spec
+    from models.recommend import EncodedPurchases, Purchases, Recommender, Spec
 
 log = logging.getLogger(__name__)
 KIND = "recommend"
@@ -41,13 +41,15 @@ BASELINES = ("popularity", "buy_again")
 
 @dataclass
 class RecommendData:
-    """Purchases of consenting customers, the catalog and the cuts (epoch days)."""
+    """Purchases of consenting customers (encoded once against the catalog for every fit and evaluation:
+    the strings as read are let go), the catalog and the cuts (epoch days)."""
 
-    purchases: Purchases
+    encoded: EncodedPurchases
     items: np.ndarray
     level: str
     as_of: pd.Timestamp
     horizon_days: int
+    parts: dict[tuple, Any] = field(default_factory=dict)  # item-level parts per cut, shared by the fits
 
     @property
     def as_of_day(self) -> float:
@@ -67,8 +69,30 @@ class RecommendData:
 def recommend_data(settings: Settings) -> RecommendData:
     """Purchases (completed, not cancelled or returned) at the configured level; skipped with the reason
     when the orders name no categories and no small product catalog (e.g. CDNOW)."""
-    from features.build import read_clean
     from features.clock import clean_as_of
+    from models.recommend import EncodedPurchases
+
+    cfg = settings.training.recommend
+    level, purchases = _purchases(settings)
+    items = np.asarray(sorted(pd.unique(purchases.item)), dtype=object)
+    # the fits read the codes only: the strings as read (an object per row) are let go here
+    encoded = EncodedPurchases.encode(purchases, items)
+    del purchases
+    data = RecommendData(encoded, items, level, clean_as_of(settings), cfg.horizon_days)
+    before_valid = int(np.count_nonzero(encoded.day < data.valid_cut))
+    if len(items) < 2 or not before_valid:
+        raise StageSkipped(
+            f"recommend model skipped: {len(items)} {level}(s), {before_valid} purchases "
+            f"before the validation cut (as_of - 2 x {data.horizon_days} days)",
+            hint="training.recommend.horizon_days needs about 3 horizons of orders",
+        )
+    return data
+
+
+def _purchases(settings: Settings) -> tuple[str, Purchases]:
+    """The level and the purchases of consenting customers at it (the clean tables are read here and
+    let go on return)."""
+    from features.build import read_clean
     from models.recommend import Purchases
 
     cfg = settings.training.recommend
@@ -92,23 +116,13 @@ def recommend_data(settings: Settings) -> RecommendData:
                     f"recommend model not configured: {n_products} products exceed "
                     f"training.recommend.max_products ({cfg.max_products}) and the orders name no category"
                 )
-    if frame is None:
+    if frame is None or level is None or item is None:
         raise StageSkipped(
             "recommend model not configured: the orders name no category (sources.orders.columns.category) "
             "and no products (layout: order_lines with product_id)"
         )
     frame = frame[~frame["customer_id"].isin(withdrawn)]
-    purchases = Purchases.from_frame(frame, item=item)
-    items = np.asarray(sorted(pd.unique(purchases.item)), dtype=object)
-    data = RecommendData(purchases, items, level, clean_as_of(settings), cfg.horizon_days)
-    before_valid = purchases.before(data.valid_cut)
-    if len(items) < 2 or not len(before_valid.customer):
-        raise StageSkipped(
-            f"recommend model skipped: {len(items)} {level}(s), {len(before_valid.customer)} purchases "
-            f"before the validation cut (as_of - 2 x {data.horizon_days} days)",
-            hint="training.recommend.horizon_days needs about 3 horizons of orders",
-        )
-    return data
+    return level, Purchases.from_frame(frame, item=item)
 
 
 def choose_spec(
@@ -118,13 +132,13 @@ def choose_spec(
     Returns the chosen spec, the best buy-again spec (the baseline), validation metrics and why."""
     from models.recommend import RERANK_MAX_ITEMS, Spec, candidate_specs, evaluate, fit_recommender
 
-    window = data.purchases.between(data.valid_cut, data.test_cut)
+    window = data.encoded.between(data.valid_cut, data.test_cut)
     ks = _ks(data, top_k)
     scored: dict[str, tuple[Spec, dict[str, float]]] = {}
 
     def run(spec: Spec) -> float:
         model = fit_recommender(
-            data.purchases,
+            data.encoded,
             spec=spec,
             items=data.items,
             as_of_day=data.valid_cut,
@@ -132,6 +146,7 @@ def choose_spec(
             top_k=top_k,
             level=data.level,
             seed=seed,
+            parts=data.parts,
         )
         metrics = evaluate(model, window, ks=ks)
         scored[_label(spec)] = (spec, metrics)
@@ -181,7 +196,7 @@ def _fit_at(
     from models.recommend import fit_recommender
 
     return fit_recommender(
-        data.purchases,
+        data.encoded,
         spec=spec,
         items=data.items,
         as_of_day=cut,
@@ -190,6 +205,7 @@ def _fit_at(
         level=data.level,
         seed=seed,
         features=tuple(features),
+        parts=data.parts,
     )
 
 
@@ -258,7 +274,7 @@ def _champion_metrics(settings: Settings, data: RecommendData, version: str, *, 
         spec = load_version(settings, KIND, version).bundle.spec
         model = _fit_at(data, spec, cut=data.test_cut, top_k=top_k, seed=seed)
         return evaluate(
-            model, data.purchases.between(data.test_cut, data.as_of_day + 1e-9), ks=_ks(data, top_k)
+            model, data.encoded.between(data.test_cut, data.as_of_day + 1e-9), ks=_ks(data, top_k)
         )
     except Exception as exc:  # an unloadable champion must not block a new model: record it instead
         log.warning("champion v%s of %s could not be scored: %s", version, KIND, exc)
@@ -280,7 +296,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
     spec, buy_again, valid_all, why = choose_spec(data, top_k=cfg.top_k, seed=seed)
     log.info("recommend candidate: %s", why)
     ks = _ks(data, cfg.top_k)
-    test_window = data.purchases.between(data.test_cut, data.as_of_day + 1e-9)  # as_of's own day included
+    test_window = data.encoded.between(data.test_cut, data.as_of_day + 1e-9)  # as_of's own day included
     contenders = {"candidate": spec, "popularity": Spec("popularity"), "buy_again": buy_again}
     test = {
         name: evaluate(_fit_at(data, s, cut=data.test_cut, top_k=cfg.top_k, seed=seed), test_window, ks=ks)
@@ -306,7 +322,7 @@ def train_recommend(settings: Settings, *, promote: bool = True, store: Any = No
     served = _fit_at(data, spec, cut=served_cut, top_k=cfg.top_k, seed=seed, features=features)
     served.metadata.update(candidate_selection=why, as_of=data.as_of.isoformat())
     # The histories go to their own table (erasure rewrites it), the registered model holds no customer.
-    history = write_history(settings, data.purchases, as_of_day=served_cut)
+    history = write_history(settings, data.encoded.decode(), as_of_day=served_cut)
     registered = served.without_history()
     window = {
         "level": data.level,

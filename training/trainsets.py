@@ -8,6 +8,7 @@ retrieved (`sample_split`), and the sampling is stated on the run (`Sampling`, l
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from training.splits import TimeSplit, time_split
 if TYPE_CHECKING:
     from configs.settings import Settings
 
+log = logging.getLogger(__name__)
 LABEL = "label"
 SAMPLING_METHOD = "whole customers, by a hash of customer_id and training.seed; same share in every split"
 
@@ -238,6 +240,7 @@ def classifier_data(settings: Settings, kind: str, *, store: Any = None) -> Clas
         max_train_rows=settings.training.max_train_rows,
         seed=settings.training.seed,
     )
+    log.info("%s rows: %s", kind, sampling.statement())
     del labels
     features = service_features(store, service)
     frames = {
@@ -285,6 +288,7 @@ def value_data(settings: Settings, *, store: Any = None) -> ValueData:
             max_train_rows=settings.training.max_train_rows,
             seed=settings.training.seed,
         )
+        log.info("clv rows: %s", sampling.statement())
     except ValidationFailed as exc:  # data too short for this horizon: the other models still train
         raise StageSkipped(
             f"clv model skipped: {exc.message}",

@@ -387,3 +387,104 @@ def test_vectorised_metrics_equal_the_per_customer_ones(k: int) -> None:
     assert 0 < expected["customers"] < n  # some customers have nothing relevant and are left out
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-12, abs=0), name
+
+
+def _matrices_by_strings(purchases: Purchases, items: np.ndarray, *, as_of_day: float, half_life_days: float):  # type: ignore[no-untyped-def]
+    """The histories as every fit built them before the purchases were encoded once: strings sorted per
+    fit, the latest purchase per pair by a pandas group-by (the reference the encoded path must equal)."""
+    import scipy.sparse as sp
+
+    customers, cust_code = np.unique(purchases.customer.astype(str), return_inverse=True)
+    item_pos = {str(name): j for j, name in enumerate(items)}
+    item_code = np.asarray([item_pos[str(x)] for x in purchases.item], dtype=np.int64)
+    shape = (len(customers), len(items))
+    counts = sp.csr_matrix((np.ones(len(item_code)), (cust_code, item_code)), shape=shape)
+    weight = np.power(0.5, np.maximum(as_of_day - purchases.day, 0.0) / half_life_days)
+    decayed = sp.csr_matrix((weight, (cust_code, item_code)), shape=shape)
+    order = np.argsort(purchases.day, kind="stable")
+    last = pd.Series(purchases.day[order]).groupby([cust_code[order], item_code[order]]).last()
+    last_day = sp.csr_matrix(
+        (last.to_numpy(), (last.index.get_level_values(0), last.index.get_level_values(1))), shape=shape
+    )
+    return {str(c): i for i, c in enumerate(customers)}, counts.tocsr(), last_day.tocsr(), decayed.tocsr()
+
+
+def _messy_purchases(seed: int, *, n: int = 3000) -> Purchases:
+    """Unsorted ids of uneven length (sorted as strings, not numbers), repeated pairs, tied days."""
+    rng = np.random.default_rng(seed)
+    customer = np.asarray([f"c{i}" for i in rng.integers(0, 400, n)], dtype=object)
+    item = rng.choice(ITEMS, size=n, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
+    day = epoch_day(AS_OF) - rng.integers(0, 700, n).astype(np.float64) - rng.choice([0.0, 0.25, 0.5], n)
+    return Purchases(customer, item, day)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_encoded_purchases_give_the_histories_the_strings_gave(seed: int) -> None:
+    """Encoding once (customer codes in string order, one (customer, item, day) sort) and cutting the codes
+    gives, bit for bit, the matrices, popularity and evaluation windows of sorting the strings per fit."""
+    from models.recommend import EncodedPurchases, _matrices, relevant_matrix
+
+    purchases = _messy_purchases(seed)
+    encoded = EncodedPurchases.encode(purchases, ITEMS)
+    decoded = encoded.decode()  # what the histories table is written from
+    for column in ("customer", "item", "day"):
+        assert getattr(decoded, column).tolist() == getattr(purchases, column).tolist()
+    for cut in (epoch_day(AS_OF) - 400, epoch_day(AS_OF) - 90.25, epoch_day(AS_OF) + 1):
+        want = _matrices_by_strings(purchases.before(cut), ITEMS, as_of_day=cut, half_life_days=30.0)
+        got = _matrices(encoded.before(cut), as_of_day=cut, half_life_days=30.0)
+        assert got[0] == want[0]
+        for mine, theirs in zip(got[1:], want[1:], strict=True):
+            assert mine.shape == theirs.shape
+            assert np.array_equal(mine.indptr, theirs.indptr) and np.array_equal(mine.indices, theirs.indices)
+            assert np.array_equal(mine.data, theirs.data)  # exact: the same sums in the same order
+        recent = purchases.between(cut - 365, cut)
+        pairs = pd.DataFrame({"c": recent.customer, "i": recent.item}).drop_duplicates()
+        share = pairs["i"].value_counts().reindex(ITEMS, fill_value=0).to_numpy() / pairs["c"].nunique()
+        assert popularity_of(encoded, ITEMS, as_of_day=cut).tolist() == share.tolist()
+        assert popularity_of(purchases, ITEMS, as_of_day=cut).tolist() == share.tolist()
+        window = purchases.between(cut - 90, cut)
+        ids, bought = relevant_matrix(encoded.between(cut - 90, cut), ITEMS)
+        assert ids.tolist() == sorted(set(window.customer))
+        expected = {(c, str(i)) for c, i in zip(window.customer, window.item, strict=True)}
+        assert {(ids[r], str(ITEMS[j])) for r, j in zip(*np.nonzero(bought), strict=True)} == expected
+
+
+def test_an_encoding_is_refused_against_another_catalog() -> None:
+    from models.recommend import EncodedPurchases
+
+    encoded = EncodedPurchases.encode(HISTORY, ITEMS)
+    with pytest.raises(ValueError, match="another item catalog"):
+        fit_recommender(
+            encoded, spec=Spec("buy_again"), items=ITEMS[:3], as_of_day=0.0, horizon_days=30, top_k=2
+        )
+
+
+def test_candidates_sharing_parts_fit_each_cut_once_and_score_as_fitted_alone(monkeypatch) -> None:
+    """With one `parts` dict, the ALS factors (and similarity, popularity) of a cut are fitted once for
+    every candidate that needs them, and each candidate scores exactly as when fitted on its own."""
+    import models.recommend as recommend
+    from models.recommend import EncodedPurchases
+
+    purchases = _messy_purchases(3)
+    encoded, parts = EncodedPurchases.encode(purchases, ITEMS), {}
+    day = epoch_day(AS_OF) - 30
+    calls = []
+    fit_als = recommend.fit_als
+    monkeypatch.setattr(
+        recommend,
+        "fit_als",
+        lambda counts, spec, *, seed: calls.append(counts.shape) or fit_als(counts, spec, seed=seed),
+    )
+    specs = [
+        Spec("als"),
+        *(Spec("hybrid_als", weight=w, half_life_days=h) for w, h in ((0.5, 30.0), (1.0, 365.0))),
+        Spec("rerank"),
+    ]
+    rows = np.arange(50)
+    for spec in specs:
+        common = dict(spec=spec, items=ITEMS, as_of_day=day, horizon_days=90, top_k=2, seed=7)
+        shared = fit_recommender(encoded, parts=parts, **common)
+        alone = fit_recommender(purchases, **common)
+        assert np.array_equal(shared.scores(rows), alone.scores(rows)), spec
+    # alone: one fit per candidate (two for rerank); shared: the cut and rerank's earlier cut, once each
+    assert len(calls) == len(specs) + 1 + 2, calls

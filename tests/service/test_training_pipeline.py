@@ -245,7 +245,9 @@ def test_failed_alias_move_restores_the_ones_already_moved(pipeline) -> None:
     )
 
 
-def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipeline) -> None:
+def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipeline, caplog) -> None:
+    import logging
+
     from training.jobs import train_classifier
 
     settings, report, _, _ = pipeline
@@ -256,7 +258,8 @@ def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipelin
     small = settings.model_copy(
         update={"training": settings.training.model_copy(update={"max_train_rows": available // 2})}
     )
-    outcome = train_classifier(small, "churn", promote=False)
+    with caplog.at_level(logging.INFO, logger="training.trainsets"):
+        outcome = train_classifier(small, "churn", promote=False)
     run = client(settings).get_run(outcome.run_id)
     params = run.data.params
     fraction = float(params["sampling.fraction"])
@@ -266,9 +269,14 @@ def test_large_training_sets_are_sampled_by_customer_and_the_run_says_so(pipelin
     for split in ("valid", "test"):
         assert int(params[f"sampling.{split}_rows_used"]) < int(params[f"sampling.{split}_rows_available"])
     assert "sampled" in run.data.tags["mlflow.note.content"]
+    said = [r.getMessage() for r in caplog.records if r.name == "training.trainsets"]
+    assert len(said) == 1 and said[0].startswith(f"churn rows: sampled {fraction:.1%} of customers"), said
+    assert f"train {used:,} of {available:,}" in said[0]
 
 
-def test_segments_fit_on_a_hashed_share_of_many_customers_and_the_run_says_so(pipeline) -> None:
+def test_segments_fit_on_a_hashed_share_of_many_customers_and_the_run_says_so(pipeline, caplog) -> None:
+    import logging
+
     from training.jobs import train_segments
 
     settings, report, _, _ = pipeline
@@ -286,7 +294,8 @@ def test_segments_fit_on_a_hashed_share_of_many_customers_and_the_run_says_so(pi
             )
         }
     )
-    outcome = train_segments(small, promote=False)
+    with caplog.at_level(logging.INFO, logger="training.jobs"):
+        outcome = train_segments(small, promote=False)
     run = client(settings).get_run(outcome.run_id)
     params = run.data.params
     used = int(params["sampling.fit_rows_used"])
@@ -298,3 +307,5 @@ def test_segments_fit_on_a_hashed_share_of_many_customers_and_the_run_says_so(pi
     assert int(params["sampling.max_fit_customers"]) == limit
     assert int(params["window.rows"]) == rows  # the metrics still cover every customer
     assert "k-means fitted on the sampled" in run.data.tags["mlflow.note.content"]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("segments fitted on")]
+    assert len(said) == 1 and f"fit {used:,} of {rows:,} rows" in said[0], said
