@@ -59,8 +59,14 @@ def scalar(value: Any) -> Any:
     return None if kind is None or kind == "null_val" else getattr(value, kind)
 
 
-def _parse(blob: bytes) -> Any:
+def parse_value(blob: bytes) -> Any:
+    """The Python value of one serialized `ValueProto` (None: no value)."""
     return scalar(_value_type().FromString(blob))
+
+
+def as_column(values: list[Any], *, numeric: bool) -> np.ndarray:
+    """Python values (None: missing) as a column: float64 with NaN, or object with None."""
+    return _as_float64(values) if numeric else np.array(values, dtype=object)
 
 
 @functools.cache
@@ -128,7 +134,7 @@ def numeric_column(blobs: Blobs, n: int) -> np.ndarray:
 
     rest = np.flatnonzero(~done)
     if len(rest):
-        out[rows[rest]] = _as_float64([_parse(blobs.blob(int(i))) for i in rest])
+        out[rows[rest]] = _as_float64([parse_value(blobs.blob(int(i))) for i in rest])
     return out
 
 
@@ -150,7 +156,7 @@ def object_column(blobs: Blobs, n: int) -> np.ndarray:
             blob = data[start : start + length]
             value = seen.get(blob, seen)
             if value is seen:
-                value = seen[blob] = _parse(blob)
+                value = seen[blob] = parse_value(blob)
             out[row] = value
     return out
 
@@ -165,7 +171,7 @@ def _parse_each(blobs: Blobs) -> tuple[list[int], list[Any]]:
     ):
         if length:
             rows.append(row)
-            values.append(_parse(data[start : start + length]))
+            values.append(parse_value(data[start : start + length]))
     return rows, values
 
 
@@ -185,11 +191,44 @@ def timestamp_seconds(blobs: Blobs, n: int) -> np.ndarray:
     done = lengths == 0
     done[at[ok]] = True
     rest = np.flatnonzero(~done)
-    if len(rest):
-        from google.protobuf.timestamp_pb2 import Timestamp
-
-        for i in rest:
-            stamp = Timestamp.FromString(blobs.blob(int(i)))
-            moment = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1_000_000_000.0, tz=UTC)
-            out[rows[i]] = int(moment.timestamp())
+    for i in rest:
+        seconds_, nanos = _timestamp_fields(blobs.blob(int(i)))
+        moment = datetime.fromtimestamp(seconds_ + nanos / 1_000_000_000.0, tz=UTC)
+        out[rows[i]] = int(moment.timestamp())
     return out
+
+
+def _timestamp_fields(blob: bytes) -> tuple[int, int]:
+    """(seconds, nanos) of a serialized `google.protobuf.Timestamp` (protobuf's wire format: fields
+    1 and 2 are varints, int64 and int32, the last occurrence wins, unknown fields are skipped)."""
+    fields = {1: 0, 2: 0}
+    at = 0
+    while at < len(blob):
+        key, at = _read_varint(blob, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _read_varint(blob, at)
+            if number in fields:
+                bits = 64 if number == 1 else 32
+                value &= (1 << bits) - 1
+                fields[number] = value - (1 << bits) if value >> (bits - 1) else value
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        elif wire == 2:
+            size, at = _read_varint(blob, at)
+            at += size
+        else:
+            raise ValueError(f"timestamp: wire type {wire} not understood")
+    return fields[1], fields[2]
+
+
+def _read_varint(blob: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = blob[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if byte < 0x80:
+            return value, at
