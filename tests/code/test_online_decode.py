@@ -80,3 +80,16 @@ def test_timestamps_read_as_feasts_redis_store_reads_them() -> None:
         moment = datetime.fromtimestamp(t.seconds + t.nanos / 1_000_000_000.0, tz=UTC)
         expected.append(int(moment.timestamp()))
     assert got.tolist() == expected
+
+
+def test_entity_keys_are_serialized_as_feast_serializes_them() -> None:
+    from types import SimpleNamespace
+
+    from feast.infra.key_encoding_utils import serialize_entity_key
+
+    from features import feast_io
+
+    ids = ["P000123", "", "Zürich-ü", "x" * 300, "P000123"]
+    store = SimpleNamespace(config=SimpleNamespace(entity_key_serialization_version=3))
+    feasts = [serialize_entity_key(k, entity_key_serialization_version=3) for k in feast_io._entity_keys(ids)]
+    assert feast_io._serialized_keys(store, ids) == feasts
