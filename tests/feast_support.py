@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,3 +181,86 @@ def redis_server(workdir: Path, *, timeout_s: float = 20.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def edge_values(numeric: bool) -> list[Any]:
+    """ValueProtos an online store may hold, for a numeric or a string feature: every scalar kind,
+    NaN, infinities, signed zero, extreme and negative ints, null, an empty message."""
+    from feast.protos.feast.types.Value_pb2 import Null, Value
+
+    common = [Value(), Value(null_val=Null.NULL), Value(int64_val=7), Value(double_val=2.5)]
+    if not numeric:
+        return common + [Value(string_val=s) for s in ("north", "", "Zürich", "x" * 200)]
+    return common + [
+        Value(double_val=float("nan")),
+        Value(double_val=float("inf")),
+        Value(double_val=float("-inf")),
+        Value(double_val=-0.0),
+        Value(double_val=5e-324),
+        Value(double_val=1.7976931348623157e308),
+        Value(float_val=1.1),
+        Value(float_val=float("nan")),
+        Value(int64_val=0),
+        Value(int64_val=127),
+        Value(int64_val=128),
+        Value(int64_val=-1),
+        Value(int64_val=2**63 - 1),
+        Value(int64_val=-(2**63)),
+        Value(int32_val=-5),
+        Value(int32_val=2**31 - 1),
+        Value(bool_val=True),
+        Value(bool_val=False),
+        Value(unix_timestamp_val=1_700_000_000),
+        Value(string_val="3.25"),
+    ]
+
+
+def write_edge_rows(store: Any, view_name: str, *, customers: int, as_of: pd.Timestamp) -> list[str]:
+    """Write `customers` rows into `view_name`'s online table through Feast's own `online_write_batch`
+    (so its key encoding and value layout, on any store): each feature cycles through `edge_values`
+    (offset per feature), every 7th customer's row is 400 days old, every 11th no row. Returns
+    the ids written, in order."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.types import PrimitiveFeastType
+
+    view = store.get_feature_view(view_name)
+    numeric_types = {
+        PrimitiveFeastType.INT32,
+        PrimitiveFeastType.INT64,
+        PrimitiveFeastType.FLOAT32,
+        PrimitiveFeastType.FLOAT64,
+        PrimitiveFeastType.BOOL,
+    }
+    ids, rows = [], []
+    for c in range(customers):
+        customer = f"E{c:04d}"
+        ids.append(customer)
+        if c % 11 == 5:
+            continue
+        values = {}
+        for j, feat in enumerate(view.features):
+            pool = edge_values(feat.dtype in numeric_types)
+            values[feat.name] = pool[(c + j) % len(pool)]
+        stamp = (as_of - pd.Timedelta(days=400 if c % 7 == 3 else 1)).to_pydatetime()
+        key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer)])
+        rows.append((key, values, stamp, stamp))
+    store.provider.online_write_batch(store.config, view, rows, progress=None)
+    return ids
+
+
+def assert_same_read(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Two raw online reads (view -> (seconds, feature -> column)) hold the same values, dtypes, NaNs
+    and timestamps."""
+    assert actual.keys() == expected.keys()
+    for view, (seconds, columns) in expected.items():
+        np.testing.assert_array_equal(actual[view][0], seconds, err_msg=view)
+        assert actual[view][1].keys() == columns.keys(), view
+        for name, column in columns.items():
+            got = actual[view][1][name]
+            assert got.dtype == column.dtype, name
+            if column.dtype == np.float64:
+                np.testing.assert_array_equal(got, column, err_msg=name)  # NaN equals NaN here
+                np.testing.assert_array_equal(np.signbit(got), np.signbit(column), err_msg=name)
+            else:
+                assert [(type(v), v) for v in got.tolist()] == [(type(v), v) for v in column.tolist()], name

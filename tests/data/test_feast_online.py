@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from tests.feast_support import feature_table, utc, write_tables
+from tests.feast_support import assert_same_read, feature_table, utc, write_edge_rows, write_tables
 
 TX_ROWS = [
     ("P1", "2025-01-01", 1),
@@ -232,7 +232,9 @@ def test_delete_online_removes_one_customer_from_every_view(applied):
     store = feast_io.get_store(settings)
     deleted = feast_io.delete_online(store, ["P1", "P404"])
     assert deleted > 0  # one row per (customer, feature) in Feast's SQLite layout
-    after = feast_io.online_features(store, customer_ids=["P1", "P2"], service="churn_v1", as_of=at("2025-03-10"))
+    after = feast_io.online_features(
+        store, customer_ids=["P1", "P2"], service="churn_v1", as_of=at("2025-03-10")
+    )
     assert after.unknown_ids == ["P1"]
     assert after.values.loc["P2", "monetary_lifetime"] == 20
     assert feast_io.delete_online(store, ["P1"]) == 0  # nothing left to delete
@@ -241,8 +243,6 @@ def test_delete_online_removes_one_customer_from_every_view(applied):
 def test_the_direct_sqlite_read_equals_feasts_online_read(applied):
     """The hot path reads Feast's SQLite tables itself (one query per view, only the features asked
     for): for known, unknown and repeated ids it gives exactly what Feast's `online_read` gives."""
-    import numpy as np
-
     from features import feast_io
 
     settings = applied
@@ -255,10 +255,43 @@ def test_the_direct_sqlite_read_equals_feasts_online_read(applied):
     features_of.pop("customer_leads", None)  # never materialized here: no table to read
     ids = ["P1", "P404", "P2", "P1", "P2"]
     direct = feast_io._read_sqlite(store, plan, features_of, ids)
-    feast = feast_io._read_provider(store, plan, features_of, ids)
-    assert direct.keys() == feast.keys()
-    for view in direct:
-        np.testing.assert_array_equal(direct[view][0], feast[view][0])
-        assert direct[view][1] == feast[view][1], view
+    assert_same_read(direct, feast_io._read_provider(store, plan, features_of, ids))
     assert direct["customer_transactions"][0].tolist()[1] == -1  # P404: no row
     assert direct["customer_transactions"][1]["recency_days"][0] == 3  # the latest snapshot's value
+
+
+@pytest.mark.parametrize("customers", [3, 120])  # one value at a time, and the columnar decoder
+def test_the_direct_sqlite_read_equals_feasts_on_every_kind_of_value(applied, customers):
+    """Values of every kind Feast can store (NaN, infinities, -0.0, extreme and negative ints, int32,
+    float32, bools, null, empty, strings, a number in a string feature), rows missing or stale, unknown
+    and repeated ids: the direct read equals Feast's `online_read` value by value, and serving's
+    `online_features` returns them."""
+    import numpy as np
+
+    from features import feast_io
+
+    settings = applied
+    feast_io.materialize(settings, end=at("2025-03-10"))
+    store = feast_io.get_store(settings)
+    written = write_edge_rows(store, "customer_profile", customers=customers, as_of=utc("2025-03-10"))
+    written += write_edge_rows(store, "customer_engagement", customers=customers, as_of=utc("2025-03-10"))
+    plan = feast_io._merged_plan(store, ("churn_v1", "conversion_v1", "segmentation_v1"))
+    features_of: dict[str, list[str]] = {}
+    for name, view in plan.view_of.items():
+        features_of.setdefault(view, []).append(name)
+    ids = [*written, "P404", written[0], "P1", written[-1], written[0]]
+    direct = feast_io._read_sqlite(store, plan, features_of, ids)
+    assert_same_read(direct, feast_io._read_provider(store, plan, features_of, ids))
+    region = direct["customer_profile"][1]["region"]
+    assert "Zürich" in region.tolist() or customers < 8
+    assert np.isnan(direct["customer_engagement"][1]["visits_30d"]).any()
+
+    result = feast_io.online_features(
+        store,
+        customer_ids=ids,
+        service=("churn_v1", "conversion_v1", "segmentation_v1"),
+        as_of=at("2025-03-10"),
+    )
+    assert result.columns["region"].tolist() == region.tolist()
+    assert "P404" in result.unknown_ids
+    assert set(result.view_status["customer_profile"]) >= {"present", "not_found"}

@@ -1,0 +1,95 @@
+"""The columnar decoder of Feast's online values gives, value by value, what parsing each ValueProto
+with protobuf gives (the reader it replaces), on both its paths: one value at a time (few values) and
+numpy over a whole column (many)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from features.online_decode import Blobs, numeric_column, object_column, scalar, timestamp_seconds
+from tests.feast_support import edge_values
+
+
+def _one_by_one(blobs: list[bytes | None], numeric: bool) -> np.ndarray:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    values = [None if b is None else scalar(Value.FromString(b)) for b in blobs]
+    if numeric:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _blobs(numeric: bool, count: int, seed: int) -> list[bytes | None]:
+    pool = [v.SerializeToString() for v in edge_values(numeric)]
+    # not what Feast writes, but valid protobuf: over-long varints, a field given twice (last wins)
+    pool += [b"\x20\x80\x00", b"\x20\x85\x80\x80\x00", b"\x29" + bytes(8) + b"\x20\x03", b"\x38\x02"]
+    pool += [b"\x18\xff\xff\xff\xff\x0f", b"\x20" + _varint(2**62 + 12345)]
+    rng = random.Random(seed)
+    return [None if rng.random() < 0.1 else rng.choice(pool) for _ in range(count)]
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 31, 32, 500])
+@pytest.mark.parametrize("numeric", [True, False])
+def test_a_column_decodes_to_what_protobuf_gives_value_by_value(count: int, numeric: bool) -> None:
+    blobs = _blobs(numeric, count, seed=count)
+    column = (numeric_column if numeric else object_column)(Blobs.from_list(blobs), count)
+    expected = _one_by_one(blobs, numeric)
+    assert column.dtype == expected.dtype
+    if numeric:
+        np.testing.assert_array_equal(column, expected)
+        np.testing.assert_array_equal(np.signbit(column), np.signbit(expected))  # -0.0 stays -0.0
+    else:
+        assert [(type(v), v) for v in column.tolist()] == [(type(v), v) for v in expected.tolist()]
+
+
+def test_blobs_land_on_their_rows_and_rows_without_a_blob_are_missing() -> None:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    values = [Value(double_val=float(i)).SerializeToString() for i in range(40)]
+    rows = np.arange(40, dtype=np.int64)[::-1] * 2  # every other row of 80, in reverse
+    lengths = np.array([len(v) for v in values], dtype=np.int64)
+    blobs = Blobs(b"".join(values), np.cumsum(lengths) - lengths, lengths, rows)
+    column = numeric_column(blobs, 80)
+    assert column[rows].tolist() == [float(i) for i in range(40)]
+    assert np.isnan(column[1::2]).all()
+
+
+def test_timestamps_read_as_feasts_redis_store_reads_them() -> None:
+    from datetime import UTC, datetime
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stamps = [Timestamp(seconds=s, nanos=n) for s in (1_766_448_000, 1, 0, -86_400) for n in (0, 999_999_999)]
+    blobs = [t.SerializeToString() for t in stamps] * 5 + [None, b""]
+    got = timestamp_seconds(Blobs.from_list(blobs), len(blobs))
+    expected = []
+    for b in blobs:
+        t = Timestamp.FromString(b or b"")
+        moment = datetime.fromtimestamp(t.seconds + t.nanos / 1_000_000_000.0, tz=UTC)
+        expected.append(int(moment.timestamp()))
+    assert got.tolist() == expected
+
+
+def test_entity_keys_are_serialized_as_feast_serializes_them() -> None:
+    from types import SimpleNamespace
+
+    from feast.infra.key_encoding_utils import serialize_entity_key
+
+    from features import feast_io
+
+    ids = ["P000123", "", "Zürich-ü", "x" * 300, "P000123"]
+    store = SimpleNamespace(config=SimpleNamespace(entity_key_serialization_version=3))
+    feasts = [serialize_entity_key(k, entity_key_serialization_version=3) for k in feast_io._entity_keys(ids)]
+    assert feast_io._serialized_keys(store, ids) == feasts
