@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
+from features.chunked import StagedSource, stage
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
 from features.identity import KEY_KINDS, RULES, resolve
@@ -40,6 +42,8 @@ from features.salt_guard import require_private_salt
 from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
+# Typed and validated chunk by chunk (`features.chunked`): about 57 rows per person, the largest source.
+CHUNKED_SOURCES = ("events",)
 OPTIONAL_SOURCES = ("contacts", "events", "leads")
 CLEAN_TABLES = ("customers", "identity_map", "orders", "order_lines", "events", "leads", "quarantine")
 REPORT_FILE = "ingest_report.json"
@@ -174,16 +178,52 @@ def _validate_source(
     quarantine: Quarantine,
 ) -> pd.DataFrame:
     """Validate typed rows (timestamps after `latest` are future-dated); returns the rows that passed."""
-    kind_key = _kind_key(source, cfg)
-    schema = schema_for(
-        kind_key,
+    validate(typed, _schema(source, cfg, latest), raw=raw, quarantine=quarantine, source=source)
+    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+def _schema(source: str, cfg: SourceConfig, latest: pd.Timestamp):  # type: ignore[no-untyped-def]
+    return schema_for(
+        _kind_key(source, cfg),
         as_of=latest,
         statuses=_statuses(cfg) if source == "orders" else None,
         max_amount=cfg.max_amount,
         max_quantity=cfg.max_quantity,
     )
-    validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
-    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+def _stage_source(
+    raw_table: RawTable, *, cfg: SourceConfig, quarantine: Quarantine, folder: Path
+) -> tuple[StagedSource, SourceReport]:
+    """`_type_source` of a source typed chunk by chunk and staged in `folder` (`features.chunked`)."""
+    staged = stage(
+        raw_table,
+        kind_key=_kind_key(raw_table.source, cfg),
+        folder=folder,
+        timezone=cfg.timezone,
+        date_format=cfg.date_format,
+        quarantine=quarantine,
+    )
+    report = SourceReport(
+        status="ok",
+        location=raw_table.location,
+        read=staged.rows,
+        duplicates_removed=len(staged.duplicates),
+        missing_optional_columns=raw_table.missing_optional,
+    )
+    return staged, report
+
+
+def _validated_chunks(
+    staged: StagedSource, *, cfg: SourceConfig, latest: pd.Timestamp, quarantine: Quarantine
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """`_validate_source` of a staged source: (rows that passed, their raw text) chunk by chunk."""
+    schema = _schema(staged.source, cfg, latest)
+    for column in [n for n, c in schema.columns.items() if c.unique and n in staged.columns]:
+        rows, values = staged.repeated(column)
+        quarantine.add(staged.source, pd.Index(rows), column=column, rule="duplicate_id", values=values)
+        staged.rejected = np.union1d(staged.rejected, rows)
+    yield from staged.validated_chunks(schema, quarantine=quarantine)
 
 
 # The timestamps that say when the business was active: they set the data's end (`as_of`). Contacts'
@@ -604,12 +644,28 @@ def ingest_frames(
     (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
     `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
-    when None).
+    when None). The events are typed and validated chunk by chunk through a temporary folder.
     """
+    with tempfile.TemporaryDirectory(prefix="persona-ingest-") as folder:
+        return _ingest_frames(
+            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=Path(folder)
+        )
+
+
+def _ingest_frames(
+    raw_tables: dict[str, RawTable | None],
+    *,
+    sources: SourcesConfig,
+    identity: IdentityConfig,
+    as_of: pd.Timestamp | None,
+    engine: Engine | None,
+    folder: Path,
+) -> IngestResult:
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
     typed: dict[str, pd.DataFrame] = {}
     raws: dict[str, pd.DataFrame] = {}
+    staged: dict[str, StagedSource] = {}
     region = identity.default_region
     phone_cache: dict[str, str | None] = {}  # one parse per distinct phone text across all sources
     for name in SOURCES:
@@ -618,6 +674,11 @@ def ingest_frames(
             if name == "orders":
                 raise SourceError("source 'orders' is required but was not read")
             reports[name] = SourceReport(status="absent")
+            continue
+        if name in CHUNKED_SOURCES:
+            staged[name], reports[name] = _stage_source(
+                table, cfg=getattr(sources, name), quarantine=quarantine, folder=folder
+            )
             continue
         typed[name], raws[name], reports[name] = _type_source(
             table, cfg=getattr(sources, name), quarantine=quarantine
@@ -631,6 +692,12 @@ def ingest_frames(
         if name in typed
         for column in columns
         if column in typed[name]
+    } | {
+        f"{name}.{column}": staged[name].column(column)
+        for name, columns in ACTIVITY_TIMESTAMPS.items()
+        if name in staged
+        for column in columns
+        if column in staged[name].columns
     }
     given = as_of is not None
     as_of = as_of if as_of is not None else derive_as_of(activity)
@@ -642,7 +709,12 @@ def ingest_frames(
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
-        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]},
+        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]}
+        | {
+            f"{n}.{c}": staged[n].earliest(c)
+            for n, c in REQUIRED_TIMESTAMPS.items()
+            if n in staged and c in staged[n].columns
+        },
         tolerance=tolerance,
     )
     for name in list(typed):
@@ -655,6 +727,12 @@ def ingest_frames(
             quarantine=quarantine,
         )
         raws[name] = raws[name][[c for c in RAW_QUOTED[name] if c in raws[name]]]
+    chunks = {
+        name: _validated_chunks(
+            st, cfg=getattr(sources, name), latest=as_of + tolerance, quarantine=quarantine
+        )
+        for name, st in staged.items()
+    }
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
     keyed: dict[str, pd.DataFrame] = {}
@@ -700,26 +778,32 @@ def ingest_frames(
             raw=raws["leads"],
         )
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
-        if name not in typed:
-            continue
-        frame = typed[name]
-        keys = _route_refs(
-            frame[ref],
-            customer_key=getattr(sources, name).customer_key,
-            contact_ids=contact_ids,
-            default_region=region,
-            phone_cache=phone_cache,
-        )
-        with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
-        keyed[name] = _reject(
-            quarantine,
-            name,
-            with_keys,
-            ~_has_key(keys),
-            column=ref,
-            rule="invalid_customer_ref",
-            raw=raws[name],
-        )
+        parts = []
+        for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
+            if frame is None:
+                continue
+            keys = _route_refs(
+                frame[ref],
+                customer_key=getattr(sources, name).customer_key,
+                contact_ids=contact_ids,
+                default_region=region,
+                phone_cache=phone_cache,
+            )
+            with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
+            parts.append(
+                _reject(
+                    quarantine,
+                    name,
+                    with_keys,
+                    ~_has_key(keys),
+                    column=ref,
+                    rule="invalid_customer_ref",
+                    raw=raw,
+                )
+            )
+        if parts:
+            keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
+        del parts
 
     lines_layout = sources.orders.layout == "order_lines"
     if lines_layout:
@@ -1084,7 +1168,8 @@ def read_sources(
     out: dict[str, RawTable | None] = {}
     for name in progress(names) if progress else names:
         cfg: SourceConfig = getattr(settings.sources, name)
-        out[name] = read_source(name, cfg, settings=settings) if cfg.configured else None
+        lazy = name in CHUNKED_SOURCES  # read chunk by chunk by ingest_frames, never whole
+        out[name] = read_source(name, cfg, settings=settings, lazy=lazy) if cfg.configured else None
     return out
 
 
