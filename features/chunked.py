@@ -61,7 +61,7 @@ class StagedSource:
             con.execute("SET preserve_insertion_order = false")
             con.register("dups", pa.table({ROW: pa.array(self.duplicates, pa.int64())}))
             staged = f"read_parquet('{self.path.as_posix()}')"
-            return con.execute(sql.replace("{staged}", staged)).to_arrow_table()
+            return con.sql(sql.replace("{staged}", staged)).to_arrow_table()
         finally:
             con.close()
 

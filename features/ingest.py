@@ -804,6 +804,8 @@ def _ingest_frames(
         if parts:
             keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
         del parts
+        if name in keyed and os.environ.get("DBGMEM"):
+            print(name, keyed[name].memory_usage(deep=True).to_dict(), pa.total_allocated_bytes() >> 20)
 
     lines_layout = sources.orders.layout == "order_lines"
     if lines_layout:
@@ -1161,15 +1163,20 @@ def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd
 
 
 def read_sources(
-    settings: Settings, *, progress: Callable[[list[str]], Iterable[str]] | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[list[str]], Iterable[str]] | None = None,
+    lazy: bool = True,
 ) -> dict[str, RawTable | None]:
-    """Read every configured source (None for an unconfigured optional one)."""
+    """Read every configured source (None for an unconfigured optional one). With `lazy`, a file of
+    `CHUNKED_SOURCES` is only opened: `ingest_frames` reads it chunk by chunk; without, every source is
+    read whole (for a caller that keeps the raw rows)."""
     names = list(SOURCES)
     out: dict[str, RawTable | None] = {}
     for name in progress(names) if progress else names:
         cfg: SourceConfig = getattr(settings.sources, name)
-        lazy = name in CHUNKED_SOURCES  # read chunk by chunk by ingest_frames, never whole
-        out[name] = read_source(name, cfg, settings=settings, lazy=lazy) if cfg.configured else None
+        chunked = lazy and name in CHUNKED_SOURCES
+        out[name] = read_source(name, cfg, settings=settings, lazy=chunked) if cfg.configured else None
     return out
 
 
