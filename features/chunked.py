@@ -90,7 +90,7 @@ class StagedSource:
         return rows, pd.Series(frame["v"].array, index=pd.Index(rows))
 
     def validated_chunks(
-        self, schema, *, quarantine: Quarantine, rows: int = CHUNK_ROWS
+        self, schema, *, quarantine: Quarantine, rows: int | None = None
     ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """(typed rows that passed, their raw text) chunk by chunk, indexed by the rows' positions.
 
@@ -105,7 +105,7 @@ class StagedSource:
         typed_names = [f"{TYPED}{c}" for c in self.columns]
         raw_names = [f"{RAW}{c}" for c in self.columns]
         batches = (
-            (pa.Table.from_batches([b]) for b in parquet.iter_batches(batch_size=rows))
+            (pa.Table.from_batches([b]) for b in parquet.iter_batches(batch_size=rows or CHUNK_ROWS))
             if parquet.metadata.num_rows
             else [parquet.schema_arrow.empty_table()]  # no rows: one empty chunk, as the source had
         )
@@ -133,7 +133,7 @@ def stage(
     timezone: str,
     date_format: str | None,
     quarantine: Quarantine,
-    rows: int = CHUNK_ROWS,
+    rows: int | None = None,
 ) -> StagedSource:
     """Type `table` chunk by chunk into `folder` (see the module doc); parse failures of rows that are
     not duplicates go to `quarantine`. Raises SourceError for a column in which nothing parses."""
@@ -145,7 +145,7 @@ def stage(
     columns: list[str] = []
     read = 0
     try:
-        for chunk in table.chunks(rows):
+        for chunk in table.chunks(rows or CHUNK_ROWS):
             columns = list(chunk.columns)
             typed = type_columns(
                 kind_key,

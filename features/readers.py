@@ -24,6 +24,7 @@ from configs.settings import Settings
 from core.errors import SourceError
 
 CHUNK_ROWS = 200_000  # rows per chunk of a source typed and validated chunk by chunk
+CSV_BLOCK_BYTES = 16 << 20  # Arrow's CSV block: a lazily read CSV file comes in chunks of this size
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _csv_options(cfg: SourceConfig, columns: list[str]) -> dict:
     from pyarrow import csv as pacsv
 
     return {
-        "read_options": pacsv.ReadOptions(use_threads=True, block_size=16 << 20),
+        "read_options": pacsv.ReadOptions(use_threads=True, block_size=CSV_BLOCK_BYTES),
         "parse_options": pacsv.ParseOptions(delimiter=cfg.csv_sep),
         "convert_options": pacsv.ConvertOptions(
             include_columns=columns,
