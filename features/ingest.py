@@ -845,8 +845,15 @@ def _ingest_frames(
     if "events" in keyed:
         ev = keyed["events"]
         # Without event ids a record is named by its row in the source.
-        fallback = pd.Series((ev.index + 1).astype(str), index=ev.index, dtype="string[pyarrow]")
-        record_ids["events"] = ev["event_id"].fillna(fallback) if "event_id" in ev else fallback
+        ids = (
+            ev["event_id"] if "event_id" in ev else pd.Series(pd.NA, index=ev.index, dtype="string[pyarrow]")
+        )
+        missing = ids.isna().to_numpy()
+        if missing.any():  # text only for the rows that need it (millions of Python strings otherwise)
+            fallback = (ev.index[missing] + 1).astype(str)
+            ids = ids.copy()
+            ids.iloc[np.flatnonzero(missing)] = pd.array(fallback, dtype="string[pyarrow]")
+        record_ids["events"] = ids
     present = [n for n in SOURCES if n in keyed]
     frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 

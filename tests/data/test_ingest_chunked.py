@@ -99,3 +99,16 @@ def test_a_column_that_never_parses_across_chunks_is_the_wrong_type(data_dir, mo
         r"timestamps: no value parses \(row 1: 'day 1'\)"
     ):
         _ingest(_world(data_dir, events))
+
+
+def test_events_without_ids_are_named_by_their_row_in_the_source(data_dir, monkeypatch) -> None:
+    events = [
+        "user_ref,event_type,event_ts,channel",
+        "ann@example.com,visit,2024-03-01,web",
+        "ann@example.com,dance,2024-03-02,web",  # row 2 rejected: row 3 keeps its own number
+        "13800138000,visit,2024-03-03,web",
+    ]
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 1)
+    result = _ingest(_world(data_dir, events))
+    ids = result.tables["identity_map"].query("source == 'events'")["source_record_id"]
+    assert sorted(ids) == ["1", "3"]
