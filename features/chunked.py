@@ -92,7 +92,8 @@ class StagedSource:
     def validated_chunks(
         self, schema, *, quarantine: Quarantine, rows: int | None = None
     ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        """(typed rows that passed, their raw text) chunk by chunk, indexed by the rows' positions.
+        """(typed rows that passed, the raw text of every row but duplicates) chunk by chunk, indexed by
+        the rows' positions.
 
         `schema` is the source's pandera schema; its uniqueness checks are left out here (found on the
         whole staged table: `repeated`), so quarantine those rows (`rejected`) before calling."""
@@ -122,7 +123,7 @@ class StagedSource:
             quarantine.parts.extend(chunk_quarantine.parts)
             failed = np.union1d(chunk_quarantine.rows(self.source), self.rejected)
             passed = ~np.isin(index.to_numpy(), failed)
-            yield typed[passed], raw[passed]
+            yield typed[passed], raw
 
 
 def stage(

@@ -42,8 +42,9 @@ from features.salt_guard import require_private_salt
 from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
-# Typed and validated chunk by chunk (`features.chunked`): about 57 rows per person, the largest source.
-CHUNKED_SOURCES = ("events",)
+# Typed and validated chunk by chunk (`features.chunked`): the largest sources (about 57 events and 19
+# orders per person).
+CHUNKED_SOURCES = ("events", "orders")
 OPTIONAL_SOURCES = ("contacts", "events", "leads")
 CLEAN_TABLES = ("customers", "identity_map", "orders", "order_lines", "events", "leads", "quarantine")
 REPORT_FILE = "ingest_report.json"
@@ -217,7 +218,7 @@ def _stage_source(
 def _validated_chunks(
     staged: StagedSource, *, cfg: SourceConfig, latest: pd.Timestamp, quarantine: Quarantine
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """`_validate_source` of a staged source: (rows that passed, their raw text) chunk by chunk."""
+    """`_validate_source` of a staged source: (rows that passed, raw text of the chunk) chunk by chunk."""
     schema = _schema(staged.source, cfg, latest)
     for column in [n for n, c in schema.columns.items() if c.unique and n in staged.columns]:
         rows, values = staged.repeated(column)
@@ -777,11 +778,14 @@ def _ingest_frames(
             rule="no_contact_key",
             raw=raws["leads"],
         )
+    lines_layout = sources.orders.layout == "order_lines"
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
-        parts = []
+        parts, raw_parts = [], []
         for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
             if frame is None:
                 continue
+            if name in chunks and name == "orders" and lines_layout:  # whole orders are rejected later
+                raw_parts.append(raw[[c for c in RAW_QUOTED[name] if c in raw]])
             keys = _route_refs(
                 frame[ref],
                 customer_key=getattr(sources, name).customer_key,
@@ -803,11 +807,10 @@ def _ingest_frames(
             )
         if parts:
             keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
-        del parts
-        if name in keyed and os.environ.get("DBGMEM"):
-            print(name, keyed[name].memory_usage(deep=True).to_dict(), pa.total_allocated_bytes() >> 20)
+        if raw_parts:
+            raws[name] = pd.concat(raw_parts)
+        del parts, raw_parts
 
-    lines_layout = sources.orders.layout == "order_lines"
     if lines_layout:
         orders_frame, kept_lines, linked_returns = _orders_from_lines(
             keyed["orders"],
