@@ -247,29 +247,44 @@ REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "cre
 
 
 def _route_refs(
-    refs: pd.Series, *, customer_key: str, contact_ids: pd.Index, default_region: str, phone_cache: dict
+    refs: pd.Series,
+    *,
+    customer_key: str,
+    contact_ids: pd.Index,
+    default_region: str,
+    phone_cache: dict,
+    routed: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Identity keys of an order/event reference: a ready customer id, a known CRM contact id, an email
-    (it has an '@') or a phone. Computed once per distinct reference."""
+    (it has an '@') or a phone. Computed once per distinct reference; pass one `routed` dict to every
+    chunk of a source to compute it once across the chunks."""
     if customer_key == "customer_id":
         return pd.DataFrame({"contact_id": refs, "email": pd.NA, "phone": pd.NA}, index=refs.index).astype(
             "string[pyarrow]"
         )
     codes, uniques = pd.factorize(refs, use_na_sentinel=True)
     distinct = pd.Series(uniques, dtype="string[pyarrow]")
-    is_contact = distinct.isin(contact_ids).to_numpy()
-    is_email = looks_like_email(distinct).to_numpy() & ~is_contact
+    known = routed.get("keys") if routed is not None else None
+    new = distinct if known is None else distinct[known.index.get_indexer(distinct) < 0]
+    is_contact = new.isin(contact_ids).to_numpy()
+    is_email = looks_like_email(new).to_numpy() & ~is_contact
     keys = pd.DataFrame(
         {
-            "contact_id": distinct.where(is_contact),
-            "email": normalize_emails(distinct.where(is_email)),
+            "contact_id": new.where(is_contact),
+            "email": normalize_emails(new.where(is_email)),
             "phone": normalize_phones(
-                distinct.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
+                new.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
             ),
         }
-    )
+    ).astype("string[pyarrow]")
+    keys.index = pd.Index(new.array)
+    if known is not None:
+        keys = pd.concat([known, keys]) if len(keys) else known
+    if routed is not None:
+        routed["keys"] = keys
+    keys = keys.take(keys.index.get_indexer(distinct)).reset_index(drop=True)
     no_key = pd.DataFrame({k: pd.array([pd.NA], dtype="string[pyarrow]") for k in keys.columns})
-    keys = pd.concat([keys.astype("string[pyarrow]"), no_key], ignore_index=True)
+    keys = pd.concat([keys, no_key], ignore_index=True)
     picked = keys.take(np.where(codes >= 0, codes, len(keys) - 1))  # the last row: no key at all
     picked.index = refs.index
     return picked
@@ -781,6 +796,7 @@ def _ingest_frames(
     lines_layout = sources.orders.layout == "order_lines"
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
+        routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
         for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
             if frame is None:
                 continue
@@ -792,6 +808,7 @@ def _ingest_frames(
                 contact_ids=contact_ids,
                 default_region=region,
                 phone_cache=phone_cache,
+                routed=routed,
             )
             with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
             parts.append(
