@@ -329,7 +329,7 @@ def _write_staged(
 def _full(settings: Settings, reason: str) -> IncrementalOutcome:
     """`persona ingest` (the same pure core and writer), then stage every row read."""
     files = _signatures(settings)
-    raw_tables = read_sources(settings)
+    raw_tables = read_sources(settings, lazy=False)  # every row read is staged below
     with open_engine(settings) as engine:
         result = ingest_frames(
             raw_tables,

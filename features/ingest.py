@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
+from features.chunked import StagedSource, stage
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
 from features.identity import KEY_KINDS, RULES, resolve
@@ -40,6 +42,9 @@ from features.salt_guard import require_private_salt
 from features.schemas import Statuses, schema_for, type_columns, validate
 
 SOURCES = ("contacts", "leads", "orders", "events")  # identity priority: a person's anchor comes first
+# Typed and validated chunk by chunk (`features.chunked`): the largest sources (about 57 events and 19
+# orders per person).
+CHUNKED_SOURCES = ("events", "orders")
 OPTIONAL_SOURCES = ("contacts", "events", "leads")
 CLEAN_TABLES = ("customers", "identity_map", "orders", "order_lines", "events", "leads", "quarantine")
 REPORT_FILE = "ingest_report.json"
@@ -174,16 +179,52 @@ def _validate_source(
     quarantine: Quarantine,
 ) -> pd.DataFrame:
     """Validate typed rows (timestamps after `latest` are future-dated); returns the rows that passed."""
-    kind_key = _kind_key(source, cfg)
-    schema = schema_for(
-        kind_key,
+    validate(typed, _schema(source, cfg, latest), raw=raw, quarantine=quarantine, source=source)
+    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+def _schema(source: str, cfg: SourceConfig, latest: pd.Timestamp):  # type: ignore[no-untyped-def]
+    return schema_for(
+        _kind_key(source, cfg),
         as_of=latest,
         statuses=_statuses(cfg) if source == "orders" else None,
         max_amount=cfg.max_amount,
         max_quantity=cfg.max_quantity,
     )
-    validate(typed, schema, raw=raw, quarantine=quarantine, source=source)
-    return typed.drop(index=quarantine.rows(source), errors="ignore")
+
+
+def _stage_source(
+    raw_table: RawTable, *, cfg: SourceConfig, quarantine: Quarantine, folder: Path
+) -> tuple[StagedSource, SourceReport]:
+    """`_type_source` of a source typed chunk by chunk and staged in `folder` (`features.chunked`)."""
+    staged = stage(
+        raw_table,
+        kind_key=_kind_key(raw_table.source, cfg),
+        folder=folder,
+        timezone=cfg.timezone,
+        date_format=cfg.date_format,
+        quarantine=quarantine,
+    )
+    report = SourceReport(
+        status="ok",
+        location=raw_table.location,
+        read=staged.rows,
+        duplicates_removed=len(staged.duplicates),
+        missing_optional_columns=raw_table.missing_optional,
+    )
+    return staged, report
+
+
+def _validated_chunks(
+    staged: StagedSource, *, cfg: SourceConfig, latest: pd.Timestamp, quarantine: Quarantine
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """`_validate_source` of a staged source: (rows that passed, raw text of the chunk) chunk by chunk."""
+    schema = _schema(staged.source, cfg, latest)
+    for column in [n for n, c in schema.columns.items() if c.unique and n in staged.columns]:
+        rows, values = staged.repeated(column)
+        quarantine.add(staged.source, pd.Index(rows), column=column, rule="duplicate_id", values=values)
+        staged.rejected = np.union1d(staged.rejected, rows)
+    yield from staged.validated_chunks(schema, quarantine=quarantine)
 
 
 # The timestamps that say when the business was active: they set the data's end (`as_of`). Contacts'
@@ -206,29 +247,44 @@ REQUIRED_TIMESTAMPS = {"orders": "order_ts", "events": "event_ts", "leads": "cre
 
 
 def _route_refs(
-    refs: pd.Series, *, customer_key: str, contact_ids: pd.Index, default_region: str, phone_cache: dict
+    refs: pd.Series,
+    *,
+    customer_key: str,
+    contact_ids: pd.Index,
+    default_region: str,
+    phone_cache: dict,
+    routed: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Identity keys of an order/event reference: a ready customer id, a known CRM contact id, an email
-    (it has an '@') or a phone. Computed once per distinct reference."""
+    (it has an '@') or a phone. Computed once per distinct reference; pass one `routed` dict to every
+    chunk of a source to compute it once across the chunks."""
     if customer_key == "customer_id":
         return pd.DataFrame({"contact_id": refs, "email": pd.NA, "phone": pd.NA}, index=refs.index).astype(
             "string[pyarrow]"
         )
     codes, uniques = pd.factorize(refs, use_na_sentinel=True)
     distinct = pd.Series(uniques, dtype="string[pyarrow]")
-    is_contact = distinct.isin(contact_ids).to_numpy()
-    is_email = looks_like_email(distinct).to_numpy() & ~is_contact
+    known = routed.get("keys") if routed is not None else None
+    new = distinct if known is None else distinct[known.index.get_indexer(distinct) < 0]
+    is_contact = new.isin(contact_ids).to_numpy()
+    is_email = looks_like_email(new).to_numpy() & ~is_contact
     keys = pd.DataFrame(
         {
-            "contact_id": distinct.where(is_contact),
-            "email": normalize_emails(distinct.where(is_email)),
+            "contact_id": new.where(is_contact),
+            "email": normalize_emails(new.where(is_email)),
             "phone": normalize_phones(
-                distinct.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
+                new.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
             ),
         }
-    )
+    ).astype("string[pyarrow]")
+    keys.index = pd.Index(new.array)
+    if known is not None:
+        keys = pd.concat([known, keys]) if len(keys) else known
+    if routed is not None:
+        routed["keys"] = keys
+    keys = keys.take(keys.index.get_indexer(distinct)).reset_index(drop=True)
     no_key = pd.DataFrame({k: pd.array([pd.NA], dtype="string[pyarrow]") for k in keys.columns})
-    keys = pd.concat([keys.astype("string[pyarrow]"), no_key], ignore_index=True)
+    keys = pd.concat([keys, no_key], ignore_index=True)
     picked = keys.take(np.where(codes >= 0, codes, len(keys) - 1))  # the last row: no key at all
     picked.index = refs.index
     return picked
@@ -604,12 +660,28 @@ def ingest_frames(
     (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
     `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
-    when None).
+    when None). The events are typed and validated chunk by chunk through a temporary folder.
     """
+    with tempfile.TemporaryDirectory(prefix="persona-ingest-") as folder:
+        return _ingest_frames(
+            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=Path(folder)
+        )
+
+
+def _ingest_frames(
+    raw_tables: dict[str, RawTable | None],
+    *,
+    sources: SourcesConfig,
+    identity: IdentityConfig,
+    as_of: pd.Timestamp | None,
+    engine: Engine | None,
+    folder: Path,
+) -> IngestResult:
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
     typed: dict[str, pd.DataFrame] = {}
     raws: dict[str, pd.DataFrame] = {}
+    staged: dict[str, StagedSource] = {}
     region = identity.default_region
     phone_cache: dict[str, str | None] = {}  # one parse per distinct phone text across all sources
     for name in SOURCES:
@@ -618,6 +690,11 @@ def ingest_frames(
             if name == "orders":
                 raise SourceError("source 'orders' is required but was not read")
             reports[name] = SourceReport(status="absent")
+            continue
+        if name in CHUNKED_SOURCES:
+            staged[name], reports[name] = _stage_source(
+                table, cfg=getattr(sources, name), quarantine=quarantine, folder=folder
+            )
             continue
         typed[name], raws[name], reports[name] = _type_source(
             table, cfg=getattr(sources, name), quarantine=quarantine
@@ -631,6 +708,12 @@ def ingest_frames(
         if name in typed
         for column in columns
         if column in typed[name]
+    } | {
+        f"{name}.{column}": staged[name].column(column)
+        for name, columns in ACTIVITY_TIMESTAMPS.items()
+        if name in staged
+        for column in columns
+        if column in staged[name].columns
     }
     given = as_of is not None
     as_of = as_of if as_of is not None else derive_as_of(activity)
@@ -642,7 +725,12 @@ def ingest_frames(
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
-        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]},
+        {f"{n}.{c}": typed[n][c] for n, c in REQUIRED_TIMESTAMPS.items() if n in typed and c in typed[n]}
+        | {
+            f"{n}.{c}": staged[n].earliest(c)
+            for n, c in REQUIRED_TIMESTAMPS.items()
+            if n in staged and c in staged[n].columns
+        },
         tolerance=tolerance,
     )
     for name in list(typed):
@@ -655,6 +743,12 @@ def ingest_frames(
             quarantine=quarantine,
         )
         raws[name] = raws[name][[c for c in RAW_QUOTED[name] if c in raws[name]]]
+    chunks = {
+        name: _validated_chunks(
+            st, cfg=getattr(sources, name), latest=as_of + tolerance, quarantine=quarantine
+        )
+        for name, st in staged.items()
+    }
 
     # Identity keys per source; rows without any usable key cannot be attributed to a person.
     keyed: dict[str, pd.DataFrame] = {}
@@ -699,29 +793,41 @@ def ingest_frames(
             rule="no_contact_key",
             raw=raws["leads"],
         )
-    for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
-        if name not in typed:
-            continue
-        frame = typed[name]
-        keys = _route_refs(
-            frame[ref],
-            customer_key=getattr(sources, name).customer_key,
-            contact_ids=contact_ids,
-            default_region=region,
-            phone_cache=phone_cache,
-        )
-        with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
-        keyed[name] = _reject(
-            quarantine,
-            name,
-            with_keys,
-            ~_has_key(keys),
-            column=ref,
-            rule="invalid_customer_ref",
-            raw=raws[name],
-        )
-
     lines_layout = sources.orders.layout == "order_lines"
+    for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
+        parts, raw_parts = [], []
+        routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
+        for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
+            if frame is None:
+                continue
+            if name in chunks and name == "orders" and lines_layout:  # whole orders are rejected later
+                raw_parts.append(raw[[c for c in RAW_QUOTED[name] if c in raw]])
+            keys = _route_refs(
+                frame[ref],
+                customer_key=getattr(sources, name).customer_key,
+                contact_ids=contact_ids,
+                default_region=region,
+                phone_cache=phone_cache,
+                routed=routed,
+            )
+            with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
+            parts.append(
+                _reject(
+                    quarantine,
+                    name,
+                    with_keys,
+                    ~_has_key(keys),
+                    column=ref,
+                    rule="invalid_customer_ref",
+                    raw=raw,
+                )
+            )
+        if parts:
+            keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
+        if raw_parts:
+            raws[name] = pd.concat(raw_parts)
+        del parts, raw_parts
+
     if lines_layout:
         orders_frame, kept_lines, linked_returns = _orders_from_lines(
             keyed["orders"],
@@ -759,8 +865,15 @@ def ingest_frames(
     if "events" in keyed:
         ev = keyed["events"]
         # Without event ids a record is named by its row in the source.
-        fallback = pd.Series((ev.index + 1).astype(str), index=ev.index, dtype="string[pyarrow]")
-        record_ids["events"] = ev["event_id"].fillna(fallback) if "event_id" in ev else fallback
+        ids = (
+            ev["event_id"] if "event_id" in ev else pd.Series(pd.NA, index=ev.index, dtype="string[pyarrow]")
+        )
+        missing = ids.isna().to_numpy()
+        if missing.any():  # text only for the rows that need it (millions of Python strings otherwise)
+            fallback = (ev.index[missing] + 1).astype(str)
+            ids = ids.copy()
+            ids.iloc[np.flatnonzero(missing)] = pd.array(fallback, dtype="string[pyarrow]")
+        record_ids["events"] = ids
     present = [n for n in SOURCES if n in keyed]
     frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
@@ -1077,14 +1190,20 @@ def resolve_as_of(settings: Settings, as_of: datetime | str | None = None) -> pd
 
 
 def read_sources(
-    settings: Settings, *, progress: Callable[[list[str]], Iterable[str]] | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[list[str]], Iterable[str]] | None = None,
+    lazy: bool = True,
 ) -> dict[str, RawTable | None]:
-    """Read every configured source (None for an unconfigured optional one)."""
+    """Read every configured source (None for an unconfigured optional one). With `lazy`, a file of
+    `CHUNKED_SOURCES` is only opened: `ingest_frames` reads it chunk by chunk; without, every source is
+    read whole (for a caller that keeps the raw rows)."""
     names = list(SOURCES)
     out: dict[str, RawTable | None] = {}
     for name in progress(names) if progress else names:
         cfg: SourceConfig = getattr(settings.sources, name)
-        out[name] = read_source(name, cfg, settings=settings) if cfg.configured else None
+        chunked = lazy and name in CHUNKED_SOURCES
+        out[name] = read_source(name, cfg, settings=settings, lazy=chunked) if cfg.configured else None
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,15 +23,37 @@ from configs.sections.sources import WHITESPACE, SourceConfig, known_columns
 from configs.settings import Settings
 from core.errors import SourceError
 
+CHUNK_ROWS = 200_000  # rows per chunk of a source typed and validated chunk by chunk
+CSV_BLOCK_BYTES = 16 << 20  # Arrow's CSV block: a lazily read CSV file comes in chunks of this size
+
 
 @dataclass
 class RawTable:
-    """A source as read: `frame` has Persona column names and a 0-based index (row = index + 1)."""
+    """A source as read: `frame` has Persona column names and a 0-based index (row = index + 1).
+
+    A source read lazily (`read_source(..., lazy=True)`) has no `frame` but `batches`, which reads the
+    source again from its start on each call, yielding frames of Persona columns in the source's order.
+    """
 
     source: str
     location: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
     missing_optional: list[str] = field(default_factory=list)
+    batches: Callable[[], Iterator[pd.DataFrame]] | None = None
+
+    def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """The source in chunks, each indexed by the 0-based position of its rows in the source; at
+        least one chunk (an empty one for a source without rows)."""
+        if self.frame is not None:
+            for start in range(0, max(len(self.frame), 1), rows):
+                yield self.frame.iloc[start : start + rows]
+            return
+        assert self.batches is not None
+        offset = 0
+        for batch in self.batches():
+            batch.index = pd.RangeIndex(offset, offset + len(batch))
+            offset += len(batch)
+            yield batch
 
 
 def _format(cfg: SourceConfig, location: str) -> str:
@@ -104,31 +127,56 @@ def _strings(table) -> pd.DataFrame:  # pyarrow.Table -> pandas, text as arrow-b
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def _read_csv(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
+def _mapped(raw: pd.DataFrame, use: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: raw[column] for name, column in use.items()})
+
+
+def _csv_options(cfg: SourceConfig, columns: list[str]) -> dict:
+    from pyarrow import csv as pacsv
+
+    return {
+        "read_options": pacsv.ReadOptions(use_threads=True, block_size=CSV_BLOCK_BYTES),
+        "parse_options": pacsv.ParseOptions(delimiter=cfg.csv_sep),
+        "convert_options": pacsv.ConvertOptions(
+            include_columns=columns,
+            column_types={c: pa.string() for c in columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        ),
+    }
+
+
+def _read_csv(source: str, path: Path, cfg: SourceConfig, *, lazy: bool = False) -> RawTable:
     from pyarrow import csv as pacsv
 
     header = _csv_header(path, cfg.csv_sep)
     use, absent = _pick_columns(source, str(path), header, cfg)
     columns = list(dict.fromkeys(use.values()))
-    if cfg.csv_sep == WHITESPACE:
-        return _read_blank_separated(source, path, use, columns), absent
+    if cfg.csv_sep == WHITESPACE:  # read whole: Arrow's streaming reader takes one delimiter only
+        return RawTable(source, str(path), _read_blank_separated(source, path, use, columns), absent)
+    failed = f"source '{source}' ({path}): cannot parse the CSV file"
+    if lazy:
+
+        def batches() -> Iterator[pd.DataFrame]:
+            empty = True
+            try:
+                # the types are given, so Arrow's streaming reader parses block by block like read_csv
+                with pacsv.open_csv(path, **_csv_options(cfg, columns)) as reader:
+                    for batch in reader:
+                        empty = False
+                        yield _mapped(_strings(pa.Table.from_batches([batch])), use)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise SourceError(f"{failed}: {exc}") from None
+            if empty:
+                yield pd.DataFrame({name: pd.Series(dtype="string[pyarrow]") for name in use})
+
+        return RawTable(source, str(path), None, absent, batches=batches)
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=cfg.csv_sep),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types={c: pa.string() for c in columns},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
+        table = pacsv.read_csv(path, **_csv_options(cfg, columns))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SourceError(f"source '{source}' ({path}): cannot parse the CSV file: {exc}") from None
-    raw = _strings(table)
-    return pd.DataFrame({name: raw[column] for name, column in use.items()}), absent
+        raise SourceError(f"{failed}: {exc}") from None
+    return RawTable(source, str(path), _mapped(_strings(table), use).reset_index(drop=True), absent)
 
 
 def _read_blank_separated(source: str, path: Path, use: dict[str, str], columns: list[str]) -> pd.DataFrame:
@@ -148,17 +196,33 @@ def _read_blank_separated(source: str, path: Path, use: dict[str, str], columns:
     return pd.DataFrame({name: raw[column].astype("string[pyarrow]") for name, column in use.items()})
 
 
-def _read_parquet(source: str, path: Path, cfg: SourceConfig) -> tuple[pd.DataFrame, list[str]]:
+def _read_parquet(source: str, path: Path, cfg: SourceConfig, *, lazy: bool = False) -> RawTable:
+    failed = f"source '{source}' ({path}): cannot read the Parquet file"
     try:
         # A gzipped Parquet file is unusual but happens (exports compressed as a whole): unzip in memory.
         handle = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix == ".gz" else path
         available = pq.read_schema(handle).names
         use, absent = _pick_columns(source, str(path), available, cfg)
-        table = pq.read_table(handle, columns=list(dict.fromkeys(use.values())))
+        columns = list(dict.fromkeys(use.values()))
+        if not lazy:
+            table = pq.read_table(handle, columns=columns)
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        raise SourceError(f"source '{source}' ({path}): cannot read the Parquet file: {exc}") from None
-    raw = _strings(table)
-    return pd.DataFrame({name: raw[column] for name, column in use.items()}), absent
+        raise SourceError(f"{failed}: {exc}") from None
+    if not lazy:
+        return RawTable(source, str(path), _mapped(_strings(table), use).reset_index(drop=True), absent)
+
+    def batches() -> Iterator[pd.DataFrame]:
+        empty = True
+        try:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+                empty = False
+                yield _mapped(_strings(pa.Table.from_batches([batch])), use)
+        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            raise SourceError(f"{failed}: {exc}") from None
+        if empty:
+            yield pd.DataFrame({name: pd.Series(dtype="string[pyarrow]") for name in use})
+
+    return RawTable(source, str(path), None, absent, batches=batches)
 
 
 def _since_clause(column: sa.ColumnClause, kind: sa.types.TypeEngine, since: pd.Timestamp, cfg: SourceConfig):  # type: ignore[no-untyped-def]
@@ -226,8 +290,11 @@ def _read_sql(
     return frame, absent
 
 
-def read_source(source: str, cfg: SourceConfig, *, settings: Settings) -> RawTable:
-    """Read a configured source with its column mapping applied. Raises SourceError when it cannot."""
+def read_source(source: str, cfg: SourceConfig, *, settings: Settings, lazy: bool = False) -> RawTable:
+    """Read a configured source with its column mapping applied. Raises SourceError when it cannot.
+
+    `lazy`: a CSV or Parquet file is checked (columns) but not read; its `RawTable.chunks` read it
+    chunk by chunk (a SQL table or blank-separated text is read whole all the same)."""
     if cfg.url:
         location = settings.url(cfg.url)
         frame, absent = _read_sql(source, location, cfg)
@@ -242,8 +309,7 @@ def read_source(source: str, cfg: SourceConfig, *, settings: Settings) -> RawTab
             + ("" if source == "orders" else f", or set sources.{source}: null"),
         )
     kind = _format(cfg, str(path))
-    frame, absent = (_read_parquet if kind == "parquet" else _read_csv)(source, path, cfg)
-    return RawTable(source, str(path), frame.reset_index(drop=True), absent)
+    return (_read_parquet if kind == "parquet" else _read_csv)(source, path, cfg, lazy=lazy)
 
 
 def read_source_since(

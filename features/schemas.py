@@ -101,6 +101,17 @@ class Statuses:
         return self.completed + self.returned + self.cancelled
 
 
+@dataclass
+class ParseTally:
+    """One typed column's values that were there and those that did not parse, over every chunk of a
+    source, with the first failure (its 0-based row in the source and raw text)."""
+
+    present: int = 0
+    failed: int = 0
+    first_row: int = -1
+    first_value: str = ""
+
+
 def type_columns(
     kind_key: str,
     raw: pd.DataFrame,
@@ -110,10 +121,17 @@ def type_columns(
     source: str,
     location: str,
     date_format: str | None = None,
+    tallies: dict[str, ParseTally] | None = None,
 ) -> pd.DataFrame:
     """Typed copy of `raw`: ids/refs/text as trimmed strings, labels lower-cased, timestamps UTC,
-    numbers float64, flags nullable boolean. Unparseable values are quarantined and become null."""
+    numbers float64, flags nullable boolean. Unparseable values are quarantined and become null.
+
+    `raw` is indexed by the rows' 0-based positions in the source. A column in which no value parses
+    raises SourceError; for a source typed chunk by chunk, pass one `tallies` dict to every chunk and
+    call `check_parsed` once after the last."""
     kinds = KINDS[kind_key]
+    whole = tallies is None
+    tallies = {} if tallies is None else tallies
     typed: dict[str, pd.Series] = {}
     for name in raw.columns:
         kind = kinds[name]
@@ -133,20 +151,34 @@ def type_columns(
         parsed = parser[kind](column)
         present = _present(column)
         failed = present & parsed.isna()
-        if failed.any():
-            if failed.sum() == present.sum():
+        tally = tallies.setdefault(name, ParseTally())
+        tally.present += int(present.sum())
+        n_failed = int(failed.sum())
+        if n_failed:
+            if tally.failed == 0:
                 first = int(np.flatnonzero(failed.to_numpy())[0])
-                what = {"ts": "timestamps", "num": "numbers", "flag": "yes/no values"}[kind]
-                raise SourceError(
-                    f"source '{source}' ({location}): column '{name}' cannot be read as {what}: "
-                    f"no value parses (row {first + 1}: {str(column.iat[first])!r})",
-                    hint=f"check sources.{source}.columns.{name} points at the right column",
-                )
+                tally.first_row, tally.first_value = int(raw.index[first]), str(column.iat[first])
+            tally.failed += n_failed
             rule = "unknown_consent_value" if name == "consent_profiling" else _PARSE_RULE[kind]
             rows = failed[failed].index
             quarantine.add(source, rows, column=name, rule=rule, values=column.loc[rows])
         typed[name] = parsed
+    if whole:
+        check_parsed(tallies, kind_key=kind_key, source=source, location=location)
     return pd.DataFrame(typed, index=raw.index)
+
+
+def check_parsed(tallies: dict[str, ParseTally], *, kind_key: str, source: str, location: str) -> None:
+    """Raise SourceError for a column in which values were there but none parsed: the wrong column."""
+    for name, tally in tallies.items():
+        if tally.failed and tally.failed == tally.present:
+            kind = KINDS[kind_key][name]
+            what = {"ts": "timestamps", "num": "numbers", "flag": "yes/no values"}[kind]
+            raise SourceError(
+                f"source '{source}' ({location}): column '{name}' cannot be read as {what}: "
+                f"no value parses (row {tally.first_row + 1}: {tally.first_value!r})",
+                hint=f"check sources.{source}.columns.{name} points at the right column",
+            )
 
 
 def _present(column: pd.Series) -> pd.Series:

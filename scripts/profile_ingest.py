@@ -49,6 +49,7 @@ threading.Thread(target=_sample, daemon=True).start()
 for fname in (
     "read_source",
     "_type_source",
+    "_stage_source",
     "_validate_source",
     "_route_refs",
     "_orders_from_lines",

@@ -1,0 +1,192 @@
+"""A large source (the events: about 57 rows per person) typed and validated chunk by chunk, never whole.
+
+The checks are those of the whole-table path (`features.schemas`), with the same rows, columns, rules
+and values in the quarantine; only what spans the whole table is done apart:
+1. `stage` reads the source chunk by chunk, types each chunk (parse failures to the quarantine) and
+   writes the raw text and typed values, with each row's position in the source, to a Parquet file.
+2. On that file an embedded DuckDB (out of core) finds what needs every row: exact duplicate rows
+   (the first is kept, the others removed and counted) and repeated ids (`duplicate_id`: the first
+   holder is kept), so neither needs the table in memory.
+3. `StagedSource.validated_chunks` reads the file back chunk by chunk and validates each with the
+   source's pandera schema (less the uniqueness check done in 2) against the run's `as_of`.
+Memory is then one chunk plus a few numbers per row (timestamps for deriving `as_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.normalize import TS_DTYPE
+from features.quarantine import Quarantine
+from features.readers import CHUNK_ROWS, RawTable
+from features.schemas import ParseTally, check_parsed, type_columns, validate
+
+ROW = "_row"  # the row's 0-based position in the source
+RAW, TYPED = "raw:", "typed:"  # prefixes of the staged columns
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Staged columns back with the dtypes the typing step gives (text arrow-backed, flags nullable)."""
+    mapping = {
+        pa.string(): pd.StringDtype("pyarrow"),
+        pa.large_string(): pd.StringDtype("pyarrow"),
+        pa.bool_(): pd.BooleanDtype(),
+    }
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+@dataclass
+class StagedSource:
+    """A source typed and staged by `stage`: its rows, duplicates and rows already quarantined."""
+
+    source: str
+    kind_key: str
+    path: Path
+    columns: list[str]  # Persona names, as read
+    rows: int  # data rows read
+    duplicates: np.ndarray  # sorted 0-based rows removed as exact copies of an earlier row
+    rejected: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # quarantined
+
+    def _query(self, sql: str) -> pa.Table:
+        con = duckdb.connect()
+        try:
+            con.execute("SET preserve_insertion_order = false")
+            con.register("dups", pa.table({ROW: pa.array(self.duplicates, pa.int64())}))
+            staged = f"read_parquet('{self.path.as_posix()}')"
+            return con.sql(sql.replace("{staged}", staged)).to_arrow_table()
+        finally:
+            con.close()
+
+    def column(self, name: str) -> pd.Series:
+        """A typed column of the rows that are not duplicates, in source order (e.g. timestamps for
+        deriving `as_of`)."""
+        table = self._query(f'SELECT "{TYPED}{name}" AS v FROM {{staged}} ANTI JOIN dups USING ({ROW})')
+        values = _to_pandas(table)["v"]
+        return values.astype(TS_DTYPE) if pd.api.types.is_datetime64_any_dtype(values.dtype) else values
+
+    def earliest(self, name: str) -> pd.Series:
+        """The earliest value of a typed timestamp column (one value, or none): all `check_as_of` needs."""
+        table = self._query(f'SELECT min("{TYPED}{name}") AS v FROM {{staged}} ANTI JOIN dups USING ({ROW})')
+        return _to_pandas(table)["v"].dropna().astype(TS_DTYPE)
+
+    def repeated(self, name: str) -> tuple[np.ndarray, pd.Series]:
+        """Rows (not duplicates) whose typed `name` an earlier such row holds too (nulls never repeat),
+        and their raw values: pandera's `unique` with `report_duplicates="exclude_first"`."""
+        table = self._query(
+            f'SELECT {ROW}, "{RAW}{name}" AS v FROM {{staged}} ANTI JOIN dups USING ({ROW}) '
+            f'WHERE "{TYPED}{name}" IS NOT NULL '
+            f'QUALIFY row_number() OVER (PARTITION BY "{TYPED}{name}" ORDER BY {ROW}) > 1 ORDER BY {ROW}'
+        )
+        frame = _to_pandas(table)
+        rows = frame[ROW].to_numpy(dtype="int64")
+        return rows, pd.Series(frame["v"].array, index=pd.Index(rows))
+
+    def validated_chunks(
+        self, schema, *, quarantine: Quarantine, rows: int | None = None
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """(typed rows that passed, the raw text of every row but duplicates) chunk by chunk, indexed by
+        the rows' positions.
+
+        `schema` is the source's pandera schema; its uniqueness checks are left out here (found on the
+        whole staged table: `repeated`), so quarantine those rows (`rejected`) before calling."""
+        unique = [n for n, c in schema.columns.items() if c.unique]
+        if unique:
+            schema = schema.update_columns({n: {"unique": False} for n in unique})
+        if not self.path.is_file():
+            return
+        parquet = pq.ParquetFile(self.path)
+        typed_names = [f"{TYPED}{c}" for c in self.columns]
+        raw_names = [f"{RAW}{c}" for c in self.columns]
+        batches = (
+            (pa.Table.from_batches([b]) for b in parquet.iter_batches(batch_size=rows or CHUNK_ROWS))
+            if parquet.metadata.num_rows
+            else [parquet.schema_arrow.empty_table()]  # no rows: one empty chunk, as the source had
+        )
+        for batch in batches:
+            frame = _to_pandas(batch)
+            positions = frame[ROW].to_numpy(dtype="int64")
+            keep = ~np.isin(positions, self.duplicates)
+            index = pd.Index(positions[keep])
+            typed = frame.loc[keep, typed_names].set_axis(self.columns, axis=1).set_axis(index, axis=0)
+            raw = frame.loc[keep, raw_names].set_axis(self.columns, axis=1).set_axis(index, axis=0)
+            del frame
+            chunk_quarantine = Quarantine()
+            validate(typed, schema, raw=raw, quarantine=chunk_quarantine, source=self.source)
+            quarantine.parts.extend(chunk_quarantine.parts)
+            failed = np.union1d(chunk_quarantine.rows(self.source), self.rejected)
+            passed = ~np.isin(index.to_numpy(), failed)
+            yield typed[passed], raw
+
+
+def stage(
+    table: RawTable,
+    *,
+    kind_key: str,
+    folder: Path,
+    timezone: str,
+    date_format: str | None,
+    quarantine: Quarantine,
+    rows: int | None = None,
+) -> StagedSource:
+    """Type `table` chunk by chunk into `folder` (see the module doc); parse failures of rows that are
+    not duplicates go to `quarantine`. Raises SourceError for a column in which nothing parses."""
+    source = table.source
+    path = folder / f"{source}.staged.parquet"
+    parsed = Quarantine()  # parse failures, kept apart until the duplicates are known
+    tallies: dict[str, ParseTally] = {}
+    writer: pq.ParquetWriter | None = None
+    columns: list[str] = []
+    read = 0
+    try:
+        for chunk in table.chunks(rows or CHUNK_ROWS):
+            columns = list(chunk.columns)
+            typed = type_columns(
+                kind_key,
+                chunk,
+                timezone=timezone,
+                date_format=date_format,
+                quarantine=parsed,
+                source=source,
+                location=table.location,
+                tallies=tallies,
+            )
+            staged = pd.DataFrame(
+                {
+                    ROW: chunk.index.to_numpy(dtype="int64"),
+                    **{f"{RAW}{c}": chunk[c].astype("string[pyarrow]").array for c in columns},
+                    **{f"{TYPED}{c}": typed[c].array for c in columns},
+                }
+            )
+            arrow = pa.Table.from_pandas(staged, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, arrow.schema)
+            writer.write_table(arrow.cast(writer.schema))
+            read += len(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+    result = StagedSource(source, kind_key, path, columns, read, np.array([], dtype="int64"))
+    if read:
+        keys = ", ".join(f'"{RAW}{c}"' for c in columns)
+        dups = result._query(
+            f"SELECT {ROW} FROM {{staged}} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {ROW}) > 1 ORDER BY {ROW}"
+        )
+        result.duplicates = dups.column(ROW).to_numpy().astype("int64")
+    check_parsed(tallies, kind_key=kind_key, source=source, location=table.location)
+    for part in parsed.parts:  # a duplicate's failure is its original's: reported once
+        kept = part[~np.isin(part["row"].to_numpy() - 1, result.duplicates)]
+        if len(kept):
+            quarantine.parts.append(kept.reset_index(drop=True))
+    result.rejected = np.unique(
+        np.concatenate([p["row"].to_numpy() - 1 for p in parsed.parts] or [np.array([], dtype="int64")])
+    )
+    return result
