@@ -21,8 +21,12 @@ services: ## Install what the integration tests start (redis-server, PostgreSQL,
 demo: env ## Run the whole pipeline on synthetic data (FRESH=1 replaces a previous run's data dir)
 	@$(PERSONA) demo $(if $(FRESH),--fresh)
 
-test: env services ## Run every test tier (code, data, model, service)
-	@$(PY) -m pytest
+# Test files are spread over this many processes (pytest-xdist, whole files per process so module
+# fixtures are built once); the suite is mostly single-threaded Python, so 2 workers use both CI cores.
+TEST_WORKERS ?= 2
+
+test: env services ## Run every test tier (code, data, model, service); TEST_WORKERS=1 runs them in one process
+	@$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 test-fast: env ## Run the tests that start no servers
 	@$(PY) -m pytest -m "not integration and not slow"
