@@ -7,7 +7,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env services demo test test-fast lint bench ui clean
+.PHONY: help env services demo test test-slow test-all test-fast lint bench ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,8 +25,15 @@ demo: env ## Run the whole pipeline on synthetic data (FRESH=1 replaces a previo
 # fixtures are built once); the suite is mostly single-threaded Python, so 2 workers use both CI cores.
 TEST_WORKERS ?= 2
 
-test: env services ## Run every test tier (code, data, model, service); TEST_WORKERS=1 runs them in one process
-	@$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
+test: env services ## Run every test tier (code, data, model, service) but the `slow` tests; TEST_WORKERS=1: one process
+	@$(PY) -m pytest -m "not slow" $(XDIST)
+
+test-slow: env services ## Run the `slow` tests (Spark, schemathesis, real datasets, server restarts); CI runs them after `make test`
+	@$(PY) -m pytest -m slow $(XDIST)
+
+test-all: test test-slow ## Both: what CI runs
 
 test-fast: env ## Run the tests that start no servers
 	@$(PY) -m pytest -m "not integration and not slow"
