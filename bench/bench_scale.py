@@ -10,6 +10,8 @@ later stages of that size are skipped, the other sizes still run. Writes `bench/
     BENCH=scale make bench                                   # 100k, 300k, 1M
     SCALE_SIZES=100000,300000 .venv/bin/python -m bench.bench_scale
     SCALE_DIR=/big/disk SCALE_STAGE_TIMEOUT=1800 SCALE_MEM_LIMIT_MB=20000 ...
+    SCALE_SIZES=1000000 SCALE_STAGES=generate SCALE_REUSE=1 ...       # one stage; the world is kept
+    SCALE_SIZES=1000000 SCALE_STAGES=ingest,features SCALE_REUSE=1 ... # resume on the kept world
 
 Not part of a plain `make bench` (it runs for an hour or more): only when BENCH=scale names it.
 """
@@ -523,13 +525,24 @@ def main() -> int:
     base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
     timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
     mem_limit = float(os.environ.get("SCALE_MEM_LIMIT_MB", str(0.85 * psutil.virtual_memory().total / 2**20)))
-    keep = os.environ.get("SCALE_KEEP", "0") == "1"
+    # SCALE_REUSE=1: run on the world a previous run kept (no wipe before, none after), so a long size
+    # can be measured stage by stage (SCALE_STAGES) across several invocations
+    reuse = os.environ.get("SCALE_REUSE", "0") == "1"
+    keep = reuse or os.environ.get("SCALE_KEEP", "0") == "1"
+    only = {s.strip() for s in os.environ.get("SCALE_STAGES", "").split(",") if s.strip()}
+    unknown = only - {st.name for st in stages(0, redis=True)}
+    if unknown:
+        print(f"SCALE_STAGES: unknown stage(s) {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     # Feast's own materialize beside the batched one (slow and memory-hungry at 1M: 100k by default)
     compare_sizes = {int(s) for s in os.environ.get("SCALE_COMPARE_SIZES", "100000").split(",") if s.strip()}
     base.mkdir(parents=True, exist_ok=True)
     redis_proc, redis_url = start_redis(base / "redis")
     meta = {
-        "command": f"SCALE_SIZES={','.join(map(str, sizes))} BENCH=scale make bench",
+        "command": f"SCALE_SIZES={','.join(map(str, sizes))}"
+        + (f" SCALE_STAGES={','.join(sorted(only))}" if only else "")
+        + (" SCALE_REUSE=1" if reuse else "")
+        + " BENCH=scale make bench",
         "cores": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 2**30,
         "load_start": os.getloadavg()[0],
@@ -542,9 +555,9 @@ def main() -> int:
     try:
         for n in sizes:
             data_dir = base / f"n{n}"
-            if data_dir.exists():
+            if data_dir.exists() and not reuse:
                 shutil.rmtree(data_dir)
-            data_dir.mkdir(parents=True)
+            data_dir.mkdir(parents=True, exist_ok=True)
             env = {
                 **os.environ,
                 "PERSONA_DATA_DIR": str(data_dir),
@@ -556,6 +569,8 @@ def main() -> int:
                 env["PERSONA_FEAST__REDIS_CONNECTION_STRING"] = redis_url
             failed: Measure | None = None
             for stage in stages(n, redis=redis_url is not None):
+                if only and stage.name not in only:
+                    continue
                 if failed is not None:
                     results.append(
                         Measure(stage.name, n, status="skipped", reason=f"{failed.stage} did not complete")
