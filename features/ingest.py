@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
-from features.chunked import StagedSource, stage
+from features.chunked import ROW, Spool, SpooledTable, StagedSource, stage
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
 from features.identity import KEY_KINDS, RULES, resolve
@@ -73,6 +74,15 @@ ORDER_COLUMNS = [
     "is_cancelled",
 ]
 EVENT_COLUMNS = ["customer_id", "event_ts", "event_type", "channel"]
+# The clean events' dtypes (their Parquet schema is this frame's).
+EMPTY_EVENTS = pd.DataFrame(
+    {
+        "customer_id": pd.Categorical([]),
+        "event_ts": pd.Series([], dtype=TS_DTYPE),
+        "event_type": pd.array([], dtype="string[pyarrow]"),
+        "channel": pd.array([], dtype="string[pyarrow]"),
+    }
+)
 LEAD_COLUMNS = [
     "lead_id",
     "customer_id",
@@ -103,12 +113,20 @@ class SourceReport:
 class IngestResult:
     """Clean tables (None for an absent optional source) and the run's report."""
 
-    tables: dict[str, pd.DataFrame | None]
+    # the events and the identity map are written to Parquet by the engine (`SpooledTable`): `frame`
+    tables: dict[str, pd.DataFrame | SpooledTable | None]
     sources: dict[str, SourceReport]
     as_of: pd.Timestamp
     match_rules: dict[str, int]
     as_of_given: bool = True  # False: derived from the sources' latest activity
     future_tolerance_hours: float = 0.0
+    # holds the spooled tables' files; removed when the result is let go
+    workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    def frame(self, name: str) -> pd.DataFrame | None:
+        """A clean table in memory (a spooled one read back: mind its size)."""
+        table = self.tables[name]
+        return table.to_pandas() if isinstance(table, SpooledTable) else table
 
     def report(self) -> dict:
         """The JSON-able report written to `clean/ingest_report.json`."""
@@ -288,6 +306,112 @@ def _route_refs(
     picked = keys.take(np.where(codes >= 0, codes, len(keys) - 1))  # the last row: no key at all
     picked.index = refs.index
     return picked
+
+
+def _event_rows(events: pd.DataFrame) -> pd.DataFrame:
+    """A chunk of kept events as spooled: position in the source, record id (the event id, else the
+    row number), the clean columns, and the one identity key the event names (`_kind`, `_key`)."""
+    rows = events.index.to_numpy(dtype="int64")
+    ids = (
+        events["event_id"].astype("string[pyarrow]")
+        if "event_id" in events
+        else pd.Series(pd.NA, index=events.index, dtype="string[pyarrow]")
+    )
+    missing = ids.isna().to_numpy()
+    if missing.any():  # text only for the rows that need it
+        ids = ids.copy()
+        ids.iloc[np.flatnonzero(missing)] = pd.array((rows[missing] + 1).astype(str), dtype="string[pyarrow]")
+    held = np.column_stack([events[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
+    key = events["contact_id"].fillna(events["email"]).fillna(events["phone"])  # routed: one key each
+    channel = events["channel"] if "channel" in events else pd.Series(pd.NA, index=events.index)
+    return pd.DataFrame(
+        {
+            ROW: rows,
+            "_rid": ids.array,
+            "_kind": held.argmax(axis=1).astype("int8"),
+            "_key": _text(key),
+            "event_ts": _ts(events["event_ts"]).array,
+            "event_type": _text(events["event_type"]),
+            "channel": _text(channel),
+        }
+    )
+
+
+def _event_keys(spool: Spool) -> pd.DataFrame:
+    """The spooled events' distinct keys, in order of first use: the key columns, `_kind`, `_key`,
+    `first_row` (position of the first event naming it), `uses` (events naming it), `first_ts`."""
+    if spool.rows:
+        table = spool.query(
+            f"SELECT _kind, _key, min({ROW}) AS first_row, count(*) AS uses, min(event_ts) AS first_ts "
+            "FROM {spool} GROUP BY _kind, _key ORDER BY first_row"
+        )
+    else:
+        table = pa.table(
+            {
+                "_kind": pa.array([], pa.int8()),
+                "_key": pa.array([], pa.string()),
+                "first_row": pa.array([], pa.int64()),
+                "uses": pa.array([], pa.int64()),
+                "first_ts": pa.array([], pa.timestamp("us", tz="UTC")),
+            }
+        )
+    keys = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    kind = keys["_kind"].to_numpy()
+    for j, name in enumerate(KEY_KINDS):
+        keys[name] = keys["_key"].where(kind == j).astype("string[pyarrow]")
+    keys["first_ts"] = keys["first_ts"].astype(TS_DTYPE)
+    return keys
+
+
+def _spooled_events(
+    spool: Spool, *, keys: pd.DataFrame, records: pd.DataFrame, folder: Path
+) -> tuple[SpooledTable, SpooledTable, pd.Series]:
+    """The clean events and the identity map written by DuckDB from the spool (never whole in memory).
+
+    `records` is the resolved identity map whose last rows are the events' distinct keys (`keys`,
+    `_event_keys`). The first event naming a key takes its key row's rule; the others repeat a key,
+    so their rule is the key's kind (`resolve_records`). Returns (events, identity map, the match
+    rules of the repeats, counted).
+    """
+    head, tail = records.iloc[: len(records) - len(keys)], records.iloc[len(records) - len(keys) :]
+    kind_rule = np.array([RULES[k] for k in KEY_KINDS], dtype=object)[keys["_kind"].to_numpy()]
+
+    def text(values: pd.Series) -> pa.Array:
+        array = pa.array(values.array)
+        return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array.cast(pa.string())
+
+    per_key = pa.table(
+        {
+            "_kind": pa.array(keys["_kind"].to_numpy(dtype="int8")),
+            "_key": text(keys["_key"]),
+            "first_row": pa.array(keys["first_row"].to_numpy(dtype="int64")),
+            "customer_id": text(tail["customer_id"]),
+            "source_key": text(tail["source_key"]),
+            "first_rule": text(tail["match_rule"]),
+            "kind_rule": pa.array(kind_rule, pa.string()),
+        }
+    )
+    copies = pd.Series(keys["uses"].to_numpy(dtype="int64") - 1).groupby(kind_rule).sum()
+    out = folder / "spooled"
+    out.mkdir(exist_ok=True)
+    joined = "FROM {spool} s JOIN per_key k ON s._kind = k._kind AND s._key = k._key"
+    events = spool.write(
+        f"SELECT k.customer_id, s.event_ts, s.event_type, s.channel {joined} ORDER BY s.event_ts, s.{ROW}",
+        path=out / "events.parquet",
+        schema=_parquet_table(EMPTY_EVENTS).schema,
+        per_key=per_key,
+    )
+    first = _parquet_table(head)
+    identity_map = spool.write(
+        "SELECT 'events' AS source, s._rid AS source_record_id, k.source_key, k.customer_id, "
+        f"CASE WHEN s.{ROW} = k.first_row THEN k.first_rule ELSE k.kind_rule END AS match_rule {joined} "
+        f"ORDER BY s.{ROW}",
+        path=out / "identity_map.parquet",
+        schema=first.schema,
+        first=first,
+        per_key=per_key,
+    )
+    return events, identity_map, copies
 
 
 def _has_key(keys: pd.DataFrame) -> pd.Series:
@@ -545,7 +669,9 @@ def _orders_from_lines(
     return orders, typed, linked
 
 
-def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None = None) -> pd.DataFrame:
+def resolve_records(
+    records: pd.DataFrame, *, salt: str, engine: Engine | None = None, weights: np.ndarray | None = None
+) -> pd.DataFrame:
     """`features.identity.resolve` of `records`, with the engine given one record per repeated key.
 
     Most records (every order and event) hold a single key that the person's other orders and events
@@ -555,12 +681,19 @@ def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None =
     kind; and the first holder's rule becomes the key's kind too unless it is its person's anchor
     (exactly what `resolve` over every record gives). Returns `customer_id` and `match_rule` aligned
     to `records`.
+
+    `weights` (default 1) lets one row stand for that many records holding the same single key, of which
+    it is the first: the events arrive as their distinct keys, never one row per event. Its result is
+    that first record's; the others share its person and take the key's kind as their rule.
     """
     n = len(records)
     held = np.column_stack([records[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
     if not n or not held.any(axis=1).all():
         return resolve(records, salt=salt, engine=engine)  # empty, or keyless rows: resolve refuses
     single = held.sum(axis=1) == 1
+    weight = np.ones(n, dtype="int64") if weights is None else np.asarray(weights, dtype="int64")
+    if (weight < 1).any() or (~single & (weight > 1)).any():
+        raise ValueError("a weighted record stands for records holding one same key: weights >= 1")
     kind = held.argmax(axis=1)
     first = np.arange(n)  # the first record holding the same single key (itself for others)
     repeats = np.zeros(n, dtype="int64")  # records holding a first holder's key, itself included
@@ -571,7 +704,7 @@ def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None =
         codes, _ = pd.factorize(records[name].iloc[rows], use_na_sentinel=True)
         _, first_at = np.unique(codes, return_index=True)  # codes are numbered in order of appearance
         first[rows] = rows[first_at[codes]]
-        repeats[rows[first_at]] = np.bincount(codes)
+        repeats[rows[first_at]] = np.bincount(codes, weights=weight[rows]).astype("int64")
     kept = first == np.arange(n)
     reduced = resolve(records.loc[kept, list(KEY_KINDS)].reset_index(drop=True), salt=salt, engine=engine)
     at = (np.cumsum(kept) - 1)[first]  # each record's row in `reduced`
@@ -660,12 +793,23 @@ def ingest_frames(
     (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
     `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
-    when None). The events are typed and validated chunk by chunk through a temporary folder.
+    when None). The events are typed and validated chunk by chunk through a temporary folder, and the
+    clean events and identity map are written there by DuckDB (`SpooledTable`, kept with the result).
     """
-    with tempfile.TemporaryDirectory(prefix="persona-ingest-") as folder:
-        return _ingest_frames(
-            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=Path(folder)
+    workdir = tempfile.TemporaryDirectory(prefix="persona-ingest-")
+    folder = Path(workdir.name)
+    try:
+        result = _ingest_frames(
+            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=folder
         )
+    except BaseException:
+        workdir.cleanup()
+        raise
+    for path in folder.iterdir():  # the staged sources are used up: only the spooled tables stay
+        if path.name != "spooled":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    result.workdir = workdir
+    return result
 
 
 def _ingest_frames(
@@ -794,6 +938,9 @@ def _ingest_frames(
             raw=raws["leads"],
         )
     lines_layout = sources.orders.layout == "order_lines"
+    # The kept events go back to Parquet chunk by chunk: identity resolution sees their distinct keys,
+    # and DuckDB writes the clean events and their identity rows from the file (`_spooled_events`).
+    spool = Spool(folder / "events.kept.parquet") if "events" in chunks else None
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
         routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
@@ -811,17 +958,19 @@ def _ingest_frames(
                 routed=routed,
             )
             with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
-            parts.append(
-                _reject(
-                    quarantine,
-                    name,
-                    with_keys,
-                    ~_has_key(keys),
-                    column=ref,
-                    rule="invalid_customer_ref",
-                    raw=raw,
-                )
+            kept = _reject(
+                quarantine,
+                name,
+                with_keys,
+                ~_has_key(keys),
+                column=ref,
+                rule="invalid_customer_ref",
+                raw=raw,
             )
+            if name == "events" and spool is not None:
+                spool.append(_event_rows(kept))
+            else:
+                parts.append(kept)
         if parts:
             keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
         if raw_parts:
@@ -848,7 +997,10 @@ def _ingest_frames(
         if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
             rows = (orders_frame.index + 1).astype(str)
             orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
-    del typed, raws, keys, with_keys, frame  # the quarantine holds the raw values it needs
+    del typed, raws, keys, with_keys, frame, kept  # the quarantine holds the raw values it needs
+    if spool is not None:
+        spool.close()
+        keyed["events"] = _event_keys(spool)  # one row per distinct key, in order of first use
     # A source with no valid row stops the run (nothing is written, so the previous good output stays
     # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
     for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
@@ -860,20 +1012,11 @@ def _ingest_frames(
         "contacts": keyed.get("contacts", pd.DataFrame()).get("contact_id"),
         "leads": keyed.get("leads", pd.DataFrame()).get("lead_id"),
         "orders": orders_frame["order_id"],
-        "events": None,
+        # an event's own id is written from the spool; its distinct key stands for all its events
+        "events": pd.Series(pd.NA, index=keyed["events"].index, dtype="string[pyarrow]")
+        if "events" in keyed
+        else None,
     }
-    if "events" in keyed:
-        ev = keyed["events"]
-        # Without event ids a record is named by its row in the source.
-        ids = (
-            ev["event_id"] if "event_id" in ev else pd.Series(pd.NA, index=ev.index, dtype="string[pyarrow]")
-        )
-        missing = ids.isna().to_numpy()
-        if missing.any():  # text only for the rows that need it (millions of Python strings otherwise)
-            fallback = (ev.index[missing] + 1).astype(str)
-            ids = ids.copy()
-            ids.iloc[np.flatnonzero(missing)] = pd.array(fallback, dtype="string[pyarrow]")
-        record_ids["events"] = ids
     present = [n for n in SOURCES if n in keyed]
     frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
@@ -894,7 +1037,10 @@ def _ingest_frames(
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine)
+    weights = np.ones(len(records), dtype="int64")
+    if "events" in keyed:  # the last source: its rows are the events' distinct keys
+        weights[len(records) - len(keyed["events"]) :] = keyed["events"]["uses"].to_numpy(dtype="int64")
+    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine, weights=weights)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
@@ -948,20 +1094,6 @@ def _ingest_frames(
         else None
     )
 
-    events = None
-    if "events" in keyed:
-        ev = keyed["events"]
-        channel = ev["channel"] if "channel" in ev else pd.Series(pd.NA, index=ev.index, dtype="string")
-        events = pd.DataFrame(
-            {
-                "customer_id": cid["events"],
-                "event_ts": _ts(ev["event_ts"]),
-                "event_type": _text(ev["event_type"]),
-                "channel": _text(channel),
-            }
-        )
-        events = events.sort_values("event_ts", kind="stable").reset_index(drop=True)
-
     leads = None
     if "leads" in keyed:
         ld = keyed["leads"]
@@ -997,7 +1129,7 @@ def _ingest_frames(
         else pd.Series(pd.NaT, index=range(len(frames.get("contacts", []))), dtype=TS_DTYPE),
         "leads": keyed["leads"]["created_at"] if "leads" in keyed else None,
         "orders": orders_frame["order_ts"],
-        "events": keyed["events"]["event_ts"] if "events" in keyed else None,
+        "events": keyed["events"]["first_ts"] if "events" in keyed else None,  # per key: its earliest
     }
     customers = _customers(
         records=records,
@@ -1005,7 +1137,17 @@ def _ingest_frames(
         contacts=keyed["contacts"].assign(customer_id=cid["contacts"]) if "contacts" in keyed else None,
     )
     # Categorical columns stay categorical in memory; the parquet writer stores them as plain text.
-    identity_map = pd.DataFrame({c: records[c].array for c in IDENTITY_COLUMNS}, copy=False)
+    identity_map: pd.DataFrame | SpooledTable = pd.DataFrame(
+        {c: records[c].array for c in IDENTITY_COLUMNS}, copy=False
+    )
+    counts = identity_map["match_rule"].value_counts()
+    rules = pd.Series(counts.to_numpy(dtype="int64"), index=counts.index.astype(str))
+    events = None
+    if spool is not None:
+        events, identity_map, copies = _spooled_events(
+            spool, keys=keyed["events"], records=identity_map, folder=folder
+        )
+        rules = rules.add(copies, fill_value=0).astype("int64").sort_values(ascending=False, kind="stable")
     del records
 
     # Counts: a row counts as quarantined once however many rules it broke.
@@ -1013,7 +1155,7 @@ def _ingest_frames(
         rep = reports[name]
         rep.quarantined = len(quarantine.rows(name))
         rep.kept = rep.read - rep.duplicates_removed - rep.quarantined
-    tables: dict[str, pd.DataFrame | None] = {
+    tables: dict[str, pd.DataFrame | SpooledTable | None] = {
         "customers": customers,
         "identity_map": identity_map,
         "orders": orders,
@@ -1022,7 +1164,6 @@ def _ingest_frames(
         "leads": leads,
         "quarantine": quarantine.frame(),
     }
-    rules = identity_map["match_rule"].value_counts()
     rules = rules[rules > 0]
     return IngestResult(
         tables=tables,
@@ -1138,7 +1279,8 @@ def clean_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "clean"
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _parquet_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as written to `clean/`: timestamps in microseconds UTC, categoricals as plain text."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     fields = []
     for f in table.schema:
@@ -1148,7 +1290,14 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
             fields.append(pa.field(f.name, pa.string()))
         else:
             fields.append(f)
-    pq.write_table(table.cast(pa.schema(fields)), path)
+    return table.cast(pa.schema(fields))
+
+
+def _write_parquet(frame: pd.DataFrame | SpooledTable, path: Path) -> None:
+    if isinstance(frame, SpooledTable):  # already written by the engine
+        shutil.copyfile(frame.path, path)
+        return
+    pq.write_table(_parquet_table(frame), path)
 
 
 def write_clean(result: IngestResult, settings: Settings) -> Path:
