@@ -38,6 +38,7 @@ RAW, TYPED = "raw:", "typed:"  # prefixes of the staged columns
 # DuckDB's memory for the staged tables before it spills to the work folder: the sorts and joins of
 # tens of millions of rows then cost disk, not the run's peak memory.
 STAGING_MEMORY = "1GB"
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default row group (the size a whole-table write gives)
 
 
 def connect(folder: Path) -> duckdb.DuckDBPyConnection:
@@ -269,9 +270,15 @@ class Spool:
                     writer.write_table(first.cast(schema))
                     rows += first.num_rows
                 reader = self._run(con, sql, tables).to_arrow_reader(batch_size=CHUNK_ROWS)
+                pending: list[pa.RecordBatch] = []  # row groups of about a million rows, as pandas writes
                 for batch in reader:
-                    writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                    pending.append(batch)
                     rows += batch.num_rows
+                    if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_batches(pending).cast(schema))
+                        pending = []
+                if pending:
+                    writer.write_table(pa.Table.from_batches(pending).cast(schema))
         finally:
             con.close()
         return SpooledTable(path, rows)
