@@ -284,7 +284,15 @@ def _route_refs(
     distinct = pd.Series(uniques, dtype="string[pyarrow]")
     known = routed.get("keys") if routed is not None else None
     new = distinct if known is None else distinct[known.index.get_indexer(distinct) < 0]
-    is_contact = new.isin(contact_ids).to_numpy()
+    # in Arrow: pandas' `isin` on Arrow text walks the contact ids in Python on every call (per chunk)
+    is_contact = (
+        pc.is_in(
+            pa.array(new.array, type=pa.large_string()),
+            value_set=pa.array(contact_ids.array, type=pa.large_string()),
+        )
+        .to_numpy(zero_copy_only=False)
+        .astype(bool)
+    )
     is_email = looks_like_email(new).to_numpy() & ~is_contact
     keys = pd.DataFrame(
         {
