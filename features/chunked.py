@@ -257,20 +257,28 @@ class Spool:
         finally:
             con.close()
 
-    def write(
-        self, sql: str, *, path: Path, schema: pa.Schema, first: pa.Table | None = None, **tables: pa.Table
-    ) -> SpooledTable:
-        """The result of `sql` streamed to a Parquet file with `schema` (after the rows of `first`), in
-        batches: never whole in memory."""
-        rows = 0
-        con = connect(self.path.parent)
-        try:
-            with pq.ParquetWriter(path, schema) as writer:
-                if first is not None:
-                    writer.write_table(first.cast(schema))
-                    rows += first.num_rows
-                reader = self._run(con, sql, tables).to_arrow_reader(batch_size=CHUNK_ROWS)
-                pending: list[pa.RecordBatch] = []  # row groups of about a million rows, as pandas writes
+    def write(self, sql: str, *, path: Path, schema: pa.Schema, **tables: pa.Table) -> SpooledTable:
+        """The result of `sql` streamed to a Parquet file with `schema`: never whole in memory."""
+        return write_parts(path, schema=schema, parts=[(self, sql, tables)])
+
+
+def write_parts(
+    path: Path, *, schema: pa.Schema, parts: list[pa.Table | tuple[Spool, str, dict[str, pa.Table]]]
+) -> SpooledTable:
+    """One Parquet file with `schema` of `parts` in turn: Arrow tables, and spool queries (spool, SQL,
+    tables it names) streamed in batches, in row groups of about `ROW_GROUP_ROWS`."""
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for part in parts:
+            if isinstance(part, pa.Table):
+                writer.write_table(part.cast(schema))
+                rows += part.num_rows
+                continue
+            spool, sql, tables = part
+            con = connect(spool.path.parent)
+            try:
+                reader = spool._run(con, sql, tables).to_arrow_reader(batch_size=CHUNK_ROWS)
+                pending: list[pa.RecordBatch] = []
                 for batch in reader:
                     pending.append(batch)
                     rows += batch.num_rows
@@ -279,6 +287,6 @@ class Spool:
                         pending = []
                 if pending:
                     writer.write_table(pa.Table.from_batches(pending).cast(schema))
-        finally:
-            con.close()
-        return SpooledTable(path, rows)
+            finally:
+                con.close()
+    return SpooledTable(path, rows)

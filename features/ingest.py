@@ -31,7 +31,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
-from features.chunked import ROW, Spool, SpooledTable, StagedSource, stage
+from features.chunked import ROW, Spool, SpooledTable, StagedSource, stage, write_parts
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
 from features.identity import KEY_KINDS, RULES, resolve
@@ -74,7 +74,20 @@ ORDER_COLUMNS = [
     "is_cancelled",
 ]
 EVENT_COLUMNS = ["customer_id", "event_ts", "event_type", "channel"]
-# The clean events' dtypes (their Parquet schema is this frame's).
+# The clean orders' and events' dtypes (their Parquet schemas are these frames').
+EMPTY_ORDERS = pd.DataFrame(
+    {
+        "order_id": pd.array([], dtype="string[pyarrow]"),
+        "customer_id": pd.Categorical([]),
+        "order_ts": pd.Series([], dtype=TS_DTYPE),
+        "amount": pd.Series([], dtype="float64"),
+        "discount": pd.Series([], dtype="float64"),
+        "quantity": pd.Series([], dtype="int64"),
+        "category": pd.array([], dtype="string[pyarrow]"),
+        "is_returned": pd.Series([], dtype=bool),
+        "is_cancelled": pd.Series([], dtype=bool),
+    }
+)
 EMPTY_EVENTS = pd.DataFrame(
     {
         "customer_id": pd.Categorical([]),
@@ -316,9 +329,28 @@ def _route_refs(
     return picked
 
 
+def _spool_rows(
+    frame: pd.DataFrame, *, rows: np.ndarray, record_id: pd.Series, stamp: pd.Series, clean: dict
+) -> pd.DataFrame:
+    """Kept rows of a large source as spooled: position (`_row`), record id (`_rid`), the one identity
+    key each names (`_kind`, `_key`: orders and events route one reference), the timestamp that dates
+    the person's first appearance (`_ts`), and the clean table's columns but `customer_id`."""
+    held = np.column_stack([frame[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
+    key = frame["contact_id"].fillna(frame["email"]).fillna(frame["phone"])
+    return pd.DataFrame(
+        {
+            ROW: rows,
+            "_rid": _text(record_id),
+            "_kind": held.argmax(axis=1).astype("int8"),
+            "_key": _text(key),
+            "_ts": _ts(stamp).array,
+            **clean,
+        }
+    )
+
+
 def _event_rows(events: pd.DataFrame) -> pd.DataFrame:
-    """A chunk of kept events as spooled: position in the source, record id (the event id, else the
-    row number), the clean columns, and the one identity key the event names (`_kind`, `_key`)."""
+    """A chunk of kept events as spooled; an event without an id is named by its row in the source."""
     rows = events.index.to_numpy(dtype="int64")
     ids = (
         events["event_id"].astype("string[pyarrow]")
@@ -329,28 +361,65 @@ def _event_rows(events: pd.DataFrame) -> pd.DataFrame:
     if missing.any():  # text only for the rows that need it
         ids = ids.copy()
         ids.iloc[np.flatnonzero(missing)] = pd.array((rows[missing] + 1).astype(str), dtype="string[pyarrow]")
-    held = np.column_stack([events[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
-    key = events["contact_id"].fillna(events["email"]).fillna(events["phone"])  # routed: one key each
     channel = events["channel"] if "channel" in events else pd.Series(pd.NA, index=events.index)
-    return pd.DataFrame(
-        {
-            ROW: rows,
-            "_rid": ids.array,
-            "_kind": held.argmax(axis=1).astype("int8"),
-            "_key": _text(key),
+    return _spool_rows(
+        events,
+        rows=rows,
+        record_id=ids,
+        stamp=events["event_ts"],
+        clean={
             "event_ts": _ts(events["event_ts"]).array,
             "event_type": _text(events["event_type"]),
             "channel": _text(channel),
-        }
+        },
     )
 
 
-def _event_keys(spool: Spool) -> pd.DataFrame:
-    """The spooled events' distinct keys, in order of first use: the key columns, `_kind`, `_key`,
-    `first_row` (position of the first event naming it), `uses` (events naming it), `first_ts`."""
+def _order_rows(orders: pd.DataFrame, *, rows: np.ndarray, statuses: Statuses, lines: bool) -> pd.DataFrame:
+    """Kept orders as spooled: a chunk of a one-row-per-order source, or the orders aggregated from
+    order lines (`lines`). An order without an id is named by its row (`row-<n>`)."""
+    o = orders
+    if lines:
+        amount, discount = o["gross"] - o["discount"], o["discount"]
+        quantity, category = o["quantity"], o["category"]
+        returned, cancelled = o["is_returned"], o["is_cancelled"]
+    else:
+        status = o["status"] if "status" in o else pd.Series(pd.NA, index=o.index, dtype="string")
+        discount = o["discount"].fillna(0.0) if "discount" in o else pd.Series(0.0, index=o.index)
+        amount = o["amount"] - discount
+        quantity = o["quantity"] if "quantity" in o else pd.Series(1.0, index=o.index)
+        category = o["category"] if "category" in o else pd.Series(pd.NA, index=o.index, dtype="string")
+        returned = status.isin(statuses.returned).fillna(False)
+        cancelled = status.isin(statuses.cancelled).fillna(False)
+    order_id = (
+        o["order_id"]
+        if "order_id" in o
+        else pd.Series(pd.array("row-" + (o.index + 1).astype(str), dtype="string[pyarrow]"), index=o.index)
+    )
+    return _spool_rows(
+        o,
+        rows=rows,
+        record_id=order_id,
+        stamp=o["order_ts"],
+        clean={
+            "order_id": _text(order_id),
+            "order_ts": _ts(o["order_ts"]).array,
+            "amount": amount.to_numpy(dtype="float64"),
+            "discount": discount.to_numpy(dtype="float64"),
+            "quantity": quantity.to_numpy(dtype="int64"),
+            "category": _text(category),
+            "is_returned": returned.to_numpy(dtype=bool),
+            "is_cancelled": cancelled.to_numpy(dtype=bool),
+        },
+    )
+
+
+def _spooled_keys(spool: Spool) -> pd.DataFrame:
+    """The spooled rows' distinct keys, in order of first use: the key columns, `_kind`, `_key`,
+    `first_row` (position of the first row naming it), `uses` (rows naming it), `first_ts`."""
     if spool.rows:
         table = spool.query(
-            f"SELECT _kind, _key, min({ROW}) AS first_row, count(*) AS uses, min(event_ts) AS first_ts "
+            f"SELECT _kind, _key, min({ROW}) AS first_row, count(*) AS uses, min(_ts) AS first_ts "
             "FROM {spool} GROUP BY _kind, _key ORDER BY first_row"
         )
     else:
@@ -371,55 +440,57 @@ def _event_keys(spool: Spool) -> pd.DataFrame:
     return keys
 
 
-def _spooled_events(
-    spool: Spool, *, keys: pd.DataFrame, records: pd.DataFrame, folder: Path
-) -> tuple[SpooledTable, SpooledTable, pd.Series]:
-    """The clean events and the identity map written by DuckDB from the spool (never whole in memory).
+def _text_arrow(values: pd.Series | pd.api.extensions.ExtensionArray) -> pa.Array:
+    array = pa.array(values.array if isinstance(values, pd.Series) else values)
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array.cast(pa.string())
 
-    `records` is the resolved identity map whose last rows are the events' distinct keys (`keys`,
-    `_event_keys`). The first event naming a key takes its key row's rule; the others repeat a key,
-    so their rule is the key's kind (`resolve_records`). Returns (events, identity map, the match
-    rules of the repeats, counted).
-    """
-    head, tail = records.iloc[: len(records) - len(keys)], records.iloc[len(records) - len(keys) :]
+
+def _per_key(keys: pd.DataFrame, resolved: pd.DataFrame) -> tuple[pa.Table, pd.Series]:
+    """The person, business key and rules of each distinct key of a spooled source (`resolved`: its
+    rows of the resolved identity map), and the rules of the rows repeating a key, counted. The first
+    row naming a key takes its key row's rule; the others repeat a key, so their rule is the key's kind
+    (`resolve_records`)."""
     kind_rule = np.array([RULES[k] for k in KEY_KINDS], dtype=object)[keys["_kind"].to_numpy()]
-
-    def text(values: pd.Series) -> pa.Array:
-        array = pa.array(values.array)
-        return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array.cast(pa.string())
-
-    per_key = pa.table(
+    table = pa.table(
         {
             "_kind": pa.array(keys["_kind"].to_numpy(dtype="int8")),
-            "_key": text(keys["_key"]),
+            "_key": _text_arrow(keys["_key"]),
             "first_row": pa.array(keys["first_row"].to_numpy(dtype="int64")),
-            "customer_id": text(tail["customer_id"]),
-            "source_key": text(tail["source_key"]),
-            "first_rule": text(tail["match_rule"]),
+            "customer_id": _text_arrow(resolved["customer_id"]),
+            "source_key": _text_arrow(resolved["source_key"]),
+            "first_rule": _text_arrow(resolved["match_rule"]),
             "kind_rule": pa.array(kind_rule, pa.string()),
         }
     )
     copies = pd.Series(keys["uses"].to_numpy(dtype="int64") - 1).groupby(kind_rule).sum()
-    out = folder / "spooled"
-    out.mkdir(exist_ok=True)
-    joined = "FROM {spool} s JOIN per_key k ON s._kind = k._kind AND s._key = k._key"
-    events = spool.write(
-        f"SELECT k.customer_id, s.event_ts, s.event_type, s.channel {joined} ORDER BY s.event_ts, s.{ROW}",
-        path=out / "events.parquet",
-        schema=_parquet_table(EMPTY_EVENTS).schema,
+    return table, copies
+
+
+_JOINED = "FROM {spool} s JOIN per_key k ON s._kind = k._kind AND s._key = k._key"
+
+
+def _spooled_table(
+    spool: Spool, per_key: pa.Table, *, columns: list[str], order: list[str], empty: pd.DataFrame, path: Path
+) -> SpooledTable:
+    """A clean table (`columns`, sorted by `order` then source position) written by DuckDB from the
+    spool joined with each key's person."""
+    select = ", ".join("k.customer_id" if c == "customer_id" else f"s.{c}" for c in columns)
+    by = ", ".join(f"s.{c}" for c in [*order, ROW])
+    return spool.write(
+        f"SELECT {select} {_JOINED} ORDER BY {by}",
+        path=path,
+        schema=_parquet_table(empty).schema,
         per_key=per_key,
     )
-    first = _parquet_table(head)
-    identity_map = spool.write(
-        "SELECT 'events' AS source, s._rid AS source_record_id, k.source_key, k.customer_id, "
-        f"CASE WHEN s.{ROW} = k.first_row THEN k.first_rule ELSE k.kind_rule END AS match_rule {joined} "
-        f"ORDER BY s.{ROW}",
-        path=out / "identity_map.parquet",
-        schema=first.schema,
-        first=first,
-        per_key=per_key,
+
+
+def _identity_rows(source: str) -> str:
+    """The identity map rows of a spooled source, in source order (see `_per_key`)."""
+    return (
+        f"SELECT '{source}' AS source, s._rid AS source_record_id, k.source_key, k.customer_id, "
+        f"CASE WHEN s.{ROW} = k.first_row THEN k.first_rule ELSE k.kind_rule END AS match_rule "
+        f"{_JOINED} ORDER BY s.{ROW}"
     )
-    return events, identity_map, copies
 
 
 def _has_key(keys: pd.DataFrame) -> pd.Series:
@@ -946,9 +1017,10 @@ def _ingest_frames(
             raw=raws["leads"],
         )
     lines_layout = sources.orders.layout == "order_lines"
-    # The kept events go back to Parquet chunk by chunk: identity resolution sees their distinct keys,
-    # and DuckDB writes the clean events and their identity rows from the file (`_spooled_events`).
-    spool = Spool(folder / "events.kept.parquet") if "events" in chunks else None
+    statuses = _statuses(sources.orders)
+    # The kept orders and events go back to Parquet chunk by chunk: identity resolution sees their
+    # distinct keys, and DuckDB writes their clean tables and identity rows from the files.
+    spools = {name: Spool(folder / f"{name}.kept.parquet") for name in ("orders", "events") if name in chunks}
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
         routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
@@ -975,8 +1047,11 @@ def _ingest_frames(
                 rule="invalid_customer_ref",
                 raw=raw,
             )
-            if name == "events" and spool is not None:
-                spool.append(_event_rows(kept))
+            if name == "events":
+                spools[name].append(_event_rows(kept))
+            elif not lines_layout:
+                rows = kept.index.to_numpy(dtype="int64")
+                spools[name].append(_order_rows(kept, rows=rows, statuses=statuses, lines=False))
             else:
                 parts.append(kept)
         if parts:
@@ -985,11 +1060,12 @@ def _ingest_frames(
             raws[name] = pd.concat(raw_parts)
         del parts, raw_parts
 
+    order_keys = None  # lines: each order's keys, to give its lines their person
     if lines_layout:
         orders_frame, kept_lines, linked_returns = _orders_from_lines(
             keyed["orders"],
             raws["orders"],
-            statuses=_statuses(sources.orders),
+            statuses=statuses,
             return_prefixes=tuple(sources.orders.return_prefixes),
             quarantine=quarantine,
             engine=engine,
@@ -1000,33 +1076,29 @@ def _ingest_frames(
                 f"{len(linked_returns)} returns/cancellations linked to "
                 f"{linked_returns.nunique()} purchases (counted as returned)"
             )
-    else:
-        orders_frame = keyed["orders"]
-        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
-            rows = (orders_frame.index + 1).astype(str)
-            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
+        rows = np.arange(len(orders_frame), dtype="int64")  # first-seen order
+        spools["orders"].append(_order_rows(orders_frame, rows=rows, statuses=statuses, lines=True))
+        order_keys = orders_frame[["order_id", *KEY_KINDS]]
+        del orders_frame
     del typed, raws, keys, with_keys, frame, kept  # the quarantine holds the raw values it needs
-    if spool is not None:
+    for name, spool in spools.items():
         spool.close()
-        keyed["events"] = _event_keys(spool)  # one row per distinct key, in order of first use
+        keyed[name] = _spooled_keys(spool)  # one row per distinct key, in order of first use
     # A source with no valid row stops the run (nothing is written, so the previous good output stays
     # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
-    for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
-        if frame.empty:
+    for name in ("orders", *(n for n in SOURCES if n in keyed and n != "orders")):
+        if keyed[name].empty:
             _no_valid_rows(name, reports[name], quarantine, sources)
 
-    # Resolve: one record per contact, lead, order and event, in priority order.
+    # Resolve: one record per contact and lead, one per distinct key of the orders and events (with
+    # the number of rows naming it), in priority order.
+    present = [n for n in SOURCES if n in keyed]
     record_ids = {
         "contacts": keyed.get("contacts", pd.DataFrame()).get("contact_id"),
         "leads": keyed.get("leads", pd.DataFrame()).get("lead_id"),
-        "orders": orders_frame["order_id"],
-        # an event's own id is written from the spool; its distinct key stands for all its events
-        "events": pd.Series(pd.NA, index=keyed["events"].index, dtype="string[pyarrow]")
-        if "events" in keyed
-        else None,
+        # an order's or event's own id is written from its spool
+        **{n: pd.Series(pd.NA, index=keyed[n].index, dtype="string[pyarrow]") for n in spools},
     }
-    present = [n for n in SOURCES if n in keyed]
-    frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
     def stacked(columns: dict[str, pd.Series]) -> pd.Series:
         # arrow-backed text concatenates as chunks: the records share the sources' buffers
@@ -1036,71 +1108,68 @@ def _ingest_frames(
 
     records = pd.DataFrame(
         {
-            **{k: stacked({n: frames[n][k] for n in present}) for k in KEY_KINDS},
+            **{k: stacked({n: keyed[n][k] for n in present}) for k in KEY_KINDS},
             "source_record_id": stacked(record_ids),
         },
         copy=False,
     )
-    sizes = [len(frames[n]) for n in present]
+    sizes = [len(keyed[n]) for n in present]
+    bounds = np.cumsum([0, *sizes])
+    span = {n: slice(bounds[i], bounds[i + 1]) for i, n in enumerate(present)}
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
     weights = np.ones(len(records), dtype="int64")
-    if "events" in keyed:  # the last source: its rows are the events' distinct keys
-        weights[len(records) - len(keyed["events"]) :] = keyed["events"]["uses"].to_numpy(dtype="int64")
+    for name in spools:
+        weights[span[name]] = keyed[name]["uses"].to_numpy(dtype="int64")
     resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine, weights=weights)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
-    bounds = np.cumsum([0, *sizes])
-    cid = {n: records["customer_id"].array[bounds[i] : bounds[i + 1]] for i, n in enumerate(present)}
+    del resolved
+    cid = {n: records["customer_id"].array[span[n]] for n in present}
 
-    # Clean tables.
-    o = orders_frame
-    if lines_layout:
-        orders = pd.DataFrame(
-            {
-                "order_id": _text(o["order_id"]),
-                "customer_id": cid["orders"],
-                "order_ts": _ts(o["order_ts"]),
-                "amount": (o["gross"] - o["discount"]).to_numpy(dtype="float64"),
-                "discount": o["discount"].to_numpy(dtype="float64"),
-                "quantity": o["quantity"].to_numpy(dtype="int64"),
-                "category": _text(o["category"]),
-                "is_returned": o["is_returned"].to_numpy(dtype=bool),
-                "is_cancelled": o["is_cancelled"].to_numpy(dtype=bool),
-            }
-        )
-    else:
-        statuses = _statuses(sources.orders)
-        status = o["status"] if "status" in o else pd.Series(pd.NA, index=o.index, dtype="string")
-        discount = o["discount"].fillna(0.0) if "discount" in o else pd.Series(0.0, index=o.index)
-        quantity = o["quantity"] if "quantity" in o else pd.Series(1.0, index=o.index)
-        category = o["category"] if "category" in o else pd.Series(pd.NA, index=o.index, dtype="string")
-        orders = pd.DataFrame(
-            {
-                "order_id": _text(o["order_id"]),
-                "customer_id": cid["orders"],
-                "order_ts": _ts(o["order_ts"]),
-                "amount": (o["amount"] - discount).to_numpy(dtype="float64"),
-                "discount": discount.to_numpy(dtype="float64"),
-                "quantity": quantity.to_numpy(dtype="int64"),
-                "category": _text(category),
-                "is_returned": status.isin(statuses.returned).fillna(False).to_numpy(dtype=bool),
-                "is_cancelled": status.isin(statuses.cancelled).fillna(False).to_numpy(dtype=bool),
-            }
-        )
-    orders = orders.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
-    order_lines = (
-        _clean_order_lines(
+    # Clean tables: orders and events written by DuckDB from their spools.
+    out = folder / "spooled"
+    out.mkdir(exist_ok=True)
+    per_key, copies = {}, []
+    for name in spools:
+        per_key[name], repeats = _per_key(keyed[name], records.iloc[span[name]])
+        copies.append(repeats)
+    orders = _spooled_table(
+        spools["orders"],
+        per_key["orders"],
+        columns=ORDER_COLUMNS,
+        order=["order_ts", "order_id"],
+        empty=EMPTY_ORDERS,
+        path=out / "orders.parquet",
+    )
+    order_lines = None
+    if order_keys is not None:
+        node = keyed["orders"]["_kind"].astype(str) + "\x1f" + keyed["orders"]["_key"].astype(str)
+        person = pd.Series(np.asarray(cid["orders"], dtype=object), index=node.to_numpy())
+        held = order_keys[list(KEY_KINDS)].notna().to_numpy()
+        key = order_keys["contact_id"].fillna(order_keys["email"]).fillna(order_keys["phone"])
+        order_node = pd.Series(held.argmax(axis=1).astype(str)) + "\x1f" + key.astype(str).to_numpy()
+        order_lines = _clean_order_lines(
             kept_lines,
             linked=linked_returns,
-            owner=pd.Series(np.asarray(cid["orders"], dtype=object), index=o["order_id"].to_numpy()),
+            owner=pd.Series(
+                person.reindex(order_node.to_numpy()).to_numpy(), index=order_keys["order_id"].to_numpy()
+            ),
             return_prefixes=tuple(sources.orders.return_prefixes),
         )
-        if lines_layout
-        else None
-    )
+        del order_keys, kept_lines
+    events = None
+    if "events" in spools:
+        events = _spooled_table(
+            spools["events"],
+            per_key["events"],
+            columns=EVENT_COLUMNS,
+            order=["event_ts"],
+            empty=EMPTY_EVENTS,
+            path=out / "events.parquet",
+        )
 
     leads = None
     if "leads" in keyed:
@@ -1134,29 +1203,32 @@ def _ingest_frames(
     stamps = {
         "contacts": keyed["contacts"]["signup_date"]
         if "contacts" in keyed and "signup_date" in keyed["contacts"]
-        else pd.Series(pd.NaT, index=range(len(frames.get("contacts", []))), dtype=TS_DTYPE),
+        else pd.Series(pd.NaT, index=range(len(keyed.get("contacts", []))), dtype=TS_DTYPE),
         "leads": keyed["leads"]["created_at"] if "leads" in keyed else None,
-        "orders": orders_frame["order_ts"],
-        "events": keyed["events"]["first_ts"] if "events" in keyed else None,  # per key: its earliest
+        # per distinct key: its earliest order or event
+        **{n: keyed[n]["first_ts"] for n in spools},
     }
     customers = _customers(
         records=records,
         stamps={n: stamps[n].reset_index(drop=True) for n in present},
         contacts=keyed["contacts"].assign(customer_id=cid["contacts"]) if "contacts" in keyed else None,
     )
-    # Categorical columns stay categorical in memory; the parquet writer stores them as plain text.
-    identity_map: pd.DataFrame | SpooledTable = pd.DataFrame(
-        {c: records[c].array for c in IDENTITY_COLUMNS}, copy=False
-    )
-    counts = identity_map["match_rule"].value_counts()
+    counts = records["match_rule"].value_counts()
     rules = pd.Series(counts.to_numpy(dtype="int64"), index=counts.index.astype(str))
-    events = None
-    if spool is not None:
-        events, identity_map, copies = _spooled_events(
-            spool, keys=keyed["events"], records=identity_map, folder=folder
-        )
-        rules = rules.add(copies, fill_value=0).astype("int64").sort_values(ascending=False, kind="stable")
-    del records
+    for repeats in copies:
+        rules = rules.add(repeats, fill_value=0).astype("int64")
+    rules = rules.sort_values(ascending=False, kind="stable")
+    # the contacts' and leads' records, then the spooled sources' rows (categoricals as plain text)
+    head = records.iloc[: bounds[present.index("orders")]]
+    identity_map = write_parts(
+        out / "identity_map.parquet",
+        schema=_parquet_table(head[IDENTITY_COLUMNS].iloc[:0]).schema,
+        parts=[
+            _parquet_table(head[IDENTITY_COLUMNS]),
+            *((spools[n], _identity_rows(n), {"per_key": per_key[n]}) for n in spools),
+        ],
+    )
+    del records, head
 
     # Counts: a row counts as quarantined once however many rules it broke.
     for name in present:
