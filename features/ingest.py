@@ -126,7 +126,7 @@ class SourceReport:
 class IngestResult:
     """Clean tables (None for an absent optional source) and the run's report."""
 
-    # the events and the identity map are written to Parquet by the engine (`SpooledTable`): `frame`
+    # orders, events and the identity map are written to Parquet by DuckDB (`SpooledTable`): `frame`
     tables: dict[str, pd.DataFrame | SpooledTable | None]
     sources: dict[str, SourceReport]
     as_of: pd.Timestamp
@@ -873,7 +873,8 @@ def ingest_frames(
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
     `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
     when None). The events are typed and validated chunk by chunk through a temporary folder, and the
-    clean events and identity map are written there by DuckDB (`SpooledTable`, kept with the result).
+    clean orders, events and identity map are written there by DuckDB (`SpooledTable`, kept with the
+    result until it is let go); identities are resolved on the orders' and events' distinct keys.
     """
     workdir = tempfile.TemporaryDirectory(prefix="persona-ingest-")
     folder = Path(workdir.name)
