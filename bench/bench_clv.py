@@ -73,7 +73,7 @@ def load_cdnow() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     result = ingest_frames(
         raw, sources=settings.sources, identity=settings.identity, as_of=resolve_as_of(settings)
     )
-    return result.tables["orders"], result.tables["customers"], result.report()
+    return result.frame("orders"), result.tables["customers"], result.report()
 
 
 def spend_labels(

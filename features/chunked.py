@@ -10,6 +10,10 @@ and values in the quarantine; only what spans the whole table is done apart:
 3. `StagedSource.validated_chunks` reads the file back chunk by chunk and validates each with the
    source's pandera schema (less the uniqueness check done in 2) against the run's `as_of`.
 Memory is then one chunk plus a few numbers per row (timestamps for deriving `as_of`).
+
+`Spool` takes the kept rows back to Parquet chunk by chunk, and DuckDB writes the clean table from there
+(`SpooledTable`), so the largest tables never sit whole in memory. The staging is DuckDB's whatever
+`engine` says: it is the run's own scratch work on local files, not a computation to distribute.
 """
 
 from __future__ import annotations
@@ -31,6 +35,20 @@ from features.schemas import ParseTally, check_parsed, type_columns, validate
 
 ROW = "_row"  # the row's 0-based position in the source
 RAW, TYPED = "raw:", "typed:"  # prefixes of the staged columns
+# DuckDB's memory for the staged tables before it spills to the work folder: the sorts and joins of
+# tens of millions of rows then cost disk, not the run's peak memory.
+STAGING_MEMORY = "1GB"
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default row group (the size a whole-table write gives)
+
+
+def connect(folder: Path) -> duckdb.DuckDBPyConnection:
+    """An embedded DuckDB for the staged files of `folder` (spills there beyond `STAGING_MEMORY`)."""
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{(folder / 'duckdb.tmp').as_posix()}'")
+    con.execute(f"SET memory_limit = '{STAGING_MEMORY}'")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    return con
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -56,9 +74,8 @@ class StagedSource:
     rejected: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # quarantined
 
     def _query(self, sql: str) -> pa.Table:
-        con = duckdb.connect()
+        con = connect(self.path.parent)
         try:
-            con.execute("SET preserve_insertion_order = false")
             con.register("dups", pa.table({ROW: pa.array(self.duplicates, pa.int64())}))
             staged = f"read_parquet('{self.path.as_posix()}')"
             return con.sql(sql.replace("{staged}", staged)).to_arrow_table()
@@ -190,3 +207,86 @@ def stage(
         np.concatenate([p["row"].to_numpy() - 1 for p in parsed.parts] or [np.array([], dtype="int64")])
     )
     return result
+
+
+@dataclass
+class SpooledTable:
+    """A clean table written to Parquet by DuckDB (`Spool.write`) instead of held in memory."""
+
+    path: Path
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def to_pandas(self) -> pd.DataFrame:
+        return pq.read_table(self.path).to_pandas()
+
+
+class Spool:
+    """Rows appended chunk by chunk to a Parquet file, then queried out of core by DuckDB (`{spool}` in
+    the SQL names the file; other tables are passed by name as Arrow)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def append(self, frame: pd.DataFrame) -> None:
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, arrow.schema)
+        self._writer.write_table(arrow.cast(self._writer.schema))
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _run(self, con: duckdb.DuckDBPyConnection, sql: str, tables: dict[str, pa.Table]):
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.sql(sql.replace("{spool}", f"read_parquet('{self.path.as_posix()}')"))
+
+    def query(self, sql: str, **tables: pa.Table) -> pa.Table:
+        """A small result (e.g. one row per distinct key) as Arrow."""
+        con = connect(self.path.parent)
+        try:
+            return self._run(con, sql, tables).to_arrow_table()
+        finally:
+            con.close()
+
+    def write(self, sql: str, *, path: Path, schema: pa.Schema, **tables: pa.Table) -> SpooledTable:
+        """The result of `sql` streamed to a Parquet file with `schema`: never whole in memory."""
+        return write_parts(path, schema=schema, parts=[(self, sql, tables)])
+
+
+def write_parts(
+    path: Path, *, schema: pa.Schema, parts: list[pa.Table | tuple[Spool, str, dict[str, pa.Table]]]
+) -> SpooledTable:
+    """One Parquet file with `schema` of `parts` in turn: Arrow tables, and spool queries (spool, SQL,
+    tables it names) streamed in batches, in row groups of about `ROW_GROUP_ROWS`."""
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for part in parts:
+            if isinstance(part, pa.Table):
+                writer.write_table(part.cast(schema))
+                rows += part.num_rows
+                continue
+            spool, sql, tables = part
+            con = connect(spool.path.parent)
+            try:
+                reader = spool._run(con, sql, tables).to_arrow_reader(batch_size=CHUNK_ROWS)
+                pending: list[pa.RecordBatch] = []
+                for batch in reader:
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_batches(pending).cast(schema))
+                        pending = []
+                if pending:
+                    writer.write_table(pa.Table.from_batches(pending).cast(schema))
+            finally:
+                con.close()
+    return SpooledTable(path, rows)

@@ -765,7 +765,7 @@ def _merge(
     merged: dict[str, pd.DataFrame | None] = {}
     for name in PERSON_TABLES:
         old = _load(settings, name)
-        new = result.tables.get(name)
+        new = result.frame(name) if name in result.tables else None
         if old is None and new is None:
             merged[name] = None
             continue

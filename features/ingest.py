@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from configs.sections.identity import IdentityConfig
 from configs.sections.sources import SourceConfig, SourcesConfig
 from configs.settings import Settings
 from core.errors import SourceError, ValidationFailed
-from features.chunked import StagedSource, stage
+from features.chunked import ROW, Spool, SpooledTable, StagedSource, stage, write_parts
 from features.clock import as_utc, check_as_of, derive_as_of
 from features.engine import Engine, open_engine
 from features.identity import KEY_KINDS, RULES, resolve
@@ -73,6 +74,28 @@ ORDER_COLUMNS = [
     "is_cancelled",
 ]
 EVENT_COLUMNS = ["customer_id", "event_ts", "event_type", "channel"]
+# The clean orders' and events' dtypes (their Parquet schemas are these frames').
+EMPTY_ORDERS = pd.DataFrame(
+    {
+        "order_id": pd.array([], dtype="string[pyarrow]"),
+        "customer_id": pd.Categorical([]),
+        "order_ts": pd.Series([], dtype=TS_DTYPE),
+        "amount": pd.Series([], dtype="float64"),
+        "discount": pd.Series([], dtype="float64"),
+        "quantity": pd.Series([], dtype="int64"),
+        "category": pd.array([], dtype="string[pyarrow]"),
+        "is_returned": pd.Series([], dtype=bool),
+        "is_cancelled": pd.Series([], dtype=bool),
+    }
+)
+EMPTY_EVENTS = pd.DataFrame(
+    {
+        "customer_id": pd.Categorical([]),
+        "event_ts": pd.Series([], dtype=TS_DTYPE),
+        "event_type": pd.array([], dtype="string[pyarrow]"),
+        "channel": pd.array([], dtype="string[pyarrow]"),
+    }
+)
 LEAD_COLUMNS = [
     "lead_id",
     "customer_id",
@@ -103,12 +126,20 @@ class SourceReport:
 class IngestResult:
     """Clean tables (None for an absent optional source) and the run's report."""
 
-    tables: dict[str, pd.DataFrame | None]
+    # orders, events and the identity map are written to Parquet by DuckDB (`SpooledTable`): `frame`
+    tables: dict[str, pd.DataFrame | SpooledTable | None]
     sources: dict[str, SourceReport]
     as_of: pd.Timestamp
     match_rules: dict[str, int]
     as_of_given: bool = True  # False: derived from the sources' latest activity
     future_tolerance_hours: float = 0.0
+    # holds the spooled tables' files; removed when the result is let go
+    workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    def frame(self, name: str) -> pd.DataFrame | None:
+        """A clean table in memory (a spooled one read back: mind its size)."""
+        table = self.tables[name]
+        return table.to_pandas() if isinstance(table, SpooledTable) else table
 
     def report(self) -> dict:
         """The JSON-able report written to `clean/ingest_report.json`."""
@@ -266,7 +297,15 @@ def _route_refs(
     distinct = pd.Series(uniques, dtype="string[pyarrow]")
     known = routed.get("keys") if routed is not None else None
     new = distinct if known is None else distinct[known.index.get_indexer(distinct) < 0]
-    is_contact = new.isin(contact_ids).to_numpy()
+    # in Arrow: pandas' `isin` on Arrow text walks the contact ids in Python on every call (per chunk)
+    is_contact = (
+        pc.is_in(
+            pa.array(new.array, type=pa.large_string()),
+            value_set=pa.array(contact_ids.array, type=pa.large_string()),
+        )
+        .to_numpy(zero_copy_only=False)
+        .astype(bool)
+    )
     is_email = looks_like_email(new).to_numpy() & ~is_contact
     keys = pd.DataFrame(
         {
@@ -288,6 +327,170 @@ def _route_refs(
     picked = keys.take(np.where(codes >= 0, codes, len(keys) - 1))  # the last row: no key at all
     picked.index = refs.index
     return picked
+
+
+def _spool_rows(
+    frame: pd.DataFrame, *, rows: np.ndarray, record_id: pd.Series, stamp: pd.Series, clean: dict
+) -> pd.DataFrame:
+    """Kept rows of a large source as spooled: position (`_row`), record id (`_rid`), the one identity
+    key each names (`_kind`, `_key`: orders and events route one reference), the timestamp that dates
+    the person's first appearance (`_ts`), and the clean table's columns but `customer_id`."""
+    held = np.column_stack([frame[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
+    key = frame["contact_id"].fillna(frame["email"]).fillna(frame["phone"])
+    return pd.DataFrame(
+        {
+            ROW: rows,
+            "_rid": _text(record_id),
+            "_kind": held.argmax(axis=1).astype("int8"),
+            "_key": _text(key),
+            "_ts": _ts(stamp).array,
+            **clean,
+        }
+    )
+
+
+def _event_rows(events: pd.DataFrame) -> pd.DataFrame:
+    """A chunk of kept events as spooled; an event without an id is named by its row in the source."""
+    rows = events.index.to_numpy(dtype="int64")
+    ids = (
+        events["event_id"].astype("string[pyarrow]")
+        if "event_id" in events
+        else pd.Series(pd.NA, index=events.index, dtype="string[pyarrow]")
+    )
+    missing = ids.isna().to_numpy()
+    if missing.any():  # text only for the rows that need it
+        ids = ids.copy()
+        ids.iloc[np.flatnonzero(missing)] = pd.array((rows[missing] + 1).astype(str), dtype="string[pyarrow]")
+    channel = events["channel"] if "channel" in events else pd.Series(pd.NA, index=events.index)
+    return _spool_rows(
+        events,
+        rows=rows,
+        record_id=ids,
+        stamp=events["event_ts"],
+        clean={
+            "event_ts": _ts(events["event_ts"]).array,
+            "event_type": _text(events["event_type"]),
+            "channel": _text(channel),
+        },
+    )
+
+
+def _order_rows(orders: pd.DataFrame, *, rows: np.ndarray, statuses: Statuses, lines: bool) -> pd.DataFrame:
+    """Kept orders as spooled: a chunk of a one-row-per-order source, or the orders aggregated from
+    order lines (`lines`). An order without an id is named by its row (`row-<n>`)."""
+    o = orders
+    if lines:
+        amount, discount = o["gross"] - o["discount"], o["discount"]
+        quantity, category = o["quantity"], o["category"]
+        returned, cancelled = o["is_returned"], o["is_cancelled"]
+    else:
+        status = o["status"] if "status" in o else pd.Series(pd.NA, index=o.index, dtype="string")
+        discount = o["discount"].fillna(0.0) if "discount" in o else pd.Series(0.0, index=o.index)
+        amount = o["amount"] - discount
+        quantity = o["quantity"] if "quantity" in o else pd.Series(1.0, index=o.index)
+        category = o["category"] if "category" in o else pd.Series(pd.NA, index=o.index, dtype="string")
+        returned = status.isin(statuses.returned).fillna(False)
+        cancelled = status.isin(statuses.cancelled).fillna(False)
+    order_id = (
+        o["order_id"]
+        if "order_id" in o
+        else pd.Series(pd.array("row-" + (o.index + 1).astype(str), dtype="string[pyarrow]"), index=o.index)
+    )
+    return _spool_rows(
+        o,
+        rows=rows,
+        record_id=order_id,
+        stamp=o["order_ts"],
+        clean={
+            "order_id": _text(order_id),
+            "order_ts": _ts(o["order_ts"]).array,
+            "amount": amount.to_numpy(dtype="float64"),
+            "discount": discount.to_numpy(dtype="float64"),
+            "quantity": quantity.to_numpy(dtype="int64"),
+            "category": _text(category),
+            "is_returned": returned.to_numpy(dtype=bool),
+            "is_cancelled": cancelled.to_numpy(dtype=bool),
+        },
+    )
+
+
+def _spooled_keys(spool: Spool) -> pd.DataFrame:
+    """The spooled rows' distinct keys, in order of first use: the key columns, `_kind`, `_key`,
+    `first_row` (position of the first row naming it), `uses` (rows naming it), `first_ts`."""
+    if spool.rows:
+        table = spool.query(
+            f"SELECT _kind, _key, min({ROW}) AS first_row, count(*) AS uses, min(_ts) AS first_ts "
+            "FROM {spool} GROUP BY _kind, _key ORDER BY first_row"
+        )
+    else:
+        table = pa.table(
+            {
+                "_kind": pa.array([], pa.int8()),
+                "_key": pa.array([], pa.string()),
+                "first_row": pa.array([], pa.int64()),
+                "uses": pa.array([], pa.int64()),
+                "first_ts": pa.array([], pa.timestamp("us", tz="UTC")),
+            }
+        )
+    keys = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    kind = keys["_kind"].to_numpy()
+    for j, name in enumerate(KEY_KINDS):
+        keys[name] = keys["_key"].where(kind == j).astype("string[pyarrow]")
+    keys["first_ts"] = keys["first_ts"].astype(TS_DTYPE)
+    return keys
+
+
+def _text_arrow(values: pd.Series | pd.api.extensions.ExtensionArray) -> pa.Array:
+    array = pa.array(values.array if isinstance(values, pd.Series) else values)
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array.cast(pa.string())
+
+
+def _per_key(keys: pd.DataFrame, resolved: pd.DataFrame) -> tuple[pa.Table, pd.Series]:
+    """The person, business key and rules of each distinct key of a spooled source (`resolved`: its
+    rows of the resolved identity map), and the rules of the rows repeating a key, counted. The first
+    row naming a key takes its key row's rule; the others repeat a key, so their rule is the key's kind
+    (`resolve_records`)."""
+    kind_rule = np.array([RULES[k] for k in KEY_KINDS], dtype=object)[keys["_kind"].to_numpy()]
+    table = pa.table(
+        {
+            "_kind": pa.array(keys["_kind"].to_numpy(dtype="int8")),
+            "_key": _text_arrow(keys["_key"]),
+            "first_row": pa.array(keys["first_row"].to_numpy(dtype="int64")),
+            "customer_id": _text_arrow(resolved["customer_id"]),
+            "source_key": _text_arrow(resolved["source_key"]),
+            "first_rule": _text_arrow(resolved["match_rule"]),
+            "kind_rule": pa.array(kind_rule, pa.string()),
+        }
+    )
+    copies = pd.Series(keys["uses"].to_numpy(dtype="int64") - 1).groupby(kind_rule).sum()
+    return table, copies
+
+
+_JOINED = "FROM {spool} s JOIN per_key k ON s._kind = k._kind AND s._key = k._key"
+
+
+def _spooled_table(
+    spool: Spool, per_key: pa.Table, *, columns: list[str], order: list[str], empty: pd.DataFrame, path: Path
+) -> SpooledTable:
+    """A clean table (`columns`, sorted by `order` then source position) written by DuckDB from the
+    spool joined with each key's person."""
+    select = ", ".join("k.customer_id" if c == "customer_id" else f"s.{c}" for c in columns)
+    by = ", ".join(f"s.{c}" for c in [*order, ROW])
+    return spool.write(
+        f"SELECT {select} {_JOINED} ORDER BY {by}",
+        path=path,
+        schema=_parquet_table(empty).schema,
+        per_key=per_key,
+    )
+
+
+def _identity_rows(source: str) -> str:
+    """The identity map rows of a spooled source, in source order (see `_per_key`)."""
+    return (
+        f"SELECT '{source}' AS source, s._rid AS source_record_id, k.source_key, k.customer_id, "
+        f"CASE WHEN s.{ROW} = k.first_row THEN k.first_rule ELSE k.kind_rule END AS match_rule "
+        f"{_JOINED} ORDER BY s.{ROW}"
+    )
 
 
 def _has_key(keys: pd.DataFrame) -> pd.Series:
@@ -545,7 +748,9 @@ def _orders_from_lines(
     return orders, typed, linked
 
 
-def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None = None) -> pd.DataFrame:
+def resolve_records(
+    records: pd.DataFrame, *, salt: str, engine: Engine | None = None, weights: np.ndarray | None = None
+) -> pd.DataFrame:
     """`features.identity.resolve` of `records`, with the engine given one record per repeated key.
 
     Most records (every order and event) hold a single key that the person's other orders and events
@@ -555,12 +760,19 @@ def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None =
     kind; and the first holder's rule becomes the key's kind too unless it is its person's anchor
     (exactly what `resolve` over every record gives). Returns `customer_id` and `match_rule` aligned
     to `records`.
+
+    `weights` (default 1) lets one row stand for that many records holding the same single key, of which
+    it is the first: the events arrive as their distinct keys, never one row per event. Its result is
+    that first record's; the others share its person and take the key's kind as their rule.
     """
     n = len(records)
     held = np.column_stack([records[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
     if not n or not held.any(axis=1).all():
         return resolve(records, salt=salt, engine=engine)  # empty, or keyless rows: resolve refuses
     single = held.sum(axis=1) == 1
+    weight = np.ones(n, dtype="int64") if weights is None else np.asarray(weights, dtype="int64")
+    if (weight < 1).any() or (~single & (weight > 1)).any():
+        raise ValueError("a weighted record stands for records holding one same key: weights >= 1")
     kind = held.argmax(axis=1)
     first = np.arange(n)  # the first record holding the same single key (itself for others)
     repeats = np.zeros(n, dtype="int64")  # records holding a first holder's key, itself included
@@ -571,7 +783,7 @@ def resolve_records(records: pd.DataFrame, *, salt: str, engine: Engine | None =
         codes, _ = pd.factorize(records[name].iloc[rows], use_na_sentinel=True)
         _, first_at = np.unique(codes, return_index=True)  # codes are numbered in order of appearance
         first[rows] = rows[first_at[codes]]
-        repeats[rows[first_at]] = np.bincount(codes)
+        repeats[rows[first_at]] = np.bincount(codes, weights=weight[rows]).astype("int64")
     kept = first == np.arange(n)
     reduced = resolve(records.loc[kept, list(KEY_KINDS)].reset_index(drop=True), salt=salt, engine=engine)
     at = (np.cumsum(kept) - 1)[first]  # each record's row in `reduced`
@@ -660,12 +872,24 @@ def ingest_frames(
     (`features.clock.derive_as_of`). Rows dated after `as_of` + `sources.future_tolerance_hours` are
     quarantined. Raises ValidationFailed when nothing usable remains of the orders, SourceError when
     `as_of` is before every row of a source. Order lines aggregate on `engine` (an embedded DuckDB
-    when None). The events are typed and validated chunk by chunk through a temporary folder.
+    when None). The events are typed and validated chunk by chunk through a temporary folder, and the
+    clean orders, events and identity map are written there by DuckDB (`SpooledTable`, kept with the
+    result until it is let go); identities are resolved on the orders' and events' distinct keys.
     """
-    with tempfile.TemporaryDirectory(prefix="persona-ingest-") as folder:
-        return _ingest_frames(
-            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=Path(folder)
+    workdir = tempfile.TemporaryDirectory(prefix="persona-ingest-")
+    folder = Path(workdir.name)
+    try:
+        result = _ingest_frames(
+            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=folder
         )
+    except BaseException:
+        workdir.cleanup()
+        raise
+    for path in folder.iterdir():  # the staged sources are used up: only the spooled tables stay
+        if path.name != "spooled":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    result.workdir = workdir
+    return result
 
 
 def _ingest_frames(
@@ -794,6 +1018,10 @@ def _ingest_frames(
             raw=raws["leads"],
         )
     lines_layout = sources.orders.layout == "order_lines"
+    statuses = _statuses(sources.orders)
+    # The kept orders and events go back to Parquet chunk by chunk: identity resolution sees their
+    # distinct keys, and DuckDB writes their clean tables and identity rows from the files.
+    spools = {name: Spool(folder / f"{name}.kept.parquet") for name in ("orders", "events") if name in chunks}
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
         routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
@@ -811,28 +1039,34 @@ def _ingest_frames(
                 routed=routed,
             )
             with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
-            parts.append(
-                _reject(
-                    quarantine,
-                    name,
-                    with_keys,
-                    ~_has_key(keys),
-                    column=ref,
-                    rule="invalid_customer_ref",
-                    raw=raw,
-                )
+            kept = _reject(
+                quarantine,
+                name,
+                with_keys,
+                ~_has_key(keys),
+                column=ref,
+                rule="invalid_customer_ref",
+                raw=raw,
             )
+            if name == "events":
+                spools[name].append(_event_rows(kept))
+            elif not lines_layout:
+                rows = kept.index.to_numpy(dtype="int64")
+                spools[name].append(_order_rows(kept, rows=rows, statuses=statuses, lines=False))
+            else:
+                parts.append(kept)
         if parts:
             keyed[name] = parts[0] if len(parts) == 1 else pd.concat(parts)
         if raw_parts:
             raws[name] = pd.concat(raw_parts)
         del parts, raw_parts
 
+    order_keys = None  # lines: each order's keys, to give its lines their person
     if lines_layout:
         orders_frame, kept_lines, linked_returns = _orders_from_lines(
             keyed["orders"],
             raws["orders"],
-            statuses=_statuses(sources.orders),
+            statuses=statuses,
             return_prefixes=tuple(sources.orders.return_prefixes),
             quarantine=quarantine,
             engine=engine,
@@ -843,39 +1077,29 @@ def _ingest_frames(
                 f"{len(linked_returns)} returns/cancellations linked to "
                 f"{linked_returns.nunique()} purchases (counted as returned)"
             )
-    else:
-        orders_frame = keyed["orders"]
-        if "order_id" not in orders_frame:  # one row per order and no id column: the row names it
-            rows = (orders_frame.index + 1).astype(str)
-            orders_frame = orders_frame.assign(order_id=pd.array("row-" + rows, dtype="string[pyarrow]"))
-    del typed, raws, keys, with_keys, frame  # the quarantine holds the raw values it needs
+        rows = np.arange(len(orders_frame), dtype="int64")  # first-seen order
+        spools["orders"].append(_order_rows(orders_frame, rows=rows, statuses=statuses, lines=True))
+        order_keys = orders_frame[["order_id", *KEY_KINDS]]
+        del orders_frame
+    del typed, raws, keys, with_keys, frame, kept  # the quarantine holds the raw values it needs
+    for name, spool in spools.items():
+        spool.close()
+        keyed[name] = _spooled_keys(spool)  # one row per distinct key, in order of first use
     # A source with no valid row stops the run (nothing is written, so the previous good output stays
     # in place): an empty optional source is a mistake to fix, or `sources.<name>: null`.
-    for name, frame in (("orders", orders_frame), *((n, keyed[n]) for n in SOURCES if n in keyed)):
-        if frame.empty:
+    for name in ("orders", *(n for n in SOURCES if n in keyed and n != "orders")):
+        if keyed[name].empty:
             _no_valid_rows(name, reports[name], quarantine, sources)
 
-    # Resolve: one record per contact, lead, order and event, in priority order.
+    # Resolve: one record per contact and lead, one per distinct key of the orders and events (with
+    # the number of rows naming it), in priority order.
+    present = [n for n in SOURCES if n in keyed]
     record_ids = {
         "contacts": keyed.get("contacts", pd.DataFrame()).get("contact_id"),
         "leads": keyed.get("leads", pd.DataFrame()).get("lead_id"),
-        "orders": orders_frame["order_id"],
-        "events": None,
+        # an order's or event's own id is written from its spool
+        **{n: pd.Series(pd.NA, index=keyed[n].index, dtype="string[pyarrow]") for n in spools},
     }
-    if "events" in keyed:
-        ev = keyed["events"]
-        # Without event ids a record is named by its row in the source.
-        ids = (
-            ev["event_id"] if "event_id" in ev else pd.Series(pd.NA, index=ev.index, dtype="string[pyarrow]")
-        )
-        missing = ids.isna().to_numpy()
-        if missing.any():  # text only for the rows that need it (millions of Python strings otherwise)
-            fallback = (ev.index[missing] + 1).astype(str)
-            ids = ids.copy()
-            ids.iloc[np.flatnonzero(missing)] = pd.array(fallback, dtype="string[pyarrow]")
-        record_ids["events"] = ids
-    present = [n for n in SOURCES if n in keyed]
-    frames = {n: (orders_frame if n == "orders" else keyed[n]) for n in present}
 
     def stacked(columns: dict[str, pd.Series]) -> pd.Series:
         # arrow-backed text concatenates as chunks: the records share the sources' buffers
@@ -885,82 +1109,68 @@ def _ingest_frames(
 
     records = pd.DataFrame(
         {
-            **{k: stacked({n: frames[n][k] for n in present}) for k in KEY_KINDS},
+            **{k: stacked({n: keyed[n][k] for n in present}) for k in KEY_KINDS},
             "source_record_id": stacked(record_ids),
         },
         copy=False,
     )
-    sizes = [len(frames[n]) for n in present]
+    sizes = [len(keyed[n]) for n in present]
+    bounds = np.cumsum([0, *sizes])
+    span = {n: slice(bounds[i], bounds[i + 1]) for i, n in enumerate(present)}
     records["source"] = pd.Categorical.from_codes(
         np.repeat(np.arange(len(present)), sizes), categories=present
     )
-    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine)
+    weights = np.ones(len(records), dtype="int64")
+    for name in spools:
+        weights[span[name]] = keyed[name]["uses"].to_numpy(dtype="int64")
+    resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine, weights=weights)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
     records["source_key"] = source_keys(records)
-    bounds = np.cumsum([0, *sizes])
-    cid = {n: records["customer_id"].array[bounds[i] : bounds[i + 1]] for i, n in enumerate(present)}
+    del resolved
+    cid = {n: records["customer_id"].array[span[n]] for n in present}
 
-    # Clean tables.
-    o = orders_frame
-    if lines_layout:
-        orders = pd.DataFrame(
-            {
-                "order_id": _text(o["order_id"]),
-                "customer_id": cid["orders"],
-                "order_ts": _ts(o["order_ts"]),
-                "amount": (o["gross"] - o["discount"]).to_numpy(dtype="float64"),
-                "discount": o["discount"].to_numpy(dtype="float64"),
-                "quantity": o["quantity"].to_numpy(dtype="int64"),
-                "category": _text(o["category"]),
-                "is_returned": o["is_returned"].to_numpy(dtype=bool),
-                "is_cancelled": o["is_cancelled"].to_numpy(dtype=bool),
-            }
-        )
-    else:
-        statuses = _statuses(sources.orders)
-        status = o["status"] if "status" in o else pd.Series(pd.NA, index=o.index, dtype="string")
-        discount = o["discount"].fillna(0.0) if "discount" in o else pd.Series(0.0, index=o.index)
-        quantity = o["quantity"] if "quantity" in o else pd.Series(1.0, index=o.index)
-        category = o["category"] if "category" in o else pd.Series(pd.NA, index=o.index, dtype="string")
-        orders = pd.DataFrame(
-            {
-                "order_id": _text(o["order_id"]),
-                "customer_id": cid["orders"],
-                "order_ts": _ts(o["order_ts"]),
-                "amount": (o["amount"] - discount).to_numpy(dtype="float64"),
-                "discount": discount.to_numpy(dtype="float64"),
-                "quantity": quantity.to_numpy(dtype="int64"),
-                "category": _text(category),
-                "is_returned": status.isin(statuses.returned).fillna(False).to_numpy(dtype=bool),
-                "is_cancelled": status.isin(statuses.cancelled).fillna(False).to_numpy(dtype=bool),
-            }
-        )
-    orders = orders.sort_values(["order_ts", "order_id"], kind="stable").reset_index(drop=True)
-    order_lines = (
-        _clean_order_lines(
+    # Clean tables: orders and events written by DuckDB from their spools.
+    out = folder / "spooled"
+    out.mkdir(exist_ok=True)
+    per_key, copies = {}, []
+    for name in spools:
+        per_key[name], repeats = _per_key(keyed[name], records.iloc[span[name]])
+        copies.append(repeats)
+    orders = _spooled_table(
+        spools["orders"],
+        per_key["orders"],
+        columns=ORDER_COLUMNS,
+        order=["order_ts", "order_id"],
+        empty=EMPTY_ORDERS,
+        path=out / "orders.parquet",
+    )
+    order_lines = None
+    if order_keys is not None:
+        node = keyed["orders"]["_kind"].astype(str) + "\x1f" + keyed["orders"]["_key"].astype(str)
+        person = pd.Series(np.asarray(cid["orders"], dtype=object), index=node.to_numpy())
+        held = order_keys[list(KEY_KINDS)].notna().to_numpy()
+        key = order_keys["contact_id"].fillna(order_keys["email"]).fillna(order_keys["phone"])
+        order_node = pd.Series(held.argmax(axis=1).astype(str)) + "\x1f" + key.astype(str).to_numpy()
+        order_lines = _clean_order_lines(
             kept_lines,
             linked=linked_returns,
-            owner=pd.Series(np.asarray(cid["orders"], dtype=object), index=o["order_id"].to_numpy()),
+            owner=pd.Series(
+                person.reindex(order_node.to_numpy()).to_numpy(), index=order_keys["order_id"].to_numpy()
+            ),
             return_prefixes=tuple(sources.orders.return_prefixes),
         )
-        if lines_layout
-        else None
-    )
-
+        del order_keys, kept_lines
     events = None
-    if "events" in keyed:
-        ev = keyed["events"]
-        channel = ev["channel"] if "channel" in ev else pd.Series(pd.NA, index=ev.index, dtype="string")
-        events = pd.DataFrame(
-            {
-                "customer_id": cid["events"],
-                "event_ts": _ts(ev["event_ts"]),
-                "event_type": _text(ev["event_type"]),
-                "channel": _text(channel),
-            }
+    if "events" in spools:
+        events = _spooled_table(
+            spools["events"],
+            per_key["events"],
+            columns=EVENT_COLUMNS,
+            order=["event_ts"],
+            empty=EMPTY_EVENTS,
+            path=out / "events.parquet",
         )
-        events = events.sort_values("event_ts", kind="stable").reset_index(drop=True)
 
     leads = None
     if "leads" in keyed:
@@ -994,26 +1204,39 @@ def _ingest_frames(
     stamps = {
         "contacts": keyed["contacts"]["signup_date"]
         if "contacts" in keyed and "signup_date" in keyed["contacts"]
-        else pd.Series(pd.NaT, index=range(len(frames.get("contacts", []))), dtype=TS_DTYPE),
+        else pd.Series(pd.NaT, index=range(len(keyed.get("contacts", []))), dtype=TS_DTYPE),
         "leads": keyed["leads"]["created_at"] if "leads" in keyed else None,
-        "orders": orders_frame["order_ts"],
-        "events": keyed["events"]["event_ts"] if "events" in keyed else None,
+        # per distinct key: its earliest order or event
+        **{n: keyed[n]["first_ts"] for n in spools},
     }
     customers = _customers(
         records=records,
         stamps={n: stamps[n].reset_index(drop=True) for n in present},
         contacts=keyed["contacts"].assign(customer_id=cid["contacts"]) if "contacts" in keyed else None,
     )
-    # Categorical columns stay categorical in memory; the parquet writer stores them as plain text.
-    identity_map = pd.DataFrame({c: records[c].array for c in IDENTITY_COLUMNS}, copy=False)
-    del records
+    counts = records["match_rule"].value_counts()
+    rules = pd.Series(counts.to_numpy(dtype="int64"), index=counts.index.astype(str))
+    for repeats in copies:
+        rules = rules.add(repeats, fill_value=0).astype("int64")
+    rules = rules.sort_values(ascending=False, kind="stable")
+    # the contacts' and leads' records, then the spooled sources' rows (categoricals as plain text)
+    head = records.iloc[: bounds[present.index("orders")]]
+    identity_map = write_parts(
+        out / "identity_map.parquet",
+        schema=_parquet_table(head[IDENTITY_COLUMNS].iloc[:0]).schema,
+        parts=[
+            _parquet_table(head[IDENTITY_COLUMNS]),
+            *((spools[n], _identity_rows(n), {"per_key": per_key[n]}) for n in spools),
+        ],
+    )
+    del records, head
 
     # Counts: a row counts as quarantined once however many rules it broke.
     for name in present:
         rep = reports[name]
         rep.quarantined = len(quarantine.rows(name))
         rep.kept = rep.read - rep.duplicates_removed - rep.quarantined
-    tables: dict[str, pd.DataFrame | None] = {
+    tables: dict[str, pd.DataFrame | SpooledTable | None] = {
         "customers": customers,
         "identity_map": identity_map,
         "orders": orders,
@@ -1022,7 +1245,6 @@ def _ingest_frames(
         "leads": leads,
         "quarantine": quarantine.frame(),
     }
-    rules = identity_map["match_rule"].value_counts()
     rules = rules[rules > 0]
     return IngestResult(
         tables=tables,
@@ -1138,7 +1360,8 @@ def clean_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "clean"
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _parquet_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as written to `clean/`: timestamps in microseconds UTC, categoricals as plain text."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     fields = []
     for f in table.schema:
@@ -1148,7 +1371,14 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
             fields.append(pa.field(f.name, pa.string()))
         else:
             fields.append(f)
-    pq.write_table(table.cast(pa.schema(fields)), path)
+    return table.cast(pa.schema(fields))
+
+
+def _write_parquet(frame: pd.DataFrame | SpooledTable, path: Path) -> None:
+    if isinstance(frame, SpooledTable):  # already written by the engine
+        shutil.copyfile(frame.path, path)
+        return
+    pq.write_table(_parquet_table(frame), path)
 
 
 def write_clean(result: IngestResult, settings: Settings) -> Path:

@@ -1,8 +1,9 @@
-"""Compare two `clean/` folders table by table (schema, and rows as multisets: every row of one is a row
-of the other, as often), and the reports.
+"""Compare two `clean/` folders table by table (schema; rows as multisets: every row of one is a row of
+the other, as often; and with `--order`, row i of one is row i of the other), and the reports.
 
-    .venv/bin/python scripts/compare_clean.py data/w20k/clean_old data/w20k/clean
-Exit 1 on the first difference, naming the table and the first differing row.
+    .venv/bin/python scripts/compare_clean.py data/w20k/clean_old data/w20k/clean [--order]
+Exit 1 on a difference, naming the table. The reports' `location`s may differ by the data folder only
+(the same world ingested into two folders).
 """
 
 from __future__ import annotations
@@ -23,7 +24,25 @@ def _differences(con, a: Path, b: Path) -> int:
     return sum(con.execute(one_way.format(x, y)).fetchone()[0] for x, y in ((a, b), (b, a)))
 
 
-def main(old: Path, new: Path) -> int:
+def _out_of_order(con, a: Path, b: Path, columns: list[str]) -> int:
+    """Positions where the rows differ (the tables have as many rows)."""
+    differ = " OR ".join(f'x."{c}" IS DISTINCT FROM y."{c}"' for c in columns)
+    return con.execute(
+        f"SELECT count(*) FROM read_parquet('{a}', file_row_number = true) x "
+        f"JOIN read_parquet('{b}', file_row_number = true) y USING (file_row_number) WHERE {differ}"
+    ).fetchone()[0]
+
+
+def _report(folder: Path) -> dict:
+    report = json.loads((folder / "ingest_report.json").read_text())
+    report.pop("created", None)
+    data_dir = str(folder.resolve().parent)
+    for source in report["sources"].values():
+        source["location"] = source["location"].replace(data_dir, "{data_dir}")
+    return report
+
+
+def main(old: Path, new: Path, *, order: bool = False) -> int:
     names = sorted(p.name for p in old.glob("*.parquet"))
     if names != sorted(p.name for p in new.glob("*.parquet")):
         print(f"tables differ: {names} vs {sorted(p.name for p in new.glob('*.parquet'))}")
@@ -40,18 +59,20 @@ def main(old: Path, new: Path) -> int:
             print(f"{name}: rows differ")
             bad = 1
             continue
-        print(f"{name}: {rows:,} rows identical")
-    ra = json.loads((old / "ingest_report.json").read_text())
-    rb = json.loads((new / "ingest_report.json").read_text())
-    for r in (ra, rb):
-        r.pop("created", None)
+        if order and (moved := _out_of_order(con, old / name, new / name, a.names)):
+            print(f"{name}: same rows, {moved:,} in another order")
+            bad = 1
+            continue
+        print(f"{name}: {rows:,} rows identical{' in the same order' if order else ''}")
+    ra, rb = _report(old), _report(new)
     if ra != rb:
         print(f"report differs:\n{json.dumps(ra, indent=1)}\n---\n{json.dumps(rb, indent=1)}")
         bad = 1
     else:
-        print("ingest_report.json identical (but 'created')")
+        print("ingest_report.json identical (but 'created' and the data folder)")
     return bad
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    args = [a for a in sys.argv[1:] if a != "--order"]
+    sys.exit(main(Path(args[0]), Path(args[1]), order="--order" in sys.argv))

@@ -55,6 +55,8 @@ for fname in (
     "_orders_from_lines",
     "resolve",
     "_customers",
+    "_spooled_keys",
+    "_spooled_table",
     "_clean_order_lines",
     "write_clean",
     "honour_consent_list",

@@ -108,3 +108,67 @@ def test_resolving_repeated_keys_once_changes_nothing(seed) -> None:
     pd.testing.assert_frame_equal(got, expected)
     assert set(got["match_rule"]) == {"new", "contact_id", "email_exact", "phone_e164"}
     assert got["customer_id"].nunique() > 5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_distinct_event_keys_with_counts_resolve_as_every_event(seed) -> None:
+    """Ingest resolves the events as their distinct keys with a count each (`weights`): expanded back
+    (the first event of a key takes the key row's result, the others its person and the key's kind),
+    it gives every record the person and rule that resolving every event gives. Keys used by one event
+    only, by many, and by contacts or orders before them are all drawn."""
+    import numpy as np
+
+    from features.engine import open_engine
+    from features.identity import KEY_KINDS, RULES
+    from features.ingest import resolve_records
+
+    rng = np.random.default_rng(seed)
+    pools = {
+        "contact_id": [f"C{i}" for i in range(15)],
+        "email": [f"{i}@x.cn" for i in range(40)],
+        "phone": [f"+86{i}" for i in range(25)],
+    }
+    head = []  # contacts and leads (several keys) and orders (one key): resolved record by record
+    for _ in range(150):
+        held = [k for k in pools if rng.random() < 0.15] or [str(rng.choice(list(pools)))]
+        head.append(tuple(str(rng.choice(pools[k])) if k in held else None for k in pools))
+    events = []  # one key each, drawn with repeats (a key used once is a person seen once there)
+    for i in range(600):
+        kind = int(rng.integers(len(KEY_KINDS)))
+        row = [None, None, None]
+        fresh = rng.random() < 0.05  # a key no other record holds
+        row[kind] = f"{i}-once" if fresh else str(rng.choice(pools[KEY_KINDS[kind]][: 5 + kind * 10]))
+        events.append(tuple(row))
+    everything = records(head + events)
+    tail = records(events)
+    first = ~tail.duplicated(keep="first").to_numpy()
+    key = tail["contact_id"].fillna(tail["email"]).fillna(tail["phone"]).to_numpy()
+    uses = pd.Series(key).value_counts()
+    distinct = tail[first].reset_index(drop=True)
+    weights = np.r_[np.ones(len(head), dtype="int64"), uses.reindex(key[first]).to_numpy()]
+    assert (weights > 1).sum() > 20 and (weights[len(head) :] == 1).any()
+    with open_engine() as engine:
+        expected = resolve(everything, salt=SALT, engine=engine)
+        got = resolve_records(
+            pd.concat([records(head), distinct], ignore_index=True), salt=SALT, engine=engine, weights=weights
+        )
+    # expand the distinct keys back to one row per event
+    at = pd.Index(key[first]).get_indexer(key)
+    kind_rule = np.array([RULES[KEY_KINDS[int(np.argmax(r))]] for r in tail.notna().to_numpy()], dtype=object)
+    rows = got.iloc[len(head) :].reset_index(drop=True)
+    event_rule = np.where(first, rows["match_rule"].astype(object).to_numpy()[at], kind_rule)
+    assert list(got["customer_id"].iloc[: len(head)]) == list(expected["customer_id"].iloc[: len(head)])
+    assert list(got["match_rule"].iloc[: len(head)]) == list(expected["match_rule"].iloc[: len(head)])
+    assert list(rows["customer_id"].to_numpy()[at]) == list(expected["customer_id"].iloc[len(head) :])
+    assert list(event_rule) == list(expected["match_rule"].iloc[len(head) :])
+    assert {"new", "email_exact", "phone_e164", "contact_id"} <= set(event_rule)
+
+
+def test_weights_stand_only_for_repeats_of_one_key() -> None:
+    import numpy as np
+
+    from features.ingest import resolve_records
+
+    recs = records([("C1", "a@x.cn", None), (None, "a@x.cn", None)])
+    with pytest.raises(ValueError, match="weights"):
+        resolve_records(recs, salt=SALT, weights=np.array([2, 1]))

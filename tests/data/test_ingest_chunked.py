@@ -74,7 +74,7 @@ def test_events_quarantine_names_each_failing_row_once(data_dir) -> None:
     assert report.kept == 11 - 2 - len(EXPECTED)
     assert len(result.tables["events"]) == report.kept
     # the identity map names an event by its id, and a row without an id... has one here: E1, E2, E8
-    ids = result.tables["identity_map"].query("source == 'events'")["source_record_id"]
+    ids = result.frame("identity_map").query("source == 'events'")["source_record_id"]
     assert sorted(ids) == ["E1", "E2", "E8"]
 
 
@@ -86,7 +86,7 @@ def test_chunks_of_any_size_give_the_whole_table_result(data_dir, monkeypatch, c
     monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 96)  # the lazy CSV reader: a few rows per block
     split = _ingest(settings)
     for name in ("quarantine", "events", "identity_map", "customers"):
-        pd.testing.assert_frame_equal(split.tables[name], whole.tables[name], check_categorical=False)
+        pd.testing.assert_frame_equal(split.frame(name), whole.frame(name), check_categorical=False)
     assert split.report()["sources"] == whole.report()["sources"]
 
 
@@ -110,5 +110,5 @@ def test_events_without_ids_are_named_by_their_row_in_the_source(data_dir, monke
     ]
     monkeypatch.setattr(chunked, "CHUNK_ROWS", 1)
     result = _ingest(_world(data_dir, events))
-    ids = result.tables["identity_map"].query("source == 'events'")["source_record_id"]
+    ids = result.frame("identity_map").query("source == 'events'")["source_record_id"]
     assert sorted(ids) == ["1", "3"]

@@ -40,11 +40,11 @@ def test_ingest_quarantines_non_finite_and_absurd_amounts_naming_the_rule(data_d
     assert "amount_too_large" in rules[2] and "number_not_finite" in rules[3]
     assert rules[4] & {"number_not_finite", "number_unparseable"}  # 1e400 overflows the parser
     assert "quantity_too_large" in rules[5]
-    orders = result.tables["orders"]
+    orders = result.frame("orders")
     assert sorted(orders["order_id"]) == ["O1", "O6"] and np.isfinite(orders["amount"]).all()
     # the bound is configuration: a business whose orders are that large raises it
     strict = load_settings(data_dir=str(data_dir), sources={"orders": {"max_amount": 200}, **sources})
-    assert sorted(run_ingest(strict).tables["orders"]["order_id"]) == ["O1"]
+    assert sorted(run_ingest(strict).frame("orders")["order_id"]) == ["O1"]
 
 
 def test_feature_files_never_hold_inf(tmp_path: Path) -> None:
