@@ -114,3 +114,26 @@ def test_buyer_mask_of_one_row_is_the_array_mask(row: list[float], features: lis
     one = buyer_mask(x, features)
     assert one.dtype == bool and one.tolist() == many[:1].tolist()
     assert buyer_mask(x, ["monetary_365d", "tenure_days"]).tolist() == [True]  # neither feature: a buyer
+
+
+def test_an_encoded_row_is_the_rows_encoding_inside_many() -> None:
+    from models.classifier import MISSING_CATEGORY, encode_columns
+
+    columns = {
+        "recency_days": np.array([4.5, np.nan, -0.0, np.inf, 1e308, 7.0]),
+        "orders_lifetime": np.array([3, 0, 1, 2, 9, 4], dtype=np.int64),
+        "is_open_lead": np.array([True, False, True, False, True, False]),
+        "channel": np.array(["web", None, "fax", np.nan, "store", "web"], dtype=object),  # fax: unseen
+        "region": np.array(["n", "s", None, "n", "s", "e"], dtype=object),
+        "count_as_text": np.array(["1", "2.5", None, "3", "0", "4"], dtype=object),  # numbers as text
+    }
+    categories = {"channel": ["store", "web"], "region": ["n", "s", MISSING_CATEGORY]}
+    names = list(columns)
+    many = encode_columns(columns, features=names, categories=categories, where="test")
+    assert np.isnan(many).any() and (many == 1.0).any()  # missing and known codes are both there
+    for i in range(len(many)):
+        one = encode_columns(
+            {k: v[i : i + 1] for k, v in columns.items()}, features=names, categories=categories, where="test"
+        )
+        assert one.shape == (1, len(names)) and one.dtype == np.float64
+        assert one.tobytes() == many[i : i + 1].tobytes(), i  # bit for bit, NaN and the sign of zero included
