@@ -131,10 +131,11 @@ def _serve(tree: Path, world: Path, port: int, log: Path) -> subprocess.Popen:
 def http_main(old_tree: Path) -> int:
     """Over HTTP: one server per tree (ports `AB_PORT` and the next, default 18210), one customer per
     request, sequential; in each block /v1/score and /v1/noop alternate call by call, and blocks alternate
-    between the two servers. p50/p99 of each route, score p99 / noop p99, load average."""
+    between the two servers. p50/p99 of each route, score p99 / noop p99, load average. Then `CLIENTS`
+    concurrent clients (default 8): requests per second of each route, runs alternating."""
     import httpx
 
-    from bench.bench_serving import AUTH, customer_ids, stop_server
+    from bench.bench_serving import AUTH, Result, concurrent, customer_ids, stop_server
 
     customers = int(os.environ.get("PERSONA_BENCH_SERVING_CUSTOMERS", "5000"))
     world = ROOT / "data" / "bench" / f"serving_{customers}"
@@ -189,6 +190,21 @@ def http_main(old_tree: Path) -> int:
             loads.append(os.getloadavg())
         for client in clients.values():
             client.close()
+        # concurrent clients (CLIENTS, 0: none), one customer each: score and no-op runs alternate
+        concurrent_clients = int(os.environ.get("CLIENTS", "8"))
+        rates: dict[tuple[str, str], Result] = {(n, r): Result() for n in trees for r in ("score", "noop")}
+        for r in range(int(os.environ.get("CONC_ROUNDS", "2")) if concurrent_clients else 0):
+            for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+                for route in ("score", "noop"):
+                    concurrent(
+                        bases[name],
+                        f"/v1/{route}",
+                        lambda rng: {"customer_ids": [rng.choice(active)]},
+                        clients=concurrent_clients,
+                        n=int(os.environ.get("CONC_REQUESTS", "400")),
+                        result=rates[(name, route)],
+                    )
+            loads.append(os.getloadavg())
     finally:
         for proc in servers.values():
             stop_server(proc)
@@ -204,6 +220,12 @@ def http_main(old_tree: Path) -> int:
             f"/v1/noop median {statistics.median(noop):.2f} p99 {p99(noop):.2f}; "
             f"p99 ratio {p99(score) / p99(noop):.2f}x, median ratio "
             f"{statistics.median(score) / statistics.median(noop):.2f}x"
+        )
+    for name in trees if concurrent_clients else ():
+        score, noop = rates[(name, "score")], rates[(name, "noop")]
+        print(
+            f"{name}, {concurrent_clients} clients: /v1/score {score.rps:.0f} req/s (p99 {p99(score.ms):.1f} ms, "
+            f"errors {score.errors or 0}), /v1/noop {noop.rps:.0f} req/s (p99 {p99(noop.ms):.1f} ms)"
         )
     one = [a[0] for a in loads]
     end = " / ".join(f"{a:.2f}" for a in loads[-1])
