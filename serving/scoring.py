@@ -741,8 +741,11 @@ class Scorer:
         stale_any = np.zeros(len(ids), dtype=bool)
         for status in view_status.values():
             stale_any |= status == "stale"
+        # each view's comparison once (models share views): a numpy call costs more than the compare
+        # itself for the one customer a CRM usually asks for
+        absent = {view: status == "not_found" for view, status in view_status.items()}
         has_features = {
-            kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
+            kind: ~absent[views[0]] if len(views) == 1 else ~np.logical_and.reduce([absent[v] for v in views])
             for kind, views in self.views_of_kind.items()
         }
         features: dict[str, np.ndarray] = finite_columns(
@@ -768,7 +771,7 @@ class Scorer:
                 continue
             scored = reason == None  # noqa: E711 - object array of reasons
             for view in views:
-                missing_any |= scored & (view_status[view] == "not_found")
+                missing_any |= scored & absent[view]
         reasons = {}
         for kind in CLASSIFIERS:
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
