@@ -157,6 +157,17 @@ def encode_columns(
     if missing:
         raise ValidationFailed(f"{where}: missing column(s) {missing}")
     n = len(columns[features[0]]) if features else 0
+    if n == 1:  # one customer: one list of floats (float() casts as astype does), no slice per feature
+        row = []
+        for name in features:
+            values = np.asarray(columns[name])
+            if name in categories:
+                row.append(_category_codes_array(values, categories[name])[0])
+            elif values.dtype.kind in "fiub":
+                row.append(float(values[0]))
+            else:
+                row.append(_numeric_array(values, name)[0])
+        return np.array([row], dtype=np.float64)
     out = np.empty((n, len(features)), dtype=np.float64)
     for j, name in enumerate(features):
         values = np.asarray(columns[name])

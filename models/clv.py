@@ -19,6 +19,7 @@ capture and Spearman correlation among buyers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -148,15 +149,49 @@ def _floats(columns: Columns, name: str) -> np.ndarray:
 
 def history_from_columns(columns: Columns) -> History:
     """`history_from_features` from feature name -> numpy array."""
-    orders = np.nan_to_num(_floats(columns, "orders_lifetime"), nan=0.0)
-    tenure = np.nan_to_num(_floats(columns, "tenure_days"), nan=0.0)
+    orders = _floats(columns, "orders_lifetime")
+    tenure = _floats(columns, "tenure_days")
     recency = _floats(columns, "recency_days")
-    monetary = np.nan_to_num(_floats(columns, "monetary_lifetime"), nan=0.0)
+    monetary = _floats(columns, "monetary_lifetime")
+    if len(orders) == 1:  # the one customer a CRM usually asks for: no numpy call per step
+        return _history_of_one(float(orders[0]), float(tenure[0]), float(recency[0]), float(monetary[0]))
+    orders = np.nan_to_num(orders, nan=0.0)
+    tenure = np.nan_to_num(tenure, nan=0.0)
+    monetary = np.nan_to_num(monetary, nan=0.0)
     x = np.maximum(orders - 1.0, 0.0)
     T = np.maximum(tenure, 0.0)
     t_x = np.where(x > 0, np.clip(T - np.nan_to_num(recency, nan=0.0), 0.0, T), 0.0)
     m = np.divide(monetary, orders, out=np.full_like(orders, np.nan), where=orders > 0)
     return History(x=x, t_x=t_x, T=T, m=m)
+
+
+_BIGGEST = float(np.finfo(np.float64).max)
+
+
+def _nan_to_zero(v: float) -> float:
+    """`np.nan_to_num(v, nan=0.0)` of one float: NaN -> 0, +-inf -> the largest finite float."""
+    if v != v:
+        return 0.0
+    if v in (math.inf, -math.inf):
+        return math.copysign(_BIGGEST, v)
+    return v
+
+
+def _history_of_one(orders: float, tenure: float, recency: float, monetary: float) -> History:
+    """`history_from_columns` of one row in Python floats: the same IEEE operations one by one as the
+    array code (np.maximum, np.clip, np.divide; the sign of a zero included), 1-element arrays out
+    (tests/model/test_one_row_paths.py holds the two to the same bits)."""
+    orders, tenure, monetary = _nan_to_zero(orders), _nan_to_zero(tenure), _nan_to_zero(monetary)
+    x = orders - 1.0
+    x = x if x > 0.0 else 0.0  # np.maximum(x, 0.0): 0.0 unless x is above (x is never NaN here)
+    T = tenure if tenure > 0.0 else 0.0
+    t_x = 0.0
+    if x > 0:  # np.clip(T - recency, 0.0, T): the lower bound, then the upper (both finite: never NaN)
+        t_x = T - _nan_to_zero(recency)
+        t_x = t_x if t_x >= 0.0 else 0.0
+        t_x = t_x if t_x <= T else T
+    m = monetary / orders if orders > 0 else math.nan
+    return History(x=np.array([x]), t_x=np.array([t_x]), T=np.array([T]), m=np.array([m]))
 
 
 # ------------------------------------------------------------------------------------- base bundle
@@ -368,8 +403,11 @@ class ClvRegressor(_ValueModel):
         x = self.encode_columns(columns)
         contrib = self._contributions(x)[:, :-1]
         values = np.empty(contrib.shape, dtype=object)
-        for j, name in enumerate(self.features):
-            values[:, j] = columns[name]
+        if len(contrib) == 1:  # one customer: its values as an object array holds them, no index per feature
+            values[0, :] = [np.asarray(columns[name])[:1].tolist()[0] for name in self.features]
+        else:
+            for j, name in enumerate(self.features):
+                values[:, j] = columns[name]
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_k]
         out = []
         for i in range(len(contrib)):

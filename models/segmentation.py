@@ -15,6 +15,7 @@ customers cannot claim a cluster of their own. Scoring is a nearest-centroid sea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,12 @@ PROSPECT_ID = -1  # segment id of customers without an order (persona `prospect`
 def buyer_mask(x: np.ndarray, features: list[str]) -> np.ndarray:
     """Rows with at least one order: `recency_days` known and `orders_lifetime` > 0 (where present).
     Without either feature every row counts as a buyer."""
+    if len(x) == 1:  # one customer: the same test on two floats, without four numpy calls
+        row = x[0]
+        buyer = "recency_days" not in features or not math.isnan(row[features.index("recency_days")])
+        if "orders_lifetime" in features:
+            buyer = buyer and bool(row[features.index("orders_lifetime")] > 0)  # NaN > 0 is False
+        return np.array([buyer])
     mask = np.ones(len(x), dtype=bool)
     if "recency_days" in features:
         mask &= ~np.isnan(x[:, features.index("recency_days")])
@@ -119,8 +126,13 @@ class SegmentationModel:
         missing = [f for f in self.features if f not in columns]
         if missing:
             raise ValidationFailed(f"segmentation input: missing column(s) {missing}")
-        x = np.column_stack([_numeric_array(np.asarray(columns[f]), f) for f in self.features])
-        return self._predict(x)
+        arrays = [np.asarray(columns[f]) for f in self.features]
+        if len(arrays[0]) == 1 and all(a.dtype.kind in "fiub" for a in arrays):
+            # one customer: the 1 x f matrix straight from the values (float() casts as astype does)
+            return self._predict(np.array([[float(a[0]) for a in arrays]], dtype=np.float64))
+        return self._predict(
+            np.column_stack([_numeric_array(a, f) for a, f in zip(arrays, self.features, strict=True)])
+        )
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         buyers = buyer_mask(x, self.features)

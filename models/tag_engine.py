@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,7 +119,9 @@ class Catalog:
     source: str = "configs/tags.yaml"
     notes: list[str] = field(default_factory=list)  # e.g. tags skipped because their source is absent
     skipped: tuple[str, ...] = ()  # tags whose source is absent: always unset (see `without_sources`)
-    _compiled: dict[Any, list[Any]] = field(default_factory=dict, repr=False)
+    _compiled: dict[Any, list[Any]] = field(
+        default_factory=dict, repr=False
+    )  # see `_functions`, `one_customer`
 
     def _functions(self, mode: str, edges: dict[str, list[float]]) -> list[Any]:
         """Compiled evaluators of every tag, cached per set of cut points (online calls reuse them)."""
@@ -227,26 +229,54 @@ class Catalog:
 
         Gives exactly what `evaluate` gives for the same row (a property test holds it to that).
         """
-        missing = [name for name in self.required_inputs if name not in values]
-        if missing:
-            raise ValidationFailed(
-                f"the customer's values lack {', '.join(missing)} (needed by the tag catalog)"
-            )
+        return self.one_customer(cutpoints)(values)
+
+    def one_customer(self, cutpoints: Mapping[str, Any] | None = None) -> Callable[[Mapping[str, Any]], dict]:
+        """`evaluate_one` for these cut points, checked and compiled once: the CRM's one-customer request
+        would otherwise check every cut point and look its compiled tags up again per customer.
+
+        Cached per cut-points object (held by the cache, so its id cannot be reused while cached)."""
+        key = ("one", id(cutpoints))
+        cached = self._compiled.get(key)
+        if cached is not None and cached[0] is cutpoints:
+            return cached[1]
         edges = self._edges(cutpoints)
-        env: dict[str, Any] = {name: _scalar(values[name], t, name) for name, t in self.input_types.items()}
-        out: dict[str, Any] = {}
-        for tag, fn in zip(self.tags, self._functions("scalar", edges), strict=True):
-            value = tx._scalar_as(fn(env), _TYPE_OF_VALUE[tag.value_type])
-            if tag.value_type == "number":
-                value = _round_one(value, tag.decimals)
-            if tag.values is not None and value is not None and value not in tag.values:
+        plan = [
+            (
+                tag,
+                fn,
+                _TYPE_OF_VALUE[tag.value_type],
+                tag.decimals if tag.value_type == "number" else None,
+                tag.values,
+            )
+            for tag, fn in zip(self.tags, self._functions("scalar", edges), strict=True)
+        ]
+        inputs = tuple(self.input_types.items())
+        required = self.required_inputs
+
+        def evaluate(values: Mapping[str, Any]) -> dict[str, Any]:
+            missing = [name for name in required if name not in values]
+            if missing:
                 raise ValidationFailed(
-                    f"tag {tag.key!r} gave {value!r}, not one of its values {list(tag.values)} "
-                    f"(customer {values.get('customer_id', '?')})"
+                    f"the customer's values lack {', '.join(missing)} (needed by the tag catalog)"
                 )
-            out[tag.key] = value
-            env[tag.key] = value
-        return out
+            env: dict[str, Any] = {name: _scalar(values[name], t, name) for name, t in inputs}
+            out: dict[str, Any] = {}
+            for tag, fn, value_type, decimals, allowed in plan:
+                value = tx._scalar_as(fn(env), value_type)
+                if decimals is not None:
+                    value = _round_one(value, decimals)
+                if allowed is not None and value is not None and value not in allowed:
+                    raise ValidationFailed(
+                        f"tag {tag.key!r} gave {value!r}, not one of its values {list(allowed)} "
+                        f"(customer {values.get('customer_id', '?')})"
+                    )
+                out[tag.key] = value
+                env[tag.key] = value
+            return out
+
+        self._compiled[key] = [cutpoints, evaluate]
+        return evaluate
 
     def _edges(self, cutpoints: Mapping[str, Any] | None) -> dict[str, list[float]]:
         """Validate the fitted cut points against the catalog's declarations."""
@@ -321,8 +351,14 @@ def _round(values: np.ndarray, decimals: int) -> np.ndarray:
 
 
 def _round_one(value: float, decimals: int) -> float:
-    # the batch rounding on a 1-element array: Python's round() differs on ties
-    return float(_round(np.array([value]), decimals)[0])
+    """`_round` of one value without an array: numpy's algorithm (scale, round half to even, unscale;
+    Python's round(x, n) rounds the exact decimal instead and differs on ties), the sign of a zero kept
+    as `np.rint` keeps it. tests/model/test_tag_equivalence.py holds the two to the same bits."""
+    scale = 10.0 ** abs(decimals)
+    scaled = value * scale if decimals >= 0 else value / scale
+    if math.isfinite(scaled):  # inf and NaN pass as they are, as through np.rint
+        scaled = math.copysign(float(round(scaled)), scaled)
+    return scaled / scale if decimals >= 0 else scaled * scale
 
 
 def _check_allowed(tag: TagDef, values: np.ndarray, frame: pd.DataFrame) -> None:
@@ -361,7 +397,8 @@ def _format_number(x: float) -> str:
 
 def format_one(tags: Mapping[str, Any], catalog: Catalog) -> dict[str, str | None]:
     """One customer's tags (from `Catalog.evaluate_one`) as the CRM sees them; same as `format_values`."""
-    return {key: format_value(value, catalog.tag(key).value_type) for key, value in tags.items()}
+    types = {t.key: t.value_type for t in catalog.tags}  # once, not a search of the catalog per tag
+    return {key: format_value(value, types[key]) for key, value in tags.items()}
 
 
 def format_values(tags: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -784,6 +785,16 @@ def _present(v: Any) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
+_COMPARISONS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def compile_scalar(node: Node, cuts: Cuts) -> ScalarFn:
     """Compile a type-checked AST into `f(values) -> value` for one customer; same rules as the vector."""
     t = node.type if node.type != NULL else NUMBER
@@ -826,19 +837,18 @@ def compile_scalar(node: Node, cuts: Cuts) -> ScalarFn:
         lf, rf = compile_scalar(node.left, cuts), compile_scalar(node.right, cuts)
         if NULL in (node.left.type, node.right.type):
             return lambda env: False
-        op = node.op
-        test: Callable[[Any, Any], bool] = {
-            "=": lambda a, b: a == b,
-            "!=": lambda a, b: a != b,
-            "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b,
-            ">": lambda a, b: a > b,
-            ">=": lambda a, b: a >= b,
-        }[op]
+        test: Callable[[Any, Any], Any] = _COMPARISONS[node.op]
 
         def compare(env: Mapping[str, Any]) -> bool:
-            a, b = lf(env), rf(env)
-            return _present(a) and _present(b) and bool(test(a, b))
+            # `_present` inlined (None, or a NaN: the only value unequal to itself): the most frequent
+            # node of a catalog, evaluated dozens of times per customer
+            a = lf(env)
+            if a is None or a != a:
+                return False
+            b = rf(env)
+            if b is None or b != b:
+                return False
+            return bool(test(a, b))
 
         return compare
     if isinstance(node, Between):

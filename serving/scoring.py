@@ -102,11 +102,25 @@ class Population:
     expr: str
     vector: Any  # compiled: (env, n) -> bool array
     inputs: tuple[str, ...]
+    scalar: Any = None  # compiled: env -> bool, the same rule for one customer (None: vector only)
 
     def mask(self, columns: Columns, n: int) -> np.ndarray:
+        if n == 1 and self.scalar is not None:
+            # one customer (the CRM's usual request): the scalar engine, same rules as the vector one
+            # (tests/service/test_one_customer_paths.py), without a dozen numpy calls on 1-row arrays
+            value = self.scalar({name: _as_scalar(columns[name]) for name in self.inputs})
+            return np.array([value is not None and value == value and bool(value)])
         env = {name: _as_input(columns[name]) for name in self.inputs}
         out = np.asarray(self.vector(env, n))
         return np.where(pd.isna(out), False, out).astype(bool)
+
+
+def _as_scalar(col: np.ndarray) -> Any:
+    """The one value of a 1-row column as the scalar engine reads it (`_as_input` of one value)."""
+    value = col[0]
+    if col.dtype.kind in "fiub":
+        return float(value)
+    return None if pd.isna(value) else value
 
 
 def _as_input(col: np.ndarray) -> np.ndarray:
@@ -143,6 +157,7 @@ def compile_populations(
             expr=text,
             vector=tx.compile_vector(node, {}),
             inputs=tuple(dict.fromkeys(tx.names_in(node))),
+            scalar=tx.compile_scalar(node, {}),
         )
     if problems:
         raise ValidationFailed("invalid scoring populations:\n  " + "\n  ".join(problems))
@@ -489,17 +504,28 @@ def _reasons_in_words(
     """The top reasons raising each scored row's probability, as phrases (the CRM's reasons field)."""
     from models.reasons import render_reasons
 
-    values = np.empty((len(rows), len(bundle.features)), dtype=object)
-    for j, f in enumerate(bundle.features):
-        values[:, j] = features[f][rows]
     return render_reasons(
         state.reasons,
         features=bundle.features,
         contributions=contrib,
-        values=values,
+        values=values_of(features, bundle.features, rows),
         top_k=max(state.settings.serving.top_reasons, 1),
         language=state.language,
     )
+
+
+def values_of(features: Columns, names: list[str], rows: np.ndarray) -> np.ndarray:
+    """The inputs `names` of `rows` as an object matrix (rows x names), each value as an object array
+    holds it (numbers as Python floats and ints). One row, the CRM's usual request, is read value by
+    value instead of with a numpy index per feature (tests/service/test_one_customer_paths.py)."""
+    out = np.empty((len(rows), len(names)), dtype=object)
+    if len(rows) == 1:
+        row = int(rows[0])
+        out[0, :] = [features[f][row : row + 1].tolist()[0] for f in names]
+        return out
+    for j, f in enumerate(names):
+        out[:, j] = features[f][rows]
+    return out
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -715,8 +741,11 @@ class Scorer:
         stale_any = np.zeros(len(ids), dtype=bool)
         for status in view_status.values():
             stale_any |= status == "stale"
+        # each view's comparison once (models share views): a numpy call costs more than the compare
+        # itself for the one customer a CRM usually asks for
+        absent = {view: status == "not_found" for view, status in view_status.items()}
         has_features = {
-            kind: np.logical_or.reduce([view_status[v] != "not_found" for v in views])
+            kind: ~absent[views[0]] if len(views) == 1 else ~np.logical_and.reduce([absent[v] for v in views])
             for kind, views in self.views_of_kind.items()
         }
         features: dict[str, np.ndarray] = finite_columns(
@@ -742,7 +771,7 @@ class Scorer:
                 continue
             scored = reason == None  # noqa: E711 - object array of reasons
             for view in views:
-                missing_any |= scored & (view_status[view] == "not_found")
+                missing_any |= scored & absent[view]
         reasons = {}
         for kind in CLASSIFIERS:
             per_row: list[list[dict[str, Any]]] = [[] for _ in ids]
@@ -752,9 +781,7 @@ class Scorer:
             bundle = state.models[kind].bundle
             if kind in outputs.contributions:
                 rows = outputs.scored_rows[kind]
-                raw = np.empty((len(rows), len(bundle.features)), dtype=object)
-                for j, f in enumerate(bundle.features):
-                    raw[:, j] = features[f][rows]
+                raw = values_of(features, bundle.features, rows)
                 got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
                 for row, r in zip(rows, got, strict=True):
                     per_row[row] = [
@@ -770,7 +797,10 @@ class Scorer:
         if top_k and only is None and "clv" in outputs.scored_rows:
             bundle = state.models["clv"].bundle
             rows = outputs.scored_rows["clv"]
-            got = bundle.reasons_columns({f: features[f][rows] for f in bundle.reason_inputs()}, top_k=top_k)
+            part = None if len(rows) == len(ids) else rows  # every row (one customer): no copies
+            got = bundle.reasons_columns(
+                {f: _take(features[f], part) for f in bundle.reason_inputs()}, top_k=top_k
+            )
             for row, r in zip(rows, got, strict=True):
                 value_reasons[row] = [
                     {
