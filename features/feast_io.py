@@ -827,6 +827,13 @@ _SQLITE_COLUMNS = (
 _SQLITE_META = np.dtype([("pos", ">u4"), ("length", ">u4"), ("ts", ">i8")])  # 32 hex digits a row
 _SQLITE_COLUMNS_FROM = 32  # customers in one request
 _SQLITE_IDS_PER_QUERY = 10_000  # well under SQLite's 32,766 bound variables
+# A bulk read touches pages all over the file: memory-mapped, SQLite reads them in place instead of
+# copying each through its 2 MB page cache with a read() call (one 1,000-customer query: ~110 -> ~65 ms,
+# ad hoc, load 8). Reads only; Feast's writes are unchanged. The mapped pages are the OS's file cache,
+# shared by the workers (RSS counts them in each). Set once per connection (ids: a connection cannot be
+# weakly referenced; a reused id only means a later connection reads without the map).
+_SQLITE_MMAP_BYTES = 1 << 30
+_SQLITE_MAPPED: set[int] = set()
 
 
 def _read_sqlite(
@@ -843,6 +850,9 @@ def _read_sqlite(
     n = len(keys)
     grouped = n >= _SQLITE_COLUMNS_FROM
     conn = store.provider.online_store._get_conn(config)
+    if grouped and id(conn) not in _SQLITE_MAPPED:
+        conn.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
+        _SQLITE_MAPPED.add(id(conn))
     versioning = config.registry.enable_online_feature_view_versioning
     out: dict[str, _RawView] = {}
     for view, names in features_of.items():
