@@ -578,18 +578,6 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def _utc_iso(value: datetime) -> str:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
 
@@ -755,31 +743,20 @@ class Scorer:
                 raw = np.empty((len(rows), len(bundle.features)), dtype=object)
                 for j, f in enumerate(bundle.features):
                     raw[:, j] = features[f][rows]
+                # JSON-ready as they come (feature, value: float | str | None, contribution: float): taken
+                # as they are, not copied reason by reason (3,000 dicts in a 1,000-customer answer)
                 got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
-                for row, r in zip(rows, got, strict=True):
-                    per_row[row] = [
-                        {
-                            "feature": d["feature"],
-                            "value": _jsonable(d.get("value")),
-                            "contribution": float(d["contribution"]),
-                        }
-                        for d in r
-                    ]
+                for row, r in zip(rows.tolist(), got, strict=True):
+                    per_row[row] = r
             reasons[kind] = per_row
         value_reasons: list[list[dict[str, Any]]] = [[] for _ in ids]
         if top_k and only is None and "clv" in outputs.scored_rows:
             bundle = state.models["clv"].bundle
             rows = outputs.scored_rows["clv"]
+            # JSON-ready too (contribution None for the probabilistic model)
             got = bundle.reasons_columns({f: features[f][rows] for f in bundle.reason_inputs()}, top_k=top_k)
-            for row, r in zip(rows, got, strict=True):
-                value_reasons[row] = [
-                    {
-                        "feature": d["feature"],
-                        "value": _jsonable(d.get("value")),
-                        "contribution": None if d.get("contribution") is None else float(d["contribution"]),
-                    }
-                    for d in r
-                ]
+            for row, r in zip(rows.tolist(), got, strict=True):
+                value_reasons[row] = r
         recommended = self._recommendations(ids, outputs, as_of) if only is None else []
         tag_records: list[dict[str, str | None]] | None = None
         queued = 0
