@@ -901,29 +901,29 @@ class Scorer:
         """Per customer and feature view: the snapshot served, its age at the data's `as_of`, and
         present/stale/not_found."""
         now_s = as_of.timestamp() if as_of is not None else None
-        n = len(next(iter(view_status.values()))) if view_status else 0
-        out: list[dict[str, Any]] = [{} for _ in range(n)]
-        for view, status in view_status.items():
+        views = list(view_status)
+        columns: list[list[dict[str, Any]]] = []
+        for view in views:
             # Customers share few (snapshot, status) pairs: each is built once and the same (read-only)
-            # dict is given to every customer that has it.
-            shared: dict[tuple[int, str], dict[str, Any]] = {}
-            for row, (sec, state) in enumerate(
-                zip(view_seconds[view].tolist(), status.tolist(), strict=True)
-            ):
-                sec = int(sec)
-                entry = shared.get((sec, state))
-                if entry is None:
-                    if sec < 0:
-                        entry = {"as_of": None, "age_days": None, "status": "not_found"}
-                    else:
-                        entry = {
+            # dict is given to every customer that has it; the pairs are found with numpy.
+            labels, state_code = np.unique(np.asarray(view_status[view]), return_inverse=True)
+            seconds = np.asarray(view_seconds[view], dtype=np.int64)
+            pairs, which = np.unique(seconds * len(labels) + state_code.ravel(), return_inverse=True)
+            entries: list[dict[str, Any]] = []
+            for pair in pairs.tolist():
+                sec, code = divmod(pair, len(labels))
+                if sec < 0:
+                    entries.append({"as_of": None, "age_days": None, "status": "not_found"})
+                else:
+                    entries.append(
+                        {
                             "as_of": datetime.fromtimestamp(sec, tz=UTC).isoformat(),
                             "age_days": None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
-                            "status": str(state),
+                            "status": str(labels[code]),
                         }
-                    shared[(sec, state)] = entry
-                out[row][view] = entry
-        return out
+                    )
+            columns.append([entries[i] for i in which.ravel().tolist()])
+        return [dict(zip(views, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def _write_back(
         self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime
