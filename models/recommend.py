@@ -49,6 +49,7 @@ RERANK_FEATURES = (
 RERANK_MAX_ITEMS = 50  # every item of every customer is a candidate pair: categories, small catalogs
 POPULARITY_DAYS = 365.0  # popularity counts buyers of the last year before the cut
 TIE_BREAK = 1e-6  # popularity breaks ties (and fills lists) under every model
+_EXPLAIN_VALUES = 4_000_000  # at most this many floats at once when explaining many customers' new items
 
 
 @dataclass(frozen=True)
@@ -395,9 +396,13 @@ class Recommender:
         similar = np.zeros(chosen.shape, dtype=bool)
         if explained and self.similarity is not None and m:
             # per chosen item: the bought item with the largest similarity x recency weight (first of
-            # equals in column order, as argmax over the customer's sorted bought items)
-            weighed = self.similarity.T[chosen] * decayed[:, None, :]
-            source = np.argmax(np.where(stored[:, None, :], weighed, -np.inf), axis=2)
+            # equals in column order, as argmax over the customer's sorted bought items); customers x
+            # chosen x items values, so a product catalog is taken a slice of customers at a time
+            step = max(1, _EXPLAIN_VALUES // (chosen.shape[1] * m))
+            for lo in range(0, n, step):
+                part = slice(lo, lo + step)
+                weighed = self.similarity.T[chosen[part]] * decayed[part, None, :]
+                source[part] = np.argmax(np.where(stored[part, None, :], weighed, -np.inf), axis=2)
             similar = self.similarity[source, chosen] > 0
         names = [str(item) for item in self.items]
         popular = [self._popular(j) for j in range(m)]
