@@ -18,6 +18,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -827,6 +828,13 @@ _SQLITE_COLUMNS = (
 _SQLITE_META = np.dtype([("pos", ">u4"), ("length", ">u4"), ("ts", ">i8")])  # 32 hex digits a row
 _SQLITE_COLUMNS_FROM = 32  # customers in one request
 _SQLITE_IDS_PER_QUERY = 10_000  # well under SQLite's 32,766 bound variables
+# A bulk read touches pages all over the file: memory-mapped, SQLite reads them in place instead of
+# copying each through its 2 MB page cache with a read() call (one 1,000-customer query: ~110 -> ~65 ms,
+# ad hoc, load 8). Reads only; Feast's writes are unchanged. The mapped pages are the OS's file cache,
+# shared by the workers (RSS counts them in each). Set once per connection (ids: a connection cannot be
+# weakly referenced; a reused id only means a later connection reads without the map).
+_SQLITE_MMAP_BYTES = 1 << 30
+_SQLITE_MAPPED: set[int] = set()
 
 
 def _read_sqlite(
@@ -842,10 +850,14 @@ def _read_sqlite(
     keys = _serialized_keys(store, ids)
     n = len(keys)
     grouped = n >= _SQLITE_COLUMNS_FROM
-    conn = store.provider.online_store._get_conn(config)
+    online = store.provider.online_store
+    conn = online._get_conn(config)
+    if grouped and id(conn) not in _SQLITE_MAPPED:
+        conn.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
+        _SQLITE_MAPPED.add(id(conn))
     versioning = config.registry.enable_online_feature_view_versioning
-    out: dict[str, _RawView] = {}
-    for view, names in features_of.items():
+
+    def query(view: str, names: list[str], conn: Any) -> list[tuple[Any, ...]]:
         table = _quote_id(_table_id(config.project, plan.tables[view], versioning))
         results: list[tuple[Any, ...]] = []
         for start in range(0, n, _SQLITE_IDS_PER_QUERY):
@@ -856,6 +868,24 @@ def _read_sqlite(
                 names=",".join("?" * len(names)),
             )
             results += conn.execute(sql, [*chunk, *names]).fetchall()
+        return results
+
+    fetched: dict[str, Any] = {}
+    if grouped and len(features_of) > 1:
+        # SQLite lets go of the interpreter lock while it executes: the views are split in two halves
+        # by feature count, one read here on Feast's connection, the other at the same time on a
+        # second core by the reader thread on its own connection to the same file.
+        here, there = _halves(features_of)
+        path = online._get_db_path(config)
+        fetched = {
+            view: _SQLITE_READER.submit(lambda v=view: query(v, features_of[v], _reader_conn(path, conn)))
+            for view in there
+        }
+        fetched.update({view: query(view, features_of[view], conn) for view in here})
+    out: dict[str, _RawView] = {}
+    for view, names in features_of.items():
+        got = fetched.get(view)
+        results = query(view, names, conn) if got is None else got if isinstance(got, list) else got.result()
         if not grouped:
             out[view] = _sqlite_few(plan, results, names, n)
             continue
@@ -872,6 +902,42 @@ def _read_sqlite(
             columns[name] = _column(plan, name, Blobs(data, starts[mine], lengths[mine], at[mine]), n)
         out[view] = (seconds, columns)
     return out
+
+
+def _halves(features_of: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The views in two groups of about equal feature counts (the rows a bulk read fetches), largest first."""
+    here: list[str] = []
+    there: list[str] = []
+    sizes = [0, 0]
+    for view in sorted(features_of, key=lambda v: -len(features_of[v])):
+        side = 0 if sizes[0] <= sizes[1] else 1
+        (here, there)[side].append(view)
+        sizes[side] += len(features_of[view])
+    return here, there
+
+
+# One thread reads the second half of a bulk read's views (a second core; more would only queue on two).
+_SQLITE_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+_READER_CONN: dict[str, Any] = {}  # the reader thread's connection and what it was opened for
+
+
+def _reader_conn(path: str, feast_conn: Any) -> Any:
+    """The reader thread's own connection to Feast's database file (it only reads), memory-mapped too.
+    Opened again when the file was replaced or Feast opened a new connection (after a failed read), so
+    it never reads a file Feast no longer reads."""
+    import os
+    import sqlite3
+
+    stat = os.stat(path)
+    key = (path, stat.st_dev, stat.st_ino, id(feast_conn))
+    if _READER_CONN.get("key") != key:
+        old = _READER_CONN.pop("conn", None)
+        if old is not None:
+            old.close()
+        conn = sqlite3.connect(path, check_same_thread=False)  # only ever SELECTs
+        conn.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
+        _READER_CONN.update(key=key, conn=conn)
+    return _READER_CONN["conn"]
 
 
 _SqliteValues = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bytes]  # position, feature,

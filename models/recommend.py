@@ -49,6 +49,7 @@ RERANK_FEATURES = (
 RERANK_MAX_ITEMS = 50  # every item of every customer is a candidate pair: categories, small catalogs
 POPULARITY_DAYS = 365.0  # popularity counts buyers of the last year before the cut
 TIE_BREAK = 1e-6  # popularity breaks ties (and fills lists) under every model
+_EXPLAIN_VALUES = 4_000_000  # at most this many floats at once when explaining many customers' new items
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,8 @@ class Recommender:
         rows = self.rows_of(customer_ids)
         scores = self.scores(rows) if scores is None else scores
         now = self.as_of_day if as_of_day is None else as_of_day
+        if len(rows) > 1 and self.counts.has_sorted_indices:
+            return self._recommend_many(rows, scores, k, now)
         orders = np.argsort(-scores, axis=1, kind="stable")
         out = []
         for i, row in enumerate(rows):
@@ -356,6 +359,88 @@ class Recommender:
                 for j in dict.fromkeys(top + new)
             }
             out.append({"items": [entries[j] for j in top], "new": [dict(entries[j]) for j in new]})
+        return out
+
+    def _recommend_many(
+        self, rows: np.ndarray, scores: np.ndarray, k: int, now: float
+    ) -> list[dict[str, list[dict[str, Any]]]]:
+        """`recommend` for many customers at once, entry for entry the same: the lists, what each
+        customer bought and the item explaining each new item are found with numpy over all of them;
+        only the entries' dicts and texts are built per customer. The bought items' order (what breaks
+        ties between explaining items) is the CSR rows' sorted column order, hence `has_sorted_indices`."""
+        n, m = scores.shape
+        k = min(k, m)
+        orders = np.argsort(-scores, axis=1, kind="stable")
+        known = rows >= 0
+        stored = np.zeros((n, m), dtype=bool)
+        counts, last, decayed = np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m))
+        if known.any():
+            r = rows[known]
+            sub = _take_rows(self.counts, r)
+            ones = sp.csr_matrix((np.ones(len(sub.data)), sub.indices, sub.indptr), shape=sub.shape)
+            stored[known] = ones.toarray() > 0  # bought = a stored entry, whatever its value
+            counts[known] = sub.toarray()
+            last[known] = _dense_rows(self.last_day, r)
+            decayed[known] = _dense_rows(self.decayed, r)
+        # the first k never-bought items in score order (fewer where fewer exist)
+        by_bought = np.argsort(np.take_along_axis(stored, orders, axis=1), axis=1, kind="stable")[:, :k]
+        new = np.take_along_axis(orders, by_bought, axis=1)
+        new_len = np.minimum(k, m - stored.sum(axis=1)).tolist()
+        chosen = np.concatenate([orders[:, :k], new], axis=1)  # n x 2k: the top, then the new
+        bought = np.take_along_axis(stored, chosen, axis=1)
+        times = np.take_along_axis(counts, chosen, axis=1).astype(np.int64)
+        days = np.maximum(0, np.floor(now - np.take_along_axis(last, chosen, axis=1))).astype(np.int64)
+        any_bought = stored.any(axis=1)
+        explained = self.spec.name not in ("popularity", "buy_again")
+        source = np.zeros_like(chosen)
+        similar = np.zeros(chosen.shape, dtype=bool)
+        if explained and self.similarity is not None and m:
+            # per chosen item: the bought item with the largest similarity x recency weight (first of
+            # equals in column order, as argmax over the customer's sorted bought items); customers x
+            # chosen x items values, so a product catalog is taken a slice of customers at a time
+            step = max(1, _EXPLAIN_VALUES // (chosen.shape[1] * m))
+            for lo in range(0, n, step):
+                part = slice(lo, lo + step)
+                weighed = self.similarity.T[chosen[part]] * decayed[part, None, :]
+                source[part] = np.argmax(np.where(stored[part, None, :], weighed, -np.inf), axis=2)
+            similar = self.similarity[source, chosen] > 0
+        names = [str(item) for item in self.items]
+        popular = [self._popular(j) for j in range(m)]
+        out = []
+        for i, (js, b, t, d, src, sim, s) in enumerate(
+            zip(
+                chosen.tolist(),
+                bought.tolist(),
+                times.tolist(),
+                days.tolist(),
+                source.tolist(),
+                similar.tolist(),
+                np.take_along_axis(scores, chosen, axis=1).tolist(),
+                strict=True,
+            )
+        ):
+            history = known[i] and any_bought[i]
+            entries = []
+            for c in range(k + new_len[i]):
+                j = js[c]
+                if b[c]:
+                    days_c = d[c]
+                    reason = (
+                        f"bought {t[c]} {'time' if t[c] == 1 else 'times'}, "
+                        f"last {days_c} day{'s' if days_c != 1 else ''} ago"
+                    )
+                    entries.append({"item": names[j], "score": s[c], "kind": "buy_again", "reason": reason})
+                    continue
+                if not history or not explained:
+                    reason = popular[j]
+                elif self.similarity is None:
+                    reason = f"customers like this buy {names[j]}"
+                elif sim[c]:
+                    reason = f"customers who buy {names[src[c]]} also buy {names[j]}"
+                else:
+                    reason = popular[j]
+                entries.append({"item": names[j], "score": s[c], "kind": "new", "reason": reason})
+            out.append({"items": entries[:k], "new": entries[k:]})
         return out
 
     def _bought(self, row: int) -> dict[int, tuple[int, float]]:

@@ -604,18 +604,6 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def _utc_iso(value: datetime) -> str:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
 
@@ -782,34 +770,23 @@ class Scorer:
             if kind in outputs.contributions:
                 rows = outputs.scored_rows[kind]
                 raw = values_of(features, bundle.features, rows)
+                # JSON-ready as they come (feature, value: float | str | None, contribution: float): taken
+                # as they are, not copied reason by reason (3,000 dicts in a 1,000-customer answer)
                 got = bundle.reasons_from(outputs.contributions[kind], raw, top_k=top_k)
-                for row, r in zip(rows, got, strict=True):
-                    per_row[row] = [
-                        {
-                            "feature": d["feature"],
-                            "value": _jsonable(d.get("value")),
-                            "contribution": float(d["contribution"]),
-                        }
-                        for d in r
-                    ]
+                for row, r in zip(rows.tolist(), got, strict=True):
+                    per_row[row] = r
             reasons[kind] = per_row
         value_reasons: list[list[dict[str, Any]]] = [[] for _ in ids]
         if top_k and only is None and "clv" in outputs.scored_rows:
             bundle = state.models["clv"].bundle
             rows = outputs.scored_rows["clv"]
             part = None if len(rows) == len(ids) else rows  # every row (one customer): no copies
+            # JSON-ready too (contribution None for the probabilistic model)
             got = bundle.reasons_columns(
                 {f: _take(features[f], part) for f in bundle.reason_inputs()}, top_k=top_k
             )
-            for row, r in zip(rows, got, strict=True):
-                value_reasons[row] = [
-                    {
-                        "feature": d["feature"],
-                        "value": _jsonable(d.get("value")),
-                        "contribution": None if d.get("contribution") is None else float(d["contribution"]),
-                    }
-                    for d in r
-                ]
+            for row, r in zip(rows.tolist(), got, strict=True):
+                value_reasons[row] = r
         recommended = self._recommendations(ids, outputs, as_of) if only is None else []
         tag_records: list[dict[str, str | None]] | None = None
         queued = 0
@@ -916,18 +893,23 @@ class Scorer:
         """Per customer: the recommender's lists with scores and reasons (the `recommendations` field)."""
         state = self.state
         loaded = state.models.get("recommend")
-        reasons = outputs.not_scored["recommend"]
+        bundle = None if loaded is None else loaded.bundle
+        # the same for every customer: read once, not per row of a 1,000-customer request
+        level = None if bundle is None else bundle.level
+        horizon = None if bundle is None else bundle.horizon_days
+        history_as_of = None if bundle is None else bundle.metadata.get("as_of")
+        version = None if loaded is None else loaded.version
         out: list[dict[str, Any]] = [
             {
-                "level": None if loaded is None else loaded.bundle.level,
-                "horizon_days": None if loaded is None else loaded.bundle.horizon_days,
+                "level": level,
+                "horizon_days": horizon,
                 "items": [],
                 "new": [],
-                "history_as_of": None if loaded is None else loaded.bundle.metadata.get("as_of"),
-                "model_version": None if loaded is None else loaded.version,
-                "not_scored_reason": reasons[row],
+                "history_as_of": history_as_of,
+                "model_version": version,
+                "not_scored_reason": reason,
             }
-            for row in range(len(ids))
+            for reason in outputs.not_scored["recommend"].tolist()
         ]
         rows = outputs.scored_rows.get("recommend")
         if loaded is None or rows is None or not len(rows):
@@ -949,29 +931,29 @@ class Scorer:
         """Per customer and feature view: the snapshot served, its age at the data's `as_of`, and
         present/stale/not_found."""
         now_s = as_of.timestamp() if as_of is not None else None
-        n = len(next(iter(view_status.values()))) if view_status else 0
-        out: list[dict[str, Any]] = [{} for _ in range(n)]
-        for view, status in view_status.items():
+        views = list(view_status)
+        columns: list[list[dict[str, Any]]] = []
+        for view in views:
             # Customers share few (snapshot, status) pairs: each is built once and the same (read-only)
-            # dict is given to every customer that has it.
-            shared: dict[tuple[int, str], dict[str, Any]] = {}
-            for row, (sec, state) in enumerate(
-                zip(view_seconds[view].tolist(), status.tolist(), strict=True)
-            ):
-                sec = int(sec)
-                entry = shared.get((sec, state))
-                if entry is None:
-                    if sec < 0:
-                        entry = {"as_of": None, "age_days": None, "status": "not_found"}
-                    else:
-                        entry = {
+            # dict is given to every customer that has it; the pairs are found with numpy.
+            labels, state_code = np.unique(np.asarray(view_status[view]), return_inverse=True)
+            seconds = np.asarray(view_seconds[view], dtype=np.int64)
+            pairs, which = np.unique(seconds * len(labels) + state_code.ravel(), return_inverse=True)
+            entries: list[dict[str, Any]] = []
+            for pair in pairs.tolist():
+                sec, code = divmod(pair, len(labels))
+                if sec < 0:
+                    entries.append({"as_of": None, "age_days": None, "status": "not_found"})
+                else:
+                    entries.append(
+                        {
                             "as_of": datetime.fromtimestamp(sec, tz=UTC).isoformat(),
                             "age_days": None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
-                            "status": str(state),
+                            "status": str(labels[code]),
                         }
-                    shared[(sec, state)] = entry
-                out[row][view] = entry
-        return out
+                    )
+            columns.append([entries[i] for i in which.ravel().tolist()])
+        return [dict(zip(views, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def _write_back(
         self, ids: list[str], tag_records: list[dict[str, str | None]], inputs: Columns, now: datetime

@@ -12,7 +12,6 @@ retried by the same thread.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import sys
 import threading
@@ -37,7 +36,7 @@ from serving.metrics import ServiceMetrics
 from serving.openapi import OpenApiMiddleware
 from serving.readiness import REPORT, ReadinessMiddleware
 from serving.reload import ModelSet, Reloader, registry_fingerprint
-from serving.schemas import CustomerIds, Explain, ScoreResponse, WriteBack
+from serving.schemas import CustomerIds, Explain, ScoreResponse, WriteBack, response_json
 from serving.scoring import Scorer, load_state
 
 log = logging.getLogger("persona.serving")
@@ -177,7 +176,7 @@ class _PersonaService:
         # The payload is built field for field as `ScoreResponse` (tests/service compare the two), so it
         # is encoded directly: validating 1,000 nested items again took longer than scoring them.
         return Response(
-            json.dumps(payload, allow_nan=False).encode("utf-8"),
+            response_json(payload),
             media_type="application/json",
             headers={MODEL_SET_HEADER: model_set.id},
         )

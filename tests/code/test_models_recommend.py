@@ -488,3 +488,27 @@ def test_candidates_sharing_parts_fit_each_cut_once_and_score_as_fitted_alone(mo
         assert np.array_equal(shared.scores(rows), alone.scores(rows)), spec
     # alone: one fit per candidate (two for rerank); shared: the cut and rerank's earlier cut, once each
     assert len(calls) == len(specs) + 1 + 2, calls
+
+
+@pytest.mark.parametrize(
+    "name", ["popularity", "buy_again", "cooccurrence", "hybrid_cooccurrence", "als", "rerank"]
+)
+@pytest.mark.parametrize("seed", [1, 8])
+def test_many_customers_at_once_get_the_lists_each_gets_alone(name: str, seed: int, monkeypatch) -> None:
+    """The lists of a many-customer request (numpy over all of them, `_recommend_many`) are, entry for
+    entry, the lists each customer gets alone (the per-customer path), repeated and unknown ids included;
+    purchases on few days make equal recency weights, so ties between explaining items are exercised.
+    Both from the same scores (ALS solves its user factors as a batch: the last bits can differ)."""
+    people, model = _random_world(name, seed=seed, customers=60, purchases=150, days=6)
+    ids = [*people, "stranger", people[0], "c-unknown"]
+    scores = model.scores_of(ids)
+    together = model.recommend(ids, scores=scores)
+    alone = [model.recommend([c], scores=scores[i : i + 1])[0] for i, c in enumerate(ids)]
+    assert together == alone
+    import models.recommend as recommend
+
+    monkeypatch.setattr(recommend, "_EXPLAIN_VALUES", 50)  # new items explained a few customers at a time
+    assert model.recommend(ids, scores=scores) == alone
+    reasons = {e["reason"].split(" ")[0] for lists in together for e in lists["items"] + lists["new"]}
+    assert len(reasons) >= 2, reasons  # more than one kind of reason compared
+    assert len(together) == len(ids)

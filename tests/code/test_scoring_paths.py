@@ -208,3 +208,49 @@ def test_finite_columns_clean_once_and_pass_cleaned_columns_through() -> None:
     assert finite_columns(dict(clean)) is not clean  # a plain mapping is always checked
     finite = finite_columns({"y": raw["y"], "name": raw["name"]})  # no inf at all: passed through as is
     assert finite["y"] is raw["y"] and finite["name"] is raw["name"] and finite_columns(finite) is finite
+
+
+def _freshness_one_by_one(view_status, view_seconds, as_of):  # type: ignore[no-untyped-def]
+    """Each customer's feature freshness built on its own, as the scorer did before it grouped them."""
+    from datetime import UTC, datetime
+
+    n = len(next(iter(view_status.values()))) if view_status else 0
+    out: list[dict] = [{} for _ in range(n)]
+    for view, status in view_status.items():
+        for row in range(n):
+            sec, state = int(view_seconds[view][row]), str(status[row])
+            if sec < 0:
+                out[row][view] = {"as_of": None, "age_days": None, "status": "not_found"}
+            else:
+                out[row][view] = {
+                    "as_of": datetime.fromtimestamp(sec, tz=UTC).isoformat(),
+                    "age_days": None if as_of is None else round((as_of.timestamp() - sec) / 86400.0, 2),
+                    "status": state,
+                }
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500])
+def test_feature_freshness_of_many_customers_is_each_ones_own(n: int) -> None:
+    """Freshness entries are built once per (snapshot, status) and shared: every customer still gets
+    exactly the entries built for them alone, in view order, for present, stale and missing rows."""
+    from datetime import UTC, datetime
+
+    from serving.scoring import Scorer
+
+    rng = np.random.default_rng(n)
+    as_of = datetime(2026, 1, 2, tzinfo=UTC)
+    snapshots = np.array([-1, 1_735_000_000, 1_760_000_000, 1_767_000_000], dtype=np.int64)
+    view_seconds, view_status = {}, {}
+    for view in ("customer_transactions", "customer_leads", "customer_engagement"):
+        seconds = rng.choice(snapshots, size=n)
+        view_seconds[view] = seconds
+        view_status[view] = np.where(
+            seconds < 0, "not_found", np.where(seconds < 1_760_000_000, "stale", "present")
+        )
+    for day in (as_of, None):
+        got = Scorer._freshness(None, view_status, view_seconds, day)  # type: ignore[arg-type]
+        assert got == _freshness_one_by_one(view_status, view_seconds, day)
+        assert all(list(entry) == list(view_status) for entry in got)
+    if n >= 100:
+        assert {e["status"] for entry in got for e in entry.values()} == {"present", "stale", "not_found"}

@@ -295,3 +295,34 @@ def test_the_direct_sqlite_read_equals_feasts_on_every_kind_of_value(applied, cu
     assert result.columns["region"].tolist() == region.tolist()
     assert "P404" in result.unknown_ids
     assert set(result.view_status["customer_profile"]) >= {"present", "not_found"}
+
+
+@pytest.mark.parametrize("changed_on", ["feast's connection", "the reader's connection"])
+def test_a_bulk_read_on_two_connections_sees_each_new_materialization(applied, monkeypatch, changed_on):
+    """A bulk read (>= 32 ids) reads half of its views on a second connection in a reader thread: after
+    each materialization, both halves give the new values, exactly what Feast's `online_read` gives."""
+    from features import feast_io
+
+    if changed_on != "feast's connection":  # the view that changes is read by the reader thread
+        tx = "customer_transactions"
+        monkeypatch.setattr(feast_io, "_halves", lambda f: ([v for v in f if v != tx], [tx]))
+    settings = applied
+    store = feast_io.get_store(settings)
+    plan = feast_io._merged_plan(store, ("churn_v1", "segmentation_v1"))
+    features_of: dict[str, list[str]] = {}
+    for name, view in plan.view_of.items():
+        features_of.setdefault(view, []).append(name)
+    features_of.pop("customer_leads", None)  # never materialized here: no table to read
+    here, there = feast_io._halves(features_of)
+    assert here and there  # both connections read
+    ids = ["P1", "P2", "P404"] * 12
+    for end, rows in (("2025-03-10", TX_ROWS), ("2025-04-05", [*TX_ROWS, ("P2", "2025-04-01", 21)])):
+        write_tables(
+            settings.path(settings.feast.source_dir),
+            {"customer_transactions": feature_table("customer_transactions", rows)},
+        )
+        feast_io.materialize(settings, end=at(end))
+        direct = feast_io._read_sqlite(store, plan, features_of, ids)
+        assert_same_read(direct, feast_io._read_provider(store, plan, features_of, ids))
+        result = feast_io.online_features(store, customer_ids=ids, service=("churn_v1", "segmentation_v1"))
+        assert result.columns["tenure_days"][1] == (20 if end == "2025-03-10" else 21)

@@ -3,6 +3,7 @@ write-back through the outbox, and 503s when a dependency is missing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,6 +302,55 @@ def test_responses_are_exactly_the_declared_model(client, world_ids) -> None:  #
         assert response.headers["content-type"].startswith("application/json")
         body = response.json()
         assert ScoreResponse.model_validate(body).model_dump(mode="json") == body, path
+
+
+def _same_json(a: object, b: object, at: str = "$") -> None:
+    """JSON values equal with their JSON types: 1 and 1.0, or 1 and true, are different answers."""
+    assert type(a) is type(b), f"{at}: {a!r} ({type(a).__name__}) != {b!r} ({type(b).__name__})"
+    if isinstance(a, dict):
+        assert list(a) == list(b), f"{at}: keys {list(a)} != {list(b)}"  # type: ignore[arg-type]
+        for key in a:
+            _same_json(a[key], b[key], f"{at}.{key}")  # type: ignore[index]
+    elif isinstance(a, list):
+        assert len(a) == len(b), f"{at}: {len(a)} != {len(b)} entries"  # type: ignore[arg-type]
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):  # type: ignore[call-overload]
+            _same_json(x, y, f"{at}[{i}]")
+    else:
+        assert a == b, f"{at}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("explain", [False, True])
+@pytest.mark.parametrize("size", [1, 100, 1000])
+def test_the_encoded_answer_is_the_declared_models_answer(client, world, world_ids, size, explain) -> None:  # type: ignore[no-untyped-def]
+    """The service encodes the scorer's payload itself (serving/schemas.py `response_json`): the bytes
+    sent are, value for value and type for type, the JSON `ScoreResponse` gives for the same payload
+    (scored in process here), for 1, 100 and 1,000 ids (scored, unknown and withdrawn), with and
+    without reasons."""
+    from datetime import UTC, datetime
+
+    from configs.settings import load_settings
+    from serving.schemas import ScoreResponse
+    from serving.scoring import Scorer, load_state
+
+    active, withdrawn = world_ids["active"], world_ids["withdrawn"]
+    pool = [active[0], withdrawn[0], "P-does-not-exist", *active, *withdrawn, *world_ids["all"]]
+    pool += [f"P-unknown-{i}" for i in range(1000)]
+    ids = list(dict.fromkeys(pool))[:size]
+    response = client.post("/v1/score", json={"customer_ids": ids, "explain": explain}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    with env(PERSONA_DATA_DIR=str(world)):
+        scorer = Scorer(load_state(load_settings()))
+    payload = scorer.score(ids, write_back=False, now=datetime.now(UTC), explain=explain)
+    payload["model_set"] = response.headers["X-Persona-Model-Set"]
+    declared = json.loads(ScoreResponse.model_validate(payload).model_dump_json())
+    body = json.loads(response.content)
+    _same_json(body, declared)
+    assert len(body["items"]) == size and body["scored"] >= min(size, 50)
+    if size > 1:
+        assert body["not_found"] and body["consent_withdrawn"]
+    reasons = [i["churn"]["reasons"] for i in body["items"] if i["status"] == "ok"]
+    assert any(reasons) == explain
 
 
 def test_one_by_one_and_together_give_the_same_answers(world, world_ids) -> None:  # type: ignore[no-untyped-def]
