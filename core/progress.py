@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -35,3 +35,21 @@ def track(items: Iterable[T], *, total: int | None = None, description: str = "w
             of = f"/{total}" if total else ""
             print(f"  {description}: {done}{of} ({now - start:.1f}s)", file=sys.stderr, flush=True)
             last_report = now
+
+
+def stepper(prefix: str, *, every: float = 5.0) -> Callable[[str], None]:
+    """A reporter for long work in phases (`persona ingest` at a million customers runs for minutes):
+    `step("staging events: 1,200,000 rows")` prints at once when the phase (the text before the first
+    colon) changes, and repeats of one phase at most every `every` seconds, each with the time since
+    the start, on stderr."""
+    start = time.monotonic()
+    last: dict[str, object] = {"phase": None, "at": 0.0}
+
+    def step(message: str) -> None:
+        phase = message.split(":", 1)[0]
+        now = time.monotonic()
+        if phase != last["phase"] or now - float(last["at"]) >= every:  # type: ignore[arg-type]
+            print(f"  {prefix}: {message} ({now - start:.1f}s)", file=sys.stderr, flush=True)
+            last.update(phase=phase, at=now)
+
+    return step

@@ -18,7 +18,7 @@ Memory is then one chunk plus a few numbers per row (timestamps for deriving `as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,7 @@ def stage(
     date_format: str | None,
     quarantine: Quarantine,
     rows: int | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> StagedSource:
     """Type `table` chunk by chunk into `folder` (see the module doc); parse failures of rows that are
     not duplicates go to `quarantine`. Raises SourceError for a column in which nothing parses."""
@@ -187,6 +188,8 @@ def stage(
                 writer = pq.ParquetWriter(path, arrow.schema)
             writer.write_table(arrow.cast(writer.schema))
             read += len(chunk)
+            if step is not None:
+                step(f"staging {source}: {read:,} rows")
     finally:
         if writer is not None:
             writer.close()

@@ -225,7 +225,12 @@ def _schema(source: str, cfg: SourceConfig, latest: pd.Timestamp):  # type: igno
 
 
 def _stage_source(
-    raw_table: RawTable, *, cfg: SourceConfig, quarantine: Quarantine, folder: Path
+    raw_table: RawTable,
+    *,
+    cfg: SourceConfig,
+    quarantine: Quarantine,
+    folder: Path,
+    step: Callable[[str], None] | None = None,
 ) -> tuple[StagedSource, SourceReport]:
     """`_type_source` of a source typed chunk by chunk and staged in `folder` (`features.chunked`)."""
     staged = stage(
@@ -235,6 +240,7 @@ def _stage_source(
         timezone=cfg.timezone,
         date_format=cfg.date_format,
         quarantine=quarantine,
+        step=step,
     )
     report = SourceReport(
         status="ok",
@@ -864,6 +870,7 @@ def ingest_frames(
     identity: IdentityConfig,
     as_of: pd.Timestamp | None = None,
     engine: Engine | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """Validate, resolve and shape the sources into the clean tables (pure: no I/O).
 
@@ -880,7 +887,13 @@ def ingest_frames(
     folder = Path(workdir.name)
     try:
         result = _ingest_frames(
-            raw_tables, sources=sources, identity=identity, as_of=as_of, engine=engine, folder=folder
+            raw_tables,
+            sources=sources,
+            identity=identity,
+            as_of=as_of,
+            engine=engine,
+            folder=folder,
+            step=step,
         )
     except BaseException:
         workdir.cleanup()
@@ -900,7 +913,9 @@ def _ingest_frames(
     as_of: pd.Timestamp | None,
     engine: Engine | None,
     folder: Path,
+    step: Callable[[str], None] | None = None,
 ) -> IngestResult:
+    step = step or (lambda _message: None)
     quarantine = Quarantine()
     reports: dict[str, SourceReport] = {}
     typed: dict[str, pd.DataFrame] = {}
@@ -917,7 +932,7 @@ def _ingest_frames(
             continue
         if name in CHUNKED_SOURCES:
             staged[name], reports[name] = _stage_source(
-                table, cfg=getattr(sources, name), quarantine=quarantine, folder=folder
+                table, cfg=getattr(sources, name), quarantine=quarantine, folder=folder, step=step
             )
             continue
         typed[name], raws[name], reports[name] = _type_source(
@@ -1025,9 +1040,12 @@ def _ingest_frames(
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
         routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
+        validated = 0
         for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
             if frame is None:
                 continue
+            validated += len(frame)
+            step(f"validating {name}: {validated:,} rows")
             if name in chunks and name == "orders" and lines_layout:  # whole orders are rejected later
                 raw_parts.append(raw[[c for c in RAW_QUOTED[name] if c in raw]])
             keys = _route_refs(
@@ -1123,6 +1141,7 @@ def _ingest_frames(
     weights = np.ones(len(records), dtype="int64")
     for name in spools:
         weights[span[name]] = keyed[name]["uses"].to_numpy(dtype="int64")
+    step(f"resolving identities: {len(records):,} records")
     resolved = resolve_records(records, salt=identity.salt.get_secret_value(), engine=engine, weights=weights)
     records["customer_id"] = resolved["customer_id"].array
     records["match_rule"] = resolved["match_rule"].array
@@ -1131,6 +1150,7 @@ def _ingest_frames(
     cid = {n: records["customer_id"].array[span[n]] for n in present}
 
     # Clean tables: orders and events written by DuckDB from their spools.
+    step("writing clean tables")
     out = folder / "spooled"
     out.mkdir(exist_ok=True)
     per_key, copies = {}, []
@@ -1442,8 +1462,10 @@ def run_ingest(
     *,
     as_of: datetime | str | None = None,
     progress: Callable[[list[str]], Iterable[str]] | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Read, validate, resolve and write the clean tables; returns the result (tables and report)."""
+    """Read, validate, resolve and write the clean tables; returns the result (tables and report).
+    `progress` wraps the list of sources read; `step` hears each phase of the work (core.progress.stepper)."""
 
     require_private_salt(settings)
     stamp = resolve_as_of(settings, as_of)
@@ -1455,7 +1477,10 @@ def run_ingest(
             identity=settings.identity,
             as_of=stamp,
             engine=engine,
+            step=step,
         )
+    if step is not None:
+        step("publishing: clean tables, consent")
     publish(result, settings)
     return result
 

@@ -24,12 +24,15 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def ingest(ctx: click.Context, as_of: datetime | None) -> None:
         """Read, validate and identity-resolve the sources into data/clean (no raw PII)."""
-        from core.progress import track
+        from core.progress import stepper, track
         from features.ingest import clean_dir, run_ingest
 
         settings = settings_from(ctx)
         result = run_ingest(
-            settings, as_of=as_of, progress=lambda names: track(names, description="reading sources")
+            settings,
+            as_of=as_of,
+            progress=lambda names: track(names, description="reading sources"),
+            step=stepper("ingest"),
         )
         origin = "given" if result.as_of_given else "the latest activity in the sources"
         click.echo(f"ingest as of {result.as_of:%Y-%m-%d %H:%M} UTC ({origin}) -> {clean_dir(settings)}")
