@@ -66,16 +66,18 @@ def tag_value_counts(tags: pd.DataFrame, into: dict[str, Counter] | None = None)
 
 
 def distribution_text(counts: dict[str, Counter], total: int, *, top: int = 12) -> str:
-    """A readable table of each tag's value counts (most common first; ties in order of appearance)."""
+    """A readable table of each tag's value counts, most common first (ties ordered as pandas'
+    `value_counts` orders them: its sort of the counts in order of first appearance)."""
     lines = []
     for col, counter in counts.items():
-        ranked = sorted(counter.items(), key=lambda item: -item[1])  # stable: ties keep their order
+        ranked = pd.Series(list(counter.values()), index=pd.Index(list(counter), dtype=object), dtype="int64")
+        ranked = ranked.sort_values(ascending=False)
         lines.append(f"{col}")
-        for value, count in ranked[:top]:
+        for value, count in ranked.head(top).items():
             share = 100.0 * count / total if total else 0.0
             lines.append(f"  {str(value):<22} {count:>9,}  {share:5.1f}%")
         if len(ranked) > top:
-            rest = sum(count for _, count in ranked[top:])
+            rest = int(ranked.iloc[top:].sum())
             lines.append(
                 f"  {'(' + str(len(ranked) - top) + ' more)':<22} {rest:>9,}  {100.0 * rest / total:5.1f}%"
             )

@@ -123,3 +123,22 @@ def test_no_rows_gives_one_empty_chunk_with_the_columns(tmp_path: Path) -> None:
     chunks = list(latest_feature_chunks(tmp_path, TABLES, chunk_size=3))
     assert len(chunks) == 1 and chunks[0].empty
     assert list(chunks[0].columns) == ["customer_id", "event_timestamp", "recency_days"]
+
+
+def test_tag_counts_added_chunk_by_chunk_rank_as_pandas_ranks_the_whole() -> None:
+    from serving.tagging import distribution_text, tag_value_counts
+
+    rng = np.random.default_rng(11)
+    # many ties: four values of equal counts, in a shuffled order, and gaps (unset)
+    values = np.array(["2", "4", "5", "3"] * 50 + [None] * 30 + ["1"] * 70, dtype=object)
+    tags = pd.DataFrame(
+        {"customer_id": [f"P{i}" for i in range(len(values))], "rfm_r": rng.permutation(values)}
+    )
+    expected = tags["rfm_r"].astype(object).where(tags["rfm_r"].notna(), "unset").value_counts()
+    counts: dict = {}
+    for start in range(0, len(tags), 33):
+        tag_value_counts(tags.iloc[start : start + 33], into=counts)
+    lines = distribution_text(counts, len(tags)).splitlines()
+    assert lines[0] == "rfm_r"
+    assert [line.split()[0] for line in lines[1:]] == [str(v) for v in expected.index]
+    assert [int(line.split()[1].replace(",", "")) for line in lines[1:]] == expected.tolist()
