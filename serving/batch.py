@@ -3,6 +3,7 @@ models, catalog and write-back (tag store + outbox) as the online service."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +92,7 @@ def score_everyone(  # type: ignore[no-untyped-def]
     counts: dict = {}  # tag -> value -> customers, chunk by chunk
     scores_dir = settings.path("{data_dir}/scores")
     path = scores_dir / "latest.parquet"
-    tmp = path.with_suffix(".parquet.tmp")
+    tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")  # open all run long: one per process
     writer = ScoresWriter(tmp)
     try:
         for part in track(chunks, description="scoring customers"):
