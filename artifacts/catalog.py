@@ -5,14 +5,15 @@ Training fits the cut points (`training.tag_cutpoints`); serving loads them from
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from artifacts.latest_snapshot import latest_feature_chunks as latest_snapshot_chunks
 from configs.settings import Settings
-from core.errors import CatalogError, SourceError
+from core.errors import CatalogError
 from features.build import FEATURE_DTYPES
 from features.build import FEATURE_TABLES as _BUILT_TABLES
 from features.feast_io import service_features
@@ -81,33 +82,26 @@ def load_cutpoints(settings: Settings, catalog: Catalog | None = None) -> dict[s
     return read_cutpoints(cutpoints_path(settings))
 
 
-def latest_feature_frame(settings: Settings) -> pd.DataFrame:
+def latest_feature_chunks(
+    settings: Settings, *, chunk_size: int, columns: Iterable[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """`latest_feature_frame` a chunk of at most `chunk_size` customers at a time (same rows, order and
+    dtypes), reading only the latest snapshot's rows and, with `columns`, only those features: what
+    `persona score --all` and `persona tags fit` hold at once (`artifacts.latest_snapshot`)."""
+    folder = settings.path(settings.feast.source_dir)
+    return latest_snapshot_chunks(folder, FEATURE_TABLES, chunk_size=chunk_size, columns=columns)
+
+
+def latest_feature_frame(settings: Settings, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """The latest snapshot of every feature table, joined on customer_id (one row per customer).
 
     The transactions table is required; the optional tables join in when present (left join).
     """
-    folder = settings.path(settings.feast.source_dir)
-    first = folder / f"{FEATURE_TABLES[0]}.parquet"
-    if not first.is_file():
-        raise SourceError(f"no feature table at {first}", hint="run `persona features build` first")
-    frames = []
-    snapshot = None
-    for name in FEATURE_TABLES:
-        path = folder / f"{name}.parquet"
-        if not path.is_file():
-            continue
-        table = pd.read_parquet(path)
-        if "customer_id" not in table.columns or "event_timestamp" not in table.columns:
-            raise SourceError(f"{path}: needs columns customer_id and event_timestamp")
-        if snapshot is None:
-            snapshot = table["event_timestamp"].max()
-        # the other tables join at the transactions table's snapshot (a table may lag behind)
-        table = table[table["event_timestamp"] == snapshot].drop(columns=["created"], errors="ignore")
-        frames.append(table if not frames else table.drop(columns=["event_timestamp"]))
-    frame = frames[0]
-    for other in frames[1:]:
-        frame = frame.merge(other, on="customer_id", how="left")
-    return frame.reset_index(drop=True)
+    parts = list(latest_feature_chunks(settings, chunk_size=_WHOLE, columns=columns))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+_WHOLE = 1 << 62  # one chunk
 
 
 def load_reason_catalog(settings: Settings) -> ReasonCatalog:

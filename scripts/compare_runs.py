@@ -1,5 +1,6 @@
 """Compare the MLflow runs of two `persona train all` on the same world: every metric of every model's
-latest run (one experiment per model) must be identical, and so must the params that are not timings or paths.
+latest run (one experiment per model) must be identical, and so must the params that are not timings or
+paths, and the datasets each run logged as inputs (name, digest, schema, profile, context).
 
     .venv/bin/python scripts/compare_runs.py data/w20k_old/mlflow/mlflow.db data/w20k/mlflow/mlflow.db
 Prints each model's metric count and the first differences; exit 1 on any difference (a metric missing on
@@ -15,8 +16,18 @@ from pathlib import Path
 IGNORED_PARAMS = ("git_commit", "history_table", "run_", "path", "duration", "seconds", "started", "mlflow.")
 
 
+def _datasets(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The run's dataset inputs by context (training, validation, ...): what MLflow recorded of each."""
+    out = {}
+    for item in run.inputs.dataset_inputs if run.inputs else []:
+        d = item.dataset
+        context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), "")
+        out[f"dataset[{context}]"] = f"{d.name} {d.digest} {d.source_type} {d.schema} {d.profile}"
+    return out
+
+
 def _latest_runs(db: Path) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
-    """Experiment (one per model) -> (metrics, params) of its latest run."""
+    """Experiment (one per model) -> (metrics, params and logged datasets) of its latest run."""
     from mlflow import MlflowClient
 
     mlflow_client = MlflowClient(tracking_uri=f"sqlite:///{db.resolve()}")
@@ -26,7 +37,7 @@ def _latest_runs(db: Path) -> dict[str, tuple[dict[str, float], dict[str, str]]]
         experiments, order_by=["attributes.start_time ASC"], max_results=5000
     ):
         name = mlflow_client.get_experiment(run.info.experiment_id).name  # run names carry the time
-        out[name] = (dict(run.data.metrics), dict(run.data.params))
+        out[name] = (dict(run.data.metrics), {**run.data.params, **_datasets(run)})
     return out
 
 

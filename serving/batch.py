@@ -3,6 +3,7 @@ models, catalog and write-back (tag store + outbox) as the online service."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,13 +12,15 @@ from pathlib import Path
 import click
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from artifacts.catalog import latest_feature_frame
+from artifacts.catalog import latest_feature_chunks
 from configs.settings import Settings
 from core.progress import track
 from models.tag_engine import format_values
 from serving.scoring import KINDS, complete_inputs, load_state, run_models, unset_absent
-from serving.tagging import tag_distribution
+from serving.tagging import distribution_text, tag_value_counts
 from serving.writeback import record_and_enqueue
 
 
@@ -82,80 +85,128 @@ def score_everyone(  # type: ignore[no-untyped-def]
     tags)` runs in the transaction that records each chunk's changes (triggers enqueue there)."""
 
     state = state or load_state(settings)
-    frame = latest_feature_frame(settings)
-    frame = frame[~frame["customer_id"].astype(str).isin(state.withdrawn)].reset_index(drop=True)
-    summary = BatchSummary(
-        customers=len(frame), model_versions=state.versions, not_loaded=dict(state.missing)
-    )
-    if "event_timestamp" in frame.columns and len(frame):
-        snapshot = pd.Timestamp(frame["event_timestamp"].iloc[0])
-        summary.snapshot = snapshot.date().isoformat()
-        if state.as_of is not None:
-            # staleness against the data's clock, as the online answers judge it
-            from features.feast_io import view_ttls
-
-            as_of = pd.Timestamp(state.as_of)
-            summary.as_of = as_of.isoformat()
-            age = as_of - snapshot
-            summary.snapshot_age_days = round(age / pd.Timedelta(days=1), 2)
-            ttls = [
-                t for t in view_ttls(state.store, list(dict.fromkeys(state.services.values()))).values() if t
-            ]
-            summary.stale = bool(ttls) and age > min(ttls)
-    chunk = settings.serving.batch_chunk_size
-    starts = range(0, len(frame), chunk)
+    summary = BatchSummary(model_versions=state.versions, not_loaded=dict(state.missing))
+    chunks = latest_feature_chunks(settings, chunk_size=settings.serving.batch_chunk_size)
     now = datetime.now(UTC)  # when the tag changes are recorded (bookkeeping, not the data's clock)
     produced_by = state.produced_by()
-    all_tags, all_scores = [], []
-    for start in track(starts, total=len(starts), description="scoring customers"):
-        part = frame.iloc[start : start + chunk]
-        t0 = time.perf_counter()
-        tags, tag_input, outputs = score_frame(state, part)
-        summary.score_seconds += time.perf_counter() - t0
-        summary.scored_churn += int(np.isfinite(outputs.churn_probability).sum())
-        summary.scored_conversion += int(np.isfinite(outputs.conversion_probability).sum())
-        all_tags.append(tags)
-        scores = outputs.frame()
-        scores.insert(0, "customer_id", tags["customer_id"].to_numpy())
-        all_scores.append(scores)
-        if write_back:
-            t1 = time.perf_counter()
-            tag_input = tag_input.assign(customer_id=tags["customer_id"].to_numpy())
-            written = (
-                tags
-                if only_tags is None
-                else tags[["customer_id", *[c for c in tags.columns if c in only_tags]]]
-            )
-            changes = record_and_enqueue(
-                state.tag_store.engine,
-                tag_store=state.tag_store,
-                tags=written,
-                produced_by=produced_by,
-                inputs=tag_input,
-                at=now,
-                as_of=None if state.as_of is None else pd.Timestamp(state.as_of).to_pydatetime(),
-                also=None if also is None else (lambda conn, changes, frame=tags: also(conn, changes, frame)),
-            )
-            summary.queued_changes += len(changes)
-            for change in changes:
-                summary.changes_by_tag[change.tag] = summary.changes_by_tag.get(change.tag, 0) + 1
-                if change.tag in moves_of:
-                    move = (change.tag, change.old_value, change.new_value)
-                    summary.moves[move] = summary.moves.get(move, 0) + 1
-            if state.record_keys is not None and changes:
-                records = state.record_keys.records_for({c.customer_id for c in changes})
-                summary.no_crm_record += sum(1 for keys in records.values() if not keys)
-            summary.write_seconds += time.perf_counter() - t1
-    if all_scores:
-        scores_dir = settings.path("{data_dir}/scores")
-        scores_dir.mkdir(parents=True, exist_ok=True)
-        path = scores_dir / "latest.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pd.concat(all_scores, ignore_index=True).to_parquet(tmp, index=False)
-        tmp.replace(path)  # atomic: a failed run keeps the previous scores
-        summary.scores_path = path
-        summary.distribution = tag_distribution(pd.concat(all_tags, ignore_index=True))
+    counts: dict = {}  # tag -> value -> customers, chunk by chunk
+    scores_dir = settings.path("{data_dir}/scores")
+    path = scores_dir / "latest.parquet"
+    tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")  # open all run long: one per process
+    writer = ScoresWriter(tmp)
+    try:
+        for part in track(chunks, description="scoring customers"):
+            part = part[~part["customer_id"].astype(str).isin(state.withdrawn)].reset_index(drop=True)
+            if summary.snapshot is None and "event_timestamp" in part.columns and len(part):
+                _describe_snapshot(summary, state, pd.Timestamp(part["event_timestamp"].iloc[0]))
+            if part.empty:
+                continue
+            summary.customers += len(part)
+            t0 = time.perf_counter()
+            tags, tag_input, outputs = score_frame(state, part)
+            summary.score_seconds += time.perf_counter() - t0
+            summary.scored_churn += int(np.isfinite(outputs.churn_probability).sum())
+            summary.scored_conversion += int(np.isfinite(outputs.conversion_probability).sum())
+            tag_value_counts(tags, into=counts)
+            scores = outputs.frame()
+            scores.insert(0, "customer_id", tags["customer_id"].to_numpy())
+            writer.write(scores)
+            if write_back:
+                _write_back(
+                    summary,
+                    state,
+                    tags=tags,
+                    tag_input=tag_input,
+                    now=now,
+                    produced_by=produced_by,
+                    only_tags=only_tags,
+                    moves_of=moves_of,
+                    also=also,
+                )
+        if writer.rows:
+            writer.close()
+            tmp.replace(path)  # atomic: a failed run keeps the previous scores
+            summary.scores_path = path
+            summary.distribution = distribution_text(counts, summary.customers)
+    finally:
+        writer.close()
+        tmp.unlink(missing_ok=True)
     return summary
+
+
+def _describe_snapshot(summary: BatchSummary, state, snapshot: pd.Timestamp) -> None:  # type: ignore[no-untyped-def]
+    """The scored snapshot, its age at the data's clock and whether a feature view's TTL has passed."""
+    summary.snapshot = snapshot.date().isoformat()
+    if state.as_of is not None:
+        # staleness against the data's clock, as the online answers judge it
+        from features.feast_io import view_ttls
+
+        as_of = pd.Timestamp(state.as_of)
+        summary.as_of = as_of.isoformat()
+        age = as_of - snapshot
+        summary.snapshot_age_days = round(age / pd.Timedelta(days=1), 2)
+        ttls = [t for t in view_ttls(state.store, list(dict.fromkeys(state.services.values()))).values() if t]
+        summary.stale = bool(ttls) and age > min(ttls)
+
+
+def _write_back(  # type: ignore[no-untyped-def]
+    summary: BatchSummary, state, *, tags, tag_input, now, produced_by, only_tags, moves_of, also
+) -> None:
+    """Record one chunk's tags and queue its changes in one transaction (the changes of one chunk are
+    what is held at once)."""
+    t1 = time.perf_counter()
+    tag_input = tag_input.assign(customer_id=tags["customer_id"].to_numpy())
+    written = (
+        tags if only_tags is None else tags[["customer_id", *[c for c in tags.columns if c in only_tags]]]
+    )
+    changes = record_and_enqueue(
+        state.tag_store.engine,
+        tag_store=state.tag_store,
+        tags=written,
+        produced_by=produced_by,
+        inputs=tag_input,
+        at=now,
+        as_of=None if state.as_of is None else pd.Timestamp(state.as_of).to_pydatetime(),
+        also=None if also is None else (lambda conn, changes, frame=tags: also(conn, changes, frame)),
+    )
+    summary.queued_changes += len(changes)
+    for change in changes:
+        summary.changes_by_tag[change.tag] = summary.changes_by_tag.get(change.tag, 0) + 1
+        if change.tag in moves_of:
+            move = (change.tag, change.old_value, change.new_value)
+            summary.moves[move] = summary.moves.get(move, 0) + 1
+    if state.record_keys is not None and changes:
+        records = state.record_keys.records_for({c.customer_id for c in changes})
+        summary.no_crm_record += sum(1 for keys in records.values() if not keys)
+    summary.write_seconds += time.perf_counter() - t1
+
+
+class ScoresWriter:
+    """Scores appended chunk by chunk to one Parquet file, read back as the concatenated frames would be
+    written whole: the first chunk fixes the schema (a text column with no value in it is text, not
+    null), later chunks are cast to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        if self._writer is None:
+            fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+            self._schema = pa.schema(fields, metadata=table.schema.metadata)
+            table = table.cast(self._schema)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def print_summary(summary: BatchSummary) -> None:

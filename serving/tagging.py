@@ -6,6 +6,7 @@ The engine itself (`models/tag_engine.py`) is pure. Loading the catalog and its 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -52,24 +53,40 @@ def tag_customers(
     return tags.reset_index(drop=True)
 
 
-def tag_distribution(tags: pd.DataFrame, *, top: int = 12) -> str:
-    """A readable table of each tag's value counts (most common first; `unset` = no value)."""
-    lines = []
-    total = len(tags)
+def tag_value_counts(tags: pd.DataFrame, into: dict[str, Counter] | None = None) -> dict[str, Counter]:
+    """Each tag's value counts (`unset` = no value), added to `into` (batch scoring counts chunk by chunk);
+    values keep the order in which they first appear."""
+    counts = into if into is not None else {}
     for col in tags.columns:
         if col == "customer_id":
             continue
-        counts = tags[col].astype(object).where(tags[col].notna(), "unset").value_counts()
+        values = tags[col].astype(object).where(tags[col].notna(), "unset")
+        counts.setdefault(col, Counter()).update(values.value_counts(sort=False).to_dict())
+    return counts
+
+
+def distribution_text(counts: dict[str, Counter], total: int, *, top: int = 12) -> str:
+    """A readable table of each tag's value counts, most common first (ties ordered as pandas'
+    `value_counts` orders them: its sort of the counts in order of first appearance)."""
+    lines = []
+    for col, counter in counts.items():
+        ranked = pd.Series(list(counter.values()), index=pd.Index(list(counter), dtype=object), dtype="int64")
+        ranked = ranked.sort_values(ascending=False)
         lines.append(f"{col}")
-        for value, count in counts.head(top).items():
+        for value, count in ranked.head(top).items():
             share = 100.0 * count / total if total else 0.0
             lines.append(f"  {str(value):<22} {count:>9,}  {share:5.1f}%")
-        if len(counts) > top:
-            rest = int(counts.iloc[top:].sum())
+        if len(ranked) > top:
+            rest = int(ranked.iloc[top:].sum())
             lines.append(
-                f"  {'(' + str(len(counts) - top) + ' more)':<22} {rest:>9,}  {100.0 * rest / total:5.1f}%"
+                f"  {'(' + str(len(ranked) - top) + ' more)':<22} {rest:>9,}  {100.0 * rest / total:5.1f}%"
             )
     return "\n".join(lines)
+
+
+def tag_distribution(tags: pd.DataFrame, *, top: int = 12) -> str:
+    """A readable table of each tag's value counts (most common first; `unset` = no value)."""
+    return distribution_text(tag_value_counts(tags), len(tags), top=top)
 
 
 def open_tag_store(settings: Settings, catalog: Catalog | None = None) -> Any:

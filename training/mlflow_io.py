@@ -124,17 +124,94 @@ def log_datasets(
         data = frame[columns].reset_index(drop=True)
         # counts as floats, as in the model's signature: a missing snapshot gives NaN (see jobs._example)
         data = data.astype({c: "float64" for c in columns if pd.api.types.is_integer_dtype(data[c])})
-        with warnings.catch_warnings():
-            # MLflow 3.17 registers its local-file source class twice and warns that a path is ambiguous
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            dataset = mlflow.data.from_pandas(
-                data, source=source, targets=target if target in columns else None, name=f"{service}@{window}"
-            )
+        dataset = pandas_dataset(
+            data, source=source, targets=target if target in columns else None, name=f"{service}@{window}"
+        )
         mlflow.log_input(
             dataset,
             context=context,
             tags={"feast.feature_service": service, "window": window, "rows": str(len(frame))},
         )
+
+
+def pandas_dataset(data: pd.DataFrame, *, source: str, targets: str | None, name: str) -> Any:
+    """`mlflow.data.from_pandas(data, ...)` with the same digest and schema, computed a column at a time.
+
+    MLflow computes both with a Python call per cell (`type()` of every value for the digest, a missing
+    check of every value for each column's `required`): over a million training rows of 50 features
+    that was most of a classifier's logging time. Here only text columns are looked at value by value."""
+    with warnings.catch_warnings():
+        # MLflow 3.17 registers its local-file source class twice and warns that a path is ambiguous
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(
+            data, source=source, targets=targets, name=name, digest=_pandas_digest(data)
+        )
+    dataset.__dict__["schema"] = _pandas_schema(data)  # the value of its cached `schema` property
+    return dataset
+
+
+def _all_str(col: pd.Series) -> bool:
+    """Every value is exactly a `str` (what MLflow's digest keeps as a text column)."""
+    if len(col) == 0:
+        return True
+    if col.dtype != object and not isinstance(col.dtype, pd.StringDtype):
+        return False  # numbers, booleans, timestamps: never `str` values
+    return all(type(v) is str for v in col.to_numpy(dtype=object))
+
+
+def _pandas_digest(df: pd.DataFrame) -> str:
+    """`mlflow.data.digest_utils.compute_pandas_digest`: the first rows' hash of the text and number
+    columns (text: every value of the whole column is a `str`), the row count and the column names."""
+    from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
+
+    trimmed = df.head(MAX_ROWS)
+    strings = trimmed.columns[[_all_str(df[c]) for c in df.columns]]
+    numbers = trimmed.select_dtypes(include=[np.number]).columns
+    trimmed = trimmed[strings.union(numbers)]
+    return get_normalized_md5_digest(
+        [pd.util.hash_pandas_object(trimmed).values, np.int64(len(df))]
+        + [str(x).encode() for x in df.columns]
+    )
+
+
+def _pandas_schema(df: pd.DataFrame) -> Any:
+    """The schema MLflow infers for `df` (None when it cannot: one column it cannot type), inferred on a
+    few rows: for a typed (non-object) column the type follows from its dtype and `required` from
+    whether any value is missing, so the first row and the first missing row of each column give the
+    same answer; object columns are inferred whole. MLflow's own inference, so the record is its own
+    (`tests/model/test_dataset_logging.py` holds the two side by side)."""
+    from mlflow.types import Schema
+
+    try:
+        return Schema(_colspecs(df))
+    except Exception:  # what PandasDataset.schema does when inference fails
+        return None
+
+
+def _colspecs(df: pd.DataFrame) -> list[Any]:
+    typed = [c for c in df.columns if df[c].dtype != object]
+    rows = {0}
+    for c in typed:
+        missing = df[c].isna().to_numpy()
+        if missing.any():
+            rows.add(int(missing.argmax()))
+    specs = {}
+    if typed and len(df):
+        for spec in _infer_inputs(df[typed].iloc[sorted(rows)]):
+            specs[spec.name] = spec
+    for c in df.columns:
+        if c not in specs:
+            for spec in _infer_inputs(df[[c]]):
+                specs[spec.name] = spec
+    return [specs[c] for c in df.columns]
+
+
+def _infer_inputs(frame: pd.DataFrame) -> list[Any]:
+    from mlflow.types.utils import _infer_schema  # what PandasDataset.schema calls
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hint about integer columns, said once per column
+        return list(_infer_schema(frame).inputs)
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str:
