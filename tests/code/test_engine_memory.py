@@ -1,0 +1,31 @@
+"""DuckDB's memory: a third of the machine unless `duckdb.memory_limit` says otherwise (its own default,
+80 %, let `features build` take 16 GB of 24 at a million customers before it spilled)."""
+
+from __future__ import annotations
+
+import re
+
+import psutil
+
+from configs.settings import load_settings
+from features.engine import open_engine
+
+UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def _limit_bytes(engine) -> float:
+    text = engine.con.raw_sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, unit = re.fullmatch(r"([\d.]+) (\w+)", text).groups()
+    return float(number) * UNITS[unit]
+
+
+def test_without_a_limit_duckdb_gets_a_third_of_the_machine(tmp_path) -> None:
+    with open_engine(load_settings(data_dir=str(tmp_path))) as engine:
+        share = _limit_bytes(engine) / psutil.virtual_memory().total
+    assert 0.32 < share < 0.34
+
+
+def test_a_configured_limit_is_the_limit(tmp_path) -> None:
+    settings = load_settings(data_dir=str(tmp_path), duckdb={"memory_limit": "700MB"})
+    with open_engine(settings) as engine:
+        assert abs(_limit_bytes(engine) - 700e6) < 0.02 * 700e6  # DuckDB shows it rounded, in MiB
