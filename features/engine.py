@@ -127,8 +127,10 @@ def spark_session(config: SparkConfig) -> SparkSession:
 def _duckdb(config: DuckdbConfig, data_dir: Path) -> Any:
     import ibis
 
-    # DuckDB makes the folder only when it spills: a failed run leaves nothing behind in data_dir
+    # DuckDB makes the folder only when it spills (a run leaves nothing behind in it), but not its
+    # parents: without them the first spill fails
     temp = Path(config.temp_directory.format(data_dir=data_dir))
+    temp.parent.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect()
     con.raw_sql(f"SET temp_directory = '{temp.as_posix()}'")
     con.raw_sql("SET TimeZone = 'UTC'")  # naive times are UTC here, as in the Spark session

@@ -29,3 +29,14 @@ def test_a_configured_limit_is_the_limit(tmp_path) -> None:
     settings = load_settings(data_dir=str(tmp_path), duckdb={"memory_limit": "700MB"})
     with open_engine(settings) as engine:
         assert abs(_limit_bytes(engine) - 700e6) < 0.02 * 700e6  # DuckDB shows it rounded, in MiB
+
+
+def test_a_query_past_the_limit_spills_into_a_fresh_data_dir(tmp_path) -> None:
+    data_dir = tmp_path / "fresh" / "data"  # nothing exists yet: spilling must still find its folder
+    settings = load_settings(data_dir=str(data_dir), duckdb={"memory_limit": "64MB", "threads": 1})
+    with open_engine(settings) as engine:
+        rows = engine.con.raw_sql(
+            "SELECT count(*), sum(k) FROM (SELECT k FROM (SELECT (i * 7919) % 10000019 AS k, "
+            "repeat('x', 40) AS pad FROM range(4000000) t(i)) ORDER BY k, pad)"
+        ).fetchall()
+    assert rows == [(4_000_000, sum((i * 7919) % 10_000_019 for i in range(4_000_000)))]
