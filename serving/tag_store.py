@@ -3,7 +3,7 @@
 `tag_current` holds each customer's current value of each tag; `tag_history` holds every change (old
 value, new value, time, what produced it, the inputs that mattered), so a CRM user can ask "why is this
 customer at risk since Tuesday?". Unchanged values are not rewritten: `apply` compares the new values
-with the stored ones in bulk (one query per tag, or per 500 customers for small batches) and writes
+with the stored ones in bulk (one query per tag and 500 customers, never the whole tag) and writes
 only the changes, inside the caller's transaction, so the outbox entries of the same changes commit
 with them.
 
@@ -31,7 +31,7 @@ from models.tag_engine import format_number_array, format_value
 from serving.changes import TagChange
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
-_SMALL_BATCH = 5_000  # up to this many customers, read current values by id; above, read the whole tag
+_SMALL_BATCH = 5_000  # up to this many customers, read current values row by row; above, grouped by value
 
 metadata = sa.MetaData()
 tag_current = sa.Table(
@@ -221,11 +221,23 @@ class TagStore:
                     ).all()
                 )
         else:
-            # one tag at a time keeps memory bounded (a million rows, not fifteen)
-            grouped = _fetch_grouped(conn, tag)
+            # only this batch's ids, never the whole tag: `score --all` applies chunk after chunk, and
+            # reading every stored value of a tag per chunk made the run grow with chunks x stored rows
+            unique = list(dict.fromkeys(ids))
+            grouped = _fetch_grouped(conn, tag, unique)
             if grouped is not None:
                 return _place(grouped, batch_index, len(ids))
-            rows = _fetch(conn, "SELECT customer_id, value FROM tag_current WHERE tag = {p}", (tag,))
+            rows = []
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                rows.extend(
+                    _fetch(
+                        conn,
+                        "SELECT customer_id, value FROM tag_current WHERE tag = {p} AND customer_id IN "
+                        f"({', '.join(['{p}'] * len(chunk))})",
+                        (tag, *chunk),
+                    )
+                )
         old = np.full(len(ids), None, dtype=object)
         present = np.zeros(len(ids), dtype=bool)
         if rows:
@@ -423,20 +435,26 @@ def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[An
 
 
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in a customer id
-_GROUPED_SQL = {
-    "sqlite": "SELECT value, group_concat(customer_id, char(31)) FROM tag_current WHERE tag = {p} GROUP BY value",
-    "postgresql": "SELECT value, string_agg(customer_id, chr(31)) FROM tag_current WHERE tag = {p} GROUP BY value",
+_GROUPED_SQL = {  # {ids}: the placeholders of one chunk of the batch's ids
+    "sqlite": "SELECT value, group_concat(customer_id, char(31)) FROM tag_current "
+    "WHERE tag = {p} AND customer_id IN ({ids}) GROUP BY value",
+    "postgresql": "SELECT value, string_agg(customer_id, chr(31)) FROM tag_current "
+    "WHERE tag = {p} AND customer_id IN ({ids}) GROUP BY value",
 }
 
 
-def _fetch_grouped(conn: Connection, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Stored (customer ids, values) of one tag, read as one row per distinct value with the ids
-    concatenated by the database: a few rows instead of a million Python tuples (tags have few
-    distinct values). None on databases without an aggregate for it (the caller reads row by row)."""
+def _fetch_grouped(conn: Connection, tag: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stored (customer ids, values) of one tag for `ids`, read per chunk of ids as one row per distinct
+    value with the ids concatenated by the database: a few rows instead of a Python tuple per customer
+    (tags have few distinct values). None on databases without an aggregate for it (the caller reads
+    row by row)."""
     sql = _GROUPED_SQL.get(conn.dialect.name)
     if sql is None or _PLACEHOLDERS.get(conn.dialect.paramstyle) is None:
         return None
-    groups = _fetch(conn, sql, (tag,))
+    groups = []
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        groups.extend(_fetch(conn, sql.replace("{ids}", ", ".join(["{p}"] * len(chunk))), (tag, *chunk)))
     parts = [joined.split(_SEP) for _, joined in groups]
     counts = [len(p) for p in parts]
     stored_ids = np.empty(sum(counts), dtype=object)

@@ -214,3 +214,29 @@ def test_history_keeps_the_data_clock_and_old_stores_gain_the_column(tmp_path):
     rows = _rows(store, tag_history)
     assert [r.as_of.date() if r.as_of else None for r in rows] == [data_day.date(), None]
     assert [r.changed_at.date() for r in rows] == [T0.date(), T1.date()]
+
+
+def test_large_batches_read_only_their_own_customers(store, monkeypatch):
+    # `score --all` applies chunk after chunk: a chunk must not read the stored values of every customer
+    # of earlier chunks (that made a run grow with chunks x stored rows)
+    _apply(store, {"customer_id": [f"E{i}" for i in range(600)], "churn_risk": ["low"] * 600}, at=T0)
+    _apply(store, {"customer_id": ["P1", "P2"], "churn_risk": ["high", "low"]}, at=T0)
+    monkeypatch.setattr(ts, "_SMALL_BATCH", 1)  # the grouped read of large batches
+    monkeypatch.setattr(ts, "_CHUNK", 2)  # several chunks of ids
+    read: list[str] = []
+    fetch = ts._fetch
+
+    def spy(conn, sql, params):
+        rows = fetch(conn, sql, params)
+        read.extend(i for _, joined in rows for i in joined.split(ts._SEP))
+        return rows
+
+    monkeypatch.setattr(ts, "_fetch", spy)
+    batch = {"customer_id": ["P1", "P2", "P3"], "churn_risk": ["high", "medium", "low"]}
+    changes = _apply(store, batch, at=T1)
+    assert sorted(read) == ["P1", "P2"]
+    assert [(c.customer_id, c.old_value, c.new_value) for c in changes] == [
+        ("P2", "low", "medium"),
+        ("P3", None, "low"),
+    ]
+    assert {c.value for c in (store.current("E0") + store.current("E599"))} == {"low"}
