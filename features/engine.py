@@ -8,6 +8,7 @@ inside this process, or a cluster's master (README "Scaling out"). Only small re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -124,12 +125,25 @@ def spark_session(config: SparkConfig) -> SparkSession:
     return session
 
 
-def _duckdb(config: DuckdbConfig, data_dir: Path) -> Any:
+def _missing_parents(folder: Path) -> list[Path]:
+    """The ancestors of `folder` that do not exist yet, deepest first."""
+    missing = []
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _duckdb(config: DuckdbConfig, data_dir: Path) -> tuple[Any, list[Path]]:
+    """A DuckDB connection and the folders made for its spill folder (removed on close if still empty)."""
     import ibis
 
-    # DuckDB makes the folder only when it spills (a run leaves nothing behind in it), but not its
-    # parents: without them the first spill fails
+    # DuckDB makes the spill folder itself when it first spills, but not its parents: without them the
+    # first spill fails. They are made here and removed on close when nothing spilled, so a failed run
+    # leaves nothing behind in data_dir.
     temp = Path(config.temp_directory.format(data_dir=data_dir))
+    made = _missing_parents(temp)
     temp.parent.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect()
     con.raw_sql(f"SET temp_directory = '{temp.as_posix()}'")
@@ -138,7 +152,7 @@ def _duckdb(config: DuckdbConfig, data_dir: Path) -> Any:
     if config.threads:
         con.raw_sql(f"SET threads = {int(config.threads)}")
     con.raw_sql(f"SET memory_limit = '{config.memory_limit or default_memory_limit()}'")
-    return con
+    return con, made
 
 
 def default_memory_limit() -> str:
@@ -160,11 +174,14 @@ def open_engine(settings: Settings | None = None, *, name: str | None = None) ->
         raise EngineUnavailable(f"engine: unknown engine {chosen!r}; use one of {', '.join(ENGINES)}")
     data_dir = settings.data_dir if settings is not None else Path("data")
     if chosen == "duckdb":
-        con = _duckdb(settings.duckdb if settings is not None else DuckdbConfig(), data_dir)
+        con, made = _duckdb(settings.duckdb if settings is not None else DuckdbConfig(), data_dir)
         try:
             yield Engine("duckdb", con)
         finally:
             con.disconnect()
+            for folder in made:  # deepest first; one that now holds anything stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         return
     import ibis
 

@@ -40,3 +40,10 @@ def test_a_query_past_the_limit_spills_into_a_fresh_data_dir(tmp_path) -> None:
             "repeat('x', 40) AS pad FROM range(4000000) t(i)) ORDER BY k, pad)"
         ).fetchall()
     assert rows == [(4_000_000, sum((i * 7919) % 10_000_019 for i in range(4_000_000)))]
+
+
+def test_an_engine_that_never_spilled_leaves_no_folder_behind(tmp_path) -> None:
+    data_dir = tmp_path / "untouched" / "data"
+    with open_engine(load_settings(data_dir=str(data_dir))) as engine:
+        assert engine.con.raw_sql("SELECT 42").fetchall() == [(42,)]
+    assert not (tmp_path / "untouched").exists()  # a failed ingest must leave data_dir as it was
