@@ -151,19 +151,10 @@ def http_main(old_tree: Path) -> int:
     }
     bases = {name: f"http://127.0.0.1:{port + i}" for i, name in enumerate(trees)}
     try:
+        from bench.ab_bulk import wait_ready
+
         for name, base in bases.items():
-            started = time.monotonic()
-            while True:
-                if servers[name].poll() is not None:
-                    raise SystemExit(f"{name} server exited: see {logs / (name + '.log')}")
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() - started > 300:
-                    raise SystemExit(f"{name} server not ready in 300 s")
-                time.sleep(1)
+            wait_ready(servers[name], base, logs / f"{name}.log")
         clients = {
             name: httpx.Client(base_url=base, headers=AUTH, timeout=30) for name, base in bases.items()
         }
