@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 
 def make_state_engine(url: str) -> Engine:
@@ -28,3 +28,55 @@ def make_state_engine(url: str) -> Engine:
         cur.close()
 
     return engine
+
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def raw_cursor_ok(conn: Connection) -> bool:
+    """Whether `execute_many` / `fetch_all` run on the driver's own cursor (positional paramstyles)."""
+    return conn.dialect.paramstyle in _PLACEHOLDERS
+
+
+def execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk statement on the connection's own DBAPI cursor (same transaction), skipping SQLAlchemy's
+    per-row parameter processing, which costs more than the database itself at a million rows.
+    `{p}` in `sql` marks a positional parameter; drivers with other paramstyles go through SQLAlchemy.
+    Values must already be in the form the driver stores (see `bind_value`)."""
+    placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+    if placeholder is None:
+        names = [f"p{i}" for i in range(sql.count("{p}"))]
+        conn.execute(sa.text(_numbered(sql, names)), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(sql.replace("{p}", placeholder), rows)
+    finally:
+        cursor.close()
+
+
+def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """All rows of a query, fetched on the raw DBAPI cursor (see `execute_many`)."""
+    placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+    if placeholder is None:
+        names = [f"p{i}" for i in range(sql.count("{p}"))]
+        result = conn.execute(sa.text(_numbered(sql, names)), dict(zip(names, params, strict=True)))
+        return [tuple(r) for r in result]
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql.replace("{p}", placeholder), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def bind_value(conn: Connection, column: sa.Column, value: Any) -> Any:
+    """`value` as SQLAlchemy would hand it to the driver for `column` (e.g. SQLite's datetime text),
+    for `execute_many`: convert once per distinct value, not per row."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
+def _numbered(sql: str, names: list[str]) -> str:
+    parts = sql.split("{p}")
+    return parts[0] + "".join(f":{name}{part}" for name, part in zip(names, parts[1:], strict=True))

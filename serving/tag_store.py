@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import ValidationFailed
+from core.statedb import bind_value, execute_many, fetch_all, raw_cursor_ok
 from models.tag_engine import format_number_array, format_value
 from serving.changes import TagChange
 
@@ -231,7 +232,7 @@ class TagStore:
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start : start + _CHUNK]
                 rows.extend(
-                    _fetch(
+                    fetch_all(
                         conn,
                         "SELECT customer_id, value FROM tag_current WHERE tag = {p} AND customer_id IN "
                         f"({', '.join(['{p}'] * len(chunk))})",
@@ -304,10 +305,9 @@ class TagStore:
     ) -> list[TagChange]:
         cids, olds, news = ids[changed].tolist(), old[changed].tolist(), new[changed].tolist()
         # the time as the dialect stores it, converted once (not per row by SQLAlchemy)
-        process = tag_history.c.changed_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        when = process(at) if process else at
-        data_when = None if as_of is None else (process(as_of) if process else as_of)
-        _execute_many(
+        when = bind_value(conn, tag_history.c.changed_at, at)
+        data_when = None if as_of is None else bind_value(conn, tag_history.c.changed_at, as_of)
+        execute_many(
             conn,
             "INSERT INTO tag_history "
             "(customer_id, tag, old_value, new_value, changed_at, produced_by, inputs, as_of) "
@@ -329,14 +329,14 @@ class TagStore:
             if not e
         ]
         if updates:
-            _execute_many(
+            execute_many(
                 conn,
                 "UPDATE tag_current SET value = {p}, produced_by = {p}, inputs = {p}, updated_at = {p} "
                 "WHERE tag = {p} AND customer_id = {p}",
                 updates,
             )
         if inserts:
-            _execute_many(
+            execute_many(
                 conn,
                 "INSERT INTO tag_current (tag, customer_id, value, produced_by, inputs, updated_at) "
                 "VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
@@ -400,40 +400,6 @@ class TagStore:
             }
 
 
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk statement on the connection's own DBAPI cursor (same transaction), skipping SQLAlchemy's
-    per-row parameter processing, which costs more than the database itself at a million rows.
-    `{p}` in `sql` marks a positional parameter; drivers with other paramstyles go through SQLAlchemy."""
-    placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
-    if placeholder is None:
-        names = [f"p{i}" for i in range(sql.count("{p}"))]
-        conn.execute(sa.text(_numbered(sql, names)), [dict(zip(names, row, strict=True)) for row in rows])
-        return
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.executemany(sql.replace("{p}", placeholder), rows)
-    finally:
-        cursor.close()
-
-
-def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """All rows of a query, fetched on the raw DBAPI cursor (see `_execute_many`)."""
-    placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
-    if placeholder is None:
-        names = [f"p{i}" for i in range(sql.count("{p}"))]
-        result = conn.execute(sa.text(_numbered(sql, names)), dict(zip(names, params, strict=True)))
-        return [tuple(r) for r in result]
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(sql.replace("{p}", placeholder), params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in a customer id
 _GROUPED_SQL = {  # {ids}: the placeholders of one chunk of the batch's ids
     "sqlite": "SELECT value, group_concat(customer_id, char(31)) FROM tag_current "
@@ -449,12 +415,12 @@ def _fetch_grouped(conn: Connection, tag: str, ids: list[str]) -> tuple[np.ndarr
     (tags have few distinct values). None on databases without an aggregate for it (the caller reads
     row by row)."""
     sql = _GROUPED_SQL.get(conn.dialect.name)
-    if sql is None or _PLACEHOLDERS.get(conn.dialect.paramstyle) is None:
+    if sql is None or not raw_cursor_ok(conn):
         return None
     groups = []
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        groups.extend(_fetch(conn, sql.replace("{ids}", ", ".join(["{p}"] * len(chunk))), (tag, *chunk)))
+        groups.extend(fetch_all(conn, sql.replace("{ids}", ", ".join(["{p}"] * len(chunk))), (tag, *chunk)))
     parts = [joined.split(_SEP) for _, joined in groups]
     counts = [len(p) for p in parts]
     stored_ids = np.empty(sum(counts), dtype=object)
@@ -475,11 +441,6 @@ def _place(
     old[where[found]] = values[found]
     present[where[found]] = True
     return old, present
-
-
-def _numbered(sql: str, names: list[str]) -> str:
-    parts = sql.split("{p}")
-    return parts[0] + "".join(f":{name}{part}" for name, part in zip(names, parts[1:], strict=True))
 
 
 def _aligned_inputs(inputs: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:

@@ -224,14 +224,14 @@ def test_large_batches_read_only_their_own_customers(store, monkeypatch):
     monkeypatch.setattr(ts, "_SMALL_BATCH", 1)  # the grouped read of large batches
     monkeypatch.setattr(ts, "_CHUNK", 2)  # several chunks of ids
     read: list[str] = []
-    fetch = ts._fetch
+    fetch = ts.fetch_all
 
     def spy(conn, sql, params):
         rows = fetch(conn, sql, params)
         read.extend(i for _, joined in rows for i in joined.split(ts._SEP))
         return rows
 
-    monkeypatch.setattr(ts, "_fetch", spy)
+    monkeypatch.setattr(ts, "fetch_all", spy)
     batch = {"customer_id": ["P1", "P2", "P3"], "churn_risk": ["high", "medium", "low"]}
     changes = _apply(store, batch, at=T1)
     assert sorted(read) == ["P1", "P2"]
