@@ -96,3 +96,19 @@ def test_reuse_merges_stages_of_earlier_runs_in_stage_order() -> None:
     assert [(m.stage, m.status) for m in merged] == [("ingest", "ok"), ("features", "ok"), ("retrain", "ok")]
     text = report(merged, sizes=[100], meta={**_meta(), "engine": "spark"})
     assert "on local Spark" in text and "started a JVM (a Spark session): ingest." in text
+
+
+def test_a_child_never_waited_for_has_its_cpu_polled() -> None:
+    """The JVM's case: a process its parent does not wait for; its CPU time is read until it exits."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        cpu = bench_scale._jvm_final_cpu({psutil.Process(child.pid): 0.0}, wait=30.0)
+    finally:
+        child.wait()
+    assert cpu >= 0.25
