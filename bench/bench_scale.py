@@ -645,6 +645,12 @@ def main() -> int:
         + (f" SCALE_STAGES={','.join(sorted(only))}" if only else "")
         + (" SCALE_REUSE=1" if reuse else "")
         + (f" SCALE_ENGINE={engine}" if engine != "duckdb" else "")
+        # the session's properties (driver memory...) shape Spark's figures: part of the command
+        + (
+            f" PERSONA_SPARK__CONF='{os.environ['PERSONA_SPARK__CONF']}'"
+            if engine == "spark" and os.environ.get("PERSONA_SPARK__CONF")
+            else ""
+        )
         + " BENCH=scale make bench",
         "engine": engine,
         "cores": os.cpu_count(),
