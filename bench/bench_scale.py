@@ -5,13 +5,19 @@ generate -> ingest -> features -> Feast apply -> materialize (SQLite; Redis when
 installed) -> retrain (train all models) -> tags fit -> score + queue. A stage that fails, runs out of
 time or grows past the memory limit is stopped and reported (which stage, why, how far it got); the
 later stages of that size are skipped, the other sizes still run. Writes `bench/results/scale.md` and
-`bench/results/scale.json`.
+`bench/results/scale.json`; under SCALE_ENGINE=spark, `scale_spark.md` and `scale_spark.json`.
 
     BENCH=scale make bench                                   # 100k, 300k, 1M
     SCALE_SIZES=100000,300000 .venv/bin/python -m bench.bench_scale
     SCALE_DIR=/big/disk SCALE_STAGE_TIMEOUT=1800 SCALE_MEM_LIMIT_MB=20000 ...
     SCALE_SIZES=1000000 SCALE_STAGES=generate SCALE_REUSE=1 ...       # one stage; the world is kept
     SCALE_SIZES=1000000 SCALE_STAGES=ingest,features SCALE_REUSE=1 ... # resume on the kept world
+    SCALE_SIZES=100000 SCALE_ENGINE=spark ...   # every stage with `engine: spark` (local Spark)
+
+SCALE_ENGINE (duckdb | spark, default duckdb) sets PERSONA_ENGINE for every stage, so ingest's engine
+steps, the feature tables and Feast's offline store (training sets, materialization) follow it.
+Under SCALE_REUSE=1 a run adds its stages to the engine's earlier results (same stage and size
+replaced), so a world measured stage by stage over several invocations keeps one table.
 
 Not part of a plain `make bench` (it runs for an hour or more): only when BENCH=scale names it.
 """
@@ -40,6 +46,34 @@ RESULTS = ROOT / "bench" / "results"
 PERSONA = [sys.executable, "-m", "persona"]
 AS_OF = "2026-01-01T00:00:00Z"  # pinned: the figures do not depend on the day they are measured
 POLL_SECONDS = 0.5
+ENGINES = ("duckdb", "spark")  # features/engine.py's ENGINES (not imported: the bench stays light)
+
+
+class BenchConfigError(ValueError):
+    """A SCALE_* variable the bench cannot use (one line, exit 2)."""
+
+
+def scale_engine(environ: dict[str, str] | os._Environ) -> str:
+    """SCALE_ENGINE: the engine every stage runs with (default duckdb)."""
+    engine = environ.get("SCALE_ENGINE", "").strip() or "duckdb"
+    if engine not in ENGINES:
+        raise BenchConfigError(f"SCALE_ENGINE: unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    return engine
+
+
+def results_stem(engine: str) -> str:
+    """The results' file name: `scale` for DuckDB (the default), `scale_<engine>` otherwise, so a run on
+    another engine never overwrites the DuckDB figures."""
+    return "scale" if engine == "duckdb" else f"scale_{engine}"
+
+
+def merge_results(earlier: list[Measure], latest: list[Measure]) -> list[Measure]:
+    """An earlier run's measures of the same world and engine, with this run's replacing the same
+    (stage, size): SCALE_REUSE runs stage by stage and one table keeps them all, in stage order."""
+    fresh = {(m.stage, m.customers) for m in latest}
+    merged = [m for m in earlier if (m.stage, m.customers) not in fresh] + latest
+    order = {st.name: i for i, st in enumerate(stages(0, redis=True))}
+    return sorted(merged, key=lambda m: (m.customers, order.get(m.stage, len(order))))
 
 
 @dataclass
@@ -63,6 +97,7 @@ class Measure:
     reason: str = ""
     output: str = ""  # the command's last lines (what it says it did)
     extra: dict = field(default_factory=dict)
+    engine: str = "duckdb"  # SCALE_ENGINE of the run that measured it
 
 
 def stages(customers: int, *, redis: bool) -> list[Stage]:
@@ -85,12 +120,41 @@ def stages(customers: int, *, redis: bool) -> list[Stage]:
     return plan
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process, names: set[str] | None = None, jvm_cpu: dict | None = None) -> int:
+    """RSS of `proc` and its descendants; their process names are added to `names` (a Spark JVM shows
+    up as `java`: which stages really started Spark) and each JVM's CPU seconds so far to `jvm_cpu`."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
+            name = p.name()
+            if names is not None:
+                names.add(name)
+            if jvm_cpu is not None and name == "java":
+                jvm_cpu[p] = _cpu(p)
     return total
+
+
+def _cpu(p: psutil.Process) -> float:
+    times = p.cpu_times()
+    return times.user + times.system
+
+
+def _jvm_final_cpu(jvm_cpu: dict, *, wait: float = 20.0) -> float:
+    """CPU seconds of the stage's JVMs. PySpark never waits for its JVM (it exits on its own once the
+    Python side has gone), so the kernel's child accounting (RUSAGE_CHILDREN) misses it: its time is
+    polled instead, and a JVM still shutting down is followed until it exits (at most `wait` s)."""
+    deadline = time.perf_counter() + wait
+    for p in jvm_cpu:
+        while time.perf_counter() < deadline:
+            try:
+                jvm_cpu[p] = _cpu(p)
+                if p.status() == psutil.STATUS_ZOMBIE:  # exited; its parent (or init) not reaped it yet
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.1)
+    return sum(jvm_cpu.values())
 
 
 def run_stage(
@@ -105,8 +169,10 @@ def run_stage(
         popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         proc = psutil.Process(popen.pid)
         peak = 0
+        names: set[str] = set()
+        jvm_cpu: dict[psutil.Process, float] = {}
         while popen.poll() is None:
-            peak = max(peak, _tree_rss(proc))
+            peak = max(peak, _tree_rss(proc, names, jvm_cpu))
             elapsed = time.perf_counter() - started
             why = ""
             if elapsed > timeout:
@@ -130,8 +196,12 @@ def run_stage(
     m.seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     m.cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if jvm_cpu:  # outside the child accounting above (the JVM is never waited for): added
+        m.extra["jvm_cpu_seconds"] = round(_jvm_final_cpu(jvm_cpu), 1)
+        m.cpu_seconds += m.extra["jvm_cpu_seconds"]
     m.peak_rss_mb = peak / 2**20
     m.load_after = os.getloadavg()[0]
+    m.extra["jvm"] = "java" in names  # a Spark session (local mode) ran in this stage's tree
     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     m.output = " / ".join(line.strip() for line in tail[-3:])[:400]
     if m.status == "ok" and popen.returncode != 0:
@@ -390,8 +460,10 @@ def _rows(data_dir: Path) -> dict[str, int]:
 def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
     names = list(dict.fromkeys(m.stage for m in results))
     by = {(m.stage, m.customers): m for m in results}
+    engine = meta.get("engine", "duckdb")
+    on = "local Spark (`engine: spark`)" if engine == "spark" else f"`engine: {engine}`"
     lines = [
-        f"## Scale: the pipeline at {', '.join(f'{n:,}' for n in sizes)} customers (`BENCH=scale`)",
+        f"## Scale: the pipeline at {', '.join(f'{n:,}' for n in sizes)} customers on {on} (`BENCH=scale`)",
         "",
         f"Command: `{meta['command']}`. {meta['cores']} cores, {meta['memory_gb']:.0f} GB, shared with other "
         f"sessions: 1-minute load {meta['load_start']:.1f} at the start, {meta['load_end']:.1f} at the end "
@@ -432,6 +504,29 @@ def report(results: list[Measure], *, sizes: list[int], meta: dict) -> str:
             f"{'' if ok else ' (incomplete)'}, peak {peak:,.0f} MB"
         )
     lines += ["", "Totals: " + "; ".join(totals) + ".", ""]
+    lines += [
+        "1-minute load before / after each stage: "
+        + "; ".join(
+            f"{m.customers:,} {m.stage} {m.load_before:.1f} / {m.load_after:.1f}"
+            for m in results
+            if m.status != "skipped"
+        )
+        + ".",
+        "",
+    ]
+    jvm = [name for name in names if any(m.extra.get("jvm") for m in results if m.stage == name)]
+    lines += [
+        "Stages whose process tree started a JVM (a Spark session): "
+        + (", ".join(jvm) or "none")
+        + "."
+        + (
+            " Their CPU s include the JVM's, polled: PySpark never waits for its JVM, so the kernel's "
+            "accounting of the stage's children misses it."
+            if jvm
+            else ""
+        ),
+        "",
+    ]
     problems = [m for m in results if m.status != "ok"]
     if problems:
         lines += ["Stages that did not complete:", ""]
@@ -471,7 +566,8 @@ _LOG_LINE = re.compile(
 def report_from_files(log: str | None = None) -> int:
     """`--report [LOG]`: rebuild scale.md from scale.json (sizes the run finished), plus the stages of
     a size it was stopped in, read from the run's printed lines (LOG), e.g. when the deadline came first."""
-    data = json.loads((RESULTS / "scale.json").read_text(encoding="utf-8"))
+    stem = results_stem(scale_engine(os.environ))
+    data = json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
     meta = data["meta"]
     results = [Measure(**m) for m in data["results"]]
     done = {(m.customers, m.stage) for m in results}
@@ -508,7 +604,7 @@ def report_from_files(log: str | None = None) -> int:
     text = report(results, sizes=sizes, meta=meta)
     for note in meta.get("note", []):
         text += f"\nNote: {note}.\n"
-    (RESULTS / "scale.md").write_text(text, encoding="utf-8")
+    (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
 
@@ -519,8 +615,14 @@ def main() -> int:
         return 0
     if sys.argv[1:2] == ["--materialize"]:
         return materialize_only()
+    try:
+        engine = scale_engine(os.environ)
+    except BenchConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if sys.argv[1:2] == ["--report"]:
         return report_from_files(*sys.argv[2:3])
+    stem = results_stem(engine)
     sizes = [int(s) for s in os.environ.get("SCALE_SIZES", "100000,300000,1000000").split(",") if s.strip()]
     base = Path(os.environ.get("SCALE_DIR", ROOT / "data" / "bench" / "scale")).resolve()
     timeout = float(os.environ.get("SCALE_STAGE_TIMEOUT", "2400"))
@@ -542,7 +644,15 @@ def main() -> int:
         "command": f"SCALE_SIZES={','.join(map(str, sizes))}"
         + (f" SCALE_STAGES={','.join(sorted(only))}" if only else "")
         + (" SCALE_REUSE=1" if reuse else "")
+        + (f" SCALE_ENGINE={engine}" if engine != "duckdb" else "")
+        # the session's properties (driver memory...) shape Spark's figures: part of the command
+        + (
+            f" PERSONA_SPARK__CONF='{os.environ['PERSONA_SPARK__CONF']}'"
+            if engine == "spark" and os.environ.get("PERSONA_SPARK__CONF")
+            else ""
+        )
         + " BENCH=scale make bench",
+        "engine": engine,
         "cores": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 2**30,
         "load_start": os.getloadavg()[0],
@@ -552,6 +662,16 @@ def main() -> int:
         "redis": redis_url is not None,
     }
     results: list[Measure] = []
+    earlier: list[Measure] = []
+    if reuse and (RESULTS / f"{stem}.json").is_file():
+        previous = json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
+        earlier = [Measure(**m) for m in previous["results"]]
+        meta["note"] = [
+            *previous["meta"].get("note", []),
+            f"stages kept from an earlier run ({previous['meta']['command']}, from "
+            f"{previous['meta']['started']} UTC, 1-minute load {previous['meta']['load_start']:.1f} at its start): "
+            + ", ".join(dict.fromkeys(m.stage for m in earlier)),
+        ]
     try:
         for n in sizes:
             data_dir = base / f"n{n}"
@@ -564,6 +684,7 @@ def main() -> int:
                 "PERSONA_SOURCES__AS_OF": AS_OF,
                 "MLFLOW_DISABLE_TELEMETRY": "true",
                 "BENTOML_DO_NOT_TRACK": "true",
+                "PERSONA_ENGINE": engine,
             }
             if redis_url:
                 env["PERSONA_FEAST__REDIS_CONNECTION_STRING"] = redis_url
@@ -578,8 +699,9 @@ def main() -> int:
                     continue
                 log = data_dir / f"bench-{stage.name}.log"
                 m = run_stage(stage, customers=n, env=env, timeout=timeout, mem_limit_mb=mem_limit, log=log)
+                m.engine = engine
                 if stage.name == "generate":
-                    m.extra = _rows(data_dir)
+                    m.extra.update(_rows(data_dir))
                 results.append(m)
                 print(
                     f"{n:>9,} {stage.name:<20} {m.status:<8} {m.seconds:8.1f} s {m.cpu_seconds:8.1f} CPU s "
@@ -593,10 +715,7 @@ def main() -> int:
                 meta.setdefault("materialize_compare", {})[str(n)] = compare_materialize(
                     data_dir, redis_url, customers=n, env=env, mem_limit_mb=mem_limit
                 )
-            (RESULTS / "scale.json").write_text(
-                json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1),
-                encoding="utf-8",
-            )
+            write_json(stem, meta, merge_results(earlier, results))
             if not keep:
                 shutil.rmtree(data_dir, ignore_errors=True)
     finally:
@@ -605,13 +724,21 @@ def main() -> int:
             redis_proc.wait()
     meta["load_end"] = os.getloadavg()[0]
     meta["ended"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    write_json(stem, meta, merge_results(earlier, results))
+    merged = merge_results(earlier, results)
+    text = report(merged, sizes=sorted({m.customers for m in merged}), meta=meta)
+    for note in meta.get("note", []):
+        text += f"\nNote: {note}.\n"
+    (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
+    print(f"wrote {RESULTS / f'{stem}.md'}")
+    return 0 if all(m.status == "ok" for m in results) else 1
+
+
+def write_json(stem: str, meta: dict, results: list[Measure]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(
+    (RESULTS / f"{stem}.json").write_text(
         json.dumps({"meta": meta, "results": [asdict(m) for m in results]}, indent=1), encoding="utf-8"
     )
-    (RESULTS / "scale.md").write_text(report(results, sizes=sizes, meta=meta), encoding="utf-8")
-    print(f"wrote {RESULTS / 'scale.md'}")
-    return 0 if all(m.status == "ok" for m in results) else 1
 
 
 if __name__ == "__main__":

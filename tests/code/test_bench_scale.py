@@ -64,3 +64,51 @@ def test_report_from_a_run_stopped_early(tmp_path, monkeypatch) -> None:
     text = (tmp_path / "scale.md").read_text()
     assert "| generate | 1.0 / 1.0 / 10 | 3.5 / 3.0 / 1,010 |" in text
     assert "300 customers: the run was stopped after the stages listed" in text
+
+
+def test_scale_engine_names_the_results_file() -> None:
+    assert bench_scale.scale_engine({}) == "duckdb"
+    assert bench_scale.scale_engine({"SCALE_ENGINE": "spark"}) == "spark"
+    assert bench_scale.results_stem("duckdb") == "scale"
+    assert bench_scale.results_stem("spark") == "scale_spark"  # never overwrites scale.md
+    with pytest.raises(bench_scale.BenchConfigError, match="SCALE_ENGINE: unknown engine 'polars'"):
+        bench_scale.scale_engine({"SCALE_ENGINE": "polars"})
+
+
+def test_unknown_engine_exits_2_before_running_anything(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(bench_scale, "RESULTS", tmp_path)
+    monkeypatch.setenv("SCALE_ENGINE", "polars")
+    monkeypatch.setenv("SCALE_DIR", str(tmp_path / "scale"))
+    monkeypatch.setattr("sys.argv", ["bench_scale"])
+    assert bench_scale.main() == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "SCALE_ENGINE" in err
+    assert not (tmp_path / "scale").exists() and not list(tmp_path.iterdir())
+
+
+def test_reuse_merges_stages_of_earlier_runs_in_stage_order() -> None:
+    earlier = [
+        Measure("ingest", 100, seconds=1.0, engine="spark", extra={"jvm": True}),
+        Measure("features", 100, status="failed", engine="spark", extra={"jvm": True}),
+    ]
+    latest = [Measure("features", 100, seconds=2.0, engine="spark"), Measure("retrain", 100, engine="spark")]
+    merged = bench_scale.merge_results(earlier, latest)
+    assert [(m.stage, m.status) for m in merged] == [("ingest", "ok"), ("features", "ok"), ("retrain", "ok")]
+    text = report(merged, sizes=[100], meta={**_meta(), "engine": "spark"})
+    assert "on local Spark" in text and "started a JVM (a Spark session): ingest." in text
+
+
+def test_a_child_never_waited_for_has_its_cpu_polled() -> None:
+    """The JVM's case: a process its parent does not wait for; its CPU time is read until it exits."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        cpu = bench_scale._jvm_final_cpu({psutil.Process(child.pid): 0.0}, wait=30.0)
+    finally:
+        child.wait()
+    assert cpu >= 0.25
