@@ -133,3 +133,22 @@ def test_a_views_numeric_features_decoded_together_equal_each_decoded_alone(cust
             np.testing.assert_array_equal(np.signbit(got[name]), np.signbit(expected))
         else:
             assert [(type(v), v) for v in got[name].tolist()] == [(type(v), v) for v in expected.tolist()]
+
+
+def test_one_value_parses_to_what_protobuf_gives() -> None:
+    """`parse_value` reads doubles and one-byte int64s from their bytes: equal to protobuf's value, type
+    and sign included, for every kind of value and for ints around the one-byte bound."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from features.online_decode import parse_value
+
+    values = edge_values(True) + edge_values(False)
+    values += [Value(int64_val=i) for i in (1, 63, 126, 129, 300, 2**40)]
+    values += [Value(double_val=v) for v in (1.5e-300, -123.456, 2.0**53 + 1)]
+    for value in values:
+        blob = value.SerializeToString()
+        got, expected = parse_value(blob), scalar(Value.FromString(blob))
+        assert type(got) is type(expected), value
+        assert got == expected or (got != got and expected != expected), value
+        if isinstance(got, float):
+            assert np.signbit(got) == np.signbit(expected), value
