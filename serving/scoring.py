@@ -957,7 +957,7 @@ class Scorer:
         views = list(view_status)
         if views and len(view_seconds[views[0]]) < FRESHNESS_GROUPED_FROM:
             # A few customers (the CRM's usual one): each entry built in Python. Grouping the pairs with
-            # numpy costs two `np.unique` per view, ~0.7 ms of a one-customer request's CPU.
+            # numpy costs two `np.unique` per view: ~0.3 ms of thread CPU for one customer, ~0.03 ms this way.
             per_view = [
                 (view, view_seconds[view].tolist(), np.asarray(view_status[view]).tolist()) for view in views
             ]
