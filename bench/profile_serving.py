@@ -1,19 +1,24 @@
-"""Where a `/v1/score` request spends its time, in process (no HTTP): `Scorer.score` on the world
+"""Where a `/v1/score` request spends its time, in process (no HTTP): `Scorer.score`, the metrics and the
+encoding of the answer as the service does them (`ServiceMetrics.answered`, `response_json`), on the world
 bench_serving.py built (`data/bench/serving_<N>/`), for 1 customer (explain default: true) and for
 1,000 customers with explain false (the default above `serving.explain_up_to`) and true.
 
-The whole call is timed without a profiler (median of many calls); then one cProfile pass gives each
-stage's share (cumulative time of the stage's function / the whole call's, both under the profiler, so
-the profiler's own overhead is spread over the stages). Not part of `make bench` (run by hand):
+The whole call is timed without a profiler (median thread CPU of many calls: less disturbed by other work
+on a shared machine than wall time); then one cProfile pass, on the thread's CPU clock, gives each stage's
+share (cumulative time of the stage's function / the whole call's, both under the profiler, so the
+profiler's own overhead is spread over the stages). SQLite's and LightGBM's C calls are stages too. Not
+part of `make bench` (run by hand):
 
     .venv/bin/python -m bench.profile_serving          # after BENCH=serving make bench built the world
+
+Over HTTP, the rest of a request is BentoML's own (the `/v1/noop` floor): a sampling profiler attached to
+a worker (py-spy, not a dependency) splits it.
 """
 
 from __future__ import annotations
 
 import cProfile
 import gc
-import json
 import os
 import pstats
 import random
@@ -25,10 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (label, file suffix, function name) of the stages of Scorer.score
+# (label, file suffix or ~ for a C function, function name) of the stages of a scoring call
 STAGES = (
     ("Feast online read (one query per view)", "features/feast_io.py", "online_features"),
+    # a bulk read runs half of its views on the reader thread, whose CPU is not this thread's
+    ("  of which SQLite executing (this thread)", "~", "<method 'execute' of 'sqlite3.Connection' objects>"),
+    ("  of which decoding Feast's values (columnar: bulk)", "features/online_decode.py", "numeric_column"),
     ("models (run_models)", "serving/scoring.py", "run_models"),
+    ("  of which LightGBM single-row C calls (raw, TreeSHAP)", "models/single_row.py", "__call__"),
     (
         "  of which LightGBM churn/conversion + contributions",
         "models/classifier.py",
@@ -45,15 +54,20 @@ STAGES = (
     ("recommendation lists with reasons", "serving/scoring.py", "_recommendations"),
     ("tags (catalog)", "serving/scoring.py", "evaluate_tags"),
     ("feature freshness per view", "serving/scoring.py", "_freshness"),
-    ("JSON encoding of the answer", "json/__init__.py", "dumps"),
+    ("metrics (ServiceMetrics.answered)", "serving/metrics.py", "answered"),
+    ("JSON encoding of the answer (response_json)", "serving/schemas.py", "response_json"),
 )
 
 
 def main() -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     sys.path.insert(0, str(ROOT))
+    from prometheus_client import CollectorRegistry
+
     from bench.bench_serving import customer_ids
     from configs.settings import load_settings
+    from serving.metrics import ServiceMetrics
+    from serving.schemas import response_json
     from serving.scoring import Scorer, load_state
 
     customers = int(os.environ.get("PERSONA_BENCH_SERVING_CUSTOMERS", "5000"))
@@ -68,8 +82,12 @@ def main() -> int:
     now = datetime.now(UTC)
     rng = random.Random(3)
 
+    metrics = ServiceMetrics(CollectorRegistry())  # a registry of its own: nothing global is touched
+
     def call(ids: list[str], explain: bool | None) -> None:
-        json.dumps(scorer.score(ids, write_back=False, now=now, explain=explain), allow_nan=False)
+        payload = scorer.score(ids, write_back=False, now=now, explain=explain)
+        metrics.answered("score", payload)
+        response_json(payload)
 
     for n, pool, runs, explain in (
         (1, active, 300, None),
@@ -81,10 +99,10 @@ def main() -> int:
         times = []
         for _ in range(runs):
             ids = rng.sample(pool, n)
-            started = time.perf_counter()
+            started = time.thread_time()
             call(ids, explain)
-            times.append((time.perf_counter() - started) * 1000)
-        profile = cProfile.Profile()
+            times.append((time.thread_time() - started) * 1000)
+        profile = cProfile.Profile(time.thread_time)
         profile.enable()
         for _ in range(runs):
             call(rng.sample(pool, n), explain)
@@ -93,12 +111,13 @@ def main() -> int:
         total = sum(
             ct
             for (f, _, name), (_, _, _, ct, _) in stats.items()
-            if name == "score" and f.endswith("serving/scoring.py")
+            if name == "call" and f.endswith("bench/profile_serving.py")
         )
         print(
             f"\n{n} customer(s), explain {'default' if explain is None else explain}: "
-            f"Scorer.score + json.dumps median {statistics.median(times):.2f} ms "
-            f"(p99 {sorted(times)[int(0.99 * (len(times) - 1))]:.2f} ms, {runs} calls)"
+            f"score + metrics + encoding, thread CPU median {statistics.median(times):.2f} ms "
+            f"(p99 {sorted(times)[int(0.99 * (len(times) - 1))]:.2f} ms, {runs} calls; "
+            f"load average {os.getloadavg()[0]:.1f})"
         )
         for label, suffix, func in STAGES:
             # max, not sum: a model and the model it wraps (the value model's offset) share the name,
@@ -107,7 +126,7 @@ def main() -> int:
                 (
                     ct
                     for (f, _, name), (_, _, _, ct, _) in stats.items()
-                    if name == func and f.endswith(suffix)
+                    if name == func and (f.endswith(suffix) or suffix == "~")  # ~: a C function
                 ),
                 default=0.0,
             )

@@ -893,15 +893,43 @@ def _read_sqlite(
         at, feature, lengths, stamps, data = _sqlite_columns(results, index)
         seconds = np.full(n, -1, dtype=np.int64)
         seconds[at] = stamps  # Feast writes every feature of a row with the row's timestamp
-        starts = np.cumsum(lengths) - lengths
+        out[view] = (seconds, _view_columns(plan, names, n, at, feature, lengths, data))
+    return out
+
+
+def _view_columns(
+    plan: _ServicePlan,
+    names: list[str],
+    n: int,
+    at: np.ndarray,
+    feature: np.ndarray,
+    lengths: np.ndarray,
+    data: bytes,
+) -> dict[str, np.ndarray]:
+    """The columns of one view's values (value i: customer `at[i]`, feature `names[feature[i]]`, its bytes
+    `lengths[i]` long, in order in `data`). The numeric features are decoded together, as one (feature,
+    customer) matrix: one `numeric_column` pass per view instead of one per feature, whose fixed cost of
+    a dozen numpy calls was most of the decoding of a 1,000-customer read."""
+    starts = np.cumsum(lengths) - lengths
+    numeric = np.fromiter((name in plan.numeric for name in names), dtype=bool, count=len(names))
+    matrix = None
+    if numeric.any():
+        mine = numeric[feature]
+        flat = feature[mine] * n + at[mine]  # row-major (feature, customer) position of each value
+        matrix = numeric_column(Blobs(data, starts[mine], lengths[mine], flat), len(names) * n)
+        matrix = matrix.reshape(len(names), n)
+    strings: dict[str, np.ndarray] = {}
+    if not numeric.all():
         order = np.argsort(feature, kind="stable")
         ends = np.cumsum(np.bincount(feature, minlength=len(names))).tolist()
-        columns = {}
         for i, name in enumerate(names):
-            mine = order[(ends[i - 1] if i else 0) : ends[i]]
-            columns[name] = _column(plan, name, Blobs(data, starts[mine], lengths[mine], at[mine]), n)
-        out[view] = (seconds, columns)
-    return out
+            if not numeric[i]:
+                part = order[(ends[i - 1] if i else 0) : ends[i]]
+                strings[name] = object_column(Blobs(data, starts[part], lengths[part], at[part]), n)
+    return {
+        name: matrix[i] if numeric[i] else strings[name]  # type: ignore[index]
+        for i, name in enumerate(names)
+    }
 
 
 def _halves(features_of: dict[str, list[str]]) -> tuple[list[str], list[str]]:

@@ -12,6 +12,7 @@ by value.
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,8 +61,21 @@ def scalar(value: Any) -> Any:
 
 
 def parse_value(blob: bytes) -> Any:
-    """The Python value of one serialized `ValueProto` (None: no value)."""
+    """The Python value of one serialized `ValueProto` (None: no value). The shapes Feast writes most,
+    no value, a double and a one-byte int64, are read from their bytes (what protobuf gives, a third of
+    the cost: one customer's read parses every value this way); anything else goes through protobuf."""
+    size = len(blob)
+    if not size:
+        return None
+    first = blob[0]
+    if size == 9 and first == _DOUBLE:
+        return _unpack_double(blob, 1)[0]
+    if size == 2 and first == _INT64 and blob[1] < 0x80:
+        return blob[1]
     return scalar(_value_type().FromString(blob))
+
+
+_unpack_double = struct.Struct("<d").unpack_from
 
 
 def as_column(values: list[Any], *, numeric: bool) -> np.ndarray:

@@ -7,6 +7,7 @@ are loaded once (`load_state`); scoring itself only reads features and computes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -604,6 +605,28 @@ def _unscored(customer_id: str, status: str, reason: str) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _epoch_day(as_of: datetime) -> float:
+    """`as_of` in days since the epoch (a naive time is UTC), as the recommender's reasons read it: the
+    same few data clocks serve every request, and a pandas Timestamp per request cost more than its use."""
+    return pd.Timestamp(as_of).timestamp() / 86400.0
+
+
+# customers in one request from which freshness entries are grouped with numpy (below: built one by one)
+FRESHNESS_GROUPED_FROM = 32
+
+
+def _freshness_entry(seconds: int, status: str, now_s: float | None) -> dict[str, Any]:
+    """One view's `Freshness` of one customer: its snapshot (epoch seconds, < 0: no row) and status."""
+    if seconds < 0:
+        return {"as_of": None, "age_days": None, "status": "not_found"}
+    return {
+        "as_of": datetime.fromtimestamp(seconds, tz=UTC).isoformat(),
+        "age_days": None if now_s is None else round((now_s - float(seconds)) / 86400.0, 2),
+        "status": status,
+    }
+
+
 def _utc_iso(value: datetime) -> str:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
 
@@ -680,7 +703,7 @@ class Scorer:
         if eligible:
             result = self._read(eligible, as_of)
             found = result.found_mask
-            for cid in np.asarray(eligible, dtype=object)[~found]:
+            for cid in [c for c, f in zip(eligible, found.tolist(), strict=True) if not f]:
                 items[cid] = _unscored(
                     cid, "not_found", "no features for this customer id in the online store"
                 )
@@ -914,7 +937,7 @@ class Scorer:
         rows = outputs.scored_rows.get("recommend")
         if loaded is None or rows is None or not len(rows):
             return out
-        day = None if as_of is None else pd.Timestamp(as_of).timestamp() / 86400.0
+        day = None if as_of is None else _epoch_day(as_of)
         lists = loaded.bundle.recommend(
             [ids[r] for r in rows], as_of_day=day, scores=outputs.recommend_scores
         )
@@ -932,6 +955,20 @@ class Scorer:
         present/stale/not_found."""
         now_s = as_of.timestamp() if as_of is not None else None
         views = list(view_status)
+        if views and len(view_seconds[views[0]]) < FRESHNESS_GROUPED_FROM:
+            # A few customers (the CRM's usual one): each entry built in Python. Grouping the pairs with
+            # numpy costs two `np.unique` per view: ~0.3 ms of thread CPU for one customer, ~0.03 ms this way.
+            per_view = [
+                (view, view_seconds[view].tolist(), np.asarray(view_status[view]).tolist()) for view in views
+            ]
+            n = len(per_view[0][1])
+            return [
+                {
+                    view: _freshness_entry(int(seconds[row]), str(status[row]), now_s)
+                    for view, seconds, status in per_view
+                }
+                for row in range(n)
+            ]
         columns: list[list[dict[str, Any]]] = []
         for view in views:
             # Customers share few (snapshot, status) pairs: each is built once and the same (read-only)
@@ -942,16 +979,7 @@ class Scorer:
             entries: list[dict[str, Any]] = []
             for pair in pairs.tolist():
                 sec, code = divmod(pair, len(labels))
-                if sec < 0:
-                    entries.append({"as_of": None, "age_days": None, "status": "not_found"})
-                else:
-                    entries.append(
-                        {
-                            "as_of": datetime.fromtimestamp(sec, tz=UTC).isoformat(),
-                            "age_days": None if now_s is None else round((now_s - float(sec)) / 86400.0, 2),
-                            "status": str(labels[code]),
-                        }
-                    )
+                entries.append(_freshness_entry(sec, str(labels[code]), now_s))
             columns.append([entries[i] for i in which.ravel().tolist()])
         return [dict(zip(views, row, strict=True)) for row in zip(*columns, strict=True)]
 

@@ -93,3 +93,62 @@ def test_entity_keys_are_serialized_as_feast_serializes_them() -> None:
     store = SimpleNamespace(config=SimpleNamespace(entity_key_serialization_version=3))
     feasts = [serialize_entity_key(k, entity_key_serialization_version=3) for k in feast_io._entity_keys(ids)]
     assert feast_io._serialized_keys(store, ids) == feasts
+
+
+@pytest.mark.parametrize("customers", [1, 7, 300])
+def test_a_views_numeric_features_decoded_together_equal_each_decoded_alone(customers: int) -> None:
+    """A SQLite bulk read decodes all numeric features of a view as one (feature, customer) matrix
+    (`feast_io._view_columns`): every column equals that feature's values decoded alone, value by value,
+    with rows missing, values in any order and a string feature among them."""
+    from types import SimpleNamespace
+
+    from features.feast_io import _view_columns
+
+    names = ["recency_days", "region", "orders_90d", "total_spend"]
+    numeric = {"recency_days", "orders_90d", "total_spend"}
+    rng = random.Random(customers)
+    cells = []  # (customer, feature, blob): each customer has each feature at most once
+    for feature, name in enumerate(names):
+        for customer, blob in enumerate(_blobs(name in numeric, customers, seed=customers + feature)):
+            if blob is not None:
+                cells.append((customer, feature, blob))
+    rng.shuffle(cells)  # SQLite hands the rows back in no promised order
+    at = np.array([c for c, _, _ in cells], dtype=np.int64)
+    feature = np.array([f for _, f, _ in cells], dtype=np.int64)
+    lengths = np.array([len(b) for _, _, b in cells], dtype=np.int64)
+    data = b"".join(b for _, _, b in cells)
+    got = _view_columns(
+        SimpleNamespace(numeric=frozenset(numeric)), names, customers, at, feature, lengths, data
+    )
+    assert list(got) == names
+    for index, name in enumerate(names):
+        alone: list[bytes | None] = [None] * customers
+        for customer, f, blob in cells:
+            if f == index:
+                alone[customer] = blob
+        expected = _one_by_one(alone, name in numeric)
+        assert got[name].dtype == expected.dtype, name
+        if name in numeric:
+            np.testing.assert_array_equal(got[name], expected)
+            np.testing.assert_array_equal(np.signbit(got[name]), np.signbit(expected))
+        else:
+            assert [(type(v), v) for v in got[name].tolist()] == [(type(v), v) for v in expected.tolist()]
+
+
+def test_one_value_parses_to_what_protobuf_gives() -> None:
+    """`parse_value` reads doubles and one-byte int64s from their bytes: equal to protobuf's value, type
+    and sign included, for every kind of value and for ints around the one-byte bound."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from features.online_decode import parse_value
+
+    values = edge_values(True) + edge_values(False)
+    values += [Value(int64_val=i) for i in (1, 63, 126, 129, 300, 2**40)]
+    values += [Value(double_val=v) for v in (1.5e-300, -123.456, 2.0**53 + 1)]
+    for value in values:
+        blob = value.SerializeToString()
+        got, expected = parse_value(blob), scalar(Value.FromString(blob))
+        assert type(got) is type(expected), value
+        assert got == expected or (got != got and expected != expected), value
+        if isinstance(got, float):
+            assert np.signbit(got) == np.signbit(expected), value

@@ -230,13 +230,16 @@ def _freshness_one_by_one(view_status, view_seconds, as_of):  # type: ignore[no-
     return out
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 500])
+@pytest.mark.parametrize("n", [0, 1, 7, 31, 32, 500])
 def test_feature_freshness_of_many_customers_is_each_ones_own(n: int) -> None:
-    """Freshness entries are built once per (snapshot, status) and shared: every customer still gets
-    exactly the entries built for them alone, in view order, for present, stale and missing rows."""
+    """Freshness entries are built once per (snapshot, status) and shared (from FRESHNESS_GROUPED_FROM
+    customers on; one by one below): every customer still gets exactly the entries built for them alone,
+    in view order, for present, stale and missing rows."""
     from datetime import UTC, datetime
 
-    from serving.scoring import Scorer
+    from serving.scoring import FRESHNESS_GROUPED_FROM, Scorer
+
+    assert 1 < FRESHNESS_GROUPED_FROM <= 32  # the sizes above go through both paths
 
     rng = np.random.default_rng(n)
     as_of = datetime(2026, 1, 2, tzinfo=UTC)
@@ -254,3 +257,15 @@ def test_feature_freshness_of_many_customers_is_each_ones_own(n: int) -> None:
         assert all(list(entry) == list(view_status) for entry in got)
     if n >= 100:
         assert {e["status"] for entry in got for e in entry.values()} == {"present", "stale", "not_found"}
+
+
+def test_the_recommenders_day_of_a_data_clock_is_utc_days_since_the_epoch() -> None:
+    """`_epoch_day` (kept per data clock) reads a naive time as UTC, like the pandas conversion it caches."""
+    from datetime import UTC, datetime, timedelta
+
+    from serving.scoring import _epoch_day
+
+    aware = datetime(2025, 12, 23, 6, tzinfo=UTC)
+    assert _epoch_day(aware) == 20445.25
+    assert _epoch_day(aware.replace(tzinfo=None)) == _epoch_day(aware)
+    assert _epoch_day(aware + timedelta(days=1)) == 20446.25

@@ -65,6 +65,13 @@ def test_answers_are_counted_by_status_and_degraded_and_probabilities_observed()
     assert _sample(registry, "persona_model_probability_bucket", {**churn, "le": "0.5"}) == 2
     conversion = {"model": "conversion"}
     assert _sample(registry, "persona_model_probability_count", conversion) == 1  # None is not observed
+    metrics.answered("score", payload)  # again: the labelled series kept by the metrics add up
+    metrics.answered("churn", payload)
+    assert _sample(registry, "persona_score_items_total", {"endpoint": "score", "status": "ok"}) == 4
+    assert _sample(registry, "persona_score_items_total", {"endpoint": "churn", "status": "ok"}) == 2
+    assert _sample(registry, "persona_score_degraded_items_total", {"endpoint": "score"}) == 2
+    assert _sample(registry, "persona_model_probability_count", churn) == 6
+    assert _sample(registry, "persona_model_probability_count", conversion) == 3
 
 
 @pytest.mark.parametrize("n", [3, 1000])
