@@ -8,6 +8,11 @@ features precisely: `features/transactions.py`, `engagement.py`, `leads_features
 on the configured engine (features/engine.py: DuckDB by default, Spark); only the finished feature
 tables come back as pandas. `build_features` reads `{data_dir}/clean` (orders, events and leads in
 place, by the engine), computes, and writes `{data_dir}/features/<table>.parquet` atomically.
+
+Each table is one query per few snapshots (`PASS_ROWS`), over its source's rows prepared once: the
+engine then joins and groups a few snapshots' customers at a time, not customers x snapshots, so its
+working set stays within memory as the data grows (issue 17: at a million customers the single query
+spilled, and its CPU per customer grew with the data).
 """
 
 from __future__ import annotations
@@ -160,6 +165,10 @@ def _has_contacts(customers: pd.DataFrame) -> bool:
 
 _ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
 BATCH_ROWS = 200_000  # rows per batch streamed from the engine to the Parquet file
+# (customer, snapshot) rows per pass of a table's query: the engine's joins and groups hold about this
+# many rows' state, whatever the data's size; each pass costs a query (a few tens of ms), so small data
+# stays one pass
+PASS_ROWS = 250_000
 
 
 def _contract_columns(expr: ibis.Table, features: list[str]) -> ibis.Table:
@@ -230,7 +239,7 @@ def compute_feature_tables(
     progress: Callable[[list], Iterable] | None = None,
     engine: Engine | None = None,
     out_dir: Path | None = None,
-    snapshots_per_pass: int = 1,
+    snapshots_per_pass: int | None = None,
 ) -> FeatureBuild:
     """Every feature table for every snapshot, from the clean tables (pure: no I/O but the engine's).
 
@@ -248,9 +257,12 @@ def compute_feature_tables(
     Each table is computed `snapshots_per_pass` snapshots at a time (one query per pass, passes in
     snapshot order, so the rows come out in the same order as from one query over every snapshot). A
     row depends only on its customer and snapshot, so the tables are the same for any pass size; small
-    passes bound the engine's working set (its joins and groups hold one snapshot's customers, not
+    passes bound the engine's working set (its joins and groups hold a few snapshots' customers, not
     customers x snapshots), which keeps the cost per customer flat once the data outgrows memory.
+    None: as many snapshots as keep a pass near `PASS_ROWS` (customer, snapshot) rows, at least one.
     """
+    if snapshots_per_pass is None:
+        snapshots_per_pass = max(1, PASS_ROWS // max(1, len(customers)))
     if snapshots_per_pass < 1:
         raise ValueError(f"snapshots_per_pass must be at least 1, got {snapshots_per_pass}")
     if engine is None:
