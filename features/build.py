@@ -8,6 +8,11 @@ features precisely: `features/transactions.py`, `engagement.py`, `leads_features
 on the configured engine (features/engine.py: DuckDB by default, Spark); only the finished feature
 tables come back as pandas. `build_features` reads `{data_dir}/clean` (orders, events and leads in
 place, by the engine), computes, and writes `{data_dir}/features/<table>.parquet` atomically.
+
+Each table is one query per few snapshots (`PASS_ROWS`), over its source's rows prepared once: the
+engine then joins and groups a few snapshots' customers at a time, not customers x snapshots, so its
+working set stays within memory as the data grows (issue 17: at a million customers the single query
+spilled, and its CPU per customer grew with the data).
 """
 
 from __future__ import annotations
@@ -31,15 +36,25 @@ import pyarrow.parquet as pq
 from configs.settings import ConfigError
 from core.errors import SourceError, ValidationFailed
 from features.clock import BUILD_REPORT, clean_as_of
-from features.engagement import ENGAGEMENT_COLUMNS, REQUIRED_EVENT_COLUMNS, engagement_features
+from features.engagement import (
+    ENGAGEMENT_COLUMNS,
+    REQUIRED_EVENT_COLUMNS,
+    engagement_features,
+    engagement_rows,
+)
 from features.engine import Engine, open_engine
 from features.ingest import load_clean
-from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features
-from features.pit import first_seen_from, in_spine_order
+from features.leads_features import LEAD_COLUMNS, REQUIRED_LEAD_COLUMNS, lead_features, lead_rows
+from features.pit import first_seen_from, in_spine_order, spine_customers, time_grid
 from features.pit import spine as build_spine
 from features.profile import PROFILE_COLUMNS, PROFILE_STRING_COLUMNS, profile_features
 from features.snapshots import snapshot_dates
-from features.transactions import REQUIRED_ORDER_COLUMNS, transaction_columns, transaction_features
+from features.transactions import (
+    REQUIRED_ORDER_COLUMNS,
+    purchase_rows,
+    transaction_columns,
+    transaction_features,
+)
 
 if TYPE_CHECKING:
     from configs.settings import Settings
@@ -150,6 +165,10 @@ def _has_contacts(customers: pd.DataFrame) -> bool:
 
 _ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
 BATCH_ROWS = 200_000  # rows per batch streamed from the engine to the Parquet file
+# (customer, snapshot) rows per pass of a table's query: the engine's joins and groups hold about this
+# many rows' state, whatever the data's size; each pass costs a query (a few tens of ms), so small data
+# stays one pass
+PASS_ROWS = 250_000
 
 
 def _contract_columns(expr: ibis.Table, features: list[str]) -> ibis.Table:
@@ -186,17 +205,16 @@ def _feature_schema(features: list[str]) -> pa.Schema:
     return arrow_schema(pd.DataFrame(columns=[*KEY_COLUMNS, *features]))
 
 
-def _finished_batches(
-    engine: Engine, expr: ibis.Table, *, table: str, features: list[str], created: pd.Timestamp
-) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The finished table as a stream of Arrow batches straight from the engine (never all in pandas)."""
+def _passes_batches(
+    engine: Engine, passes: list[ibis.Table], *, table: str, features: list[str], created: pd.Timestamp
+) -> Iterator[pa.RecordBatch]:
+    """The finished table as a stream of Arrow batches straight from the engine (never all in pandas):
+    each pass's expression run in turn, lazily (a pass's query starts when the previous one is read)."""
     schema = _feature_schema(features)
     created_us = int(created.as_unit("us").value // 1_000)
-    reader = engine.batches(_contract_columns(expr, features), rows=BATCH_ROWS)
-    finished = (
-        _finish_batch(b, table=table, features=features, schema=schema, created_us=created_us) for b in reader
-    )
-    return schema, finished
+    for expr in passes:
+        for batch in engine.batches(_contract_columns(expr, features), rows=BATCH_ROWS):
+            yield _finish_batch(batch, table=table, features=features, schema=schema, created_us=created_us)
 
 
 # customers' columns the features read (the rest, e.g. the `sources` list, stays out of the engine)
@@ -221,6 +239,7 @@ def compute_feature_tables(
     progress: Callable[[list], Iterable] | None = None,
     engine: Engine | None = None,
     out_dir: Path | None = None,
+    snapshots_per_pass: int | None = None,
 ) -> FeatureBuild:
     """Every feature table for every snapshot, from the clean tables (pure: no I/O but the engine's).
 
@@ -234,7 +253,18 @@ def compute_feature_tables(
     With `out_dir`, each table streams from the engine to `out_dir/.<table>.parquet.building` (Arrow
     batches, never the whole table in pandas) and `tables` stays empty: `build_features` renames the
     files into place once every table is done.
+
+    Each table is computed `snapshots_per_pass` snapshots at a time (one query per pass, passes in
+    snapshot order, so the rows come out in the same order as from one query over every snapshot). A
+    row depends only on its customer and snapshot, so the tables are the same for any pass size; small
+    passes bound the engine's working set (its joins and groups hold a few snapshots' customers, not
+    customers x snapshots), which keeps the cost per customer flat once the data outgrows memory.
+    None: as many snapshots as keep a pass near `PASS_ROWS` (customer, snapshot) rows, at least one.
     """
+    if snapshots_per_pass is None:
+        snapshots_per_pass = max(1, PASS_ROWS // max(1, len(customers)))
+    if snapshots_per_pass < 1:
+        raise ValueError(f"snapshots_per_pass must be at least 1, got {snapshots_per_pass}")
     if engine is None:
         with open_engine() as own:
             return compute_feature_tables(
@@ -248,6 +278,7 @@ def compute_feature_tables(
                 progress=progress,
                 engine=own,
                 out_dir=out_dir,
+                snapshots_per_pass=snapshots_per_pass,
             )
     windows = sorted(set(windows_days))
     missing_windows = sorted(set(CONTRACT_WINDOWS_DAYS) - set(windows))
@@ -280,15 +311,33 @@ def compute_feature_tables(
         result.notes.append(
             "customers has no first_seen_ts: derived from the earliest signup, order, event or lead"
         )
-    spine = build_spine(customers_t, result.snapshots)
 
-    planned: dict[str, Callable[[], ibis.Table] | None] = {
-        "customer_transactions": lambda: transaction_features(orders_t, spine=spine, windows_days=windows),
-        "customer_engagement": (lambda: engagement_features(events_t, spine=spine))
+    passes = [
+        result.snapshots[i : i + snapshots_per_pass]
+        for i in range(0, len(result.snapshots), snapshots_per_pass)
+    ]
+    allowed = spine_customers(customers_t)
+    if len(passes) > 1:  # every pass of every table reads it
+        allowed = engine.materialize(allowed)
+    grid = time_grid(result.snapshots)
+    # per table: the source's rows as the features read them (prepared once), and the features of
+    # those rows at a spine; None when the source is absent
+    planned: dict[str, tuple[Callable[[], ibis.Table], Callable[[ibis.Table, ibis.Table], ibis.Table]] | None]
+    planned = {
+        "customer_transactions": (
+            lambda: purchase_rows(orders_t),
+            lambda rows, spine: transaction_features(rows, spine=spine, windows_days=windows),
+        ),
+        "customer_engagement": (
+            lambda: engagement_rows(events_t, grid=grid),
+            lambda rows, spine: engagement_features(rows, spine=spine),
+        )
         if events_t is not None
         else None,
-        "customer_leads": (lambda: lead_features(leads_t, spine=spine)) if leads_t is not None else None,
-        "customer_profile": (lambda: profile_features(customers_t, spine=spine))
+        "customer_leads": (lambda: lead_rows(leads_t), lambda rows, spine: lead_features(rows, spine=spine))
+        if leads_t is not None
+        else None,
+        "customer_profile": (lambda: customers_t, lambda rows, spine: profile_features(rows, spine=spine))
         if _has_contacts(customers)
         else None,
     }
@@ -297,25 +346,34 @@ def compute_feature_tables(
             result.skipped[table] = (
                 f"the optional source '{TABLE_SOURCES[table]}' is absent from the clean data"
             )
-    todo = [(table, compute) for table, compute in planned.items() if compute is not None]
-    for table, compute in progress(todo) if progress else todo:
+    todo = [(table, steps) for table, steps in planned.items() if steps is not None]
+    for table, (prepare, compute) in progress(todo) if progress else todo:
         features = (
             transaction_columns(windows) if table == "customer_transactions" else list(FEATURE_TABLES[table])
         )
-        schema, batches = _finished_batches(
-            engine, compute(), table=table, features=features, created=created
+        schema = _feature_schema(features)
+        # several passes read the prepared rows: computed once (projections, per-cell sums), not per pass
+        rows = engine.materialize(prepare()) if len(passes) > 1 else prepare()
+        batches = _passes_batches(
+            engine,
+            [compute(rows, build_spine(allowed, chosen)) for chosen in passes],
+            table=table,
+            features=features,
+            created=created,
         )
         if out_dir is None:
             result.tables[table] = pa.Table.from_batches(list(batches), schema=schema).to_pandas()
-            continue
-        path = building_path(out_dir, table)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(path, schema) as writer:
-            rows = 0
-            for batch in batches:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        result.written[table] = rows
+        else:
+            path = building_path(out_dir, table)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with pq.ParquetWriter(path, schema) as writer:
+                written = 0
+                for batch in batches:
+                    writer.write_batch(batch)
+                    written += batch.num_rows
+            result.written[table] = written
+        if len(passes) > 1:
+            engine.forget(rows)
     return result
 
 

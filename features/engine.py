@@ -85,6 +85,15 @@ class Engine:
         frame.createOrReplaceTempView(name)
         return self.con.table(name)
 
+    def forget(self, table: ibis.Table) -> None:
+        """Drop a table made by `materialize` (its memory or spill space is freed now, not at close)."""
+        name = table.get_name()
+        if self.name == "duckdb":
+            # Ibis 12's drop_table renders a statement DuckDB 2.0 cannot parse (as its cache does)
+            self.con.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+        else:
+            self.session.catalog.dropTempView(name)
+
 
 def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns Arrow (and so every engine) can take: categoricals as their values, lists left alone."""

@@ -25,10 +25,9 @@ REQUIRED_LEAD_COLUMNS = ("lead_id", "customer_id", "created_ts", "source", "enga
 LEAD_COLUMNS = ["lead_engagement_score", "lead_age_days", "lead_source", "is_open_lead"]
 
 
-def lead_features(leads: ir.Table, *, spine: ir.Table) -> ir.Table:
-    """Lead features for every spine row (`features.pit.spine`): `customer_id`, `snapshot_us`, then
-    `LEAD_COLUMNS`. An Ibis expression (DuckDB or Spark): no I/O."""
-    rows = leads.filter(leads.created_ts.notnull()).select(  # no creation time: never "before"
+def lead_rows(leads: ir.Table) -> ir.Table:
+    """The leads with a creation time as `lead_features` reads them (times in epoch microseconds)."""
+    return leads.filter(leads.created_ts.notnull()).select(  # no creation time: never "before"
         rid=leads.customer_id.cast("string"),
         ts_us=epoch_us(leads.created_ts),
         converted_us=epoch_us(leads.converted_ts),
@@ -36,6 +35,11 @@ def lead_features(leads: ir.Table, *, spine: ir.Table) -> ir.Table:
         source=leads.source.cast("string"),
         score=leads.engagement_score.cast("float64"),
     )
+
+
+def lead_features(rows: ir.Table, *, spine: ir.Table) -> ir.Table:
+    """Lead features for every spine row (`features.pit.spine`) from `lead_rows`: `customer_id`,
+    `snapshot_us`, then `LEAD_COLUMNS`. An Ibis expression (DuckDB or Spark): no I/O."""
     j = before_snapshot(rows, spine)
     # the latest lead: greatest created time, ties to the greater lead_id (deterministic on any engine)
     rank = ibis.row_number().over(

@@ -9,7 +9,9 @@ orders (threads, partitions) still give the same value to the last bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
@@ -54,6 +56,34 @@ def snapshot_table(snapshots: Iterable[pd.Timestamp]) -> ir.Table:
     return ibis.memtable(pd.DataFrame({"snapshot_us": pd.Series(values, dtype="int64")}))
 
 
+@dataclass(frozen=True)
+class TimeGrid:
+    """Cells of time on which every window bound of a set of snapshots falls: points `phase + k *
+    width_us` (k any integer). Two times in one cell are on the same side of every bound `s - W days`,
+    so rows may be summed per cell before the snapshots' join without changing a feature."""
+
+    width_us: int
+    phase_us: int
+
+    def cell(self, ts_us: ir.IntegerValue) -> ir.IntegerValue:
+        """The start of `ts_us`'s cell, shifted by a constant: a key equal for the times of one cell.
+
+        Integer `%` only (exact on every engine; Ibis compiles `//` through a float division), on
+        times moved above zero so no engine's sign rule for `%` matters (year 1 is -6.2e16 us)."""
+        shifted = ts_us - self.phase_us + self.width_us * (10**17 // self.width_us + 1)
+        return shifted - shifted % self.width_us
+
+
+def time_grid(snapshots: Iterable[pd.Timestamp]) -> TimeGrid:
+    """The widest `TimeGrid` holding every bound `s - W days` of `snapshots` (W whole days): a day
+    when the snapshots are midnights, as `features.snapshots` makes them."""
+    points = [int(pd.Timestamp(s).as_unit("us").value // 1_000) for s in snapshots]
+    if not points:
+        return TimeGrid(width_us=US_PER_DAY, phase_us=0)
+    width = math.gcd(US_PER_DAY, *(p - points[0] for p in points))
+    return TimeGrid(width_us=width, phase_us=points[0] % width)
+
+
 def first_seen_from(customers: ir.Table, stamped: Iterable[tuple[ir.Table, str]]) -> ir.Table:
     """`customers` with `first_seen_ts` derived as the earliest of signup and each (table, column) time.
 
@@ -79,19 +109,22 @@ def first_seen_from(customers: ir.Table, stamped: Iterable[tuple[ir.Table, str]]
     return joined.select(*[keyed[c] for c in customers.columns], first_seen_ts=earliest.first_seen_ts)
 
 
-def spine(customers: ir.Table, snapshots: Iterable[pd.Timestamp]) -> ir.Table:
-    """One row per (customer, snapshot) for customers known before it (`first_seen_ts < snapshot`) whose
-    consent to profiling is not withdrawn (null = never asked = allowed).
-
-    Columns: `customer_id` (string), `snapshot_us`, `signup_us` (null when unknown).
-    """
+def spine_customers(customers: ir.Table) -> ir.Table:
+    """The customers a spine is made of: those whose consent to profiling is not withdrawn (null =
+    never asked = allowed), with `customer_id` (string), `first_seen_us` and `signup_us` (null when
+    unknown). Separate from `spine` so the times are computed once for many snapshots."""
     consent = customers.consent_profiling.cast("boolean").fill_null(True)
     signup = epoch_us(customers.signup_ts) if "signup_ts" in customers.columns else ibis.null("int64")
-    allowed = customers.filter(consent).select(
+    return customers.filter(consent).select(
         customer_id=customers.customer_id.cast("string"),
         first_seen_us=epoch_us(customers.first_seen_ts),
         signup_us=signup,
     )
+
+
+def spine(allowed: ir.Table, snapshots: Iterable[pd.Timestamp]) -> ir.Table:
+    """One row per (customer, snapshot) for the `spine_customers` known before it
+    (`first_seen_ts < snapshot`). Columns: `customer_id` (string), `snapshot_us`, `signup_us`."""
     snaps = snapshot_table(snapshots)
     rows = allowed.cross_join(snaps)
     rows = rows.filter(rows.first_seen_us < rows.snapshot_us)  # never seen (null) is never known

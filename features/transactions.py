@@ -63,15 +63,13 @@ def transaction_columns(windows_days: list[int]) -> list[str]:
     ]
 
 
-def transaction_features(orders: ir.Table, *, spine: ir.Table, windows_days: list[int]) -> ir.Table:
-    """Order features for every spine row (`features.pit.spine`: customer_id, snapshot_us, signup_us):
-    `customer_id`, `snapshot_us`, then `transaction_columns(windows_days)`. An expression: no I/O."""
-    windows = sorted(set(windows_days))
+def purchase_rows(orders: ir.Table) -> ir.Table:
+    """The purchases (orders with a time, not cancelled) as `transaction_features` reads them: customer
+    (`rid`), time in epoch microseconds, kept and returned flags, money in integer micro-units."""
     cancelled = orders.is_cancelled.cast("boolean").fill_null(False)
     returned = orders.is_returned.cast("boolean").fill_null(False)
     amount, discount = micro_units(orders.amount), micro_units(orders.discount)
-    # purchases: orders with a time, not cancelled
-    purchases = orders.filter(~cancelled & orders.order_ts.notnull()).select(
+    return orders.filter(~cancelled & orders.order_ts.notnull()).select(
         rid=orders.customer_id.cast("string"),
         ts_us=epoch_us(orders.order_ts),
         kept=ibis.ifelse(returned, 0, amount),
@@ -81,6 +79,13 @@ def transaction_features(orders: ir.Table, *, spine: ir.Table, windows_days: lis
         gross=amount + discount,
         category=orders.category.cast("string"),
     )
+
+
+def transaction_features(purchases: ir.Table, *, spine: ir.Table, windows_days: list[int]) -> ir.Table:
+    """Order features for every spine row (`features.pit.spine`: customer_id, snapshot_us, signup_us)
+    from `purchase_rows`: `customer_id`, `snapshot_us`, then `transaction_columns(windows_days)`. An
+    expression: no I/O."""
+    windows = sorted(set(windows_days))
     j = before_snapshot(purchases, spine)
     has = j.ts_us.notnull()
     y = within(j, 365)
