@@ -549,6 +549,10 @@ def fit_classifier(
         "seed": seed,
         **lgb_overrides,
     }
+    rounds = {
+        "num_boost_round": int(control.get("num_boost_round", DEFAULT_NUM_BOOST_ROUND)),
+        "early_stopping_rounds": int(control.get("early_stopping_rounds", DEFAULT_EARLY_STOPPING)),
+    }
     cat_idx = [features.index(c) for c in prep.categorical]
     dtrain = lgb.Dataset(
         prep.x_train,
@@ -561,15 +565,11 @@ def fit_classifier(
     booster = lgb.train(
         lgb_params,
         dtrain,
-        num_boost_round=int(control.get("num_boost_round", DEFAULT_NUM_BOOST_ROUND)),
+        num_boost_round=rounds["num_boost_round"],
         valid_sets=[dvalid],
         valid_names=["valid"],
         callbacks=[
-            lgb.early_stopping(
-                int(control.get("early_stopping_rounds", DEFAULT_EARLY_STOPPING)),
-                first_metric_only=True,
-                verbose=False,
-            )
+            lgb.early_stopping(rounds["early_stopping_rounds"], first_metric_only=True, verbose=False)
         ],
     )
     # Keep only the trees up to the best validation iteration, so every scoring path agrees.
@@ -585,7 +585,8 @@ def fit_classifier(
         tier_shares=tuple(control.get("tier_shares", DEFAULT_TIER_SHARES)),
         metadata={
             "model": "lightgbm",
-            "params": {k: v for k, v in lgb_params.items() if k != "metric"},
+            # the round cap with LightGBM's own parameters: logged together (`model.*` on the run)
+            "params": {**{k: v for k, v in lgb_params.items() if k != "metric"}, **rounds},
             "seed": seed,
             "best_iteration": int(best),
             "feature_importance_gain": importance,
