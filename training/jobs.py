@@ -77,17 +77,33 @@ def fit_classifiers(data: ClassifierData, settings: Settings) -> tuple[Any, Any]
     return model, baseline
 
 
-def select_candidate(model: Any, baseline: Any, *, valid: pd.DataFrame, metric: str) -> tuple[Any, str]:
+def validation_metrics(model: Any, baseline: Any, *, valid: pd.DataFrame) -> tuple[dict, dict]:
+    """Validation metrics of the model and of the baseline: one prediction pass each, shared by the
+    candidate's selection and the run's `valid_*` metrics and gate."""
+
+    y = valid[LABEL].to_numpy()
+    return binary_metrics(y, model.predict_proba(valid)), binary_metrics(y, baseline.predict_proba(valid))
+
+
+def select_candidate(
+    model: Any,
+    baseline: Any,
+    *,
+    valid: pd.DataFrame,
+    metric: str,
+    scores: tuple[dict, dict] | None = None,
+) -> tuple[Any, str]:
     """The version to register: LightGBM, unless the logistic baseline beats it on VALIDATION data.
 
     Chosen on validation, never on test, so the gate's test comparison stays honest. Shipping the
     baseline when it ranks better is what "never worse than the baseline" asks for; otherwise a small
-    or simple data set would leave the model with no champion at all.
+    or simple data set would leave the model with no champion at all. `scores`: the two models'
+    `validation_metrics` when already computed.
     """
 
-    y = valid[LABEL].to_numpy()
-    ours = binary_metrics(y, model.predict_proba(valid)).get(metric, float("nan"))
-    theirs = binary_metrics(y, baseline.predict_proba(valid)).get(metric, float("nan"))
+    model_scores, baseline_scores = scores or validation_metrics(model, baseline, valid=valid)
+    ours = model_scores.get(metric, float("nan"))
+    theirs = baseline_scores.get(metric, float("nan"))
     if np.isfinite(theirs) and (not np.isfinite(ours) or theirs > ours):
         return baseline, f"logistic baseline: validation {metric} {theirs:.4f} > LightGBM's {ours:.4f}"
     return model, f"lightgbm: validation {metric} {ours:.4f} >= baseline's {theirs:.4f}"
@@ -121,17 +137,17 @@ def evaluate_and_register(
     store: Any,
     promote: bool,
     selection: str = "lightgbm",
+    valid_scores: tuple[dict, dict] | None = None,
 ) -> TrainOutcome:
-    """Held-out metrics, champion comparison, gate; log the run and register the version as challenger."""
+    """Held-out metrics, champion comparison, gate; log the run and register the version as challenger.
+    `valid_scores`: `validation_metrics(model, baseline)` when the caller already has them."""
 
     y_test = data.test[LABEL].to_numpy()
     proba = model.predict_proba(data.test)
     base_proba = baseline.predict_proba(data.test)
     metrics = binary_metrics(y_test, proba)
     base_metrics = binary_metrics(y_test, base_proba)
-    y_valid = data.valid[LABEL].to_numpy()
-    valid_metrics = binary_metrics(y_valid, model.predict_proba(data.valid))
-    base_valid_metrics = binary_metrics(y_valid, baseline.predict_proba(data.valid))
+    valid_metrics, base_valid_metrics = valid_scores or validation_metrics(model, baseline, valid=data.valid)
 
     champion = current_champion(
         settings, data.kind, score=lambda version: _score_champion(settings, data, version, store)
@@ -233,12 +249,22 @@ def train_classifier(
     store = store or get_store(settings)
     data = classifier_data(settings, kind, store=store)
     model, baseline = fit_classifiers(data, settings)
+    scores = validation_metrics(model, baseline, valid=data.valid)
     candidate, why = select_candidate(
-        model, baseline, valid=data.valid, metric=settings.training.gate.primary_metric
+        model, baseline, valid=data.valid, metric=settings.training.gate.primary_metric, scores=scores
     )
     log.info("%s candidate: %s", kind, why)
+    # The validation pass above serves the run too: the candidate's scores, and the baseline's.
+    candidate_scores = scores[0] if candidate is model else scores[1]
     return evaluate_and_register(
-        settings, data=data, model=candidate, baseline=baseline, store=store, promote=promote, selection=why
+        settings,
+        data=data,
+        model=candidate,
+        baseline=baseline,
+        store=store,
+        promote=promote,
+        selection=why,
+        valid_scores=(candidate_scores, scores[1]),
     )
 
 
