@@ -934,26 +934,28 @@ def _ingest_frames(
     # Intermediate frames are let go as soon as they are used up (`del`): the peak memory of a run is
     # the sum of the copies alive at once. The raw tables stay alive while the caller holds them.
     del raw_tables, table
-    activity = {
-        f"{name}.{column}": typed[name][column]
-        for name, columns in ACTIVITY_TIMESTAMPS.items()
-        if name in typed
-        for column in columns
-        if column in typed[name]
-    } | {
-        f"{name}.{column}": staged[name].column(column)
-        for name, columns in ACTIVITY_TIMESTAMPS.items()
-        if name in staged
-        for column in columns
-        if column in staged[name].columns
-    }
     given = as_of is not None
-    as_of = as_of if as_of is not None else derive_as_of(activity)
+    if as_of is None:
+        # every activity timestamp, read back from the staged files only when the clock is derived
+        activity = {
+            f"{name}.{column}": typed[name][column]
+            for name, columns in ACTIVITY_TIMESTAMPS.items()
+            if name in typed
+            for column in columns
+            if column in typed[name]
+        } | {
+            f"{name}.{column}": staged[name].column(column)
+            for name, columns in ACTIVITY_TIMESTAMPS.items()
+            if name in staged
+            for column in columns
+            if column in staged[name].columns
+        }
+        as_of = derive_as_of(activity)
+        del activity
     if as_of is None:
         raise ValidationFailed(
             f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
         )
-    del activity
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
