@@ -61,6 +61,16 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=mapping.get)
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """`np.isin(values, sorted_set)` for a sorted set: a binary search per value. `np.isin` sorts the
+    set with the values on every call, and the duplicates and rejected rows of a source of tens of
+    millions of rows are checked once per chunk."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(sorted_set, values).clip(max=len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
 @dataclass
 class StagedSource:
     """A source typed and staged by `stage`: its rows, duplicates and rows already quarantined."""
@@ -130,7 +140,7 @@ class StagedSource:
         for batch in batches:
             frame = _to_pandas(batch)
             positions = frame[ROW].to_numpy(dtype="int64")
-            keep = ~np.isin(positions, self.duplicates)
+            keep = ~_member(positions, self.duplicates)
             index = pd.Index(positions[keep])
             typed = frame.loc[keep, typed_names].set_axis(self.columns, axis=1).set_axis(index, axis=0)
             raw = frame.loc[keep, raw_names].set_axis(self.columns, axis=1).set_axis(index, axis=0)
@@ -138,8 +148,10 @@ class StagedSource:
             chunk_quarantine = Quarantine()
             validate(typed, schema, raw=raw, quarantine=chunk_quarantine, source=self.source)
             quarantine.parts.extend(chunk_quarantine.parts)
-            failed = np.union1d(chunk_quarantine.rows(self.source), self.rejected)
-            passed = ~np.isin(index.to_numpy(), failed)
+            positions = index.to_numpy()
+            passed = ~(
+                _member(positions, chunk_quarantine.rows(self.source)) | _member(positions, self.rejected)
+            )
             yield typed[passed], raw
 
 

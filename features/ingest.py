@@ -290,44 +290,36 @@ def _route_refs(
     contact_ids: pd.Index,
     default_region: str,
     phone_cache: dict,
-    routed: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Identity keys of an order/event reference: a ready customer id, a known CRM contact id, an email
-    (it has an '@') or a phone. Computed once per distinct reference; pass one `routed` dict to every
-    chunk of a source to compute it once across the chunks."""
+    (it has an '@') or a phone. Computed once per distinct reference of `refs` (a chunk); a phone is
+    parsed once per run (`phone_cache`). Nothing is kept from chunk to chunk but that cache: a table of
+    every reference seen, looked up and grown per chunk, made the routing quadratic in the chunks."""
     if customer_key == "customer_id":
         return pd.DataFrame({"contact_id": refs, "email": pd.NA, "phone": pd.NA}, index=refs.index).astype(
             "string[pyarrow]"
         )
     codes, uniques = pd.factorize(refs, use_na_sentinel=True)
     distinct = pd.Series(uniques, dtype="string[pyarrow]")
-    known = routed.get("keys") if routed is not None else None
-    new = distinct if known is None else distinct[known.index.get_indexer(distinct) < 0]
     # in Arrow: pandas' `isin` on Arrow text walks the contact ids in Python on every call (per chunk)
     is_contact = (
         pc.is_in(
-            pa.array(new.array, type=pa.large_string()),
+            pa.array(distinct.array, type=pa.large_string()),
             value_set=pa.array(contact_ids.array, type=pa.large_string()),
         )
         .to_numpy(zero_copy_only=False)
         .astype(bool)
     )
-    is_email = looks_like_email(new).to_numpy() & ~is_contact
+    is_email = looks_like_email(distinct).to_numpy() & ~is_contact
     keys = pd.DataFrame(
         {
-            "contact_id": new.where(is_contact),
-            "email": normalize_emails(new.where(is_email)),
+            "contact_id": distinct.where(is_contact),
+            "email": normalize_emails(distinct.where(is_email)),
             "phone": normalize_phones(
-                new.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
+                distinct.where(~is_contact & ~is_email), default_region=default_region, cache=phone_cache
             ),
         }
     ).astype("string[pyarrow]")
-    keys.index = pd.Index(new.array)
-    if known is not None:
-        keys = pd.concat([known, keys]) if len(keys) else known
-    if routed is not None:
-        routed["keys"] = keys
-    keys = keys.take(keys.index.get_indexer(distinct)).reset_index(drop=True)
     no_key = pd.DataFrame({k: pd.array([pd.NA], dtype="string[pyarrow]") for k in keys.columns})
     keys = pd.concat([keys, no_key], ignore_index=True)
     picked = keys.take(np.where(codes >= 0, codes, len(keys) - 1))  # the last row: no key at all
@@ -342,13 +334,14 @@ def _spool_rows(
     key each names (`_kind`, `_key`: orders and events route one reference), the timestamp that dates
     the person's first appearance (`_ts`), and the clean table's columns but `customer_id`."""
     held = np.column_stack([frame[k].notna().to_numpy(dtype=bool) for k in KEY_KINDS])
-    key = frame["contact_id"].fillna(frame["email"]).fillna(frame["phone"])
+    # in Arrow: pandas' `fillna` with another text column converts every value to a Python object
+    key = pc.coalesce(*(_text_arrow(frame[k].astype("string[pyarrow]")) for k in KEY_KINDS))
     return pd.DataFrame(
         {
             ROW: rows,
             "_rid": _text(record_id),
             "_kind": held.argmax(axis=1).astype("int8"),
-            "_key": _text(key),
+            "_key": pd.arrays.ArrowStringArray(key.cast(pa.large_string())),
             "_ts": _ts(stamp).array,
             **clean,
         }
@@ -941,26 +934,28 @@ def _ingest_frames(
     # Intermediate frames are let go as soon as they are used up (`del`): the peak memory of a run is
     # the sum of the copies alive at once. The raw tables stay alive while the caller holds them.
     del raw_tables, table
-    activity = {
-        f"{name}.{column}": typed[name][column]
-        for name, columns in ACTIVITY_TIMESTAMPS.items()
-        if name in typed
-        for column in columns
-        if column in typed[name]
-    } | {
-        f"{name}.{column}": staged[name].column(column)
-        for name, columns in ACTIVITY_TIMESTAMPS.items()
-        if name in staged
-        for column in columns
-        if column in staged[name].columns
-    }
     given = as_of is not None
-    as_of = as_of if as_of is not None else derive_as_of(activity)
+    if as_of is None:
+        # every activity timestamp, read back from the staged files only when the clock is derived
+        activity = {
+            f"{name}.{column}": typed[name][column]
+            for name, columns in ACTIVITY_TIMESTAMPS.items()
+            if name in typed
+            for column in columns
+            if column in typed[name]
+        } | {
+            f"{name}.{column}": staged[name].column(column)
+            for name, columns in ACTIVITY_TIMESTAMPS.items()
+            if name in staged
+            for column in columns
+            if column in staged[name].columns
+        }
+        as_of = derive_as_of(activity)
+        del activity
     if as_of is None:
         raise ValidationFailed(
             f"source 'orders' ({reports['orders'].location}): no readable timestamp in column 'order_ts'"
         )
-    del activity
     tolerance = pd.Timedelta(hours=sources.future_tolerance_hours)
     check_as_of(
         as_of,
@@ -1039,7 +1034,6 @@ def _ingest_frames(
     spools = {name: Spool(folder / f"{name}.kept.parquet") for name in ("orders", "events") if name in chunks}
     for name, ref in (("orders", "customer_ref"), ("events", "user_ref")):
         parts, raw_parts = [], []
-        routed: dict[str, pd.DataFrame] = {}  # one routing per distinct reference across the chunks
         validated = 0
         for frame, raw in chunks[name] if name in chunks else [(typed.get(name), raws.get(name))]:
             if frame is None:
@@ -1054,7 +1048,6 @@ def _ingest_frames(
                 contact_ids=contact_ids,
                 default_region=region,
                 phone_cache=phone_cache,
-                routed=routed,
             )
             with_keys = pd.concat([frame.drop(columns=ref), keys], axis=1)
             kept = _reject(

@@ -1,11 +1,15 @@
-"""Where `persona ingest` holds memory: RSS after each step and the peak inside it (a sampling thread).
+"""Where `persona ingest` holds memory: RSS after each step and the peak inside it (a sampling thread);
+with `--cpu FILE`, where it spends CPU too: a cProfile of the run timed in process CPU seconds (the
+wall clock of a shared machine counts the neighbours), written to FILE for `pstats`.
 
-PERSONA_DATA_DIR=data/w20k .venv/bin/python scripts/profile_ingest.py
+PERSONA_DATA_DIR=data/w20k .venv/bin/python scripts/profile_ingest.py [--cpu data/ingest.prof]
 """
 
 from __future__ import annotations
 
+import cProfile
 import functools
+import sys
 import threading
 import time
 
@@ -66,5 +70,13 @@ for fname in (
 for fname in ("validate", "type_columns", "parse_timestamps", "clean_labels", "parse_numbers"):
     _wrap(schemas, fname)
 settings = load_settings()
+cpu = sys.argv[sys.argv.index("--cpu") + 1] if "--cpu" in sys.argv else None
+profile = cProfile.Profile(time.process_time) if cpu else None
+if profile is not None:
+    profile.enable()
 ingest.run_ingest(settings)
+if profile is not None:
+    profile.disable()
+    profile.dump_stats(cpu)
+    print(f"CPU profile: {cpu} (python -m pstats {cpu}; sort tottime)")
 print(f"max rss {psutil.Process().memory_info().rss / 2**20:.0f} MB (now)")
