@@ -71,8 +71,7 @@ def stored(engine: sa.Engine, box: Outbox) -> tuple[list[tuple], list[tuple]]:
     with engine.connect() as conn:
         typed = [tuple(r) for r in conn.execute(sa.select(*cols).order_by(t.c.id))]
         raw = [
-            tuple(r)
-            for r in conn.execute(sa.select(*(sa.cast(c, sa.Text) for c in cols)).order_by(t.c.id))
+            tuple(r) for r in conn.execute(sa.select(*(sa.cast(c, sa.Text) for c in cols)).order_by(t.c.id))
         ]
     return typed, raw
 
