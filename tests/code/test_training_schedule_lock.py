@@ -213,13 +213,22 @@ def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         "PERSONA_DATA_DIR": str(tmp_path),
         "PERSONA_SCHEDULE__RETRAIN": "0 3 1 1 *",
         "PERSONA_SCHEDULE__REFRESH": "0 2 1 1 *",
+        "PYTHONFAULTHANDLER": "1",
     }
+
+    def terminal_signals() -> None:
+        # Ctrl-C as a shell's child gets it: SIGINT handled by default and not blocked. A test worker's
+        # own signal state (an ignored or blocked SIGINT is inherited across exec) is not the product's.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "persona", "schedule"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_signals,
     )
     try:
         deadline = time.monotonic() + 120
@@ -234,7 +243,12 @@ def test_schedule_command_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         # a hang guard, not a speed check: the interpreter's own shutdown after "schedule stopped" takes
         # 3-4 s at load 4 (finalizing the LightGBM, scikit-learn, MLflow and Feast modules), and passed 60 s
         # in a fresh-clone make test sharing two cores with other work
-        out, err = proc.communicate(timeout=240)
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: where it hangs, in the failure
+            out, err = proc.communicate(timeout=60)
+            raise AssertionError(f"still running 240 s after SIGINT:\n{out[-2000:]}\n{err[-6000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
