@@ -16,12 +16,11 @@ import duckdb
 import pyarrow.parquet as pq
 
 
-def _differences(con, a: Path, b: Path) -> int:
+def _differences(con, a: Path, b: Path, columns: list[str]) -> int:
     """Rows of `a` not in `b` plus rows of `b` not in `a`, duplicates counted (DuckDB: out of core)."""
-    one_way = (
-        "SELECT count(*) FROM (SELECT * FROM read_parquet('{}') EXCEPT ALL SELECT * FROM read_parquet('{}'))"
-    )
-    return sum(con.execute(one_way.format(x, y)).fetchone()[0] for x, y in ((a, b), (b, a)))
+    cols = ", ".join(f'"{c}"' for c in columns)
+    one_way = "SELECT count(*) FROM (SELECT {c} FROM read_parquet('{}') EXCEPT ALL SELECT {c} FROM read_parquet('{}'))"
+    return sum(con.execute(one_way.format(x, y, c=cols)).fetchone()[0] for x, y in ((a, b), (b, a)))
 
 
 def _out_of_order(con, a: Path, b: Path, columns: list[str]) -> int:
@@ -31,6 +30,38 @@ def _out_of_order(con, a: Path, b: Path, columns: list[str]) -> int:
         f"SELECT count(*) FROM read_parquet('{a}', file_row_number = true) x "
         f"JOIN read_parquet('{b}', file_row_number = true) y USING (file_row_number) WHERE {differ}"
     ).fetchone()[0]
+
+
+def compare_tables(old: Path, new: Path, *, order: bool = False, ignore: tuple[str, ...] = ()) -> int:
+    """1 if a Parquet table of `old` and `new` differs (schema, rows, and with `order` their order),
+    leaving out the `ignore` columns (e.g. a build's own time stamp); each table's verdict printed."""
+    names = sorted(p.name for p in old.glob("*.parquet"))
+    if names != sorted(p.name for p in new.glob("*.parquet")):
+        print(f"tables differ: {names} vs {sorted(p.name for p in new.glob('*.parquet'))}")
+        return 1
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")  # the counts do not depend on it; memory does
+    bad = 0
+    for name in names:
+        a, b = pq.read_schema(old / name), pq.read_schema(new / name)
+        if a.remove_metadata() != b.remove_metadata():
+            print(f"{name}: schema differs\n{a}\n---\n{b}")
+            bad = 1
+            continue
+        columns = [c for c in a.names if c not in ignore]
+        rows = pq.read_metadata(old / name).num_rows
+        if rows != pq.read_metadata(new / name).num_rows or _differences(
+            con, old / name, new / name, columns
+        ):
+            print(f"{name}: rows differ")
+            bad = 1
+            continue
+        if order and (moved := _out_of_order(con, old / name, new / name, columns)):
+            print(f"{name}: same rows, {moved:,} in another order")
+            bad = 1
+            continue
+        print(f"{name}: {rows:,} rows identical{' in the same order' if order else ''}")
+    return bad
 
 
 def _report(folder: Path) -> dict:
@@ -43,27 +74,7 @@ def _report(folder: Path) -> dict:
 
 
 def main(old: Path, new: Path, *, order: bool = False) -> int:
-    names = sorted(p.name for p in old.glob("*.parquet"))
-    if names != sorted(p.name for p in new.glob("*.parquet")):
-        print(f"tables differ: {names} vs {sorted(p.name for p in new.glob('*.parquet'))}")
-        return 1
-    con = duckdb.connect()
-    bad = 0
-    for name in names:
-        a, b = pq.read_schema(old / name), pq.read_schema(new / name)
-        if a.remove_metadata() != b.remove_metadata():
-            print(f"{name}: schema differs\n{a}\n---\n{b}")
-            bad = 1
-        rows = pq.read_metadata(old / name).num_rows
-        if rows != pq.read_metadata(new / name).num_rows or _differences(con, old / name, new / name):
-            print(f"{name}: rows differ")
-            bad = 1
-            continue
-        if order and (moved := _out_of_order(con, old / name, new / name, a.names)):
-            print(f"{name}: same rows, {moved:,} in another order")
-            bad = 1
-            continue
-        print(f"{name}: {rows:,} rows identical{' in the same order' if order else ''}")
+    bad = compare_tables(old, new, order=order)
     ra, rb = _report(old), _report(new)
     if ra != rb:
         print(f"report differs:\n{json.dumps(ra, indent=1)}\n---\n{json.dumps(rb, indent=1)}")
