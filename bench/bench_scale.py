@@ -67,6 +67,25 @@ def results_stem(engine: str) -> str:
     return "scale" if engine == "duckdb" else f"scale_{engine}"
 
 
+def run_label(meta: dict) -> str:
+    """What names a run in the report: its command, start and the load it started under."""
+    return (
+        f"{meta['command']}, from {meta['started']} UTC, 1-minute load {meta['load_start']:.1f} at its start"
+    )
+
+
+def kept_notes(results: list[Measure], this_run: str) -> list[str]:
+    """One note per earlier run whose measures the table still shows, naming exactly those measures."""
+    runs: dict[str, list[Measure]] = {}
+    for m in results:
+        if m.run != this_run:
+            runs.setdefault(m.run or "an earlier run", []).append(m)
+    return [
+        f"measured by an earlier run ({run}): " + ", ".join(f"{m.customers:,} {m.stage}" for m in kept)
+        for run, kept in runs.items()
+    ]
+
+
 def merge_results(earlier: list[Measure], latest: list[Measure]) -> list[Measure]:
     """An earlier run's measures of the same world and engine, with this run's replacing the same
     (stage, size): SCALE_REUSE runs stage by stage and one table keeps them all, in stage order."""
@@ -98,6 +117,7 @@ class Measure:
     output: str = ""  # the command's last lines (what it says it did)
     extra: dict = field(default_factory=dict)
     engine: str = "duckdb"  # SCALE_ENGINE of the run that measured it
+    run: str = ""  # the run that measured it (`run_label`): SCALE_REUSE keeps measures of several runs
 
 
 def stages(customers: int, *, redis: bool) -> list[Stage]:
@@ -570,6 +590,8 @@ def report_from_files(log: str | None = None) -> int:
     data = json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
     meta = data["meta"]
     results = [Measure(**m) for m in data["results"]]
+    for m in results:  # written before measures named their run: the file's own run
+        m.run = m.run or run_label(meta)
     done = {(m.customers, m.stage) for m in results}
     if log:
         for line in Path(log).read_text(encoding="utf-8").splitlines():
@@ -589,6 +611,7 @@ def report_from_files(log: str | None = None) -> int:
                     peak_rss_mb=float(hit.group(6).replace(",", "")),
                     load_after=float(hit.group(7)),
                     reason=hit.group(8).strip(),
+                    run=run_label(meta),
                 )
             )
             done.add((n, stage))
@@ -602,7 +625,7 @@ def report_from_files(log: str | None = None) -> int:
     meta.setdefault("load_end", os.getloadavg()[0])
     meta.setdefault("ended", f"{datetime.now(UTC):%Y-%m-%d %H:%M}")
     text = report(results, sizes=sizes, meta=meta)
-    for note in meta.get("note", []):
+    for note in [*meta.get("note", []), *kept_notes(results, run_label(meta))]:
         text += f"\nNote: {note}.\n"
     (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
     print(text)
@@ -666,12 +689,8 @@ def main() -> int:
     if reuse and (RESULTS / f"{stem}.json").is_file():
         previous = json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
         earlier = [Measure(**m) for m in previous["results"]]
-        meta["note"] = [
-            *previous["meta"].get("note", []),
-            f"stages kept from an earlier run ({previous['meta']['command']}, from "
-            f"{previous['meta']['started']} UTC, 1-minute load {previous['meta']['load_start']:.1f} at its start): "
-            + ", ".join(dict.fromkeys(m.stage for m in earlier)),
-        ]
+        for m in earlier:  # results written before measures named their run: the file's last run
+            m.run = m.run or run_label(previous["meta"])
     try:
         for n in sizes:
             data_dir = base / f"n{n}"
@@ -700,6 +719,7 @@ def main() -> int:
                 log = data_dir / f"bench-{stage.name}.log"
                 m = run_stage(stage, customers=n, env=env, timeout=timeout, mem_limit_mb=mem_limit, log=log)
                 m.engine = engine
+                m.run = run_label(meta)
                 if stage.name == "generate":
                     m.extra.update(_rows(data_dir))
                 results.append(m)
@@ -727,7 +747,7 @@ def main() -> int:
     write_json(stem, meta, merge_results(earlier, results))
     merged = merge_results(earlier, results)
     text = report(merged, sizes=sorted({m.customers for m in merged}), meta=meta)
-    for note in meta.get("note", []):
+    for note in [*meta.get("note", []), *kept_notes(merged, run_label(meta))]:
         text += f"\nNote: {note}.\n"
     (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
     print(f"wrote {RESULTS / f'{stem}.md'}")

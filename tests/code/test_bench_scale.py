@@ -112,3 +112,24 @@ def test_a_child_never_waited_for_has_its_cpu_polled() -> None:
     finally:
         child.wait()
     assert cpu >= 0.25
+
+
+def test_kept_measures_are_named_by_the_run_that_measured_them() -> None:
+    first = bench_scale.run_label({**_meta(), "command": "SCALE_SIZES=100", "started": "d1"})
+    second = bench_scale.run_label(
+        {**_meta(), "command": "SCALE_SIZES=1000 SCALE_STAGES=retrain", "started": "d2"}
+    )
+    this = bench_scale.run_label(_meta())
+    earlier = [
+        Measure("generate", 100, run=first),
+        Measure("retrain", 100, run=first),
+        Measure("retrain", 1000, run=second),
+    ]
+    merged = bench_scale.merge_results(earlier, [Measure("retrain", 100, run=this)])
+    notes = bench_scale.kept_notes(merged, this)
+    # each earlier run names only what the table still shows of it; the run itself is not a note
+    assert notes == [
+        "measured by an earlier run (SCALE_SIZES=100, from d1 UTC, 1-minute load 1.0 at its start): 100 generate",
+        "measured by an earlier run (SCALE_SIZES=1000 SCALE_STAGES=retrain, from d2 UTC, 1-minute load 1.0 at its "
+        "start): 1,000 retrain",
+    ]
