@@ -140,6 +140,14 @@ def stages(customers: int, *, redis: bool) -> list[Stage]:
     return plan
 
 
+def stage_output(lines: list[str]) -> str:
+    """What a stage says it did: its last three lines, before `score`'s per-tag distribution (hundreds
+    of value counts that would hide the customers scored and the changes queued)."""
+    cut = next((i for i, line in enumerate(lines) if line.startswith("distribution of each tag")), len(lines))
+    said = [line.strip() for line in lines[:cut] if line.strip()]
+    return " / ".join(said[-3:])[:400]
+
+
 def _tree_rss(proc: psutil.Process, names: set[str] | None = None, jvm_cpu: dict | None = None) -> int:
     """RSS of `proc` and its descendants; their process names are added to `names` (a Spark JVM shows
     up as `java`: which stages really started Spark) and each JVM's CPU seconds so far to `jvm_cpu`."""
@@ -223,7 +231,7 @@ def run_stage(
     m.load_after = os.getloadavg()[0]
     m.extra["jvm"] = "java" in names  # a Spark session (local mode) ran in this stage's tree
     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    m.output = " / ".join(line.strip() for line in tail[-3:])[:400]
+    m.output = stage_output(tail)
     if m.status == "ok" and popen.returncode != 0:
         m.status = "failed"
         if popen.returncode < 0:

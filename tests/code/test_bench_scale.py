@@ -133,3 +133,20 @@ def test_kept_measures_are_named_by_the_run_that_measured_them() -> None:
         "measured by an earlier run (SCALE_SIZES=1000 SCALE_STAGES=retrain, from d2 UTC, 1-minute load 1.0 at its "
         "start): 1,000 retrain",
     ]
+
+
+def test_a_stages_output_is_what_it_did_not_scores_distribution() -> None:
+    printed = [
+        "scored 1,000 customers of snapshot 2025-12-23",
+        "tag changes queued for the CRM: 15,000 (1.0s)",
+        "scores written to /x/scores/latest.parquet",
+        "",
+        "distribution of each tag over the customers scored:",
+        "rfm_r",
+        "  1    266   26.6%",
+    ]
+    assert bench_scale.stage_output(printed) == (
+        "scored 1,000 customers of snapshot 2025-12-23 / tag changes queued for the CRM: 15,000 (1.0s) / "
+        "scores written to /x/scores/latest.parquet"
+    )
+    assert bench_scale.stage_output(["a", "b", "c", "d"]) == "b / c / d"
