@@ -101,6 +101,20 @@ def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].astype(object) for c in cats}) if cats else frame
 
 
+def spark_properties(config: SparkConfig) -> dict[str, str]:
+    """Persona's Spark properties, then `spark.conf` over them: the one list both the engine's session
+    and Feast's Spark offline store are built from."""
+    return {
+        "spark.app.name": config.app_name,
+        "spark.sql.session.timeZone": "UTC",  # feature times are UTC (Feast compares them as text)
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # a small job on a laptop: 200 shuffle partitions (Spark's default) cost more than they save
+        "spark.sql.shuffle.partitions": "8",
+        **config.conf,
+    }
+
+
 def spark_session(config: SparkConfig) -> SparkSession:
     """A SparkSession for `config`: UTC session time (feature times are UTC), UI off, quiet logs.
 
@@ -110,18 +124,11 @@ def spark_session(config: SparkConfig) -> SparkSession:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - pyspark is a dependency
         raise EngineUnavailable(f"engine: spark needs pyspark ({exc})") from None
-    builder = (
-        SparkSession.builder.appName(config.app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        # a small job on a laptop: 200 shuffle partitions (Spark's default) cost more than they save
-        .config("spark.sql.shuffle.partitions", "8")
-    )
+    builder = SparkSession.builder
     # under spark-submit (its gateway is already up) the --master given there wins
     if not SparkSession.getActiveSession() and "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(config.master)
-    for key, value in config.conf.items():
+    for key, value in spark_properties(config).items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()

@@ -198,17 +198,12 @@ def offline_store_config(settings: Settings) -> dict[str, Any]:
     """
     if settings.engine != "spark":
         return {"type": "duckdb"}
-    spark = settings.spark
-    conf = {
-        "spark.master": spark.master,
-        "spark.app.name": spark.app_name,
-        "spark.sql.session.timeZone": "UTC",  # feature times are UTC; Feast compares them as text
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "8",
-        **spark.conf,
+    from features.engine import spark_properties
+
+    return {
+        "type": "spark",
+        "spark_conf": {"spark.master": settings.spark.master, **spark_properties(settings.spark)},
     }
-    return {"type": "spark", "spark_conf": conf}
 
 
 def get_store(settings: Settings) -> FeatureStore:
