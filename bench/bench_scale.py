@@ -721,7 +721,14 @@ def main() -> int:
                     continue
                 if failed is not None:
                     results.append(
-                        Measure(stage.name, n, status="skipped", reason=f"{failed.stage} did not complete")
+                        Measure(
+                            stage.name,
+                            n,
+                            status="skipped",
+                            reason=f"{failed.stage} did not complete",
+                            engine=engine,
+                            run=run_label(meta),
+                        )
                     )
                     continue
                 log = data_dir / f"bench-{stage.name}.log"
