@@ -36,6 +36,9 @@ def compare_tables(old: Path, new: Path, *, order: bool = False, ignore: tuple[s
     """1 if a Parquet table of `old` and `new` differs (schema, rows, and with `order` their order),
     leaving out the `ignore` columns (e.g. a build's own time stamp); each table's verdict printed."""
     names = sorted(p.name for p in old.glob("*.parquet"))
+    if not names:  # two missing or empty folders are not "identical": nothing was compared
+        print(f"no Parquet tables in {old}")
+        return 1
     if names != sorted(p.name for p in new.glob("*.parquet")):
         print(f"tables differ: {names} vs {sorted(p.name for p in new.glob('*.parquet'))}")
         return 1
