@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from core.errors import PersonaError
 from core.logs import configure_cli
 from persona.cli import main
 
@@ -153,3 +154,15 @@ def test_library_prints_become_log_records_even_when_a_handler_writes_to_stderr(
         looping.handlers.clear()
     logged = (tmp_path / "logs" / "persona.log").read_text()
     assert "Successfully registered model 'persona-churn'." in logged
+
+
+def test_a_data_dir_holding_only_logs_is_not_a_previous_run(tmp_path):
+    from persona.commands.demo import _prepare
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "persona.log").write_text("earlier lines\n")
+    _prepare(tmp_path, fresh=False)  # no "already holds a previous run"
+    assert (tmp_path / "logs" / "persona.log").read_text() == "earlier lines\n"  # kept
+    (tmp_path / "state").mkdir()  # but any state is a run's
+    with pytest.raises(PersonaError, match="already holds a previous run"):
+        _prepare(tmp_path, fresh=False)
